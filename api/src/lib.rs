@@ -1,0 +1,1 @@
+//! Operational API: lots, spots, check-in/out, rates, outbox

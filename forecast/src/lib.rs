@@ -1,0 +1,1 @@
+//! Arrival forecasting with linfa and backtests against baselines

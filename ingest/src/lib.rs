@@ -1,0 +1,1 @@
+//! Outbox relay and warehouse sinks with exactly-once rows

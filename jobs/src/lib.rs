@@ -1,0 +1,1 @@
+//! Scheduler and run records for the periodic jobs

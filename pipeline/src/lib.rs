@@ -1,0 +1,1 @@
+//! DataFusion jobs over the Parquet lake: occupancy and reports

@@ -1,0 +1,1 @@
+//! Pricing policies turning occupancy into rate schedules

@@ -1,0 +1,1 @@
+//! Synthetic lots, drivers and demand for demo, benchmarks and evaluation

@@ -1,0 +1,1 @@
+//! The parkflow binary's wiring: configuration and one function per CLI command.

@@ -1,0 +1,301 @@
+//! The star schema: every warehouse table, its columns and their Arrow types, defined once.
+//!
+//! Facts: `fact_parking_event` (one row per event, written by ingest) and `fact_stay` (one row per
+//! stay, derived by the pipeline). Dimensions: lot, spot, vehicle type, user (pseudonymous key
+//! only), date, and time of day at a 15-minute grain. Derived: `occupancy_15m`. Operational:
+//! `_dead_letters`. Other crates use these names and schemas; none spells a column itself.
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::sync::{Arc, LazyLock};
+
+/// Column kinds used in the warehouse. Times are UTC milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Utf8,
+    Int64,
+    Int32,
+    UInt16,
+    Float64,
+    Boolean,
+    Date32,
+    TimestampMs,
+    Binary,
+}
+
+impl Kind {
+    pub fn data_type(self) -> DataType {
+        match self {
+            Kind::Utf8 => DataType::Utf8,
+            Kind::Int64 => DataType::Int64,
+            Kind::Int32 => DataType::Int32,
+            Kind::UInt16 => DataType::UInt16,
+            Kind::Float64 => DataType::Float64,
+            Kind::Boolean => DataType::Boolean,
+            Kind::Date32 => DataType::Date32,
+            Kind::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            Kind::Binary => DataType::Binary,
+        }
+    }
+}
+
+/// One column: its warehouse name, the event JSON field it comes from (if any), and its type.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub json: &'static str,
+    pub kind: Kind,
+    pub nullable: bool,
+}
+
+const fn req(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        json: name,
+        kind,
+        nullable: false,
+    }
+}
+const fn opt(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        json: name,
+        kind,
+        nullable: true,
+    }
+}
+const fn renamed(name: &'static str, json: &'static str, kind: Kind, nullable: bool) -> Column {
+    Column {
+        name,
+        json,
+        kind,
+        nullable,
+    }
+}
+
+/// Column names that code outside this crate refers to.
+pub mod col {
+    pub const EVENT_ID: &str = "event_id";
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const OCCURRED_AT: &str = "occurred_at";
+    pub const LOT_ID: &str = "lot_id";
+    pub const SESSION_ID: &str = "session_id";
+    pub const SPOT_ID: &str = "spot_id";
+    pub const USER_KEY: &str = "user_key";
+    pub const RESERVATION_ID: &str = "reservation_id";
+    pub const VEHICLE_TYPE: &str = "vehicle_type";
+    pub const METHOD: &str = "method";
+    pub const DURATION_S: &str = "duration_s";
+    pub const AMOUNT_CENTS: &str = "amount_cents";
+    pub const CURRENCY: &str = "currency";
+    pub const CAPACITY: &str = "capacity";
+    pub const LOT_NAME: &str = "lot_name";
+    pub const TIME_ZONE: &str = "time_zone";
+    pub const ENTERED_AT: &str = "entered_at";
+    pub const EXITED_AT: &str = "exited_at";
+    pub const IS_OPEN: &str = "is_open";
+    pub const BUCKET_START: &str = "bucket_start";
+    pub const LOCAL_DATE: &str = "local_date";
+    pub const LOCAL_TIME_KEY: &str = "local_time_key";
+    pub const CARS_PRESENT: &str = "cars_present";
+    pub const AVG_OCCUPIED: &str = "avg_occupied";
+    pub const OCCUPANCY_RATIO: &str = "occupancy_ratio";
+    pub const ARRIVALS: &str = "arrivals";
+    pub const DEPARTURES: &str = "departures";
+}
+
+use Kind::*;
+
+/// `fact_parking_event`: one row per event; payload fields not used by a type are null.
+pub const FACT_PARKING_EVENT: &[Column] = &[
+    req("event_id", Utf8),
+    req("schema_version", UInt16),
+    renamed("event_type", "type", Utf8, false),
+    req("occurred_at", TimestampMs),
+    req("lot_id", Int64),
+    opt("session_id", Utf8),
+    // The operational user id is an opaque UUID; the warehouse knows it only under this name and
+    // never joins it with contact data.
+    renamed("user_key", "user_id", Utf8, true),
+    opt("reservation_id", Utf8),
+    opt("spot_id", Int64),
+    opt("vehicle_type", Utf8),
+    opt("method", Utf8),
+    opt("duration_s", Int64),
+    opt("amount_cents", Int64),
+    opt("currency", Utf8),
+    opt("payment_id", Utf8),
+    opt("start_at", TimestampMs),
+    opt("end_at", TimestampMs),
+    opt("reason", Utf8),
+    opt("band", Utf8),
+    opt("day_kind", Utf8),
+    opt("cents_per_hour", Int64),
+    opt("effective_from", TimestampMs),
+    opt("capacity", Int32),
+    renamed("lot_name", "name", Utf8, true),
+    opt("time_zone", Utf8),
+    opt("latitude", Float64),
+    opt("longitude", Float64),
+];
+
+/// `fact_stay`: one row per stay (open stays included, flagged), derived from check-in and exit.
+pub const FACT_STAY: &[Column] = &[
+    req("session_id", Utf8),
+    req("lot_id", Int64),
+    opt("spot_id", Int64),
+    opt("user_key", Utf8),
+    opt("reservation_id", Utf8),
+    req("vehicle_type", Utf8),
+    req("method", Utf8),
+    req("entered_at", TimestampMs),
+    opt("exited_at", TimestampMs),
+    opt("duration_s", Int64),
+    opt("amount_cents", Int64),
+    opt("currency", Utf8),
+    req("is_reservation", Boolean),
+    req("is_open", Boolean),
+];
+
+pub const DIM_LOT: &[Column] = &[
+    req("lot_id", Int64),
+    req("lot_name", Utf8),
+    req("time_zone", Utf8),
+    req("latitude", Float64),
+    req("longitude", Float64),
+    req("capacity", Int32),
+    req("registered_at", TimestampMs),
+];
+
+pub const DIM_SPOT: &[Column] = &[
+    req("spot_id", Int64),
+    req("lot_id", Int64),
+    req("first_seen_at", TimestampMs),
+];
+
+pub const DIM_VEHICLE_TYPE: &[Column] = &[req("vehicle_type", Utf8), req("fits_spots", Utf8)];
+
+pub const DIM_USER: &[Column] = &[req("user_key", Utf8), req("first_seen_at", TimestampMs)];
+
+pub const DIM_DATE: &[Column] = &[
+    req("date", Date32),
+    req("year", Int32),
+    req("month", Int32),
+    req("day", Int32),
+    req("iso_weekday", Int32),
+    req("iso_week", Int32),
+    req("is_weekend", Boolean),
+];
+
+pub const DIM_TIME: &[Column] = &[
+    req("time_key", Int32),
+    req("hour", Int32),
+    req("minute", Int32),
+    req("band", Utf8),
+];
+
+/// `occupancy_15m`: per lot per UTC 15-minute bucket, with the bucket's local date and time key.
+pub const OCCUPANCY_15M: &[Column] = &[
+    req("lot_id", Int64),
+    req("bucket_start", TimestampMs),
+    req("local_date", Date32),
+    req("local_time_key", Int32),
+    req("capacity", Int32),
+    req("cars_present", Int64),
+    req("avg_occupied", Float64),
+    req("occupancy_ratio", Float64),
+    req("arrivals", Int64),
+    req("departures", Int64),
+];
+
+pub const DEAD_LETTERS: &[Column] = &[
+    req("source", Utf8),
+    req("received_at", TimestampMs),
+    req("reason", Utf8),
+    req("detail", Utf8),
+    req("payload", Binary),
+];
+
+/// Every table of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    FactParkingEvent,
+    FactStay,
+    DimLot,
+    DimSpot,
+    DimVehicleType,
+    DimUser,
+    DimDate,
+    DimTime,
+    Occupancy15m,
+    DeadLetters,
+}
+
+impl Table {
+    pub const ALL: [Table; 10] = [
+        Self::FactParkingEvent,
+        Self::FactStay,
+        Self::DimLot,
+        Self::DimSpot,
+        Self::DimVehicleType,
+        Self::DimUser,
+        Self::DimDate,
+        Self::DimTime,
+        Self::Occupancy15m,
+        Self::DeadLetters,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FactParkingEvent => "fact_parking_event",
+            Self::FactStay => "fact_stay",
+            Self::DimLot => "dim_lot",
+            Self::DimSpot => "dim_spot",
+            Self::DimVehicleType => "dim_vehicle_type",
+            Self::DimUser => "dim_user",
+            Self::DimDate => "dim_date",
+            Self::DimTime => "dim_time",
+            Self::Occupancy15m => "occupancy_15m",
+            Self::DeadLetters => "_dead_letters",
+        }
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Self::FactParkingEvent => FACT_PARKING_EVENT,
+            Self::FactStay => FACT_STAY,
+            Self::DimLot => DIM_LOT,
+            Self::DimSpot => DIM_SPOT,
+            Self::DimVehicleType => DIM_VEHICLE_TYPE,
+            Self::DimUser => DIM_USER,
+            Self::DimDate => DIM_DATE,
+            Self::DimTime => DIM_TIME,
+            Self::Occupancy15m => OCCUPANCY_15M,
+            Self::DeadLetters => DEAD_LETTERS,
+        }
+    }
+
+    /// The Arrow schema, built once per table.
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: LazyLock<Vec<SchemaRef>> = LazyLock::new(|| {
+            Table::ALL
+                .iter()
+                .map(|t| {
+                    Arc::new(Schema::new(
+                        t.columns()
+                            .iter()
+                            .map(|c| Field::new(c.name, c.kind.data_type(), c.nullable))
+                            .collect::<Vec<_>>(),
+                    ))
+                })
+                .collect()
+        });
+        let idx = Table::ALL.iter().position(|t| *t == self).expect("listed");
+        SCHEMAS[idx].clone()
+    }
+
+    /// Fact tables are partitioned by UTC event date (`event_date=YYYY-MM-DD`); the rest are one
+    /// folder each.
+    pub fn is_date_partitioned(self) -> bool {
+        matches!(self, Self::FactParkingEvent | Self::DeadLetters)
+    }
+}

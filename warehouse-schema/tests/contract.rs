@@ -1,0 +1,269 @@
+//! The event contract: every type survives JSON, Arrow and Parquet unchanged, and bad input is
+//! refused with the right reason.
+
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use warehouse_schema::convert::{batch_to_events, events_to_batch};
+use warehouse_schema::event::*;
+use warehouse_schema::lake::{Lake, read_parquet};
+use warehouse_schema::*;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn lots() -> HashSet<LotId> {
+    [LotId(1), LotId(2)].into_iter().collect()
+}
+
+fn one_of_each() -> Vec<Event> {
+    let at = t("2026-03-29T00:30:00.123Z");
+    let lot = LotId(1);
+    let session = SessionId::new();
+    let reservation = ReservationId::new();
+    let user = UserId::new();
+    let window = ReservationWindow {
+        reservation_id: reservation,
+        user_id: user,
+        spot_id: SpotId(7),
+        start_at: at + Duration::hours(1),
+        end_at: at + Duration::hours(3),
+        vehicle_type: VehicleType::Ev,
+    };
+    let payment = Payment {
+        payment_id: PaymentId::new(),
+        reservation_id: Some(reservation),
+        session_id: None,
+        amount_cents: Cents(450),
+        currency: "EUR".into(),
+        reason: None,
+    };
+    let payloads = vec![
+        EventPayload::LotRegistered(LotRegistered {
+            name: "Lot A".into(),
+            time_zone: "Europe/Berlin".into(),
+            latitude: 52.52,
+            longitude: 13.405,
+            capacity: 200,
+        }),
+        EventPayload::LotCapacityChanged(LotCapacityChanged { capacity: 180 }),
+        EventPayload::CheckIn(CheckIn {
+            session_id: session,
+            user_id: Some(user),
+            reservation_id: Some(reservation),
+            spot_id: Some(SpotId(7)),
+            vehicle_type: VehicleType::Ev,
+            method: EntryMethod::Qr,
+        }),
+        EventPayload::CheckIn(CheckIn {
+            session_id: SessionId::new(),
+            user_id: None,
+            reservation_id: None,
+            spot_id: None,
+            vehicle_type: VehicleType::Motorcycle,
+            method: EntryMethod::Plate,
+        }),
+        EventPayload::Exit(Exit {
+            session_id: session,
+            duration_s: 5400,
+            amount_cents: Cents(375),
+            currency: "EUR".into(),
+        }),
+        EventPayload::ReservationCreated(window.clone()),
+        EventPayload::ReservationModified(window),
+        EventPayload::ReservationCancelled(ReservationRef {
+            reservation_id: reservation,
+            reason: Some("driver".into()),
+        }),
+        EventPayload::ReservationNoShow(ReservationRef {
+            reservation_id: reservation,
+            reason: None,
+        }),
+        EventPayload::PaymentCaptured(payment.clone()),
+        EventPayload::PaymentFailed(Payment {
+            reason: Some("declined".into()),
+            ..payment.clone()
+        }),
+        EventPayload::PaymentRefunded(payment),
+        EventPayload::RatePublished(RatePublished {
+            band: TimeBand::Morning,
+            day_kind: DayKind::Weekday,
+            vehicle_type: VehicleType::Car,
+            cents_per_hour: Cents(275),
+            effective_from: at + Duration::days(1),
+        }),
+    ];
+    payloads
+        .into_iter()
+        .map(|p| Event::new(at, lot, p))
+        .collect()
+}
+
+#[test]
+fn every_event_type_is_covered() {
+    let types: HashSet<&str> = one_of_each()
+        .iter()
+        .map(|e| e.payload.type_name())
+        .collect();
+    assert_eq!(types.len(), EVENT_TYPES.len());
+}
+
+#[test]
+fn json_round_trip() {
+    for e in one_of_each() {
+        let json = e.to_json();
+        let back =
+            Event::from_json(json.as_bytes(), &lots()).unwrap_or_else(|r| panic!("{r}: {json}"));
+        assert_eq!(back, e);
+    }
+}
+
+#[test]
+fn arrow_and_parquet_round_trip() {
+    let events = one_of_each();
+    let batch = events_to_batch(&events).unwrap();
+    assert_eq!(batch.num_rows(), events.len());
+    assert_eq!(batch_to_events(&batch).unwrap(), events);
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let rel = Lake::data_file(
+        Table::FactParkingEvent,
+        Some(events[0].occurred_at.date_naive()),
+        1,
+        0,
+    );
+    assert!(
+        rel.starts_with("fact_parking_event/event_date=2026-03-29/"),
+        "{rel}"
+    );
+    lake.write_parquet(&rel, &[batch]).unwrap();
+    let read = read_parquet(&lake.absolute(&rel)).unwrap();
+    let back: Vec<Event> = read
+        .iter()
+        .flat_map(|b| batch_to_events(b).unwrap())
+        .collect();
+    assert_eq!(back, events);
+}
+
+fn reject(json: &str) -> RejectReason {
+    match Event::from_json(json.as_bytes(), &lots()) {
+        Ok(e) => panic!("accepted {e:?}"),
+        Err(r) => {
+            assert!(!r.detail.is_empty());
+            r.reason
+        }
+    }
+}
+
+fn check_in_json(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
+    let e = &one_of_each()[2];
+    let mut v = serde_json::to_value(e).unwrap();
+    mutate(&mut v);
+    v.to_string()
+}
+
+#[test]
+fn validation_rejects_with_reasons() {
+    use RejectReason::*;
+    assert_eq!(reject("{not json"), MalformedJson);
+    assert_eq!(reject("[1,2]"), MalformedJson);
+    assert_eq!(
+        reject(&check_in_json(|v| {
+            v.as_object_mut().unwrap().remove("lot_id");
+        })),
+        MissingField
+    );
+    assert_eq!(
+        reject(&check_in_json(|v| {
+            v.as_object_mut().unwrap().remove("session_id");
+        })),
+        MissingField
+    );
+    assert_eq!(
+        reject(&check_in_json(|v| v["type"] = "teleported".into())),
+        UnknownType
+    );
+    assert_eq!(
+        reject(&check_in_json(|v| v["schema_version"] = 99.into())),
+        UnsupportedVersion
+    );
+    assert_eq!(
+        reject(&check_in_json(
+            |v| v["occurred_at"] = "2026-03-29 10:00:00".into()
+        )),
+        BadTime
+    );
+    assert_eq!(
+        reject(&check_in_json(
+            |v| v["occurred_at"] = "2026-03-29T10:00:00".into()
+        )),
+        BadTime
+    );
+    assert_eq!(
+        reject(&check_in_json(|v| v["occurred_at"] = 12.into())),
+        BadTime
+    );
+    assert_eq!(
+        reject(&check_in_json(|v| v["lot_id"] = 3.into())),
+        UnknownLot
+    );
+    assert_eq!(
+        reject(&check_in_json(|v| v["vehicle_type"] = "tank".into())),
+        InvalidValue
+    );
+    let exit = serde_json::to_value(&one_of_each()[4]).unwrap();
+    let with = |k: &str, val: serde_json::Value| {
+        let mut e = exit.clone();
+        e[k] = val;
+        e.to_string()
+    };
+    assert_eq!(reject(&with("amount_cents", (-1).into())), InvalidValue);
+    assert_eq!(reject(&with("duration_s", (-5).into())), InvalidValue);
+    assert_eq!(reject(&with("currency", "euro".into())), InvalidValue);
+    let mut lot = serde_json::to_value(&one_of_each()[0]).unwrap();
+    lot["time_zone"] = "Mars/Olympus".into();
+    assert_eq!(reject(&lot.to_string()), InvalidValue);
+}
+
+#[test]
+fn lot_registration_defines_the_lot() {
+    let mut e = one_of_each().remove(0);
+    e.lot_id = LotId(42);
+    assert!(Event::from_json(e.to_json().as_bytes(), &lots()).is_ok());
+}
+
+#[test]
+fn times_with_offsets_are_normalised_to_utc() {
+    let json = check_in_json(|v| v["occurred_at"] = "2026-03-29T02:30:00.5+02:00".into());
+    let e = Event::from_json(json.as_bytes(), &lots()).unwrap();
+    assert_eq!(e.occurred_at, t("2026-03-29T00:30:00.500Z"));
+}
+
+proptest! {
+    #[test]
+    fn random_stays_round_trip_through_arrow(
+        offsets in proptest::collection::vec((0i64..10_000_000, 0i64..200_000, 0i64..100_000, 1i64..3), 1..50)
+    ) {
+        let base = t("2026-01-01T00:00:00Z");
+        let events: Vec<Event> = offsets
+            .iter()
+            .flat_map(|(at, dur, cents, lot)| {
+                let s = SessionId::new();
+                let entry = base + Duration::milliseconds(*at);
+                [
+                    Event::new(entry, LotId(*lot), EventPayload::CheckIn(CheckIn {
+                        session_id: s, user_id: None, reservation_id: None, spot_id: None,
+                        vehicle_type: VehicleType::Car, method: EntryMethod::Nfc,
+                    })),
+                    Event::new(entry + Duration::seconds(*dur), LotId(*lot), EventPayload::Exit(Exit {
+                        session_id: s, duration_s: *dur, amount_cents: Cents(*cents), currency: "USD".into(),
+                    })),
+                ]
+            })
+            .collect();
+        let batch = events_to_batch(&events).unwrap();
+        prop_assert_eq!(batch_to_events(&batch).unwrap(), events);
+    }
+}
