@@ -1,1 +1,45 @@
-//! Operational API: lots, spots, check-in/out, rates, outbox
+//! The operational API: lots, spots, drive-up check-in and check-out, and the rate schedule that
+//! pricing publishes. Every state change writes its event into the `outbox` table in the same
+//! transaction; the API never reads the warehouse.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod service;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ApiConfig, Secret};
+pub use error::{Error, Result};
+pub use http::{AppState, Role, Tokens, router};
+pub use metrics::ApiMetrics;
+pub use service::ParkingService;
+pub use store::Store;
+
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+impl AppState {
+    /// Open the store and assemble the state; `registry` receives the API's metrics and is what
+    /// `/metrics` serves, so register other components' metrics in it before calling this.
+    pub async fn open(
+        config: &ApiConfig,
+        clock: Arc<dyn Clock>,
+        mut registry: Registry,
+    ) -> Result<Self> {
+        let store = Store::open(&config.database_url).await?;
+        let metrics = ApiMetrics::register(&mut registry);
+        Ok(Self {
+            service: ParkingService::new(store, clock, metrics.clone()),
+            tokens: Arc::new(Tokens {
+                admin: config.admin_token.clone(),
+                gate: config.gate_token.clone(),
+                pricing: config.pricing_token.clone(),
+            }),
+            registry: Arc::new(registry),
+            metrics,
+        })
+    }
+}

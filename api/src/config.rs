@@ -1,0 +1,54 @@
+//! Configuration of the operational API.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A secret that never prints itself.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison, so a token cannot be guessed byte by byte from response times.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `sqlite://path/to/parkflow.db` (embedded default).
+    pub database_url: String,
+    /// Address `parkflow serve` listens on.
+    pub listen: String,
+    /// Bearer token of lot administrators.
+    pub admin_token: Secret,
+    /// Bearer token of gate scanners (entries and exits).
+    pub gate_token: Secret,
+    /// Bearer token of the pricing service (rate publishing).
+    pub pricing_token: Secret,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://parkflow-data/parkflow.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            admin_token: Secret("dev-admin-token".into()),
+            gate_token: Secret("dev-gate-token".into()),
+            pricing_token: Secret("dev-pricing-token".into()),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The one error type of the API and its JSON envelope `{ "error": { "code", "message" } }`.
+//!
+//! Caller mistakes map to 4xx with a stable `code`; storage failures are bugs or outages, map
+//! to 500 with a generic message, and are logged here, once, with their cause.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("this credential may not {0}")]
+    Forbidden(&'static str),
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Storage(_) | Self::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::Conflict { code, .. } => code,
+            Self::Invalid(_) => "validation_failed",
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::Storage(_) | Self::Migrate(_) => "internal",
+        }
+    }
+
+    /// Whether the caller caused this (as opposed to a fault of ours).
+    pub fn is_client_error(&self) -> bool {
+        self.status().is_client_error()
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            "internal error".to_owned()
+        } else {
+            self.to_string()
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": self.code(), "message": message } })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,370 @@
+//! API tests: the real router with `oneshot`, each test on its own fresh SQLite database, and one
+//! test against a real server on port 0.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{DateTime, Duration, Utc};
+use http_body_util::BodyExt;
+use parkflow_api::{ApiConfig, AppState, ManualClock, router};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+struct TestApp {
+    state: AppState,
+    clock: ManualClock,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+const ADMIN: &str = "dev-admin-token";
+const GATE: &str = "dev-gate-token";
+const PRICING: &str = "dev-pricing-token";
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+impl TestApp {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ApiConfig {
+            database_url: format!("sqlite://{}", dir.path().join("api.db").display()),
+            ..ApiConfig::default()
+        };
+        // A Monday morning in Berlin: 09:00 local.
+        let clock = ManualClock::new(t("2026-06-01T07:00:00Z"));
+        let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
+            .await
+            .unwrap();
+        Self {
+            state,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(tok) = token {
+            req = req.header("authorization", format!("Bearer {tok}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Body::from(body.unwrap_or("").to_owned())).unwrap();
+        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { status, body }
+    }
+
+    async fn with_lot(&self, spots: Value) -> i64 {
+        let body = json!({
+            "name": "Lot A", "timeZone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40,
+            "currency": "EUR", "defaultCentsPerHour": 200, "spots": spots
+        });
+        let r = self
+            .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    }
+
+    async fn enter(&self, lot: i64, vehicle: &str) -> Reply {
+        let body = json!({ "vehicleType": vehicle, "method": "qr" }).to_string();
+        self.call(
+            "POST",
+            &format!("/v1/gates/{lot}/entries"),
+            Some(GATE),
+            Some(&body),
+        )
+        .await
+    }
+
+    async fn outbox_types(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
+            .fetch_all(self.state.service.store().pool())
+            .await
+            .unwrap()
+    }
+}
+
+fn assert_envelope(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn lot_creation_writes_lot_spots_and_event() {
+    let app = TestApp::new().await;
+    let lot = app.with_lot(json!({"car": 3, "ev": 1})).await;
+    let r = app
+        .call("GET", &format!("/v1/lots/{lot}"), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["capacity"], 4);
+    assert_eq!(r.body["freeSpots"], 4);
+    assert_eq!(r.body["currentCentsPerHour"], 200);
+    assert_eq!(app.outbox_types().await, ["lot_registered"]);
+}
+
+#[tokio::test]
+async fn check_in_and_out_charge_the_rate_in_force_at_exit() {
+    let app = TestApp::new().await;
+    let lot = app.with_lot(json!({"car": 2})).await;
+    let entry = app.enter(lot, "car").await;
+    assert_eq!(entry.status, StatusCode::CREATED, "{}", entry.body);
+    let session = entry.body["sessionId"].as_str().unwrap().to_owned();
+
+    // Pricing raises the weekday midday car rate; the car leaves at 12:30 local after 3.5 hours.
+    let rates = json!({"rates": [
+        {"band": "midday", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 300,
+         "effectiveFrom": "2026-06-01T08:00:00Z"}
+    ]});
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/lots/{lot}/rates"),
+            Some(PRICING),
+            Some(&rates.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.clock.set(t("2026-06-01T10:30:00Z"));
+    let exit = app
+        .call(
+            "POST",
+            &format!("/v1/gates/{lot}/exits"),
+            Some(GATE),
+            Some(&json!({"sessionId": session}).to_string()),
+        )
+        .await;
+    assert_eq!(exit.status, StatusCode::OK, "{}", exit.body);
+    assert_eq!(exit.body["durationS"], 12_600);
+    assert_eq!(exit.body["centsPerHour"], 300);
+    assert_eq!(exit.body["band"], "midday");
+    assert_eq!(exit.body["amountCents"], 1050);
+    assert_eq!(exit.body["currency"], "EUR");
+
+    // A second exit of the same stay is a conflict, not a second charge.
+    let again = app
+        .call(
+            "POST",
+            &format!("/v1/gates/{lot}/exits"),
+            Some(GATE),
+            Some(&json!({"sessionId": session}).to_string()),
+        )
+        .await;
+    assert_envelope(&again, StatusCode::CONFLICT, "session_closed");
+    assert_eq!(
+        app.outbox_types().await,
+        ["lot_registered", "check_in", "rate_published", "exit"]
+    );
+}
+
+#[tokio::test]
+async fn full_lot_refuses_entry_and_respects_spot_types() {
+    let app = TestApp::new().await;
+    let lot = app.with_lot(json!({"car": 1, "ev": 1})).await;
+    // An EV takes its own spot first; a car may not use the EV spot.
+    assert_eq!(app.enter(lot, "ev").await.body["spotLabel"], "E-001");
+    assert_eq!(app.enter(lot, "car").await.body["spotLabel"], "C-001");
+    assert_envelope(
+        &app.enter(lot, "car").await,
+        StatusCode::CONFLICT,
+        "lot_full",
+    );
+    assert_envelope(
+        &app.enter(lot, "van").await,
+        StatusCode::CONFLICT,
+        "lot_full",
+    );
+    let r = app
+        .call("GET", &format!("/v1/lots/{lot}"), None, None)
+        .await;
+    assert_eq!(r.body["freeSpots"], 0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_envelope_never_a_500() {
+    let app = TestApp::new().await;
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let entries = format!("/v1/gates/{lot}/entries");
+    assert_envelope(
+        &app.call("POST", &entries, Some(GATE), Some("{not json"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_envelope(
+        &app.call(
+            "POST",
+            &entries,
+            Some(GATE),
+            Some(r#"{"vehicleType":"tank","method":"qr"}"#),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_envelope(
+        &app.call(
+            "POST",
+            &entries,
+            Some(GATE),
+            Some(r#"{"vehicleType":"car","method":"qr","extra":1}"#),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_envelope(
+        &app.call("POST", &entries, None, Some("{}")).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_envelope(
+        &app.call("POST", &entries, Some("wrong"), Some("{}")).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    let body = r#"{"vehicleType":"car","method":"qr"}"#;
+    assert_envelope(
+        &app.call("POST", &entries, Some(PRICING), Some(body)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_envelope(
+        &app.call("POST", "/v1/gates/999/entries", Some(GATE), Some(body))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_envelope(
+        &app.call("POST", "/v1/gates/abc/entries", Some(GATE), Some(body))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_envelope(
+        &app.call(
+            "POST",
+            &format!("/v1/gates/{lot}/exits"),
+            Some(GATE),
+            Some(&json!({"sessionId": uuid_str()}).to_string()),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let bad_rate = json!({"rates": [{"band": "midday", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": -5}]});
+    assert_envelope(
+        &app.call(
+            "PUT",
+            &format!("/v1/lots/{lot}/rates"),
+            Some(PRICING),
+            Some(&bad_rate.to_string()),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let bad_lot = json!({"name": "X", "timeZone": "Mars/Base", "latitude": 0.0, "longitude": 0.0, "defaultCentsPerHour": 100, "spots": {"car": 1}});
+    assert_envelope(
+        &app.call("POST", "/v1/lots", Some(ADMIN), Some(&bad_lot.to_string()))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_envelope(
+        &app.call("GET", "/v1/nowhere", None, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // None of that wrote an event beyond the lot registration.
+    assert_eq!(app.outbox_types().await, ["lot_registered"]);
+}
+
+fn uuid_str() -> String {
+    "0190a5d2-0000-7000-8000-000000000000".into()
+}
+
+#[tokio::test]
+async fn rate_schedule_separates_current_and_upcoming() {
+    let app = TestApp::new().await;
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let now = app.state.service.now();
+    let rates = json!({"rates": [
+        {"band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 250, "effectiveFrom": now - Duration::hours(1)},
+        {"band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 275, "effectiveFrom": now + Duration::days(1)},
+    ]});
+    let r = app
+        .call(
+            "PUT",
+            &format!("/v1/lots/{lot}/rates"),
+            Some(PRICING),
+            Some(&rates.to_string()),
+        )
+        .await;
+    assert_eq!(r.body["published"], 2);
+    let s = app
+        .call("GET", &format!("/v1/lots/{lot}/rates"), None, None)
+        .await;
+    assert_eq!(s.body["current"].as_array().unwrap().len(), 1, "{}", s.body);
+    assert_eq!(s.body["current"][0]["centsPerHour"], 250);
+    assert_eq!(s.body["upcoming"][0]["centsPerHour"], 275);
+    // 09:00 local on a Monday is the weekday morning band: the lot shows that rate now.
+    let l = app
+        .call("GET", &format!("/v1/lots/{lot}"), None, None)
+        .await;
+    assert_eq!(l.body["currentCentsPerHour"], 250);
+}
+
+#[tokio::test]
+async fn full_server_on_port_zero_serves_health_and_metrics() {
+    let app = TestApp::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, router(app.state.clone())).into_future());
+    let get = |path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let health = get("/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.contains("parkflow_api_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
+    server.abort();
+}
