@@ -1,1 +1,13 @@
-//! DataFusion jobs over the Parquet lake: occupancy and reports
+//! DataFusion jobs over the Parquet lake: the refresh job builds stays, 15-minute occupancy and
+//! the dimensions; queries turn them into the inputs of pricing, forecasting and reports. The
+//! pipeline reads only committed files and never writes the operational database.
+
+pub mod context;
+pub mod error;
+pub mod queries;
+pub mod refresh;
+pub mod udf;
+
+pub use error::{Error, Result};
+pub use queries::{band_occupancy, lot_hours, usage_summary};
+pub use refresh::{BUCKET_MS, RefreshReport, refresh};

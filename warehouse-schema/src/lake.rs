@@ -1,6 +1,7 @@
 //! The Parquet lake: `lake/<table>/event_date=YYYY-MM-DD/part-*.parquet` plus a manifest.
 //!
-//! The manifest (`lake/_manifest.json`) is the commit point. It lists every data file that
+//! A manifest (`lake/_manifest.json` for ingested facts, `lake/_derived_manifest.json` for the
+//! pipeline's tables) is the commit point of its section. It lists every data file that
 //! belongs to the lake and the position of the source (outbox id or Kafka offsets) those files
 //! cover. It is replaced atomically (write, fsync, rename), so after a crash the lake is exactly
 //! the last manifest: files not listed are leftovers of an unfinished batch, and readers and the
@@ -18,9 +19,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::tables::Table;
-
-pub const MANIFEST_FILE: &str = "_manifest.json";
+use crate::tables::{Section, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -61,6 +60,10 @@ pub struct Manifest {
     pub files: BTreeMap<String, Vec<String>>,
     /// Rows per table, for cheap counts and checks.
     pub rows: BTreeMap<String, u64>,
+    /// Lots registered so far: validation state that must commit together with the data, so
+    /// a resumed ingest judges `unknown_lot` exactly as the crashed one would have.
+    #[serde(default)]
+    pub lots: std::collections::BTreeSet<i64>,
 }
 
 impl Manifest {
@@ -113,9 +116,9 @@ impl Lake {
         self.root.join(relative)
     }
 
-    /// The committed manifest, or an empty one for a new lake.
-    pub fn manifest(&self) -> Result<Manifest> {
-        let path = self.root.join(MANIFEST_FILE);
+    /// The committed manifest of a section, or an empty one for a new lake.
+    pub fn manifest(&self, section: Section) -> Result<Manifest> {
+        let path = self.root.join(section.manifest_file());
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|source| LakeError::Manifest { path, source }),
@@ -125,10 +128,10 @@ impl Lake {
     }
 
     /// Atomically replace the manifest: this is the commit of everything it lists.
-    pub fn commit(&self, manifest: &Manifest) -> Result<()> {
+    pub fn commit(&self, section: Section, manifest: &Manifest) -> Result<()> {
         fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let tmp = self.root.join(format!("{MANIFEST_FILE}.tmp"));
-        let path = self.root.join(MANIFEST_FILE);
+        let tmp = self.root.join(format!("{}.tmp", section.manifest_file()));
+        let path = self.root.join(section.manifest_file());
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&serde_json::to_vec_pretty(manifest).expect("manifest serializes"))
             .map_err(io(&tmp))?;
@@ -139,7 +142,7 @@ impl Lake {
 
     /// Delete data files that no committed manifest lists: the remains of a batch that crashed
     /// before its commit. Returns how many were removed.
-    pub fn remove_uncommitted(&self, manifest: &Manifest) -> Result<usize> {
+    pub fn remove_uncommitted(&self, section: Section, manifest: &Manifest) -> Result<usize> {
         let listed: std::collections::HashSet<PathBuf> = manifest
             .files
             .values()
@@ -147,7 +150,7 @@ impl Lake {
             .map(|f| self.absolute(f))
             .collect();
         let mut removed = 0;
-        for table in Table::ALL {
+        for table in section.tables() {
             let dir = self.table_dir(table);
             for file in parquet_files_under(&dir)? {
                 if !listed.contains(&file) {
@@ -189,7 +192,7 @@ impl Lake {
 
     /// Read every committed file of a table (small tables and tests; the pipeline streams).
     pub fn read_table(&self, table: Table) -> Result<Vec<RecordBatch>> {
-        let manifest = self.manifest()?;
+        let manifest = self.manifest(table.section())?;
         let mut out = Vec::new();
         for f in manifest.files_of(table) {
             out.extend(read_parquet(&self.absolute(f))?);

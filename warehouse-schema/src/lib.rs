@@ -8,6 +8,7 @@ pub mod convert;
 pub mod event;
 pub mod ids;
 pub mod lake;
+pub mod outputs;
 pub mod star;
 pub mod tables;
 pub mod vehicle;

@@ -215,6 +215,27 @@ pub const DEAD_LETTERS: &[Column] = &[
     req("payload", Binary),
 ];
 
+/// The lake has two writers, each committing through its own manifest: ingest appends events
+/// and dead letters; the pipeline replaces derived tables and dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Section {
+    Ingested,
+    Derived,
+}
+
+impl Section {
+    pub fn manifest_file(self) -> &'static str {
+        match self {
+            Self::Ingested => "_manifest.json",
+            Self::Derived => "_derived_manifest.json",
+        }
+    }
+
+    pub fn tables(self) -> impl Iterator<Item = Table> {
+        Table::ALL.into_iter().filter(move |t| t.section() == self)
+    }
+}
+
 /// Every table of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
@@ -291,6 +312,14 @@ impl Table {
         });
         let idx = Table::ALL.iter().position(|t| *t == self).expect("listed");
         SCHEMAS[idx].clone()
+    }
+
+    /// Which writer owns the table (and so which manifest lists its files).
+    pub fn section(self) -> Section {
+        match self {
+            Self::FactParkingEvent | Self::DeadLetters => Section::Ingested,
+            _ => Section::Derived,
+        }
     }
 
     /// Fact tables are partitioned by UTC event date (`event_date=YYYY-MM-DD`); the rest are one

@@ -1,0 +1,132 @@
+//! Embedded mode: drain the outbox straight into the Parquet lake, in outbox order.
+//!
+//! Each batch reads rows after the committed position, validates them (refusals become dead
+//! letters), and commits files and the new position in one manifest. Restarting at any point
+//! resumes from the last commit: nothing is lost and nothing is written twice.
+
+use crate::error::Result;
+use crate::metrics::IngestMetrics;
+use crate::sink::DeadLetter;
+use crate::sink::parquet::ParquetSink;
+use crate::source::SqliteOutbox;
+use chrono::Utc;
+use std::collections::{BTreeMap, HashSet};
+use warehouse_schema::lake::Lake;
+use warehouse_schema::{Event, EventPayload};
+
+/// The manifest key of the outbox position.
+pub const OUTBOX_POSITION: &str = "outbox";
+
+/// Totals of one or more batches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestReport {
+    pub batches: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+    /// The committed outbox position afterwards.
+    pub position: i64,
+}
+
+#[derive(Debug)]
+pub struct EmbeddedIngest {
+    outbox: SqliteOutbox,
+    sink: ParquetSink,
+    batch_size: i64,
+    metrics: IngestMetrics,
+}
+
+impl EmbeddedIngest {
+    /// Open the lake (recovering from a crash) and prepare to read the outbox.
+    pub fn new(
+        outbox: SqliteOutbox,
+        lake: Lake,
+        batch_size: usize,
+        metrics: IngestMetrics,
+    ) -> Result<Self> {
+        Ok(Self {
+            outbox,
+            sink: ParquetSink::open(lake)?,
+            batch_size: batch_size.max(1) as i64,
+            metrics,
+        })
+    }
+
+    pub fn sink_mut(&mut self) -> &mut ParquetSink {
+        &mut self.sink
+    }
+
+    pub fn position(&self) -> i64 {
+        self.sink.position(OUTBOX_POSITION).unwrap_or(0)
+    }
+
+    /// Ingest one batch; a report with no rows means the outbox is drained.
+    pub async fn step(&mut self) -> Result<IngestReport> {
+        let after = self.position();
+        let rows = self.outbox.read_after(after, self.batch_size).await?;
+        let Some(last) = rows.last().map(|r| r.position) else {
+            self.metrics.lag.set(0);
+            return Ok(IngestReport {
+                position: after,
+                ..Default::default()
+            });
+        };
+        let mut pending_lots = HashSet::new();
+        let mut events = Vec::with_capacity(rows.len());
+        let mut dead = Vec::new();
+        for row in &rows {
+            let parsed =
+                Event::from_json(row.payload.as_bytes(), &self.sink.known_lots(&pending_lots));
+            match parsed {
+                Ok(event) => {
+                    if let EventPayload::LotRegistered(_) = event.payload {
+                        pending_lots.insert(event.lot_id.0);
+                    }
+                    events.push(event);
+                }
+                Err(rejection) => {
+                    tracing::warn!(outbox.position = row.position, reason = %rejection, "event sent to dead letters");
+                    dead.push(DeadLetter {
+                        source: format!("outbox:{}", row.position),
+                        received_at: Utc::now(),
+                        rejection,
+                        payload: row.payload.clone().into_bytes(),
+                    });
+                }
+            }
+        }
+        self.sink.write(
+            &events,
+            &dead,
+            BTreeMap::from([(OUTBOX_POSITION.to_owned(), last)]),
+        )?;
+        self.metrics.batches.inc();
+        self.metrics.events.inc_by(events.len() as u64);
+        self.metrics.dead_letters.inc_by(dead.len() as u64);
+        let head = self.outbox.head().await?;
+        self.metrics.lag.set(head - last);
+        Ok(IngestReport {
+            batches: 1,
+            events: events.len() as u64,
+            dead_letters: dead.len() as u64,
+            position: last,
+        })
+    }
+
+    /// Ingest until the outbox has nothing after the committed position.
+    pub async fn drain(&mut self) -> Result<IngestReport> {
+        let mut total = IngestReport {
+            position: self.position(),
+            ..Default::default()
+        };
+        loop {
+            let r = self.step().await?;
+            if r.batches == 0 {
+                return Ok(total);
+            }
+            total.batches += r.batches;
+            total.events += r.events;
+            total.dead_letters += r.dead_letters;
+            total.position = r.position;
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Errors of the ingest path.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("outbox: {0}")]
+    Outbox(#[from] sqlx::Error),
+    #[error(transparent)]
+    Lake(#[from] warehouse_schema::lake::LakeError),
+    #[error("arrow conversion: {0}")]
+    Convert(#[from] warehouse_schema::convert::ConvertError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A fail point stopped the batch here, as a crash would (tests of recovery).
+    #[error("injected failure at {0:?}")]
+    Injected(crate::FailPoint),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,73 @@
+//! A DataFusion session over the lake: committed files only (as the manifests list them), our
+//! scalar functions, and helpers to run SQL into batches of a warehouse table's exact schema.
+
+use crate::error::{Error, Result};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use std::sync::Arc;
+use warehouse_schema::Table;
+use warehouse_schema::lake::Lake;
+
+/// A session with every committed lake table registered under its table name.
+pub async fn session(lake: &Lake) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_target_partitions(2);
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_udf(crate::udf::local_date());
+    ctx.register_udf(crate::udf::local_time_key());
+    for section in [
+        warehouse_schema::tables::Section::Ingested,
+        warehouse_schema::tables::Section::Derived,
+    ] {
+        let manifest = lake.manifest(section)?;
+        for table in section.tables() {
+            register(&ctx, lake, table, manifest.files_of(table)).await?;
+        }
+    }
+    Ok(ctx)
+}
+
+async fn register(ctx: &SessionContext, lake: &Lake, table: Table, files: &[String]) -> Result<()> {
+    let schema = table.schema();
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table(table.name(), Arc::new(empty))?;
+        return Ok(());
+    }
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| lake.absolute(f).to_string_lossy().into_owned())
+        .collect();
+    let df = ctx
+        .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
+        .await?;
+    ctx.register_table(table.name(), df.into_view())?;
+    Ok(())
+}
+
+/// Run `sql` and return batches with exactly the schema of `table` (columns matched by name and
+/// cast to the warehouse type), ready to be written to the lake.
+pub async fn query_as(ctx: &SessionContext, sql: &str, table: Table) -> Result<Vec<RecordBatch>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    batches.iter().map(|b| conform(b, table)).collect()
+}
+
+pub fn conform(batch: &RecordBatch, table: Table) -> Result<RecordBatch> {
+    let schema = table.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = batch.column_by_name(f.name()).ok_or_else(|| {
+                Error::Shape(format!(
+                    "query for {} lacks column {}",
+                    table.name(),
+                    f.name()
+                ))
+            })?;
+            Ok(cast(col, f.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}

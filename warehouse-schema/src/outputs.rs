@@ -1,0 +1,58 @@
+//! Row types of the pipeline's outputs that other crates consume (pricing, forecast, reports),
+//! so those crates read plain values and never depend on the query engine.
+
+use crate::band::{DayKind, TimeBand};
+use crate::ids::LotId;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Mean occupancy of one lot in one time band and day kind over an observation window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandOccupancy {
+    pub lot_id: LotId,
+    pub band: TimeBand,
+    pub day_kind: DayKind,
+    /// Time-weighted mean occupancy ratio, 0..=1.
+    pub mean_occupancy: f64,
+    pub peak_occupancy: f64,
+    /// Number of 15-minute buckets observed.
+    pub buckets: u64,
+}
+
+/// Arrivals and occupancy of one lot in one UTC hour, with its local calendar position.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LotHour {
+    pub lot_id: LotId,
+    pub hour_start: DateTime<Utc>,
+    /// 0..24 in the lot's time zone.
+    pub local_hour: u32,
+    /// 0 = Monday .. 6 = Sunday, in the lot's time zone.
+    pub local_weekday: u32,
+    pub arrivals: f64,
+    pub mean_occupancy: f64,
+    pub capacity: i32,
+}
+
+/// The figures management asks for first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageSummary {
+    pub stays: u64,
+    pub open_stays: u64,
+    pub revenue_cents: i64,
+    pub mean_stay_minutes: f64,
+    pub mean_occupancy: f64,
+    pub lots: Vec<LotPeak>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LotPeak {
+    pub lot_id: LotId,
+    pub lot_name: String,
+    pub capacity: i32,
+    pub peak_occupancy: f64,
+    /// Local date and time of the start of the peak bucket, e.g. `2026-06-02 08:45`.
+    pub peak_local: String,
+    pub mean_occupancy: f64,
+    pub max_cars_present: i64,
+    pub revenue_cents: i64,
+}
