@@ -1,1 +1,207 @@
-//! Pricing policies turning occupancy into rate schedules
+//! Pricing: turning observed occupancy into a rate schedule.
+//!
+//! The first policy is SFpark's demand-responsive step rule, applied per lot, time band and day
+//! kind: keep occupancy inside a target band (60–80 % by default) by nudging the hourly rate
+//! +$0.25 when above, −$0.25 when below, and −$0.50 when far below, between a floor and a cap.
+//! Other vehicle types follow the car rate by a fixed factor. Publishing is the caller's job
+//! (through the operational API); this crate only decides.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use warehouse_schema::outputs::BandOccupancy;
+use warehouse_schema::{DayKind, LotId, TimeBand, VehicleType};
+
+/// The step rule's parameters. Rates are cents per hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepPolicy {
+    /// Lower edge of the target band (inclusive).
+    pub target_low: f64,
+    /// Upper edge of the target band (inclusive).
+    pub target_high: f64,
+    /// Below this (exclusive), the rate drops by `step_down_far`.
+    pub far_below: f64,
+    pub step_up: i64,
+    pub step_down: i64,
+    pub step_down_far: i64,
+    pub floor: i64,
+    pub cap: i64,
+    /// Buckets a band must have been observed for before its rate may move.
+    pub min_buckets: u64,
+}
+
+impl Default for StepPolicy {
+    fn default() -> Self {
+        Self {
+            target_low: 0.60,
+            target_high: 0.80,
+            far_below: 0.30,
+            step_up: 25,
+            step_down: 25,
+            step_down_far: 50,
+            floor: 50,
+            cap: 800,
+            min_buckets: 8,
+        }
+    }
+}
+
+impl StepPolicy {
+    /// The next car rate for a band with mean occupancy `occupancy` and current rate `current`.
+    pub fn next_rate(&self, occupancy: f64, current: i64) -> i64 {
+        let step = if occupancy > self.target_high {
+            self.step_up
+        } else if occupancy >= self.target_low {
+            0
+        } else if occupancy >= self.far_below {
+            -self.step_down
+        } else {
+            -self.step_down_far
+        };
+        (current + step).clamp(self.floor, self.cap)
+    }
+}
+
+/// What a vehicle type pays relative to a car.
+pub fn vehicle_factor(vt: VehicleType) -> f64 {
+    match vt {
+        VehicleType::Car | VehicleType::Ev => 1.0,
+        VehicleType::Motorcycle => 0.5,
+        VehicleType::Van => 1.5,
+    }
+}
+
+/// Key of one rate: lot, band, day kind and vehicle type.
+pub type RateKey = (LotId, TimeBand, DayKind, VehicleType);
+
+/// A decided change, before publishing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateChange {
+    pub lot_id: LotId,
+    pub band: TimeBand,
+    pub day_kind: DayKind,
+    pub vehicle_type: VehicleType,
+    pub occupancy: f64,
+    pub old_cents: i64,
+    pub new_cents: i64,
+}
+
+/// The rates currently in force, with each lot's default for bands that have none.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentRates {
+    pub rates: BTreeMap<RateKey, i64>,
+    pub defaults: BTreeMap<LotId, i64>,
+}
+
+impl CurrentRates {
+    pub fn get(&self, key: RateKey) -> Option<i64> {
+        self.rates
+            .get(&key)
+            .copied()
+            .or_else(|| self.defaults.get(&key.0).copied())
+    }
+}
+
+/// Apply the policy to every observed band; returns only rates that actually change.
+pub fn propose(
+    policy: &StepPolicy,
+    observed: &[BandOccupancy],
+    current: &CurrentRates,
+) -> Vec<RateChange> {
+    let mut changes = Vec::new();
+    for o in observed.iter().filter(|o| o.buckets >= policy.min_buckets) {
+        let Some(car_now) = current.get((o.lot_id, o.band, o.day_kind, VehicleType::Car)) else {
+            continue;
+        };
+        let car_next = policy.next_rate(o.mean_occupancy, car_now);
+        for vt in VehicleType::ALL {
+            let old = current
+                .get((o.lot_id, o.band, o.day_kind, vt))
+                .unwrap_or(car_now);
+            let new = (car_next as f64 * vehicle_factor(vt)).round() as i64;
+            if new != old {
+                changes.push(RateChange {
+                    lot_id: o.lot_id,
+                    band: o.band,
+                    day_kind: o.day_kind,
+                    vehicle_type: vt,
+                    occupancy: o.mean_occupancy,
+                    old_cents: old,
+                    new_cents: new,
+                });
+            }
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_rule_at_band_edges() {
+        let p = StepPolicy::default();
+        // Inside the band, edges included: no change.
+        assert_eq!(p.next_rate(0.60, 300), 300);
+        assert_eq!(p.next_rate(0.70, 300), 300);
+        assert_eq!(p.next_rate(0.80, 300), 300);
+        // Just above the band: up a step.
+        assert_eq!(p.next_rate(0.8001, 300), 325);
+        assert_eq!(p.next_rate(1.0, 300), 325);
+        // Just below: down a step; far below (under 30 %): down two.
+        assert_eq!(p.next_rate(0.5999, 300), 275);
+        assert_eq!(p.next_rate(0.30, 300), 275);
+        assert_eq!(p.next_rate(0.2999, 300), 250);
+        assert_eq!(p.next_rate(0.0, 300), 250);
+    }
+
+    #[test]
+    fn floor_and_cap_hold() {
+        let p = StepPolicy::default();
+        assert_eq!(p.next_rate(0.0, 60), 50);
+        assert_eq!(p.next_rate(0.0, 50), 50);
+        assert_eq!(p.next_rate(0.95, 790), 800);
+        assert_eq!(p.next_rate(0.95, 800), 800);
+    }
+
+    fn obs(lot: i64, band: TimeBand, occ: f64, buckets: u64) -> BandOccupancy {
+        BandOccupancy {
+            lot_id: LotId(lot),
+            band,
+            day_kind: DayKind::Weekday,
+            mean_occupancy: occ,
+            peak_occupancy: occ,
+            buckets,
+        }
+    }
+
+    #[test]
+    fn proposes_changes_only_outside_the_band() {
+        let current = CurrentRates {
+            rates: BTreeMap::new(),
+            defaults: BTreeMap::from([(LotId(1), 200)]),
+        };
+        let observed = [
+            obs(1, TimeBand::Morning, 0.92, 16),
+            obs(1, TimeBand::Midday, 0.70, 16),
+            obs(1, TimeBand::Night, 0.05, 28),
+            obs(1, TimeBand::Evening, 0.99, 2), // too little evidence
+        ];
+        let changes = propose(&StepPolicy::default(), &observed, &current);
+        let car = |band| {
+            changes
+                .iter()
+                .find(|c| c.band == band && c.vehicle_type == VehicleType::Car)
+        };
+        assert_eq!(car(TimeBand::Morning).unwrap().new_cents, 225);
+        assert!(car(TimeBand::Midday).is_none());
+        assert_eq!(car(TimeBand::Night).unwrap().new_cents, 150);
+        assert!(car(TimeBand::Evening).is_none());
+        let moto = changes
+            .iter()
+            .find(|c| c.band == TimeBand::Morning && c.vehicle_type == VehicleType::Motorcycle)
+            .unwrap();
+        assert_eq!((moto.old_cents, moto.new_cents), (200, 113));
+    }
+}
