@@ -1,1 +1,11 @@
-//! The parkflow binary's wiring: configuration and one function per CLI command.
+//! The parkflow binary's wiring: configuration, the commands, and the steps they share. Business
+//! logic lives in the workspace crates; this crate only connects them.
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod serve;
+pub mod steps;
+
+pub use config::Config;

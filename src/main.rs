@@ -1,1 +1,214 @@
-fn main() {}
+//! The `parkflow` command line.
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand};
+use parkflow::demo::{self, DemoOptions};
+use parkflow::{Config, bench, serve, steps};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use warehouse_schema::lake::Lake;
+
+#[derive(Parser)]
+#[command(
+    name = "parkflow",
+    version,
+    about = "Parking operations: API, event pipeline, warehouse, forecasting and pricing"
+)]
+struct Cli {
+    /// TOML configuration file (defaults, then this file, then PARKFLOW__* environment variables).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (operational database and lake); overrides the configuration.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole loop on embedded defaults and print a management summary.
+    Demo {
+        #[arg(long, default_value_t = 20)]
+        lots: usize,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Serve the API with embedded ingest and the scheduled jobs.
+    Serve,
+    /// Create or upgrade the operational database.
+    Migrate,
+    /// Move events from the outbox into the warehouse.
+    Ingest {
+        #[command(subcommand)]
+        mode: IngestMode,
+    },
+    /// Refresh occupancy and the derived tables, then print the usage summary.
+    Report,
+    /// Backtest the arrival forecast on the lake.
+    Forecast {
+        /// Days held out at the end of the data.
+        #[arg(long, default_value_t = 1)]
+        test_days: usize,
+    },
+    /// Price every lot on recent occupancy and publish the changes to the API.
+    Price,
+    /// Measure throughput; prints the figures recorded in BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum IngestMode {
+    /// Drain the outbox into the Parquet lake once (embedded mode).
+    Drain,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Outbox → Parquet ingest throughput.
+    Ingest {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 50_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 100)]
+        lots: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARKFLOW_LOG")
+                .unwrap_or_else(|_| "warn,parkflow=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        cfg = cfg.with_data_dir(dir);
+    }
+    match cli.command {
+        Command::Demo { lots, days, seed } => {
+            anyhow::ensure!(lots > 0 && days > 0, "--lots and --days must be at least 1");
+            let opts = DemoOptions {
+                lots,
+                days,
+                seed,
+                data_dir: cfg.data_dir.clone(),
+                progress: true,
+            };
+            eprintln!("parkflow demo: writing to {}", opts.data_dir.display());
+            let (outcome, timings) = demo::run(cfg, &opts).await?;
+            print!("{}", demo::render(&outcome, &timings, &opts.data_dir));
+        }
+        Command::Serve => serve::serve(cfg).await?,
+        Command::Migrate => {
+            let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
+            println!(
+                "database {} is at the current schema ({} outbox events)",
+                cfg.database_url(),
+                state.service.store().outbox_len().await?
+            );
+        }
+        Command::Ingest {
+            mode: IngestMode::Drain,
+        } => {
+            let (state, metrics) =
+                steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
+            let mut ingest = steps::embedded_ingest(&cfg, &state, &metrics)?;
+            let r = ingest.drain().await?;
+            println!(
+                "ingested {} events ({} dead letters) in {} batches; outbox position {}",
+                r.events, r.dead_letters, r.batches, r.position
+            );
+        }
+        Command::Report => {
+            let lake = Lake::new(cfg.lake_dir());
+            let r = parkflow_pipeline::refresh(&lake, Utc::now()).await?;
+            let s = parkflow_pipeline::usage_summary(&lake).await?;
+            println!(
+                "refreshed as of {}: {} stays ({} open), {} occupancy rows",
+                r.as_of, r.stays, r.open_stays, r.occupancy_rows
+            );
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Forecast { test_days } => {
+            let lake = Lake::new(cfg.lake_dir());
+            let hours = parkflow_pipeline::lot_hours(&lake).await?;
+            let b = parkflow_forecast::backtest(&hours, test_days).context("backtest")?;
+            println!(
+                "{} lots, {} held-out lot-hours\nlinfa model  MAE {:.3}  RMSE {:.3}  ({:.2} pp of capacity)\nbaseline     MAE {:.3}  RMSE {:.3}  ({})",
+                b.lots,
+                b.test_hours,
+                b.model_mae,
+                b.model_rmse,
+                b.model_mae_pct_capacity,
+                b.baseline_mae,
+                b.baseline_rmse,
+                b.baseline.describe()
+            );
+        }
+        Command::Price => {
+            let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
+            let lake = Lake::new(cfg.lake_dir());
+            let now = Utc::now();
+            let client = steps::pricing(&cfg, &state);
+            let changes = steps::price_and_publish(
+                &cfg,
+                &client,
+                &lake,
+                now - Duration::days(cfg.jobs.pricing_window_days),
+                now,
+                now,
+            )
+            .await?;
+            println!("published {} rate changes", changes.len());
+            for c in changes {
+                println!(
+                    "lot {} {} {} {}: occupancy {:.1} %, {} → {} cents/h",
+                    c.lot_id,
+                    c.band,
+                    c.day_kind,
+                    c.vehicle_type,
+                    100.0 * c.occupancy,
+                    c.old_cents,
+                    c.new_cents
+                );
+            }
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Ingest {
+                    events,
+                    batch,
+                    lots,
+                },
+        } => {
+            anyhow::ensure!(
+                events > 0 && batch > 0 && lots > 0,
+                "--events, --batch and --lots must be positive"
+            );
+            println!("{}", bench::ingest(events, batch, lots).await?);
+        }
+    }
+    Ok(())
+}

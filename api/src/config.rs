@@ -29,7 +29,7 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// `sqlite://path/to/parkflow.db` (embedded default).
+    /// `sqlite://path/to/parkflow.db`; empty means `parkflow.db` in the data directory.
     pub database_url: String,
     /// Address `parkflow serve` listens on.
     pub listen: String,
@@ -44,7 +44,7 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
-            database_url: "sqlite://parkflow-data/parkflow.db".into(),
+            database_url: String::new(),
             listen: "127.0.0.1:8080".into(),
             admin_token: Secret("dev-admin-token".into()),
             gate_token: Secret("dev-gate-token".into()),

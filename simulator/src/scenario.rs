@@ -146,7 +146,7 @@ pub fn scenario(cfg: &SimConfig) -> Vec<LotPlan> {
                 (VehicleType::Van, van),
             ]);
             // Some lots are commuter magnets, some are nearly empty: pricing has work to do.
-            let commuter_share = rng.random_range(0.15..0.95);
+            let commuter_share = rng.random_range(0.25..1.05);
             let commuters = (0..(f64::from(capacity) * commuter_share) as usize)
                 .map(|c| Commuter {
                     user_id: UserId(uuid_from(&mut rng)),
@@ -165,7 +165,7 @@ pub fn scenario(cfg: &SimConfig) -> Vec<LotPlan> {
                 spots,
                 default_cents: 200 + 25 * rng.random_range(0..=4),
                 commuters,
-                visitor_intensity: rng.random_range(0.02..0.18),
+                visitor_intensity: rng.random_range(0.04..0.26),
                 event_probability: rng.random_range(0.0..0.25),
             }
         })

@@ -1,0 +1,99 @@
+//! The binary's typed configuration: defaults, then an optional TOML file, then `PARKFLOW__*`
+//! environment variables (`PARKFLOW__API__LISTEN=0.0.0.0:8080`). Unknown keys are errors.
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use parkflow_api::ApiConfig;
+use parkflow_pricing::StepPolicy;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the operational database (embedded) and the lake live.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub ingest: IngestConfig,
+    pub jobs: JobsConfig,
+    pub pricing: StepPolicy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Outbox rows per lake commit.
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    pub ingest_every_s: u64,
+    pub refresh_every_s: u64,
+    pub pricing_every_s: u64,
+    /// Days of occupancy the pricing job looks back on.
+    pub pricing_window_days: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("parkflow-data"),
+            api: ApiConfig::default(),
+            ingest: IngestConfig { batch_size: 50_000 },
+            jobs: JobsConfig {
+                ingest_every_s: 5,
+                refresh_every_s: 15 * 60,
+                pricing_every_s: 24 * 3600,
+                pricing_window_days: 7,
+            },
+            pricing: StepPolicy::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
+            figment = figment.merge(Toml::file(path));
+        }
+        figment
+            .merge(Env::prefixed("PARKFLOW__").split("__"))
+            .extract()
+            .context("invalid configuration")
+    }
+
+    pub fn with_data_dir(mut self, dir: PathBuf) -> Self {
+        self.data_dir = dir;
+        self
+    }
+
+    /// The operational database URL (embedded SQLite in the data directory unless set).
+    pub fn database_url(&self) -> String {
+        if self.api.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("parkflow.db").display())
+        } else {
+            self.api.database_url.clone()
+        }
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.data_dir.join("lake")
+    }
+
+    /// The API configuration with the database URL resolved.
+    pub fn api_config(&self) -> ApiConfig {
+        ApiConfig {
+            database_url: self.database_url(),
+            ..self.api.clone()
+        }
+    }
+}

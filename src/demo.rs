@@ -1,0 +1,316 @@
+//! `parkflow demo`: the whole loop on embedded defaults — lots, simulated traffic through the
+//! API, ingest into the lake, occupancy, forecast backtest, pricing published back to the API —
+//! and a management summary.
+
+use crate::config::Config;
+use crate::steps;
+use anyhow::Context;
+use chrono::{Duration, DurationRound};
+use indicatif::{ProgressBar, ProgressStyle};
+use parkflow_api::ManualClock;
+use parkflow_forecast::BacktestReport;
+use parkflow_pipeline::RefreshReport;
+use parkflow_pricing::RateChange;
+use parkflow_simulator::scenario::{SimConfig, arrivals, local};
+use parkflow_simulator::{SimReport, scenario};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use warehouse_schema::lake::Lake;
+use warehouse_schema::outputs::UsageSummary;
+use warehouse_schema::tables::Section;
+use warehouse_schema::{Table, VehicleType};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub lots: usize,
+    pub days: u32,
+    pub seed: u64,
+    pub data_dir: PathBuf,
+    /// Draw progress bars (off in tests).
+    pub progress: bool,
+}
+
+/// Everything the demo computed; equal for two runs with the same options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoOutcome {
+    pub lots: usize,
+    pub days: u32,
+    pub seed: u64,
+    pub sim: SimReport,
+    pub outbox_events: i64,
+    pub lake_events: u64,
+    pub dead_letters: u64,
+    pub refresh: RefreshReport,
+    pub summary: UsageSummary,
+    pub backtest: Result<BacktestReport, String>,
+    pub rate_changes: Vec<RateChange>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub phases: Vec<(&'static str, std::time::Duration)>,
+}
+
+pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome, Timings)> {
+    let cfg = cfg.with_data_dir(opts.data_dir.clone());
+    reset(&cfg)?;
+    let sim = SimConfig {
+        seed: opts.seed,
+        lots: opts.lots,
+        days: opts.days,
+        ..SimConfig::default()
+    };
+    let mut timings = Timings::default();
+    let mut phase = Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Timings| {
+        timings.phases.push((name, phase.elapsed()));
+        phase = Instant::now();
+    };
+
+    // Lots, created through the API at the start of the simulated period.
+    let clock = ManualClock::new(sim.day_start(0));
+    let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone())).await?;
+    let admin = steps::admin(&cfg, &state);
+    let lots = steps::create_lots(&admin, scenario(&sim)).await?;
+
+    // Traffic: every driver's decision sees the rate in force at their arrival hour.
+    let mut rates = HashMap::new();
+    for (lot, plan) in &lots {
+        for d in 0..sim.days {
+            for h in 0..24 {
+                let at = local(
+                    plan.time_zone,
+                    sim.start + Duration::days(i64::from(d)),
+                    h * 60,
+                );
+                for vt in VehicleType::ALL {
+                    rates.insert((*lot, vt, at), state.service.rate_at(*lot, vt, at).await?);
+                }
+            }
+        }
+    }
+    let (planned, demand, priced_out) = arrivals(&sim, &lots, |lot, vt, at| {
+        let hour = at.duration_trunc(Duration::hours(1)).unwrap_or(at);
+        rates
+            .get(&(lot, vt, hour))
+            .copied()
+            .unwrap_or(sim.reference_cents)
+    });
+    let bar = progress_bar(opts.progress, planned.len() as u64, "simulate");
+    let mut report =
+        parkflow_simulator::run(&state.service, &clock, planned, sim.end(), |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    report.demand = demand;
+    report.priced_out = priced_out;
+    lap("simulate", &mut timings);
+
+    // Ingest everything the API recorded.
+    let mut ingest = steps::embedded_ingest(&cfg, &state, &metrics)?;
+    let head = state.service.store().outbox_head().await?;
+    let bar = progress_bar(opts.progress, head as u64, "ingest");
+    steps::ingest_all(&mut ingest, |r| bar.set_position(r.position as u64)).await?;
+    bar.finish_and_clear();
+    lap("ingest", &mut timings);
+
+    // Occupancy and friends, as of the end of the period.
+    let lake = Lake::new(cfg.lake_dir());
+    let spinner = progress_bar(opts.progress, 0, "occupancy");
+    let refresh = parkflow_pipeline::refresh(&lake, sim.end()).await?;
+    spinner.finish_and_clear();
+    lap("occupancy", &mut timings);
+
+    // Forecast: hold out the last day.
+    let hours = parkflow_pipeline::lot_hours(&lake).await?;
+    let backtest = parkflow_forecast::backtest(&hours, 1).map_err(|e| e.to_string());
+    lap("forecast", &mut timings);
+
+    // Pricing on the whole period, announced for the period that follows.
+    let client = steps::pricing(&cfg, &state);
+    let rate_changes =
+        steps::price_and_publish(&cfg, &client, &lake, sim.day_start(0), sim.end(), sim.end())
+            .await?;
+    // The published rates are events too: ingest them so the lake holds everything.
+    steps::ingest_all(&mut ingest, |_| {}).await?;
+    lap("price", &mut timings);
+
+    let summary = parkflow_pipeline::usage_summary(&lake).await?;
+    let manifest = lake.manifest(Section::Ingested)?;
+    let outcome = DemoOutcome {
+        lots: lots.len(),
+        days: sim.days,
+        seed: sim.seed,
+        sim: report,
+        outbox_events: state.service.store().outbox_len().await?,
+        lake_events: manifest.rows_of(Table::FactParkingEvent),
+        dead_letters: manifest.rows_of(Table::DeadLetters),
+        refresh,
+        summary,
+        backtest,
+        rate_changes,
+    };
+    state.service.store().pool().close().await;
+    lap("summary", &mut timings);
+    Ok((outcome, timings))
+}
+
+/// Start from nothing so that the same seed gives the same result.
+fn reset(cfg: &Config) -> anyhow::Result<()> {
+    for name in ["parkflow.db", "parkflow.db-wal", "parkflow.db-shm"] {
+        let p = cfg.data_dir.join(name);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+    }
+    let lake = cfg.lake_dir();
+    if lake.exists() {
+        std::fs::remove_dir_all(&lake)
+            .with_context(|| format!("cannot remove {}", lake.display()))?;
+    }
+    Ok(())
+}
+
+fn progress_bar(visible: bool, len: u64, name: &'static str) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    if len == 0 {
+        let s = ProgressBar::new_spinner().with_message(name);
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        return s;
+    }
+    ProgressBar::new(len)
+        .with_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        )
+        .with_message(name)
+}
+
+fn dollars(cents: i64) -> String {
+    let s = format!("{}", cents.abs() / 100);
+    let mut grouped = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!(
+        "{}${grouped}.{:02}",
+        if cents < 0 { "-" } else { "" },
+        cents.abs() % 100
+    )
+}
+
+/// The management summary.
+pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "parkflow demo: {} lots × {} days, seed {}, data in {}",
+        o.lots,
+        o.days,
+        o.seed,
+        data_dir.display()
+    );
+    let _ = writeln!(
+        s,
+        "Traffic    {} drivers wanted to park; {} priced out, {} turned away (lot full), {} stays, {} still parked",
+        o.sim.demand, o.sim.priced_out, o.sim.turned_away, o.sim.checked_in, o.sim.still_parked
+    );
+    let _ = writeln!(
+        s,
+        "Events     {} recorded by the API, {} in the lake, {} dead letters",
+        o.outbox_events, o.lake_events, o.dead_letters
+    );
+    let _ = writeln!(
+        s,
+        "Revenue    {} from {} completed stays (mean stay {:.0} min); mean occupancy {:.1} %",
+        dollars(o.summary.revenue_cents),
+        o.summary.stays - o.summary.open_stays,
+        o.summary.mean_stay_minutes,
+        100.0 * o.summary.mean_occupancy
+    );
+    let _ = writeln!(s, "Peaks      busiest lots (peak 15-minute occupancy):");
+    let mut lots = o.summary.lots.clone();
+    lots.sort_by(|a, b| {
+        b.peak_occupancy
+            .total_cmp(&a.peak_occupancy)
+            .then(a.lot_id.cmp(&b.lot_id))
+    });
+    for l in lots.iter().take(5) {
+        let _ = writeln!(
+            s,
+            "             {:<32} cap {:>3}  peak {:>5.1} % at {}  mean {:>5.1} %  revenue {}",
+            l.lot_name,
+            l.capacity,
+            100.0 * l.peak_occupancy,
+            l.peak_local,
+            100.0 * l.mean_occupancy,
+            dollars(l.revenue_cents)
+        );
+    }
+    match &o.backtest {
+        Ok(b) => {
+            let _ = writeln!(
+                s,
+                "Forecast   hourly arrivals, last day held out ({} lot-hours): linfa model MAE {:.2} (RMSE {:.2}, {:.1} pp of capacity) vs baseline {} MAE {:.2} (RMSE {:.2})",
+                b.test_hours,
+                b.model_mae,
+                b.model_rmse,
+                b.model_mae_pct_capacity,
+                b.baseline.describe(),
+                b.baseline_mae,
+                b.baseline_rmse
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(s, "Forecast   not evaluated: {e}");
+        }
+    }
+    let car: Vec<&RateChange> = o
+        .rate_changes
+        .iter()
+        .filter(|c| c.vehicle_type == VehicleType::Car)
+        .collect();
+    let up = car.iter().filter(|c| c.new_cents > c.old_cents).count();
+    let _ = writeln!(
+        s,
+        "Pricing    {} car rates changed ({} up, {} down; {} rate rows in all), effective {}",
+        car.len(),
+        up,
+        car.len() - up,
+        o.rate_changes.len(),
+        o.refresh.as_of.format("%Y-%m-%d %H:%M UTC")
+    );
+    let mut shown = car.clone();
+    shown.sort_by(|a, b| {
+        (b.occupancy - 0.7)
+            .abs()
+            .total_cmp(&(a.occupancy - 0.7).abs())
+    });
+    for c in shown.iter().take(5) {
+        let _ = writeln!(
+            s,
+            "             lot {:>3} {:<9} {:<7} occupancy {:>5.1} %: {} → {} per hour",
+            c.lot_id,
+            c.band,
+            c.day_kind,
+            100.0 * c.occupancy,
+            dollars(c.old_cents),
+            dollars(c.new_cents)
+        );
+    }
+    let total: f64 = t.phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    let phases: Vec<String> = t
+        .phases
+        .iter()
+        .map(|(n, d)| format!("{n} {:.1} s", d.as_secs_f64()))
+        .collect();
+    let _ = writeln!(s, "Timing     {total:.1} s: {}", phases.join(", "));
+    s
+}

@@ -1,0 +1,91 @@
+//! `parkflow serve`: the API, the embedded ingest and the scheduled jobs in one process.
+
+use crate::config::Config;
+use crate::steps;
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use parkflow_api::SystemClock;
+use parkflow_jobs::{JobOutcome, RetryPolicy, Scheduler};
+use std::sync::Arc;
+use tokio::sync::{Mutex, watch};
+use warehouse_schema::lake::Lake;
+
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let (state, metrics) = steps::open_api(&cfg, Arc::new(SystemClock)).await?;
+    let scheduler = schedule(&cfg, &state, &metrics)?;
+    let (stop, stopped) = watch::channel(false);
+    let jobs = scheduler.spawn(stopped);
+
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.api.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "parkflow serving");
+    axum::serve(listener, parkflow_api::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    stop.send(true).ok();
+    for j in jobs {
+        j.await.ok();
+    }
+    Ok(())
+}
+
+fn every(seconds: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(seconds.max(1))
+}
+
+/// The periodic jobs of a running service.
+pub fn schedule(
+    cfg: &Config,
+    state: &parkflow_api::AppState,
+    metrics: &steps::Metrics,
+) -> anyhow::Result<Scheduler> {
+    let mut scheduler = Scheduler::new(RetryPolicy::default());
+    let ingest = Arc::new(Mutex::new(steps::embedded_ingest(cfg, state, metrics)?));
+    scheduler.add("ingest", every(cfg.jobs.ingest_every_s), move || {
+        let ingest = ingest.clone();
+        async move {
+            let report = ingest
+                .lock()
+                .await
+                .drain()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(JobOutcome {
+                rows: report.events + report.dead_letters,
+            })
+        }
+    });
+    let lake = Lake::new(cfg.lake_dir());
+    let l = lake.clone();
+    scheduler.add("occupancy", every(cfg.jobs.refresh_every_s), move || {
+        let lake = l.clone();
+        async move {
+            let r = parkflow_pipeline::refresh(&lake, Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(JobOutcome {
+                rows: r.occupancy_rows,
+            })
+        }
+    });
+    let client = steps::pricing(cfg, state);
+    let c = cfg.clone();
+    scheduler.add("pricing", every(cfg.jobs.pricing_every_s), move || {
+        let (cfg, client, lake) = (c.clone(), client.clone(), lake.clone());
+        async move {
+            let now = Utc::now();
+            let from = now - Duration::days(cfg.jobs.pricing_window_days);
+            let changes = steps::price_and_publish(&cfg, &client, &lake, from, now, now)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            Ok(JobOutcome {
+                rows: changes.len() as u64,
+            })
+        }
+    });
+    Ok(scheduler)
+}

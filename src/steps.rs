@@ -1,0 +1,172 @@
+//! The steps of the data loop, shared by `demo`, `serve` and the one-shot commands.
+
+use crate::client::ApiClient;
+use crate::config::Config;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use parkflow_api::{AppState, Clock};
+use parkflow_ingest::{EmbeddedIngest, IngestMetrics, IngestReport, SqliteOutbox};
+use parkflow_pricing::{CurrentRates, RateChange, propose};
+use parkflow_simulator::LotPlan;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use warehouse_schema::lake::Lake;
+use warehouse_schema::{DayKind, LotId, TimeBand, VehicleType};
+
+/// Metrics of the non-API components, registered before the API takes the registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub ingest: IngestMetrics,
+}
+
+/// Open the operational store and the API state; the registry carries every component's metrics.
+pub async fn open_api(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(AppState, Metrics)> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let mut registry = Registry::default();
+    let metrics = Metrics {
+        ingest: IngestMetrics::register(&mut registry),
+    };
+    let state = AppState::open(&cfg.api_config(), clock, registry)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the operational database {}",
+                cfg.database_url()
+            )
+        })?;
+    Ok((state, metrics))
+}
+
+pub fn admin(cfg: &Config, state: &AppState) -> ApiClient {
+    ApiClient::new(
+        parkflow_api::router(state.clone()),
+        cfg.api.admin_token.expose(),
+    )
+}
+
+pub fn pricing(cfg: &Config, state: &AppState) -> ApiClient {
+    ApiClient::new(
+        parkflow_api::router(state.clone()),
+        cfg.api.pricing_token.expose(),
+    )
+}
+
+/// Create the scenario's lots through the API (as an administrator would).
+pub async fn create_lots(
+    admin: &ApiClient,
+    plans: Vec<LotPlan>,
+) -> anyhow::Result<Vec<(LotId, LotPlan)>> {
+    let mut out = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let n = plan.new_lot();
+        let body = json!({
+            "name": n.name, "timeZone": n.time_zone, "latitude": n.latitude, "longitude": n.longitude,
+            "currency": n.currency, "defaultCentsPerHour": n.default_cents_per_hour, "spots": n.spots,
+        });
+        let lot: Value = admin.post("/v1/lots", &body).await?;
+        let id = lot["id"].as_i64().context("lot creation returned no id")?;
+        out.push((LotId(id), plan));
+    }
+    Ok(out)
+}
+
+pub fn embedded_ingest(
+    cfg: &Config,
+    state: &AppState,
+    metrics: &Metrics,
+) -> anyhow::Result<EmbeddedIngest> {
+    Ok(EmbeddedIngest::new(
+        SqliteOutbox::new(state.service.store().pool().clone()),
+        Lake::new(cfg.lake_dir()),
+        cfg.ingest.batch_size,
+        metrics.ingest.clone(),
+    )?)
+}
+
+/// Drain the outbox into the lake, reporting progress per batch.
+pub async fn ingest_all(
+    ingest: &mut EmbeddedIngest,
+    mut progress: impl FnMut(&IngestReport),
+) -> anyhow::Result<IngestReport> {
+    let mut total = IngestReport {
+        position: ingest.position(),
+        ..Default::default()
+    };
+    loop {
+        let r = ingest.step().await?;
+        if r.batches == 0 {
+            return Ok(total);
+        }
+        total.batches += 1;
+        total.events += r.events;
+        total.dead_letters += r.dead_letters;
+        total.position = r.position;
+        progress(&r);
+    }
+}
+
+/// The rates in force now, as the API reports them.
+pub async fn current_rates(client: &ApiClient) -> anyhow::Result<CurrentRates> {
+    let lots: Value = client.get("/v1/lots").await?;
+    let mut current = CurrentRates::default();
+    for lot in lots["lots"].as_array().context("lot list")? {
+        let id = LotId(lot["id"].as_i64().context("lot id")?);
+        let schedule: Value = client.get(&format!("/v1/lots/{id}/rates")).await?;
+        current.defaults.insert(
+            id,
+            schedule["defaultCentsPerHour"]
+                .as_i64()
+                .context("default rate")?,
+        );
+        for r in schedule["current"].as_array().context("current rates")? {
+            let parse = |k: &str| r[k].as_str().map(str::to_owned).context("rate field");
+            let key = (
+                id,
+                parse("band")?
+                    .parse::<TimeBand>()
+                    .map_err(anyhow::Error::msg)?,
+                parse("dayKind")?
+                    .parse::<DayKind>()
+                    .map_err(anyhow::Error::msg)?,
+                parse("vehicleType")?
+                    .parse::<VehicleType>()
+                    .map_err(anyhow::Error::msg)?,
+            );
+            current
+                .rates
+                .insert(key, r["centsPerHour"].as_i64().context("cents")?);
+        }
+    }
+    Ok(current)
+}
+
+/// Price every lot on its occupancy in `[from, to)` and publish the changes, effective at
+/// `effective_from`, through the API's authenticated rate endpoint.
+pub async fn price_and_publish(
+    cfg: &Config,
+    client: &ApiClient,
+    lake: &Lake,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    effective_from: DateTime<Utc>,
+) -> anyhow::Result<Vec<RateChange>> {
+    let observed = parkflow_pipeline::band_occupancy(lake, from, to).await?;
+    let current = current_rates(client).await?;
+    let changes = propose(&cfg.pricing, &observed, &current);
+    let mut by_lot: BTreeMap<LotId, Vec<Value>> = BTreeMap::new();
+    for c in &changes {
+        by_lot.entry(c.lot_id).or_default().push(json!({
+            "band": c.band, "dayKind": c.day_kind, "vehicleType": c.vehicle_type,
+            "centsPerHour": c.new_cents, "effectiveFrom": effective_from,
+        }));
+    }
+    for (lot, rates) in by_lot {
+        let _: Value = client
+            .put(&format!("/v1/lots/{lot}/rates"), &json!({ "rates": rates }))
+            .await?;
+    }
+    Ok(changes)
+}
