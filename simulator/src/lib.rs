@@ -39,6 +39,9 @@ pub struct SimReport {
     pub revenue_cents: i64,
 }
 
+/// A scheduled exit: when, a tie-breaker, the lot and the stay.
+type Departure = Reverse<(DateTime<Utc>, u64, LotId, SessionId)>;
+
 /// Replay `arrivals` (already priced and thinned, any order) through the API, ending at `end`:
 /// entries and exits are applied in global time order with the clock set to each instant.
 pub async fn run(
@@ -51,8 +54,7 @@ pub async fn run(
     let mut report = SimReport::default();
     let mut arrivals = arrivals;
     arrivals.sort_by_key(|a| (a.at, a.lot_id, a.seq));
-    let mut departures: BinaryHeap<Reverse<(DateTime<Utc>, u64, LotId, SessionId)>> =
-        BinaryHeap::new();
+    let mut departures: BinaryHeap<Departure> = BinaryHeap::new();
     for a in arrivals.into_iter().filter(|a| a.at < end) {
         while let Some(Reverse((at, _, _, _))) = departures.peek()
             && *at <= a.at

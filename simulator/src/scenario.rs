@@ -231,7 +231,7 @@ pub fn arrivals(
             let mut rng = ChaCha8Rng::seed_from_u64(stream);
             // Price decisions draw from their own stream, so the demand itself is identical
             // whatever the prices (common random numbers when comparing policies).
-            let mut thin_rng = ChaCha8Rng::seed_from_u64(stream ^ 0x5EED_0F_u64.rotate_left(40));
+            let mut thin_rng = ChaCha8Rng::seed_from_u64(stream ^ 0x005E_ED0F_u64.rotate_left(40));
             let mut push = |rng: &mut ChaCha8Rng,
                             kind: ArrivalKind,
                             minute: f64,

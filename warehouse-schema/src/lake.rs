@@ -99,16 +99,23 @@ impl Lake {
     }
 
     /// Relative path of a new data file of `table` (in its date partition when it has one).
+    /// Names are unique per write, so a retried batch never overwrites a file a reader may hold
+    /// and the leftovers of a crashed batch stay recognisable as uncommitted.
     pub fn data_file(table: Table, date: Option<NaiveDate>, seq: u64, part: usize) -> String {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        let name = format!(
+            "part-{seq:010}-{part:04}-{}.parquet",
+            &unique[unique.len() - 12..]
+        );
         match date {
             Some(d) if table.is_date_partitioned() => {
                 format!(
-                    "{}/event_date={}/part-{seq:010}-{part:04}.parquet",
+                    "{}/event_date={}/{name}",
                     table.name(),
                     d.format("%Y-%m-%d")
                 )
             }
-            _ => format!("{}/part-{seq:010}-{part:04}.parquet", table.name()),
+            _ => format!("{}/{name}", table.name()),
         }
     }
 

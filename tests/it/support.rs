@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests.
+
+use arrow::array::{AsArray, RecordBatch};
+use std::collections::HashSet;
+use warehouse_schema::Table;
+use warehouse_schema::convert::batch_to_events;
+use warehouse_schema::lake::Lake;
+
+/// Every event id in the committed lake, and how many rows there were.
+pub fn lake_event_ids(lake: &Lake) -> (usize, HashSet<String>) {
+    let batches: Vec<RecordBatch> = lake.read_table(Table::FactParkingEvent).unwrap();
+    let mut rows = 0;
+    let mut ids = HashSet::new();
+    for b in &batches {
+        for e in batch_to_events(b).unwrap() {
+            rows += 1;
+            ids.insert(e.event_id.to_string());
+        }
+    }
+    (rows, ids)
+}
+
+/// The `reason` column of every committed dead letter.
+pub fn dead_letter_reasons(lake: &Lake) -> Vec<String> {
+    lake.read_table(Table::DeadLetters)
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let reasons = b
+                .column_by_name("reason")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            (0..b.num_rows())
+                .map(move |i| reasons.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
