@@ -56,7 +56,7 @@ impl Default for Config {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut figment = Figment::new();
         if let Some(path) = file {
             anyhow::ensure!(
                 path.exists(),
@@ -65,8 +65,13 @@ impl Config {
             );
             figment = figment.merge(Toml::file(path));
         }
-        figment
-            .merge(Env::prefixed("PARKFLOW__").split("__"))
+        Self::from_layers(figment.merge(Env::prefixed("PARKFLOW__").split("__")))
+    }
+
+    /// Defaults overlaid with `layers` (file and environment in [`Config::load`]).
+    pub fn from_layers(layers: Figment) -> anyhow::Result<Self> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(layers)
             .extract()
             .context("invalid configuration")
     }
@@ -95,5 +100,41 @@ impl Config {
             database_url: self.database_url(),
             ..self.api.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults() {
+        let cfg = Config::from_layers(Figment::from(Toml::string(
+            "data_dir = \"/srv/pf\"\n[api]\nlisten = \"0.0.0.0:9000\"\n[pricing]\ncap = 600",
+        )))
+        .unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/pf"));
+        assert_eq!(cfg.api.listen, "0.0.0.0:9000");
+        assert_eq!(cfg.pricing.cap, 600);
+        assert_eq!(cfg.pricing.floor, StepPolicy::default().floor);
+        assert_eq!(cfg.database_url(), "sqlite:///srv/pf/parkflow.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        for toml in ["colour = 1", "[api]\nlistn = \"x\"", "[pricing]\nstep = 5"] {
+            let err = Config::from_layers(Figment::from(Toml::string(toml))).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("unknown field"),
+                "{toml}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked_when_printed() {
+        let printed = format!("{:?}", Config::default());
+        assert!(!printed.contains("dev-admin-token"), "{printed}");
+        assert!(printed.contains("***"));
     }
 }

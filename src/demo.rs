@@ -110,7 +110,9 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     let mut ingest = steps::embedded_ingest(&cfg, &state, &metrics)?;
     let head = state.service.store().outbox_head().await?;
     let bar = progress_bar(opts.progress, head as u64, "ingest");
-    steps::ingest_all(&mut ingest, |r| bar.set_position(r.position as u64)).await?;
+    ingest
+        .drain_with(|r| bar.set_position(r.position as u64))
+        .await?;
     bar.finish_and_clear();
     lap("ingest", &mut timings);
 
@@ -132,7 +134,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         steps::price_and_publish(&cfg, &client, &lake, sim.day_start(0), sim.end(), sim.end())
             .await?;
     // The published rates are events too: ingest them so the lake holds everything.
-    steps::ingest_all(&mut ingest, |_| {}).await?;
+    ingest.drain().await?;
     lap("price", &mut timings);
 
     let summary = parkflow_pipeline::usage_summary(&lake).await?;

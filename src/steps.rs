@@ -5,7 +5,7 @@ use crate::config::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use parkflow_api::{AppState, Clock};
-use parkflow_ingest::{EmbeddedIngest, IngestMetrics, IngestReport, SqliteOutbox};
+use parkflow_ingest::{EmbeddedIngest, IngestMetrics, SqliteOutbox};
 use parkflow_pricing::{CurrentRates, RateChange, propose};
 use parkflow_simulator::LotPlan;
 use prometheus_client::registry::Registry;
@@ -84,28 +84,6 @@ pub fn embedded_ingest(
         cfg.ingest.batch_size,
         metrics.ingest.clone(),
     )?)
-}
-
-/// Drain the outbox into the lake, reporting progress per batch.
-pub async fn ingest_all(
-    ingest: &mut EmbeddedIngest,
-    mut progress: impl FnMut(&IngestReport),
-) -> anyhow::Result<IngestReport> {
-    let mut total = IngestReport {
-        position: ingest.position(),
-        ..Default::default()
-    };
-    loop {
-        let r = ingest.step().await?;
-        if r.batches == 0 {
-            return Ok(total);
-        }
-        total.batches += 1;
-        total.events += r.events;
-        total.dead_letters += r.dead_letters;
-        total.position = r.position;
-        progress(&r);
-    }
 }
 
 /// The rates in force now, as the API reports them.

@@ -114,6 +114,14 @@ impl EmbeddedIngest {
 
     /// Ingest until the outbox has nothing after the committed position.
     pub async fn drain(&mut self) -> Result<IngestReport> {
+        self.drain_with(|_| {}).await
+    }
+
+    /// [`drain`](Self::drain), calling `progress` after every committed batch.
+    pub async fn drain_with(
+        &mut self,
+        mut progress: impl FnMut(&IngestReport),
+    ) -> Result<IngestReport> {
         let mut total = IngestReport {
             position: self.position(),
             ..Default::default()
@@ -127,6 +135,7 @@ impl EmbeddedIngest {
             total.events += r.events;
             total.dead_letters += r.dead_letters;
             total.position = r.position;
+            progress(&r);
         }
     }
 }

@@ -179,19 +179,20 @@ impl Rows {
         Ok(cast(c, to)?)
     }
 
-    fn i64(&self, name: &str, i: usize) -> Result<i64> {
+    fn i64_opt(&self, name: &str, i: usize) -> Result<Option<i64>> {
         let c = self.col(name, &DataType::Int64)?;
         let a = c.as_primitive::<Int64Type>();
-        if a.is_null(i) {
-            return Err(Error::Shape(format!("{name} is null")));
-        }
-        Ok(a.value(i))
+        Ok((!a.is_null(i)).then(|| a.value(i)))
     }
 
+    fn i64(&self, name: &str, i: usize) -> Result<i64> {
+        self.i64_opt(name, i)?
+            .ok_or_else(|| Error::Shape(format!("{name} is null")))
+    }
+
+    /// SQL `SUM` over no rows is null; for counts that means zero.
     fn i64_or_zero(&self, name: &str, i: usize) -> Result<i64> {
-        let c = self.col(name, &DataType::Int64)?;
-        let a = c.as_primitive::<Int64Type>();
-        Ok(if a.is_null(i) { 0 } else { a.value(i) })
+        Ok(self.i64_opt(name, i)?.unwrap_or(0))
     }
 
     fn f64(&self, name: &str, i: usize) -> Result<f64> {

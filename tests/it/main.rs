@@ -4,4 +4,5 @@
 mod demo;
 mod ingest;
 mod serve;
+mod services;
 mod support;
