@@ -3,7 +3,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use parkflow_api::store::{Store, append_event};
-use parkflow_ingest::{EmbeddedIngest, IngestMetrics, SqliteOutbox};
+use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -80,7 +80,7 @@ pub async fn ingest(events: usize, batch: usize, lots: i64) -> anyhow::Result<St
 
     let lake = Lake::new(dir.path().join("lake"));
     let mut ingest = EmbeddedIngest::new(
-        SqliteOutbox::new(store.pool().clone()),
+        Outbox::new(store.pool().clone()),
         lake.clone(),
         batch,
         IngestMetrics::default(),

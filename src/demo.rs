@@ -124,17 +124,21 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     lap("occupancy", &mut timings);
 
     // Forecast: hold out the last day.
+    let spinner = progress_bar(opts.progress, 0, "forecast");
     let hours = parkflow_pipeline::lot_hours(&lake).await?;
     let backtest = parkflow_forecast::backtest(&hours, 1).map_err(|e| e.to_string());
+    spinner.finish_and_clear();
     lap("forecast", &mut timings);
 
     // Pricing on the whole period, announced for the period that follows.
+    let spinner = progress_bar(opts.progress, 0, "price");
     let client = steps::pricing(&cfg, &state);
     let rate_changes =
         steps::price_and_publish(&cfg, &client, &lake, sim.day_start(0), sim.end(), sim.end())
             .await?;
     // The published rates are events too: ingest them so the lake holds everything.
     ingest.drain().await?;
+    spinner.finish_and_clear();
     lap("price", &mut timings);
 
     let summary = parkflow_pipeline::usage_summary(&lake).await?;

@@ -5,7 +5,7 @@ use crate::config::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use parkflow_api::{AppState, Clock};
-use parkflow_ingest::{EmbeddedIngest, IngestMetrics, SqliteOutbox};
+use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
 use parkflow_pricing::{CurrentRates, RateChange, propose};
 use parkflow_simulator::LotPlan;
 use prometheus_client::registry::Registry;
@@ -79,7 +79,7 @@ pub fn embedded_ingest(
     metrics: &Metrics,
 ) -> anyhow::Result<EmbeddedIngest> {
     Ok(EmbeddedIngest::new(
-        SqliteOutbox::new(state.service.store().pool().clone()),
+        Outbox::new(state.service.store().pool().clone()),
         Lake::new(cfg.lake_dir()),
         cfg.ingest.batch_size,
         metrics.ingest.clone(),

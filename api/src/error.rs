@@ -26,6 +26,8 @@ pub enum Error {
     Storage(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,7 +48,9 @@ impl Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Storage(_) | Self::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Storage(_) | Self::Migrate(_) | Self::Config(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -58,7 +62,7 @@ impl Error {
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
-            Self::Storage(_) | Self::Migrate(_) => "internal",
+            Self::Storage(_) | Self::Migrate(_) | Self::Config(_) => "internal",
         }
     }
 

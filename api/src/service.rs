@@ -4,7 +4,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::ApiMetrics;
-use crate::store::{Store, append_event};
+use crate::store::{Store, append_event, is_unique_violation};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,7 @@ impl ParkingService {
         let mut tx = self.store.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO lots (name, time_zone, latitude, longitude, currency, default_cents_per_hour, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(&new.name)
         .bind(tz.name())
@@ -193,7 +193,7 @@ impl ParkingService {
         .await?;
         for (vt, n) in &new.spots {
             for i in 1..=*n {
-                sqlx::query("INSERT INTO spots (lot_id, label, vehicle_type) VALUES (?, ?, ?)")
+                sqlx::query("INSERT INTO spots (lot_id, label, vehicle_type) VALUES ($1, $2, $3)")
                     .bind(id)
                     .bind(format!("{}-{i:03}", spot_prefix(*vt)))
                     .bind(vt.as_str())
@@ -233,7 +233,7 @@ impl ParkingService {
             "SELECT l.id, l.name, l.time_zone, l.latitude, l.longitude, l.currency, l.default_cents_per_hour,
                     (SELECT COUNT(*) FROM spots s WHERE s.lot_id = l.id AND s.closed = 0) AS capacity,
                     (SELECT COUNT(*) FROM parking_sessions p WHERE p.lot_id = l.id AND p.exited_at IS NULL) AS occupied
-             FROM lots l WHERE (?1 IS NULL OR l.id = ?1) ORDER BY l.id",
+             FROM lots l WHERE ($1 IS NULL OR l.id = $1) ORDER BY l.id",
         )
         .bind(only.map(|l| l.0))
         .fetch_all(self.store.pool())
@@ -266,9 +266,9 @@ impl ParkingService {
         Ok(lots)
     }
 
-    async fn lot_row(&self, conn: &mut sqlx::SqliteConnection, lot: LotId) -> Result<LotRow> {
+    async fn lot_row(&self, conn: &mut sqlx::AnyConnection, lot: LotId) -> Result<LotRow> {
         let row = sqlx::query(
-            "SELECT time_zone, currency, default_cents_per_hour FROM lots WHERE id = ?",
+            "SELECT time_zone, currency, default_cents_per_hour FROM lots WHERE id = $1",
         )
         .bind(lot.0)
         .fetch_optional(conn)
@@ -283,7 +283,21 @@ impl ParkingService {
     }
 
     /// A vehicle enters: it gets the best free spot its type may use, or `lot_full`.
+    ///
+    /// On PostgreSQL two gates may pick the same free spot at once; the loser's insert hits the
+    /// one-open-stay-per-spot index and it simply tries again with what is then free.
     pub async fn check_in(&self, lot: LotId, req: CheckInRequest) -> Result<CheckInReceipt> {
+        const ATTEMPTS: usize = 8;
+        for _ in 1..ATTEMPTS {
+            match self.try_check_in(lot, &req).await {
+                Err(Error::Storage(e)) if is_unique_violation(&e) => continue,
+                other => return other,
+            }
+        }
+        self.try_check_in(lot, &req).await
+    }
+
+    async fn try_check_in(&self, lot: LotId, req: &CheckInRequest) -> Result<CheckInReceipt> {
         if let Some(p) = &req.plate
             && (p.trim().is_empty() || p.len() > 16)
         {
@@ -294,7 +308,7 @@ impl ParkingService {
         self.lot_row(&mut tx, lot).await?;
         let free: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT s.id, s.label, s.vehicle_type FROM spots s
-             WHERE s.lot_id = ? AND s.closed = 0
+             WHERE s.lot_id = $1 AND s.closed = 0
                AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
              ORDER BY s.id",
         )
@@ -316,7 +330,7 @@ impl ParkingService {
         let session = SessionId::new();
         sqlx::query(
             "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(session.0.to_string())
         .bind(lot.0)
@@ -358,7 +372,7 @@ impl ParkingService {
         let mut tx = self.store.begin_write().await?;
         let info = self.lot_row(&mut tx, lot).await?;
         let row = sqlx::query(
-            "SELECT vehicle_type, entered_at, exited_at FROM parking_sessions WHERE id = ? AND lot_id = ?",
+            "SELECT vehicle_type, entered_at, exited_at FROM parking_sessions WHERE id = $1 AND lot_id = $2",
         )
         .bind(session.0.to_string())
         .bind(lot.0)
@@ -383,7 +397,7 @@ impl ParkingService {
             .await?
             .unwrap_or(info.default_cents_per_hour);
         let amount = charge(duration_s, cents_per_hour);
-        sqlx::query("UPDATE parking_sessions SET exited_at = ?, amount_cents = ?, currency = ? WHERE id = ?")
+        sqlx::query("UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3 WHERE id = $4")
             .bind(now.timestamp_millis())
             .bind(amount)
             .bind(&info.currency)
@@ -428,7 +442,7 @@ impl ParkingService {
             let from = r.effective_from.unwrap_or(now);
             sqlx::query(
                 "INSERT INTO rates (lot_id, band, day_kind, vehicle_type, effective_from, cents_per_hour, published_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (lot_id, band, day_kind, vehicle_type, effective_from)
                  DO UPDATE SET cents_per_hour = excluded.cents_per_hour, published_at = excluded.published_at",
             )
@@ -466,10 +480,10 @@ impl ParkingService {
         let now = self.now().timestamp_millis();
         let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
             "SELECT r.band, r.day_kind, r.vehicle_type, r.cents_per_hour, r.effective_from FROM rates r
-             WHERE r.lot_id = ?1 AND (r.effective_from > ?2 OR r.effective_from = (
+             WHERE r.lot_id = $1 AND (r.effective_from > $2 OR r.effective_from = (
                  SELECT MAX(x.effective_from) FROM rates x
                  WHERE x.lot_id = r.lot_id AND x.band = r.band AND x.day_kind = r.day_kind
-                   AND x.vehicle_type = r.vehicle_type AND x.effective_from <= ?2))
+                   AND x.vehicle_type = r.vehicle_type AND x.effective_from <= $2))
              ORDER BY r.effective_from, r.band, r.day_kind, r.vehicle_type",
         )
         .bind(lot.0)
@@ -524,7 +538,7 @@ impl ParkingService {
 
     async fn rate_in_force_conn(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         lot: LotId,
         vt: VehicleType,
         tz: Tz,
@@ -532,7 +546,7 @@ impl ParkingService {
     ) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT cents_per_hour FROM rates
-             WHERE lot_id = ? AND band = ? AND day_kind = ? AND vehicle_type = ? AND effective_from <= ?
+             WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
              ORDER BY effective_from DESC LIMIT 1",
         )
         .bind(lot.0)

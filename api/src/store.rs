@@ -1,43 +1,97 @@
-//! The operational store (SQLite, embedded default): connection set-up, migrations, write
-//! transactions and the outbox.
+//! The operational store: SQLite (embedded default) or PostgreSQL (production) behind one
+//! interface. Queries are written once, with `$N` placeholders that both accept; what differs —
+//! migrations, how a write transaction starts, what a constraint error looks like — lives here.
 //!
-//! SQLite has one writer at a time; every state change takes the write lock up front
-//! (`BEGIN IMMEDIATE`) so that a check-then-insert can never interleave with another writer.
+//! SQLite has one writer at a time: every state change takes the write lock up front
+//! (`BEGIN IMMEDIATE`) so a check-then-insert cannot interleave with another writer. PostgreSQL
+//! runs writers concurrently; there, constraints (unique and exclusion) are what settle races.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Transaction};
-use std::str::FromStr;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, SqlSafeStr, Transaction};
 use std::time::Duration;
 use warehouse_schema::Event;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(Error::Config(format!(
+                "unsupported database URL `{url}`: use sqlite://path or postgres://…"
+            )))
+        }
+    }
+
+    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Self::Sqlite => &[(
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            )],
+            Self::Postgres => &[(
+                1,
+                "init",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            )],
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Open (creating if missing) and migrate the database at `url` (`sqlite://path`).
+    /// Open (creating an SQLite file if missing) and migrate the database at `url`.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(32)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?
+            }
+        };
         let migrator = Migrator::with_migrations(
-            SQLITE_MIGRATIONS
+            backend
+                .migrations()
                 .iter()
                 .map(|(v, d, sql)| {
                     Migration::new(
@@ -51,16 +105,23 @@ impl Store {
                 .collect(),
         );
         migrator.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, backend })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// A transaction holding the write lock from its first statement.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A transaction for a state change (holding SQLite's write lock from its first statement).
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Number of events recorded in the outbox.
@@ -80,11 +141,16 @@ impl Store {
     }
 }
 
+/// Whether `e` is a unique-constraint violation (a lost race for a unique slot).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
 /// Record `event` in the outbox inside the caller's transaction: it commits or rolls back with
 /// the state change it describes.
-pub async fn append_event(conn: &mut SqliteConnection, event: &Event) -> Result<()> {
+pub async fn append_event(conn: &mut AnyConnection, event: &Event) -> Result<()> {
     sqlx::query(
-        "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(event.event_id.0.to_string())
     .bind(event.lot_id.0)

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::parquet::ParquetSink;
-use crate::source::SqliteOutbox;
+use crate::source::Outbox;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashSet};
 use warehouse_schema::lake::Lake;
@@ -29,7 +29,7 @@ pub struct IngestReport {
 
 #[derive(Debug)]
 pub struct EmbeddedIngest {
-    outbox: SqliteOutbox,
+    outbox: Outbox,
     sink: ParquetSink,
     batch_size: i64,
     metrics: IngestMetrics,
@@ -38,7 +38,7 @@ pub struct EmbeddedIngest {
 impl EmbeddedIngest {
     /// Open the lake (recovering from a crash) and prepare to read the outbox.
     pub fn new(
-        outbox: SqliteOutbox,
+        outbox: Outbox,
         lake: Lake,
         batch_size: usize,
         metrics: IngestMetrics,

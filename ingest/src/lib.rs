@@ -13,7 +13,7 @@ pub mod source;
 pub use embedded::{EmbeddedIngest, IngestReport, OUTBOX_POSITION};
 pub use error::{Error, Result};
 pub use metrics::IngestMetrics;
-pub use source::SqliteOutbox;
+pub use source::Outbox;
 
 /// Where a batch may be stopped on purpose, to prove that recovery from a crash there is exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,11 @@
 //! The outbox as an ordered source: rows after a position, in position order.
 //!
 //! The table is written by the operational API (`api/migrations`) in the same transaction as
-//! each state change; ingest only reads it (and, as relay, marks rows published).
+//! each state change; ingest only reads it. On SQLite, positions are assigned by the single
+//! writer in commit order, so "everything after the last position" is exact.
 
 use crate::error::Result;
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqliteConnectOptions;
-use std::str::FromStr;
+use sqlx::AnyPool;
 
 /// One outbox row: its position and the event exactly as recorded.
 #[derive(Debug, Clone)]
@@ -16,30 +15,19 @@ pub struct OutboxRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct SqliteOutbox {
-    pool: SqlitePool,
+pub struct Outbox {
+    pool: AnyPool,
 }
 
-impl SqliteOutbox {
-    pub fn new(pool: SqlitePool) -> Self {
+impl Outbox {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
-    }
-
-    /// Connect to the operational database at `url` (must exist: the API creates it).
-    pub async fn connect(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?.read_only(true);
-        Ok(Self::new(
-            sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(2)
-                .connect_with(options)
-                .await?,
-        ))
     }
 
     /// Up to `limit` rows with position greater than `after`, in order.
     pub async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<OutboxRow>> {
         let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?")
+            sqlx::query_as("SELECT id, payload FROM outbox WHERE id > $1 ORDER BY id LIMIT $2")
                 .bind(after)
                 .bind(limit)
                 .fetch_all(&self.pool)

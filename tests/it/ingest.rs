@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use parkflow_api::service::CheckInRequest;
 use parkflow_api::{ApiConfig, AppState, ManualClock};
-use parkflow_ingest::{EmbeddedIngest, Error, FailPoint, IngestMetrics, SqliteOutbox};
+use parkflow_ingest::{EmbeddedIngest, Error, FailPoint, IngestMetrics, Outbox};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ async fn world() -> World {
 
 fn ingest(w: &World, batch: usize) -> EmbeddedIngest {
     EmbeddedIngest::new(
-        SqliteOutbox::new(w.state.service.store().pool().clone()),
+        Outbox::new(w.state.service.store().pool().clone()),
         w.lake.clone(),
         batch,
         IngestMetrics::default(),

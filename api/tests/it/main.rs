@@ -1,5 +1,6 @@
-//! API tests: the real router with `oneshot`, each test on its own fresh SQLite database, and one
-//! test against a real server on port 0.
+//! API tests: the real router with `oneshot`, each test on its own fresh database — once on
+//! SQLite and once on PostgreSQL (`PARKFLOW_TEST_POSTGRES_URL`, required in CI) — and one test
+//! against a real server on port 0.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -30,11 +31,43 @@ fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh PostgreSQL database on the test server, or None (with a note) outside CI.
+async fn postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("PARKFLOW_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PARKFLOW_TEST_POSTGRES_URL must be set in CI"
+        );
+        eprintln!("SKIPPED: PARKFLOW_TEST_POSTGRES_URL is not set (run ./scripts/test)");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("pf_api_{}", uuid::Uuid::now_v7().simple());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
 impl TestApp {
-    async fn new() -> Self {
+    async fn new(db: Db) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
+        let database_url = match db {
+            Db::Sqlite => format!("sqlite://{}", dir.path().join("api.db").display()),
+            Db::Postgres => postgres_database().await?,
+        };
         let config = ApiConfig {
-            database_url: format!("sqlite://{}", dir.path().join("api.db").display()),
+            database_url,
             ..ApiConfig::default()
         };
         // A Monday morning in Berlin: 09:00 local.
@@ -42,11 +75,11 @@ impl TestApp {
         let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
             .await
             .unwrap();
-        Self {
+        Some(Self {
             state,
             clock,
             _dir: dir,
-        }
+        })
     }
 
     async fn call(
@@ -96,6 +129,7 @@ impl TestApp {
     }
 
     async fn outbox_types(&self) -> Vec<String> {
+        // Any driver: the same query on both stores.
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
             .fetch_all(self.state.service.store().pool())
             .await
@@ -113,9 +147,7 @@ fn assert_envelope(r: &Reply, status: StatusCode, code: &str) {
     );
 }
 
-#[tokio::test]
-async fn lot_creation_writes_lot_spots_and_event() {
-    let app = TestApp::new().await;
+async fn lot_creation_writes_lot_spots_and_event(app: TestApp) {
     let lot = app.with_lot(json!({"car": 3, "ev": 1})).await;
     let r = app
         .call("GET", &format!("/v1/lots/{lot}"), None, None)
@@ -127,9 +159,7 @@ async fn lot_creation_writes_lot_spots_and_event() {
     assert_eq!(app.outbox_types().await, ["lot_registered"]);
 }
 
-#[tokio::test]
-async fn check_in_and_out_charge_the_rate_in_force_at_exit() {
-    let app = TestApp::new().await;
+async fn check_in_and_out_charge_the_rate_in_force_at_exit(app: TestApp) {
     let lot = app.with_lot(json!({"car": 2})).await;
     let entry = app.enter(lot, "car").await;
     assert_eq!(entry.status, StatusCode::CREATED, "{}", entry.body);
@@ -181,9 +211,7 @@ async fn check_in_and_out_charge_the_rate_in_force_at_exit() {
     );
 }
 
-#[tokio::test]
-async fn full_lot_refuses_entry_and_respects_spot_types() {
-    let app = TestApp::new().await;
+async fn full_lot_refuses_entry_and_respects_spot_types(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1, "ev": 1})).await;
     // An EV takes its own spot first; a car may not use the EV spot.
     assert_eq!(app.enter(lot, "ev").await.body["spotLabel"], "E-001");
@@ -204,9 +232,7 @@ async fn full_lot_refuses_entry_and_respects_spot_types() {
     assert_eq!(r.body["freeSpots"], 0);
 }
 
-#[tokio::test]
-async fn bad_input_gets_the_envelope_never_a_500() {
-    let app = TestApp::new().await;
+async fn bad_input_gets_the_envelope_never_a_500(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1})).await;
     let entries = format!("/v1/gates/{lot}/entries");
     assert_envelope(
@@ -308,9 +334,7 @@ fn uuid_str() -> String {
     "0190a5d2-0000-7000-8000-000000000000".into()
 }
 
-#[tokio::test]
-async fn rate_schedule_separates_current_and_upcoming() {
-    let app = TestApp::new().await;
+async fn rate_schedule_separates_current_and_upcoming(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1})).await;
     let now = app.state.service.now();
     let rates = json!({"rates": [
@@ -339,9 +363,7 @@ async fn rate_schedule_separates_current_and_upcoming() {
     assert_eq!(l.body["currentCentsPerHour"], 250);
 }
 
-#[tokio::test]
-async fn full_server_on_port_zero_serves_health_and_metrics() {
-    let app = TestApp::new().await;
+async fn full_server_on_port_zero_serves_health_and_metrics(app: TestApp) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, router(app.state.clone())).into_future());
@@ -367,4 +389,102 @@ async fn full_server_on_port_zero_serves_health_and_metrics() {
     );
     assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
     server.abort();
+}
+
+/// One test per store for each scenario.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::TestApp::new(super::Db::Sqlite).await.unwrap()).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(app) = super::TestApp::new(super::Db::Postgres).await {
+                    super::$name(app).await
+                }
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    lot_creation_writes_lot_spots_and_event,
+    check_in_and_out_charge_the_rate_in_force_at_exit,
+    full_lot_refuses_entry_and_respects_spot_types,
+    bad_input_gets_the_envelope_never_a_500,
+    rate_schedule_separates_current_and_upcoming,
+    concurrent_entries_never_share_a_spot,
+    full_server_on_port_zero_serves_health_and_metrics,
+);
+
+async fn concurrent_entries_never_share_a_spot(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 10})).await;
+    // Open the pool's connections first, then release all entries at once, so that they really
+    // race for the same free spots.
+    let warm: Vec<_> = (0..40)
+        .map(|_| {
+            let pool = app.state.service.store().pool().clone();
+            tokio::spawn(async move {
+                let mut conn = pool.acquire().await.unwrap();
+                sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            })
+        })
+        .collect();
+    for w in warm {
+        w.await.unwrap();
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let state = app.state.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let body = json!({ "vehicleType": "car", "method": "nfc" }).to_string();
+                let req = Request::builder()
+                    .method("POST")
+                    .uri(format!("/v1/gates/{lot}/entries"))
+                    .header("authorization", format!("Bearer {GATE}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap();
+                let resp = router(state).oneshot(req).await.unwrap();
+                let status = resp.status();
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            })
+        })
+        .collect();
+    let mut spots = std::collections::HashSet::new();
+    let (mut ok, mut full) = (0, 0);
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                ok += 1;
+                assert!(
+                    spots.insert(body["spotId"].as_i64().unwrap()),
+                    "spot given twice: {body}"
+                );
+            }
+            StatusCode::CONFLICT => {
+                full += 1;
+                assert_eq!(body["error"]["code"], "lot_full");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((ok, full), (10, 30));
+    let checkins = app
+        .outbox_types()
+        .await
+        .iter()
+        .filter(|t| *t == "check_in")
+        .count();
+    assert_eq!(checkins, 10, "one event per successful entry");
 }
