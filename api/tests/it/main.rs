@@ -128,6 +128,25 @@ impl TestApp {
         .await
     }
 
+    /// Open every pooled connection now: requests released together then truly run together
+    /// instead of queueing behind connection set-up.
+    async fn warm_pool(&self) {
+        let pool = self.state.service.store().pool().clone();
+        let holders: Vec<_> = (0..pool.options().get_max_connections())
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut conn = pool.acquire().await.unwrap();
+                    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                })
+            })
+            .collect();
+        for h in holders {
+            h.await.unwrap();
+        }
+    }
+
     async fn outbox_types(&self) -> Vec<String> {
         // Any driver: the same query on both stores.
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
@@ -411,7 +430,19 @@ macro_rules! on_both_stores {
     };
 }
 
+mod reservations;
+use reservations::{
+    back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
+    idempotency_key_returns_the_first_answer, store_agrees_with_a_brute_force_oracle,
+    two_hundred_concurrent_requests_for_one_spot_book_it_once,
+};
+
 on_both_stores!(
+    back_to_back_windows_are_allowed_overlaps_are_not,
+    booking_rules_are_enforced,
+    idempotency_key_returns_the_first_answer,
+    two_hundred_concurrent_requests_for_one_spot_book_it_once,
+    store_agrees_with_a_brute_force_oracle,
     lot_creation_writes_lot_spots_and_event,
     check_in_and_out_charge_the_rate_in_force_at_exit,
     full_lot_refuses_entry_and_respects_spot_types,
@@ -425,19 +456,7 @@ async fn concurrent_entries_never_share_a_spot(app: TestApp) {
     let lot = app.with_lot(json!({"car": 10})).await;
     // Open the pool's connections first, then release all entries at once, so that they really
     // race for the same free spots.
-    let warm: Vec<_> = (0..40)
-        .map(|_| {
-            let pool = app.state.service.store().pool().clone();
-            tokio::spawn(async move {
-                let mut conn = pool.acquire().await.unwrap();
-                sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            })
-        })
-        .collect();
-    for w in warm {
-        w.await.unwrap();
-    }
+    app.warm_pool().await;
     let start = Arc::new(tokio::sync::Barrier::new(40));
     let tasks: Vec<_> = (0..40)
         .map(|_| {

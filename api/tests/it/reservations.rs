@@ -1,0 +1,365 @@
+//! Reservations on both stores: no double booking under concurrency, agreement with a
+//! brute-force oracle, back-to-back windows, booking rules and idempotency.
+
+use super::{TestApp, t};
+use chrono::{DateTime, Duration, Utc};
+use parkflow_api::Error;
+use parkflow_api::reservations::NewReservation;
+use proptest::prelude::*;
+use serde_json::json;
+use std::sync::Arc;
+use warehouse_schema::{LotId, ReservationId, SpotId, UserId, VehicleType};
+
+fn request(
+    lot: i64,
+    spot: Option<i64>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> NewReservation {
+    NewReservation {
+        lot_id: LotId(lot),
+        spot_id: spot.map(SpotId),
+        start_at: start,
+        end_at: end,
+        vehicle_type: VehicleType::Car,
+    }
+}
+
+async fn spot_ids(app: &TestApp, lot: i64) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM spots WHERE lot_id = $1 ORDER BY id")
+        .bind(lot)
+        .fetch_all(app.state.service.store().pool())
+        .await
+        .unwrap()
+}
+
+fn code(e: &Error) -> &str {
+    e.code()
+}
+
+pub async fn back_to_back_windows_are_allowed_overlaps_are_not(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let spot = spot_ids(&app, lot).await[0];
+    let s = &app.state.service;
+    let user = UserId::new();
+    let nine = t("2026-06-02T09:00:00Z");
+    let h = Duration::hours(1);
+    s.reserve(user, request(lot, Some(spot), nine, nine + h), "a")
+        .await
+        .unwrap();
+    s.reserve(user, request(lot, Some(spot), nine + h, nine + h * 2), "b")
+        .await
+        .unwrap();
+    let overlap = s
+        .reserve(
+            user,
+            request(lot, Some(spot), nine + h / 2, nine + h + h / 2),
+            "c",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&overlap), "spot_taken");
+    let any = s
+        .reserve(user, request(lot, None, nine + h / 2, nine + h), "d")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&any), "no_spot_available");
+}
+
+pub async fn booking_rules_are_enforced(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 1, "ev": 1})).await;
+    let spots = spot_ids(&app, lot).await;
+    let s = &app.state.service;
+    let user = UserId::new();
+    let now = s.now();
+    let h = Duration::hours(1);
+    let invalid =
+        |r: Result<_, Error>| assert_eq!(r.map(|_| ()).unwrap_err().code(), "validation_failed");
+    invalid(
+        s.reserve(user, request(lot, None, now - h, now + h), "past")
+            .await,
+    );
+    invalid(
+        s.reserve(user, request(lot, None, now + h * 2, now + h), "backwards")
+            .await,
+    );
+    invalid(
+        s.reserve(
+            user,
+            request(lot, None, now + h, now + h + Duration::minutes(10)),
+            "short",
+        )
+        .await,
+    );
+    invalid(
+        s.reserve(user, request(lot, None, now + h, now + h * 30), "long")
+            .await,
+    );
+    invalid(
+        s.reserve(
+            user,
+            request(
+                lot,
+                None,
+                now + Duration::days(9),
+                now + Duration::days(9) + h,
+            ),
+            "far",
+        )
+        .await,
+    );
+    // The EV spot is for EVs.
+    let ev_spot = spots[1];
+    invalid(
+        s.reserve(
+            user,
+            request(lot, Some(ev_spot), now + h, now + h * 2),
+            "ev",
+        )
+        .await,
+    );
+    let missing = s
+        .reserve(
+            user,
+            request(lot, Some(999_999), now + h, now + h * 2),
+            "nospot",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), "not_found");
+    let unknown_lot = s
+        .reserve(user, request(424_242, None, now + h, now + h * 2), "nolot")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_lot.code(), "not_found");
+    invalid(
+        s.reserve(user, request(lot, None, now + h, now + h * 2), "")
+            .await,
+    );
+    // Seven local days ahead is fine (the lot is in Berlin; the window closes at local midnight).
+    s.reserve(
+        user,
+        request(
+            lot,
+            None,
+            now + Duration::days(7),
+            now + Duration::days(7) + h,
+        ),
+        "edge",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.outbox_types()
+            .await
+            .iter()
+            .filter(|t| *t == "reservation_created")
+            .count(),
+        1
+    );
+}
+
+pub async fn idempotency_key_returns_the_first_answer(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 3})).await;
+    let s = &app.state.service;
+    let user = UserId::new();
+    let start = s.now() + Duration::hours(2);
+    let req = request(lot, None, start, start + Duration::hours(1));
+    let first = s.reserve(user, req.clone(), "key-1").await.unwrap();
+    let again = s.reserve(user, req.clone(), "key-1").await.unwrap();
+    assert_eq!(first, again);
+    let other = s
+        .reserve(
+            user,
+            request(lot, None, start, start + Duration::hours(2)),
+            "key-1",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), "validation_failed");
+    // Keys are per driver.
+    let someone = s.reserve(UserId::new(), req, "key-1").await.unwrap();
+    assert_ne!(someone.id, first.id);
+    assert_eq!(
+        app.outbox_types()
+            .await
+            .iter()
+            .filter(|t| *t == "reservation_created")
+            .count(),
+        2
+    );
+    // Cancelling frees the spot, and only the owner may cancel.
+    assert_eq!(
+        s.cancel_reservation(UserId::new(), first.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    assert_eq!(
+        s.cancel_reservation(user, first.id).await.unwrap().status,
+        "cancelled"
+    );
+    assert_eq!(
+        s.cancel_reservation(user, first.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_active"
+    );
+    assert_eq!(
+        s.cancel_reservation(user, ReservationId::new())
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+pub async fn two_hundred_concurrent_requests_for_one_spot_book_it_once(app: TestApp) {
+    app.warm_pool().await;
+    // Several independent rounds: a race that a missing guarantee loses only sometimes is lost
+    // in at least one of them.
+    for round in 0..5 {
+        let lot = app.with_lot(json!({"car": 1})).await;
+        let spot = spot_ids(&app, lot).await[0];
+        let start = app.state.service.now() + Duration::hours(3 + round);
+        let gate = Arc::new(tokio::sync::Barrier::new(200));
+        let tasks: Vec<_> = (0..200i64)
+            .map(|i| {
+                let service = app.state.service.clone();
+                let gate = gate.clone();
+                // Every window overlaps every other one (they all contain start + 2h).
+                let from = start + Duration::minutes(i % 60);
+                let to = from + Duration::hours(2) + Duration::minutes(i % 7);
+                let spot = if i % 2 == 0 { Some(spot) } else { None };
+                tokio::spawn(async move {
+                    gate.wait().await;
+                    service
+                        .reserve(
+                            UserId::new(),
+                            request(lot, spot, from, to),
+                            &format!("k{i}"),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) => assert!(
+                    matches!(e.code(), "spot_taken" | "no_spot_available"),
+                    "{e}"
+                ),
+            }
+        }
+        assert_eq!(ok, 1, "round {round}");
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM reservations WHERE status = 'active' AND lot_id = $1",
+        )
+        .bind(lot)
+        .fetch_one(app.state.service.store().pool())
+        .await
+        .unwrap();
+        assert_eq!(rows, 1, "round {round}");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Reserve {
+        spot: Option<usize>,
+        slot: i64,
+        len: i64,
+    },
+    Cancel {
+        nth: usize,
+    },
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        4 => (proptest::option::of(0usize..3), 0i64..16, 1i64..6)
+            .prop_map(|(spot, slot, len)| Op::Reserve { spot, slot, len }),
+        1 => (0usize..8).prop_map(|nth| Op::Cancel { nth }),
+    ];
+    proptest::collection::vec(op, 1..24)
+}
+
+/// Random reservations and cancellations, half-hour slots, three spots: the store accepts
+/// exactly what a brute-force overlap check over the accepted set accepts.
+pub async fn store_agrees_with_a_brute_force_oracle(app: TestApp) {
+    let app = Arc::new(app);
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&ops(), |ops| {
+            let app = app.clone();
+            tokio::task::block_in_place(|| handle.block_on(check_against_oracle(&app, ops)));
+            Ok(())
+        })
+        .unwrap();
+}
+
+async fn check_against_oracle(app: &TestApp, ops: Vec<Op>) {
+    let lot = app.with_lot(json!({"car": 3})).await;
+    let spots = spot_ids(app, lot).await;
+    let s = &app.state.service;
+    let user = UserId::new();
+    let base = s.now() + Duration::hours(1);
+    // The oracle: accepted (reservation id, spot, [start, end)) in slot units.
+    let mut accepted: Vec<(ReservationId, i64, i64, i64)> = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Reserve { spot, slot, len } => {
+                let (from, to) = (slot, slot + len);
+                let free = |sp: i64, acc: &[(ReservationId, i64, i64, i64)]| {
+                    !acc.iter()
+                        .any(|(_, s2, a, b)| *s2 == sp && *a < to && from < *b)
+                };
+                let at = |k: i64| base + Duration::minutes(30 * k);
+                let result = s
+                    .reserve(
+                        user,
+                        request(lot, spot.map(|k| spots[k]), at(from), at(to)),
+                        &format!("op{i}"),
+                    )
+                    .await;
+                let expect_ok = match spot {
+                    Some(k) => free(spots[k], &accepted),
+                    None => spots.iter().any(|sp| free(*sp, &accepted)),
+                };
+                match result {
+                    Ok(r) => {
+                        assert!(
+                            expect_ok,
+                            "store accepted what overlaps: {r:?} over {accepted:?}"
+                        );
+                        assert!(free(r.spot_id.0, &accepted), "chosen spot is not free");
+                        accepted.push((r.id, r.spot_id.0, from, to));
+                    }
+                    Err(e) => {
+                        assert!(
+                            !expect_ok,
+                            "store refused a free window [{from},{to}) on {spot:?}: {e}"
+                        );
+                        assert!(
+                            matches!(e.code(), "spot_taken" | "no_spot_available"),
+                            "{e}"
+                        );
+                    }
+                }
+            }
+            Op::Cancel { nth } if !accepted.is_empty() => {
+                let (id, ..) = accepted.remove(nth % accepted.len());
+                s.cancel_reservation(user, id).await.unwrap();
+            }
+            Op::Cancel { .. } => {}
+        }
+    }
+}
