@@ -20,6 +20,8 @@ pub enum Error {
     BadRequest(String),
     #[error("missing or invalid credentials")]
     Unauthorized,
+    #[error("wrong e-mail or password")]
+    InvalidCredentials,
     #[error("this credential may not {0}")]
     Forbidden(&'static str),
     #[error("storage: {0}")]
@@ -28,6 +30,8 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("too many attempts; retry in {retry_after_s} s")]
+    TooManyRequests { retry_after_s: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,8 +50,9 @@ impl Error {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Storage(_) | Self::Migrate(_) | Self::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -61,7 +66,9 @@ impl Error {
             Self::Invalid(_) => "validation_failed",
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests { .. } => "too_many_attempts",
             Self::Storage(_) | Self::Migrate(_) | Self::Config(_) => "internal",
         }
     }

@@ -2,6 +2,8 @@
 //! pricing publishes. Every state change writes its event into the `outbox` table in the same
 //! transaction; the API never reads the warehouse.
 
+pub mod accounts;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;

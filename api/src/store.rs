@@ -45,6 +45,11 @@ impl Backend {
                     "reservations",
                     include_str!("../migrations/sqlite/0002_reservations.sql"),
                 ),
+                (
+                    3,
+                    "accounts",
+                    include_str!("../migrations/sqlite/0003_accounts.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -56,6 +61,11 @@ impl Backend {
                     2,
                     "reservations",
                     include_str!("../migrations/postgres/0002_reservations.sql"),
+                ),
+                (
+                    3,
+                    "accounts",
+                    include_str!("../migrations/postgres/0003_accounts.sql"),
                 ),
             ],
         }

@@ -19,6 +19,7 @@ CREATE TABLE reservations (
     idempotency_key TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     cancelled_at BIGINT,
+    cancellation_id TEXT,
     CHECK (start_at < end_at),
     UNIQUE (user_id, idempotency_key),
     -- No double booking, under any concurrency: two active reservations of one spot never

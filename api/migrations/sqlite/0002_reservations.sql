@@ -17,6 +17,7 @@ CREATE TABLE reservations (
     idempotency_key TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     cancelled_at INTEGER,
+    cancellation_id TEXT,
     CHECK (start_at < end_at),
     UNIQUE (user_id, idempotency_key)
 );

@@ -1,0 +1,297 @@
+//! Accounts, sessions and vehicles.
+//!
+//! Drivers register with e-mail and password (argon2id), log in for a short-lived access token
+//! plus a refresh token that is rotated on use and stored only as a hash. Failed logins are
+//! limited per account and per client address.
+
+use crate::auth::{
+    Claims, LoginLimiter, TokenSigner, hash_password, new_refresh_token, refresh_token_hash,
+    verify_password,
+};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::store::{Store, is_unique_violation};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use std::sync::Arc;
+use uuid::Uuid;
+use warehouse_schema::{UserId, VehicleType};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewVehicle {
+    pub plate: String,
+    pub region: String,
+    pub vehicle_type: VehicleType,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Vehicle {
+    pub id: Uuid,
+    pub plate: String,
+    pub region: String,
+    pub vehicle_type: VehicleType,
+}
+
+/// Who a valid access token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimes {
+    pub access_s: i64,
+    pub refresh_s: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    signer: TokenSigner,
+    limiter: Arc<LoginLimiter>,
+    lifetimes: TokenLifetimes,
+}
+
+fn normalise_email(email: &str) -> Result<String> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !e.chars().any(char::is_whitespace);
+    if valid {
+        Ok(e)
+    } else {
+        Err(Error::Invalid("a valid e-mail address is required".into()))
+    }
+}
+
+impl Accounts {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        signer: TokenSigner,
+        limiter: LoginLimiter,
+        lifetimes: TokenLifetimes,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            signer,
+            limiter: Arc::new(limiter),
+            lifetimes,
+        }
+    }
+
+    pub async fn register(&self, c: Credentials) -> Result<UserId> {
+        let email = normalise_email(&c.email)?;
+        if c.password.chars().count() < 10 || c.password.len() > 256 {
+            return Err(Error::Invalid(
+                "a password needs 10 to 256 characters".into(),
+            ));
+        }
+        let hash = tokio::task::spawn_blocking(move || hash_password(&c.password))
+            .await
+            .map_err(|e| Error::Config(format!("hashing task failed: {e}")))??;
+        let id = UserId::new();
+        let inserted = sqlx::query("INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, 'driver', $4)")
+            .bind(id.0.to_string())
+            .bind(&email)
+            .bind(hash)
+            .bind(self.clock.now().timestamp_millis())
+            .execute(self.store.pool())
+            .await;
+        match inserted {
+            Ok(_) => Ok(id),
+            Err(e) if is_unique_violation(&e) => Err(Error::conflict(
+                "email_taken",
+                "an account with that e-mail exists",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Log in from client address `ip`.
+    pub async fn login(&self, c: Credentials, ip: &str) -> Result<SessionTokens> {
+        let now = self.clock.now();
+        let email = c.email.trim().to_lowercase();
+        self.limiter.check(&email, ip, now)?;
+        let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(self.store.pool())
+            .await?;
+        // Verify against a real hash even for unknown e-mails, so timing does not reveal accounts.
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3W0sfYfSWYPzPmMsOZDJ4tA1ZKzMNeJ6l5m1vkG5Z0A";
+        let stored: String = row
+            .as_ref()
+            .map_or(DUMMY.to_owned(), |r| r.get("password_hash"));
+        let password = c.password;
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+            .await
+            .map_err(|e| Error::Config(format!("hashing task failed: {e}")))?;
+        let Some(row) = row.filter(|_| ok) else {
+            self.limiter.record_failure(&email, ip, now);
+            return Err(Error::InvalidCredentials);
+        };
+        self.limiter.record_success(&email);
+        let user = UserId(
+            row.get::<String, _>("id")
+                .parse()
+                .map_err(|_| Error::Unauthorized)?,
+        );
+        self.issue(user, &row.get::<String, _>("role")).await
+    }
+
+    /// Trade a refresh token for new tokens; the old refresh token stops working.
+    pub async fn refresh(&self, token: &str) -> Result<SessionTokens> {
+        let now = self.clock.now().timestamp_millis();
+        let mut tx = self.store.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT t.user_id, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
+        )
+        .bind(refresh_token_hash(token))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(refresh_token_hash(token))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let user = UserId(
+            row.get::<String, _>("user_id")
+                .parse()
+                .map_err(|_| Error::Unauthorized)?,
+        );
+        self.issue(user, &row.get::<String, _>("role")).await
+    }
+
+    async fn issue(&self, user: UserId, role: &str) -> Result<SessionTokens> {
+        let now = self.clock.now();
+        let claims = Claims {
+            sub: user.0.to_string(),
+            role: role.to_owned(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + self.lifetimes.access_s,
+        };
+        let (refresh, hash) = new_refresh_token();
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(hash)
+        .bind(user.0.to_string())
+        .bind(now.timestamp_millis() + self.lifetimes.refresh_s * 1000)
+        .execute(self.store.pool())
+        .await?;
+        Ok(SessionTokens {
+            access_token: self.signer.sign(&claims),
+            refresh_token: refresh,
+            token_type: "Bearer".into(),
+            expires_in: self.lifetimes.access_s,
+        })
+    }
+
+    /// The principal of a valid access token.
+    pub fn authenticate(&self, token: &str) -> Result<Principal> {
+        let claims = self.signer.verify(token, self.clock.now())?;
+        Ok(Principal {
+            user: UserId(claims.sub.parse().map_err(|_| Error::Unauthorized)?),
+            admin: claims.role == "admin",
+        })
+    }
+
+    pub async fn add_vehicle(&self, user: UserId, v: NewVehicle) -> Result<Vehicle> {
+        let plate: String = v
+            .plate
+            .trim()
+            .to_uppercase()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let region = v.region.trim().to_uppercase();
+        if plate.is_empty() || plate.len() > 16 || region.is_empty() || region.len() > 8 {
+            return Err(Error::Invalid(
+                "plate needs 1 to 16 characters and region 1 to 8".into(),
+            ));
+        }
+        let id = Uuid::now_v7();
+        let inserted = sqlx::query(
+            "INSERT INTO vehicles (id, user_id, plate, region, vehicle_type, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(user.0.to_string())
+        .bind(&plate)
+        .bind(&region)
+        .bind(v.vehicle_type.as_str())
+        .bind(self.clock.now().timestamp_millis())
+        .execute(self.store.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(Vehicle {
+                id,
+                plate,
+                region,
+                vehicle_type: v.vehicle_type,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(Error::conflict(
+                "vehicle_exists",
+                "that vehicle is already registered",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn vehicles(&self, user: UserId) -> Result<Vec<Vehicle>> {
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT id, plate, region, vehicle_type FROM vehicles WHERE user_id = $1 ORDER BY created_at, id")
+                .bind(user.0.to_string())
+                .fetch_all(self.store.pool())
+                .await?;
+        rows.into_iter()
+            .map(|(id, plate, region, vt)| {
+                Ok(Vehicle {
+                    id: id.parse().map_err(|e| Error::Invalid(format!("{e}")))?,
+                    plate,
+                    region,
+                    vehicle_type: vt.parse().map_err(Error::Invalid)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One of `user`'s vehicles; another driver's is not found.
+    pub async fn vehicle(&self, user: UserId, id: Uuid) -> Result<Vehicle> {
+        self.vehicles(user)
+            .await?
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| Error::NotFound(format!("vehicle {id}")))
+    }
+}
