@@ -20,7 +20,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.api.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "parkflow serving");
-    axum::serve(listener, parkflow_api::router(state))
+    let app =
+        parkflow_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

@@ -39,6 +39,12 @@ pub struct ApiConfig {
     pub gate_token: Secret,
     /// Bearer token of the pricing service (rate publishing).
     pub pricing_token: Secret,
+    /// HMAC key of drivers' access tokens and gate passes.
+    pub token_secret: Secret,
+    /// Lifetime of an access token, seconds.
+    pub access_token_ttl_s: i64,
+    /// Lifetime of a refresh token, seconds.
+    pub refresh_token_ttl_s: i64,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +55,9 @@ impl Default for ApiConfig {
             admin_token: Secret("dev-admin-token".into()),
             gate_token: Secret("dev-gate-token".into()),
             pricing_token: Secret("dev-pricing-token".into()),
+            token_secret: Secret("dev-token-secret-change-me".into()),
+            access_token_ttl_s: 15 * 60,
+            refresh_token_ttl_s: 30 * 24 * 3600,
         }
     }
 }

@@ -1,30 +1,38 @@
 //! The HTTP surface: routes under `/v1`, bearer-token roles, JSON in and out, and extractors
 //! that turn malformed input into our error envelope instead of axum's plain-text rejections.
 
+use crate::accounts::{Accounts, Credentials, NewVehicle};
 use crate::config::Secret;
 use crate::error::Error;
 use crate::metrics::{ApiMetrics, HttpLabels};
+use crate::reservations::{NewReservation, TimeRange};
 use crate::service::{CheckInRequest, ExitRequest, NewLot, ParkingService, PublishRates};
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use prometheus_client::registry::Registry;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use warehouse_schema::LotId;
+use uuid::Uuid;
+use warehouse_schema::{LotId, ReservationId, SpotId, UserId, VehicleType};
 
-/// Who is calling, by bearer token.
+/// Who is calling: staff and services by static bearer token, drivers (and admin accounts) by
+/// access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Admin,
     Gate,
     Pricing,
+    Driver,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +45,7 @@ pub struct Tokens {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub service: ParkingService,
+    pub accounts: Accounts,
     pub tokens: Arc<Tokens>,
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
@@ -46,9 +55,23 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/accounts", post(register))
+        .route("/v1/sessions", post(login))
+        .route("/v1/sessions/refresh", post(refresh))
+        .route("/v1/vehicles", get(list_vehicles).post(add_vehicle))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
         .route("/v1/lots/{lot_id}/rates", get(get_rates).put(put_rates))
+        .route("/v1/parkingspots", get(free_spots))
+        .route(
+            "/v1/reservations",
+            get(list_reservations).post(create_reservation),
+        )
+        .route("/v1/reservations/{reservation_id}", get(get_reservation))
+        .route(
+            "/v1/reservations/{reservation_id}/cancel",
+            post(cancel_reservation),
+        )
         .route("/v1/gates/{lot_id}/entries", post(entry))
         .route("/v1/gates/{lot_id}/exits", post(exit))
         .fallback(|| async { Error::NotFound("route".into()) })
@@ -94,10 +117,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A lot id from the path; anything but a positive integer is a 404 (no such lot).
-pub struct LotPath(pub LotId);
+/// Query parameters whose rejections use our envelope (422).
+pub struct ApiQuery<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for LotPath {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| Error::Invalid(e.body_text()))
+    }
+}
+
+/// One path segment parsed as `T`; anything unparsable is a 404 (no such resource).
+pub struct Id<T>(pub T);
+
+impl<S: Send + Sync, T: std::str::FromStr> FromRequestParts<S> for Id<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -105,16 +142,48 @@ impl<S: Send + Sync> FromRequestParts<S> for LotPath {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|e: PathRejection| Error::BadRequest(e.body_text()))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .map(|id| Self(LotId(id)))
-            .ok_or_else(|| Error::NotFound(format!("lot {raw}")))
+        raw.parse::<T>().map(Self).map_err(|_| Error::NotFound(raw))
     }
 }
 
-/// The caller's role, from `Authorization: Bearer <token>`.
-pub struct Caller(pub Role);
+/// A lot id from the path; anything but a positive integer is a 404 (no such lot).
+pub struct LotPath(pub LotId);
+
+impl<S: Send + Sync> FromRequestParts<S> for LotPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Id(id) = Id::<i64>::from_request_parts(parts, state).await?;
+        if id > 0 {
+            Ok(Self(LotId(id)))
+        } else {
+            Err(Error::NotFound(format!("lot {id}")))
+        }
+    }
+}
+
+/// The client address, for per-IP limits ("unknown" when served without connection info).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
+    }
+}
+
+/// The caller's role (and account, for drivers), from `Authorization: Bearer <token>`.
+pub struct Caller {
+    pub role: Role,
+    pub user: Option<UserId>,
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
@@ -130,24 +199,39 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(Error::Unauthorized)?;
         let t = &state.tokens;
-        [
+        if let Some(role) = [
             (Role::Admin, &t.admin),
             (Role::Gate, &t.gate),
             (Role::Pricing, &t.pricing),
         ]
         .into_iter()
         .find(|(_, secret)| secret.matches(token))
-        .map(|(role, _)| Self(role))
-        .ok_or(Error::Unauthorized)
+        .map(|(role, _)| role)
+        {
+            return Ok(Self { role, user: None });
+        }
+        let p = state.accounts.authenticate(token)?;
+        Ok(Self {
+            role: if p.admin { Role::Admin } else { Role::Driver },
+            user: Some(p.user),
+        })
     }
 }
 
 impl Caller {
     fn require(&self, allowed: &[Role], action: &'static str) -> Result<(), Error> {
-        if allowed.contains(&self.0) {
+        if allowed.contains(&self.role) {
             Ok(())
         } else {
             Err(Error::Forbidden(action))
+        }
+    }
+
+    /// The driver's own account (reservations and vehicles belong to one).
+    fn driver(&self) -> Result<UserId, Error> {
+        match (self.role, self.user) {
+            (Role::Driver | Role::Admin, Some(user)) => Ok(user),
+            _ => Err(Error::Forbidden("act for a driver")),
         }
     }
 }
@@ -173,6 +257,57 @@ async fn metrics(State(state): State<AppState>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, Error> {
+    let user = state.accounts.register(body).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "userId": user }))))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(state.accounts.login(body, &ip).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(state.accounts.refresh(&body.refresh_token).await?))
+}
+
+async fn add_vehicle(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewVehicle>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.accounts.add_vehicle(user, body).await?),
+    ))
+}
+
+async fn list_vehicles(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        json!({ "vehicles": state.accounts.vehicles(user).await? }),
+    ))
 }
 
 async fn list_lots(State(state): State<AppState>) -> Result<impl IntoResponse, Error> {
@@ -214,6 +349,143 @@ async fn put_rates(
     caller.require(&[Role::Pricing, Role::Admin], "publish rates")?;
     let published = state.service.publish_rates(lot, body.rates).await?;
     Ok(Json(json!({ "published": published })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct SpotQuery {
+    lot_id: LotId,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    vehicle_type: VehicleType,
+}
+
+/// Spots free for the whole window (no login needed).
+async fn free_spots(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<SpotQuery>,
+) -> Result<impl IntoResponse, Error> {
+    let window = TimeRange::new(q.start_at, q.end_at)?;
+    let spots = state
+        .service
+        .free_spots(q.lot_id, window, q.vehicle_type)
+        .await?;
+    Ok(Json(
+        json!({ "lotId": q.lot_id, "startAt": q.start_at, "endAt": q.end_at, "spots": spots }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReservationBody {
+    lot_id: LotId,
+    #[serde(default)]
+    spot_id: Option<SpotId>,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    #[serde(default)]
+    vehicle_type: Option<VehicleType>,
+    #[serde(default)]
+    vehicle_id: Option<Uuid>,
+}
+
+async fn create_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ReservationBody>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Invalid("the Idempotency-Key header is required".into()))?;
+    let vehicle_type = match (body.vehicle_type, body.vehicle_id) {
+        (Some(vt), None) => vt,
+        (None, Some(id)) => state.accounts.vehicle(user, id).await?.vehicle_type,
+        _ => {
+            return Err(Error::Invalid(
+                "give exactly one of vehicleType and vehicleId".into(),
+            ));
+        }
+    };
+    let req = NewReservation {
+        lot_id: body.lot_id,
+        spot_id: body.spot_id,
+        start_at: body.start_at,
+        end_at: body.end_at,
+        vehicle_type,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(state.service.reserve(user, req, key).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Page {
+    #[serde(default = "first_page")]
+    page: u32,
+    #[serde(default = "page_size")]
+    per_page: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+fn page_size() -> u32 {
+    20
+}
+
+async fn list_reservations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<Page>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    if p.page == 0 || !(1..=100).contains(&p.per_page) {
+        return Err(Error::Invalid(
+            "page starts at 1; perPage is 1 to 100".into(),
+        ));
+    }
+    let (items, total) = state
+        .service
+        .reservations_of(user, p.page, p.per_page)
+        .await?;
+    Ok(Json(
+        json!({ "items": items, "page": p.page, "perPage": p.per_page, "total": total }),
+    ))
+}
+
+async fn get_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        state
+            .service
+            .reservation_of(user, ReservationId(id))
+            .await?,
+    ))
+}
+
+async fn cancel_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let r = state
+        .service
+        .cancel_reservation(user, ReservationId(id))
+        .await?;
+    Ok(Json(
+        json!({ "reservationId": r.id, "cancellationId": r.cancellation_id, "status": r.status }),
+    ))
 }
 
 async fn entry(

@@ -34,8 +34,19 @@ impl AppState {
     ) -> Result<Self> {
         let store = Store::open(&config.database_url).await?;
         let metrics = ApiMetrics::register(&mut registry);
+        let accounts = accounts::Accounts::new(
+            store.clone(),
+            clock.clone(),
+            auth::TokenSigner::new(config.token_secret.expose()),
+            auth::LoginLimiter::new(auth::LoginLimits::default()),
+            accounts::TokenLifetimes {
+                access_s: config.access_token_ttl_s,
+                refresh_s: config.refresh_token_ttl_s,
+            },
+        );
         Ok(Self {
             service: ParkingService::new(store, clock, metrics.clone()),
+            accounts,
             tokens: Arc::new(Tokens {
                 admin: config.admin_token.clone(),
                 gate: config.gate_token.clone(),

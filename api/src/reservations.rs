@@ -77,6 +77,17 @@ pub struct Reservation {
     pub status: String,
     pub quote_cents: i64,
     pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation_id: Option<uuid::Uuid>,
+}
+
+/// A spot that is free for a whole window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FreeSpot {
+    pub spot_id: SpotId,
+    pub label: String,
+    pub vehicle_type: VehicleType,
 }
 
 /// The PostgreSQL error code of an exclusion-constraint violation.
@@ -295,6 +306,7 @@ impl ParkingService {
             status: "active".into(),
             quote_cents: quote,
             currency,
+            cancellation_id: None,
         })
     }
 
@@ -317,10 +329,12 @@ impl ParkingService {
                 format!("reservation {id} is {}", r.status),
             ));
         }
+        let cancellation = uuid::Uuid::now_v7();
         sqlx::query(
-            "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2",
+            "UPDATE reservations SET status = 'cancelled', cancelled_at = $1, cancellation_id = $2 WHERE id = $3",
         )
         .bind(now.timestamp_millis())
+        .bind(cancellation.to_string())
         .bind(id.0.to_string())
         .execute(&mut *tx)
         .await?;
@@ -335,6 +349,7 @@ impl ParkingService {
         append_event(&mut tx, &event).await?;
         tx.commit().await?;
         r.status = "cancelled".into();
+        r.cancellation_id = Some(cancellation);
         Ok(r)
     }
 
@@ -358,7 +373,7 @@ impl ParkingService {
     ) -> Result<Option<Reservation>> {
         let sql = format!(
             "SELECT r.id, r.lot_id, r.spot_id, s.label, r.start_at, r.end_at, r.vehicle_type, r.status,
-                    r.quote_cents, r.currency
+                    r.quote_cents, r.currency, r.cancellation_id
              FROM reservations r JOIN spots s ON s.id = r.spot_id WHERE {condition}"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -389,7 +404,110 @@ impl ParkingService {
             status: row.get("status"),
             quote_cents: row.get("quote_cents"),
             currency: row.get("currency"),
+            cancellation_id: row
+                .get::<Option<String>, _>("cancellation_id")
+                .and_then(|c| c.parse().ok()),
         }))
+    }
+
+    /// One of `user`'s reservations; another driver's is not found.
+    pub async fn reservation_of(&self, user: UserId, id: ReservationId) -> Result<Reservation> {
+        let mut conn = self.store().pool().acquire().await?;
+        self.reservation_where(
+            &mut conn,
+            "r.id = $1 AND r.user_id = $2",
+            &id.0.to_string(),
+            &user.0.to_string(),
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("reservation {id}")))
+    }
+
+    /// `user`'s reservations, latest start first, one page at a time, with the total count.
+    pub async fn reservations_of(
+        &self,
+        user: UserId,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<Reservation>, i64)> {
+        let pool = self.store().pool();
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE user_id = $1")
+            .bind(user.0.to_string())
+            .fetch_one(pool)
+            .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM reservations WHERE user_id = $1 ORDER BY start_at DESC, id LIMIT $2 OFFSET $3",
+        )
+        .bind(user.0.to_string())
+        .bind(i64::from(per_page))
+        .bind(i64::from(page - 1) * i64::from(per_page))
+        .fetch_all(pool)
+        .await?;
+        let mut conn = pool.acquire().await?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self
+                .reservation_where(
+                    &mut conn,
+                    "r.id = $1 AND r.user_id = $2",
+                    &id,
+                    &user.0.to_string(),
+                )
+                .await?
+            {
+                items.push(r);
+            }
+        }
+        Ok((items, total))
+    }
+
+    /// Spots of `lot` a `vehicle` may use that no active reservation holds during `window`.
+    pub async fn free_spots(
+        &self,
+        lot: LotId,
+        window: TimeRange,
+        vehicle: VehicleType,
+    ) -> Result<Vec<FreeSpot>> {
+        let pool = self.store().pool();
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM lots WHERE id = $1")
+            .bind(lot.0)
+            .fetch_optional(pool)
+            .await?;
+        exists.ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT s.id, s.label, s.vehicle_type FROM spots s
+             WHERE s.lot_id = $1 AND s.closed = 0
+               AND NOT EXISTS (SELECT 1 FROM reservations r
+                               WHERE r.spot_id = s.id AND r.status = 'active'
+                                 AND r.start_at < $3 AND r.end_at > $2)
+             ORDER BY s.id",
+        )
+        .bind(lot.0)
+        .bind(window.start().timestamp_millis())
+        .bind(window.end().timestamp_millis())
+        .fetch_all(pool)
+        .await?;
+        let mut spots: Vec<FreeSpot> = rows
+            .into_iter()
+            .filter_map(|(id, label, vt)| {
+                let vt: VehicleType = vt.parse().ok()?;
+                vehicle.fits(vt).then_some(FreeSpot {
+                    spot_id: SpotId(id),
+                    label,
+                    vehicle_type: vt,
+                })
+            })
+            .collect();
+        // Best fit first, as the reservation endpoint would choose.
+        let rank = |vt: VehicleType| {
+            vehicle
+                .preferred_spots()
+                .iter()
+                .position(|p| *p == vt)
+                .unwrap_or(usize::MAX)
+        };
+        spots.sort_by_key(|s| (rank(s.vehicle_type), s.spot_id));
+        Ok(spots)
     }
 }
 

@@ -12,19 +12,19 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-struct TestApp {
+pub struct TestApp {
     state: AppState,
     clock: ManualClock,
     _dir: tempfile::TempDir,
 }
 
-struct Reply {
+pub struct Reply {
     status: StatusCode,
     body: Value,
 }
 
 const ADMIN: &str = "dev-admin-token";
-const GATE: &str = "dev-gate-token";
+pub const GATE: &str = "dev-gate-token";
 const PRICING: &str = "dev-pricing-token";
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -89,9 +89,23 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
+        self.call_with(method, uri, token, body, None).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        header: Option<(&str, &str)>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(tok) = token {
             req = req.header("authorization", format!("Bearer {tok}"));
+        }
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
         }
         if body.is_some() {
             req = req.header("content-type", "application/json");
@@ -430,7 +444,9 @@ macro_rules! on_both_stores {
     };
 }
 
+mod accounts;
 mod reservations;
+use accounts::{accounts_sessions_and_refresh, drivers_reserve_over_http_and_see_only_their_own};
 use reservations::{
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
     idempotency_key_returns_the_first_answer, store_agrees_with_a_brute_force_oracle,
@@ -438,6 +454,8 @@ use reservations::{
 };
 
 on_both_stores!(
+    accounts_sessions_and_refresh,
+    drivers_reserve_over_http_and_see_only_their_own,
     back_to_back_windows_are_allowed_overlaps_are_not,
     booking_rules_are_enforced,
     idempotency_key_returns_the_first_answer,

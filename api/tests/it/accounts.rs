@@ -1,0 +1,323 @@
+//! Accounts, sessions and reservations over HTTP, on both stores.
+
+use super::{GATE, Reply, TestApp};
+use axum::http::StatusCode;
+use chrono::Duration;
+use serde_json::{Value, json};
+
+impl TestApp {
+    /// Register and log in a driver; returns the access token.
+    pub async fn with_driver(&self, email: &str) -> String {
+        let creds = json!({"email": email, "password": "correct horse battery"}).to_string();
+        let r = self.call("POST", "/v1/accounts", None, Some(&creds)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let s = self.call("POST", "/v1/sessions", None, Some(&creds)).await;
+        assert_eq!(s.status, StatusCode::OK, "{}", s.body);
+        s.body["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    async fn reserve(&self, token: &str, key: Option<&str>, body: &Value) -> Reply {
+        self.call_with(
+            "POST",
+            "/v1/reservations",
+            Some(token),
+            Some(&body.to_string()),
+            key.map(|k| ("idempotency-key", k)),
+        )
+        .await
+    }
+}
+
+fn envelope(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+}
+
+pub async fn accounts_sessions_and_refresh(app: TestApp) {
+    let creds = |email: &str, pw: &str| json!({"email": email, "password": pw}).to_string();
+    let r = app
+        .call(
+            "POST",
+            "/v1/accounts",
+            None,
+            Some(&creds("Ann@Example.com", "correct horse battery")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    envelope(
+        &app.call(
+            "POST",
+            "/v1/accounts",
+            None,
+            Some(&creds("ann@example.com", "another long one")),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "email_taken",
+    );
+    envelope(
+        &app.call(
+            "POST",
+            "/v1/accounts",
+            None,
+            Some(&creds("not-an-email", "correct horse battery")),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    envelope(
+        &app.call(
+            "POST",
+            "/v1/accounts",
+            None,
+            Some(&creds("bob@example.com", "short")),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
+    let s = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(&creds("ann@example.com", "correct horse battery")),
+        )
+        .await;
+    assert_eq!(s.status, StatusCode::OK, "{}", s.body);
+    assert_eq!(s.body["tokenType"], "Bearer");
+    assert_eq!(s.body["expiresIn"], 900);
+    let access = s.body["accessToken"].as_str().unwrap().to_owned();
+    let refresh = s.body["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/vehicles", Some(&access), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Refresh tokens rotate: the new one works, the old one is spent.
+    let body = json!({"refreshToken": refresh}).to_string();
+    let r = app
+        .call("POST", "/v1/sessions/refresh", None, Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    envelope(
+        &app.call("POST", "/v1/sessions/refresh", None, Some(&body))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // Access tokens are short-lived.
+    app.clock
+        .set(app.state.service.now() + Duration::minutes(16));
+    envelope(
+        &app.call("GET", "/v1/vehicles", Some(&access), None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // Wrong passwords, then the account is locked for a while; unknown accounts look the same.
+    envelope(
+        &app.call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(&creds("nobody@example.com", "whatever at all")),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    for _ in 0..5 {
+        envelope(
+            &app.call(
+                "POST",
+                "/v1/sessions",
+                None,
+                Some(&creds("ann@example.com", "wrong password!")),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        );
+    }
+    let locked = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(&creds("ann@example.com", "correct horse battery")),
+        )
+        .await;
+    envelope(&locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+}
+
+pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 2, "ev": 1})).await;
+    let ann = app.with_driver("ann@example.com").await;
+    let bob = app.with_driver("bob@example.com").await;
+    let start = app.state.service.now() + Duration::hours(2);
+    let end = start + Duration::hours(2);
+    let body = json!({"lotId": lot, "startAt": start, "endAt": end, "vehicleType": "ev"});
+
+    envelope(
+        &app.reserve(&ann, None, &body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let first = app.reserve(&ann, Some("k1"), &body).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(
+        first.body["spotLabel"], "E-001",
+        "an EV gets the charging spot first"
+    );
+    assert!(first.body["quoteCents"].as_i64().unwrap() > 0);
+    let replay = app.reserve(&ann, Some("k1"), &body).await;
+    assert_eq!(
+        replay.body["id"], first.body["id"],
+        "same key, same reservation"
+    );
+    let id = first.body["id"].as_str().unwrap().to_owned();
+
+    // Free spots for the window no longer include the reserved one; back to back, they do.
+    let q = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "/v1/parkingspots?lot-id={lot}&start-at={}&end-at={}&vehicle-type=ev",
+            from.to_rfc3339().replace('+', "%2B"),
+            to.to_rfc3339().replace('+', "%2B")
+        )
+    };
+    let during = app.call("GET", &q(start, end), None, None).await;
+    assert_eq!(during.status, StatusCode::OK, "{}", during.body);
+    let labels: Vec<&str> = during.body["spots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["C-001", "C-002"]);
+    let after = app
+        .call("GET", &q(end, end + Duration::hours(1)), None, None)
+        .await;
+    assert_eq!(after.body["spots"][0]["label"], "E-001");
+    envelope(&app.call("GET", &format!("/v1/parkingspots?lot-id={lot}&start-at=2026-06-01T10:00:00&end-at=2026-06-01T11:00:00Z&vehicle-type=ev"), None, None).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+
+    // A vehicle of one's own may stand in for the vehicle type; someone else's may not.
+    let car = app
+        .call(
+            "POST",
+            "/v1/vehicles",
+            Some(&bob),
+            Some(&json!({"plate": "b 123", "region": "ca", "vehicleType": "car"}).to_string()),
+        )
+        .await;
+    assert_eq!(car.status, StatusCode::CREATED, "{}", car.body);
+    assert_eq!(car.body["plate"], "B123");
+    let by_vehicle =
+        json!({"lotId": lot, "startAt": start, "endAt": end, "vehicleId": car.body["id"]});
+    let r = app.reserve(&bob, Some("b1"), &by_vehicle).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    envelope(
+        &app.reserve(&ann, Some("a2"), &by_vehicle).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let both = json!({"lotId": lot, "startAt": start, "endAt": end, "vehicleType": "car", "vehicleId": car.body["id"]});
+    envelope(
+        &app.reserve(&bob, Some("b2"), &both).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
+    // Only the owner sees or cancels a reservation.
+    let mine = app.call("GET", "/v1/reservations", Some(&ann), None).await;
+    assert_eq!(
+        (
+            mine.body["total"].as_i64(),
+            mine.body["items"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1))
+    );
+    envelope(
+        &app.call("GET", &format!("/v1/reservations/{id}"), Some(&bob), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    envelope(
+        &app.call(
+            "POST",
+            &format!("/v1/reservations/{id}/cancel"),
+            Some(&bob),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let cancelled = app
+        .call(
+            "POST",
+            &format!("/v1/reservations/{id}/cancel"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert!(cancelled.body["cancellationId"].is_string());
+    assert_eq!(
+        app.call("GET", &format!("/v1/reservations/{id}"), Some(&ann), None)
+            .await
+            .body["status"],
+        "cancelled"
+    );
+    envelope(
+        &app.call("GET", "/v1/reservations/not-a-uuid", Some(&ann), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    envelope(
+        &app.call("GET", "/v1/reservations?perPage=500", Some(&ann), None)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
+    // Roles: no token, a gate token, a driver at the gate.
+    envelope(
+        &app.reserve("", Some("x"), &body).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    envelope(
+        &app.reserve(GATE, Some("x"), &body).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let at_gate = app
+        .call(
+            "POST",
+            &format!("/v1/gates/{lot}/entries"),
+            Some(&ann),
+            Some(r#"{"vehicleType":"car","method":"qr"}"#),
+        )
+        .await;
+    envelope(&at_gate, StatusCode::FORBIDDEN, "forbidden");
+    let types = app.outbox_types().await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "reservation_created").count(),
+        2
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "reservation_cancelled")
+            .count(),
+        1
+    );
+}
