@@ -61,6 +61,23 @@ pub fn schedule(
             })
         }
     });
+    // Other API processes on the same database change reservations too: drop the lots they
+    // touched from this process's availability index, so they load again.
+    let service = state.service.clone();
+    scheduler.add(
+        "availability",
+        std::time::Duration::from_secs(1),
+        move || {
+            let service = service.clone();
+            async move {
+                let lots = service
+                    .sync_availability()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(JobOutcome { rows: lots as u64 })
+            }
+        },
+    );
     let lake = Lake::new(cfg.lake_dir());
     let l = lake.clone();
     scheduler.add("occupancy", every(cfg.jobs.refresh_every_s), move || {

@@ -90,7 +90,93 @@ fn normalise_email(email: &str) -> Result<String> {
     }
 }
 
+/// A plate as stored and compared: letters and digits only, upper case ("b-xy 9" is "BXY9",
+/// as a camera reads it); 1 to 16 characters.
+pub fn normalise_plate(raw: &str) -> Result<String> {
+    let plate: String = raw
+        .to_uppercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    if plate.is_empty() || plate.chars().count() > 16 {
+        return Err(Error::Invalid("a plate has 1 to 16 characters".into()));
+    }
+    Ok(plate)
+}
+
+/// A point on the map: latitude and longitude in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl Point {
+    pub fn new(latitude: f64, longitude: f64) -> Result<Self> {
+        if (-90.0..=90.0).contains(&latitude) && (-180.0..=180.0).contains(&longitude) {
+            Ok(Self {
+                latitude,
+                longitude,
+            })
+        } else {
+            Err(Error::Invalid(
+                "latitude must be -90 to 90 and longitude -180 to 180".into(),
+            ))
+        }
+    }
+
+    pub fn pair(self) -> (f64, f64) {
+        (self.latitude, self.longitude)
+    }
+}
+
+impl std::str::FromStr for Point {
+    type Err = Error;
+
+    /// `"52.52,13.40"`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Invalid(format!("`{s}` is not a point: use latitude,longitude"));
+        let (lat, lng) = s.split_once(',').ok_or_else(bad)?;
+        let (lat, lng) = (
+            lat.trim().parse::<f64>().map_err(|_| bad())?,
+            lng.trim().parse::<f64>().map_err(|_| bad())?,
+        );
+        Self::new(lat, lng)
+    }
+}
+
 impl Accounts {
+    /// Remember where `user` works: lots and spots nearest to it are offered first.
+    pub async fn set_workplace(&self, user: UserId, at: Point) -> Result<()> {
+        let at = Point::new(at.latitude, at.longitude)?;
+        sqlx::query(
+            "UPDATE users SET workplace_latitude = $1, workplace_longitude = $2 WHERE id = $3",
+        )
+        .bind(at.latitude)
+        .bind(at.longitude)
+        .bind(user.0.to_string())
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Where `user` works, if they said.
+    pub async fn workplace(&self, user: UserId) -> Result<Option<Point>> {
+        let row: Option<(Option<f64>, Option<f64>)> = sqlx::query_as(
+            "SELECT workplace_latitude, workplace_longitude FROM users WHERE id = $1",
+        )
+        .bind(user.0.to_string())
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(row
+            .and_then(|(lat, lng)| lat.zip(lng))
+            .map(|(latitude, longitude)| Point {
+                latitude,
+                longitude,
+            }))
+    }
+
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
@@ -228,18 +314,10 @@ impl Accounts {
     }
 
     pub async fn add_vehicle(&self, user: UserId, v: NewVehicle) -> Result<Vehicle> {
-        let plate: String = v
-            .plate
-            .trim()
-            .to_uppercase()
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
+        let plate = normalise_plate(&v.plate)?;
         let region = v.region.trim().to_uppercase();
-        if plate.is_empty() || plate.len() > 16 || region.is_empty() || region.len() > 8 {
-            return Err(Error::Invalid(
-                "plate needs 1 to 16 characters and region 1 to 8".into(),
-            ));
+        if region.is_empty() || region.len() > 8 {
+            return Err(Error::Invalid("region needs 1 to 8 characters".into()));
         }
         let id = Uuid::now_v7();
         let inserted = sqlx::query(

@@ -1,19 +1,20 @@
 //! The HTTP surface: routes under `/v1`, bearer-token roles, JSON in and out, and extractors
 //! that turn malformed input into our error envelope instead of axum's plain-text rejections.
 
-use crate::accounts::{Accounts, Credentials, NewVehicle};
+use crate::accounts::{Accounts, Credentials, NewVehicle, Point};
 use crate::config::Secret;
 use crate::error::Error;
+use crate::gates::{GateEntry, GateExit};
 use crate::metrics::{ApiMetrics, HttpLabels};
-use crate::reservations::{NewReservation, TimeRange};
-use crate::service::{CheckInRequest, ExitRequest, NewLot, ParkingService, PublishRates};
+use crate::reservations::{NewReservation, ReservationChange, TimeRange, VehicleRef};
+use crate::service::{NewLot, ParkingService, PublishRates};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use prometheus_client::registry::Registry;
@@ -58,7 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts", post(register))
         .route("/v1/sessions", post(login))
         .route("/v1/sessions/refresh", post(refresh))
+        .route("/openapi.json", get(crate::openapi::document))
+        .route("/docs", get(crate::openapi::docs_page))
         .route("/v1/vehicles", get(list_vehicles).post(add_vehicle))
+        .route("/v1/me/workplace", put(set_workplace).get(get_workplace))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
         .route("/v1/lots/{lot_id}/rates", get(get_rates).put(put_rates))
@@ -67,7 +71,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/reservations",
             get(list_reservations).post(create_reservation),
         )
-        .route("/v1/reservations/{reservation_id}", get(get_reservation))
+        .route(
+            "/v1/reservations/{reservation_id}",
+            get(get_reservation).patch(modify_reservation),
+        )
+        .route("/v1/reservations/{reservation_id}/pass", get(get_pass))
         .route(
             "/v1/reservations/{reservation_id}/cancel",
             post(cancel_reservation),
@@ -218,6 +226,41 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller when an `Authorization` header is present; `None` for anonymous calls. A header
+/// that is present but invalid is still refused (401), never silently ignored.
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            Ok(Self(Some(Caller::from_request_parts(parts, state).await?)))
+        } else {
+            Ok(Self(None))
+        }
+    }
+}
+
+impl MaybeCaller {
+    /// The point to measure distances from: the one given, else the driver's workplace.
+    async fn near(&self, state: &AppState, given: Option<Point>) -> Result<Option<Point>, Error> {
+        if given.is_some() {
+            return Ok(given);
+        }
+        match self.0.as_ref().and_then(|c| c.user) {
+            Some(user) => state.accounts.workplace(user).await,
+            None => Ok(None),
+        }
+    }
+}
+
 impl Caller {
     fn require(&self, allowed: &[Role], action: &'static str) -> Result<(), Error> {
         if allowed.contains(&self.role) {
@@ -310,8 +353,50 @@ async fn list_vehicles(
     ))
 }
 
-async fn list_lots(State(state): State<AppState>) -> Result<impl IntoResponse, Error> {
-    Ok(Json(json!({ "lots": state.service.lots().await? })))
+async fn set_workplace(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(at): ApiJson<Point>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    state.accounts.set_workplace(user, at).await?;
+    Ok(Json(json!({ "workplace": at })))
+}
+
+async fn get_workplace(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        json!({ "workplace": state.accounts.workplace(user).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NearQuery {
+    #[serde(default)]
+    near: Option<String>,
+}
+
+fn parse_near(raw: Option<&str>) -> Result<Option<Point>, Error> {
+    raw.map(str::parse).transpose()
+}
+
+/// Every lot with free spots and the rate now; with `near=lat,lng` (or a driver's saved
+/// workplace) each with its distance, nearest first.
+async fn list_lots(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    ApiQuery(q): ApiQuery<NearQuery>,
+) -> Result<impl IntoResponse, Error> {
+    let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
+    let lots = match near {
+        Some(p) => state.service.lots_near(p.pair()).await?,
+        None => state.service.lots().await?,
+    };
+    Ok(Json(json!({ "lots": lots })))
 }
 
 async fn create_lot(
@@ -358,17 +443,22 @@ struct SpotQuery {
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
     vehicle_type: VehicleType,
+    #[serde(default)]
+    near: Option<String>,
 }
 
-/// Spots free for the whole window (no login needed).
+/// Spots free for the whole window (no login needed); nearest to `near` or to the calling
+/// driver's workplace first, within the best fit.
 async fn free_spots(
     State(state): State<AppState>,
+    caller: MaybeCaller,
     ApiQuery(q): ApiQuery<SpotQuery>,
 ) -> Result<impl IntoResponse, Error> {
     let window = TimeRange::new(q.start_at, q.end_at)?;
+    let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
     let spots = state
         .service
-        .free_spots(q.lot_id, window, q.vehicle_type)
+        .free_spots(q.lot_id, window, q.vehicle_type, near.map(Point::pair))
         .await?;
     Ok(Json(
         json!({ "lotId": q.lot_id, "startAt": q.start_at, "endAt": q.end_at, "spots": spots }),
@@ -387,6 +477,25 @@ struct ReservationBody {
     vehicle_type: Option<VehicleType>,
     #[serde(default)]
     vehicle_id: Option<Uuid>,
+    /// Without a spot: prefer the one nearest to this point (default: the workplace).
+    #[serde(default)]
+    near: Option<Point>,
+}
+
+/// The driver's vehicle `id` as a reservation names it.
+async fn own_vehicle(
+    state: &AppState,
+    user: UserId,
+    id: Uuid,
+) -> Result<(VehicleRef, VehicleType), Error> {
+    let v = state.accounts.vehicle(user, id).await?;
+    Ok((
+        VehicleRef {
+            id: v.id,
+            plate: v.plate,
+        },
+        v.vehicle_type,
+    ))
 }
 
 async fn create_reservation(
@@ -400,25 +509,94 @@ async fn create_reservation(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::Invalid("the Idempotency-Key header is required".into()))?;
-    let vehicle_type = match (body.vehicle_type, body.vehicle_id) {
-        (Some(vt), None) => vt,
-        (None, Some(id)) => state.accounts.vehicle(user, id).await?.vehicle_type,
+    let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
+        (Some(vt), None) => (vt, None),
+        (None, Some(id)) => {
+            let (v, vt) = own_vehicle(&state, user, id).await?;
+            (vt, Some(v))
+        }
         _ => {
             return Err(Error::Invalid(
                 "give exactly one of vehicleType and vehicleId".into(),
             ));
         }
     };
+    let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
     let req = NewReservation {
         lot_id: body.lot_id,
         spot_id: body.spot_id,
         start_at: body.start_at,
         end_at: body.end_at,
         vehicle_type,
+        vehicle,
+        near: near.map(Point::pair),
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(state.service.reserve(user, req, key).await?),
+    let reservation = state.service.reserve(user, req, key).await?;
+    let pass = state.service.gate_pass(user, reservation.id).await?;
+    let mut body = serde_json::to_value(&reservation).map_err(|e| Error::Invalid(e.to_string()))?;
+    body["reservationId"] = json!(reservation.id);
+    body["pass"] = serde_json::to_value(&pass).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangeBody {
+    #[serde(default)]
+    start_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    end_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    vehicle_type: Option<VehicleType>,
+    #[serde(default)]
+    vehicle_id: Option<Uuid>,
+    #[serde(default)]
+    spot_id: Option<SpotId>,
+    #[serde(default)]
+    near: Option<Point>,
+}
+
+async fn modify_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+    ApiJson(body): ApiJson<ChangeBody>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    if body.vehicle_type.is_some() && body.vehicle_id.is_some() {
+        return Err(Error::Invalid(
+            "give at most one of vehicleType and vehicleId".into(),
+        ));
+    }
+    let vehicle = match body.vehicle_id {
+        Some(v) => Some(own_vehicle(&state, user, v).await?),
+        None => None,
+    };
+    let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
+    let change = ReservationChange {
+        start_at: body.start_at,
+        end_at: body.end_at,
+        vehicle_type: body.vehicle_type,
+        vehicle,
+        spot_id: body.spot_id,
+        near: near.map(Point::pair),
+    };
+    Ok(Json(
+        state
+            .service
+            .modify_reservation(user, ReservationId(id), change)
+            .await?,
+    ))
+}
+
+async fn get_pass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        state.service.gate_pass(user, ReservationId(id)).await?,
     ))
 }
 
@@ -492,12 +670,12 @@ async fn entry(
     State(state): State<AppState>,
     caller: Caller,
     LotPath(lot): LotPath,
-    ApiJson(body): ApiJson<CheckInRequest>,
+    ApiJson(body): ApiJson<GateEntry>,
 ) -> Result<impl IntoResponse, Error> {
     caller.require(&[Role::Gate, Role::Admin], "open gates")?;
     Ok((
         StatusCode::CREATED,
-        Json(state.service.check_in(lot, body).await?),
+        Json(state.service.enter(lot, body).await?),
     ))
 }
 
@@ -505,8 +683,8 @@ async fn exit(
     State(state): State<AppState>,
     caller: Caller,
     LotPath(lot): LotPath,
-    ApiJson(body): ApiJson<ExitRequest>,
+    ApiJson(body): ApiJson<GateExit>,
 ) -> Result<impl IntoResponse, Error> {
     caller.require(&[Role::Gate, Role::Admin], "open gates")?;
-    Ok(Json(state.service.check_out(lot, body.session_id).await?))
+    Ok(Json(state.service.leave(lot, body).await?))
 }

@@ -1,14 +1,18 @@
-//! The operational API: lots, spots, drive-up check-in and check-out, and the rate schedule that
-//! pricing publishes. Every state change writes its event into the `outbox` table in the same
+//! The operational API: accounts, lots and spots, reservations with gate passes, entries and
+//! exits, and the rate schedule that pricing publishes. Every state change writes its event into the `outbox` table in the same
 //! transaction; the API never reads the warehouse.
 
 pub mod accounts;
 pub mod auth;
+pub mod availability;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod gates;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
+pub mod passes;
 pub mod reservations;
 pub mod service;
 pub mod store;
@@ -45,7 +49,12 @@ impl AppState {
             },
         );
         Ok(Self {
-            service: ParkingService::new(store, clock, metrics.clone()),
+            service: ParkingService::new(
+                store,
+                clock,
+                metrics.clone(),
+                passes::PassSigner::new(config.token_secret.expose()),
+            ),
             accounts,
             tokens: Arc::new(Tokens {
                 admin: config.admin_token.clone(),

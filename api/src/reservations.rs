@@ -1,21 +1,39 @@
 //! Reservations: a spot for a time window `[start, end)`, never double-booked.
 //!
+//! A reservation holds its spot while `active` (booked) or `checked_in` (the car is in) and lets
+//! it go when `completed`, `cancelled` or `no_show`; `holding!` spells that condition once.
+//!
 //! SQLite checks for an overlapping active reservation and inserts inside one `BEGIN IMMEDIATE`
 //! transaction, which no other writer can interleave with. PostgreSQL runs writers concurrently;
 //! its `no_double_booking` exclusion constraint refuses the loser of a race, which then tries
 //! another spot (or is told the spot it asked for is taken).
 
+use crate::availability::{Hold, distance_m, fit_rank};
 use crate::error::{Error, Result};
+use crate::passes::PassClaims;
 use crate::service::{ParkingService, charge};
 use crate::store::{append_event, is_unique_violation};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{
-    DayKind, Event, EventPayload, LotId, ReservationId, SpotId, TimeBand, UserId, VehicleType,
+    DayKind, Event, EventPayload, LotId, ReservationId, SessionId, SpotId, TimeBand, UserId,
+    VehicleType,
 };
+
+/// The SQL condition "this reservation holds its spot", optionally on a table alias.
+macro_rules! holding {
+    () => {
+        "status IN ('active', 'checked_in')"
+    };
+    ($alias:literal) => {
+        concat!($alias, ".status IN ('active', 'checked_in')")
+    };
+}
+pub(crate) use holding;
 
 /// A time window with `start < end`, checked once at construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +71,56 @@ impl TimeRange {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A driver's registered vehicle, named on a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VehicleRef {
+    pub id: Uuid,
+    pub plate: String,
+}
+
+#[derive(Debug, Clone)]
 pub struct NewReservation {
     pub lot_id: LotId,
-    #[serde(default)]
     pub spot_id: Option<SpotId>,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub vehicle_type: VehicleType,
+    /// The vehicle, when reserved with a `vehicleId` (its plate then opens the gate too).
+    pub vehicle: Option<VehicleRef>,
+    /// Without a spot: prefer the one nearest to this (latitude, longitude), e.g. the workplace.
+    pub near: Option<(f64, f64)>,
+}
+
+impl NewReservation {
+    /// A reservation of any spot that fits `vehicle_type`, with no vehicle or place named.
+    pub fn new(
+        lot_id: LotId,
+        start_at: DateTime<Utc>,
+        end_at: DateTime<Utc>,
+        vehicle_type: VehicleType,
+    ) -> Self {
+        Self {
+            lot_id,
+            spot_id: None,
+            start_at,
+            end_at,
+            vehicle_type,
+            vehicle: None,
+            near: None,
+        }
+    }
+}
+
+/// What a driver may change on a reservation before it starts (`PATCH`); absent means keep.
+#[derive(Debug, Clone, Default)]
+pub struct ReservationChange {
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub vehicle_type: Option<VehicleType>,
+    /// Another of the driver's vehicles (sets the vehicle type and plate too).
+    pub vehicle: Option<(VehicleRef, VehicleType)>,
+    pub spot_id: Option<SpotId>,
+    pub near: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,11 +133,18 @@ pub struct Reservation {
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub vehicle_type: VehicleType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plate: Option<String>,
     pub status: String,
     pub quote_cents: i64,
     pub currency: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellation_id: Option<uuid::Uuid>,
+    /// The parking session opened at the gate for this reservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
 }
 
 /// A spot that is free for a whole window.
@@ -88,12 +154,27 @@ pub struct FreeSpot {
     pub spot_id: SpotId,
     pub label: String,
     pub vehicle_type: VehicleType,
+    /// Metres from the point the driver gave (their workplace), when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+}
+
+/// The signed pass of a reservation, shown as a QR code or sent over NFC at the gate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatePass {
+    pub reservation_id: ReservationId,
+    pub pass: String,
+    /// The gate opens for it from `entryFrom` until `entryUntil`.
+    pub entry_from: DateTime<Utc>,
+    pub entry_until: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The PostgreSQL error code of an exclusion-constraint violation.
 const EXCLUSION_VIOLATION: &str = "23P01";
 
-fn is_exclusion_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_exclusion_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(EXCLUSION_VIOLATION))
 }
 
@@ -106,6 +187,183 @@ fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> DateTime<Utc> {
         }
         t += Duration::minutes(15);
     }
+}
+
+/// A lot's booking rules and prices, read inside the booking transaction.
+struct LotRules {
+    tz: Tz,
+    currency: String,
+    default_cents_per_hour: i64,
+    window_days: i64,
+    min_minutes: i64,
+    max_minutes: i64,
+}
+
+impl LotRules {
+    async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
+        let row = sqlx::query(
+            "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
+                    min_reservation_minutes, max_reservation_minutes FROM lots WHERE id = $1",
+        )
+        .bind(lot.0)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        Ok(Self {
+            tz: row.get::<String, _>("time_zone").parse().unwrap_or(Tz::UTC),
+            currency: row.get("currency"),
+            default_cents_per_hour: row.get("default_cents_per_hour"),
+            window_days: row.get("booking_window_days"),
+            min_minutes: row.get("min_reservation_minutes"),
+            max_minutes: row.get("max_reservation_minutes"),
+        })
+    }
+
+    /// Start in the future, within the booking window (whole local days), duration in bounds.
+    fn check(&self, window: TimeRange, now: DateTime<Utc>) -> Result<()> {
+        if window.start() <= now {
+            return Err(Error::Invalid(
+                "a reservation must start in the future".into(),
+            ));
+        }
+        // The booking window counts whole local days: "7 days ahead" ends at local midnight.
+        let today = now.with_timezone(&self.tz).date_naive();
+        let horizon = local_midnight(self.tz, today + Duration::days(self.window_days + 1));
+        if window.start() >= horizon {
+            return Err(Error::Invalid(format!(
+                "reservations open {} days ahead (until {horizon})",
+                self.window_days
+            )));
+        }
+        let minutes = window.duration().num_minutes();
+        if minutes < self.min_minutes || minutes > self.max_minutes {
+            return Err(Error::Invalid(format!(
+                "a reservation lasts {} to {} minutes, this one {minutes}",
+                self.min_minutes, self.max_minutes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The price of `window` for `vehicle`: the rate in force at its start, pro rata.
+    async fn quote(
+        &self,
+        conn: &mut AnyConnection,
+        lot: LotId,
+        window: TimeRange,
+        vehicle: VehicleType,
+    ) -> Result<i64> {
+        let rate: i64 = sqlx::query_scalar(
+            "SELECT cents_per_hour FROM rates
+             WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
+             ORDER BY effective_from DESC LIMIT 1",
+        )
+        .bind(lot.0)
+        .bind(TimeBand::at(window.start(), self.tz).as_str())
+        .bind(DayKind::at(window.start(), self.tz).as_str())
+        .bind(vehicle.as_str())
+        .bind(window.start().timestamp_millis())
+        .fetch_optional(conn)
+        .await?
+        .unwrap_or(self.default_cents_per_hour);
+        Ok(charge(window.duration().num_seconds(), rate))
+    }
+}
+
+/// `id, label, vehicle_type, latitude, longitude` of a spot.
+pub(crate) type SpotColumns = (i64, String, String, Option<f64>, Option<f64>);
+
+/// An open spot of a lot as read from the store.
+#[derive(Debug, Clone)]
+struct SpotRow {
+    id: i64,
+    label: String,
+    vehicle_type: VehicleType,
+    position: Option<(f64, f64)>,
+}
+
+/// Open spots of `lot` (only `only`, if given) that no holding reservation other than `except`
+/// occupies during `window`.
+async fn free_spot_rows(
+    conn: &mut AnyConnection,
+    lot: LotId,
+    window: TimeRange,
+    only: Option<SpotId>,
+    except: Option<ReservationId>,
+) -> Result<Vec<SpotRow>> {
+    let rows: Vec<SpotColumns> = sqlx::query_as(concat!(
+        "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
+         WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
+           AND NOT EXISTS (SELECT 1 FROM reservations r
+                           WHERE r.spot_id = s.id AND ",
+        holding!("r"),
+        " AND r.start_at < $4 AND r.end_at > $3 AND r.id <> $5)
+         ORDER BY s.id"
+    ))
+    .bind(lot.0)
+    .bind(only.map(|s| s.0))
+    .bind(window.start().timestamp_millis())
+    .bind(window.end().timestamp_millis())
+    .bind(except.map(|r| r.0.to_string()).unwrap_or_default())
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, label, vt, lat, lng)| {
+            Ok(SpotRow {
+                id,
+                label,
+                vehicle_type: vt.parse().map_err(Error::Invalid)?,
+                position: lat.zip(lng),
+            })
+        })
+        .collect()
+}
+
+/// The best spot for `vehicle` among `free`: best fit, then nearest to `near`, then lowest id.
+fn best_spot(free: &[SpotRow], vehicle: VehicleType, near: Option<(f64, f64)>) -> Option<&SpotRow> {
+    let distance = |s: &SpotRow| match (s.position, near) {
+        (Some(p), Some(n)) => distance_m(p, n),
+        _ => 0.0,
+    };
+    free.iter()
+        .filter(|s| vehicle.fits(s.vehicle_type))
+        .min_by(|a, b| {
+            fit_rank(vehicle, a.vehicle_type)
+                .cmp(&fit_rank(vehicle, b.vehicle_type))
+                .then(distance(a).total_cmp(&distance(b)))
+                .then(a.id.cmp(&b.id))
+        })
+}
+
+/// The one spot a request names: it must exist in the lot, fit the vehicle and be free.
+async fn named_spot(
+    conn: &mut AnyConnection,
+    lot: LotId,
+    spot: SpotId,
+    vehicle: VehicleType,
+    free: Vec<SpotRow>,
+) -> Result<SpotRow> {
+    let kind: Option<String> =
+        sqlx::query_scalar("SELECT vehicle_type FROM spots WHERE id = $1 AND lot_id = $2")
+            .bind(spot.0)
+            .bind(lot.0)
+            .fetch_optional(conn)
+            .await?;
+    let kind: VehicleType = kind
+        .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?
+        .parse()
+        .map_err(Error::Invalid)?;
+    if !vehicle.fits(kind) {
+        return Err(Error::Invalid(format!(
+            "a {vehicle} may not use a {kind} spot"
+        )));
+    }
+    free.into_iter().next().ok_or_else(|| {
+        Error::conflict(
+            "spot_taken",
+            format!("spot {spot} is reserved for an overlapping window"),
+        )
+    })
 }
 
 impl ParkingService {
@@ -142,10 +400,26 @@ impl ParkingService {
                     let existing = self.reservation_by_key(user, idempotency_key).await?;
                     return existing.map_or(Err(Error::Storage(e)), |r| same_request(r, &req));
                 }
+                Ok(r) => {
+                    self.hold_in_index(&r);
+                    return Ok(r);
+                }
                 other => return other,
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    fn hold_in_index(&self, r: &Reservation) {
+        self.availability().hold(
+            r.lot_id,
+            Hold {
+                reservation: r.id,
+                spot: r.spot_id,
+                start_ms: r.start_at.timestamp_millis(),
+                end_ms: r.end_at.timestamp_millis(),
+            },
+        );
     }
 
     async fn try_reserve(
@@ -157,87 +431,13 @@ impl ParkingService {
     ) -> Result<Reservation> {
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
-        let lot = sqlx::query(
-            "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
-                    min_reservation_minutes, max_reservation_minutes FROM lots WHERE id = $1",
-        )
-        .bind(req.lot_id.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("lot {}", req.lot_id)))?;
-        let tz: Tz = lot.get::<String, _>("time_zone").parse().unwrap_or(Tz::UTC);
-        let currency: String = lot.get("currency");
-        let window_days: i64 = lot.get("booking_window_days");
-        let (min, max): (i64, i64) = (
-            lot.get("min_reservation_minutes"),
-            lot.get("max_reservation_minutes"),
-        );
-
-        if window.start() <= now {
-            return Err(Error::Invalid(
-                "a reservation must start in the future".into(),
-            ));
-        }
-        // The booking window counts whole local days: "7 days ahead" ends at local midnight.
-        let today = now.with_timezone(&tz).date_naive();
-        let horizon = local_midnight(tz, today + Duration::days(window_days + 1));
-        if window.start() >= horizon {
-            return Err(Error::Invalid(format!(
-                "reservations open {window_days} days ahead (until {horizon})"
-            )));
-        }
-        let minutes = window.duration().num_minutes();
-        if minutes < min || minutes > max {
-            return Err(Error::Invalid(format!(
-                "a reservation lasts {min} to {max} minutes, this one {minutes}"
-            )));
-        }
-
-        let free: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT s.id, s.label, s.vehicle_type FROM spots s
-             WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
-               AND NOT EXISTS (SELECT 1 FROM reservations r
-                               WHERE r.spot_id = s.id AND r.status = 'active'
-                                 AND r.start_at < $4 AND r.end_at > $3)
-             ORDER BY s.id",
-        )
-        .bind(req.lot_id.0)
-        .bind(req.spot_id.map(|s| s.0))
-        .bind(window.start().timestamp_millis())
-        .bind(window.end().timestamp_millis())
-        .fetch_all(&mut *tx)
-        .await?;
+        let rules = LotRules::load(&mut tx, req.lot_id).await?;
+        rules.check(window, now)?;
+        let free = free_spot_rows(&mut tx, req.lot_id, window, req.spot_id, None).await?;
         let chosen = match req.spot_id {
-            Some(spot) => {
-                let kind: Option<String> = sqlx::query_scalar(
-                    "SELECT vehicle_type FROM spots WHERE id = $1 AND lot_id = $2",
-                )
-                .bind(spot.0)
-                .bind(req.lot_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let kind: VehicleType = kind
-                    .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {}", req.lot_id)))?
-                    .parse()
-                    .map_err(Error::Invalid)?;
-                if !req.vehicle_type.fits(kind) {
-                    return Err(Error::Invalid(format!(
-                        "a {} may not use a {kind} spot",
-                        req.vehicle_type
-                    )));
-                }
-                free.into_iter().next().ok_or_else(|| {
-                    Error::conflict(
-                        "spot_taken",
-                        format!("spot {spot} is reserved for an overlapping window"),
-                    )
-                })?
-            }
-            None => req
-                .vehicle_type
-                .preferred_spots()
-                .iter()
-                .find_map(|want| free.iter().find(|(_, _, vt)| vt == want.as_str()).cloned())
+            Some(spot) => named_spot(&mut tx, req.lot_id, spot, req.vehicle_type, free).await?,
+            None => best_spot(&free, req.vehicle_type, req.near)
+                .cloned()
                 .ok_or_else(|| {
                     Error::conflict(
                         "no_spot_available",
@@ -245,38 +445,27 @@ impl ParkingService {
                     )
                 })?,
         };
-        let (spot_id, spot_label, _) = chosen;
-
-        let rate: i64 = sqlx::query_scalar(
-            "SELECT cents_per_hour FROM rates
-             WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
-             ORDER BY effective_from DESC LIMIT 1",
-        )
-        .bind(req.lot_id.0)
-        .bind(TimeBand::at(window.start(), tz).as_str())
-        .bind(DayKind::at(window.start(), tz).as_str())
-        .bind(req.vehicle_type.as_str())
-        .bind(window.start().timestamp_millis())
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or_else(|| lot.get("default_cents_per_hour"));
-        let quote = charge(window.duration().num_seconds(), rate);
+        let quote = rules
+            .quote(&mut tx, req.lot_id, window, req.vehicle_type)
+            .await?;
 
         let id = ReservationId::new();
         sqlx::query(
-            "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, start_at, end_at, status,
-                                       quote_cents, currency, idempotency_key, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11)",
+            "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, vehicle_id, plate, start_at,
+                                       end_at, status, quote_cents, currency, idempotency_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)",
         )
         .bind(id.0.to_string())
         .bind(req.lot_id.0)
-        .bind(spot_id)
+        .bind(chosen.id)
         .bind(user.0.to_string())
         .bind(req.vehicle_type.as_str())
+        .bind(req.vehicle.as_ref().map(|v| v.id.to_string()))
+        .bind(req.vehicle.as_ref().map(|v| v.plate.clone()))
         .bind(window.start().timestamp_millis())
         .bind(window.end().timestamp_millis())
         .bind(quote)
-        .bind(&currency)
+        .bind(&rules.currency)
         .bind(key)
         .bind(now.timestamp_millis())
         .execute(&mut *tx)
@@ -287,7 +476,7 @@ impl ParkingService {
             EventPayload::ReservationCreated(ReservationWindow {
                 reservation_id: id,
                 user_id: user,
-                spot_id: SpotId(spot_id),
+                spot_id: SpotId(chosen.id),
                 start_at: window.start(),
                 end_at: window.end(),
                 vehicle_type: req.vehicle_type,
@@ -298,15 +487,166 @@ impl ParkingService {
         Ok(Reservation {
             id,
             lot_id: req.lot_id,
-            spot_id: SpotId(spot_id),
-            spot_label,
+            spot_id: SpotId(chosen.id),
+            spot_label: chosen.label,
             start_at: window.start(),
             end_at: window.end(),
             vehicle_type: req.vehicle_type,
+            vehicle_id: req.vehicle.as_ref().map(|v| v.id),
+            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
             status: "active".into(),
             quote_cents: quote,
-            currency,
+            currency: rules.currency,
             cancellation_id: None,
+            session_id: None,
+        })
+    }
+
+    /// Change `user`'s reservation before it starts: a new window, vehicle or spot, under the
+    /// same rules and the same no-overlap guarantee as a new one. The spot is kept when it
+    /// still fits and is free; otherwise the best free one is chosen (or the one asked for).
+    pub async fn modify_reservation(
+        &self,
+        user: UserId,
+        id: ReservationId,
+        change: ReservationChange,
+    ) -> Result<Reservation> {
+        if change.start_at.is_none()
+            && change.end_at.is_none()
+            && change.vehicle_type.is_none()
+            && change.vehicle.is_none()
+            && change.spot_id.is_none()
+        {
+            return Err(Error::Invalid("nothing to change".into()));
+        }
+        const ATTEMPTS: usize = 8;
+        for attempt in 1..=ATTEMPTS {
+            match self.try_modify(user, id, &change).await {
+                Err(Error::Storage(e)) if is_exclusion_violation(&e) => {
+                    if change.spot_id.is_some() || attempt == ATTEMPTS {
+                        return Err(Error::conflict(
+                            "spot_taken",
+                            "the spot was just reserved for an overlapping window",
+                        ));
+                    }
+                }
+                Ok(r) => {
+                    self.hold_in_index(&r);
+                    return Ok(r);
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn try_modify(
+        &self,
+        user: UserId,
+        id: ReservationId,
+        change: &ReservationChange,
+    ) -> Result<Reservation> {
+        let now = self.now();
+        let mut tx = self.store().begin_write().await?;
+        let old = self
+            .reservation_where(
+                &mut tx,
+                "r.id = $1 AND r.user_id = $2",
+                &id.0.to_string(),
+                &user.0.to_string(),
+            )
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("reservation {id}")))?;
+        if old.status != "active" {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {id} is {}", old.status),
+            ));
+        }
+        if old.start_at <= now {
+            return Err(Error::conflict(
+                "already_started",
+                format!("reservation {id} has started and can no longer be changed"),
+            ));
+        }
+        let window = TimeRange::new(
+            change.start_at.unwrap_or(old.start_at),
+            change.end_at.unwrap_or(old.end_at),
+        )?;
+        let (vehicle_type, vehicle_id, plate) = match (&change.vehicle, change.vehicle_type) {
+            (Some((v, vt)), _) => (*vt, Some(v.id), Some(v.plate.clone())),
+            // A bare vehicle type no longer names the registered vehicle.
+            (None, Some(vt)) if vt != old.vehicle_type => (vt, None, None),
+            _ => (old.vehicle_type, old.vehicle_id, old.plate.clone()),
+        };
+        let rules = LotRules::load(&mut tx, old.lot_id).await?;
+        rules.check(window, now)?;
+        let free = free_spot_rows(&mut tx, old.lot_id, window, change.spot_id, Some(id)).await?;
+        let chosen = match change.spot_id {
+            Some(spot) => named_spot(&mut tx, old.lot_id, spot, vehicle_type, free).await?,
+            None => match free
+                .iter()
+                .find(|s| s.id == old.spot_id.0 && vehicle_type.fits(s.vehicle_type))
+            {
+                Some(same) => same.clone(),
+                None => best_spot(&free, vehicle_type, change.near)
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::conflict(
+                            "no_spot_available",
+                            format!("no {vehicle_type} spot is free for that window"),
+                        )
+                    })?,
+            },
+        };
+        let quote = rules
+            .quote(&mut tx, old.lot_id, window, vehicle_type)
+            .await?;
+        let updated = sqlx::query(
+            "UPDATE reservations SET spot_id = $1, start_at = $2, end_at = $3, vehicle_type = $4,
+                    vehicle_id = $5, plate = $6, quote_cents = $7
+             WHERE id = $8 AND status = 'active'",
+        )
+        .bind(chosen.id)
+        .bind(window.start().timestamp_millis())
+        .bind(window.end().timestamp_millis())
+        .bind(vehicle_type.as_str())
+        .bind(vehicle_id.map(|v| v.to_string()))
+        .bind(&plate)
+        .bind(quote)
+        .bind(id.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {id} changed meanwhile"),
+            ));
+        }
+        let event = Event::new(
+            now,
+            old.lot_id,
+            EventPayload::ReservationModified(ReservationWindow {
+                reservation_id: id,
+                user_id: user,
+                spot_id: SpotId(chosen.id),
+                start_at: window.start(),
+                end_at: window.end(),
+                vehicle_type,
+            }),
+        );
+        append_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(Reservation {
+            spot_id: SpotId(chosen.id),
+            spot_label: chosen.label,
+            start_at: window.start(),
+            end_at: window.end(),
+            vehicle_type,
+            vehicle_id,
+            plate,
+            quote_cents: quote,
+            ..old
         })
     }
 
@@ -330,14 +670,21 @@ impl ParkingService {
             ));
         }
         let cancellation = uuid::Uuid::now_v7();
-        sqlx::query(
-            "UPDATE reservations SET status = 'cancelled', cancelled_at = $1, cancellation_id = $2 WHERE id = $3",
+        let updated = sqlx::query(
+            "UPDATE reservations SET status = 'cancelled', cancelled_at = $1, cancellation_id = $2
+             WHERE id = $3 AND status = 'active'",
         )
         .bind(now.timestamp_millis())
         .bind(cancellation.to_string())
         .bind(id.0.to_string())
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() != 1 {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {id} changed meanwhile"),
+            ));
+        }
         let event = Event::new(
             now,
             r.lot_id,
@@ -348,9 +695,39 @@ impl ParkingService {
         );
         append_event(&mut tx, &event).await?;
         tx.commit().await?;
+        self.availability().release(r.lot_id, id);
         r.status = "cancelled".into();
         r.cancellation_id = Some(cancellation);
         Ok(r)
+    }
+
+    /// The gate pass of `user`'s reservation, while it can still open a gate.
+    pub async fn gate_pass(&self, user: UserId, id: ReservationId) -> Result<GatePass> {
+        let r = self.reservation_of(user, id).await?;
+        if r.status != "active" {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {id} is {}: it has no pass", r.status),
+            ));
+        }
+        let grace: i64 = sqlx::query_scalar("SELECT entry_grace_minutes FROM lots WHERE id = $1")
+            .bind(r.lot_id.0)
+            .fetch_one(self.store().pool())
+            .await?;
+        let pass = self.passes().issue(&PassClaims {
+            reservation_id: r.id,
+            user_id: user,
+            lot_id: r.lot_id,
+            plate: r.plate.clone(),
+            expires_at: r.end_at.timestamp(),
+        });
+        Ok(GatePass {
+            reservation_id: r.id,
+            pass,
+            entry_from: r.start_at - Duration::minutes(grace),
+            entry_until: (r.start_at + Duration::minutes(grace)).min(r.end_at),
+            expires_at: r.end_at,
+        })
     }
 
     async fn reservation_by_key(&self, user: UserId, key: &str) -> Result<Option<Reservation>> {
@@ -364,7 +741,7 @@ impl ParkingService {
         .await
     }
 
-    async fn reservation_where(
+    pub(crate) async fn reservation_where(
         &self,
         conn: &mut sqlx::AnyConnection,
         condition: &'static str,
@@ -372,8 +749,8 @@ impl ParkingService {
         b: &str,
     ) -> Result<Option<Reservation>> {
         let sql = format!(
-            "SELECT r.id, r.lot_id, r.spot_id, s.label, r.start_at, r.end_at, r.vehicle_type, r.status,
-                    r.quote_cents, r.currency, r.cancellation_id
+            "SELECT r.id, r.lot_id, r.spot_id, s.label, r.start_at, r.end_at, r.vehicle_type, r.vehicle_id,
+                    r.plate, r.status, r.quote_cents, r.currency, r.cancellation_id, r.session_id
              FROM reservations r JOIN spots s ON s.id = r.spot_id WHERE {condition}"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -386,6 +763,10 @@ impl ParkingService {
         };
         let ms =
             |c: &str| DateTime::from_timestamp_millis(row.get::<i64, _>(c)).unwrap_or_default();
+        let uuid = |c: &str| {
+            row.get::<Option<String>, _>(c)
+                .and_then(|v| v.parse::<Uuid>().ok())
+        };
         Ok(Some(Reservation {
             id: ReservationId(
                 row.get::<String, _>("id")
@@ -401,12 +782,13 @@ impl ParkingService {
                 .get::<String, _>("vehicle_type")
                 .parse()
                 .map_err(Error::Invalid)?,
+            vehicle_id: uuid("vehicle_id"),
+            plate: row.get("plate"),
             status: row.get("status"),
             quote_cents: row.get("quote_cents"),
             currency: row.get("currency"),
-            cancellation_id: row
-                .get::<Option<String>, _>("cancellation_id")
-                .and_then(|c| c.parse().ok()),
+            cancellation_id: uuid("cancellation_id"),
+            session_id: uuid("session_id").map(SessionId),
         }))
     }
 
@@ -460,55 +842,6 @@ impl ParkingService {
         }
         Ok((items, total))
     }
-
-    /// Spots of `lot` a `vehicle` may use that no active reservation holds during `window`.
-    pub async fn free_spots(
-        &self,
-        lot: LotId,
-        window: TimeRange,
-        vehicle: VehicleType,
-    ) -> Result<Vec<FreeSpot>> {
-        let pool = self.store().pool();
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM lots WHERE id = $1")
-            .bind(lot.0)
-            .fetch_optional(pool)
-            .await?;
-        exists.ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT s.id, s.label, s.vehicle_type FROM spots s
-             WHERE s.lot_id = $1 AND s.closed = 0
-               AND NOT EXISTS (SELECT 1 FROM reservations r
-                               WHERE r.spot_id = s.id AND r.status = 'active'
-                                 AND r.start_at < $3 AND r.end_at > $2)
-             ORDER BY s.id",
-        )
-        .bind(lot.0)
-        .bind(window.start().timestamp_millis())
-        .bind(window.end().timestamp_millis())
-        .fetch_all(pool)
-        .await?;
-        let mut spots: Vec<FreeSpot> = rows
-            .into_iter()
-            .filter_map(|(id, label, vt)| {
-                let vt: VehicleType = vt.parse().ok()?;
-                vehicle.fits(vt).then_some(FreeSpot {
-                    spot_id: SpotId(id),
-                    label,
-                    vehicle_type: vt,
-                })
-            })
-            .collect();
-        // Best fit first, as the reservation endpoint would choose.
-        let rank = |vt: VehicleType| {
-            vehicle
-                .preferred_spots()
-                .iter()
-                .position(|p| *p == vt)
-                .unwrap_or(usize::MAX)
-        };
-        spots.sort_by_key(|s| (rank(s.vehicle_type), s.spot_id));
-        Ok(spots)
-    }
 }
 
 /// A retried request gets the first answer again; a different request under the same key is
@@ -518,6 +851,7 @@ fn same_request(existing: Reservation, req: &NewReservation) -> Result<Reservati
         && existing.start_at == req.start_at
         && existing.end_at == req.end_at
         && existing.vehicle_type == req.vehicle_type
+        && existing.vehicle_id == req.vehicle.as_ref().map(|v| v.id)
         && req.spot_id.is_none_or(|s| s == existing.spot_id);
     if same {
         Ok(existing)

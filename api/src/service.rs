@@ -1,9 +1,12 @@
 //! The business rules of lots, spots, stays and rates. HTTP handlers and the in-process
 //! simulator both call this layer; every state change and its event commit together.
 
+use crate::availability::{AvailabilityIndex, distance_m};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::ApiMetrics;
+use crate::passes::PassSigner;
+use crate::reservations::holding;
 use crate::store::{Store, append_event, is_unique_violation};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -11,10 +14,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use warehouse_schema::event::{CheckIn, Exit, LotRegistered, RatePublished};
 use warehouse_schema::{
-    Cents, DayKind, EntryMethod, Event, EventPayload, LotId, SessionId, SpotId, TimeBand, UserId,
-    VehicleType,
+    Cents, DayKind, EntryMethod, Event, EventPayload, LotId, ReservationId, SessionId, SpotId,
+    TimeBand, UserId, VehicleType,
 };
 
 /// The largest lot one request may create; keeps a typo from creating a million spots.
@@ -53,6 +57,9 @@ pub struct Lot {
     pub free_spots: i64,
     /// The rate a car pays per hour right now.
     pub current_cents_per_hour: i64,
+    /// Metres from the point the driver gave (their workplace), when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +81,9 @@ pub struct CheckInReceipt {
     pub spot_id: SpotId,
     pub spot_label: String,
     pub entered_at: DateTime<Utc>,
+    /// The reservation this stay belongs to (entry by pass or by a reserved plate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<ReservationId>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +101,9 @@ pub struct ExitReceipt {
     pub currency: String,
     pub cents_per_hour: i64,
     pub band: TimeBand,
+    /// A reserved stay pays its quote, plus any time past the reserved end at the rate above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<ReservationId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,21 +141,74 @@ pub struct ParkingService {
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: ApiMetrics,
+    passes: PassSigner,
+    availability: Arc<AvailabilityIndex>,
+    /// The outbox position up to which other processes' changes were applied to `availability`.
+    availability_position: Arc<AtomicI64>,
 }
 
-struct LotRow {
-    tz: Tz,
-    currency: String,
-    default_cents_per_hour: i64,
+pub(crate) struct LotRow {
+    pub(crate) tz: Tz,
+    pub(crate) currency: String,
+    pub(crate) default_cents_per_hour: i64,
+    pub(crate) entry_grace_minutes: i64,
+    pub(crate) drive_up_horizon_minutes: i64,
+}
+
+/// Spots are laid out in rows of this many, so each gets a position inside the lot.
+const SPOTS_PER_ROW: u32 = 20;
+/// Width of a spot and distance between rows, metres.
+const SPOT_WIDTH_M: f64 = 2.5;
+const ROW_PITCH_M: f64 = 6.0;
+
+/// Where the `i`-th of `n` spots lies in a lot centred on `centre`: rows of spots around it.
+pub(crate) fn spot_position(centre: (f64, f64), i: u32, n: u32) -> (f64, f64) {
+    const METRES_PER_DEGREE: f64 = 111_320.0;
+    let rows = n.div_ceil(SPOTS_PER_ROW);
+    let east = (f64::from(i % SPOTS_PER_ROW) - f64::from(SPOTS_PER_ROW - 1) / 2.0) * SPOT_WIDTH_M;
+    let north =
+        (f64::from(i / SPOTS_PER_ROW) - f64::from(rows.saturating_sub(1)) / 2.0) * ROW_PITCH_M;
+    let lat = centre.0 + north / METRES_PER_DEGREE;
+    let lng = centre.1 + east / (METRES_PER_DEGREE * centre.0.to_radians().cos().max(0.01));
+    (lat, lng)
 }
 
 impl ParkingService {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, metrics: ApiMetrics) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: ApiMetrics,
+        passes: PassSigner,
+    ) -> Self {
         Self {
             store,
             clock,
             metrics,
+            passes,
+            availability: Arc::new(AvailabilityIndex::new()),
+            availability_position: Arc::new(AtomicI64::new(0)),
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &ApiMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn passes(&self) -> &PassSigner {
+        &self.passes
+    }
+
+    pub(crate) fn availability(&self) -> &AvailabilityIndex {
+        &self.availability
+    }
+
+    pub(crate) fn availability_position(&self) -> i64 {
+        self.availability_position.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_availability_position(&self, position: i64) {
+        self.availability_position
+            .fetch_max(position, Ordering::AcqRel);
     }
 
     pub fn store(&self) -> &Store {
@@ -191,14 +257,21 @@ impl ParkingService {
         .bind(now.timestamp_millis())
         .fetch_one(&mut *tx)
         .await?;
+        let mut placed = 0;
         for (vt, n) in &new.spots {
             for i in 1..=*n {
-                sqlx::query("INSERT INTO spots (lot_id, label, vehicle_type) VALUES ($1, $2, $3)")
-                    .bind(id)
-                    .bind(format!("{}-{i:03}", spot_prefix(*vt)))
-                    .bind(vt.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                let (lat, lng) = spot_position((new.latitude, new.longitude), placed, capacity);
+                placed += 1;
+                sqlx::query(
+                    "INSERT INTO spots (lot_id, label, vehicle_type, latitude, longitude) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(format!("{}-{i:03}", spot_prefix(*vt)))
+                .bind(vt.as_str())
+                .bind(lat)
+                .bind(lng)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         let event = Event::new(
@@ -218,17 +291,29 @@ impl ParkingService {
     }
 
     pub async fn lot(&self, lot: LotId) -> Result<Lot> {
-        self.lots_where(Some(lot))
+        self.lots_where(Some(lot), None)
             .await?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("lot {lot}")))
     }
 
     pub async fn lots(&self) -> Result<Vec<Lot>> {
-        self.lots_where(None).await
+        self.lots_where(None, None).await
     }
 
-    async fn lots_where(&self, only: Option<LotId>) -> Result<Vec<Lot>> {
+    /// Every lot with its distance from `near` (latitude, longitude), nearest first.
+    pub async fn lots_near(&self, near: (f64, f64)) -> Result<Vec<Lot>> {
+        let mut lots = self.lots_where(None, Some(near)).await?;
+        lots.sort_by(|a, b| {
+            a.distance_m
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.distance_m.unwrap_or(f64::MAX))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(lots)
+    }
+
+    async fn lots_where(&self, only: Option<LotId>, near: Option<(f64, f64)>) -> Result<Vec<Lot>> {
         let rows = sqlx::query(
             "SELECT l.id, l.name, l.time_zone, l.latitude, l.longitude, l.currency, l.default_cents_per_hour,
                     (SELECT COUNT(*) FROM spots s WHERE s.lot_id = l.id AND s.closed = 0) AS capacity,
@@ -251,12 +336,14 @@ impl ParkingService {
                 .rate_in_force(id, VehicleType::Car, tz, now)
                 .await?
                 .unwrap_or(default);
+            let (latitude, longitude): (f64, f64) = (r.get("latitude"), r.get("longitude"));
             lots.push(Lot {
                 id,
                 name: r.get("name"),
                 time_zone: tz_name,
-                latitude: r.get("latitude"),
-                longitude: r.get("longitude"),
+                latitude,
+                longitude,
+                distance_m: near.map(|n| distance_m((latitude, longitude), n).round()),
                 currency: r.get("currency"),
                 capacity,
                 free_spots: (capacity - occupied).max(0),
@@ -266,9 +353,14 @@ impl ParkingService {
         Ok(lots)
     }
 
-    async fn lot_row(&self, conn: &mut sqlx::AnyConnection, lot: LotId) -> Result<LotRow> {
+    pub(crate) async fn lot_row(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        lot: LotId,
+    ) -> Result<LotRow> {
         let row = sqlx::query(
-            "SELECT time_zone, currency, default_cents_per_hour FROM lots WHERE id = $1",
+            "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes
+             FROM lots WHERE id = $1",
         )
         .bind(lot.0)
         .fetch_optional(conn)
@@ -279,10 +371,13 @@ impl ParkingService {
             tz: tz.parse().unwrap_or(Tz::UTC),
             currency: row.get("currency"),
             default_cents_per_hour: row.get("default_cents_per_hour"),
+            entry_grace_minutes: row.get("entry_grace_minutes"),
+            drive_up_horizon_minutes: row.get("drive_up_horizon_minutes"),
         })
     }
 
-    /// A vehicle enters: it gets the best free spot its type may use, or `lot_full`.
+    /// A vehicle drives up without a reservation: it gets the best free spot its type may use
+    /// that no reservation claims within the lot's drive-up horizon, or `lot_full`.
     ///
     /// On PostgreSQL two gates may pick the same free spot at once; the loser's insert hits the
     /// one-open-stay-per-spot index and it simply tries again with what is then free.
@@ -305,28 +400,11 @@ impl ParkingService {
         }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        self.lot_row(&mut tx, lot).await?;
-        let free: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT s.id, s.label, s.vehicle_type FROM spots s
-             WHERE s.lot_id = $1 AND s.closed = 0
-               AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
-             ORDER BY s.id",
-        )
-        .bind(lot.0)
-        .fetch_all(&mut *tx)
-        .await?;
-        let chosen = req
-            .vehicle_type
-            .preferred_spots()
-            .iter()
-            .find_map(|want| free.iter().find(|(_, _, vt)| vt == want.as_str()));
-        let Some((spot_id, label, _)) = chosen.cloned() else {
-            self.metrics.lot_full.inc();
-            return Err(Error::conflict(
-                "lot_full",
-                format!("lot {lot} has no free spot for a {}", req.vehicle_type),
-            ));
-        };
+        let info = self.lot_row(&mut tx, lot).await?;
+        let horizon = now + chrono::Duration::minutes(info.drive_up_horizon_minutes);
+        let (spot_id, label) = self
+            .free_spot_now(&mut tx, lot, req.vehicle_type, now, horizon, None)
+            .await?;
         let session = SessionId::new();
         sqlx::query(
             "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at)
@@ -363,16 +441,64 @@ impl ParkingService {
             spot_id: SpotId(spot_id),
             spot_label: label,
             entered_at: event.occurred_at,
+            reservation_id: None,
         })
     }
 
-    /// A vehicle leaves: the stay is charged at the rate in force at exit.
+    /// The best spot for `vehicle` that has no car in it now and that no reservation (other than
+    /// `mine`) holds between `now` and `until`; `lot_full` when there is none.
+    pub(crate) async fn free_spot_now(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        lot: LotId,
+        vehicle: VehicleType,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        mine: Option<ReservationId>,
+    ) -> Result<(i64, String)> {
+        let free: Vec<(i64, String, String)> = sqlx::query_as(concat!(
+            "SELECT s.id, s.label, s.vehicle_type FROM spots s
+             WHERE s.lot_id = $1 AND s.closed = 0
+               AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
+               AND NOT EXISTS (SELECT 1 FROM reservations r
+                               WHERE r.spot_id = s.id AND ",
+            holding!("r"),
+            " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
+             ORDER BY s.id"
+        ))
+        .bind(lot.0)
+        .bind(now.timestamp_millis())
+        .bind(until.timestamp_millis())
+        .bind(mine.map(|r| r.0.to_string()).unwrap_or_default())
+        .fetch_all(conn)
+        .await?;
+        let chosen = vehicle
+            .preferred_spots()
+            .iter()
+            .find_map(|want| free.iter().find(|(_, _, vt)| vt == want.as_str()));
+        match chosen {
+            Some((id, label, _)) => Ok((*id, label.clone())),
+            None => {
+                self.metrics.lot_full.inc();
+                Err(Error::conflict(
+                    "lot_full",
+                    format!("lot {lot} has no free spot for a {vehicle}"),
+                ))
+            }
+        }
+    }
+
+    /// A vehicle leaves. A drive-up stay is charged at the rate in force at exit; a reserved
+    /// stay pays its quote plus any time past the reserved end at that rate, and its
+    /// reservation is completed (the rest of its window is free again).
     pub async fn check_out(&self, lot: LotId, session: SessionId) -> Result<ExitReceipt> {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         let info = self.lot_row(&mut tx, lot).await?;
         let row = sqlx::query(
-            "SELECT vehicle_type, entered_at, exited_at FROM parking_sessions WHERE id = $1 AND lot_id = $2",
+            "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, r.quote_cents, r.end_at
+             FROM parking_sessions p LEFT JOIN reservations r ON r.id = p.reservation_id
+             WHERE p.id = $1 AND p.lot_id = $2",
         )
         .bind(session.0.to_string())
         .bind(lot.0)
@@ -396,14 +522,41 @@ impl ParkingService {
             .rate_in_force_conn(&mut tx, lot, vt, info.tz, now)
             .await?
             .unwrap_or(info.default_cents_per_hour);
-        let amount = charge(duration_s, cents_per_hour);
-        sqlx::query("UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3 WHERE id = $4")
-            .bind(now.timestamp_millis())
-            .bind(amount)
-            .bind(&info.currency)
-            .bind(session.0.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let reservation: Option<ReservationId> = row
+            .get::<Option<String>, _>("reservation_id")
+            .and_then(|r| r.parse().ok())
+            .map(ReservationId);
+        let amount = match reservation {
+            Some(_) => {
+                let quote: i64 = row.get::<Option<i64>, _>("quote_cents").unwrap_or(0);
+                let end: i64 = row.get::<Option<i64>, _>("end_at").unwrap_or(i64::MAX);
+                let overstay_s = (now.timestamp_millis() - end).max(0) / 1000;
+                quote + charge(overstay_s, cents_per_hour)
+            }
+            None => charge(duration_s, cents_per_hour),
+        };
+        let closed = sqlx::query(
+            "UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3
+             WHERE id = $4 AND exited_at IS NULL",
+        )
+        .bind(now.timestamp_millis())
+        .bind(amount)
+        .bind(&info.currency)
+        .bind(session.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if closed.rows_affected() != 1 {
+            return Err(Error::conflict(
+                "session_closed",
+                format!("parking session {session} has already exited"),
+            ));
+        }
+        if let Some(r) = reservation {
+            sqlx::query("UPDATE reservations SET status = 'completed' WHERE id = $1 AND status = 'checked_in'")
+                .bind(r.0.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         let event = Event::new(
             now,
             lot,
@@ -416,6 +569,9 @@ impl ParkingService {
         );
         append_event(&mut tx, &event).await?;
         tx.commit().await?;
+        if let Some(r) = reservation {
+            self.availability.release(lot, r);
+        }
         self.metrics.exits.inc();
         Ok(ExitReceipt {
             session_id: session,
@@ -424,6 +580,7 @@ impl ParkingService {
             currency: info.currency,
             cents_per_hour,
             band,
+            reservation_id: reservation,
         })
     }
 

@@ -50,6 +50,11 @@ impl Backend {
                     "accounts",
                     include_str!("../migrations/sqlite/0003_accounts.sql"),
                 ),
+                (
+                    4,
+                    "gate passes",
+                    include_str!("../migrations/sqlite/0004_gate_passes.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -66,6 +71,11 @@ impl Backend {
                     3,
                     "accounts",
                     include_str!("../migrations/postgres/0003_accounts.sql"),
+                ),
+                (
+                    4,
+                    "gate passes",
+                    include_str!("../migrations/postgres/0004_gate_passes.sql"),
                 ),
             ],
         }

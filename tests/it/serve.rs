@@ -2,7 +2,7 @@
 
 use parkflow::Config;
 use parkflow::{serve, steps};
-use parkflow_api::ManualClock;
+use parkflow_api::{Clock, ManualClock};
 use parkflow_jobs::RunStatus;
 use std::sync::Arc;
 use warehouse_schema::Table;
@@ -33,13 +33,60 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     }
     let scheduler = serve::schedule(&cfg, &state, &metrics).unwrap();
     let names: Vec<&str> = scheduler.jobs().map(|(n, _)| n).collect();
-    assert_eq!(names, ["ingest", "occupancy", "pricing"]);
+    assert_eq!(names, ["ingest", "availability", "occupancy", "pricing"]);
+
+    // Another API process on the same database takes a reservation: this process's
+    // availability index learns of it through the "availability" job.
+    let (lot, _) = lots[0];
+    let window = parkflow_api::reservations::TimeRange::new(
+        clock.now() + chrono::Duration::days(1),
+        clock.now() + chrono::Duration::days(1) + chrono::Duration::hours(1),
+    )
+    .unwrap();
+    let car = warehouse_schema::VehicleType::Car;
+    let free_before = state
+        .service
+        .free_spots(lot, window, car, None)
+        .await
+        .unwrap();
+    let (other, _) = steps::open_api(&cfg, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let taken = other
+        .service
+        .reserve(
+            warehouse_schema::UserId::new(),
+            parkflow_api::reservations::NewReservation::new(lot, window.start(), window.end(), car),
+            "other-process",
+        )
+        .await
+        .unwrap();
+    let stale = state
+        .service
+        .free_spots(lot, window, car, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.len(),
+        free_before.len(),
+        "not yet seen by this process"
+    );
+    let run = scheduler.run_now("availability").await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+    assert!(run.rows >= 1, "the changed lot was dropped from the index");
+    let fresh = state
+        .service
+        .free_spots(lot, window, car, None)
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), free_before.len() - 1);
+    assert!(fresh.iter().all(|s| s.spot_id != taken.spot_id));
 
     let run = scheduler.run_now("ingest").await.unwrap();
     assert_eq!(
         (run.status, run.rows),
-        (RunStatus::Succeeded, 4),
-        "2 lots registered, 2 check-ins"
+        (RunStatus::Succeeded, 5),
+        "2 lots registered, 2 check-ins, 1 reservation"
     );
     let run = scheduler.run_now("occupancy").await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
@@ -53,11 +100,11 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     );
     let run = scheduler.run_now("pricing").await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
-    assert_eq!(scheduler.history().len(), 3);
+    assert_eq!(scheduler.history().len(), 4);
     // The API exports the ingest lag through the shared registry.
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &state.registry).unwrap();
-    assert!(text.contains("parkflow_ingest_events_total 4"), "{text}");
+    assert!(text.contains("parkflow_ingest_events_total 5"), "{text}");
     assert!(
         text.contains("parkflow_ingest_outbox_lag_events 0"),
         "{text}"

@@ -445,8 +445,15 @@ macro_rules! on_both_stores {
 }
 
 mod accounts;
+mod gates;
 mod reservations;
 use accounts::{accounts_sessions_and_refresh, drivers_reserve_over_http_and_see_only_their_own};
+use gates::{
+    a_cancelled_or_late_reservation_opens_nothing, a_pass_opens_the_gate_once_within_its_window,
+    lots_and_spots_nearest_to_the_workplace_first, one_pass_read_twice_at_once_enters_once,
+    openapi_describes_every_route_and_the_docs_page_shows_it, plates_and_drive_ups_at_the_gate,
+    reservations_change_before_they_start,
+};
 use reservations::{
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
     idempotency_key_returns_the_first_answer, store_agrees_with_a_brute_force_oracle,
@@ -454,6 +461,13 @@ use reservations::{
 };
 
 on_both_stores!(
+    a_pass_opens_the_gate_once_within_its_window,
+    a_cancelled_or_late_reservation_opens_nothing,
+    plates_and_drive_ups_at_the_gate,
+    one_pass_read_twice_at_once_enters_once,
+    reservations_change_before_they_start,
+    lots_and_spots_nearest_to_the_workplace_first,
+    openapi_describes_every_route_and_the_docs_page_shows_it,
     accounts_sessions_and_refresh,
     drivers_reserve_over_http_and_see_only_their_own,
     back_to_back_windows_are_allowed_overlaps_are_not,

@@ -4,7 +4,7 @@
 use super::{TestApp, t};
 use chrono::{DateTime, Duration, Utc};
 use parkflow_api::Error;
-use parkflow_api::reservations::NewReservation;
+use parkflow_api::reservations::{NewReservation, ReservationChange, TimeRange};
 use proptest::prelude::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -17,11 +17,8 @@ fn request(
     end: DateTime<Utc>,
 ) -> NewReservation {
     NewReservation {
-        lot_id: LotId(lot),
         spot_id: spot.map(SpotId),
-        start_at: start,
-        end_at: end,
-        vehicle_type: VehicleType::Car,
+        ..NewReservation::new(LotId(lot), start, end, VehicleType::Car)
     }
 }
 
@@ -277,6 +274,11 @@ enum Op {
     Cancel {
         nth: usize,
     },
+    Move {
+        nth: usize,
+        slot: i64,
+        len: i64,
+    },
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -284,12 +286,14 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         4 => (proptest::option::of(0usize..3), 0i64..16, 1i64..6)
             .prop_map(|(spot, slot, len)| Op::Reserve { spot, slot, len }),
         1 => (0usize..8).prop_map(|nth| Op::Cancel { nth }),
+        1 => (0usize..8, 0i64..16, 1i64..6).prop_map(|(nth, slot, len)| Op::Move { nth, slot, len }),
     ];
     proptest::collection::vec(op, 1..24)
 }
 
-/// Random reservations and cancellations, half-hour slots, three spots: the store accepts
-/// exactly what a brute-force overlap check over the accepted set accepts.
+/// Random reservations, moves and cancellations, half-hour slots, three spots: the store accepts
+/// exactly what a brute-force overlap check over the accepted set accepts, and after every step
+/// the availability index reports exactly the spots the oracle says are free.
 pub async fn store_agrees_with_a_brute_force_oracle(app: TestApp) {
     let app = Arc::new(app);
     let handle = tokio::runtime::Handle::current();
@@ -360,6 +364,73 @@ async fn check_against_oracle(app: &TestApp, ops: Vec<Op>) {
                 s.cancel_reservation(user, id).await.unwrap();
             }
             Op::Cancel { .. } => {}
+            Op::Move { nth, slot, len } if !accepted.is_empty() => {
+                let k = nth % accepted.len();
+                let (id, own_spot, ..) = accepted[k];
+                let (from, to) = (slot, slot + len);
+                let others: Vec<_> = accepted.iter().filter(|a| a.0 != id).cloned().collect();
+                let free = |sp: i64| {
+                    !others
+                        .iter()
+                        .any(|(_, s2, a, b)| *s2 == sp && *a < to && from < *b)
+                };
+                let at = |k: i64| base + Duration::minutes(30 * k);
+                let change = ReservationChange {
+                    start_at: Some(at(from)),
+                    end_at: Some(at(to)),
+                    ..ReservationChange::default()
+                };
+                match s.modify_reservation(user, id, change).await {
+                    Ok(r) => {
+                        assert!(
+                            free(r.spot_id.0),
+                            "moved onto a taken spot: {r:?} over {others:?}"
+                        );
+                        if free(own_spot) {
+                            assert_eq!(
+                                r.spot_id.0, own_spot,
+                                "a move keeps a spot that is still free"
+                            );
+                        }
+                        accepted[k] = (id, r.spot_id.0, from, to);
+                    }
+                    Err(e) => {
+                        assert!(
+                            !spots.iter().any(|sp| free(*sp)),
+                            "move refused though free: {e}"
+                        );
+                        assert_eq!(e.code(), "no_spot_available", "{e}");
+                    }
+                }
+            }
+            Op::Move { .. } => {}
+        }
+        // The index agrees with the oracle on every window of two slots.
+        for from in (0..20).step_by(2) {
+            let at = |k: i64| base + Duration::minutes(30 * k);
+            let window = TimeRange::new(at(from), at(from + 2)).unwrap();
+            let got: Vec<i64> = s
+                .free_spots(LotId(lot), window, VehicleType::Car, None)
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| f.spot_id.0)
+                .collect();
+            let want: Vec<i64> = spots
+                .iter()
+                .copied()
+                .filter(|sp| {
+                    !accepted
+                        .iter()
+                        .any(|(_, s2, a, b)| s2 == sp && *a < from + 2 && from < *b)
+                })
+                .collect();
+            assert_eq!(
+                got,
+                want,
+                "free spots for [{from},{}) after {i} ops",
+                from + 2
+            );
         }
     }
 }

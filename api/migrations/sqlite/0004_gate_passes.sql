@@ -1,0 +1,30 @@
+-- Gate passes, the stays of reservations, spot positions and drivers' workplaces.
+--
+-- A reservation holds its spot while `active` (booked) or `checked_in` (the car is in); it lets
+-- the spot go when `completed` (the car left), `cancelled` or `no_show`.
+
+-- A pass opens the gate from this many minutes before the start until as many after it.
+ALTER TABLE lots ADD COLUMN entry_grace_minutes INTEGER NOT NULL DEFAULT 15;
+-- Drive-ups are kept off spots reserved to start within this many minutes.
+ALTER TABLE lots ADD COLUMN drive_up_horizon_minutes INTEGER NOT NULL DEFAULT 240;
+
+ALTER TABLE reservations ADD COLUMN vehicle_id TEXT;
+ALTER TABLE reservations ADD COLUMN plate TEXT;
+ALTER TABLE reservations ADD COLUMN session_id TEXT;
+
+DROP INDEX active_reservations_by_spot;
+CREATE INDEX holding_reservations_by_spot ON reservations(spot_id, start_at, end_at)
+    WHERE status IN ('active', 'checked_in');
+CREATE INDEX holding_reservations_by_plate ON reservations(lot_id, plate)
+    WHERE status IN ('active', 'checked_in');
+
+ALTER TABLE parking_sessions ADD COLUMN reservation_id TEXT;
+CREATE INDEX open_sessions_by_plate ON parking_sessions(lot_id, plate) WHERE exited_at IS NULL;
+
+-- Where a spot is, so the one nearest to a driver's workplace can be offered first.
+ALTER TABLE spots ADD COLUMN latitude REAL;
+ALTER TABLE spots ADD COLUMN longitude REAL;
+
+ALTER TABLE users ADD COLUMN workplace_latitude REAL;
+ALTER TABLE users ADD COLUMN workplace_longitude REAL;
+CREATE INDEX vehicles_by_plate ON vehicles(plate);

@@ -1,0 +1,363 @@
+//! Gates: what a scanner at the entry or exit of a lot sends, and how it becomes a stay.
+//!
+//! An entry presents one of three things:
+//! - a **pass** (QR code or NFC) of a reservation: valid from `entry_grace_minutes` before the
+//!   reservation's start until as many after it; the car gets its reserved spot;
+//! - a **plate** read by a camera: a reservation of that plate starting within the same grace
+//!   is entered as above; a plate registered to a driver without such a reservation enters as
+//!   that driver's drive-up;
+//! - nothing but a vehicle type: an anonymous drive-up.
+//!
+//! Entering a reservation flips it from `active` to `checked_in` with a guarded update, so two
+//! gates reading the same pass at once open it only once.
+
+use crate::accounts::normalise_plate;
+use crate::error::{Error, Result};
+use crate::passes::PassError;
+use crate::reservations::Reservation;
+use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, ParkingService};
+use crate::store::{append_event, is_unique_violation};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use sqlx::Row;
+use warehouse_schema::event::CheckIn;
+use warehouse_schema::{
+    EntryMethod, Event, EventPayload, LotId, SessionId, SpotId, UserId, VehicleType,
+};
+
+/// What an entry scanner sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GateEntry {
+    /// How the gate identified the car (`qr`, `nfc`, `plate` or `staff`).
+    pub method: EntryMethod,
+    #[serde(default)]
+    pub pass: Option<String>,
+    #[serde(default)]
+    pub plate: Option<String>,
+    /// Needed for a drive-up whose plate is not registered.
+    #[serde(default)]
+    pub vehicle_type: Option<VehicleType>,
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+}
+
+/// What an exit scanner sends: exactly one of the three.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GateExit {
+    #[serde(default)]
+    pub session_id: Option<SessionId>,
+    #[serde(default)]
+    pub pass: Option<String>,
+    #[serde(default)]
+    pub plate: Option<String>,
+}
+
+fn pass_error(e: PassError) -> Error {
+    match e {
+        PassError::Invalid => Error::unprocessable("invalid_pass", e.to_string()),
+        PassError::Expired => Error::unprocessable("pass_expired", e.to_string()),
+    }
+}
+
+impl ParkingService {
+    /// Open a stay for whatever the entry scanner presented.
+    pub async fn enter(&self, lot: LotId, entry: GateEntry) -> Result<CheckInReceipt> {
+        if let Some(pass) = &entry.pass {
+            let claims = self.passes().verify(pass, self.now()).map_err(pass_error)?;
+            if claims.lot_id != lot {
+                return Err(Error::unprocessable(
+                    "wrong_lot",
+                    format!("this pass is for lot {}, not lot {lot}", claims.lot_id),
+                ));
+            }
+            let reservation = self
+                .reservation_of(claims.user_id, claims.reservation_id)
+                .await
+                .map_err(|_| Error::unprocessable("invalid_pass", "no such reservation"))?;
+            return self.enter_reservation(lot, reservation, entry.method).await;
+        }
+        if let Some(raw) = &entry.plate {
+            let plate = normalise_plate(raw)?;
+            if let Some(reservation) = self.reservation_arriving(lot, &plate).await? {
+                return self.enter_reservation(lot, reservation, entry.method).await;
+            }
+            let registered: Option<(String, String)> = sqlx::query_as(
+                "SELECT user_id, vehicle_type FROM vehicles WHERE plate = $1 ORDER BY created_at LIMIT 1",
+            )
+            .bind(&plate)
+            .fetch_optional(self.store().pool())
+            .await?;
+            let (user_id, vehicle_type) = match registered {
+                Some((user, vt)) => (
+                    user.parse().ok().map(UserId),
+                    entry.vehicle_type.or(vt.parse().ok()),
+                ),
+                None => (entry.user_id, entry.vehicle_type),
+            };
+            let vehicle_type = vehicle_type.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "plate {plate} is not registered: give the vehicleType of the drive-up"
+                ))
+            })?;
+            return self
+                .check_in(
+                    lot,
+                    CheckInRequest {
+                        vehicle_type,
+                        method: entry.method,
+                        plate: Some(plate),
+                        user_id,
+                    },
+                )
+                .await;
+        }
+        let vehicle_type = entry.vehicle_type.ok_or_else(|| {
+            Error::Invalid("give a pass, a plate or the vehicleType of a drive-up".into())
+        })?;
+        self.check_in(
+            lot,
+            CheckInRequest {
+                vehicle_type,
+                method: entry.method,
+                plate: None,
+                user_id: entry.user_id,
+            },
+        )
+        .await
+    }
+
+    /// The active reservation of `plate` in `lot` whose entry window is open now.
+    async fn reservation_arriving(&self, lot: LotId, plate: &str) -> Result<Option<Reservation>> {
+        let now = self.now();
+        let grace = {
+            let mut conn = self.store().pool().acquire().await?;
+            self.lot_row(&mut conn, lot).await?.entry_grace_minutes
+        };
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, user_id FROM reservations
+             WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
+             ORDER BY start_at LIMIT 1",
+        )
+        .bind(lot.0)
+        .bind(plate)
+        .bind((now + Duration::minutes(grace)).timestamp_millis())
+        .bind((now - Duration::minutes(grace)).timestamp_millis())
+        .fetch_optional(self.store().pool())
+        .await?;
+        let Some((id, user)) = found else {
+            return Ok(None);
+        };
+        let (Ok(id), Ok(user)) = (id.parse(), user.parse()) else {
+            return Ok(None);
+        };
+        self.reservation_of(UserId(user), warehouse_schema::ReservationId(id))
+            .await
+            .map(Some)
+    }
+
+    /// Open the stay of `reservation` at the gate of `lot`.
+    async fn enter_reservation(
+        &self,
+        lot: LotId,
+        reservation: Reservation,
+        method: EntryMethod,
+    ) -> Result<CheckInReceipt> {
+        const ATTEMPTS: usize = 8;
+        for attempt in 1..=ATTEMPTS {
+            match self.try_enter_reservation(lot, &reservation, method).await {
+                // Another gate took the fallback spot first: pick again.
+                Err(Error::Storage(e)) if is_unique_violation(&e) && attempt < ATTEMPTS => {}
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn try_enter_reservation(
+        &self,
+        lot: LotId,
+        r: &Reservation,
+        method: EntryMethod,
+    ) -> Result<CheckInReceipt> {
+        if r.lot_id != lot {
+            return Err(Error::unprocessable(
+                "wrong_lot",
+                format!(
+                    "reservation {} is for lot {}, not lot {lot}",
+                    r.id, r.lot_id
+                ),
+            ));
+        }
+        match r.status.as_str() {
+            "active" => {}
+            "checked_in" => {
+                return Err(Error::conflict(
+                    "already_entered",
+                    format!("reservation {} has already entered", r.id),
+                ));
+            }
+            other => {
+                return Err(Error::conflict(
+                    "not_active",
+                    format!("reservation {} is {other}", r.id),
+                ));
+            }
+        }
+        let now = self.now();
+        let mut tx = self.store().begin_write().await?;
+        let info = self.lot_row(&mut tx, lot).await?;
+        check_entry_window(r, now, Duration::minutes(info.entry_grace_minutes))?;
+        // The reserved spot, unless a car is (wrongly) still in it: then the best other one
+        // that no other reservation needs until this one ends.
+        let reserved_free: Option<String> = sqlx::query_scalar(
+            "SELECT s.label FROM spots s WHERE s.id = $1 AND s.closed = 0
+               AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)",
+        )
+        .bind(r.spot_id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (spot_id, label) = match reserved_free {
+            Some(label) => (r.spot_id.0, label),
+            None => {
+                self.free_spot_now(&mut tx, lot, r.vehicle_type, now, r.end_at, Some(r.id))
+                    .await?
+            }
+        };
+        let session = SessionId::new();
+        let flipped = sqlx::query(
+            "UPDATE reservations SET status = 'checked_in', session_id = $1 WHERE id = $2 AND status = 'active'",
+        )
+        .bind(session.0.to_string())
+        .bind(r.id.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if flipped.rows_affected() != 1 {
+            return Err(Error::conflict(
+                "already_entered",
+                format!("reservation {} has already entered", r.id),
+            ));
+        }
+        let user = self.reservation_owner(&mut tx, r).await?;
+        sqlx::query(
+            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(session.0.to_string())
+        .bind(lot.0)
+        .bind(spot_id)
+        .bind(r.vehicle_type.as_str())
+        .bind(method.as_str())
+        .bind(&r.plate)
+        .bind(user.0.to_string())
+        .bind(now.timestamp_millis())
+        .bind(r.id.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let event = Event::new(
+            now,
+            lot,
+            EventPayload::CheckIn(CheckIn {
+                session_id: session,
+                user_id: Some(user),
+                reservation_id: Some(r.id),
+                spot_id: Some(SpotId(spot_id)),
+                vehicle_type: r.vehicle_type,
+                method,
+            }),
+        );
+        append_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        self.metrics().check_ins.inc();
+        Ok(CheckInReceipt {
+            session_id: session,
+            lot_id: lot,
+            spot_id: SpotId(spot_id),
+            spot_label: label,
+            entered_at: now,
+            reservation_id: Some(r.id),
+        })
+    }
+
+    async fn reservation_owner(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        r: &Reservation,
+    ) -> Result<UserId> {
+        let row = sqlx::query("SELECT user_id FROM reservations WHERE id = $1")
+            .bind(r.id.0.to_string())
+            .fetch_one(conn)
+            .await?;
+        row.get::<String, _>("user_id")
+            .parse()
+            .map(UserId)
+            .map_err(|e| Error::Invalid(format!("{e}")))
+    }
+
+    /// Close the stay the exit scanner identified.
+    pub async fn leave(&self, lot: LotId, exit: GateExit) -> Result<ExitReceipt> {
+        let session = match (&exit.session_id, &exit.pass, &exit.plate) {
+            (Some(session), None, None) => *session,
+            (None, Some(pass), None) => {
+                // A pass identifies its stay even after it expired (an overstay pays extra).
+                let claims = self
+                    .passes()
+                    .verify(pass, DateTime::<Utc>::MIN_UTC)
+                    .map_err(pass_error)?;
+                let r = self
+                    .reservation_of(claims.user_id, claims.reservation_id)
+                    .await
+                    .map_err(|_| Error::unprocessable("invalid_pass", "no such reservation"))?;
+                r.session_id.ok_or_else(|| {
+                    Error::conflict(
+                        "not_entered",
+                        format!("reservation {} has no stay to close", r.id),
+                    )
+                })?
+            }
+            (None, None, Some(raw)) => {
+                let plate = normalise_plate(raw)?;
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM parking_sessions WHERE lot_id = $1 AND plate = $2 AND exited_at IS NULL
+                     ORDER BY entered_at LIMIT 1",
+                )
+                .bind(lot.0)
+                .bind(&plate)
+                .fetch_optional(self.store().pool())
+                .await?;
+                found
+                    .and_then(|s| s.parse().ok())
+                    .map(SessionId)
+                    .ok_or_else(|| {
+                        Error::NotFound(format!("a car with plate {plate} in lot {lot}"))
+                    })?
+            }
+            _ => {
+                return Err(Error::Invalid(
+                    "give exactly one of sessionId, pass and plate".into(),
+                ));
+            }
+        };
+        self.check_out(lot, session).await
+    }
+}
+
+/// A reservation's pass opens the gate from `grace` before its start until `grace` after it
+/// (and never after its end).
+fn check_entry_window(r: &Reservation, now: DateTime<Utc>, grace: Duration) -> Result<()> {
+    let (from, until) = (r.start_at - grace, (r.start_at + grace).min(r.end_at));
+    if now < from {
+        return Err(Error::conflict(
+            "outside_entry_window",
+            format!("too early: the gate opens for this reservation at {from}"),
+        ));
+    }
+    if now > until {
+        return Err(Error::conflict(
+            "outside_entry_window",
+            format!("too late: the gate opened for this reservation until {until}"),
+        ));
+    }
+    Ok(())
+}
