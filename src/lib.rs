@@ -2,6 +2,7 @@
 //! logic lives in the workspace crates; this crate only connects them.
 
 pub mod bench;
+pub mod bench_api;
 pub mod client;
 pub mod config;
 pub mod demo;

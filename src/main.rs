@@ -4,7 +4,7 @@ use anyhow::Context;
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
 use parkflow::demo::{self, DemoOptions};
-use parkflow::{Config, bench, serve, steps};
+use parkflow::{Config, bench, bench_api, serve, steps};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -80,6 +80,25 @@ enum BenchWhat {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         lots: i64,
+    },
+    /// The API over HTTP on loopback: availability queries, then concurrent reservations.
+    Api {
+        /// Store to test (`postgres://…` for production figures); default: a fresh SQLite file.
+        #[arg(long, default_value = "")]
+        database_url: String,
+        #[arg(long, default_value_t = 200)]
+        spots: u32,
+        #[arg(long, default_value_t = 2_000)]
+        reservations: usize,
+        /// How long to run the availability load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 10_000)]
+        reserve_requests: usize,
+        #[arg(long, default_value_t = 32)]
+        reserve_connections: usize,
     },
 }
 
@@ -208,6 +227,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "--events, --batch and --lots must be positive"
             );
             println!("{}", bench::ingest(events, batch, lots).await?);
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Api {
+                    database_url,
+                    spots,
+                    reservations,
+                    seconds,
+                    connections,
+                    reserve_requests,
+                    reserve_connections,
+                },
+        } => {
+            anyhow::ensure!(
+                (20..=5_000).contains(&spots)
+                    && seconds > 0
+                    && connections > 0
+                    && reserve_connections > 0,
+                "--spots must be 20 to 5000; --seconds and the connection counts must be positive"
+            );
+            let opts = bench_api::ApiBench {
+                database_url,
+                spots,
+                reservations,
+                seconds,
+                connections,
+                reserve_requests,
+                reserve_connections,
+            };
+            println!("{}", bench_api::api(opts).await?);
         }
     }
     Ok(())

@@ -730,6 +730,22 @@ impl ParkingService {
         })
     }
 
+    /// Pairs of reservations of `lot` that hold one spot for overlapping windows: an audit of
+    /// the no-double-booking guarantee, always 0.
+    pub async fn overlapping_holds(&self, lot: LotId) -> Result<i64> {
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM reservations a JOIN reservations b
+               ON a.spot_id = b.spot_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at
+             WHERE a.lot_id = $1 AND ",
+            holding!("a"),
+            " AND ",
+            holding!("b")
+        ))
+        .bind(lot.0)
+        .fetch_one(self.store().pool())
+        .await?)
+    }
+
     async fn reservation_by_key(&self, user: UserId, key: &str) -> Result<Option<Reservation>> {
         let mut conn = self.store().pool().acquire().await?;
         self.reservation_where(

@@ -261,6 +261,14 @@ pub async fn two_hundred_concurrent_requests_for_one_spot_book_it_once(app: Test
         .await
         .unwrap();
         assert_eq!(rows, 1, "round {round}");
+        assert_eq!(
+            app.state
+                .service
+                .overlapping_holds(LotId(lot))
+                .await
+                .unwrap(),
+            0
+        );
     }
 }
 
