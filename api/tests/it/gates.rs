@@ -577,3 +577,57 @@ pub async fn openapi_describes_every_route_and_the_docs_page_shows_it(app: TestA
         }
     }
 }
+
+/// Wire times need an offset; booking windows count local days, also across a DST change.
+pub async fn times_need_an_offset_and_windows_count_local_days_across_dst(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 2})).await;
+    let token = app.with_driver("dst@example.com").await;
+    // No offset: refused with the envelope, never guessed.
+    let naive = app
+        .book(&token, "naive", json!({"lotId": lot, "startAt": "2026-06-02T08:00:00", "endAt": "2026-06-02T09:00:00", "vehicleType": "car"}))
+        .await;
+    assert_envelope(
+        &naive,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let spots_naive = app
+        .call("GET", &format!("/v1/parkingspots?lot-id={lot}&start-at=2026-06-02T08:00:00&end-at=2026-06-02T09:00:00Z&vehicle-type=car"), None, None)
+        .await;
+    assert_envelope(
+        &spots_naive,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    // Any offset is accepted and means the same instant.
+    let offset = app
+        .book(&token, "offset", json!({"lotId": lot, "startAt": "2026-06-02T10:00:00+02:00", "endAt": "2026-06-02T11:00:00+02:00", "vehicleType": "car"}))
+        .await;
+    assert_eq!(offset.status, StatusCode::CREATED, "{}", offset.body);
+    assert_eq!(offset.body["startAt"], json!(tomorrow(8, 0)));
+
+    // Sunday 22 March 2026 in Berlin; clocks spring forward on Sunday 29 March (UTC+1 → UTC+2).
+    // Seven days ahead ends at local midnight starting Monday 30 March = 2026-03-29T22:00Z
+    // (a fixed +1 h offset would wrongly say 23:00Z).
+    app.set_now("2026-03-22T10:00:00Z".parse().unwrap());
+    let token = app.login("dst@example.com").await;
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let last_ok = app
+        .book(&token, "in", json!({"lotId": lot, "startAt": at("2026-03-29T21:30:00Z"), "endAt": at("2026-03-29T22:30:00Z"), "vehicleType": "car"}))
+        .await;
+    assert_eq!(last_ok.status, StatusCode::CREATED, "{}", last_ok.body);
+    let too_far = app
+        .book(&token, "out", json!({"lotId": lot, "startAt": at("2026-03-29T22:00:00Z"), "endAt": at("2026-03-29T23:00:00Z"), "vehicleType": "car"}))
+        .await;
+    assert_envelope(
+        &too_far,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    // Local midnight to 06:00 on the short day is five real hours, quoted as such (200/h).
+    let night = app
+        .book(&token, "night", json!({"lotId": lot, "startAt": "2026-03-29T00:00:00+01:00", "endAt": "2026-03-29T06:00:00+02:00", "vehicleType": "car"}))
+        .await;
+    assert_eq!(night.status, StatusCode::CREATED, "{}", night.body);
+    assert_eq!(night.body["quoteCents"], 1000);
+}

@@ -453,6 +453,7 @@ use gates::{
     lots_and_spots_nearest_to_the_workplace_first, one_pass_read_twice_at_once_enters_once,
     openapi_describes_every_route_and_the_docs_page_shows_it, plates_and_drive_ups_at_the_gate,
     reservations_change_before_they_start,
+    times_need_an_offset_and_windows_count_local_days_across_dst,
 };
 use reservations::{
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
@@ -468,6 +469,7 @@ on_both_stores!(
     reservations_change_before_they_start,
     lots_and_spots_nearest_to_the_workplace_first,
     openapi_describes_every_route_and_the_docs_page_shows_it,
+    times_need_an_offset_and_windows_count_local_days_across_dst,
     accounts_sessions_and_refresh,
     drivers_reserve_over_http_and_see_only_their_own,
     back_to_back_windows_are_allowed_overlaps_are_not,
