@@ -5,6 +5,8 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use parkflow_api::ApiConfig;
+use parkflow_ingest::kafka::KafkaConfig;
+use parkflow_ingest::sink::clickhouse::ClickHouseConfig;
 use parkflow_pricing::StepPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub api: ApiConfig,
     pub ingest: IngestConfig,
+    /// The distributed path; `brokers` empty (the default) means embedded mode.
+    pub kafka: KafkaConfig,
+    /// The ClickHouse warehouse; `url` empty (the default) means Parquet only.
+    pub clickhouse: ClickHouseConfig,
     pub jobs: JobsConfig,
     pub pricing: StepPolicy,
 }
@@ -43,6 +49,8 @@ impl Default for Config {
             data_dir: PathBuf::from("parkflow-data"),
             api: ApiConfig::default(),
             ingest: IngestConfig { batch_size: 50_000 },
+            kafka: KafkaConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
             jobs: JobsConfig {
                 ingest_every_s: 5,
                 refresh_every_s: 15 * 60,

@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         mode: IngestMode,
     },
+    /// The ClickHouse warehouse.
+    Warehouse {
+        #[command(subcommand)]
+        what: WarehouseCommand,
+    },
     /// Refresh occupancy and the derived tables, then print the usage summary.
     Report,
     /// Backtest the arrival forecast on the lake.
@@ -68,6 +73,24 @@ enum Command {
 enum IngestMode {
     /// Drain the outbox into the Parquet lake once (embedded mode).
     Drain,
+    /// Publish outbox rows to the Kafka events topic (`kafka.brokers` must be set).
+    Relay {
+        /// Publish what is there now and stop, instead of running until interrupted.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Consume the events topic into the lake (and ClickHouse when `clickhouse.url` is set).
+    Consume {
+        /// Consume until the topic has been idle for two seconds, then stop.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WarehouseCommand {
+    /// Create the ClickHouse database and the star schema's tables where missing.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +181,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "ingested {} events ({} dead letters) in {} batches; outbox position {}",
                 r.events, r.dead_letters, r.batches, r.position
+            );
+        }
+        Command::Ingest {
+            mode: IngestMode::Relay { once },
+        } => {
+            let (state, metrics) =
+                steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
+            let relay = steps::relay(&cfg, &state, &metrics).await?;
+            if once {
+                println!("published {} outbox rows", relay.drain().await?);
+            } else {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = stop.send(true);
+                });
+                relay
+                    .run(std::time::Duration::from_millis(200), stopped)
+                    .await?;
+            }
+        }
+        Command::Ingest {
+            mode: IngestMode::Consume { once },
+        } => {
+            let metrics = steps::Metrics {
+                ingest: parkflow_ingest::IngestMetrics::default(),
+            };
+            let mut consumer = steps::warehouse_consumer(&cfg, &metrics).await?;
+            let idle = std::time::Duration::from_secs(2);
+            if once {
+                let r = consumer.drain(idle).await?;
+                println!(
+                    "consumed {} messages: {} events, {} dead letters, {} replayed, {} duplicates, in {} batches",
+                    r.messages, r.events, r.dead_letters, r.skipped, r.duplicates, r.batches
+                );
+            } else {
+                loop {
+                    tokio::select! {
+                        r = consumer.step(idle) => { r?; }
+                        _ = tokio::signal::ctrl_c() => break,
+                    }
+                }
+            }
+        }
+        Command::Warehouse {
+            what: WarehouseCommand::Migrate,
+        } => {
+            let sink = steps::clickhouse_sink(&cfg)?
+                .context("clickhouse.url is not set (PARKFLOW__CLICKHOUSE__URL)")?;
+            sink.migrate().await?;
+            println!(
+                "ClickHouse database {} has the star schema",
+                sink.database()
             );
         }
         Command::Report => {

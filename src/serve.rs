@@ -1,4 +1,5 @@
-//! `parkflow serve`: the API, the embedded ingest and the scheduled jobs in one process.
+//! `parkflow serve`: the API and the scheduled jobs in one process. Ingest is embedded (outbox →
+//! lake) by default, or the Kafka relay and warehouse consumer when `kafka.brokers` is set.
 
 use crate::config::Config;
 use crate::steps;
@@ -12,7 +13,7 @@ use warehouse_schema::lake::Lake;
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (state, metrics) = steps::open_api(&cfg, Arc::new(SystemClock)).await?;
-    let scheduler = schedule(&cfg, &state, &metrics)?;
+    let scheduler = schedule(&cfg, &state, &metrics).await?;
     let (stop, stopped) = watch::channel(false);
     let jobs = scheduler.spawn(stopped);
 
@@ -40,27 +41,55 @@ fn every(seconds: u64) -> std::time::Duration {
 }
 
 /// The periodic jobs of a running service.
-pub fn schedule(
+pub async fn schedule(
     cfg: &Config,
     state: &parkflow_api::AppState,
     metrics: &steps::Metrics,
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(RetryPolicy::default());
-    let ingest = Arc::new(Mutex::new(steps::embedded_ingest(cfg, state, metrics)?));
-    scheduler.add("ingest", every(cfg.jobs.ingest_every_s), move || {
-        let ingest = ingest.clone();
-        async move {
-            let report = ingest
-                .lock()
-                .await
-                .drain()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(JobOutcome {
-                rows: report.events + report.dead_letters,
-            })
-        }
-    });
+    if cfg.kafka.is_enabled() {
+        let relay = Arc::new(steps::relay(cfg, state, metrics).await?);
+        scheduler.add("relay", every(cfg.jobs.ingest_every_s), move || {
+            let relay = relay.clone();
+            async move {
+                let published = relay.drain().await.map_err(|e| e.to_string())?;
+                Ok(JobOutcome {
+                    rows: published as u64,
+                })
+            }
+        });
+        let consumer = Arc::new(Mutex::new(steps::warehouse_consumer(cfg, metrics).await?));
+        scheduler.add("consume", every(cfg.jobs.ingest_every_s), move || {
+            let consumer = consumer.clone();
+            async move {
+                let report = consumer
+                    .lock()
+                    .await
+                    .drain(std::time::Duration::from_millis(500))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(JobOutcome {
+                    rows: report.events + report.dead_letters,
+                })
+            }
+        });
+    } else {
+        let ingest = Arc::new(Mutex::new(steps::embedded_ingest(cfg, state, metrics)?));
+        scheduler.add("ingest", every(cfg.jobs.ingest_every_s), move || {
+            let ingest = ingest.clone();
+            async move {
+                let report = ingest
+                    .lock()
+                    .await
+                    .drain()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(JobOutcome {
+                    rows: report.events + report.dead_letters,
+                })
+            }
+        });
+    }
     // Other API processes on the same database change reservations too: drop the lots they
     // touched from this process's availability index, so they load again.
     let service = state.service.clone();

@@ -5,6 +5,9 @@ use crate::config::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use parkflow_api::{AppState, Clock};
+use parkflow_ingest::kafka::consume::WarehouseConsumer;
+use parkflow_ingest::kafka::relay::Relay;
+use parkflow_ingest::sink::clickhouse::ClickHouseSink;
 use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
 use parkflow_pricing::{CurrentRates, RateChange, propose};
 use parkflow_simulator::LotPlan;
@@ -82,6 +85,45 @@ pub fn embedded_ingest(
         Outbox::new(state.service.store().pool().clone()),
         Lake::new(cfg.lake_dir()),
         cfg.ingest.batch_size,
+        metrics.ingest.clone(),
+    )?)
+}
+
+/// The ClickHouse sink, when `clickhouse.url` is set.
+pub fn clickhouse_sink(cfg: &Config) -> anyhow::Result<Option<ClickHouseSink>> {
+    if cfg.clickhouse.is_enabled() {
+        Ok(Some(ClickHouseSink::new(&cfg.clickhouse)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The outbox → Kafka relay (topics created where missing).
+pub async fn relay(cfg: &Config, state: &AppState, metrics: &Metrics) -> anyhow::Result<Relay> {
+    cfg.kafka
+        .ensure_topics()
+        .await
+        .context("cannot create the Kafka topics")?;
+    Ok(Relay::new(
+        state.service.store().pool().clone(),
+        &cfg.kafka,
+        metrics.ingest.clone(),
+    )?)
+}
+
+/// The Kafka → warehouse consumer (Parquet lake, and ClickHouse when configured).
+pub async fn warehouse_consumer(
+    cfg: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<WarehouseConsumer> {
+    cfg.kafka
+        .ensure_topics()
+        .await
+        .context("cannot create the Kafka topics")?;
+    Ok(WarehouseConsumer::new(
+        &cfg.kafka,
+        Lake::new(cfg.lake_dir()),
+        clickhouse_sink(cfg)?,
         metrics.ingest.clone(),
     )?)
 }

@@ -10,6 +10,12 @@ pub enum Error {
     Convert(#[from] warehouse_schema::convert::ConvertError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("configuration: {0}")]
+    Config(String),
     /// A fail point stopped the batch here, as a crash would (tests of recovery).
     #[error("injected failure at {0:?}")]
     Injected(crate::FailPoint),

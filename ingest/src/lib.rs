@@ -6,6 +6,7 @@
 
 pub mod embedded;
 pub mod error;
+pub mod kafka;
 pub mod metrics;
 pub mod sink;
 pub mod source;

@@ -11,6 +11,13 @@ pub struct IngestMetrics {
     pub dead_letters: Counter,
     /// Outbox rows written but not yet committed to the lake.
     pub lag: Gauge,
+    /// Outbox rows the relay has published to Kafka.
+    pub relayed: Counter,
+    /// Messages of the events topic not yet consumed into the warehouse (sum over partitions of
+    /// high watermark minus committed position, as the broker reports them).
+    pub consumer_lag: Gauge,
+    /// Messages sent to the dead-letter topic.
+    pub dlq_messages: Counter,
 }
 
 impl IngestMetrics {
@@ -32,6 +39,21 @@ impl IngestMetrics {
             "outbox_lag_events",
             "Outbox rows not yet in the lake",
             m.lag.clone(),
+        );
+        r.register(
+            "relayed",
+            "Outbox rows published to Kafka",
+            m.relayed.clone(),
+        );
+        r.register(
+            "kafka_consumer_lag_messages",
+            "Messages of the events topic not yet in the warehouse",
+            m.consumer_lag.clone(),
+        );
+        r.register(
+            "dlq_messages",
+            "Messages sent to the dead-letter topic",
+            m.dlq_messages.clone(),
         );
         m
     }

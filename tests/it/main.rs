@@ -1,8 +1,9 @@
-//! Cross-crate integration tests: the demo loop end to end, ingest recovery from crashes, and
-//! the jobs that `parkflow serve` schedules.
+//! Cross-crate integration tests: the demo loop end to end, ingest recovery from crashes, the
+//! distributed path through the real broker and ClickHouse, and the jobs `parkflow serve` runs.
 
 mod demo;
 mod ingest;
+mod kafka;
 mod serve;
 mod services;
 mod support;

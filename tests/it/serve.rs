@@ -31,7 +31,7 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
         };
         state.service.check_in(*lot, req).await.unwrap();
     }
-    let scheduler = serve::schedule(&cfg, &state, &metrics).unwrap();
+    let scheduler = serve::schedule(&cfg, &state, &metrics).await.unwrap();
     let names: Vec<&str> = scheduler.jobs().map(|(n, _)| n).collect();
     assert_eq!(names, ["ingest", "availability", "occupancy", "pricing"]);
 

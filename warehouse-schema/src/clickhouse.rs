@@ -38,6 +38,88 @@ pub fn ddl(db: &str) -> Vec<String> {
         .collect()
 }
 
+/// Events as ClickHouse `RowBinary` rows of `fact_parking_event`, columns in the order of the
+/// column table (the order of the DDL), so `INSERT INTO {db}.fact_parking_event FORMAT RowBinary`
+/// takes them as they are. Times are Int64 epoch milliseconds; nullable columns carry the
+/// one-byte null marker.
+pub fn fact_parking_event_row_binary(events: &[crate::Event], out: &mut Vec<u8>) {
+    for e in events {
+        let v = serde_json::to_value(e).expect("events always serialize");
+        for c in crate::tables::FACT_PARKING_EVENT {
+            encode(c, v.get(c.json).filter(|x| !x.is_null()), out);
+        }
+    }
+}
+
+/// The names of the columns `fact_parking_event_row_binary` writes, in order.
+pub fn fact_parking_event_columns() -> Vec<&'static str> {
+    crate::tables::FACT_PARKING_EVENT
+        .iter()
+        .map(|c| c.name)
+        .collect()
+}
+
+fn encode(c: &crate::tables::Column, value: Option<&serde_json::Value>, out: &mut Vec<u8>) {
+    use crate::tables::Kind;
+    if c.nullable {
+        match value {
+            None => {
+                out.push(1);
+                return;
+            }
+            Some(_) => out.push(0),
+        }
+    }
+    match c.kind {
+        Kind::Utf8 => {
+            let s = value
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .unwrap_or_default();
+            let mut len = s.len() as u64;
+            loop {
+                let byte = (len & 0x7f) as u8;
+                len >>= 7;
+                if len == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+            out.extend_from_slice(s.as_bytes());
+        }
+        Kind::Int64 => {
+            let n = value.and_then(|x| x.as_i64()).unwrap_or_default();
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Kind::TimestampMs => {
+            let n = value
+                .and_then(|x| x.as_str())
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_default();
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Kind::Int32 => {
+            let n = value.and_then(|x| x.as_i64()).unwrap_or_default() as i32;
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Kind::UInt16 => {
+            let n = value.and_then(|x| x.as_u64()).unwrap_or_default() as u16;
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Kind::Float64 => {
+            let n = value.and_then(|x| x.as_f64()).unwrap_or_default();
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Kind::Boolean => out.push(u8::from(value.and_then(|x| x.as_bool()).unwrap_or(false))),
+        Kind::Date32 | Kind::Binary => unreachable!("no event field is a date or binary"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +142,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn row_binary_follows_the_column_table() {
+        use crate::event::RatePublished;
+        use crate::{Cents, DayKind, Event, EventPayload, LotId, TimeBand, VehicleType};
+        let at: chrono::DateTime<chrono::Utc> = "2026-06-01T10:00:00.123Z".parse().unwrap();
+        let e = Event::new(
+            at,
+            LotId(7),
+            EventPayload::RatePublished(RatePublished {
+                band: TimeBand::at(at, chrono_tz::Tz::UTC),
+                day_kind: DayKind::Weekday,
+                vehicle_type: VehicleType::Car,
+                cents_per_hour: Cents(275),
+                effective_from: at,
+            }),
+        );
+        let mut out = Vec::new();
+        fact_parking_event_row_binary(std::slice::from_ref(&e), &mut out);
+        // event_id: a 36-byte string behind its one-byte length.
+        assert_eq!(out[0], 36);
+        assert_eq!(&out[1..37], e.event_id.to_string().as_bytes());
+        // schema_version (UInt16), then event_type as a string.
+        let version = u16::from_le_bytes([out[37], out[38]]);
+        assert_eq!(version, e.schema_version);
+        assert_eq!(out[39] as usize, "rate_published".len());
+        assert_eq!(&out[40..54], b"rate_published");
+        // occurred_at: Int64 epoch milliseconds, then lot_id.
+        assert_eq!(
+            i64::from_le_bytes(out[54..62].try_into().unwrap()),
+            at.timestamp_millis()
+        );
+        assert_eq!(i64::from_le_bytes(out[62..70].try_into().unwrap()), 7);
+        // session_id is NULL for a rate: the null marker alone.
+        assert_eq!(out[70], 1);
+        assert_eq!(
+            fact_parking_event_columns().len(),
+            crate::tables::FACT_PARKING_EVENT.len()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Warehouse sinks. Each takes validated events and dead letters and makes them durable together
 //! with the source position they cover.
 
+pub mod clickhouse;
 pub mod parquet;
 
 use chrono::{DateTime, Utc};

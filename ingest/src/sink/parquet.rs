@@ -11,7 +11,7 @@ use arrow::array::{BinaryArray, RecordBatch, StringArray, TimestampMillisecondAr
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use warehouse_schema::convert::events_to_batch;
+use warehouse_schema::convert::{batch_to_events, events_to_batch};
 use warehouse_schema::lake::{Lake, Manifest};
 use warehouse_schema::tables::Section;
 use warehouse_schema::{Event, EventPayload, LotDirectory, LotId, Table};
@@ -61,6 +61,19 @@ impl ParquetSink {
 
     pub fn position(&self, source: &str) -> Option<i64> {
         self.manifest.positions.get(source).copied()
+    }
+
+    /// Event ids in the newest `files` data files of `fact_parking_event`: what a consumer needs
+    /// to recognise a recent event sent again (a relay retry) after a restart.
+    pub fn recent_event_ids(&self, files: usize) -> Result<HashSet<uuid::Uuid>> {
+        let all = self.manifest.files_of(Table::FactParkingEvent);
+        let mut ids = HashSet::new();
+        for rel in &all[all.len().saturating_sub(files)..] {
+            for batch in warehouse_schema::lake::read_parquet(&self.lake.absolute(rel))? {
+                ids.extend(batch_to_events(&batch)?.into_iter().map(|e| e.event_id.0));
+            }
+        }
+        Ok(ids)
     }
 
     /// Validation state for a batch: what is committed plus lots registered so far in it.

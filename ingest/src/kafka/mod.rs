@@ -1,0 +1,95 @@
+//! The distributed path: the relay publishes outbox rows to Kafka ([`relay`]); a consumer group
+//! moves them into the warehouse sinks ([`consume`]).
+//!
+//! Delivery is at least once at every hop; rows are exactly once because each sink is idempotent:
+//! the Parquet manifest commits the consumed offsets with the files (a replayed offset below the
+//! committed one is skipped), and ClickHouse collapses replays on `event_id`.
+
+pub mod consume;
+pub mod relay;
+
+use crate::error::{Error, Result};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// Where the events go and how the consumer batches them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`; empty means Kafka is not used (embedded mode).
+    pub brokers: String,
+    pub events_topic: String,
+    pub dlq_topic: String,
+    pub rates_topic: String,
+    pub group_id: String,
+    /// Partitions of topics parkflow creates (existing topics are used as they are).
+    pub partitions: i32,
+    /// Messages per consumer batch (one commit of every sink).
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill before it is written anyway.
+    pub batch_linger_ms: u64,
+    /// Outbox rows per relay round.
+    pub relay_batch: i64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            events_topic: "parkflow.events.v1".into(),
+            dlq_topic: "parkflow.events.dlq".into(),
+            rates_topic: "parkflow.rates.v1".into(),
+            group_id: "parkflow-warehouse".into(),
+            partitions: 6,
+            batch_size: 20_000,
+            batch_linger_ms: 500,
+            relay_batch: 5_000,
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn is_enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    fn client(&self) -> Result<ClientConfig> {
+        if !self.is_enabled() {
+            return Err(Error::Config("kafka.brokers is empty".into()));
+        }
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("log_level", "4")
+            .set("socket.keepalive.enable", "true");
+        Ok(c)
+    }
+
+    /// Create the events, dead-letter and rates topics where missing (brokers that do not
+    /// auto-create topics need this; existing topics are left alone).
+    pub async fn ensure_topics(&self) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.client()?.create()?;
+        let topics: Vec<NewTopic<'_>> = [&self.events_topic, &self.dlq_topic, &self.rates_topic]
+            .into_iter()
+            .map(|t| NewTopic::new(t, self.partitions, TopicReplication::Fixed(1)))
+            .collect();
+        for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(Error::Config(format!(
+                        "cannot create topic {topic}: {code}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The manifest key under which a partition's next offset is committed.
+pub fn position_key(topic: &str, partition: i32) -> String {
+    format!("kafka:{topic}/{partition}")
+}

@@ -1,0 +1,160 @@
+//! The relay: outbox rows not yet published go to the events topic, keyed by lot id (so one
+//! lot's events stay in one partition, in order), and are marked published only after the broker
+//! acknowledged them (acks=all, idempotent producer).
+//!
+//! A round enqueues every row, then awaits the acknowledgements in outbox order and marks the
+//! acknowledged prefix; a failure stops the round there, and the rest is sent again next round.
+//! Rows are marked by id, never by range: on PostgreSQL a lower id may commit after a higher one,
+//! and a range would mark a row that was never sent.
+
+use super::KafkaConfig;
+use crate::error::Result;
+use crate::metrics::IngestMetrics;
+use chrono::Utc;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::AnyPool;
+use std::time::Duration;
+
+/// What one relay round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    pub published: usize,
+    /// Rows whose delivery failed this round (they are retried).
+    pub failed: usize,
+}
+
+pub struct Relay {
+    pool: AnyPool,
+    producer: FutureProducer,
+    topic: String,
+    batch: i64,
+    metrics: IngestMetrics,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("topic", &self.topic).finish()
+    }
+}
+
+/// A producer that waits for every in-sync replica, never duplicates within a session, and keeps
+/// retrying through a broker restart for up to five minutes.
+pub(crate) fn reliable_producer(cfg: &KafkaConfig) -> Result<FutureProducer> {
+    Ok(cfg
+        .client()?
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("message.timeout.ms", "300000")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?)
+}
+
+impl Relay {
+    pub fn new(pool: AnyPool, cfg: &KafkaConfig, metrics: IngestMetrics) -> Result<Self> {
+        Ok(Self {
+            pool,
+            producer: reliable_producer(cfg)?,
+            topic: cfg.events_topic.clone(),
+            batch: cfg.relay_batch.max(1),
+            metrics,
+        })
+    }
+
+    /// Publish one round of unpublished rows; `published == 0` means the outbox is caught up.
+    pub async fn step(&self) -> Result<RelayReport> {
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT id, lot_id, event_id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for (id, lot, event_id, payload) in &rows {
+            let key = lot.to_string();
+            let record = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "event_id",
+                    value: Some(event_id.as_str()),
+                }));
+            match self.producer.send_result(record) {
+                Ok(delivery) => pending.push((*id, delivery)),
+                // The local queue is full: send what is queued, the rest next round.
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "relay queue full; finishing the round early");
+                    break;
+                }
+            }
+        }
+        let mut acknowledged = Vec::with_capacity(pending.len());
+        let mut failed = 0;
+        for (id, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) if failed == 0 => acknowledged.push(id),
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    if failed == 0 {
+                        tracing::warn!(error = %e, outbox.position = id, "delivery failed; the rest is sent again");
+                    }
+                    failed += 1;
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        let now = Utc::now().timestamp_millis();
+        for chunk in acknowledged.chunks(1_000) {
+            // Integer ids from the database: safe to inline (no placeholder arrays in SQLite).
+            let ids = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET published_at = $1 WHERE id IN ({ids})"
+            )))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        }
+        self.metrics.relayed.inc_by(acknowledged.len() as u64);
+        Ok(RelayReport {
+            published: acknowledged.len(),
+            failed,
+        })
+    }
+
+    /// Rounds until nothing is left to publish (or a round fails to deliver anything).
+    pub async fn drain(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let r = self.step().await?;
+            total += r.published;
+            if r.published == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Publish forever, pausing `idle` when caught up, until `shutdown` turns true.
+    pub async fn run(
+        &self,
+        idle: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        while !*shutdown.borrow() {
+            let r = self.step().await?;
+            if r.published == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The ClickHouse sink: events inserted in large `RowBinary` batches into the star schema of
+//! `warehouse-schema` (DDL created by `parkflow warehouse migrate`).
+//!
+//! Replays are harmless by design: `fact_parking_event` is a `ReplacingMergeTree` whose sort key
+//! ends in `event_id`, so a replayed event collapses with its first copy; exact counts before a
+//! merge read the table with `FINAL`.
+
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+use warehouse_schema::Event;
+
+/// How to reach ClickHouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// `http://host:8123`; empty means ClickHouse is not used.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Check row types against the server's schema. Servers older than 22.x (e.g. 18.16) lack
+    /// the format this needs: turn it off for them.
+    pub validation: bool,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            database: "parkflow".into(),
+            user: "default".into(),
+            password: String::new(),
+            validation: true,
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    pub fn is_enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+}
+
+#[derive(Clone)]
+pub struct ClickHouseSink {
+    client: Client,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouseSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseSink")
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+fn check_identifier(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "`{name}` is not a valid ClickHouse database name"
+        )))
+    }
+}
+
+impl ClickHouseSink {
+    pub fn new(cfg: &ClickHouseConfig) -> Result<Self> {
+        if !cfg.is_enabled() {
+            return Err(Error::Config("clickhouse.url is empty".into()));
+        }
+        check_identifier(&cfg.database)?;
+        let client = Client::default()
+            .with_url(&cfg.url)
+            .with_user(&cfg.user)
+            .with_password(&cfg.password)
+            .with_validation(cfg.validation);
+        Ok(Self {
+            client,
+            database: cfg.database.clone(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Create the database and every table of the star schema where missing.
+    pub async fn migrate(&self) -> Result<()> {
+        self.client
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database))
+            .execute()
+            .await?;
+        for statement in warehouse_schema::clickhouse::ddl(&self.database) {
+            self.client.query(&statement).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Insert `events` into `fact_parking_event` in one request.
+    pub async fn insert_events(&self, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::with_capacity(events.len() * 160);
+        warehouse_schema::clickhouse::fact_parking_event_row_binary(events, &mut body);
+        let columns = warehouse_schema::clickhouse::fact_parking_event_columns().join(", ");
+        let mut insert = self.client.insert_formatted_with(format!(
+            "INSERT INTO {}.fact_parking_event ({columns}) FORMAT RowBinary",
+            self.database
+        ));
+        insert.send(Bytes::from(body)).await?;
+        insert.end().await?;
+        Ok(())
+    }
+
+    /// Rows of `fact_parking_event` after replays collapsed, and distinct event ids.
+    pub async fn event_counts(&self) -> Result<(u64, u64)> {
+        Ok(self
+            .client
+            .query(&format!(
+                "SELECT count(), uniqExact(event_id) FROM {}.fact_parking_event FINAL",
+                self.database
+            ))
+            .fetch_one::<(u64, u64)>()
+            .await?)
+    }
+}

@@ -1,0 +1,350 @@
+//! The distributed path against the real broker and ClickHouse that `scripts/test` starts: each
+//! test has its own topics, consumer group, lake and ClickHouse database.
+
+use chrono::{DateTime, Duration, Utc};
+use parkflow_api::service::CheckInRequest;
+use parkflow_api::{ApiConfig, AppState, ManualClock};
+use parkflow_ingest::kafka::KafkaConfig;
+use parkflow_ingest::kafka::consume::WarehouseConsumer;
+use parkflow_ingest::kafka::relay::Relay;
+use parkflow_ingest::sink::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use parkflow_ingest::{Error, FailPoint, IngestMetrics};
+use prometheus_client::registry::Registry;
+use rand::{Rng, SeedableRng};
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as Wait;
+use warehouse_schema::lake::Lake;
+use warehouse_schema::{EntryMethod, VehicleType};
+
+use crate::support::{dead_letter_reasons, lake_event_ids};
+
+fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set in CI: scripts/test must start the services")
+        }
+        _ => {
+            eprintln!("SKIPPED: {var} is not set (run ./scripts/test to start the real servers)");
+            None
+        }
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    lake: Lake,
+    kafka: KafkaConfig,
+    clickhouse: ClickHouseSink,
+    lot: warehouse_schema::LotId,
+}
+
+/// An API with one lot, fresh topics, group and ClickHouse database; None outside CI without
+/// the servers.
+async fn world() -> Option<World> {
+    let brokers = service("PARKFLOW_TEST_KAFKA_BROKERS")?;
+    let clickhouse_url = service("PARKFLOW_TEST_CLICKHOUSE_URL")?;
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let kafka = KafkaConfig {
+        brokers,
+        events_topic: format!("events-{id}"),
+        dlq_topic: format!("dlq-{id}"),
+        rates_topic: format!("rates-{id}"),
+        group_id: format!("group-{id}"),
+        partitions: 3,
+        batch_size: 100,
+        batch_linger_ms: 200,
+        relay_batch: 250,
+    };
+    kafka.ensure_topics().await.unwrap();
+    let clickhouse = ClickHouseSink::new(&ClickHouseConfig {
+        url: clickhouse_url,
+        database: format!("pf_test_{id}"),
+        // The test server is ClickHouse 18.16 (see SERVICES.md).
+        validation: false,
+        ..ClickHouseConfig::default()
+    })
+    .unwrap();
+    clickhouse.migrate().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApiConfig {
+        database_url: format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+        ..ApiConfig::default()
+    };
+    let start: DateTime<Utc> = "2026-06-01T20:00:00Z".parse().unwrap();
+    let clock = ManualClock::new(start);
+    let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
+        .await
+        .unwrap();
+    let lot = state
+        .service
+        .create_lot(parkflow_api::service::NewLot {
+            name: "Kafka".into(),
+            time_zone: "UTC".into(),
+            latitude: 0.0,
+            longitude: 0.0,
+            currency: "USD".into(),
+            default_cents_per_hour: 100,
+            spots: BTreeMap::from([(VehicleType::Car, 500)]),
+        })
+        .await
+        .unwrap()
+        .id;
+    // Traffic across midnight: check-ins, and an exit for every other one.
+    let mut open = Vec::new();
+    for i in 0..200i64 {
+        clock.set(start + Duration::minutes(3 * i));
+        let r = state
+            .service
+            .check_in(
+                lot,
+                CheckInRequest {
+                    vehicle_type: VehicleType::Car,
+                    method: EntryMethod::Nfc,
+                    plate: None,
+                    user_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        open.push(r.session_id);
+        if i % 2 == 1 {
+            let s = open.remove(0);
+            state.service.check_out(lot, s).await.unwrap();
+        }
+    }
+    Some(World {
+        lake: Lake::new(dir.path().join("lake")),
+        _dir: dir,
+        state,
+        kafka,
+        clickhouse,
+        lot,
+    })
+}
+
+impl World {
+    async fn outbox_len(&self) -> usize {
+        self.state.service.store().outbox_len().await.unwrap() as usize
+    }
+
+    fn relay(&self) -> Relay {
+        Relay::new(
+            self.state.service.store().pool().clone(),
+            &self.kafka,
+            IngestMetrics::default(),
+        )
+        .unwrap()
+    }
+
+    fn consumer(&self, metrics: IngestMetrics) -> WarehouseConsumer {
+        WarehouseConsumer::new(
+            &self.kafka,
+            self.lake.clone(),
+            Some(self.clickhouse.clone()),
+            metrics,
+        )
+        .unwrap()
+    }
+
+    /// Exactly `n` events in both sinks, no event id twice.
+    async fn assert_exactly(&self, n: usize) {
+        let (rows, ids) = lake_event_ids(&self.lake);
+        assert_eq!((rows, ids.len()), (n, n), "lake rows and distinct ids");
+        let (ch_rows, ch_ids) = self.clickhouse.event_counts().await.unwrap();
+        assert_eq!(
+            (ch_rows, ch_ids),
+            (n as u64, n as u64),
+            "ClickHouse rows (FINAL) and distinct ids"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_events_reach_parquet_and_clickhouse_exactly_once() {
+    let Some(w) = world().await else { return };
+    let n = w.outbox_len().await;
+    assert_eq!(w.relay().drain().await.unwrap(), n);
+    // The relay marked everything: another round publishes nothing.
+    assert_eq!(w.relay().drain().await.unwrap(), 0);
+    let mut registry = Registry::default();
+    let metrics = IngestMetrics::register(&mut registry);
+    let mut consumer = w.consumer(metrics.clone());
+    let r = consumer.drain(Wait::from_secs(3)).await.unwrap();
+    assert_eq!((r.events as usize, r.dead_letters), (n, 0), "{r:?}");
+    w.assert_exactly(n).await;
+    // Per lot, in outbox order: one partition holds the lot's events in the order they happened.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("parkflow_ingest_kafka_consumer_lag_messages"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("parkflow_ingest_events_total {n}")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_killed_twenty_times_and_relay_resends_lose_and_duplicate_nothing() {
+    let Some(w) = world().await else { return };
+    let n = w.outbox_len().await;
+    assert_eq!(w.relay().drain().await.unwrap(), n);
+    // The relay crashed after delivery but before marking a third of the rows: they go again,
+    // under new offsets.
+    sqlx::query("UPDATE outbox SET published_at = NULL WHERE id % 3 = 0")
+        .execute(w.state.service.store().pool())
+        .await
+        .unwrap();
+    let resent = w.relay().drain().await.unwrap();
+    assert!(resent >= n / 3 - 1, "{resent}");
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20);
+    let mut crashes = 0;
+    for _ in 0..20 {
+        let mut consumer = w.consumer(IngestMetrics::default());
+        match rng.random_range(0..5) {
+            0 => consumer.fail_at(FailPoint::AfterFiles(0)),
+            1 => consumer.fail_at(FailPoint::AfterFiles(1)),
+            2 => consumer.fail_at(FailPoint::BeforeCommit),
+            3 => consumer.fail_at(FailPoint::AfterCommit),
+            _ => consumer.fail_after_clickhouse(),
+        }
+        // Some batches succeed before the crash (the fail point only fires when reached).
+        for _ in 0..rng.random_range(1..4) {
+            match consumer.step(Wait::from_secs(3)).await {
+                Ok(_) => {}
+                Err(Error::Injected(_)) => {
+                    crashes += 1;
+                    break;
+                }
+                Err(e) => panic!("unexpected failure: {e}"),
+            }
+        }
+        drop(consumer);
+    }
+    assert!(crashes >= 10, "only {crashes} crashes were injected");
+    let mut consumer = w.consumer(IngestMetrics::default());
+    consumer.drain(Wait::from_secs(3)).await.unwrap();
+    w.assert_exactly(n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
+    let Some(w) = world().await else { return };
+    let n = w.outbox_len().await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &w.kafka.brokers)
+        .create()
+        .unwrap();
+    let lot = w.lot.0.to_string();
+    let good: String =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'exit' LIMIT 1")
+            .fetch_one(w.state.service.store().pool())
+            .await
+            .unwrap();
+    let good: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let variant = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = good.clone();
+        v["event_id"] = serde_json::json!(uuid::Uuid::now_v7());
+        f(&mut v);
+        v.to_string()
+    };
+    let poison = [
+        ("malformed_json", "{not json".to_owned()),
+        (
+            "unknown_type",
+            variant(&|v| v["type"] = "teleported".into()),
+        ),
+        (
+            "missing_field",
+            variant(&|v| {
+                v.as_object_mut().unwrap().remove("session_id");
+            }),
+        ),
+        (
+            "invalid_value",
+            variant(&|v| v["amount_cents"] = (-5).into()),
+        ),
+        ("unknown_lot", variant(&|v| v["lot_id"] = 999_999.into())),
+        (
+            "unsupported_version",
+            variant(&|v| v["schema_version"] = 99.into()),
+        ),
+    ];
+    // The first half of the traffic (the lot is registered), then the poison, then the second
+    // half: the consumer must go past the poison.
+    let pool = w.state.service.store().pool().clone();
+    let half = (n / 2) as i64;
+    sqlx::query("UPDATE outbox SET published_at = 0 WHERE id > $1")
+        .bind(half)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(w.relay().drain().await.unwrap(), half as usize);
+    for (_, payload) in &poison {
+        producer
+            .send(
+                FutureRecord::to(&w.kafka.events_topic)
+                    .key(&lot)
+                    .payload(payload),
+                Wait::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE outbox SET published_at = NULL WHERE id > $1")
+        .bind(half)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(w.relay().drain().await.unwrap(), n - half as usize);
+    let mut consumer = w.consumer(IngestMetrics::default());
+    let r = consumer.drain(Wait::from_secs(3)).await.unwrap();
+    assert_eq!(
+        (r.events as usize, r.dead_letters),
+        (n, poison.len() as u64),
+        "{r:?}"
+    );
+    w.assert_exactly(n).await;
+    let mut reasons = dead_letter_reasons(&w.lake);
+    reasons.sort();
+    let mut expected: Vec<String> = poison.iter().map(|(r, _)| (*r).to_owned()).collect();
+    expected.sort();
+    assert_eq!(reasons, expected);
+
+    // The DLQ topic holds each poison message's original bytes with its reason.
+    let dlq: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &w.kafka.brokers)
+        .set("group.id", format!("{}-dlq-reader", w.kafka.group_id))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&w.kafka.dlq_topic]).unwrap();
+    let mut seen = BTreeMap::new();
+    while seen.len() < poison.len() {
+        let m = tokio::time::timeout(Wait::from_secs(20), dlq.recv())
+            .await
+            .expect("DLQ message")
+            .unwrap();
+        let headers = m.headers().expect("DLQ headers");
+        let reason = headers
+            .iter()
+            .find(|h| h.key == "reason")
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
+        seen.insert(reason, m.payload().unwrap().to_vec());
+    }
+    for (reason, payload) in &poison {
+        assert_eq!(seen[*reason], payload.as_bytes(), "{reason}");
+    }
+}
