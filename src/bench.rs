@@ -19,8 +19,15 @@ pub async fn ingest(events: usize, batch: usize, lots: i64) -> anyhow::Result<St
     let dir = tempfile::tempdir().context("temp dir")?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::open(&url).await?;
-
     let fill = Instant::now();
+    let written = fill_outbox(&store, events, lots).await?;
+    let fill_s = fill.elapsed().as_secs_f64();
+    embedded(&store, dir.path(), written, batch, lots, fill_s).await
+}
+
+/// `events` synthetic events in the outbox: `lots` registrations, then check-ins and exits over
+/// 30 days. Returns how many were written.
+async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<usize> {
     let start: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().expect("valid time");
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut written = 0usize;
@@ -76,9 +83,18 @@ pub async fn ingest(events: usize, batch: usize, lots: i64) -> anyhow::Result<St
         }
     }
     tx.commit().await?;
-    let fill_s = fill.elapsed().as_secs_f64();
+    Ok(written)
+}
 
-    let lake = Lake::new(dir.path().join("lake"));
+async fn embedded(
+    store: &Store,
+    dir: &std::path::Path,
+    written: usize,
+    batch: usize,
+    lots: i64,
+    fill_s: f64,
+) -> anyhow::Result<String> {
+    let lake = Lake::new(dir.join("lake"));
     let mut ingest = EmbeddedIngest::new(
         Outbox::new(store.pool().clone()),
         lake.clone(),
@@ -115,4 +131,101 @@ pub async fn ingest(events: usize, batch: usize, lots: i64) -> anyhow::Result<St
         bytes as f64 / 1e6,
         bytes as f64 / written as f64,
     ))
+}
+
+/// Kafka → warehouse throughput: `events` synthetic events are relayed from the outbox to a fresh
+/// topic, then read by (1) a plain consumer that only counts them — the ceiling — (2) the
+/// warehouse consumer into Parquet, (3) the warehouse consumer into Parquet and ClickHouse.
+pub async fn ingest_kafka(
+    events: usize,
+    lots: i64,
+    kafka: &parkflow_ingest::kafka::KafkaConfig,
+    clickhouse: &parkflow_ingest::sink::clickhouse::ClickHouseConfig,
+) -> anyhow::Result<String> {
+    use parkflow_ingest::kafka::consume::{WarehouseConsumer, count_messages};
+    use parkflow_ingest::kafka::relay::Relay;
+    use parkflow_ingest::sink::clickhouse::ClickHouseSink;
+    anyhow::ensure!(
+        kafka.is_enabled(),
+        "set kafka.brokers (PARKFLOW__KAFKA__BROKERS)"
+    );
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let kafka = parkflow_ingest::kafka::KafkaConfig {
+        events_topic: format!("bench-events-{run}"),
+        dlq_topic: format!("bench-dlq-{run}"),
+        rates_topic: format!("bench-rates-{run}"),
+        ..kafka.clone()
+    };
+    kafka.ensure_topics().await?;
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = Store::open(&url).await?;
+    let written = fill_outbox(&store, events, lots).await?;
+    let mut out = format!(
+        "bench ingest --kafka: {written} events ({lots} lots) on topic {} ({} partitions), consumer batch {}\n",
+        kafka.events_topic, kafka.partitions, kafka.batch_size
+    );
+
+    let relay = Relay::new(store.pool().clone(), &kafka, IngestMetrics::default())?;
+    let t = Instant::now();
+    let relayed = relay.drain().await?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(relayed == written, "relayed {relayed} of {written}");
+    out += &format!(
+        "relay outbox → Kafka: {relayed} in {secs:.2} s = {:.0} events/s\n",
+        relayed as f64 / secs
+    );
+
+    let t = Instant::now();
+    let counted = count_messages(&kafka, &format!("bench-raw-{run}"), written).await?;
+    let raw = counted as f64 / t.elapsed().as_secs_f64();
+    out += &format!(
+        "raw consume (count only, the ceiling): {counted} in {:.2} s = {raw:.0} events/s\n",
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut sinks = vec![("Parquet", None)];
+    if clickhouse.is_enabled() {
+        let ch = ClickHouseSink::new(&parkflow_ingest::sink::clickhouse::ClickHouseConfig {
+            database: format!("bench_{run}"),
+            ..clickhouse.clone()
+        })?;
+        ch.migrate().await?;
+        sinks.push(("Parquet + ClickHouse", Some(ch)));
+    }
+    for (name, ch) in sinks {
+        let group = format!("bench-{}-{run}", name.len());
+        let cfg = parkflow_ingest::kafka::KafkaConfig {
+            group_id: group,
+            ..kafka.clone()
+        };
+        let lake = Lake::new(dir.path().join(format!("lake-{}", name.len())));
+        let mut consumer =
+            WarehouseConsumer::new(&cfg, lake.clone(), ch.clone(), IngestMetrics::default())?;
+        let t = Instant::now();
+        let mut total = 0u64;
+        while total < written as u64 {
+            let r = consumer.step(std::time::Duration::from_secs(10)).await?;
+            anyhow::ensure!(r.messages > 0, "the topic ran dry after {total} messages");
+            total += r.events;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let rows = lake
+            .manifest(Section::Ingested)?
+            .rows_of(Table::FactParkingEvent);
+        anyhow::ensure!(rows == written as u64, "{name}: lake has {rows} rows");
+        if let Some(ch) = &ch {
+            let (n, distinct) = ch.event_counts().await?;
+            anyhow::ensure!(
+                n == written as u64 && distinct == n,
+                "ClickHouse has {n} rows, {distinct} distinct"
+            );
+        }
+        let rate = total as f64 / secs;
+        out += &format!(
+            "Kafka → {name}: {total} in {secs:.2} s = {rate:.0} events/s ({:.0}% of raw)\n",
+            100.0 * rate / raw
+        );
+    }
+    Ok(out)
 }

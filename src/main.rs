@@ -103,6 +103,10 @@ enum BenchWhat {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         lots: i64,
+        /// Through Kafka (`kafka.brokers`) into Parquet, and ClickHouse when `clickhouse.url`
+        /// is set, next to the raw consume rate of the same topic.
+        #[arg(long)]
+        kafka: bool,
     },
     /// The API over HTTP on loopback: availability queries, then concurrent reservations.
     Api {
@@ -296,13 +300,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     events,
                     batch,
                     lots,
+                    kafka,
                 },
         } => {
             anyhow::ensure!(
                 events > 0 && batch > 0 && lots > 0,
                 "--events, --batch and --lots must be positive"
             );
-            println!("{}", bench::ingest(events, batch, lots).await?);
+            if kafka {
+                println!(
+                    "{}",
+                    bench::ingest_kafka(events, lots, &cfg.kafka, &cfg.clickhouse).await?
+                );
+            } else {
+                println!("{}", bench::ingest(events, batch, lots).await?);
+            }
         }
         Command::Bench {
             what:

@@ -24,16 +24,20 @@ pub const TABLES: [Table; 8] = [
 
 /// The `CREATE TABLE` statements for database `db`, one statement per element.
 pub fn ddl(db: &str) -> Vec<String> {
+    // Comments go first: they may contain `;`.
     FILES
         .iter()
-        .flat_map(|f| f.split(';'))
-        .map(|s| {
-            s.lines()
+        .map(|f| {
+            f.lines()
                 .filter(|l| !l.trim_start().starts_with("--"))
                 .collect::<Vec<_>>()
                 .join("\n")
         })
-        .map(|s| s.trim().replace("{db}", db))
+        .flat_map(|f| {
+            f.split(';')
+                .map(|s| s.trim().replace("{db}", db))
+                .collect::<Vec<_>>()
+        })
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -141,6 +145,16 @@ mod tests {
                     c.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_statement_is_one_create_table_without_comments() {
+        let ddl = ddl("w");
+        assert_eq!(ddl.len(), TABLES.len());
+        for s in &ddl {
+            assert!(s.starts_with("CREATE TABLE IF NOT EXISTS w."), "{s}");
+            assert!(!s.contains("--"), "{s}");
         }
     }
 

@@ -80,6 +80,8 @@ pub struct WarehouseConsumer {
     /// Stop the next batch after the ClickHouse insert, before Parquet (recovery tests only).
     fail_after_clickhouse: bool,
     recent: RecentIds,
+    /// When the lag gauge was last refreshed (it asks the broker, so not every batch).
+    lag_checked: Option<Instant>,
 }
 
 impl std::fmt::Debug for WarehouseConsumer {
@@ -126,6 +128,7 @@ impl WarehouseConsumer {
             metrics,
             fail_after_clickhouse: false,
             recent,
+            lag_checked: None,
         })
     }
 
@@ -303,23 +306,24 @@ impl WarehouseConsumer {
         Ok(())
     }
 
-    /// Consumer lag as the broker reports it: high watermark minus the committed position.
-    fn update_lag(&self) {
-        let Ok(assigned) = self.consumer.assignment() else {
+    /// Consumer lag as the broker reports it: high watermark minus this consumer's position, per
+    /// assigned partition, at most every five seconds (each refresh asks the broker).
+    fn update_lag(&mut self) {
+        const EVERY: Duration = Duration::from_secs(5);
+        if self.lag_checked.is_some_and(|t| t.elapsed() < EVERY) {
             return;
-        };
-        let Ok(committed) = self
-            .consumer
-            .committed_offsets(assigned.clone(), Duration::from_secs(2))
-        else {
+        }
+        self.lag_checked = Some(Instant::now());
+        let Ok(positions) = self.consumer.position() else {
             return;
         };
         let mut lag = 0i64;
-        for e in committed.elements() {
-            let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-            else {
+        for e in positions.elements() {
+            let Ok((_, high)) = self.consumer.fetch_watermarks(
+                e.topic(),
+                e.partition(),
+                Duration::from_millis(500),
+            ) else {
                 return;
             };
             let position = match e.offset() {
@@ -347,4 +351,27 @@ impl WarehouseConsumer {
             total.duplicates += r.duplicates;
         }
     }
+}
+
+/// Read `expected` messages of the events topic with a plain consumer in `group` that does
+/// nothing but count them: the ceiling a warehouse consumer is measured against.
+pub async fn count_messages(cfg: &KafkaConfig, group: &str, expected: usize) -> Result<usize> {
+    let consumer: StreamConsumer = cfg
+        .client()?
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&cfg.events_topic])?;
+    let mut n = 0;
+    while n < expected {
+        match tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                n += usize::from(m.payload().is_some());
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => break,
+        }
+    }
+    Ok(n)
 }

@@ -33,6 +33,10 @@ pub struct KafkaConfig {
     pub batch_linger_ms: u64,
     /// Outbox rows per relay round.
     pub relay_batch: i64,
+    /// Messages the producer may put in one record batch. Real Kafka: large. The test broker
+    /// (tansu 0.6) misreports the high watermark after batched produce and then serves nothing
+    /// to a consumer resuming inside a batch, so its tests produce one message per batch.
+    pub producer_batch_messages: usize,
 }
 
 impl Default for KafkaConfig {
@@ -47,6 +51,7 @@ impl Default for KafkaConfig {
             batch_size: 20_000,
             batch_linger_ms: 500,
             relay_batch: 5_000,
+            producer_batch_messages: 10_000,
         }
     }
 }

@@ -48,7 +48,10 @@ pub(crate) fn reliable_producer(cfg: &KafkaConfig) -> Result<FutureProducer> {
         .set("max.in.flight.requests.per.connection", "5")
         .set("message.timeout.ms", "300000")
         .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
+        .set(
+            "batch.num.messages",
+            cfg.producer_batch_messages.clamp(1, 1_000_000).to_string(),
+        )
         .set("queue.buffering.max.messages", "500000")
         .create()?)
 }
