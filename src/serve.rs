@@ -58,6 +58,32 @@ pub async fn schedule(
                 })
             }
         });
+        // Rates published to the rates topic reach this process's API through the same intake
+        // as `PUT /v1/lots/{id}/rates`.
+        let rates = Arc::new(parkflow_ingest::kafka::rates::RatesConsumer::new(
+            &cfg.kafka,
+            &format!("{}-rates-api", cfg.kafka.group_id),
+        )?);
+        let api = state.clone();
+        scheduler.add(
+            "rates-intake",
+            std::time::Duration::from_secs(1),
+            move || {
+                let (rates, api) = (rates.clone(), api.clone());
+                async move {
+                    let applied = rates
+                        .step(std::time::Duration::from_millis(200), |m| {
+                            let api = api.clone();
+                            async move { steps::apply_rates_message(&api, m).await }
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(JobOutcome {
+                        rows: applied as u64,
+                    })
+                }
+            },
+        );
         let consumer = Arc::new(Mutex::new(steps::warehouse_consumer(cfg, metrics).await?));
         scheduler.add("consume", every(cfg.jobs.ingest_every_s), move || {
             let consumer = consumer.clone();

@@ -6,6 +6,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use parkflow_api::{AppState, Clock};
 use parkflow_ingest::kafka::consume::WarehouseConsumer;
+use parkflow_ingest::kafka::rates::{ApplyError, RatesPublisher};
 use parkflow_ingest::kafka::relay::Relay;
 use parkflow_ingest::sink::clickhouse::ClickHouseSink;
 use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
@@ -15,8 +16,9 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use warehouse_schema::event::{RatePublished, RatesMessage};
 use warehouse_schema::lake::Lake;
-use warehouse_schema::{DayKind, LotId, TimeBand, VehicleType};
+use warehouse_schema::{Cents, DayKind, LotId, TimeBand, VehicleType};
 
 /// Metrics of the non-API components, registered before the API takes the registry.
 #[derive(Debug, Clone)]
@@ -188,5 +190,61 @@ pub async fn price_and_publish(
             .put(&format!("/v1/lots/{lot}/rates"), &json!({ "rates": rates }))
             .await?;
     }
+    if cfg.kafka.is_enabled() {
+        publish_rates_to_kafka(cfg, &changes, effective_from).await?;
+    }
     Ok(changes)
+}
+
+/// The same changes on the rates topic, one message per lot, for API processes that take their
+/// rates from Kafka.
+async fn publish_rates_to_kafka(
+    cfg: &Config,
+    changes: &[RateChange],
+    effective_from: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let publisher = RatesPublisher::new(&cfg.kafka)?;
+    let mut by_lot: BTreeMap<LotId, Vec<RatePublished>> = BTreeMap::new();
+    for c in changes {
+        by_lot.entry(c.lot_id).or_default().push(RatePublished {
+            band: c.band,
+            day_kind: c.day_kind,
+            vehicle_type: c.vehicle_type,
+            cents_per_hour: Cents(c.new_cents),
+            effective_from,
+        });
+    }
+    for (lot_id, rates) in by_lot {
+        publisher
+            .publish(&RatesMessage {
+                lot_id,
+                rates,
+                published_at: Utc::now(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Apply a rates message from Kafka through the API's rate intake (what `PUT …/rates` does).
+pub async fn apply_rates_message(
+    state: &AppState,
+    message: RatesMessage,
+) -> Result<(), ApplyError> {
+    let rates = message
+        .rates
+        .into_iter()
+        .map(|r| parkflow_api::service::Rate {
+            band: r.band,
+            day_kind: r.day_kind,
+            vehicle_type: r.vehicle_type,
+            cents_per_hour: r.cents_per_hour.0,
+            effective_from: Some(r.effective_from),
+        })
+        .collect();
+    match state.service.publish_rates(message.lot_id, rates).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_client_error() => Err(ApplyError::Refused(e.to_string())),
+        Err(e) => Err(ApplyError::Retry(e.to_string())),
+    }
 }

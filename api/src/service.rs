@@ -584,7 +584,10 @@ impl ParkingService {
         })
     }
 
-    /// Pricing publishes rates for a lot; each becomes a schedule row and a `rate_published` event.
+    /// Pricing publishes rates for a lot; each new or changed one becomes a schedule row and a
+    /// `rate_published` event. A rate identical to the one already scheduled for the same band,
+    /// day kind, vehicle type and start is a no-op, so the same rates arriving twice (over HTTP
+    /// and over the rates topic, or a retry) change nothing. Returns how many rows changed.
     pub async fn publish_rates(&self, lot: LotId, rates: Vec<Rate>) -> Result<usize> {
         if rates.is_empty() {
             return Err(Error::Invalid("no rates given".into()));
@@ -595,8 +598,24 @@ impl ParkingService {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         self.lot_row(&mut tx, lot).await?;
+        let mut changed = 0;
         for r in &rates {
             let from = r.effective_from.unwrap_or(now);
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT cents_per_hour FROM rates
+                 WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from = $5",
+            )
+            .bind(lot.0)
+            .bind(r.band.as_str())
+            .bind(r.day_kind.as_str())
+            .bind(r.vehicle_type.as_str())
+            .bind(from.timestamp_millis())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if existing == Some(r.cents_per_hour) {
+                continue;
+            }
+            changed += 1;
             sqlx::query(
                 "INSERT INTO rates (lot_id, band, day_kind, vehicle_type, effective_from, cents_per_hour, published_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -626,8 +645,8 @@ impl ParkingService {
             append_event(&mut tx, &event).await?;
         }
         tx.commit().await?;
-        self.metrics.rates_published.inc_by(rates.len() as u64);
-        Ok(rates.len())
+        self.metrics.rates_published.inc_by(changed as u64);
+        Ok(changed)
     }
 
     /// The rates in force now and those announced for later.

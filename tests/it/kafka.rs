@@ -357,3 +357,124 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
         assert_eq!(seen[*reason], payload.as_bytes(), "{reason}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
+    use parkflow_ingest::kafka::rates::{RatesConsumer, RatesPublisher};
+    use warehouse_schema::event::{RatePublished, RatesMessage};
+    use warehouse_schema::{Cents, DayKind, TimeBand};
+    let Some(w) = world().await else { return };
+    // A second API (its own database, the same lot) that takes its rates from Kafka only.
+    let dir = tempfile::tempdir().unwrap();
+    let other = AppState::open(
+        &ApiConfig {
+            database_url: format!("sqlite://{}", dir.path().join("other.sqlite").display()),
+            ..ApiConfig::default()
+        },
+        Arc::new(ManualClock::new("2026-06-01T20:00:00Z".parse().unwrap())),
+        Registry::default(),
+    )
+    .await
+    .unwrap();
+    let lot = other
+        .service
+        .create_lot(parkflow_api::service::NewLot {
+            name: "Kafka".into(),
+            time_zone: "UTC".into(),
+            latitude: 0.0,
+            longitude: 0.0,
+            currency: "USD".into(),
+            default_cents_per_hour: 100,
+            spots: BTreeMap::from([(VehicleType::Car, 500)]),
+        })
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(lot, w.lot);
+    // Announced ahead: upcoming on both APIs (their clocks differ by hours).
+    let from: DateTime<Utc> = "2026-06-05T00:00:00Z".parse().unwrap();
+    let rates: Vec<RatePublished> = [(TimeBand::Morning, 225), (TimeBand::Evening, 175)]
+        .into_iter()
+        .map(|(band, cents)| RatePublished {
+            band,
+            day_kind: DayKind::Weekday,
+            vehicle_type: VehicleType::Car,
+            cents_per_hour: Cents(cents),
+            effective_from: from,
+        })
+        .collect();
+    let message = RatesMessage {
+        lot_id: lot,
+        rates: rates.clone(),
+        published_at: from,
+    };
+    // The first API over HTTP's intake.
+    let as_http: Vec<parkflow_api::service::Rate> = rates
+        .iter()
+        .map(|r| parkflow_api::service::Rate {
+            band: r.band,
+            day_kind: r.day_kind,
+            vehicle_type: r.vehicle_type,
+            cents_per_hour: r.cents_per_hour.0,
+            effective_from: Some(r.effective_from),
+        })
+        .collect();
+    assert_eq!(
+        w.state
+            .service
+            .publish_rates(w.lot, as_http.clone())
+            .await
+            .unwrap(),
+        2
+    );
+    // Sent twice over Kafka, plus a message for a lot that does not exist.
+    let publisher = RatesPublisher::new(&w.kafka).unwrap();
+    publisher.publish(&message).await.unwrap();
+    publisher.publish(&message).await.unwrap();
+    publisher
+        .publish(&RatesMessage {
+            lot_id: warehouse_schema::LotId(424_242),
+            ..message.clone()
+        })
+        .await
+        .unwrap();
+    let consumer = RatesConsumer::new(&w.kafka, &format!("{}-rates", w.kafka.group_id)).unwrap();
+    let mut applied = 0;
+    for _ in 0..10 {
+        applied += consumer
+            .step(Wait::from_secs(3), |m| {
+                let other = other.clone();
+                async move { parkflow::steps::apply_rates_message(&other, m).await }
+            })
+            .await
+            .unwrap();
+        if applied == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        applied, 2,
+        "both copies applied (the second changes nothing)"
+    );
+    let a = w.state.service.rate_schedule(w.lot).await.unwrap();
+    let b = other.service.rate_schedule(lot).await.unwrap();
+    assert_eq!(
+        (a.current, a.upcoming),
+        (b.current.clone(), b.upcoming.clone())
+    );
+    assert_eq!(b.upcoming.len(), 2);
+    let published: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'rate_published'")
+            .fetch_one(other.service.store().pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        published, 2,
+        "the repeated message published no second event"
+    );
+    // The same rates again over HTTP change nothing either.
+    assert_eq!(
+        w.state.service.publish_rates(w.lot, as_http).await.unwrap(),
+        0
+    );
+}

@@ -146,6 +146,17 @@ pub struct RatePublished {
     pub effective_from: DateTime<Utc>,
 }
 
+/// A rate schedule update on the rates topic (`parkflow.rates.v1`, key = lot id): what the
+/// pricing service publishes, and what the API applies exactly as it would the same rates sent
+/// over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatesMessage {
+    pub lot_id: LotId,
+    pub rates: Vec<RatePublished>,
+    pub published_at: DateTime<Utc>,
+}
+
 impl EventPayload {
     pub fn type_name(&self) -> &'static str {
         match self {

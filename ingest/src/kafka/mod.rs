@@ -6,6 +6,7 @@
 //! committed one is skipped), and ClickHouse collapses replays on `event_id`.
 
 pub mod consume;
+pub mod rates;
 pub mod relay;
 
 use crate::error::{Error, Result};
