@@ -91,6 +91,8 @@ enum IngestMode {
 enum WarehouseCommand {
     /// Create the ClickHouse database and the star schema's tables where missing.
     Migrate,
+    /// Rebuild fact_stay and the lot, spot and user dimensions from the events.
+    Refresh,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +240,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "ClickHouse database {} has the star schema",
                 sink.database()
+            );
+        }
+        Command::Warehouse {
+            what: WarehouseCommand::Refresh,
+        } => {
+            let sink = steps::clickhouse_sink(&cfg)?
+                .context("clickhouse.url is not set (PARKFLOW__CLICKHOUSE__URL)")?;
+            sink.refresh_derived().await?;
+            println!(
+                "{}: {} stays, {} lots",
+                sink.database(),
+                sink.rows(warehouse_schema::Table::FactStay).await?,
+                sink.rows(warehouse_schema::Table::DimLot).await?
             );
         }
         Command::Report => {

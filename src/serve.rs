@@ -84,6 +84,24 @@ pub async fn schedule(
                 }
             },
         );
+        if let Some(sink) = steps::clickhouse_sink(cfg)? {
+            sink.migrate().await?;
+            scheduler.add(
+                "warehouse-refresh",
+                every(cfg.jobs.refresh_every_s),
+                move || {
+                    let sink = sink.clone();
+                    async move {
+                        sink.refresh_derived().await.map_err(|e| e.to_string())?;
+                        let stays = sink
+                            .rows(warehouse_schema::Table::FactStay)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(JobOutcome { rows: stays })
+                    }
+                },
+            );
+        }
         let consumer = Arc::new(Mutex::new(steps::warehouse_consumer(cfg, metrics).await?));
         scheduler.add("consume", every(cfg.jobs.ingest_every_s), move || {
             let consumer = consumer.clone();

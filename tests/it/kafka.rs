@@ -185,6 +185,35 @@ async fn api_events_reach_parquet_and_clickhouse_exactly_once() {
     let r = consumer.drain(Wait::from_secs(3)).await.unwrap();
     assert_eq!((r.events as usize, r.dead_letters), (n, 0), "{r:?}");
     w.assert_exactly(n).await;
+    // fact_stay and the dimensions follow from the events, also when refreshed twice.
+    w.clickhouse.refresh_derived().await.unwrap();
+    w.clickhouse.refresh_derived().await.unwrap();
+    let count = |t: &str| {
+        let pool = w.state.service.store().pool().clone();
+        let sql = format!("SELECT COUNT(*) FROM outbox WHERE event_type = '{t}'");
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&pool)
+                .await
+                .unwrap() as u64
+        }
+    };
+    let (check_ins, exits) = (count("check_in").await, count("exit").await);
+    use warehouse_schema::Table;
+    assert_eq!(w.clickhouse.rows(Table::FactStay).await.unwrap(), check_ins);
+    let open: u64 = w
+        .clickhouse
+        .client()
+        .query(&format!(
+            "SELECT count() FROM {}.fact_stay FINAL WHERE is_open = 1",
+            w.clickhouse.database()
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(open, check_ins - exits);
+    assert_eq!(w.clickhouse.rows(Table::DimLot).await.unwrap(), 1);
+    assert!(w.clickhouse.rows(Table::DimSpot).await.unwrap() >= 100);
     // Per lot, in outbox order: one partition holds the lot's events in the order they happened.
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

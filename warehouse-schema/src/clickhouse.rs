@@ -24,20 +24,23 @@ pub const TABLES: [Table; 8] = [
 
 /// The `CREATE TABLE` statements for database `db`, one statement per element.
 pub fn ddl(db: &str) -> Vec<String> {
+    FILES.iter().flat_map(|f| statements(f, db)).collect()
+}
+
+/// The statements that rebuild `fact_stay` and the lot, spot and user dimensions from
+/// `fact_parking_event` in database `db` (idempotent: see the file's header).
+pub fn refresh(db: &str) -> Vec<String> {
+    statements(include_str!("../clickhouse/refresh.sql"), db)
+}
+
+fn statements(file: &str, db: &str) -> Vec<String> {
     // Comments go first: they may contain `;`.
-    FILES
-        .iter()
-        .map(|f| {
-            f.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .flat_map(|f| {
-            f.split(';')
-                .map(|s| s.trim().replace("{db}", db))
-                .collect::<Vec<_>>()
-        })
+    file.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split(';')
+        .map(|s| s.trim().replace("{db}", db))
         .filter(|s| !s.is_empty())
         .collect()
 }

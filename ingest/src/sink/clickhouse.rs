@@ -125,6 +125,27 @@ impl ClickHouseSink {
         Ok(())
     }
 
+    /// Rebuild `fact_stay` and the lot, spot and user dimensions from the events.
+    pub async fn refresh_derived(&self) -> Result<()> {
+        for statement in warehouse_schema::clickhouse::refresh(&self.database) {
+            self.client.query(&statement).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Rows of `table` after replays collapsed (`FINAL`).
+    pub async fn rows(&self, table: warehouse_schema::Table) -> Result<u64> {
+        Ok(self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {}.{} FINAL",
+                self.database,
+                table.name()
+            ))
+            .fetch_one::<u64>()
+            .await?)
+    }
+
     /// Rows of `fact_parking_event` after replays collapsed, and distinct event ids.
     pub async fn event_counts(&self) -> Result<(u64, u64)> {
         Ok(self
