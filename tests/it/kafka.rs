@@ -214,6 +214,10 @@ async fn api_events_reach_parquet_and_clickhouse_exactly_once() {
     assert_eq!(open, check_ins - exits);
     assert_eq!(w.clickhouse.rows(Table::DimLot).await.unwrap(), 1);
     assert!(w.clickhouse.rows(Table::DimSpot).await.unwrap() >= 100);
+    assert_eq!(w.clickhouse.rows(Table::DimVehicleType).await.unwrap(), 4);
+    assert_eq!(w.clickhouse.rows(Table::DimTime).await.unwrap(), 96);
+    // The traffic runs from 1 June 20:00 across midnight.
+    assert_eq!(w.clickhouse.rows(Table::DimDate).await.unwrap(), 2);
     // Per lot, in outbox order: one partition holds the lot's events in the order they happened.
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

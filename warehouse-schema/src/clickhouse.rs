@@ -45,6 +45,86 @@ fn statements(file: &str, db: &str) -> Vec<String> {
         .collect()
 }
 
+/// A batch of `table` (in the column table's order, as `star.rs` builds them) as ClickHouse
+/// `RowBinary` rows: Date32 as `Date` (UInt16 days), Boolean as `UInt8`, times as Int64 ms.
+pub fn batch_row_binary(
+    table: Table,
+    batch: &arrow::array::RecordBatch,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use crate::tables::Kind;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{
+        Date32Type, Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt16Type,
+    };
+    let columns: Vec<_> = table
+        .columns()
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(c.name)
+                .map(|a| (c, a.clone()))
+                .ok_or_else(|| format!("{} has no column {}", table.name(), c.name))
+        })
+        .collect::<Result<_, _>>()?;
+    for row in 0..batch.num_rows() {
+        for (c, a) in &columns {
+            if c.nullable {
+                if a.is_null(row) {
+                    out.push(1);
+                    continue;
+                }
+                out.push(0);
+            }
+            match c.kind {
+                Kind::Utf8 => {
+                    let v = a.as_string::<i32>().value(row);
+                    write_varint(v.len() as u64, out);
+                    out.extend_from_slice(v.as_bytes());
+                }
+                Kind::Int64 => {
+                    out.extend_from_slice(&a.as_primitive::<Int64Type>().value(row).to_le_bytes())
+                }
+                Kind::Int32 => {
+                    out.extend_from_slice(&a.as_primitive::<Int32Type>().value(row).to_le_bytes())
+                }
+                Kind::UInt16 => {
+                    out.extend_from_slice(&a.as_primitive::<UInt16Type>().value(row).to_le_bytes())
+                }
+                Kind::Float64 => {
+                    out.extend_from_slice(&a.as_primitive::<Float64Type>().value(row).to_le_bytes())
+                }
+                Kind::Boolean => out.push(u8::from(a.as_boolean().value(row))),
+                Kind::Date32 => {
+                    let days = a.as_primitive::<Date32Type>().value(row);
+                    let days = u16::try_from(days)
+                        .map_err(|_| format!("date {days} out of ClickHouse Date range"))?;
+                    out.extend_from_slice(&days.to_le_bytes());
+                }
+                Kind::TimestampMs => out.extend_from_slice(
+                    &a.as_primitive::<TimestampMillisecondType>()
+                        .value(row)
+                        .to_le_bytes(),
+                ),
+                Kind::Binary => return Err(format!("{}.{} is binary", table.name(), c.name)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// Events as ClickHouse `RowBinary` rows of `fact_parking_event`, columns in the order of the
 /// column table (the order of the DDL), so `INSERT INTO {db}.fact_parking_event FORMAT RowBinary`
 /// takes them as they are. Times are Int64 epoch milliseconds; nullable columns carry the

@@ -125,11 +125,56 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    /// Rebuild `fact_stay` and the lot, spot and user dimensions from the events.
+    /// Rebuild `fact_stay` and the lot, spot and user dimensions from the events, and write the
+    /// generated ones (vehicle types, 15-minute times, the dates the events cover).
     pub async fn refresh_derived(&self) -> Result<()> {
         for statement in warehouse_schema::clickhouse::refresh(&self.database) {
             self.client.query(&statement).execute().await?;
         }
+        use warehouse_schema::{Table, star};
+        self.insert_batch(Table::DimVehicleType, &star::dim_vehicle_type())
+            .await?;
+        self.insert_batch(Table::DimTime, &star::dim_time()).await?;
+        let (first, last): (u16, u16) = self
+            .client
+            .query(&format!(
+                "SELECT toUInt16(min(toDate(intDiv(occurred_at, 1000)))), toUInt16(max(toDate(intDiv(occurred_at, 1000)))) FROM {}.fact_parking_event",
+                self.database
+            ))
+            .fetch_one()
+            .await?;
+        if first > 0 {
+            let day = |d: u16| {
+                chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
+                    + chrono::Duration::days(i64::from(d))
+            };
+            self.insert_batch(Table::DimDate, &star::dim_date(day(first), day(last)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_batch(
+        &self,
+        table: warehouse_schema::Table,
+        batch: &arrow::array::RecordBatch,
+    ) -> Result<()> {
+        let mut body = Vec::new();
+        warehouse_schema::clickhouse::batch_row_binary(table, batch, &mut body)
+            .map_err(Error::Config)?;
+        let columns = table
+            .columns()
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut insert = self.client.insert_formatted_with(format!(
+            "INSERT INTO {}.{} ({columns}) FORMAT RowBinary",
+            self.database,
+            table.name()
+        ));
+        insert.send(Bytes::from(body)).await?;
+        insert.end().await?;
         Ok(())
     }
 
