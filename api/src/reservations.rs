@@ -319,20 +319,39 @@ async fn free_spot_rows(
         .collect()
 }
 
-/// The best spot for `vehicle` among `free`: best fit, then nearest to `near`, then lowest id.
-fn best_spot(free: &[SpotRow], vehicle: VehicleType, near: Option<(f64, f64)>) -> Option<&SpotRow> {
-    let distance = |s: &SpotRow| match (s.position, near) {
-        (Some(p), Some(n)) => distance_m(p, n),
-        _ => 0.0,
-    };
-    free.iter()
-        .filter(|s| vehicle.fits(s.vehicle_type))
-        .min_by(|a, b| {
-            fit_rank(vehicle, a.vehicle_type)
-                .cmp(&fit_rank(vehicle, b.vehicle_type))
-                .then(distance(a).total_cmp(&distance(b)))
-                .then(a.id.cmp(&b.id))
-        })
+/// The best spot for `vehicle` among `free`: the best fit, then the nearest to `near`. Without a
+/// point every best-fit spot is as good as another, and `spread` (a hash of the request) picks
+/// one: concurrent requests then rarely race for the same spot, which on PostgreSQL would make
+/// all but one retry.
+fn best_spot(
+    free: &[SpotRow],
+    vehicle: VehicleType,
+    near: Option<(f64, f64)>,
+    spread: u64,
+) -> Option<&SpotRow> {
+    let fitting = free.iter().filter(|s| vehicle.fits(s.vehicle_type));
+    let best_fit = fitting
+        .clone()
+        .map(|s| fit_rank(vehicle, s.vehicle_type))
+        .min()?;
+    let best: Vec<&SpotRow> = fitting
+        .filter(|s| fit_rank(vehicle, s.vehicle_type) == best_fit)
+        .collect();
+    match near {
+        Some(n) => {
+            let distance = |s: &SpotRow| s.position.map_or(f64::MAX, |p| distance_m(p, n));
+            best.into_iter()
+                .min_by(|a, b| distance(a).total_cmp(&distance(b)).then(a.id.cmp(&b.id)))
+        }
+        None => best.get((spread % best.len() as u64) as usize).copied(),
+    }
+}
+
+/// A stable hash of `text` (FNV-1a), to spread spot choices.
+fn spread_of(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The one spot a request names: it must exist in the lot, fit the vehicle and be free.
@@ -436,7 +455,7 @@ impl ParkingService {
         let free = free_spot_rows(&mut tx, req.lot_id, window, req.spot_id, None).await?;
         let chosen = match req.spot_id {
             Some(spot) => named_spot(&mut tx, req.lot_id, spot, req.vehicle_type, free).await?,
-            None => best_spot(&free, req.vehicle_type, req.near)
+            None => best_spot(&free, req.vehicle_type, req.near, spread_of(key))
                 .cloned()
                 .ok_or_else(|| {
                     Error::conflict(
@@ -589,7 +608,7 @@ impl ParkingService {
                 .find(|s| s.id == old.spot_id.0 && vehicle_type.fits(s.vehicle_type))
             {
                 Some(same) => same.clone(),
-                None => best_spot(&free, vehicle_type, change.near)
+                None => best_spot(&free, vehicle_type, change.near, spread_of(&id.to_string()))
                     .cloned()
                     .ok_or_else(|| {
                         Error::conflict(
