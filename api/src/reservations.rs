@@ -12,7 +12,7 @@ use crate::availability::{Hold, distance_m, fit_rank};
 use crate::error::{Error, Result};
 use crate::passes::PassClaims;
 use crate::service::{ParkingService, charge};
-use crate::store::{append_event, is_unique_violation};
+use crate::store::{Backend, append_event, is_unique_violation};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -282,31 +282,57 @@ struct SpotRow {
     position: Option<(f64, f64)>,
 }
 
+/// "Reservation `r` overlaps `[$3, $4)`" per store. PostgreSQL spells it as the exclusion
+/// constraint's range expression, so its GiST index answers it (a btree can bound only one end
+/// of an interval, and the booking query then reads every reservation of the lot).
+macro_rules! overlaps_window {
+    (sqlite) => {
+        "r.start_at < $4 AND r.end_at > $3"
+    };
+    (postgres) => {
+        "tstzrange(to_timestamp(r.start_at / 1000.0), to_timestamp(r.end_at / 1000.0), '[)')
+         && tstzrange(to_timestamp($3 / 1000.0), to_timestamp($4 / 1000.0), '[)')"
+    };
+}
+
+macro_rules! free_spots_sql {
+    ($store:ident) => {
+        concat!(
+            "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
+             WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
+               AND NOT EXISTS (SELECT 1 FROM reservations r
+                               WHERE r.spot_id = s.id AND ",
+            holding!("r"),
+            " AND ",
+            overlaps_window!($store),
+            " AND r.id <> $5)
+             ORDER BY s.id"
+        )
+    };
+}
+
 /// Open spots of `lot` (only `only`, if given) that no holding reservation other than `except`
 /// occupies during `window`.
 async fn free_spot_rows(
     conn: &mut AnyConnection,
+    backend: Backend,
     lot: LotId,
     window: TimeRange,
     only: Option<SpotId>,
     except: Option<ReservationId>,
 ) -> Result<Vec<SpotRow>> {
-    let rows: Vec<SpotColumns> = sqlx::query_as(concat!(
-        "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
-         WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
-           AND NOT EXISTS (SELECT 1 FROM reservations r
-                           WHERE r.spot_id = s.id AND ",
-        holding!("r"),
-        " AND r.start_at < $4 AND r.end_at > $3 AND r.id <> $5)
-         ORDER BY s.id"
-    ))
-    .bind(lot.0)
-    .bind(only.map(|s| s.0))
-    .bind(window.start().timestamp_millis())
-    .bind(window.end().timestamp_millis())
-    .bind(except.map(|r| r.0.to_string()).unwrap_or_default())
-    .fetch_all(conn)
-    .await?;
+    let sql = match backend {
+        Backend::Sqlite => free_spots_sql!(sqlite),
+        Backend::Postgres => free_spots_sql!(postgres),
+    };
+    let rows: Vec<SpotColumns> = sqlx::query_as(sql)
+        .bind(lot.0)
+        .bind(only.map(|s| s.0))
+        .bind(window.start().timestamp_millis())
+        .bind(window.end().timestamp_millis())
+        .bind(except.map(|r| r.0.to_string()).unwrap_or_default())
+        .fetch_all(conn)
+        .await?;
     rows.into_iter()
         .map(|(id, label, vt, lat, lng)| {
             Ok(SpotRow {
@@ -452,7 +478,8 @@ impl ParkingService {
         let mut tx = self.store().begin_write().await?;
         let rules = LotRules::load(&mut tx, req.lot_id).await?;
         rules.check(window, now)?;
-        let free = free_spot_rows(&mut tx, req.lot_id, window, req.spot_id, None).await?;
+        let backend = self.store().backend();
+        let free = free_spot_rows(&mut tx, backend, req.lot_id, window, req.spot_id, None).await?;
         let chosen = match req.spot_id {
             Some(spot) => named_spot(&mut tx, req.lot_id, spot, req.vehicle_type, free).await?,
             None => best_spot(&free, req.vehicle_type, req.near, spread_of(key))
@@ -600,7 +627,16 @@ impl ParkingService {
         };
         let rules = LotRules::load(&mut tx, old.lot_id).await?;
         rules.check(window, now)?;
-        let free = free_spot_rows(&mut tx, old.lot_id, window, change.spot_id, Some(id)).await?;
+        let backend = self.store().backend();
+        let free = free_spot_rows(
+            &mut tx,
+            backend,
+            old.lot_id,
+            window,
+            change.spot_id,
+            Some(id),
+        )
+        .await?;
         let chosen = match change.spot_id {
             Some(spot) => named_spot(&mut tx, old.lot_id, spot, vehicle_type, free).await?,
             None => match free
