@@ -231,17 +231,7 @@ pub async fn apply_rates_message(
     state: &AppState,
     message: RatesMessage,
 ) -> Result<(), ApplyError> {
-    let rates = message
-        .rates
-        .into_iter()
-        .map(|r| parkflow_api::service::Rate {
-            band: r.band,
-            day_kind: r.day_kind,
-            vehicle_type: r.vehicle_type,
-            cents_per_hour: r.cents_per_hour.0,
-            effective_from: Some(r.effective_from),
-        })
-        .collect();
+    let rates = message.rates.into_iter().map(Into::into).collect();
     match state.service.publish_rates(message.lot_id, rates).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_client_error() => Err(ApplyError::Refused(e.to_string())),

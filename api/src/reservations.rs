@@ -594,21 +594,8 @@ impl ParkingService {
     ) -> Result<Reservation> {
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
-        let old = self
-            .reservation_where(
-                &mut tx,
-                "r.id = $1 AND r.user_id = $2",
-                &id.0.to_string(),
-                &user.0.to_string(),
-            )
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("reservation {id}")))?;
-        if old.status != "active" {
-            return Err(Error::conflict(
-                "not_active",
-                format!("reservation {id} is {}", old.status),
-            ));
-        }
+        let old = self.own_reservation(&mut tx, user, id).await?;
+        require_active(&old)?;
         if old.start_at <= now {
             return Err(Error::conflict(
                 "already_started",
@@ -709,21 +696,8 @@ impl ParkingService {
     pub async fn cancel_reservation(&self, user: UserId, id: ReservationId) -> Result<Reservation> {
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
-        let mut r = self
-            .reservation_where(
-                &mut tx,
-                "r.id = $1 AND r.user_id = $2",
-                &id.0.to_string(),
-                &user.0.to_string(),
-            )
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("reservation {id}")))?;
-        if r.status != "active" {
-            return Err(Error::conflict(
-                "not_active",
-                format!("reservation {id} is {}", r.status),
-            ));
-        }
+        let mut r = self.own_reservation(&mut tx, user, id).await?;
+        require_active(&r)?;
         let cancellation = uuid::Uuid::now_v7();
         let updated = sqlx::query(
             "UPDATE reservations SET status = 'cancelled', cancelled_at = $1, cancellation_id = $2
@@ -759,12 +733,7 @@ impl ParkingService {
     /// The gate pass of `user`'s reservation, while it can still open a gate.
     pub async fn gate_pass(&self, user: UserId, id: ReservationId) -> Result<GatePass> {
         let r = self.reservation_of(user, id).await?;
-        if r.status != "active" {
-            return Err(Error::conflict(
-                "not_active",
-                format!("reservation {id} is {}: it has no pass", r.status),
-            ));
-        }
+        require_active(&r)?;
         let grace: i64 = sqlx::query_scalar("SELECT entry_grace_minutes FROM lots WHERE id = $1")
             .bind(r.lot_id.0)
             .fetch_one(self.store().pool())
@@ -866,8 +835,19 @@ impl ParkingService {
     /// One of `user`'s reservations; another driver's is not found.
     pub async fn reservation_of(&self, user: UserId, id: ReservationId) -> Result<Reservation> {
         let mut conn = self.store().pool().acquire().await?;
+        self.own_reservation(&mut conn, user, id).await
+    }
+
+    /// `user`'s reservation `id`, read on `conn` (inside a transaction, say); another driver's
+    /// is not found.
+    async fn own_reservation(
+        &self,
+        conn: &mut AnyConnection,
+        user: UserId,
+        id: ReservationId,
+    ) -> Result<Reservation> {
         self.reservation_where(
-            &mut conn,
+            conn,
             "r.id = $1 AND r.user_id = $2",
             &id.0.to_string(),
             &user.0.to_string(),
@@ -912,6 +892,19 @@ impl ParkingService {
             }
         }
         Ok((items, total))
+    }
+}
+
+/// Only an `active` reservation (booked, car not yet in) can be changed, cancelled or given a
+/// pass.
+fn require_active(r: &Reservation) -> Result<()> {
+    if r.status == "active" {
+        Ok(())
+    } else {
+        Err(Error::conflict(
+            "not_active",
+            format!("reservation {} is {}", r.id, r.status),
+        ))
     }
 }
 

@@ -118,6 +118,19 @@ pub struct Rate {
     pub effective_from: Option<DateTime<Utc>>,
 }
 
+impl From<RatePublished> for Rate {
+    /// A rate as pricing announces it on the rates topic.
+    fn from(r: RatePublished) -> Self {
+        Self {
+            band: r.band,
+            day_kind: r.day_kind,
+            vehicle_type: r.vehicle_type,
+            cents_per_hour: r.cents_per_hour.0,
+            effective_from: Some(r.effective_from),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishRates {

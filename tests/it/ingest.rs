@@ -5,7 +5,6 @@ use parkflow_api::service::CheckInRequest;
 use parkflow_api::{ApiConfig, AppState, ManualClock};
 use parkflow_ingest::{EmbeddedIngest, Error, FailPoint, IngestMetrics, Outbox};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::{EntryMethod, VehicleType};
@@ -31,15 +30,7 @@ async fn world() -> World {
         .unwrap();
     let lot = state
         .service
-        .create_lot(parkflow_api::service::NewLot {
-            name: "Test".into(),
-            time_zone: "UTC".into(),
-            latitude: 0.0,
-            longitude: 0.0,
-            currency: "USD".into(),
-            default_cents_per_hour: 100,
-            spots: BTreeMap::from([(VehicleType::Car, 50)]),
-        })
+        .create_lot(crate::support::test_lot("Test", 50))
         .await
         .unwrap();
     let pool = state.service.store().pool().clone();

@@ -21,7 +21,7 @@ use std::time::Duration as Wait;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::{EntryMethod, VehicleType};
 
-use crate::support::{dead_letter_reasons, lake_event_ids};
+use crate::support::{dead_letter_reasons, lake_event_ids, test_lot};
 
 fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
@@ -90,15 +90,7 @@ async fn world_on(brokers: String) -> Option<World> {
         .unwrap();
     let lot = state
         .service
-        .create_lot(parkflow_api::service::NewLot {
-            name: "Kafka".into(),
-            time_zone: "UTC".into(),
-            latitude: 0.0,
-            longitude: 0.0,
-            currency: "USD".into(),
-            default_cents_per_hour: 100,
-            spots: BTreeMap::from([(VehicleType::Car, 500)]),
-        })
+        .create_lot(test_lot("Kafka", 500))
         .await
         .unwrap()
         .id;
@@ -414,15 +406,7 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
     .unwrap();
     let lot = other
         .service
-        .create_lot(parkflow_api::service::NewLot {
-            name: "Kafka".into(),
-            time_zone: "UTC".into(),
-            latitude: 0.0,
-            longitude: 0.0,
-            currency: "USD".into(),
-            default_cents_per_hour: 100,
-            spots: BTreeMap::from([(VehicleType::Car, 500)]),
-        })
+        .create_lot(test_lot("Kafka", 500))
         .await
         .unwrap()
         .id;
@@ -445,16 +429,7 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
         published_at: from,
     };
     // The first API over HTTP's intake.
-    let as_http: Vec<parkflow_api::service::Rate> = rates
-        .iter()
-        .map(|r| parkflow_api::service::Rate {
-            band: r.band,
-            day_kind: r.day_kind,
-            vehicle_type: r.vehicle_type,
-            cents_per_hour: r.cents_per_hour.0,
-            effective_from: Some(r.effective_from),
-        })
-        .collect();
+    let as_http: Vec<parkflow_api::service::Rate> = rates.iter().cloned().map(Into::into).collect();
     assert_eq!(
         w.state
             .service

@@ -37,3 +37,16 @@ pub fn dead_letter_reasons(lake: &Lake) -> Vec<String> {
         })
         .collect()
 }
+
+/// A lot in UTC with `cars` car spots at $1.00 an hour.
+pub fn test_lot(name: &str, cars: u32) -> parkflow_api::service::NewLot {
+    parkflow_api::service::NewLot {
+        name: name.into(),
+        time_zone: "UTC".into(),
+        latitude: 0.0,
+        longitude: 0.0,
+        currency: "USD".into(),
+        default_cents_per_hour: 100,
+        spots: std::collections::BTreeMap::from([(warehouse_schema::VehicleType::Car, cars)]),
+    }
+}
