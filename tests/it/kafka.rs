@@ -21,20 +21,7 @@ use std::time::Duration as Wait;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::{EntryMethod, VehicleType};
 
-use crate::support::{dead_letter_reasons, lake_event_ids, test_lot};
-
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set in CI: scripts/test must start the services")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} is not set (run ./scripts/test to start the real servers)");
-            None
-        }
-    }
-}
+use crate::support::{dead_letter_reasons, lake_event_ids, service, test_lot};
 
 struct World {
     _dir: tempfile::TempDir,

@@ -4,18 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set in CI: scripts/test must start the services")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} is not set (run ./scripts/test to start the real servers)");
-            None
-        }
-    }
-}
+use crate::support::service;
 
 fn host_port(url: &str) -> String {
     let rest = url.split("://").nth(1).unwrap_or(url);

@@ -50,3 +50,18 @@ pub fn test_lot(name: &str, cars: u32) -> parkflow_api::service::NewLot {
         spots: std::collections::BTreeMap::from([(warehouse_schema::VehicleType::Car, cars)]),
     }
 }
+
+/// The address of a real server `scripts/test` started, from `var`. In CI a missing one fails
+/// the test; elsewhere the test says what it skipped.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set in CI: scripts/test must start the services")
+        }
+        _ => {
+            eprintln!("SKIPPED: {var} is not set (run ./scripts/test to start the real servers)");
+            None
+        }
+    }
+}
