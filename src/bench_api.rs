@@ -151,6 +151,7 @@ async fn create_lot(state: &AppState, name: &str, spots: u32) -> anyhow::Result<
     let lot = state
         .service
         .create_lot(NewLot {
+            ev_spots_open_to_cars: false,
             name: name.into(),
             time_zone: "Europe/Berlin".into(),
             latitude: 52.52,

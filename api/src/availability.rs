@@ -70,6 +70,7 @@ pub struct Hold {
 
 #[derive(Debug, Default)]
 struct LotIndex {
+    policy: SpotPolicy,
     spots: Vec<IndexedSpot>,
     slot_of: HashMap<SpotId, usize>,
     holds: HashMap<ReservationId, (usize, i64)>,
@@ -142,10 +143,12 @@ impl AvailabilityIndex {
         &self,
         lot: LotId,
         version: u64,
+        policy: SpotPolicy,
         spots: Vec<IndexedSpot>,
         holds: impl IntoIterator<Item = Hold>,
     ) -> bool {
         let mut index = LotIndex {
+            policy,
             slot_of: spots.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
             spots,
             holds: HashMap::new(),
@@ -204,8 +207,11 @@ impl AvailabilityIndex {
         let mut free: Vec<(usize, f64, &IndexedSpot)> = index
             .spots
             .iter()
-            .filter(|s| vehicle.fits(s.vehicle_type) && s.is_free(start, end))
-            .map(|s| (fit_rank(vehicle, s.vehicle_type), distance_to(s, near), s))
+            .filter(|s| s.is_free(start, end))
+            .filter_map(|s| {
+                let rank = index.policy.rank(vehicle, s.vehicle_type)?;
+                Some((rank, distance_to(s, near), s))
+            })
             .collect();
         free.sort_by(|a, b| {
             a.0.cmp(&b.0)
@@ -296,7 +302,18 @@ impl ParkingService {
                     })
                 })
                 .collect::<Vec<_>>();
-            if self.availability().install(lot, version, spots, holds) {
+            let ev_open: Option<i64> =
+                sqlx::query_scalar("SELECT ev_spots_open_to_cars FROM lots WHERE id = $1")
+                    .bind(lot.0)
+                    .fetch_optional(pool)
+                    .await?;
+            let policy = SpotPolicy {
+                ev_spots_open_to_cars: ev_open.unwrap_or(0) != 0,
+            };
+            if self
+                .availability()
+                .install(lot, version, policy, spots, holds)
+            {
                 return Ok(());
             }
         }
@@ -335,13 +352,22 @@ impl ParkingService {
     }
 }
 
-/// Position of `spot` in the preference list of `vehicle` (lower is a better fit).
-pub fn fit_rank(vehicle: VehicleType, spot: VehicleType) -> usize {
-    vehicle
-        .preferred_spots()
-        .iter()
-        .position(|p| *p == spot)
-        .unwrap_or(usize::MAX)
+/// Which spots a lot lets which vehicles use, beyond the fixed fits of `VehicleType`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpotPolicy {
+    /// EV spots take cars too (as the last choice), where the operator configured it.
+    pub ev_spots_open_to_cars: bool,
+}
+
+impl SpotPolicy {
+    /// How well a `spot` suits a `vehicle` (lower is better), or `None` if it may not use it.
+    pub fn rank(self, vehicle: VehicleType, spot: VehicleType) -> Option<usize> {
+        let preferred = vehicle.preferred_spots();
+        preferred.iter().position(|p| *p == spot).or_else(|| {
+            (self.ev_spots_open_to_cars && vehicle == VehicleType::Car && spot == VehicleType::Ev)
+                .then_some(preferred.len())
+        })
+    }
 }
 
 fn distance_to(spot: &IndexedSpot, near: Option<(f64, f64)>) -> f64 {
@@ -377,7 +403,7 @@ mod tests {
         let spots = (1..=spots as i64)
             .map(|i| IndexedSpot::new(SpotId(i), format!("C-{i}"), VehicleType::Car, None))
             .collect();
-        assert!(index.install(LotId(1), 0, spots, []));
+        assert!(index.install(LotId(1), 0, SpotPolicy::default(), spots, []));
         index
     }
 
@@ -438,9 +464,15 @@ mod tests {
         let index = AvailabilityIndex::new();
         let before = index.version(LotId(1));
         index.release(LotId(1), ReservationId::new());
-        assert!(!index.install(LotId(1), before, vec![], []));
+        assert!(!index.install(LotId(1), before, SpotPolicy::default(), vec![], []));
         assert!(!index.is_loaded(LotId(1)));
-        assert!(index.install(LotId(1), index.version(LotId(1)), vec![], []));
+        assert!(index.install(
+            LotId(1),
+            index.version(LotId(1)),
+            SpotPolicy::default(),
+            vec![],
+            []
+        ));
     }
 
     #[test]
@@ -454,7 +486,7 @@ mod tests {
             spot(3, VehicleType::Van, 13.003),
             spot(4, VehicleType::Car, 13.001),
         ];
-        assert!(index.install(LotId(1), 0, spots, []));
+        assert!(index.install(LotId(1), 0, SpotPolicy::default(), spots, []));
         let ids = |near| {
             index
                 .free_spots(LotId(1), window(9, 10), VehicleType::Car, near)

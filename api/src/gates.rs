@@ -221,8 +221,15 @@ impl ParkingService {
         let (spot_id, label) = match reserved_free {
             Some(label) => (r.spot_id.0, label),
             None => {
-                self.free_spot_now(&mut tx, lot, r.vehicle_type, now, r.end_at, Some(r.id))
-                    .await?
+                self.free_spot_now(
+                    &mut tx,
+                    lot,
+                    info.policy,
+                    r.vehicle_type,
+                    (now, r.end_at),
+                    Some(r.id),
+                )
+                .await?
             }
         };
         let session = SessionId::new();

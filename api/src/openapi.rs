@@ -328,7 +328,8 @@ fn schemas() -> Value {
         "NewLot": obj(&["name", "timeZone", "latitude", "longitude", "defaultCentsPerHour", "spots"], json!({
             "name": { "type": "string" }, "timeZone": { "type": "string", "description": "IANA, e.g. Europe/Berlin" },
             "latitude": { "type": "number" }, "longitude": { "type": "number" }, "currency": { "type": "string", "default": "USD" },
-            "defaultCentsPerHour": { "type": "integer" }, "spots": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "spots per vehicle type" } })),
+            "defaultCentsPerHour": { "type": "integer" }, "spots": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "spots per vehicle type" },
+            "evSpotsOpenToCars": { "type": "boolean", "default": false, "description": "cars may use EV spots, as their last choice" } })),
         "Lot": obj(&["id", "name", "capacity", "freeSpots", "currentCentsPerHour"], json!({
             "id": { "type": "integer" }, "name": { "type": "string" }, "timeZone": { "type": "string" }, "latitude": { "type": "number" },
             "longitude": { "type": "number" }, "currency": { "type": "string" }, "capacity": { "type": "integer" },

@@ -8,7 +8,7 @@
 //! its `no_double_booking` exclusion constraint refuses the loser of a race, which then tries
 //! another spot (or is told the spot it asked for is taken).
 
-use crate::availability::{Hold, distance_m, fit_rank};
+use crate::availability::{Hold, SpotPolicy, distance_m};
 use crate::error::{Error, Result};
 use crate::passes::PassClaims;
 use crate::service::{ParkingService, charge};
@@ -197,13 +197,15 @@ struct LotRules {
     window_days: i64,
     min_minutes: i64,
     max_minutes: i64,
+    policy: SpotPolicy,
 }
 
 impl LotRules {
     async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
         let row = sqlx::query(
             "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
-                    min_reservation_minutes, max_reservation_minutes FROM lots WHERE id = $1",
+                    min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars
+             FROM lots WHERE id = $1",
         )
         .bind(lot.0)
         .fetch_optional(conn)
@@ -216,6 +218,9 @@ impl LotRules {
             window_days: row.get("booking_window_days"),
             min_minutes: row.get("min_reservation_minutes"),
             max_minutes: row.get("max_reservation_minutes"),
+            policy: SpotPolicy {
+                ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
+            },
         })
     }
 
@@ -351,17 +356,18 @@ async fn free_spot_rows(
 /// all but one retry.
 fn best_spot(
     free: &[SpotRow],
+    policy: SpotPolicy,
     vehicle: VehicleType,
     near: Option<(f64, f64)>,
     spread: u64,
 ) -> Option<&SpotRow> {
-    let fitting = free.iter().filter(|s| vehicle.fits(s.vehicle_type));
-    let best_fit = fitting
-        .clone()
-        .map(|s| fit_rank(vehicle, s.vehicle_type))
+    let best_fit = free
+        .iter()
+        .filter_map(|s| policy.rank(vehicle, s.vehicle_type))
         .min()?;
-    let best: Vec<&SpotRow> = fitting
-        .filter(|s| fit_rank(vehicle, s.vehicle_type) == best_fit)
+    let best: Vec<&SpotRow> = free
+        .iter()
+        .filter(|s| policy.rank(vehicle, s.vehicle_type) == Some(best_fit))
         .collect();
     match near {
         Some(n) => {
@@ -385,6 +391,7 @@ async fn named_spot(
     conn: &mut AnyConnection,
     lot: LotId,
     spot: SpotId,
+    policy: SpotPolicy,
     vehicle: VehicleType,
     free: Vec<SpotRow>,
 ) -> Result<SpotRow> {
@@ -398,7 +405,7 @@ async fn named_spot(
         .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?
         .parse()
         .map_err(Error::Invalid)?;
-    if !vehicle.fits(kind) {
+    if policy.rank(vehicle, kind).is_none() {
         return Err(Error::Invalid(format!(
             "a {vehicle} may not use a {kind} spot"
         )));
@@ -481,15 +488,31 @@ impl ParkingService {
         let backend = self.store().backend();
         let free = free_spot_rows(&mut tx, backend, req.lot_id, window, req.spot_id, None).await?;
         let chosen = match req.spot_id {
-            Some(spot) => named_spot(&mut tx, req.lot_id, spot, req.vehicle_type, free).await?,
-            None => best_spot(&free, req.vehicle_type, req.near, spread_of(key))
-                .cloned()
-                .ok_or_else(|| {
-                    Error::conflict(
-                        "no_spot_available",
-                        format!("no {} spot is free for that window", req.vehicle_type),
-                    )
-                })?,
+            Some(spot) => {
+                named_spot(
+                    &mut tx,
+                    req.lot_id,
+                    spot,
+                    rules.policy,
+                    req.vehicle_type,
+                    free,
+                )
+                .await?
+            }
+            None => best_spot(
+                &free,
+                rules.policy,
+                req.vehicle_type,
+                req.near,
+                spread_of(key),
+            )
+            .cloned()
+            .ok_or_else(|| {
+                Error::conflict(
+                    "no_spot_available",
+                    format!("no {} spot is free for that window", req.vehicle_type),
+                )
+            })?,
         };
         let quote = rules
             .quote(&mut tx, req.lot_id, window, req.vehicle_type)
@@ -625,20 +648,27 @@ impl ParkingService {
         )
         .await?;
         let chosen = match change.spot_id {
-            Some(spot) => named_spot(&mut tx, old.lot_id, spot, vehicle_type, free).await?,
-            None => match free
-                .iter()
-                .find(|s| s.id == old.spot_id.0 && vehicle_type.fits(s.vehicle_type))
-            {
+            Some(spot) => {
+                named_spot(&mut tx, old.lot_id, spot, rules.policy, vehicle_type, free).await?
+            }
+            None => match free.iter().find(|s| {
+                s.id == old.spot_id.0 && rules.policy.rank(vehicle_type, s.vehicle_type).is_some()
+            }) {
                 Some(same) => same.clone(),
-                None => best_spot(&free, vehicle_type, change.near, spread_of(&id.to_string()))
-                    .cloned()
-                    .ok_or_else(|| {
-                        Error::conflict(
-                            "no_spot_available",
-                            format!("no {vehicle_type} spot is free for that window"),
-                        )
-                    })?,
+                None => best_spot(
+                    &free,
+                    rules.policy,
+                    vehicle_type,
+                    change.near,
+                    spread_of(&id.to_string()),
+                )
+                .cloned()
+                .ok_or_else(|| {
+                    Error::conflict(
+                        "no_spot_available",
+                        format!("no {vehicle_type} spot is free for that window"),
+                    )
+                })?,
             },
         };
         let quote = rules

@@ -1,7 +1,7 @@
 //! The business rules of lots, spots, stays and rates. HTTP handlers and the in-process
 //! simulator both call this layer; every state change and its event commit together.
 
-use crate::availability::{AvailabilityIndex, distance_m};
+use crate::availability::{AvailabilityIndex, SpotPolicy, distance_m};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::ApiMetrics;
@@ -38,6 +38,9 @@ pub struct NewLot {
     pub default_cents_per_hour: i64,
     /// Number of spots to create per spot type.
     pub spots: BTreeMap<VehicleType, u32>,
+    /// Let cars use EV spots (as their last choice); by default an EV spot takes only EVs.
+    #[serde(default)]
+    pub ev_spots_open_to_cars: bool,
 }
 
 fn default_currency() -> String {
@@ -166,6 +169,7 @@ pub(crate) struct LotRow {
     pub(crate) default_cents_per_hour: i64,
     pub(crate) entry_grace_minutes: i64,
     pub(crate) drive_up_horizon_minutes: i64,
+    pub(crate) policy: SpotPolicy,
 }
 
 /// Spots are laid out in rows of this many, so each gets a position inside the lot.
@@ -258,8 +262,9 @@ impl ParkingService {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO lots (name, time_zone, latitude, longitude, currency, default_cents_per_hour, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO lots (name, time_zone, latitude, longitude, currency, default_cents_per_hour, created_at,
+                               ev_spots_open_to_cars)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(&new.name)
         .bind(tz.name())
@@ -268,6 +273,7 @@ impl ParkingService {
         .bind(&new.currency)
         .bind(new.default_cents_per_hour)
         .bind(now.timestamp_millis())
+        .bind(i64::from(new.ev_spots_open_to_cars))
         .fetch_one(&mut *tx)
         .await?;
         let mut placed = 0;
@@ -372,7 +378,8 @@ impl ParkingService {
         lot: LotId,
     ) -> Result<LotRow> {
         let row = sqlx::query(
-            "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes
+            "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes,
+                    ev_spots_open_to_cars
              FROM lots WHERE id = $1",
         )
         .bind(lot.0)
@@ -386,6 +393,9 @@ impl ParkingService {
             default_cents_per_hour: row.get("default_cents_per_hour"),
             entry_grace_minutes: row.get("entry_grace_minutes"),
             drive_up_horizon_minutes: row.get("drive_up_horizon_minutes"),
+            policy: SpotPolicy {
+                ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
+            },
         })
     }
 
@@ -416,7 +426,14 @@ impl ParkingService {
         let info = self.lot_row(&mut tx, lot).await?;
         let horizon = now + chrono::Duration::minutes(info.drive_up_horizon_minutes);
         let (spot_id, label) = self
-            .free_spot_now(&mut tx, lot, req.vehicle_type, now, horizon, None)
+            .free_spot_now(
+                &mut tx,
+                lot,
+                info.policy,
+                req.vehicle_type,
+                (now, horizon),
+                None,
+            )
             .await?;
         let session = SessionId::new();
         sqlx::query(
@@ -464,9 +481,9 @@ impl ParkingService {
         &self,
         conn: &mut sqlx::AnyConnection,
         lot: LotId,
+        policy: SpotPolicy,
         vehicle: VehicleType,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
+        (now, until): (DateTime<Utc>, DateTime<Utc>),
         mine: Option<ReservationId>,
     ) -> Result<(i64, String)> {
         let free: Vec<(i64, String, String)> = sqlx::query_as(concat!(
@@ -485,12 +502,15 @@ impl ParkingService {
         .bind(mine.map(|r| r.0.to_string()).unwrap_or_default())
         .fetch_all(conn)
         .await?;
-        let chosen = vehicle
-            .preferred_spots()
+        let chosen = free
             .iter()
-            .find_map(|want| free.iter().find(|(_, _, vt)| vt == want.as_str()));
+            .filter_map(|(id, label, vt)| {
+                let rank = policy.rank(vehicle, vt.parse().ok()?)?;
+                Some((rank, *id, label))
+            })
+            .min();
         match chosen {
-            Some((id, label, _)) => Ok((*id, label.clone())),
+            Some((_, id, label)) => Ok((id, label.clone())),
             None => {
                 self.metrics.lot_full.inc();
                 Err(Error::conflict(

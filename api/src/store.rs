@@ -55,6 +55,11 @@ impl Backend {
                     "gate passes",
                     include_str!("../migrations/sqlite/0004_gate_passes.sql"),
                 ),
+                (
+                    5,
+                    "ev spots",
+                    include_str!("../migrations/sqlite/0005_ev_spots.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -76,6 +81,11 @@ impl Backend {
                     4,
                     "gate passes",
                     include_str!("../migrations/postgres/0004_gate_passes.sql"),
+                ),
+                (
+                    5,
+                    "ev spots",
+                    include_str!("../migrations/postgres/0005_ev_spots.sql"),
                 ),
             ],
         }

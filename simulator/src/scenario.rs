@@ -85,6 +85,7 @@ impl LotPlan {
 
     pub fn new_lot(&self) -> NewLot {
         NewLot {
+            ev_spots_open_to_cars: false,
             name: self.name.clone(),
             time_zone: self.time_zone.name().to_owned(),
             latitude: self.latitude,

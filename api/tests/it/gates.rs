@@ -631,3 +631,89 @@ pub async fn times_need_an_offset_and_windows_count_local_days_across_dst(app: T
     assert_eq!(night.status, StatusCode::CREATED, "{}", night.body);
     assert_eq!(night.body["quoteCents"], 1000);
 }
+
+/// An EV spot takes only EVs, unless the lot lets cars use it (then as their last choice).
+pub async fn ev_spots_take_cars_only_where_the_lot_says_so(app: TestApp) {
+    let lot = |open: bool, spots: Value| {
+        json!({"name": "EV", "timeZone": "Europe/Berlin", "latitude": 52.5, "longitude": 13.4,
+               "currency": "EUR", "defaultCentsPerHour": 200, "spots": spots, "evSpotsOpenToCars": open})
+        .to_string()
+    };
+    let create = |body: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .call("POST", "/v1/lots", Some("dev-admin-token"), Some(&body))
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            r.body["id"].as_i64().unwrap()
+        }
+    };
+    let closed = create(lot(false, json!({"ev": 1}))).await;
+    let open = create(lot(true, json!({"ev": 1, "car": 1}))).await;
+    let token = app.with_driver("ev@example.com").await;
+    let spots = |lot: i64, vt: &str| {
+        let app = &app;
+        let uri = format!(
+            "/v1/parkingspots?lot-id={lot}&start-at=2026-06-02T08:00:00Z&end-at=2026-06-02T09:00:00Z&vehicle-type={vt}"
+        );
+        async move {
+            app.call("GET", &uri, None, None).await.body["spots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["vehicleType"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(spots(closed, "car").await.is_empty());
+    assert_eq!(spots(closed, "ev").await, ["ev"]);
+    assert_eq!(spots(open, "car").await, ["car", "ev"]);
+    assert_eq!(spots(open, "ev").await, ["ev", "car"]);
+    let book = |lot: i64, key: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.book(&token, key, json!({"lotId": lot, "startAt": tomorrow(8, 0), "endAt": tomorrow(9, 0), "vehicleType": "car"}))
+                .await
+        }
+    };
+    assert_envelope(
+        &book(closed, "c1").await,
+        StatusCode::CONFLICT,
+        "no_spot_available",
+    );
+    let first = book(open, "o1").await;
+    let second = book(open, "o2").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    let labels = [
+        first.body["spotLabel"].clone(),
+        second.body["spotLabel"].clone(),
+    ];
+    assert_eq!(
+        labels,
+        [json!("C-001"), json!("E-001")],
+        "the car spot first, then the EV spot"
+    );
+    // Drive-ups follow the same rule.
+    assert_envelope(
+        &app.gate(
+            closed,
+            "entries",
+            json!({"method": "staff", "vehicleType": "car"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "lot_full",
+    );
+    let third = create(lot(true, json!({"ev": 1}))).await;
+    let r = app
+        .gate(
+            third,
+            "entries",
+            json!({"method": "staff", "vehicleType": "car"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["spotLabel"], "E-001");
+}

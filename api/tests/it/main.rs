@@ -450,7 +450,8 @@ mod reservations;
 use accounts::{accounts_sessions_and_refresh, drivers_reserve_over_http_and_see_only_their_own};
 use gates::{
     a_cancelled_or_late_reservation_opens_nothing, a_pass_opens_the_gate_once_within_its_window,
-    lots_and_spots_nearest_to_the_workplace_first, one_pass_read_twice_at_once_enters_once,
+    ev_spots_take_cars_only_where_the_lot_says_so, lots_and_spots_nearest_to_the_workplace_first,
+    one_pass_read_twice_at_once_enters_once,
     openapi_describes_every_route_and_the_docs_page_shows_it, plates_and_drive_ups_at_the_gate,
     reservations_change_before_they_start,
     times_need_an_offset_and_windows_count_local_days_across_dst,
@@ -470,6 +471,7 @@ on_both_stores!(
     lots_and_spots_nearest_to_the_workplace_first,
     openapi_describes_every_route_and_the_docs_page_shows_it,
     times_need_an_offset_and_windows_count_local_days_across_dst,
+    ev_spots_take_cars_only_where_the_lot_says_so,
     accounts_sessions_and_refresh,
     drivers_reserve_over_http_and_see_only_their_own,
     back_to_back_windows_are_allowed_overlaps_are_not,
