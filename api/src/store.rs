@@ -57,7 +57,7 @@ impl Backend {
                 ),
                 (
                     5,
-                    "ev spots",
+                    "ev spots and unpublished outbox",
                     include_str!("../migrations/sqlite/0005_ev_spots.sql"),
                 ),
             ],
@@ -84,7 +84,7 @@ impl Backend {
                 ),
                 (
                     5,
-                    "ev spots",
+                    "ev spots and unpublished outbox",
                     include_str!("../migrations/postgres/0005_ev_spots.sql"),
                 ),
             ],
