@@ -531,11 +531,12 @@ async fn create_reservation(
         vehicle,
         near: near.map(Point::pair),
     };
-    let reservation = state.service.reserve(user, req, key).await?;
-    let pass = state.service.gate_pass(user, reservation.id).await?;
+    let (reservation, pass) = state.service.reserve_with_pass(user, req, key).await?;
     let mut body = serde_json::to_value(&reservation).map_err(|e| Error::Invalid(e.to_string()))?;
     body["reservationId"] = json!(reservation.id);
-    body["pass"] = serde_json::to_value(&pass).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(pass) = pass {
+        body["pass"] = serde_json::to_value(&pass).map_err(|e| Error::Invalid(e.to_string()))?;
+    }
     Ok((StatusCode::CREATED, Json(body)))
 }
 

@@ -198,13 +198,15 @@ struct LotRules {
     min_minutes: i64,
     max_minutes: i64,
     policy: SpotPolicy,
+    entry_grace_minutes: i64,
 }
 
 impl LotRules {
     async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
         let row = sqlx::query(
             "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
-                    min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars
+                    min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars,
+                    entry_grace_minutes
              FROM lots WHERE id = $1",
         )
         .bind(lot.0)
@@ -221,6 +223,7 @@ impl LotRules {
             policy: SpotPolicy {
                 ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
             },
+            entry_grace_minutes: row.get("entry_grace_minutes"),
         })
     }
 
@@ -427,6 +430,18 @@ impl ParkingService {
         req: NewReservation,
         idempotency_key: &str,
     ) -> Result<Reservation> {
+        Ok(self.reserve_with_pass(user, req, idempotency_key).await?.0)
+    }
+
+    /// [`reserve`](Self::reserve), with the gate pass of a reservation that can still open a
+    /// gate (a retry may find it checked in already: then no pass). A new booking's pass is
+    /// issued from what the booking read, without reading it back.
+    pub async fn reserve_with_pass(
+        &self,
+        user: UserId,
+        req: NewReservation,
+        idempotency_key: &str,
+    ) -> Result<(Reservation, Option<GatePass>)> {
         if idempotency_key.is_empty() || idempotency_key.len() > 200 {
             return Err(Error::Invalid(
                 "an Idempotency-Key of 1 to 200 characters is required".into(),
@@ -434,7 +449,7 @@ impl ParkingService {
         }
         let window = TimeRange::new(req.start_at, req.end_at)?;
         if let Some(existing) = self.reservation_by_key(user, idempotency_key).await? {
-            return same_request(existing, &req);
+            return self.with_pass(user, same_request(existing, &req)?).await;
         }
         const ATTEMPTS: usize = 8;
         for attempt in 1..=ATTEMPTS {
@@ -450,16 +465,31 @@ impl ParkingService {
                 Err(Error::Storage(e)) if is_unique_violation(&e) => {
                     // The same key won a concurrent race: answer as for a retry.
                     let existing = self.reservation_by_key(user, idempotency_key).await?;
-                    return existing.map_or(Err(Error::Storage(e)), |r| same_request(r, &req));
+                    let r = existing.map_or(Err(Error::Storage(e)), |r| same_request(r, &req))?;
+                    return self.with_pass(user, r).await;
                 }
-                Ok(r) => {
+                Ok((r, grace)) => {
                     self.hold_in_index(&r);
-                    return Ok(r);
+                    let pass = self.pass_of(user, &r, grace);
+                    return Ok((r, Some(pass)));
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// `r` with its pass when it can still open a gate.
+    async fn with_pass(
+        &self,
+        user: UserId,
+        r: Reservation,
+    ) -> Result<(Reservation, Option<GatePass>)> {
+        let pass = match require_active(&r) {
+            Ok(()) => Some(self.gate_pass(user, r.id).await?),
+            Err(_) => None,
+        };
+        Ok((r, pass))
     }
 
     fn hold_in_index(&self, r: &Reservation) {
@@ -480,7 +510,7 @@ impl ParkingService {
         req: &NewReservation,
         window: TimeRange,
         key: &str,
-    ) -> Result<Reservation> {
+    ) -> Result<(Reservation, i64)> {
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
         let rules = LotRules::load(&mut tx, req.lot_id).await?;
@@ -553,7 +583,7 @@ impl ParkingService {
         );
         append_event(&mut tx, &event).await?;
         tx.commit().await?;
-        Ok(Reservation {
+        let reservation = Reservation {
             id,
             lot_id: req.lot_id,
             spot_id: SpotId(chosen.id),
@@ -568,7 +598,8 @@ impl ParkingService {
             currency: rules.currency,
             cancellation_id: None,
             session_id: None,
-        })
+        };
+        Ok((reservation, rules.entry_grace_minutes))
     }
 
     /// Change `user`'s reservation before it starts: a new window, vehicle or spot, under the
@@ -768,6 +799,11 @@ impl ParkingService {
             .bind(r.lot_id.0)
             .fetch_one(self.store().pool())
             .await?;
+        Ok(self.pass_of(user, &r, grace))
+    }
+
+    /// The signed pass of `r`, whose lot opens the gate `grace` minutes around the start.
+    fn pass_of(&self, user: UserId, r: &Reservation, grace: i64) -> GatePass {
         let pass = self.passes().issue(&PassClaims {
             reservation_id: r.id,
             user_id: user,
@@ -775,13 +811,13 @@ impl ParkingService {
             plate: r.plate.clone(),
             expires_at: r.end_at.timestamp(),
         });
-        Ok(GatePass {
+        GatePass {
             reservation_id: r.id,
             pass,
             entry_from: r.start_at - Duration::minutes(grace),
             entry_until: (r.start_at + Duration::minutes(grace)).min(r.end_at),
             expires_at: r.end_at,
-        })
+        }
     }
 
     /// Pairs of reservations of `lot` that hold one spot for overlapping windows: an audit of
