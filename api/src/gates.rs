@@ -15,15 +15,11 @@ use crate::accounts::normalise_plate;
 use crate::error::{Error, Result};
 use crate::passes::PassError;
 use crate::reservations::Reservation;
-use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, ParkingService};
-use crate::store::{append_event, is_unique_violation};
+use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, NewStay, ParkingService};
+use crate::store::is_unique_violation;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use sqlx::Row;
-use warehouse_schema::event::CheckIn;
-use warehouse_schema::{
-    EntryMethod, Event, EventPayload, LotId, SessionId, SpotId, UserId, VehicleType,
-};
+use warehouse_schema::{EntryMethod, LotId, SessionId, UserId, VehicleType};
 
 /// What an entry scanner sends.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,12 +72,16 @@ impl ParkingService {
                 .reservation_of(claims.user_id, claims.reservation_id)
                 .await
                 .map_err(|_| Error::unprocessable("invalid_pass", "no such reservation"))?;
-            return self.enter_reservation(lot, reservation, entry.method).await;
+            return self
+                .enter_reservation(lot, claims.user_id, reservation, entry.method)
+                .await;
         }
         if let Some(raw) = &entry.plate {
             let plate = normalise_plate(raw)?;
-            if let Some(reservation) = self.reservation_arriving(lot, &plate).await? {
-                return self.enter_reservation(lot, reservation, entry.method).await;
+            if let Some((user, reservation)) = self.reservation_arriving(lot, &plate).await? {
+                return self
+                    .enter_reservation(lot, user, reservation, entry.method)
+                    .await;
             }
             let registered: Option<(String, String)> = sqlx::query_as(
                 "SELECT user_id, vehicle_type FROM vehicles WHERE plate = $1 ORDER BY created_at LIMIT 1",
@@ -128,8 +128,12 @@ impl ParkingService {
         .await
     }
 
-    /// The active reservation of `plate` in `lot` whose entry window is open now.
-    async fn reservation_arriving(&self, lot: LotId, plate: &str) -> Result<Option<Reservation>> {
+    /// The active reservation of `plate` in `lot` whose entry window is open now, with its owner.
+    async fn reservation_arriving(
+        &self,
+        lot: LotId,
+        plate: &str,
+    ) -> Result<Option<(UserId, Reservation)>> {
         let now = self.now();
         let grace = {
             let mut conn = self.store().pool().acquire().await?;
@@ -152,21 +156,26 @@ impl ParkingService {
         let (Ok(id), Ok(user)) = (id.parse(), user.parse()) else {
             return Ok(None);
         };
-        self.reservation_of(UserId(user), warehouse_schema::ReservationId(id))
+        let user = UserId(user);
+        self.reservation_of(user, warehouse_schema::ReservationId(id))
             .await
-            .map(Some)
+            .map(|r| Some((user, r)))
     }
 
-    /// Open the stay of `reservation` at the gate of `lot`.
+    /// Open the stay of `user`'s `reservation` at the gate of `lot`.
     async fn enter_reservation(
         &self,
         lot: LotId,
+        user: UserId,
         reservation: Reservation,
         method: EntryMethod,
     ) -> Result<CheckInReceipt> {
         const ATTEMPTS: usize = 8;
         for attempt in 1..=ATTEMPTS {
-            match self.try_enter_reservation(lot, &reservation, method).await {
+            match self
+                .try_enter_reservation(lot, user, &reservation, method)
+                .await
+            {
                 // Another gate took the fallback spot first: pick again.
                 Err(Error::Storage(e)) if is_unique_violation(&e) && attempt < ATTEMPTS => {}
                 other => return other,
@@ -178,6 +187,7 @@ impl ParkingService {
     async fn try_enter_reservation(
         &self,
         lot: LotId,
+        user: UserId,
         r: &Reservation,
         method: EntryMethod,
     ) -> Result<CheckInReceipt> {
@@ -246,60 +256,25 @@ impl ParkingService {
                 format!("reservation {} has already entered", r.id),
             ));
         }
-        let user = self.reservation_owner(&mut tx, r).await?;
-        sqlx::query(
-            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(session.0.to_string())
-        .bind(lot.0)
-        .bind(spot_id)
-        .bind(r.vehicle_type.as_str())
-        .bind(method.as_str())
-        .bind(&r.plate)
-        .bind(user.0.to_string())
-        .bind(now.timestamp_millis())
-        .bind(r.id.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let event = Event::new(
-            now,
-            lot,
-            EventPayload::CheckIn(CheckIn {
-                session_id: session,
-                user_id: Some(user),
-                reservation_id: Some(r.id),
-                spot_id: Some(SpotId(spot_id)),
-                vehicle_type: r.vehicle_type,
-                method,
-            }),
-        );
-        append_event(&mut tx, &event).await?;
+        let receipt = self
+            .open_stay(
+                &mut tx,
+                session,
+                NewStay {
+                    lot,
+                    spot: (spot_id, label),
+                    vehicle_type: r.vehicle_type,
+                    method,
+                    plate: r.plate.as_deref(),
+                    user: Some(user),
+                    reservation: Some(r.id),
+                },
+                now,
+            )
+            .await?;
         tx.commit().await?;
         self.metrics().check_ins.inc();
-        Ok(CheckInReceipt {
-            session_id: session,
-            lot_id: lot,
-            spot_id: SpotId(spot_id),
-            spot_label: label,
-            entered_at: now,
-            reservation_id: Some(r.id),
-        })
-    }
-
-    async fn reservation_owner(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        r: &Reservation,
-    ) -> Result<UserId> {
-        let row = sqlx::query("SELECT user_id FROM reservations WHERE id = $1")
-            .bind(r.id.0.to_string())
-            .fetch_one(conn)
-            .await?;
-        row.get::<String, _>("user_id")
-            .parse()
-            .map(UserId)
-            .map_err(|e| Error::Invalid(format!("{e}")))
+        Ok(receipt)
     }
 
     /// Close the stay the exit scanner identified.

@@ -163,6 +163,18 @@ pub struct ParkingService {
     availability_position: Arc<AtomicI64>,
 }
 
+/// A stay about to open: where, who and how.
+pub(crate) struct NewStay<'a> {
+    pub(crate) lot: LotId,
+    /// Spot id and label.
+    pub(crate) spot: (i64, String),
+    pub(crate) vehicle_type: VehicleType,
+    pub(crate) method: EntryMethod,
+    pub(crate) plate: Option<&'a str>,
+    pub(crate) user: Option<UserId>,
+    pub(crate) reservation: Option<ReservationId>,
+}
+
 pub(crate) struct LotRow {
     pub(crate) tz: Tz,
     pub(crate) currency: String,
@@ -435,43 +447,72 @@ impl ParkingService {
                 None,
             )
             .await?;
-        let session = SessionId::new();
+        let receipt = self
+            .open_stay(
+                &mut tx,
+                SessionId::new(),
+                NewStay {
+                    lot,
+                    spot: (spot_id, label),
+                    vehicle_type: req.vehicle_type,
+                    method: req.method,
+                    plate: req.plate.as_deref(),
+                    user: req.user_id,
+                    reservation: None,
+                },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        self.metrics.check_ins.inc();
+        Ok(receipt)
+    }
+
+    /// Record, inside the caller's transaction, a stay that opens at `now`: its session row and
+    /// its `check_in` event. Drive-ups and reservations entering at the gate both come here.
+    pub(crate) async fn open_stay(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        session: SessionId,
+        stay: NewStay<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CheckInReceipt> {
+        let (spot_id, label) = stay.spot;
         sqlx::query(
-            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(session.0.to_string())
-        .bind(lot.0)
+        .bind(stay.lot.0)
         .bind(spot_id)
-        .bind(req.vehicle_type.as_str())
-        .bind(req.method.as_str())
-        .bind(&req.plate)
-        .bind(req.user_id.map(|u| u.0.to_string()))
+        .bind(stay.vehicle_type.as_str())
+        .bind(stay.method.as_str())
+        .bind(stay.plate)
+        .bind(stay.user.map(|u| u.0.to_string()))
         .bind(now.timestamp_millis())
-        .execute(&mut *tx)
+        .bind(stay.reservation.map(|r| r.0.to_string()))
+        .execute(&mut *conn)
         .await?;
         let event = Event::new(
             now,
-            lot,
+            stay.lot,
             EventPayload::CheckIn(CheckIn {
                 session_id: session,
-                user_id: req.user_id,
-                reservation_id: None,
+                user_id: stay.user,
+                reservation_id: stay.reservation,
                 spot_id: Some(SpotId(spot_id)),
-                vehicle_type: req.vehicle_type,
-                method: req.method,
+                vehicle_type: stay.vehicle_type,
+                method: stay.method,
             }),
         );
-        append_event(&mut tx, &event).await?;
-        tx.commit().await?;
-        self.metrics.check_ins.inc();
+        append_event(conn, &event).await?;
         Ok(CheckInReceipt {
             session_id: session,
-            lot_id: lot,
+            lot_id: stay.lot,
             spot_id: SpotId(spot_id),
             spot_label: label,
             entered_at: event.occurred_at,
-            reservation_id: None,
+            reservation_id: stay.reservation,
         })
     }
 
