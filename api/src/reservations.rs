@@ -11,7 +11,7 @@
 use crate::availability::{Hold, SpotPolicy, distance_m};
 use crate::error::{Error, Result};
 use crate::passes::PassClaims;
-use crate::service::{ParkingService, charge};
+use crate::service::{ParkingService, charge, rate_in_force_conn};
 use crate::store::{Backend, append_event, is_unique_violation};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -20,8 +20,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{
-    DayKind, Event, EventPayload, LotId, ReservationId, SessionId, SpotId, TimeBand, UserId,
-    VehicleType,
+    Event, EventPayload, LotId, ReservationId, SessionId, SpotId, UserId, VehicleType,
 };
 
 /// The SQL condition "this reservation holds its spot", optionally on a table alias.
@@ -261,19 +260,9 @@ impl LotRules {
         window: TimeRange,
         vehicle: VehicleType,
     ) -> Result<i64> {
-        let rate: i64 = sqlx::query_scalar(
-            "SELECT cents_per_hour FROM rates
-             WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
-             ORDER BY effective_from DESC LIMIT 1",
-        )
-        .bind(lot.0)
-        .bind(TimeBand::at(window.start(), self.tz).as_str())
-        .bind(DayKind::at(window.start(), self.tz).as_str())
-        .bind(vehicle.as_str())
-        .bind(window.start().timestamp_millis())
-        .fetch_optional(conn)
-        .await?
-        .unwrap_or(self.default_cents_per_hour);
+        let rate = rate_in_force_conn(conn, lot, vehicle, self.tz, window.start())
+            .await?
+            .unwrap_or(self.default_cents_per_hour);
         Ok(charge(window.duration().num_seconds(), rate))
     }
 }

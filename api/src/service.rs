@@ -592,8 +592,7 @@ impl ParkingService {
         let entered_at: i64 = row.get("entered_at");
         let duration_s = ((now.timestamp_millis() - entered_at) / 1000).max(0);
         let band = TimeBand::at(now, info.tz);
-        let cents_per_hour = self
-            .rate_in_force_conn(&mut tx, lot, vt, info.tz, now)
+        let cents_per_hour = rate_in_force_conn(&mut tx, lot, vt, info.tz, now)
             .await?
             .unwrap_or(info.default_cents_per_hour);
         let reservation: Option<ReservationId> = row
@@ -769,8 +768,7 @@ impl ParkingService {
     pub async fn rate_at(&self, lot: LotId, vt: VehicleType, at: DateTime<Utc>) -> Result<i64> {
         let mut conn = self.store.pool().acquire().await?;
         let info = self.lot_row(&mut conn, lot).await?;
-        Ok(self
-            .rate_in_force_conn(&mut conn, lot, vt, info.tz, at)
+        Ok(rate_in_force_conn(&mut conn, lot, vt, info.tz, at)
             .await?
             .unwrap_or(info.default_cents_per_hour))
     }
@@ -783,30 +781,31 @@ impl ParkingService {
         at: DateTime<Utc>,
     ) -> Result<Option<i64>> {
         let mut conn = self.store.pool().acquire().await?;
-        self.rate_in_force_conn(&mut conn, lot, vt, tz, at).await
+        rate_in_force_conn(&mut conn, lot, vt, tz, at).await
     }
+}
 
-    async fn rate_in_force_conn(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        lot: LotId,
-        vt: VehicleType,
-        tz: Tz,
-        at: DateTime<Utc>,
-    ) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT cents_per_hour FROM rates
-             WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
-             ORDER BY effective_from DESC LIMIT 1",
-        )
-        .bind(lot.0)
-        .bind(TimeBand::at(at, tz).as_str())
-        .bind(DayKind::at(at, tz).as_str())
-        .bind(vt.as_str())
-        .bind(at.timestamp_millis())
-        .fetch_optional(conn)
-        .await?)
-    }
+/// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot's time zone `tz` picks
+/// band and day kind), if one was published; callers fall back to the lot default.
+pub(crate) async fn rate_in_force_conn(
+    conn: &mut sqlx::AnyConnection,
+    lot: LotId,
+    vt: VehicleType,
+    tz: Tz,
+    at: DateTime<Utc>,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT cents_per_hour FROM rates
+         WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
+         ORDER BY effective_from DESC LIMIT 1",
+    )
+    .bind(lot.0)
+    .bind(TimeBand::at(at, tz).as_str())
+    .bind(DayKind::at(at, tz).as_str())
+    .bind(vt.as_str())
+    .bind(at.timestamp_millis())
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// The charge for a stay: the hourly rate pro rata to the second, rounded up to the cent.
