@@ -259,6 +259,11 @@ impl ParkingService {
         let pool = self.store().pool();
         for _ in 0..ATTEMPTS {
             let version = self.availability().version(lot);
+            // The lot's row: its spot policy, and `NotFound` for a lot that does not exist.
+            let policy = {
+                let mut conn = pool.acquire().await?;
+                self.lot_row(&mut conn, lot).await?.policy
+            };
             let spots: Vec<SpotColumns> = sqlx::query_as(
                 "SELECT id, label, vehicle_type, latitude, longitude FROM spots
                  WHERE lot_id = $1 AND closed = 0 ORDER BY id",
@@ -266,13 +271,6 @@ impl ParkingService {
             .bind(lot.0)
             .fetch_all(pool)
             .await?;
-            if spots.is_empty() {
-                let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM lots WHERE id = $1")
-                    .bind(lot.0)
-                    .fetch_optional(pool)
-                    .await?;
-                exists.ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
-            }
             let holds: Vec<(String, i64, i64, i64)> = sqlx::query_as(concat!(
                 "SELECT id, spot_id, start_at, end_at FROM reservations WHERE lot_id = $1 AND ",
                 holding!()
@@ -302,14 +300,6 @@ impl ParkingService {
                     })
                 })
                 .collect::<Vec<_>>();
-            let ev_open: Option<i64> =
-                sqlx::query_scalar("SELECT ev_spots_open_to_cars FROM lots WHERE id = $1")
-                    .bind(lot.0)
-                    .fetch_optional(pool)
-                    .await?;
-            let policy = SpotPolicy {
-                ev_spots_open_to_cars: ev_open.unwrap_or(0) != 0,
-            };
             if self
                 .availability()
                 .install(lot, version, policy, spots, holds)

@@ -784,10 +784,8 @@ impl ParkingService {
     pub async fn gate_pass(&self, user: UserId, id: ReservationId) -> Result<GatePass> {
         let r = self.reservation_of(user, id).await?;
         require_active(&r)?;
-        let grace: i64 = sqlx::query_scalar("SELECT entry_grace_minutes FROM lots WHERE id = $1")
-            .bind(r.lot_id.0)
-            .fetch_one(self.store().pool())
-            .await?;
+        let mut conn = self.store().pool().acquire().await?;
+        let grace = self.lot_row(&mut conn, r.lot_id).await?.entry_grace_minutes;
         Ok(self.pass_of(user, &r, grace))
     }
 
