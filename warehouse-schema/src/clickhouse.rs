@@ -45,8 +45,10 @@ fn statements(file: &str, db: &str) -> Vec<String> {
         .collect()
 }
 
-/// A batch of `table` (in the column table's order, as `star.rs` builds them) as ClickHouse
-/// `RowBinary` rows: Date32 as `Date` (UInt16 days), Boolean as `UInt8`, times as Int64 ms.
+/// A batch of `table` (events from `convert::events_to_batch`, dimensions from `star.rs`) as
+/// ClickHouse `RowBinary` rows, columns in the column table's order (the order of the DDL):
+/// Date32 as `Date` (UInt16 days), Boolean as `UInt8`, times as Int64 epoch milliseconds,
+/// nullable columns behind the one-byte null marker.
 pub fn batch_row_binary(
     table: Table,
     batch: &arrow::array::RecordBatch,
@@ -125,88 +127,6 @@ fn write_varint(mut n: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// Events as ClickHouse `RowBinary` rows of `fact_parking_event`, columns in the order of the
-/// column table (the order of the DDL), so `INSERT INTO {db}.fact_parking_event FORMAT RowBinary`
-/// takes them as they are. Times are Int64 epoch milliseconds; nullable columns carry the
-/// one-byte null marker.
-pub fn fact_parking_event_row_binary(events: &[crate::Event], out: &mut Vec<u8>) {
-    for e in events {
-        let v = serde_json::to_value(e).expect("events always serialize");
-        for c in crate::tables::FACT_PARKING_EVENT {
-            encode(c, v.get(c.json).filter(|x| !x.is_null()), out);
-        }
-    }
-}
-
-/// The names of the columns `fact_parking_event_row_binary` writes, in order.
-pub fn fact_parking_event_columns() -> Vec<&'static str> {
-    crate::tables::FACT_PARKING_EVENT
-        .iter()
-        .map(|c| c.name)
-        .collect()
-}
-
-fn encode(c: &crate::tables::Column, value: Option<&serde_json::Value>, out: &mut Vec<u8>) {
-    use crate::tables::Kind;
-    if c.nullable {
-        match value {
-            None => {
-                out.push(1);
-                return;
-            }
-            Some(_) => out.push(0),
-        }
-    }
-    match c.kind {
-        Kind::Utf8 => {
-            let s = value
-                .map(|x| {
-                    x.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| x.to_string())
-                })
-                .unwrap_or_default();
-            let mut len = s.len() as u64;
-            loop {
-                let byte = (len & 0x7f) as u8;
-                len >>= 7;
-                if len == 0 {
-                    out.push(byte);
-                    break;
-                }
-                out.push(byte | 0x80);
-            }
-            out.extend_from_slice(s.as_bytes());
-        }
-        Kind::Int64 => {
-            let n = value.and_then(|x| x.as_i64()).unwrap_or_default();
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        Kind::TimestampMs => {
-            let n = value
-                .and_then(|x| x.as_str())
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.timestamp_millis())
-                .unwrap_or_default();
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        Kind::Int32 => {
-            let n = value.and_then(|x| x.as_i64()).unwrap_or_default() as i32;
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        Kind::UInt16 => {
-            let n = value.and_then(|x| x.as_u64()).unwrap_or_default() as u16;
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        Kind::Float64 => {
-            let n = value.and_then(|x| x.as_f64()).unwrap_or_default();
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        Kind::Boolean => out.push(u8::from(value.and_then(|x| x.as_bool()).unwrap_or(false))),
-        Kind::Date32 | Kind::Binary => unreachable!("no event field is a date or binary"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,7 +178,8 @@ mod tests {
             }),
         );
         let mut out = Vec::new();
-        fact_parking_event_row_binary(std::slice::from_ref(&e), &mut out);
+        let batch = crate::convert::events_to_batch(std::slice::from_ref(&e)).unwrap();
+        batch_row_binary(Table::FactParkingEvent, &batch, &mut out).unwrap();
         // event_id: a 36-byte string behind its one-byte length.
         assert_eq!(out[0], 36);
         assert_eq!(&out[1..37], e.event_id.to_string().as_bytes());
@@ -275,9 +196,6 @@ mod tests {
         assert_eq!(i64::from_le_bytes(out[62..70].try_into().unwrap()), 7);
         // session_id is NULL for a rate: the null marker alone.
         assert_eq!(out[70], 1);
-        assert_eq!(
-            fact_parking_event_columns().len(),
-            crate::tables::FACT_PARKING_EVENT.len()
-        );
+        assert_eq!(batch.num_columns(), crate::tables::FACT_PARKING_EVENT.len());
     }
 }

@@ -113,16 +113,9 @@ impl ClickHouseSink {
         if events.is_empty() {
             return Ok(());
         }
-        let mut body = Vec::with_capacity(events.len() * 160);
-        warehouse_schema::clickhouse::fact_parking_event_row_binary(events, &mut body);
-        let columns = warehouse_schema::clickhouse::fact_parking_event_columns().join(", ");
-        let mut insert = self.client.insert_formatted_with(format!(
-            "INSERT INTO {}.fact_parking_event ({columns}) FORMAT RowBinary",
-            self.database
-        ));
-        insert.send(Bytes::from(body)).await?;
-        insert.end().await?;
-        Ok(())
+        let batch = warehouse_schema::convert::events_to_batch(events)?;
+        self.insert_batch(warehouse_schema::Table::FactParkingEvent, &batch)
+            .await
     }
 
     /// Rebuild `fact_stay` and the lot, spot and user dimensions from the events, and write the
