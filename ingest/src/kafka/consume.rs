@@ -185,6 +185,8 @@ impl WarehouseConsumer {
         let mut pending_lots = HashSet::new();
         let mut events = Vec::with_capacity(messages.len());
         let mut dead = Vec::new();
+        // The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
+        let mut dead_keys: Vec<&[u8]> = Vec::new();
         for m in &messages {
             let (partition, offset) = (m.partition(), m.offset());
             let next = next_offsets.entry(partition).or_insert(offset + 1);
@@ -213,6 +215,7 @@ impl WarehouseConsumer {
                         rejection,
                         payload: payload.to_vec(),
                     });
+                    dead_keys.push(m.key().unwrap_or_default());
                 }
             }
         }
@@ -222,7 +225,7 @@ impl WarehouseConsumer {
         events.retain(|e| !self.recent.contains(&e.event_id.0) && seen.insert(e.event_id.0));
         report.duplicates = (before - events.len()) as u64;
 
-        self.publish_dead_letters(&messages, &dead).await?;
+        self.publish_dead_letters(&dead, &dead_keys).await?;
         if let Some(ch) = &self.clickhouse {
             ch.insert_events(&events).await?;
         }
@@ -254,21 +257,9 @@ impl WarehouseConsumer {
     }
 
     /// The original bytes of every refused message, with the reason in its headers.
-    async fn publish_dead_letters(
-        &self,
-        messages: &[OwnedMessage],
-        dead: &[DeadLetter],
-    ) -> Result<()> {
+    async fn publish_dead_letters(&self, dead: &[DeadLetter], keys: &[&[u8]]) -> Result<()> {
         let mut pending = Vec::with_capacity(dead.len());
-        for d in dead {
-            let key = messages
-                .iter()
-                .find(|m| {
-                    d.source
-                        .ends_with(&format!("/{}@{}", m.partition(), m.offset()))
-                })
-                .and_then(|m| m.key().map(<[u8]>::to_vec))
-                .unwrap_or_default();
+        for (d, key) in dead.iter().zip(keys) {
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "reason",
@@ -283,7 +274,7 @@ impl WarehouseConsumer {
                     value: Some(d.source.as_str()),
                 });
             let record = FutureRecord::to(&self.dlq_topic)
-                .key(&key)
+                .key(*key)
                 .payload(&d.payload)
                 .headers(headers);
             let delivery = self
