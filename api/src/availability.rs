@@ -17,7 +17,7 @@
 //! reservations answers in microseconds.
 
 use crate::error::{Error, Result};
-use crate::reservations::{FreeSpot, SpotColumns, TimeRange, holding};
+use crate::reservations::{FreeSpot, SpotColumns, SpotRow, TimeRange, holding};
 use crate::service::ParkingService;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -189,6 +189,35 @@ impl AvailabilityIndex {
         }
     }
 
+    /// Every open spot of a loaded `lot` that no reserved window overlaps `window`, whatever
+    /// the vehicle, leaving out `skip`. `None`: not loaded.
+    pub(crate) fn unreserved(
+        &self,
+        lot: LotId,
+        window: TimeRange,
+        skip: &[SpotId],
+    ) -> Option<Vec<SpotRow>> {
+        let index = self.lot(lot)?;
+        let index = index.read().expect("index lock");
+        let (start, end) = (
+            window.start().timestamp_millis(),
+            window.end().timestamp_millis(),
+        );
+        Some(
+            index
+                .spots
+                .iter()
+                .filter(|s| s.is_free(start, end) && !skip.contains(&s.id))
+                .map(|s| SpotRow {
+                    id: s.id.0,
+                    label: s.label.clone(),
+                    vehicle_type: s.vehicle_type,
+                    position: s.position,
+                })
+                .collect(),
+        )
+    }
+
     /// Spots of a loaded `lot` that `vehicle` may use and that are free for all of `window`,
     /// best fit first, then nearest to `near` (when given), then by id. `None`: not loaded.
     pub fn free_spots(
@@ -243,6 +272,26 @@ impl ParkingService {
     ) -> Result<Vec<FreeSpot>> {
         for _ in 0..3 {
             if let Some(spots) = self.availability().free_spots(lot, window, vehicle, near) {
+                return Ok(spots);
+            }
+            self.load_availability(lot).await?;
+        }
+        Err(Error::conflict(
+            "busy",
+            "availability of this lot is changing too fast; retry",
+        ))
+    }
+
+    /// The spots of `lot` the availability index believes free during `window`, except `skip`,
+    /// loading the lot first when needed.
+    pub(crate) async fn unreserved_spots(
+        &self,
+        lot: LotId,
+        window: TimeRange,
+        skip: &[SpotId],
+    ) -> Result<Vec<SpotRow>> {
+        for _ in 0..3 {
+            if let Some(spots) = self.availability().unreserved(lot, window, skip) {
                 return Ok(spots);
             }
             self.load_availability(lot).await?;

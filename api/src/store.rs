@@ -87,6 +87,12 @@ impl Backend {
                     "ev spots and unpublished outbox",
                     include_str!("../migrations/postgres/0005_ev_spots.sql"),
                 ),
+                // PostgreSQL only: SQLite's free-spot query probes its per-spot index.
+                (
+                    6,
+                    "holds by lot and window",
+                    include_str!("../migrations/postgres/0006_holds_by_lot.sql"),
+                ),
             ],
         }
     }

@@ -15,6 +15,7 @@ use tower::ServiceExt;
 pub struct TestApp {
     state: AppState,
     clock: ManualClock,
+    config: ApiConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -78,8 +79,20 @@ impl TestApp {
         Some(Self {
             state,
             clock,
+            config,
             _dir: dir,
         })
+    }
+
+    /// Another API process on the same database and clock, with its own availability index.
+    async fn second_process(&self) -> AppState {
+        AppState::open(
+            &self.config,
+            Arc::new(self.clock.clone()),
+            Registry::default(),
+        )
+        .await
+        .unwrap()
     }
 
     async fn call(
@@ -457,12 +470,14 @@ use gates::{
     times_need_an_offset_and_windows_count_local_days_across_dst,
 };
 use reservations::{
+    a_process_with_a_stale_index_still_books_right,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
     idempotency_key_returns_the_first_answer, store_agrees_with_a_brute_force_oracle,
     two_hundred_concurrent_requests_for_one_spot_book_it_once,
 };
 
 on_both_stores!(
+    a_process_with_a_stale_index_still_books_right,
     a_pass_opens_the_gate_once_within_its_window,
     a_cancelled_or_late_reservation_opens_nothing,
     plates_and_drive_ups_at_the_gate,

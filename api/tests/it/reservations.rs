@@ -213,6 +213,92 @@ pub async fn idempotency_key_returns_the_first_answer(app: TestApp) {
     );
 }
 
+/// Two API processes on one database, the first with its availability index loaded before the
+/// second books: the first must neither double-book a spot its index wrongly thinks free nor
+/// turn a driver away because its index wrongly thinks the lot full.
+pub async fn a_process_with_a_stale_index_still_books_right(app: TestApp) {
+    let other = app.second_process().await;
+    let lot = app.with_lot(json!({"car": 3})).await;
+    let start = app.state.service.now() + Duration::hours(3);
+    let end = start + Duration::hours(2);
+    let window = TimeRange::new(start, end).unwrap();
+    let free = |state: &parkflow_api::AppState| {
+        let service = state.service.clone();
+        async move {
+            service
+                .free_spots(LotId(lot), window, VehicleType::Car, None)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(
+        free(&app.state).await,
+        3,
+        "the first process loads its index"
+    );
+
+    // The other process takes two of the three spots; the first process's index still has them.
+    let mut theirs = Vec::new();
+    for i in 0..2 {
+        let r = other
+            .service
+            .reserve(
+                UserId::new(),
+                request(lot, None, start, end),
+                &format!("o{i}"),
+            )
+            .await
+            .unwrap();
+        theirs.push(r);
+    }
+    assert_eq!(free(&app.state).await, 3, "the index is stale, as intended");
+    // Every key spreads to a different spot guess: each must end on the one free spot.
+    let me = UserId::new();
+    let mine = app
+        .state
+        .service
+        .reserve(me, request(lot, None, start, end), "m0")
+        .await
+        .unwrap();
+    assert!(theirs.iter().all(|r| r.spot_id != mine.spot_id));
+    for i in 1..4 {
+        let full = app
+            .state
+            .service
+            .reserve(
+                UserId::new(),
+                request(lot, None, start, end),
+                &format!("m{i}"),
+            )
+            .await;
+        assert_eq!(code(&full.unwrap_err()), "no_spot_available");
+    }
+
+    // The other process cancels the first process's booking: the first process's index now
+    // holds the one spot that is free and offers the two that are not.
+    other.service.cancel_reservation(me, mine.id).await.unwrap();
+    let again = app
+        .state
+        .service
+        .reserve(
+            UserId::new(),
+            request(lot, None, start, end),
+            "after-cancel",
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.spot_id, mine.spot_id);
+    assert_eq!(
+        app.state
+            .service
+            .overlapping_holds(LotId(lot))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 pub async fn two_hundred_concurrent_requests_for_one_spot_book_it_once(app: TestApp) {
     app.warm_pool().await;
     // Several independent rounds: a race that a missing guarantee loses only sometimes is lost
