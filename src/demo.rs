@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{Duration, DurationRound};
 use indicatif::{ProgressBar, ProgressStyle};
 use parkflow_api::ManualClock;
-use parkflow_forecast::BacktestReport;
+use parkflow_forecast::{Backtest, Measure, Series};
 use parkflow_pipeline::RefreshReport;
 use parkflow_pricing::RateChange;
 use parkflow_simulator::scenario::{SimConfig, arrivals, local};
@@ -44,7 +44,7 @@ pub struct DemoOutcome {
     pub dead_letters: u64,
     pub refresh: RefreshReport,
     pub summary: UsageSummary,
-    pub backtest: Result<BacktestReport, String>,
+    pub backtest: Result<Backtest, String>,
     pub rate_changes: Vec<RateChange>,
 }
 
@@ -126,7 +126,9 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     // Forecast: hold out the last day.
     let spinner = progress_bar(opts.progress, 0, "forecast");
     let hours = parkflow_pipeline::lot_hours(&lake).await?;
-    let backtest = parkflow_forecast::backtest(&hours, 1).map_err(|e| e.to_string());
+    let backtest =
+        parkflow_forecast::backtest(&Series::from_lot_hours(&hours, Measure::Arrivals), 1)
+            .map_err(|e| e.to_string());
     spinner.finish_and_clear();
     lap("forecast", &mut timings);
 
@@ -262,17 +264,22 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
     }
     match &o.backtest {
         Ok(b) => {
-            let _ = writeln!(
-                s,
-                "Forecast   hourly arrivals, last day held out ({} lot-hours): linfa model MAE {:.2} (RMSE {:.2}, {:.1} pp of capacity) vs baseline {} MAE {:.2} (RMSE {:.2})",
-                b.test_hours,
-                b.model_mae,
-                b.model_rmse,
-                b.model_mae_pct_capacity,
-                b.baseline.describe(),
-                b.baseline_mae,
-                b.baseline_rmse
-            );
+            for minutes in [60, 24 * 60] {
+                if let Some(r) = b.at_minutes(minutes) {
+                    let (name, best) = r.best_baseline();
+                    let _ = writeln!(
+                        s,
+                        "Forecast   hourly arrivals {} h ahead, last day held out ({} forecasts): linfa model MAE {:.2} (RMSE {:.2}, {:.1} pp of capacity) vs best baseline ({name}) MAE {:.2}: ratio {:.2}",
+                        minutes / 60,
+                        r.model.n,
+                        r.model.mae,
+                        r.model.rmse,
+                        r.model.mae_pp,
+                        best.mae,
+                        r.ratio_to_best_baseline()
+                    );
+                }
+            }
         }
         Err(e) => {
             let _ = writeln!(s, "Forecast   not evaluated: {e}");

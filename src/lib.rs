@@ -6,6 +6,7 @@ pub mod bench_api;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod forecasting;
 pub mod serve;
 pub mod steps;
 

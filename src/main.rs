@@ -4,6 +4,7 @@ use anyhow::Context;
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
 use parkflow::demo::{self, DemoOptions};
+use parkflow::forecasting::Source;
 use parkflow::{Config, bench, bench_api, serve, steps};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,11 +55,10 @@ enum Command {
     },
     /// Refresh occupancy and the derived tables, then print the usage summary.
     Report,
-    /// Backtest the arrival forecast on the lake.
+    /// The arrival and occupancy forecast.
     Forecast {
-        /// Days held out at the end of the data.
-        #[arg(long, default_value_t = 1)]
-        test_days: usize,
+        #[command(subcommand)]
+        what: ForecastCommand,
     },
     /// Price every lot on recent occupancy and publish the changes to the API.
     Price,
@@ -66,6 +66,30 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ForecastCommand {
+    /// Rolling-origin backtest against persistence and same-slot-last-week: on the lake by
+    /// default, on an occupancy CSV (`SystemCodeNumber,Capacity,Occupancy,LastUpdated`), or on
+    /// simulated weeks.
+    Backtest {
+        /// An occupancy time-series CSV to import and backtest instead of the lake.
+        #[arg(long, conflicts_with = "simulate")]
+        csv: Option<PathBuf>,
+        /// Backtest on weeks of simulated demand instead of the lake.
+        #[arg(long)]
+        simulate: bool,
+        /// Weeks to simulate.
+        #[arg(long, default_value_t = 8, requires = "simulate")]
+        weeks: u32,
+        /// Lots to simulate.
+        #[arg(long, default_value_t = 20, requires = "simulate")]
+        lots: usize,
+        /// Days held out at the end (default: 7 for a CSV or simulation, 1 for the lake).
+        #[arg(long)]
+        test_days: Option<usize>,
     },
 }
 
@@ -265,21 +289,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
-        Command::Forecast { test_days } => {
-            let lake = Lake::new(cfg.lake_dir());
-            let hours = parkflow_pipeline::lot_hours(&lake).await?;
-            let b = parkflow_forecast::backtest(&hours, test_days).context("backtest")?;
-            println!(
-                "{} lots, {} held-out lot-hours\nlinfa model  MAE {:.3}  RMSE {:.3}  ({:.2} pp of capacity)\nbaseline     MAE {:.3}  RMSE {:.3}  ({})",
-                b.lots,
-                b.test_hours,
-                b.model_mae,
-                b.model_rmse,
-                b.model_mae_pct_capacity,
-                b.baseline_mae,
-                b.baseline_rmse,
-                b.baseline.describe()
-            );
+        Command::Forecast {
+            what:
+                ForecastCommand::Backtest {
+                    csv,
+                    simulate,
+                    weeks,
+                    lots,
+                    test_days,
+                },
+        } => {
+            let source = match (csv, simulate) {
+                (Some(path), _) => Source::Csv(path),
+                (None, true) => Source::Simulated {
+                    weeks,
+                    lots,
+                    seed: 42,
+                },
+                (None, false) => Source::Lake(cfg.lake_dir()),
+            };
+            let default_days = if matches!(source, Source::Lake(_)) {
+                1
+            } else {
+                7
+            };
+            let report =
+                parkflow::forecasting::backtest_source(&source, test_days.unwrap_or(default_days))
+                    .await?;
+            print!("{}", report.render());
         }
         Command::Price => {
             let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;

@@ -6,6 +6,7 @@
 //! average); commuters much less. Everything is seeded and reproducible. The simulator drives the
 //! real API service layer with a manual clock; it never writes events itself.
 
+pub mod history;
 pub mod scenario;
 
 pub use scenario::{Arrival, ArrivalKind, LotPlan, SimConfig, scenario};

@@ -2,6 +2,7 @@
 //! distributed path through the real broker and ClickHouse, and the jobs `parkflow serve` runs.
 
 mod demo;
+mod forecast;
 mod ingest;
 mod kafka;
 mod serve;
