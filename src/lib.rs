@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod forecasting;
+pub mod pricing_eval;
 pub mod serve;
 pub mod steps;
 

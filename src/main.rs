@@ -60,12 +60,30 @@ enum Command {
         #[command(subcommand)]
         what: ForecastCommand,
     },
-    /// Price every lot on recent occupancy and publish the changes to the API.
-    Price,
+    /// Price every lot on recent occupancy and publish the changes to the API; or evaluate the
+    /// pricing policies in a closed loop (`price evaluate`).
+    Price {
+        #[command(subcommand)]
+        what: Option<PriceCommand>,
+    },
     /// Measure throughput; prints the figures recorded in BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum PriceCommand {
+    /// Static, SFpark step and forecast-aware pricing on the same simulated weeks (elastic
+    /// demand): time in the 60–80 % band, turn-aways, revenue and price volatility per policy.
+    Evaluate {
+        #[arg(long, default_value_t = 8)]
+        weeks: u32,
+        #[arg(long, default_value_t = 20)]
+        lots: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -318,7 +336,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?;
             print!("{}", report.render());
         }
-        Command::Price => {
+        Command::Price {
+            what: Some(PriceCommand::Evaluate { weeks, lots, seed }),
+        } => {
+            if weeks < 3 {
+                anyhow::bail!(
+                    "--weeks must be at least 3 (one at default prices, then two priced)"
+                );
+            }
+            let e = parkflow::pricing_eval::evaluate(parkflow::pricing_eval::EvalOptions {
+                weeks,
+                lots,
+                seed,
+            });
+            print!("{}", e.render());
+        }
+        Command::Price { what: None } => {
             let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
             let lake = Lake::new(cfg.lake_dir());
             let now = Utc::now();

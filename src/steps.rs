@@ -177,7 +177,7 @@ pub async fn price_and_publish(
 ) -> anyhow::Result<Vec<RateChange>> {
     let observed = parkflow_pipeline::band_occupancy(lake, from, to).await?;
     let current = current_rates(client).await?;
-    let changes = propose(&cfg.pricing, &observed, &current);
+    let changes = propose(&cfg.pricing, &observed, &|_, _, _| None, &current);
     let mut by_lot: BTreeMap<LotId, Vec<Value>> = BTreeMap::new();
     for c in &changes {
         by_lot.entry(c.lot_id).or_default().push(json!({

@@ -6,6 +6,10 @@
 //! Other vehicle types follow the car rate by a fixed factor. Publishing is the caller's job
 //! (through the operational API); this crate only decides.
 
+pub mod policy;
+
+pub use policy::{BandInput, ForecastPolicy, PricingPolicy, StaticPricing};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use warehouse_schema::outputs::BandOccupancy;
@@ -28,6 +32,13 @@ pub struct StepPolicy {
     pub cap: i64,
     /// Buckets a band must have been observed for before its rate may move.
     pub min_buckets: u64,
+    /// Pricing periods a rate must hold before it may move again.
+    #[serde(default = "one")]
+    pub min_periods_between_changes: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for StepPolicy {
@@ -42,13 +53,14 @@ impl Default for StepPolicy {
             floor: 50,
             cap: 800,
             min_buckets: 8,
+            min_periods_between_changes: 1,
         }
     }
 }
 
 impl StepPolicy {
     /// The next car rate for a band with mean occupancy `occupancy` and current rate `current`.
-    pub fn next_rate(&self, occupancy: f64, current: i64) -> i64 {
+    pub fn step(&self, occupancy: f64, current: i64) -> i64 {
         let step = if occupancy > self.target_high {
             self.step_up
         } else if occupancy >= self.target_low {
@@ -102,18 +114,26 @@ impl CurrentRates {
     }
 }
 
-/// Apply the policy to every observed band; returns only rates that actually change.
+/// Apply `policy` to every observed band; returns only rates that actually change. `forecast`
+/// gives the predicted occupancy of a (lot, band, day kind) for policies that use one.
 pub fn propose(
-    policy: &StepPolicy,
+    policy: &dyn PricingPolicy,
     observed: &[BandOccupancy],
+    forecast: &dyn Fn(LotId, TimeBand, DayKind) -> Option<f64>,
     current: &CurrentRates,
 ) -> Vec<RateChange> {
     let mut changes = Vec::new();
-    for o in observed.iter().filter(|o| o.buckets >= policy.min_buckets) {
+    for o in observed {
         let Some(car_now) = current.get((o.lot_id, o.band, o.day_kind, VehicleType::Car)) else {
             continue;
         };
-        let car_next = policy.next_rate(o.mean_occupancy, car_now);
+        let input = BandInput {
+            observed: o.mean_occupancy,
+            buckets: o.buckets,
+            forecast: forecast(o.lot_id, o.band, o.day_kind),
+            periods_since_change: u32::MAX,
+        };
+        let car_next = policy.next_rate(&input, car_now);
         for vt in VehicleType::ALL {
             let old = current
                 .get((o.lot_id, o.band, o.day_kind, vt))
@@ -143,26 +163,26 @@ mod tests {
     fn step_rule_at_band_edges() {
         let p = StepPolicy::default();
         // Inside the band, edges included: no change.
-        assert_eq!(p.next_rate(0.60, 300), 300);
-        assert_eq!(p.next_rate(0.70, 300), 300);
-        assert_eq!(p.next_rate(0.80, 300), 300);
+        assert_eq!(p.step(0.60, 300), 300);
+        assert_eq!(p.step(0.70, 300), 300);
+        assert_eq!(p.step(0.80, 300), 300);
         // Just above the band: up a step.
-        assert_eq!(p.next_rate(0.8001, 300), 325);
-        assert_eq!(p.next_rate(1.0, 300), 325);
+        assert_eq!(p.step(0.8001, 300), 325);
+        assert_eq!(p.step(1.0, 300), 325);
         // Just below: down a step; far below (under 30 %): down two.
-        assert_eq!(p.next_rate(0.5999, 300), 275);
-        assert_eq!(p.next_rate(0.30, 300), 275);
-        assert_eq!(p.next_rate(0.2999, 300), 250);
-        assert_eq!(p.next_rate(0.0, 300), 250);
+        assert_eq!(p.step(0.5999, 300), 275);
+        assert_eq!(p.step(0.30, 300), 275);
+        assert_eq!(p.step(0.2999, 300), 250);
+        assert_eq!(p.step(0.0, 300), 250);
     }
 
     #[test]
     fn floor_and_cap_hold() {
         let p = StepPolicy::default();
-        assert_eq!(p.next_rate(0.0, 60), 50);
-        assert_eq!(p.next_rate(0.0, 50), 50);
-        assert_eq!(p.next_rate(0.95, 790), 800);
-        assert_eq!(p.next_rate(0.95, 800), 800);
+        assert_eq!(p.step(0.0, 60), 50);
+        assert_eq!(p.step(0.0, 50), 50);
+        assert_eq!(p.step(0.95, 790), 800);
+        assert_eq!(p.step(0.95, 800), 800);
     }
 
     fn obs(lot: i64, band: TimeBand, occ: f64, buckets: u64) -> BandOccupancy {
@@ -188,7 +208,7 @@ mod tests {
             obs(1, TimeBand::Night, 0.05, 28),
             obs(1, TimeBand::Evening, 0.99, 2), // too little evidence
         ];
-        let changes = propose(&StepPolicy::default(), &observed, &current);
+        let changes = propose(&StepPolicy::default(), &observed, &|_, _, _| None, &current);
         let car = |band| {
             changes
                 .iter()

@@ -10,9 +10,31 @@ use std::collections::{BTreeMap, BinaryHeap};
 use warehouse_schema::LotId;
 use warehouse_schema::outputs::LotHour;
 
+/// What playing arrivals against capacity gave.
+#[derive(Debug, Clone, Default)]
+pub struct Played {
+    /// Per lot and UTC hour of the period, in lot order then time order.
+    pub hours: Vec<LotHour>,
+    /// When each driver who found the lot full came.
+    pub turned_away: Vec<DateTime<Utc>>,
+    /// Entry time and charge of each admitted driver.
+    pub charges: Vec<(DateTime<Utc>, i64)>,
+}
+
 /// Hourly arrivals (drivers who found room) and time-weighted mean occupancy per lot over the
 /// whole period of `cfg`; a driver who finds the lot full is turned away and not counted.
 pub fn lot_hours(cfg: &SimConfig, lots: &[(LotId, LotPlan)], arrivals: &[Arrival]) -> Vec<LotHour> {
+    play(cfg, lots, arrivals, |_| 0).hours
+}
+
+/// Play `arrivals` against each lot's capacity over the period of `cfg`; `charge(arrival)` is
+/// what an admitted driver pays.
+pub fn play(
+    cfg: &SimConfig,
+    lots: &[(LotId, LotPlan)],
+    arrivals: &[Arrival],
+    mut charge: impl FnMut(&Arrival) -> i64,
+) -> Played {
     let start = cfg.day_start(0);
     let hours = (cfg.end() - start).num_hours().max(0) as usize;
     let mut by_lot: BTreeMap<LotId, Vec<&Arrival>> = BTreeMap::new();
@@ -22,7 +44,10 @@ pub fn lot_hours(cfg: &SimConfig, lots: &[(LotId, LotPlan)], arrivals: &[Arrival
     {
         by_lot.entry(a.lot_id).or_default().push(a);
     }
-    let mut out = Vec::with_capacity(lots.len() * hours);
+    let mut played = Played {
+        hours: Vec::with_capacity(lots.len() * hours),
+        ..Played::default()
+    };
     for (lot, plan) in lots {
         let capacity = plan.capacity();
         let mut arrived = vec![0.0; hours];
@@ -46,11 +71,13 @@ pub fn lot_hours(cfg: &SimConfig, lots: &[(LotId, LotPlan)], arrivals: &[Arrival
                 occupied -= 1;
             }
             if occupied >= capacity {
+                played.turned_away.push(a.at);
                 continue;
             }
             advance(a.at, occupied, &mut since);
             occupied += 1;
             arrived[((a.at - start).num_hours()) as usize] += 1.0;
+            played.charges.push((a.at, charge(a)));
             departures.push(Reverse(a.at + a.stay));
         }
         while let Some(Reverse(at)) = departures.pop() {
@@ -61,7 +88,7 @@ pub fn lot_hours(cfg: &SimConfig, lots: &[(LotId, LotPlan)], arrivals: &[Arrival
         for h in 0..hours {
             let hour_start = start + Duration::hours(h as i64);
             let local = hour_start.with_timezone(&plan.time_zone);
-            out.push(LotHour {
+            played.hours.push(LotHour {
                 lot_id: *lot,
                 hour_start,
                 local_hour: local.hour(),
@@ -72,7 +99,7 @@ pub fn lot_hours(cfg: &SimConfig, lots: &[(LotId, LotPlan)], arrivals: &[Arrival
             });
         }
     }
-    out
+    played
 }
 
 /// Add `occupied` cars parked from `from` to `to` to the hourly car-seconds.

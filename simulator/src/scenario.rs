@@ -43,6 +43,11 @@ impl SimConfig {
         local(self.time_zone, self.start + Duration::days(i64::from(d)), 0)
     }
 
+    /// Whole weeks in the period.
+    pub fn weeks(&self) -> u32 {
+        self.days / 7
+    }
+
     /// The end of the simulated period.
     pub fn end(&self) -> DateTime<Utc> {
         self.day_start(self.days)
@@ -213,8 +218,10 @@ fn visitor_shape(hour: u32, weekend: bool) -> f64 {
     }
 }
 
-/// Every arrival of the period for lots `lots` (ids as created in the API), thinned by price:
-/// `rate(lot, vehicle, at)` is the hourly rate that driver would see.
+/// Every arrival of the period for lots `lots` (ids as created in the API), shaped by price:
+/// `rate(lot, vehicle, at)` is the hourly rate that driver would see. Above the reference rate
+/// drivers stay away by the elasticity; below it, visitors come in larger numbers by the same
+/// curve (a second visitor with the probability of the excess).
 pub fn arrivals(
     cfg: &SimConfig,
     lots: &[(LotId, LotPlan)],
@@ -254,25 +261,29 @@ pub fn arrivals(
                     (_, 1..=8) => EntryMethod::Nfc,
                     _ => EntryMethod::Qr,
                 };
-                let keep = (price.max(1.0) / cfg.reference_cents as f64)
-                    .powf(elasticity)
-                    .min(1.0);
-                if thin_rng.random::<f64>() >= keep {
+                // Demand relative to the reference price: below 1 some stay away; above 1 (a
+                // visitor seeing a price under the reference) a second visitor may come too.
+                let relative = (price.max(1.0) / cfg.reference_cents as f64).powf(elasticity);
+                let draw = thin_rng.random::<f64>();
+                if draw >= relative {
                     priced_out += 1;
                     return;
                 }
-                seq += 1;
-                out.push(Arrival {
-                    seq,
-                    lot_id: *lot_id,
-                    at,
-                    stay: Duration::seconds((stay_h * 3600.0) as i64),
-                    vehicle_type: vt,
-                    method,
-                    plate: who.map(|c| c.plate.clone()),
-                    user_id: who.map(|c| c.user_id),
-                    kind,
-                });
+                let extra = kind != ArrivalKind::Commuter && draw < relative - 1.0;
+                for copy in 0..=u32::from(extra) {
+                    seq += 1;
+                    out.push(Arrival {
+                        seq,
+                        lot_id: *lot_id,
+                        at: at + Duration::minutes(i64::from(copy) * 7),
+                        stay: Duration::seconds((stay_h * 3600.0) as i64),
+                        vehicle_type: vt,
+                        method,
+                        plate: who.map(|c| c.plate.clone()),
+                        user_id: who.map(|c| c.user_id),
+                        kind,
+                    });
+                }
             };
             if !weekend {
                 let noise = Normal::new(0.0, 12.0).expect("valid normal");
@@ -365,6 +376,31 @@ mod tests {
         assert!((kept - 2f64.powf(-0.4)).abs() < 0.05, "kept {kept}");
         assert!(out_b > 0);
         assert!(cheap.iter().filter(|a| a.kind == ArrivalKind::Commuter).all(|a| a.at.weekday().number_from_monday() <= 5 || a.at.weekday() == Weekday::Sat));
+    }
+
+    #[test]
+    fn prices_under_the_reference_bring_more_visitors() {
+        let cfg = SimConfig {
+            lots: 3,
+            days: 7,
+            ..SimConfig::default()
+        };
+        let lots: Vec<(LotId, LotPlan)> = scenario(&cfg)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (LotId(i as i64 + 1), p))
+            .collect();
+        let count = |cents: i64, kind: ArrivalKind| {
+            let (all, _, _) = arrivals(&cfg, &lots, |_, _, _| cents);
+            all.iter().filter(|a| a.kind == kind).count() as f64
+        };
+        // Halving the price brings 2^0.4 ≈ 1.32 times the visitors; commuters do not multiply.
+        let more = count(100, ArrivalKind::Visitor) / count(200, ArrivalKind::Visitor);
+        assert!((more - 2f64.powf(0.4)).abs() < 0.05, "{more}");
+        assert_eq!(
+            count(100, ArrivalKind::Commuter),
+            count(200, ArrivalKind::Commuter)
+        );
     }
 
     #[test]

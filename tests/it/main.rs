@@ -5,6 +5,7 @@ mod demo;
 mod forecast;
 mod ingest;
 mod kafka;
+mod pricing;
 mod serve;
 mod services;
 mod support;

@@ -1,0 +1,250 @@
+//! `parkflow price evaluate`: pricing policies in a closed loop on simulated weeks. Each week the
+//! simulator's demand meets the rates in force (visitors respond with elasticity −0.4,
+//! commuters −0.1); at the week's end each policy sees the week's occupancy per (lot, time band,
+//! day kind) and announces the next week's rates. The same demand draws serve every policy
+//! (common random numbers), so differences come from the prices alone.
+
+use chrono::{DateTime, Duration, Utc};
+use parkflow_pricing::{
+    BandInput, ForecastPolicy, PricingPolicy, StaticPricing, StepPolicy, vehicle_factor,
+};
+use parkflow_simulator::history::play;
+use parkflow_simulator::scenario::{arrivals, scenario};
+use parkflow_simulator::{Arrival, LotPlan, SimConfig};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use warehouse_schema::{DayKind, LotId, TimeBand};
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub weeks: u32,
+    pub lots: usize,
+    pub seed: u64,
+}
+
+/// One policy's outcome over the evaluated weeks (the first week, at default prices for every
+/// policy, is left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyResult {
+    pub policy: &'static str,
+    /// Lot-hours from 07:00 to midnight (the priced bands; nights are left out).
+    pub lot_hours: usize,
+    /// Those with mean occupancy inside the 60–80 % band.
+    pub in_band: usize,
+    /// Drivers who came and found the lot full.
+    pub turned_away: usize,
+    pub revenue_cents: i64,
+    /// Rate changes announced (car rates per lot, band and day kind).
+    pub changes: usize,
+    /// Mean absolute size of a change, in cents.
+    pub mean_change_cents: f64,
+}
+
+impl PolicyResult {
+    pub fn in_band_share(&self) -> f64 {
+        self.in_band as f64 / self.lot_hours.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub options: EvalOptions,
+    pub results: Vec<PolicyResult>,
+}
+
+impl Evaluation {
+    pub fn get(&self, policy: &str) -> Option<&PolicyResult> {
+        self.results.iter().find(|r| r.policy == policy)
+    }
+
+    pub fn render(&self) -> String {
+        let o = &self.options;
+        let mut s = format!(
+            "closed-loop pricing evaluation: {} lots, {} weeks (week 1 at default prices left out), seed {}\n",
+            o.lots, o.weeks, o.seed
+        );
+        let _ = writeln!(
+            s,
+            "{:<16} {:>12} {:>12} {:>14} {:>9} {:>12}",
+            "policy", "time in band", "turn-aways", "revenue", "changes", "mean change"
+        );
+        for r in &self.results {
+            let _ = writeln!(
+                s,
+                "{:<16} {:>11.1}% {:>12} {:>14} {:>9} {:>11.0}¢",
+                r.policy,
+                100.0 * r.in_band_share(),
+                r.turned_away,
+                format!("${:.2}", r.revenue_cents as f64 / 100.0),
+                r.changes,
+                r.mean_change_cents
+            );
+        }
+        if let Some(base) = self.get("static") {
+            for r in self.results.iter().filter(|r| r.policy != "static") {
+                let _ = writeln!(
+                    s,
+                    "{}: time in band {:.2}× static, revenue {:+.1}% vs static, turn-aways {:+.1}%",
+                    r.policy,
+                    r.in_band_share() / base.in_band_share().max(f64::EPSILON),
+                    100.0 * (r.revenue_cents - base.revenue_cents) as f64
+                        / base.revenue_cents.max(1) as f64,
+                    100.0 * (r.turned_away as f64 - base.turned_away as f64)
+                        / (base.turned_away.max(1) as f64)
+                );
+            }
+        }
+        s
+    }
+}
+
+type Key = (LotId, TimeBand, DayKind);
+
+/// Static, SFpark step and forecast-aware pricing on the same simulated weeks.
+pub fn evaluate(options: EvalOptions) -> Evaluation {
+    let base = SimConfig {
+        seed: options.seed,
+        lots: options.lots,
+        days: options.weeks * 7,
+        ..SimConfig::default()
+    };
+    let plans: Vec<(LotId, LotPlan)> = scenario(&base)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (LotId(i as i64 + 1), p))
+        .collect();
+    let policies: [&dyn PricingPolicy; 3] = [
+        &StaticPricing,
+        &StepPolicy::default(),
+        &ForecastPolicy::default(),
+    ];
+    let results = policies
+        .into_iter()
+        .map(|p| run(&base, &plans, p))
+        .collect();
+    Evaluation { options, results }
+}
+
+fn key(lot: LotId, at: DateTime<Utc>, cfg: &SimConfig) -> Key {
+    (
+        lot,
+        TimeBand::at(at, cfg.time_zone),
+        DayKind::at(at, cfg.time_zone),
+    )
+}
+
+/// The occupancy the policy expects next week at the current rate: the mean of the band's last
+/// three weeks, each moved to the current rate by the policy's assumed elasticity.
+fn forecast(history: &[(f64, i64)], current: i64, elasticity: f64) -> Option<f64> {
+    let recent = &history[history.len().saturating_sub(3)..];
+    if recent.is_empty() {
+        return None;
+    }
+    let sum: f64 = recent
+        .iter()
+        .map(|(occ, rate)| occ * (current as f64 / (*rate).max(1) as f64).powf(elasticity))
+        .sum();
+    Some((sum / recent.len() as f64).min(1.0))
+}
+
+fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy) -> PolicyResult {
+    let elasticity = ForecastPolicy::default().elasticity;
+    let mut rates: BTreeMap<Key, i64> = BTreeMap::new();
+    for (lot, plan) in plans {
+        for band in TimeBand::ALL {
+            for kind in DayKind::ALL {
+                rates.insert((*lot, band, kind), plan.default_cents);
+            }
+        }
+    }
+    let mut weekly_rates = Vec::new();
+    let mut since_change: BTreeMap<Key, u32> = BTreeMap::new();
+    let mut history: BTreeMap<Key, Vec<(f64, i64)>> = BTreeMap::new();
+    let mut all: Vec<Arrival> = Vec::new();
+    let (mut changes, mut moved) = (0usize, 0i64);
+    for week in 0..base.weeks() {
+        weekly_rates.push(rates.clone());
+        let cfg = SimConfig {
+            seed: base.seed.wrapping_add(u64::from(week) * 1_000_003),
+            start: base.start + Duration::days(7 * i64::from(week)),
+            days: 7,
+            ..base.clone()
+        };
+        let (week_arrivals, _, _) = arrivals(&cfg, plans, |lot, vt, at| {
+            (rates[&key(lot, at, base)] as f64 * vehicle_factor(vt)).round() as i64
+        });
+        all.extend(week_arrivals);
+        if week + 1 == base.weeks() {
+            break;
+        }
+        // The week's occupancy per band, then next week's rates.
+        let so_far = SimConfig {
+            days: 7 * (week + 1),
+            ..base.clone()
+        };
+        let week_start = cfg.day_start(0);
+        let mut sums: BTreeMap<Key, (f64, u64)> = BTreeMap::new();
+        for h in play(&so_far, plans, &all, |_| 0).hours {
+            if h.hour_start >= week_start {
+                let s = sums.entry(key(h.lot_id, h.hour_start, base)).or_default();
+                s.0 += h.mean_occupancy;
+                s.1 += 1;
+            }
+        }
+        for (k, (sum, n)) in sums {
+            let current = rates[&k];
+            let observed = sum / n as f64;
+            let past = history.entry(k).or_default();
+            past.push((observed, current));
+            let input = BandInput {
+                observed,
+                buckets: 4 * n,
+                forecast: forecast(past, current, elasticity),
+                periods_since_change: *since_change.get(&k).unwrap_or(&u32::MAX),
+            };
+            let next = policy.next_rate(&input, current);
+            let since = since_change.entry(k).or_insert(u32::MAX);
+            if next == current {
+                *since = since.saturating_add(1);
+            } else {
+                changes += 1;
+                moved += (next - current).abs();
+                *since = 1;
+                rates.insert(k, next);
+            }
+        }
+    }
+    let evaluated_from = base.day_start(7);
+    let played = play(base, plans, &all, |a| {
+        let week = ((a.at - base.day_start(0)).num_days() / 7) as usize;
+        let rate = weekly_rates[week.min(weekly_rates.len() - 1)][&key(a.lot_id, a.at, base)];
+        let hours = a.stay.num_seconds() as f64 / 3600.0;
+        (rate as f64 * vehicle_factor(a.vehicle_type) * hours).ceil() as i64
+    });
+    let priced: Vec<_> = played
+        .hours
+        .iter()
+        .filter(|h| h.hour_start >= evaluated_from && h.local_hour >= 7)
+        .collect();
+    PolicyResult {
+        policy: policy.name(),
+        lot_hours: priced.len(),
+        in_band: priced
+            .iter()
+            .filter(|h| (0.6..=0.8).contains(&h.mean_occupancy))
+            .count(),
+        turned_away: played
+            .turned_away
+            .iter()
+            .filter(|t| **t >= evaluated_from)
+            .count(),
+        revenue_cents: played
+            .charges
+            .iter()
+            .filter(|(t, _)| *t >= evaluated_from)
+            .map(|(_, c)| c)
+            .sum(),
+        changes,
+        mean_change_cents: moved as f64 / changes.max(1) as f64,
+    }
+}

@@ -1,0 +1,33 @@
+//! `parkflow price evaluate`: the closed loop runs every policy on the same demand and reports
+//! what each did.
+
+use parkflow::pricing_eval::{EvalOptions, evaluate};
+
+#[test]
+fn every_policy_meets_the_same_demand_and_the_report_says_what_each_did() {
+    let e = evaluate(EvalOptions {
+        weeks: 4,
+        lots: 6,
+        seed: 3,
+    });
+    let text = e.render();
+    let [fixed, step, ahead] = &e.results[..] else {
+        panic!("{text}")
+    };
+    assert_eq!(
+        (fixed.policy, step.policy, ahead.policy),
+        ("static", "SFpark step", "forecast-aware")
+    );
+    // Three evaluated weeks of 6 lots, 17 priced hours a day (07:00 to midnight), for all.
+    for r in &e.results {
+        assert_eq!(r.lot_hours, 3 * 7 * 6 * 17, "{text}");
+        assert!(r.revenue_cents > 0, "{text}");
+    }
+    assert_eq!(fixed.changes, 0, "{text}");
+    assert!(step.changes > 0 && ahead.changes > 0, "{text}");
+    // The step rule moves by 25 or 50 cents; the forecast-aware policy by up to a dollar.
+    assert!((25.0..=50.0).contains(&step.mean_change_cents), "{text}");
+    assert!(ahead.mean_change_cents <= 100.0, "{text}");
+    assert!(ahead.in_band_share() > fixed.in_band_share(), "{text}");
+    assert!(text.contains("× static"), "{text}");
+}
