@@ -4,7 +4,7 @@
 use anyhow::Context;
 use parkflow_forecast::import::import_occupancy_csv;
 use parkflow_forecast::{Backtest, Measure, Series, backtest};
-use parkflow_simulator::scenario::{arrivals, scenario};
+use parkflow_simulator::scenario::{arrivals, numbered_lots};
 use parkflow_simulator::{LotPlan, SimConfig};
 use std::path::PathBuf;
 use warehouse_schema::LotId;
@@ -96,11 +96,7 @@ pub fn simulated_hours(weeks: u32, lots: usize, seed: u64) -> Vec<LotHour> {
         days: weeks * 7,
         ..SimConfig::default()
     };
-    let plans: Vec<(LotId, LotPlan)> = scenario(&cfg)
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (LotId(i as i64 + 1), p))
-        .collect();
+    let plans: Vec<(LotId, LotPlan)> = numbered_lots(&cfg);
     let defaults: Vec<i64> = plans.iter().map(|(_, p)| p.default_cents).collect();
     let (all, _, _) = arrivals(&cfg, &plans, |lot, _, _| defaults[(lot.0 - 1) as usize]);
     parkflow_simulator::history::lot_hours(&cfg, &plans, &all)

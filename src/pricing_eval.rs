@@ -9,7 +9,7 @@ use parkflow_pricing::{
     BandInput, ForecastPolicy, PricingPolicy, StaticPricing, StepPolicy, vehicle_factor,
 };
 use parkflow_simulator::history::play;
-use parkflow_simulator::scenario::{arrivals, scenario};
+use parkflow_simulator::scenario::{arrivals, numbered_lots};
 use parkflow_simulator::{Arrival, LotPlan, SimConfig};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -108,11 +108,7 @@ pub fn evaluate(options: EvalOptions) -> Evaluation {
         days: options.weeks * 7,
         ..SimConfig::default()
     };
-    let plans: Vec<(LotId, LotPlan)> = scenario(&base)
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (LotId(i as i64 + 1), p))
-        .collect();
+    let plans: Vec<(LotId, LotPlan)> = numbered_lots(&base);
     let policies: [&dyn PricingPolicy; 3] = [
         &StaticPricing,
         &StepPolicy::default(),

@@ -19,6 +19,13 @@ pub struct BandInput {
     pub periods_since_change: u32,
 }
 
+impl BandInput {
+    /// Whether a rate may move: enough evidence, and held long enough since its last change.
+    pub fn may_change(&self, min_buckets: u64, min_periods_between_changes: u32) -> bool {
+        self.buckets >= min_buckets && self.periods_since_change >= min_periods_between_changes
+    }
+}
+
 pub trait PricingPolicy {
     fn name(&self) -> &'static str;
     /// The car rate (cents per hour) for the next period.
@@ -45,9 +52,7 @@ impl PricingPolicy for StepPolicy {
     }
 
     fn next_rate(&self, input: &BandInput, current: i64) -> i64 {
-        if input.buckets < self.min_buckets
-            || input.periods_since_change < self.min_periods_between_changes
-        {
+        if !input.may_change(self.min_buckets, self.min_periods_between_changes) {
             return current;
         }
         self.step(input.observed, current)
@@ -95,9 +100,7 @@ impl PricingPolicy for ForecastPolicy {
     }
 
     fn next_rate(&self, input: &BandInput, current: i64) -> i64 {
-        if input.buckets < self.min_buckets
-            || input.periods_since_change < self.min_periods_between_changes
-        {
+        if !input.may_change(self.min_buckets, self.min_periods_between_changes) {
             return current;
         }
         let predicted = input.forecast.unwrap_or(input.observed);

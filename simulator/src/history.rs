@@ -128,7 +128,7 @@ fn add_car_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{arrivals, scenario};
+    use crate::scenario::{arrivals, numbered_lots};
 
     #[test]
     fn hours_conserve_arrivals_and_never_exceed_capacity() {
@@ -137,11 +137,7 @@ mod tests {
             days: 14,
             ..SimConfig::default()
         };
-        let lots: Vec<(LotId, LotPlan)> = scenario(&cfg)
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (LotId(i as i64 + 1), p))
-            .collect();
+        let lots: Vec<(LotId, LotPlan)> = numbered_lots(&cfg);
         let (all, _, _) = arrivals(&cfg, &lots, |_, _, _| 200);
         let hours = lot_hours(&cfg, &lots, &all);
         assert_eq!(hours.len(), 3 * 14 * 24);

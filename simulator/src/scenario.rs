@@ -178,6 +178,16 @@ pub fn scenario(cfg: &SimConfig) -> Vec<LotPlan> {
         .collect()
 }
 
+/// The lots of a scenario with ids 1, 2, … — as a fresh store numbers them, and as the
+/// in-memory runs (`history`) use them without a store.
+pub fn numbered_lots(cfg: &SimConfig) -> Vec<(LotId, LotPlan)> {
+    scenario(cfg)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (LotId(i as i64 + 1), p))
+        .collect()
+}
+
 fn uuid_from(rng: &mut ChaCha8Rng) -> uuid::Uuid {
     uuid::Builder::from_random_bytes(rng.random()).into_uuid()
 }
@@ -360,11 +370,7 @@ mod tests {
             days: 7,
             ..SimConfig::default()
         };
-        let lots: Vec<(LotId, LotPlan)> = scenario(&cfg)
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (LotId(i as i64 + 1), p))
-            .collect();
+        let lots: Vec<(LotId, LotPlan)> = numbered_lots(&cfg);
         let (cheap, demand_a, out_a) = arrivals(&cfg, &lots, |_, _, _| 200);
         let (dear, demand_b, out_b) = arrivals(&cfg, &lots, |_, _, _| 400);
         assert_eq!(demand_a, demand_b, "demand before price is the same");
@@ -385,11 +391,7 @@ mod tests {
             days: 7,
             ..SimConfig::default()
         };
-        let lots: Vec<(LotId, LotPlan)> = scenario(&cfg)
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (LotId(i as i64 + 1), p))
-            .collect();
+        let lots: Vec<(LotId, LotPlan)> = numbered_lots(&cfg);
         let count = |cents: i64, kind: ArrivalKind| {
             let (all, _, _) = arrivals(&cfg, &lots, |_, _, _| cents);
             all.iter().filter(|a| a.kind == kind).count() as f64
