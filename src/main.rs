@@ -41,6 +41,11 @@ enum Command {
     },
     /// Serve the API with embedded ingest and the scheduled jobs.
     Serve,
+    /// The jobs `serve` schedules: list them, or run one now.
+    Jobs {
+        #[command(subcommand)]
+        what: JobsCommand,
+    },
     /// Create or upgrade the operational database.
     Migrate,
     /// Move events from the outbox into the warehouse.
@@ -71,6 +76,14 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Each job and its interval.
+    List,
+    /// Run one job now (with retries) and print its run record.
+    Run { name: String },
 }
 
 #[derive(Subcommand)]
@@ -336,6 +349,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?;
             print!("{}", report.render());
         }
+        Command::Jobs {
+            what: JobsCommand::List,
+        } => print!("{}", serve::list_jobs(&cfg).await?),
+        Command::Jobs {
+            what: JobsCommand::Run { name },
+        } => print!("{}", serve::run_job(&cfg, &name).await?),
         Command::Price {
             what: Some(PriceCommand::Evaluate { weeks, lots, seed }),
         } => {

@@ -36,6 +36,41 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `parkflow jobs list`: the jobs `serve` schedules with this configuration, and how often.
+pub async fn list_jobs(cfg: &Config) -> anyhow::Result<String> {
+    let (state, metrics) = steps::open_api(cfg, Arc::new(SystemClock)).await?;
+    let scheduler = schedule(cfg, &state, &metrics).await?;
+    Ok(scheduler
+        .jobs()
+        .map(|(name, every)| format!("{name:<14} every {} s\n", every.as_secs()))
+        .collect())
+}
+
+/// `parkflow jobs run NAME`: run one job now, with the scheduler's retries, and report the run.
+/// A run that failed after its retries is an error.
+pub async fn run_job(cfg: &Config, name: &str) -> anyhow::Result<String> {
+    let (state, metrics) = steps::open_api(cfg, Arc::new(SystemClock)).await?;
+    let scheduler = schedule(cfg, &state, &metrics).await?;
+    let names: Vec<&str> = scheduler.jobs().map(|(n, _)| n).collect();
+    let run = scheduler
+        .run_now(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; the jobs are: {}", names.join(", ")))?;
+    let took = (run.finished_at - run.started_at).num_milliseconds();
+    match run.status {
+        parkflow_jobs::RunStatus::Succeeded => Ok(format!(
+            "{}: succeeded on attempt {} in {took} ms, {} rows (started {})\n",
+            run.job, run.attempt, run.rows, run.started_at
+        )),
+        parkflow_jobs::RunStatus::Failed => anyhow::bail!(
+            "{}: failed on attempt {} after {took} ms: {}",
+            run.job,
+            run.attempt,
+            run.message.unwrap_or_default()
+        ),
+    }
+}
+
 fn every(seconds: u64) -> std::time::Duration {
     std::time::Duration::from_secs(seconds.max(1))
 }

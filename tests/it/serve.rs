@@ -110,3 +110,22 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
         "{text}"
     );
 }
+
+/// `parkflow jobs list` and `parkflow jobs run NAME`: the same jobs `serve` schedules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_and_run_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let listed = serve::list_jobs(&cfg).await.unwrap();
+    for job in ["ingest", "availability", "occupancy", "pricing"] {
+        assert!(listed.contains(job), "{listed}");
+    }
+    assert!(listed.contains("every 900 s"), "{listed}");
+    let ran = serve::run_job(&cfg, "ingest").await.unwrap();
+    assert!(ran.starts_with("ingest: succeeded on attempt 1"), "{ran}");
+    let unknown = serve::run_job(&cfg, "nope").await.unwrap_err().to_string();
+    assert!(
+        unknown.contains("no job named `nope`") && unknown.contains("the jobs are: ingest"),
+        "{unknown}"
+    );
+}
