@@ -189,6 +189,24 @@ impl AvailabilityIndex {
         }
     }
 
+    /// `read` over the spots of a loaded `lot` that no reserved window overlaps `window` (with
+    /// the lot's spot policy). `None`: not loaded.
+    fn with_free<T>(
+        &self,
+        lot: LotId,
+        window: TimeRange,
+        read: impl FnOnce(SpotPolicy, &mut dyn Iterator<Item = &IndexedSpot>) -> T,
+    ) -> Option<T> {
+        let index = self.lot(lot)?;
+        let index = index.read().expect("index lock");
+        let (start, end) = (
+            window.start().timestamp_millis(),
+            window.end().timestamp_millis(),
+        );
+        let mut free = index.spots.iter().filter(|s| s.is_free(start, end));
+        Some(read(index.policy, &mut free))
+    }
+
     /// Every open spot of a loaded `lot` that no reserved window overlaps `window`, whatever
     /// the vehicle, leaving out `skip`. `None`: not loaded.
     pub(crate) fn unreserved(
@@ -197,25 +215,16 @@ impl AvailabilityIndex {
         window: TimeRange,
         skip: &[SpotId],
     ) -> Option<Vec<SpotRow>> {
-        let index = self.lot(lot)?;
-        let index = index.read().expect("index lock");
-        let (start, end) = (
-            window.start().timestamp_millis(),
-            window.end().timestamp_millis(),
-        );
-        Some(
-            index
-                .spots
-                .iter()
-                .filter(|s| s.is_free(start, end) && !skip.contains(&s.id))
+        self.with_free(lot, window, |_, free| {
+            free.filter(|s| !skip.contains(&s.id))
                 .map(|s| SpotRow {
                     id: s.id.0,
                     label: s.label.clone(),
                     vehicle_type: s.vehicle_type,
                     position: s.position,
                 })
-                .collect(),
-        )
+                .collect()
+        })
     }
 
     /// Spots of a loaded `lot` that `vehicle` may use and that are free for all of `window`,
@@ -227,36 +236,28 @@ impl AvailabilityIndex {
         vehicle: VehicleType,
         near: Option<(f64, f64)>,
     ) -> Option<Vec<FreeSpot>> {
-        let index = self.lot(lot)?;
-        let index = index.read().expect("index lock");
-        let (start, end) = (
-            window.start().timestamp_millis(),
-            window.end().timestamp_millis(),
-        );
-        let mut free: Vec<(usize, f64, &IndexedSpot)> = index
-            .spots
-            .iter()
-            .filter(|s| s.is_free(start, end))
-            .filter_map(|s| {
-                let rank = index.policy.rank(vehicle, s.vehicle_type)?;
-                Some((rank, distance_to(s, near), s))
-            })
-            .collect();
-        free.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(a.1.total_cmp(&b.1))
-                .then(a.2.id.cmp(&b.2.id))
-        });
-        Some(
-            free.into_iter()
+        self.with_free(lot, window, |policy, free| {
+            let mut ranked: Vec<(usize, f64, &IndexedSpot)> = free
+                .filter_map(|s| {
+                    let rank = policy.rank(vehicle, s.vehicle_type)?;
+                    Some((rank, distance_to(s, near), s))
+                })
+                .collect();
+            ranked.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(a.1.total_cmp(&b.1))
+                    .then(a.2.id.cmp(&b.2.id))
+            });
+            ranked
+                .into_iter()
                 .map(|(_, distance, s)| FreeSpot {
                     spot_id: s.id,
                     label: s.label.clone(),
                     vehicle_type: s.vehicle_type,
                     distance_m: near.is_some().then_some(distance.round()),
                 })
-                .collect(),
-        )
+                .collect()
+        })
     }
 }
 
@@ -270,29 +271,31 @@ impl ParkingService {
         vehicle: VehicleType,
         near: Option<(f64, f64)>,
     ) -> Result<Vec<FreeSpot>> {
-        for _ in 0..3 {
-            if let Some(spots) = self.availability().free_spots(lot, window, vehicle, near) {
-                return Ok(spots);
-            }
-            self.load_availability(lot).await?;
-        }
-        Err(Error::conflict(
-            "busy",
-            "availability of this lot is changing too fast; retry",
-        ))
+        self.read_index(lot, |index| index.free_spots(lot, window, vehicle, near))
+            .await
     }
 
-    /// The spots of `lot` the availability index believes free during `window`, except `skip`,
-    /// loading the lot first when needed.
+    /// The spots of `lot` the availability index believes free during `window`, except `skip`.
     pub(crate) async fn unreserved_spots(
         &self,
         lot: LotId,
         window: TimeRange,
         skip: &[SpotId],
     ) -> Result<Vec<SpotRow>> {
+        self.read_index(lot, |index| index.unreserved(lot, window, skip))
+            .await
+    }
+
+    /// `read` from the availability index, loading `lot` first when it is not loaded (or was
+    /// dropped again by a concurrent change).
+    async fn read_index<T>(
+        &self,
+        lot: LotId,
+        read: impl Fn(&AvailabilityIndex) -> Option<T>,
+    ) -> Result<T> {
         for _ in 0..3 {
-            if let Some(spots) = self.availability().unreserved(lot, window, skip) {
-                return Ok(spots);
+            if let Some(answer) = read(self.availability()) {
+                return Ok(answer);
             }
             self.load_availability(lot).await?;
         }
