@@ -541,22 +541,26 @@ impl ParkingService {
         let rules = LotRules::load(&mut tx, req.lot_id).await?;
         rules.check(window, now)?;
         let spread = spread_of(key);
-        let hint = best_spot(
-            &from_index,
-            rules.policy,
-            req.vehicle_type,
-            req.near,
-            spread,
-        );
-        if let Some(spot) = hint {
-            tried.push(SpotId(spot.id));
-        }
-        let free = match hint {
-            Some(spot) => vec![spot.clone()],
-            None => free_spot_rows(&mut tx, backend, req.lot_id, window, req.spot_id, None).await?,
+        let best = |free: &[SpotRow]| {
+            best_spot(free, rules.policy, req.vehicle_type, req.near, spread).cloned()
         };
-        let chosen = match req.spot_id {
-            Some(spot) => {
+        let chosen = match (req.spot_id, best(&from_index)) {
+            (None, Some(hint)) => {
+                tried.push(SpotId(hint.id));
+                hint
+            }
+            (None, None) => {
+                let free = free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
+                best(&free).ok_or_else(|| {
+                    Error::conflict(
+                        "no_spot_available",
+                        format!("no {} spot is free for that window", req.vehicle_type),
+                    )
+                })?
+            }
+            (Some(spot), _) => {
+                let free =
+                    free_spot_rows(&mut tx, backend, req.lot_id, window, Some(spot), None).await?;
                 named_spot(
                     &mut tx,
                     req.lot_id,
@@ -567,14 +571,6 @@ impl ParkingService {
                 )
                 .await?
             }
-            None => best_spot(&free, rules.policy, req.vehicle_type, req.near, spread)
-                .cloned()
-                .ok_or_else(|| {
-                    Error::conflict(
-                        "no_spot_available",
-                        format!("no {} spot is free for that window", req.vehicle_type),
-                    )
-                })?,
         };
         let quote = rules
             .quote(&mut tx, req.lot_id, window, req.vehicle_type)
