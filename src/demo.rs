@@ -266,10 +266,7 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         Ok(b) => {
             for minutes in [60, 24 * 60] {
                 if let Some(r) = b.at_minutes(minutes) {
-                    let (mut name, best) = r.best_baseline();
-                    if name != "persistence" && b.seasonal_fallbacks > 0 {
-                        name = "same slot the day before: less than a week of history";
-                    }
+                    let (name, best) = b.best_baseline(r);
                     let _ = writeln!(
                         s,
                         "Forecast   hourly arrivals {} h ahead, last day held out ({} forecasts): linfa model MAE {:.2} (RMSE {:.2}, {:.1} pp of capacity) vs best baseline ({name}) MAE {:.2}: ratio {:.2}",

@@ -89,6 +89,19 @@ pub struct Backtest {
 }
 
 impl Backtest {
+    /// The name and scores of the better baseline at `row`, naming the day-before fallback when
+    /// the history was too short for last week's figure.
+    pub fn best_baseline(&self, row: &HorizonRow) -> (&'static str, Scores) {
+        match row.best_baseline() {
+            ("persistence", scores) => ("persistence", scores),
+            (_, scores) if self.seasonal_fallbacks > 0 => (
+                "same slot the day before: less than a week of history",
+                scores,
+            ),
+            best => best,
+        }
+    }
+
     /// The row `minutes` ahead, if that is a whole number of slots.
     pub fn at_minutes(&self, minutes: u32) -> Option<&HorizonRow> {
         self.rows.iter().find(|r| r.minutes == minutes)
@@ -202,10 +215,11 @@ pub fn backtest(series: &[Series], test_days: usize) -> Result<Backtest> {
                     let Some(actual) = s.value(target) else {
                         continue;
                     };
-                    let naive = match s.value(target.saturating_sub(s.week())) {
-                        Some(v) if target >= s.week() => Some((v, false)),
-                        _ => s.value(target - day).map(|v| (v, true)),
-                    };
+                    let naive = target
+                        .checked_sub(s.week())
+                        .and_then(|i| s.value(i))
+                        .map(|v| (v, false))
+                        .or_else(|| s.value(target - day).map(|v| (v, true)));
                     let (Some((naive, fallback)), Some(predicted)) =
                         (naive, fitted.predict(s, origin, h))
                     else {
@@ -300,6 +314,12 @@ mod tests {
         let b = backtest(&[series(1, 7, |_| 0.0)], 1).unwrap();
         assert!(b.seasonal_fallbacks > 0);
         assert!(b.table().contains("day before"), "{}", b.table());
+        // Four identical weekdays: yesterday's figure is exact and names itself as such.
+        let weekdays = backtest(&[series(0, 4, |_| 0.0)], 1).unwrap();
+        let hour = weekdays.at_minutes(60).unwrap();
+        let (name, scores) = weekdays.best_baseline(hour);
+        assert!(name.starts_with("same slot the day before"), "{name}");
+        assert!(scores.mae < 1e-9);
     }
 
     #[test]
