@@ -1,6 +1,5 @@
 //! The `parkflow` command line.
 
-use anyhow::Context;
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
 use parkflow::demo::{self, DemoOptions};
@@ -289,8 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Warehouse {
             what: WarehouseCommand::Migrate,
         } => {
-            let sink = steps::clickhouse_sink(&cfg)?
-                .context("clickhouse.url is not set (PARKFLOW__CLICKHOUSE__URL)")?;
+            let sink = steps::required_clickhouse_sink(&cfg)?;
             sink.migrate().await?;
             println!(
                 "ClickHouse database {} has the star schema",
@@ -300,8 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Warehouse {
             what: WarehouseCommand::Refresh,
         } => {
-            let sink = steps::clickhouse_sink(&cfg)?
-                .context("clickhouse.url is not set (PARKFLOW__CLICKHOUSE__URL)")?;
+            let sink = steps::required_clickhouse_sink(&cfg)?;
             sink.refresh_derived().await?;
             println!(
                 "{}: {} stays, {} lots",

@@ -92,6 +92,12 @@ pub fn embedded_ingest(
 }
 
 /// The ClickHouse sink, when `clickhouse.url` is set.
+/// The ClickHouse sink, for commands that need one: an error naming the setting when it is
+/// not configured.
+pub fn required_clickhouse_sink(cfg: &Config) -> anyhow::Result<ClickHouseSink> {
+    clickhouse_sink(cfg)?.context("clickhouse.url is not set (PARKFLOW__CLICKHOUSE__URL)")
+}
+
 pub fn clickhouse_sink(cfg: &Config) -> anyhow::Result<Option<ClickHouseSink>> {
     if cfg.clickhouse.is_enabled() {
         Ok(Some(ClickHouseSink::new(&cfg.clickhouse)?))
