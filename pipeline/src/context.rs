@@ -12,7 +12,18 @@ use warehouse_schema::lake::Lake;
 
 /// A session with every committed lake table registered under its table name.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
-    let config = SessionConfig::new().with_target_partitions(2);
+    session_with(lake, 2).await
+}
+
+/// A session that reads with one partition: floating-point sums then add up in one fixed order
+/// (the manifest's file order), so the same lake gives the same figures to the last bit. For
+/// the queries whose results are reported and compared.
+pub async fn ordered_session(lake: &Lake) -> Result<SessionContext> {
+    session_with(lake, 1).await
+}
+
+async fn session_with(lake: &Lake, partitions: usize) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_target_partitions(partitions);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(crate::udf::local_date());
     ctx.register_udf(crate::udf::local_time_key());

@@ -1,13 +1,15 @@
-//! DataFusion jobs over the Parquet lake: the refresh job builds stays, 15-minute occupancy and
-//! the dimensions; queries turn them into the inputs of pricing, forecasting and reports. The
+//! DataFusion jobs over the Parquet lake: the refresh job builds stays, 15-minute occupancy
+//! (incrementally, a day at a time) and the dimensions; queries turn them into the inputs of pricing, forecasting and reports. The
 //! pipeline reads only committed files and never writes the operational database.
 
 pub mod context;
 pub mod error;
+pub mod occupancy;
 pub mod queries;
 pub mod refresh;
 pub mod udf;
 
 pub use error::{Error, Result};
+pub use occupancy::{BUCKET_MS, OccupancyRun};
 pub use queries::{band_occupancy, lot_hours, usage_summary};
-pub use refresh::{BUCKET_MS, RefreshReport, refresh};
+pub use refresh::{RefreshReport, refresh};

@@ -1,7 +1,7 @@
 //! Read-only queries over the derived tables, returning the plain rows of
 //! [`warehouse_schema::outputs`] for pricing, forecasting and reports.
 
-use crate::context::session;
+use crate::context::ordered_session;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -18,7 +18,7 @@ pub async fn band_occupancy(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<BandOccupancy>> {
-    let ctx = session(lake).await?;
+    let ctx = ordered_session(lake).await?;
     let sql = format!(
         "SELECT o.lot_id, t.band,
                 CASE WHEN date_part('dow', o.local_date) IN (0, 6) THEN 'weekend' ELSE 'weekday' END AS day_kind,
@@ -54,7 +54,7 @@ pub async fn band_occupancy(
 
 /// Hourly arrivals and occupancy per lot, in time order (the forecast's training data).
 pub async fn lot_hours(lake: &Lake) -> Result<Vec<LotHour>> {
-    let ctx = session(lake).await?;
+    let ctx = ordered_session(lake).await?;
     let sql = "SELECT lot_id, CAST(bucket_start AS BIGINT) / 3600000 AS hour,
                       MIN(local_time_key) / 4 AS local_hour,
                       MIN(date_part('dow', local_date)) AS dow,
@@ -85,7 +85,7 @@ pub async fn lot_hours(lake: &Lake) -> Result<Vec<LotHour>> {
 
 /// Stays, revenue, and each lot's peak and mean occupancy.
 pub async fn usage_summary(lake: &Lake) -> Result<UsageSummary> {
-    let ctx = session(lake).await?;
+    let ctx = ordered_session(lake).await?;
     let totals = Rows::fetch(
         &ctx,
         "SELECT COUNT(*) AS stays, SUM(CASE WHEN is_open THEN 1 ELSE 0 END) AS open_stays,

@@ -107,16 +107,34 @@ impl Lake {
             "part-{seq:010}-{part:04}-{}.parquet",
             &unique[unique.len() - 12..]
         );
-        match date {
-            Some(d) if table.is_date_partitioned() => {
-                format!(
-                    "{}/event_date={}/{name}",
-                    table.name(),
-                    d.format("%Y-%m-%d")
-                )
+        match (date, table.partition_key()) {
+            (Some(d), Some(key)) => {
+                format!("{}/{key}={}/{name}", table.name(), d.format("%Y-%m-%d"))
             }
             _ => format!("{}/{name}", table.name()),
         }
+    }
+
+    /// The date partition of a file named by [`Lake::data_file`], if it is in one.
+    pub fn file_date(relative: &str) -> Option<NaiveDate> {
+        let dir = relative.rsplit('/').nth(1)?;
+        let (_, date) = dir.split_once('=')?;
+        NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+    }
+
+    /// The sequence number (the manifest version that committed it) of a file named by
+    /// [`Lake::data_file`].
+    pub fn file_seq(relative: &str) -> Option<u64> {
+        let name = relative.rsplit('/').next()?;
+        name.strip_prefix("part-")?.split('-').next()?.parse().ok()
+    }
+
+    /// Rows of a Parquet file, from its footer.
+    pub fn parquet_rows(&self, relative: &str) -> Result<u64> {
+        let path = self.absolute(relative);
+        let file = File::open(&path).map_err(io(&path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        Ok(builder.metadata().file_metadata().num_rows() as u64)
     }
 
     pub fn absolute(&self, relative: &str) -> PathBuf {

@@ -207,6 +207,30 @@ pub const OCCUPANCY_15M: &[Column] = &[
     req("departures", Int64),
 ];
 
+/// `occupancy_15m_vehicle`: the measures of `occupancy_15m` per vehicle type, only for buckets
+/// in which that type was present, arrived or left. Summed over the types of a bucket they give
+/// the lot's row (`occupancy_ratio` is a share of the whole lot's capacity).
+pub const OCCUPANCY_15M_VEHICLE: &[Column] = &[
+    req("lot_id", Int64),
+    req("bucket_start", TimestampMs),
+    req("vehicle_type", Utf8),
+    req("cars_present", Int64),
+    req("avg_occupied", Float64),
+    req("occupancy_ratio", Float64),
+    req("arrivals", Int64),
+    req("departures", Int64),
+];
+
+/// `open_stays`: the stays still open at `day_start` (a UTC midnight), the state the occupancy
+/// job carries from one day into the next so that a day is recomputed from its own events.
+pub const OPEN_STAYS: &[Column] = &[
+    req("day_start", TimestampMs),
+    req("session_id", Utf8),
+    req("lot_id", Int64),
+    req("vehicle_type", Utf8),
+    req("entered_at", TimestampMs),
+];
+
 pub const DEAD_LETTERS: &[Column] = &[
     req("source", Utf8),
     req("received_at", TimestampMs),
@@ -248,11 +272,13 @@ pub enum Table {
     DimDate,
     DimTime,
     Occupancy15m,
+    Occupancy15mVehicle,
+    OpenStays,
     DeadLetters,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Self::FactParkingEvent,
         Self::FactStay,
         Self::DimLot,
@@ -262,6 +288,8 @@ impl Table {
         Self::DimDate,
         Self::DimTime,
         Self::Occupancy15m,
+        Self::Occupancy15mVehicle,
+        Self::OpenStays,
         Self::DeadLetters,
     ];
 
@@ -276,6 +304,8 @@ impl Table {
             Self::DimDate => "dim_date",
             Self::DimTime => "dim_time",
             Self::Occupancy15m => "occupancy_15m",
+            Self::Occupancy15mVehicle => "occupancy_15m_vehicle",
+            Self::OpenStays => "open_stays",
             Self::DeadLetters => "_dead_letters",
         }
     }
@@ -291,6 +321,8 @@ impl Table {
             Self::DimDate => DIM_DATE,
             Self::DimTime => DIM_TIME,
             Self::Occupancy15m => OCCUPANCY_15M,
+            Self::Occupancy15mVehicle => OCCUPANCY_15M_VEHICLE,
+            Self::OpenStays => OPEN_STAYS,
             Self::DeadLetters => DEAD_LETTERS,
         }
     }
@@ -322,9 +354,18 @@ impl Table {
         }
     }
 
-    /// Fact tables are partitioned by UTC event date (`event_date=YYYY-MM-DD`); the rest are one
-    /// folder each.
+    /// The folder key of a table partitioned by UTC date: ingested facts by event date
+    /// (`event_date=YYYY-MM-DD`), occupancy by the date of the bucket (`bucket_date=…`); the
+    /// rest are one folder each.
+    pub fn partition_key(self) -> Option<&'static str> {
+        match self {
+            Self::FactParkingEvent | Self::DeadLetters => Some("event_date"),
+            Self::Occupancy15m | Self::Occupancy15mVehicle | Self::OpenStays => Some("bucket_date"),
+            _ => None,
+        }
+    }
+
     pub fn is_date_partitioned(self) -> bool {
-        matches!(self, Self::FactParkingEvent | Self::DeadLetters)
+        self.partition_key().is_some()
     }
 }

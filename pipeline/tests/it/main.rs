@@ -13,6 +13,8 @@ use warehouse_schema::lake::Lake;
 use warehouse_schema::tables::Section;
 use warehouse_schema::*;
 
+mod incremental;
+
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -29,19 +31,31 @@ struct Bucket {
     departures: i64,
 }
 
-/// A lake written the way ingest writes it: each group of events is one committed file.
+/// A lake written the way ingest writes it: each group of events is one commit, split into one
+/// file per UTC event date.
 fn lake_with(files: &[Vec<Event>]) -> (tempfile::TempDir, Lake) {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
+    for events in files {
+        append(&lake, events);
+    }
+    (dir, lake)
+}
+
+/// Commit `events` to the ingested section as ingest would: a new version, a file per date.
+fn append(lake: &Lake, events: &[Event]) {
     let mut m = lake.manifest(Section::Ingested).unwrap();
-    for (i, events) in files.iter().enumerate() {
-        let rel = Lake::data_file(
-            Table::FactParkingEvent,
-            Some(events[0].occurred_at.date_naive()),
-            i as u64 + 1,
-            0,
-        );
-        lake.write_parquet(&rel, &[events_to_batch(events).unwrap()])
+    m.version += 1;
+    let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<Event>> = Default::default();
+    for e in events {
+        by_date
+            .entry(e.occurred_at.date_naive())
+            .or_default()
+            .push(e.clone());
+    }
+    for (part, (date, day)) in by_date.iter().enumerate() {
+        let rel = Lake::data_file(Table::FactParkingEvent, Some(*date), m.version, part);
+        lake.write_parquet(&rel, &[events_to_batch(day).unwrap()])
             .unwrap();
         m.files
             .entry("fact_parking_event".into())
@@ -49,7 +63,6 @@ fn lake_with(files: &[Vec<Event>]) -> (tempfile::TempDir, Lake) {
             .push(rel);
     }
     lake.commit(Section::Ingested, &m).unwrap();
-    (dir, lake)
 }
 
 fn register(lot: i64, tz: &str, capacity: i32, at: DateTime<Utc>) -> Event {
@@ -66,8 +79,17 @@ fn register(lot: i64, tz: &str, capacity: i32, at: DateTime<Utc>) -> Event {
     )
 }
 
-/// A check-in and (unless `exit` is None) its exit.
+/// A car's check-in and (unless `exit` is None) its exit.
 fn stay(lot: i64, entry: DateTime<Utc>, exit: Option<DateTime<Utc>>) -> Vec<Event> {
+    stay_of(lot, VehicleType::Car, entry, exit)
+}
+
+fn stay_of(
+    lot: i64,
+    vehicle_type: VehicleType,
+    entry: DateTime<Utc>,
+    exit: Option<DateTime<Utc>>,
+) -> Vec<Event> {
     let session = SessionId::new();
     let mut v = vec![Event::new(
         entry,
@@ -77,7 +99,7 @@ fn stay(lot: i64, entry: DateTime<Utc>, exit: Option<DateTime<Utc>>) -> Vec<Even
             user_id: None,
             reservation_id: None,
             spot_id: Some(SpotId(1)),
-            vehicle_type: VehicleType::Car,
+            vehicle_type,
             method: EntryMethod::Nfc,
         }),
     )];
