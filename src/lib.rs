@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_occupancy;
 pub mod client;
 pub mod config;
 pub mod demo;

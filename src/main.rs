@@ -1,10 +1,10 @@
 //! The `parkflow` command line.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use parkflow::demo::{self, DemoOptions};
 use parkflow::forecasting::Source;
-use parkflow::{Config, bench, bench_api, serve, steps};
+use parkflow::{Config, bench, bench_api, bench_occupancy, serve, steps};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -182,6 +182,32 @@ enum BenchWhat {
         reserve_requests: usize,
         #[arg(long, default_value_t = 32)]
         reserve_connections: usize,
+    },
+    /// The occupancy job on a generated year-scale lake, next to DuckDB on the same files
+    /// (`scripts/bench-occupancy` installs DuckDB and runs this).
+    Occupancy {
+        #[arg(long, default_value_t = 100_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1_000)]
+        lots: i64,
+        #[arg(long, default_value_t = 200)]
+        spots: i64,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where the lake is written (and reused by the next run with the same sizes).
+        #[arg(long, default_value = "target/bench/occupancy")]
+        dir: PathBuf,
+        /// A Python that has the `duckdb` package.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+    /// The occupancy job alone on a lake, as `bench occupancy` runs it: figures as JSON.
+    #[command(hide = true)]
+    OccupancyJob {
+        #[arg(long)]
+        lake: PathBuf,
+        #[arg(long)]
+        as_of: DateTime<Utc>,
     },
 }
 
@@ -446,6 +472,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 reserve_connections,
             };
             println!("{}", bench_api::api(opts).await?);
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Occupancy {
+                    events,
+                    lots,
+                    spots,
+                    days,
+                    dir,
+                    python,
+                },
+        } => {
+            anyhow::ensure!(
+                events > 0 && lots > 0 && spots > 0 && days > 0,
+                "--events, --lots, --spots and --days must be positive"
+            );
+            let opts = bench_occupancy::OccupancyBench {
+                events,
+                lots,
+                spots,
+                days,
+                dir,
+                python,
+            };
+            println!("{}", bench_occupancy::occupancy(opts).await?);
+        }
+        Command::Bench {
+            what: BenchWhat::OccupancyJob { lake, as_of },
+        } => {
+            println!("{}", bench_occupancy::job(&lake, as_of).await?);
         }
     }
     Ok(())

@@ -10,6 +10,6 @@ pub mod refresh;
 pub mod udf;
 
 pub use error::{Error, Result};
-pub use occupancy::{BUCKET_MS, OccupancyRun};
+pub use occupancy::{BUCKET_MS, OccupancyRun, refresh_occupancy};
 pub use queries::{band_occupancy, lot_hours, usage_summary};
 pub use refresh::{RefreshReport, refresh};

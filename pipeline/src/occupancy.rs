@@ -20,8 +20,8 @@
 //! counts stays in the lot at the bucket's start, `avg_occupied` is car-time in the bucket over
 //! its length, `occupancy_ratio` is that over the lot's capacity, `arrivals` and `departures` are
 //! entries and exits in the bucket. Only complete buckets before `as_of` are written. The first
-//! check-in and the first exit of a session count; an exit stamped before its check-in ends the
-//! stay with no car-time.
+//! check-in and the first exit of a session count; a stay whose exit is stamped before its
+//! check-in is left out.
 
 use crate::context::conform;
 use crate::error::{Error, Result};
@@ -36,6 +36,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 use warehouse_schema::Table;
 use warehouse_schema::lake::{Lake, Manifest};
+use warehouse_schema::tables::Section;
 
 /// Bucket length in milliseconds.
 pub const BUCKET_MS: i64 = warehouse_schema::star::TIME_GRAIN_MINUTES as i64 * 60_000;
@@ -114,6 +115,22 @@ const OUTPUTS: [Table; 3] = [
     Table::OpenStays,
 ];
 
+/// The occupancy job on its own: bring `occupancy_15m`, `occupancy_15m_vehicle` and
+/// `open_stays` up to date as of `as_of` and commit them (the other derived tables are left as
+/// they are). [`crate::refresh`] does the same together with stays and dimensions.
+pub async fn refresh_occupancy(lake: &Lake, as_of: DateTime<Utc>) -> Result<OccupancyRun> {
+    let ctx = crate::context::session(lake).await?;
+    let mut manifest = lake.manifest(Section::Derived)?;
+    lake.remove_uncommitted(Section::Derived, &manifest)?;
+    let version = manifest.version + 1;
+    let (report, files) = run(&ctx, lake, &manifest, version, as_of).await?;
+    let replaced = files.apply(lake, &mut manifest)?;
+    manifest.version = version;
+    lake.commit(Section::Derived, &manifest)?;
+    crate::refresh::delete_replaced(lake, replaced);
+    Ok(report)
+}
+
 /// Recompute the occupancy days that changed since the last run, writing their files (not yet
 /// committed) as version `version` of the derived section.
 pub async fn run(
@@ -124,7 +141,7 @@ pub async fn run(
     as_of: DateTime<Utc>,
 ) -> Result<(OccupancyRun, OccupancyFiles)> {
     let as_of_ms = as_of.timestamp_millis();
-    let ingested = lake.manifest(warehouse_schema::tables::Section::Ingested)?;
+    let ingested = lake.manifest(Section::Ingested)?;
     let lots = lots(ctx, as_of_ms).await?;
     let fingerprint = fingerprint(&lots)?;
     ctx.deregister_table("lots")?;
@@ -255,11 +272,14 @@ async fn compute_day(
     start: i64,
     end: i64,
 ) -> Result<(DayOutput, Carry)> {
+    let t = std::time::Instant::now();
     replace_table(ctx, "carried", carry.0.clone())?;
     register_events(ctx, lake, files).await?;
     let stays = collect(ctx, &stays_sql(start, end)).await?;
+    let t_stays = t.elapsed();
     replace_table(ctx, "day_stays", stays)?;
     let pieces = collect(ctx, &pieces_sql(start, end)).await?;
+    let t_pieces = t.elapsed();
     replace_table(ctx, "pieces", pieces)?;
     let b = BUCKET_MS;
     let vehicle = query_as(
@@ -276,7 +296,10 @@ async fn compute_day(
         Table::Occupancy15mVehicle,
     )
     .await?;
+    let t_vehicle = t.elapsed();
     let lot = query_as(ctx, &lot_grid_sql(start, end), Table::Occupancy15m).await?;
+    let t_lot = t.elapsed();
+    tracing::debug!(?t_stays, ?t_pieces, ?t_vehicle, ?t_lot, "occupancy day");
     let open = Carry::from_batches(
         &[collect(
             ctx,
@@ -314,41 +337,57 @@ fn stays_sql(start: i64, end: i64) -> String {
 }
 
 /// Per lot, vehicle type and complete bucket of the day: presence at the start, car-time in
-/// milliseconds, arrivals and departures.
+/// milliseconds, arrivals and departures; only buckets where one of them is not zero.
+///
+/// No stay is expanded into its buckets. Occupancy changes only at entries and exits, so per
+/// bucket `[t0, t1)` with `N` stays entered before `t0` and not left before it,
+/// car-time = `N · B + Σ entries in the bucket (t1 − s) − Σ exits in the bucket (t1 − e)`,
+/// and `N` is the stays carried into the day plus a running sum of arrivals minus departures.
+/// Cars present at `t0` are `N` plus entries at exactly `t0` minus exits at exactly `t0`.
 fn pieces_sql(start: i64, end: i64) -> String {
     let b = BUCKET_MS;
     format!(
-        "WITH spans AS (
-            SELECT lot_id, vehicle_type, s, COALESCE(e, {end}) AS e FROM day_stays
-        ), expanded AS (
-            SELECT lot_id, vehicle_type, s, e,
-                   unnest(range(GREATEST(s, {start}) / {b}, (e - 1) / {b} + 1)) AS bk
-            FROM spans WHERE e > s AND e > {start}
-        ), occ AS (
+        "WITH st AS (
+            SELECT lot_id, vehicle_type, s, e FROM day_stays WHERE e IS NULL OR e >= s
+        ), grid AS (
+            SELECT lot_id, vehicle_type, unnest(range({start} / {b}, {end} / {b})) AS bk
+            FROM (SELECT DISTINCT lot_id, vehicle_type FROM st)
+        ), carried_n AS (
+            SELECT lot_id, vehicle_type, COUNT(*) AS n FROM st WHERE s < {start} GROUP BY lot_id, vehicle_type
+        ), ent AS (
+            SELECT lot_id, vehicle_type, s / {b} AS bk, COUNT(*) AS n,
+                   SUM((s / {b} + 1) * {b} - s) AS to_end,
+                   SUM(CASE WHEN s % {b} = 0 THEN 1 ELSE 0 END) AS at_start
+            FROM st WHERE s >= {start} GROUP BY lot_id, vehicle_type, s / {b}
+        ), ext AS (
+            SELECT lot_id, vehicle_type, e / {b} AS bk, COUNT(*) AS n,
+                   SUM((e / {b} + 1) * {b} - e) AS to_end,
+                   SUM(CASE WHEN e % {b} = 0 THEN 1 ELSE 0 END) AS at_start
+            FROM st WHERE e IS NOT NULL GROUP BY lot_id, vehicle_type, e / {b}
+        ), g AS (
+            SELECT grid.lot_id, grid.vehicle_type, grid.bk, COALESCE(c.n, 0) AS carried,
+                   COALESCE(ent.n, 0) AS arrivals, COALESCE(ent.to_end, 0) AS arr_to_end,
+                   COALESCE(ent.at_start, 0) AS arr_at_start,
+                   COALESCE(ext.n, 0) AS departures, COALESCE(ext.to_end, 0) AS dep_to_end,
+                   COALESCE(ext.at_start, 0) AS dep_at_start
+            FROM grid
+            JOIN lots l ON grid.lot_id = l.lot_id AND grid.bk >= l.registered_ms / {b}
+            LEFT JOIN carried_n c ON grid.lot_id = c.lot_id AND grid.vehicle_type = c.vehicle_type
+            LEFT JOIN ent ON grid.lot_id = ent.lot_id AND grid.vehicle_type = ent.vehicle_type AND grid.bk = ent.bk
+            LEFT JOIN ext ON grid.lot_id = ext.lot_id AND grid.vehicle_type = ext.vehicle_type AND grid.bk = ext.bk
+        ), n AS (
+            SELECT *, carried + COALESCE(SUM(arrivals - departures) OVER (
+                       PARTITION BY lot_id, vehicle_type ORDER BY bk
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS n_before
+            FROM g
+        ), pieces AS (
             SELECT lot_id, vehicle_type, bk,
-                   SUM(LEAST(e, (bk + 1) * {b}) - GREATEST(s, bk * {b})) AS occ_ms,
-                   SUM(CASE WHEN s <= bk * {b} THEN 1 ELSE 0 END) AS present
-            FROM expanded GROUP BY lot_id, vehicle_type, bk
-        ), arr AS (
-            SELECT lot_id, vehicle_type, s / {b} AS bk, COUNT(*) AS n
-            FROM day_stays WHERE s >= {start} GROUP BY lot_id, vehicle_type, s / {b}
-        ), dep AS (
-            SELECT lot_id, vehicle_type, e / {b} AS bk, COUNT(*) AS n
-            FROM day_stays WHERE e IS NOT NULL GROUP BY lot_id, vehicle_type, e / {b}
-        ), keys AS (
-            SELECT lot_id, vehicle_type, bk FROM occ
-            UNION SELECT lot_id, vehicle_type, bk FROM arr
-            UNION SELECT lot_id, vehicle_type, bk FROM dep
+                   n_before + arr_at_start - dep_at_start AS present,
+                   n_before * {b} + arr_to_end - dep_to_end AS occ_ms,
+                   arrivals, departures
+            FROM n
         )
-        SELECT k.lot_id, k.vehicle_type, k.bk,
-               COALESCE(occ.present, 0) AS present, COALESCE(occ.occ_ms, 0) AS occ_ms,
-               COALESCE(arr.n, 0) AS arrivals, COALESCE(dep.n, 0) AS departures
-        FROM keys k
-        JOIN lots l ON k.lot_id = l.lot_id AND k.bk >= l.registered_ms / {b}
-        LEFT JOIN occ ON k.lot_id = occ.lot_id AND k.vehicle_type = occ.vehicle_type AND k.bk = occ.bk
-        LEFT JOIN arr ON k.lot_id = arr.lot_id AND k.vehicle_type = arr.vehicle_type AND k.bk = arr.bk
-        LEFT JOIN dep ON k.lot_id = dep.lot_id AND k.vehicle_type = dep.vehicle_type AND k.bk = dep.bk
-        WHERE k.bk >= {start} / {b} AND k.bk < {end} / {b}"
+        SELECT * FROM pieces WHERE occ_ms > 0 OR arrivals > 0 OR departures > 0"
     )
 }
 

@@ -90,11 +90,7 @@ pub async fn refresh(lake: &Lake, as_of: DateTime<Utc>) -> Result<RefreshReport>
     )?);
     manifest.version = version;
     lake.commit(Section::Derived, &manifest)?;
-    for f in replaced {
-        if let Err(e) = std::fs::remove_file(lake.absolute(&f)) {
-            tracing::warn!(file = %f, error = %e, "could not delete a replaced file");
-        }
-    }
+    delete_replaced(lake, replaced);
     let report = RefreshReport {
         as_of,
         stays: stay_rows,
@@ -182,6 +178,16 @@ fn dim_lot_sql(as_of: i64) -> String {
          FROM reg JOIN cap ON reg.lot_id = cap.lot_id ORDER BY reg.lot_id",
         lots_cte(as_of)
     )
+}
+
+/// Delete files a committed manifest no longer lists; a failure leaves a file that the next
+/// writer's `remove_uncommitted` deletes.
+pub(crate) fn delete_replaced(lake: &Lake, files: Vec<String>) {
+    for f in files {
+        if let Err(e) = std::fs::remove_file(lake.absolute(&f)) {
+            tracing::warn!(file = %f, error = %e, "could not delete a replaced file");
+        }
+    }
 }
 
 /// Write new versions of whole (unpartitioned) derived tables into `manifest`; returns the

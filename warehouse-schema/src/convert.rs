@@ -45,15 +45,17 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ConvertError> {
 }
 
 fn column_from_json(c: &Column, rows: &[Value]) -> ArrayRef {
-    let field = |v: &Value| v.get(c.json).filter(|x| !x.is_null()).cloned();
+    fn get<'v>(c: &Column, v: &'v Value) -> Option<&'v Value> {
+        v.get(c.json).filter(|x| !x.is_null())
+    }
+    let field = |v| get(c, v);
     match c.kind {
         Kind::Utf8 => Arc::new(
             rows.iter()
                 .map(|v| {
-                    field(v).map(|x| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| x.to_string())
+                    field(v).map(|x| match x.as_str() {
+                        Some(s) => std::borrow::Cow::Borrowed(s),
+                        None => std::borrow::Cow::Owned(x.to_string()),
                     })
                 })
                 .collect::<StringArray>(),
