@@ -36,12 +36,26 @@ pub struct IngestConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsConfig {
+    /// How often ingest (or the relay and the consumer) drains what is new.
     pub ingest_every_s: u64,
-    pub refresh_every_s: u64,
-    pub pricing_every_s: u64,
     /// Days of occupancy the pricing job looks back on.
     pub pricing_window_days: i64,
+    /// Per job: `every 30s` or a cron expression in UTC (`*/15 * * * *`). Jobs not named keep
+    /// their default; naming a job that does not exist is an error.
+    pub schedule: std::collections::BTreeMap<String, String>,
+    /// Push a driver when their probability of arriving in the next hour is at least this.
+    pub push_threshold: f64,
 }
+
+/// The default schedules of the periodic jobs.
+pub const DEFAULT_SCHEDULES: [(&str, &str); 6] = [
+    ("occupancy", "*/15 * * * *"),
+    ("warehouse-refresh", "*/15 * * * *"),
+    ("pricing", "30 0 * * *"),
+    ("forecast-training", "30 2 * * *"),
+    ("push-candidates", "*/5 * * * *"),
+    ("report", "0 3 1 * *"),
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -53,9 +67,12 @@ impl Default for Config {
             clickhouse: ClickHouseConfig::default(),
             jobs: JobsConfig {
                 ingest_every_s: 5,
-                refresh_every_s: 15 * 60,
-                pricing_every_s: 24 * 3600,
                 pricing_window_days: 7,
+                schedule: DEFAULT_SCHEDULES
+                    .iter()
+                    .map(|(job, s)| ((*job).to_owned(), (*s).to_owned()))
+                    .collect(),
+                push_threshold: 0.5,
             },
             pricing: StepPolicy::default(),
         }

@@ -2,6 +2,9 @@
 //! imported occupancy CSV, or on weeks of simulated demand.
 
 use anyhow::Context;
+use parkflow_forecast::driver::{
+    DriverArrival, DriverBacktest, DriverModelConfig, backtest_drivers,
+};
 use parkflow_forecast::import::import_occupancy_csv;
 use parkflow_forecast::{Backtest, Measure, Series, backtest};
 use parkflow_simulator::scenario::{arrivals, numbered_lots};
@@ -29,7 +32,12 @@ pub struct Report {
     /// What the importer did, for a CSV.
     pub import: Option<String>,
     pub backtests: Vec<Backtest>,
+    /// The driver-level backtest, where the history knows its drivers (not a CSV).
+    pub drivers: Option<DriverBacktest>,
 }
+
+/// Push a driver when their probability of arriving in the next hour is at least this.
+pub const PUSH_THRESHOLD: f64 = 0.5;
 
 impl Report {
     pub fn render(&self) -> String {
@@ -40,6 +48,9 @@ impl Report {
         for b in &self.backtests {
             s += &b.table();
             s += "\n";
+        }
+        if let Some(d) = &self.drivers {
+            s += &d.table();
         }
         s
     }
@@ -56,7 +67,18 @@ pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Resul
                     dir.display()
                 );
             }
-            both_measures(&hours, test_days)
+            let entries =
+                parkflow_pipeline::driver_entries(&Lake::new(dir.clone()), chrono::Utc::now())
+                    .await?;
+            let drivers: Vec<DriverArrival> = entries
+                .into_iter()
+                .map(|e| DriverArrival {
+                    driver: e.user_key,
+                    lot: e.lot_id,
+                    local: e.entered_local,
+                })
+                .collect();
+            both_measures(&hours, &drivers, test_days)
         }
         Source::Csv(path) => {
             let file = std::fs::File::open(path)
@@ -67,16 +89,21 @@ pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Resul
             Ok(Report {
                 import: Some(import.summary()),
                 backtests: vec![b],
+                drivers: None,
             })
         }
         Source::Simulated { weeks, lots, seed } => {
-            let hours = simulated_hours(*weeks, *lots, *seed);
-            both_measures(&hours, test_days)
+            let (hours, drivers) = simulated_history(*weeks, *lots, *seed);
+            both_measures(&hours, &drivers, test_days)
         }
     }
 }
 
-fn both_measures(hours: &[LotHour], test_days: usize) -> anyhow::Result<Report> {
+fn both_measures(
+    hours: &[LotHour],
+    drivers: &[DriverArrival],
+    test_days: usize,
+) -> anyhow::Result<Report> {
     let backtests = [Measure::Arrivals, Measure::Occupancy]
         .into_iter()
         .map(|m| backtest(&Series::from_lot_hours(hours, m), test_days))
@@ -85,11 +112,23 @@ fn both_measures(hours: &[LotHour], test_days: usize) -> anyhow::Result<Report> 
     Ok(Report {
         import: None,
         backtests,
+        drivers: backtest_drivers(
+            drivers,
+            test_days,
+            PUSH_THRESHOLD,
+            DriverModelConfig::default(),
+        ),
     })
 }
 
 /// Hourly lot series of `weeks` of simulated demand for `lots` lots at their default prices.
 pub fn simulated_hours(weeks: u32, lots: usize, seed: u64) -> Vec<LotHour> {
+    simulated_history(weeks, lots, seed).0
+}
+
+/// The same simulated weeks: the lots' hourly series, and every arrival of a known driver in
+/// the lot's local time.
+pub fn simulated_history(weeks: u32, lots: usize, seed: u64) -> (Vec<LotHour>, Vec<DriverArrival>) {
     let cfg = SimConfig {
         seed,
         lots,
@@ -99,5 +138,20 @@ pub fn simulated_hours(weeks: u32, lots: usize, seed: u64) -> Vec<LotHour> {
     let plans: Vec<(LotId, LotPlan)> = numbered_lots(&cfg);
     let defaults: Vec<i64> = plans.iter().map(|(_, p)| p.default_cents).collect();
     let (all, _, _) = arrivals(&cfg, &plans, |lot, _, _| defaults[(lot.0 - 1) as usize]);
-    parkflow_simulator::history::lot_hours(&cfg, &plans, &all)
+    let drivers = all
+        .iter()
+        .filter_map(|a| {
+            let user = a.user_id?;
+            let tz = plans[(a.lot_id.0 - 1) as usize].1.time_zone;
+            Some(DriverArrival {
+                driver: user.0.to_string(),
+                lot: a.lot_id,
+                local: a.at.with_timezone(&tz).naive_local(),
+            })
+        })
+        .collect();
+    (
+        parkflow_simulator::history::lot_hours(&cfg, &plans, &all),
+        drivers,
+    )
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod forecasting;
 pub mod pricing_eval;
+pub mod push;
 pub mod serve;
 pub mod steps;
 

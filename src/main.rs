@@ -79,10 +79,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum JobsCommand {
-    /// Each job and its interval.
+    /// Each job and its schedule.
     List,
     /// Run one job now (with retries) and print its run record.
     Run { name: String },
+    /// The last recorded runs (start, status, attempt, duration, rows).
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -378,6 +383,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs {
             what: JobsCommand::Run { name },
         } => print!("{}", serve::run_job(&cfg, &name).await?),
+        Command::Jobs {
+            what: JobsCommand::Runs { last },
+        } => print!("{}", serve::recorded_runs(&cfg, last)?),
         Command::Price {
             what: Some(PriceCommand::Evaluate { weeks, lots, seed }),
         } => {

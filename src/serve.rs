@@ -4,9 +4,9 @@
 use crate::config::Config;
 use crate::steps;
 use anyhow::Context;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use parkflow_api::SystemClock;
-use parkflow_jobs::{JobOutcome, RetryPolicy, Scheduler};
+use parkflow_jobs::{JobOutcome, RetryPolicy, Schedule, Scheduler};
 use std::sync::Arc;
 use tokio::sync::{Mutex, watch};
 use warehouse_schema::lake::Lake;
@@ -42,7 +42,7 @@ pub async fn list_jobs(cfg: &Config) -> anyhow::Result<String> {
     let scheduler = schedule(cfg, &state, &metrics).await?;
     Ok(scheduler
         .jobs()
-        .map(|(name, every)| format!("{name:<14} every {} s\n", every.as_secs()))
+        .map(|(name, schedule)| format!("{name:<18} {schedule}\n"))
         .collect())
 }
 
@@ -68,11 +68,61 @@ pub async fn run_job(cfg: &Config, name: &str) -> anyhow::Result<String> {
             run.attempt,
             run.message.unwrap_or_default()
         ),
+        parkflow_jobs::RunStatus::Skipped => {
+            anyhow::bail!("{}: not run: {}", run.job, run.message.unwrap_or_default())
+        }
     }
 }
 
-fn every(seconds: u64) -> std::time::Duration {
-    std::time::Duration::from_secs(seconds.max(1))
+/// `parkflow jobs runs`: the last `last` recorded runs, oldest first.
+pub fn recorded_runs(cfg: &Config, last: usize) -> anyhow::Result<String> {
+    let runs = parkflow_jobs::persisted_runs(&state_dir(cfg), last)?;
+    if runs.is_empty() {
+        return Ok("no runs recorded yet\n".into());
+    }
+    Ok(runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:<18} {:<9} attempt {} {:>6} ms {:>8} rows{}\n",
+                r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                r.job,
+                format!("{:?}", r.status).to_lowercase(),
+                r.attempt,
+                (r.finished_at - r.started_at).num_milliseconds(),
+                r.rows,
+                r.message
+                    .as_deref()
+                    .map(|m| format!("  {m}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect())
+}
+
+fn state_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("jobs")
+}
+
+fn every(seconds: u64) -> Schedule {
+    Schedule::Every(std::time::Duration::from_secs(seconds.max(1)))
+}
+
+/// The configured schedule of `job` (its default unless `jobs.schedule` names it).
+fn scheduled(cfg: &Config, job: &str) -> anyhow::Result<Schedule> {
+    let text = cfg
+        .jobs
+        .schedule
+        .get(job)
+        .map(String::as_str)
+        .or_else(|| {
+            crate::config::DEFAULT_SCHEDULES
+                .iter()
+                .find(|(name, _)| *name == job)
+                .map(|(_, s)| *s)
+        })
+        .with_context(|| format!("no schedule for the job `{job}`"))?;
+    text.parse().with_context(|| format!("jobs.schedule.{job}"))
 }
 
 /// The periodic jobs of a running service.
@@ -81,7 +131,7 @@ pub async fn schedule(
     state: &parkflow_api::AppState,
     metrics: &steps::Metrics,
 ) -> anyhow::Result<Scheduler> {
-    let mut scheduler = Scheduler::new(RetryPolicy::default());
+    let mut scheduler = Scheduler::new(RetryPolicy::default()).with_state_dir(state_dir(cfg))?;
     if cfg.kafka.is_enabled() {
         let relay = Arc::new(steps::relay(cfg, state, metrics).await?);
         scheduler.add("relay", every(cfg.jobs.ingest_every_s), move || {
@@ -102,7 +152,7 @@ pub async fn schedule(
         let api = state.clone();
         scheduler.add(
             "rates-intake",
-            std::time::Duration::from_secs(1),
+            Schedule::Every(std::time::Duration::from_secs(1)),
             move || {
                 let (rates, api) = (rates.clone(), api.clone());
                 async move {
@@ -123,7 +173,7 @@ pub async fn schedule(
             sink.migrate().await?;
             scheduler.add(
                 "warehouse-refresh",
-                every(cfg.jobs.refresh_every_s),
+                scheduled(cfg, "warehouse-refresh")?,
                 move || {
                     let sink = sink.clone();
                     async move {
@@ -174,7 +224,7 @@ pub async fn schedule(
     let service = state.service.clone();
     scheduler.add(
         "availability",
-        std::time::Duration::from_secs(1),
+        Schedule::Every(std::time::Duration::from_secs(1)),
         move || {
             let service = service.clone();
             async move {
@@ -186,12 +236,14 @@ pub async fn schedule(
             }
         },
     );
+    // The jobs read the time from the API's clock: the system clock in service, a manual one
+    // in tests and simulations.
     let lake = Lake::new(cfg.lake_dir());
-    let l = lake.clone();
-    scheduler.add("occupancy", every(cfg.jobs.refresh_every_s), move || {
-        let lake = l.clone();
+    let (l, service) = (lake.clone(), state.service.clone());
+    scheduler.add("occupancy", scheduled(cfg, "occupancy")?, move || {
+        let (lake, now) = (l.clone(), service.now());
         async move {
-            let r = parkflow_pipeline::refresh(&lake, Utc::now())
+            let r = parkflow_pipeline::refresh(&lake, now)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(JobOutcome {
@@ -201,10 +253,10 @@ pub async fn schedule(
     });
     let client = steps::pricing(cfg, state);
     let c = cfg.clone();
-    scheduler.add("pricing", every(cfg.jobs.pricing_every_s), move || {
-        let (cfg, client, lake) = (c.clone(), client.clone(), lake.clone());
+    let (l, service) = (lake.clone(), state.service.clone());
+    scheduler.add("pricing", scheduled(cfg, "pricing")?, move || {
+        let (cfg, client, lake, now) = (c.clone(), client.clone(), l.clone(), service.now());
         async move {
-            let now = Utc::now();
             let from = now - Duration::days(cfg.jobs.pricing_window_days);
             let changes = steps::price_and_publish(&cfg, &client, &lake, from, now, now)
                 .await
@@ -214,5 +266,67 @@ pub async fn schedule(
             })
         }
     });
+    let (l, data_dir, threshold) = (lake.clone(), cfg.data_dir.clone(), cfg.jobs.push_threshold);
+    let service = state.service.clone();
+    scheduler.add(
+        "forecast-training",
+        scheduled(cfg, "forecast-training")?,
+        move || {
+            let (lake, data_dir, now) = (l.clone(), data_dir.clone(), service.now());
+            async move {
+                let f = crate::push::train(&lake, now, threshold)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                f.save(&data_dir).map_err(|e| format!("{e:#}"))?;
+                Ok(JobOutcome {
+                    rows: (f.lots.len() + f.drivers.len()) as u64,
+                })
+            }
+        },
+    );
+    let (service, data_dir) = (state.service.clone(), cfg.data_dir.clone());
+    scheduler.add(
+        "push-candidates",
+        scheduled(cfg, "push-candidates")?,
+        move || {
+            let (service, data_dir) = (service.clone(), data_dir.clone());
+            async move {
+                let Some(f) =
+                    crate::push::ForecastFile::load(&data_dir).map_err(|e| format!("{e:#}"))?
+                else {
+                    return Err("no forecast yet: run the forecast-training job first".into());
+                };
+                let r = crate::push::push_candidates(&service, &f, service.now())
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok(JobOutcome {
+                    rows: r.enqueued as u64,
+                })
+            }
+        },
+    );
+    let (data_dir, service) = (cfg.data_dir.clone(), state.service.clone());
+    scheduler.add("report", scheduled(cfg, "report")?, move || {
+        let (lake, data_dir, now) = (lake.clone(), data_dir.clone(), service.now());
+        async move {
+            let path = steps::monthly_report(&lake, &data_dir, now)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            tracing::info!(report = %path.display(), "usage report written");
+            Ok(JobOutcome { rows: 1 })
+        }
+    });
+    let names: Vec<&str> = scheduler.jobs().map(|(n, _)| n).collect();
+    for job in cfg.jobs.schedule.keys() {
+        let known = names.contains(&job.as_str())
+            || crate::config::DEFAULT_SCHEDULES
+                .iter()
+                .any(|(name, _)| name == job);
+        anyhow::ensure!(
+            known,
+            "jobs.schedule names `{job}`, which is not a job; the jobs are: {}",
+            names.join(", ")
+        );
+    }
     Ok(scheduler)
 }

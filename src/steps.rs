@@ -244,3 +244,21 @@ pub async fn apply_rates_message(
         Err(e) => Err(ApplyError::Retry(e.to_string())),
     }
 }
+
+/// The monthly usage report: refresh the derived tables, then write the usage summary as
+/// `<data_dir>/reports/usage-<YYYY-MM>.json` for the month `now` falls in (a re-run replaces it).
+pub async fn monthly_report(
+    lake: &Lake,
+    data_dir: &std::path::Path,
+    now: DateTime<Utc>,
+) -> anyhow::Result<std::path::PathBuf> {
+    parkflow_pipeline::refresh(lake, now).await?;
+    let summary = parkflow_pipeline::usage_summary(lake).await?;
+    let dir = data_dir.join("reports");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("usage-{}.json", now.format("%Y-%m")));
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&summary)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}

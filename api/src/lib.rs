@@ -11,6 +11,7 @@ pub mod error;
 pub mod gates;
 pub mod http;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod passes;
 pub mod reservations;

@@ -60,6 +60,11 @@ impl Backend {
                     "ev spots and unpublished outbox",
                     include_str!("../migrations/sqlite/0005_ev_spots.sql"),
                 ),
+                (
+                    7,
+                    "notification outbox",
+                    include_str!("../migrations/sqlite/0007_notification_outbox.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -92,6 +97,11 @@ impl Backend {
                     6,
                     "holds by lot and window",
                     include_str!("../migrations/postgres/0006_holds_by_lot.sql"),
+                ),
+                (
+                    7,
+                    "notification outbox",
+                    include_str!("../migrations/postgres/0007_notification_outbox.sql"),
                 ),
             ],
         }

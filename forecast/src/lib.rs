@@ -5,12 +5,15 @@
 //! - [`model`]: a calendar profile corrected per horizon by a linfa ridge regression on seasonal
 //!   lags and the latest readings; forecasts the next 24 hours.
 //! - [`backtest`]: rolling-origin evaluation against persistence and same-slot-last-week.
+//! - [`driver`]: the probability that a known driver arrives at a lot in an hour, from their
+//!   own history, with precision and recall against "same hour last week".
 //! - [`import`]: the public `SystemCodeNumber,Capacity,Occupancy,LastUpdated` CSV format,
 //!   cleaned.
 //!
 //! Knows nothing of HTTP or storage formats.
 
 pub mod backtest;
+pub mod driver;
 pub mod import;
 pub mod model;
 pub mod series;

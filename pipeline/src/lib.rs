@@ -11,5 +11,5 @@ pub mod udf;
 
 pub use error::{Error, Result};
 pub use occupancy::{BUCKET_MS, OccupancyRun, refresh_occupancy};
-pub use queries::{band_occupancy, lot_hours, usage_summary};
+pub use queries::{band_occupancy, driver_entries, lot_hours, lot_time_zones, usage_summary};
 pub use refresh::{RefreshReport, refresh};

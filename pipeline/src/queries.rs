@@ -9,7 +9,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::prelude::SessionContext;
 use warehouse_schema::lake::Lake;
-use warehouse_schema::outputs::{BandOccupancy, LotHour, LotPeak, UsageSummary};
+use warehouse_schema::outputs::{BandOccupancy, DriverEntry, LotHour, LotPeak, UsageSummary};
 use warehouse_schema::{DayKind, LotId, TimeBand};
 
 /// Mean occupancy per lot, band and day kind for buckets in `[from, to)`.
@@ -78,6 +78,52 @@ pub async fn lot_hours(lake: &Lake) -> Result<Vec<LotHour>> {
                 arrivals: rows.f64("arrivals", i)?,
                 mean_occupancy: rows.f64("mean_occupancy", i)?,
                 capacity: rows.i64("capacity", i)? as i32,
+            })
+        })
+        .collect()
+}
+
+/// Each lot's time zone, from `dim_lot`.
+pub async fn lot_time_zones(lake: &Lake) -> Result<Vec<(LotId, String)>> {
+    let ctx = ordered_session(lake).await?;
+    let rows = Rows::fetch(
+        &ctx,
+        "SELECT lot_id, time_zone FROM dim_lot ORDER BY lot_id",
+    )
+    .await?;
+    (0..rows.len())
+        .map(|i| {
+            Ok((
+                LotId(rows.i64("lot_id", i)?),
+                rows.str("time_zone", i)?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Entries of known drivers before `before`, in each lot's local time, in time order.
+pub async fn driver_entries(lake: &Lake, before: DateTime<Utc>) -> Result<Vec<DriverEntry>> {
+    let ctx = ordered_session(lake).await?;
+    let sql = format!(
+        "SELECT s.user_key, s.lot_id, CAST(s.entered_at AS BIGINT) AS entered_ms, d.time_zone
+         FROM fact_stay s JOIN dim_lot d ON s.lot_id = d.lot_id
+         WHERE s.user_key IS NOT NULL AND CAST(s.entered_at AS BIGINT) < {}
+         ORDER BY entered_ms, s.user_key",
+        before.timestamp_millis()
+    );
+    let rows = Rows::fetch(&ctx, &sql).await?;
+    (0..rows.len())
+        .map(|i| {
+            let tz: chrono_tz::Tz = rows
+                .str("time_zone", i)?
+                .parse()
+                .map_err(|e| Error::Shape(format!("time zone: {e}")))?;
+            let at = DateTime::from_timestamp_millis(rows.i64("entered_ms", i)?)
+                .ok_or_else(|| Error::Shape("entry out of range".into()))?;
+            Ok(DriverEntry {
+                user_key: rows.str("user_key", i)?.to_owned(),
+                lot_id: LotId(rows.i64("lot_id", i)?),
+                entered_local: at.with_timezone(&tz).naive_local(),
             })
         })
         .collect()

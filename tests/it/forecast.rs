@@ -32,6 +32,23 @@ async fn on_simulated_weeks_the_model_beats_the_best_baseline_by_a_fifth_an_hour
         arrivals.at_minutes(1440).unwrap().ratio_to_best_baseline() <= 1.0,
         "{table}"
     );
+
+    // Driver level: the commuters' habits are learnt from their own history.
+    let drivers = report
+        .drivers
+        .as_ref()
+        .expect("simulated drivers are known");
+    assert_eq!(drivers.test_days.len(), 7);
+    assert!(drivers.arrivals > 1000, "{table}");
+    assert!(
+        drivers.model.precision() >= 0.6 && drivers.model.recall() >= 0.6,
+        "{table}"
+    );
+    assert!(
+        drivers.model.f1() > drivers.same_hour_last_week.f1(),
+        "{table}"
+    );
+    assert!(table.contains("precision"), "{table}");
 }
 
 /// Six weeks of readings from three car parks, every half hour from 08:00 to 16:30 with jitter,

@@ -6,6 +6,7 @@ mod forecast;
 mod ingest;
 mod kafka;
 mod pricing;
+mod push;
 mod serve;
 mod services;
 mod support;

@@ -33,7 +33,18 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     }
     let scheduler = serve::schedule(&cfg, &state, &metrics).await.unwrap();
     let names: Vec<&str> = scheduler.jobs().map(|(n, _)| n).collect();
-    assert_eq!(names, ["ingest", "availability", "occupancy", "pricing"]);
+    assert_eq!(
+        names,
+        [
+            "ingest",
+            "availability",
+            "occupancy",
+            "pricing",
+            "forecast-training",
+            "push-candidates",
+            "report"
+        ]
+    );
 
     // Another API process on the same database takes a reservation: this process's
     // availability index learns of it through the "availability" job.
@@ -88,6 +99,8 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
         (RunStatus::Succeeded, 5),
         "2 lots registered, 2 check-ins, 1 reservation"
     );
+    // Two hours later (the jobs read the API's clock).
+    clock.set(clock.now() + chrono::Duration::hours(2));
     let run = scheduler.run_now("occupancy").await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
     assert!(run.rows >= 2 * 4, "two hours of buckets for two lots");
@@ -117,10 +130,22 @@ async fn jobs_are_listed_and_run_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::default().with_data_dir(dir.path().to_owned());
     let listed = serve::list_jobs(&cfg).await.unwrap();
-    for job in ["ingest", "availability", "occupancy", "pricing"] {
-        assert!(listed.contains(job), "{listed}");
+    for (job, schedule) in [
+        ("ingest", "every 5 s"),
+        ("availability", "every 1 s"),
+        ("occupancy", "cron */15 * * * *"),
+        ("pricing", "cron 30 0 * * *"),
+        ("forecast-training", "cron 30 2 * * *"),
+        ("push-candidates", "cron */5 * * * *"),
+        ("report", "cron 0 3 1 * *"),
+    ] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(job) && l.ends_with(schedule)),
+            "{job} {schedule}:\n{listed}"
+        );
     }
-    assert!(listed.contains("every 900 s"), "{listed}");
     let ran = serve::run_job(&cfg, "ingest").await.unwrap();
     assert!(ran.starts_with("ingest: succeeded on attempt 1"), "{ran}");
     let unknown = serve::run_job(&cfg, "nope").await.unwrap_err().to_string();
@@ -128,4 +153,44 @@ async fn jobs_are_listed_and_run_by_name() {
         unknown.contains("no job named `nope`") && unknown.contains("the jobs are: ingest"),
         "{unknown}"
     );
+    // Every run is recorded on disk, for `parkflow jobs runs`.
+    let runs = serve::recorded_runs(&cfg, 10).unwrap();
+    assert!(
+        runs.lines()
+            .any(|l| l.contains("ingest") && l.contains("succeeded")),
+        "{runs}"
+    );
+    let report = serve::run_job(&cfg, "report").await.unwrap();
+    assert!(report.starts_with("report: succeeded"), "{report}");
+    let month = chrono::Utc::now().format("%Y-%m");
+    assert!(
+        dir.path()
+            .join(format!("reports/usage-{month}.json"))
+            .exists()
+    );
+
+    // Schedules come from the configuration; a bad one or an unknown job name is refused.
+    let mut custom = cfg.clone();
+    custom
+        .jobs
+        .schedule
+        .insert("occupancy".into(), "every 30s".into());
+    let listed = serve::list_jobs(&custom).await.unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("occupancy") && l.ends_with("every 30 s")),
+        "{listed}"
+    );
+    let mut bad = cfg.clone();
+    bad.jobs.schedule.insert("pricing".into(), "at noon".into());
+    let e = format!("{:#}", serve::list_jobs(&bad).await.unwrap_err());
+    assert!(e.contains("jobs.schedule.pricing"), "{e}");
+    let mut unknown = cfg.clone();
+    unknown
+        .jobs
+        .schedule
+        .insert("nightly-nap".into(), "0 1 * * *".into());
+    let e = serve::list_jobs(&unknown).await.unwrap_err().to_string();
+    assert!(e.contains("`nightly-nap`, which is not a job"), "{e}");
 }

@@ -33,6 +33,15 @@ pub struct LotHour {
     pub capacity: i32,
 }
 
+/// One stay's entry by a known driver, in the lot's local time (driver-level forecasting).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriverEntry {
+    /// The pseudonymous user key (the warehouse never holds contact data).
+    pub user_key: String,
+    pub lot_id: LotId,
+    pub entered_local: chrono::NaiveDateTime,
+}
+
 /// The figures management asks for first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageSummary {

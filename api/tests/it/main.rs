@@ -501,7 +501,48 @@ on_both_stores!(
     rate_schedule_separates_current_and_upcoming,
     concurrent_entries_never_share_a_spot,
     full_server_on_port_zero_serves_health_and_metrics,
+    a_proposed_notification_is_stored_once_per_key,
 );
+
+async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
+    use parkflow_api::notifications::{NewNotification, NotificationKind, enqueue, unsent};
+    let store = app.state.service.store();
+    let lot = app.with_lot(json!({"car": 10})).await;
+    let user = warehouse_schema::UserId::new();
+    let n = NewNotification {
+        user_id: user,
+        kind: NotificationKind::ArrivalForecast,
+        dedup_key: format!("arrival:{}:{lot}:2026-06-01T08", user.0),
+        lot_id: Some(warehouse_schema::LotId(lot)),
+        title: "Lot 1".into(),
+        body: "Lot 1: 9 spaces left".into(),
+    };
+    let now = app.state.service.now();
+    assert!(enqueue(store, &n, now).await.unwrap());
+    let again = NewNotification {
+        body: "Lot 1: 8 spaces left".into(),
+        ..n.clone()
+    };
+    assert!(!enqueue(store, &again, now).await.unwrap(), "same key");
+    let other = NewNotification {
+        dedup_key: format!("arrival:{}:{lot}:2026-06-01T09", user.0),
+        ..n.clone()
+    };
+    assert!(enqueue(store, &other, now).await.unwrap());
+    let stored = unsent(store, 10).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        stored[0].body, "Lot 1: 9 spaces left",
+        "the first proposal stands"
+    );
+    assert_eq!(stored[0].kind, "arrival_forecast");
+    assert_eq!(stored[0].user_id, user.0.to_string());
+    assert_eq!(
+        stored[0].created_at.timestamp_millis(),
+        now.timestamp_millis()
+    );
+    assert!(stored.iter().all(|n| n.sent_at.is_none()));
+}
 
 async fn concurrent_entries_never_share_a_spot(app: TestApp) {
     let lot = app.with_lot(json!({"car": 10})).await;

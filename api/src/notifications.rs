@@ -1,0 +1,108 @@
+//! The notification outbox: messages for drivers, written by the jobs that propose them and read
+//! by the service that delivers them. A deduplication key makes proposing idempotent: the same
+//! message proposed twice (a job re-run, a retry) is stored once.
+
+use crate::error::Result;
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use warehouse_schema::{LotId, UserId};
+
+/// What a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// "Lot A: 12 spaces left, expected full by 08:40", sent before a driver's likely arrival.
+    ArrivalForecast,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ArrivalForecast => "arrival_forecast",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub user_id: UserId,
+    pub kind: NotificationKind,
+    /// One message per key, ever.
+    pub dedup_key: String,
+    pub lot_id: Option<LotId>,
+    pub title: String,
+    pub body: String,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub id: i64,
+    pub user_id: String,
+    pub kind: String,
+    pub dedup_key: String,
+    pub lot_id: Option<i64>,
+    pub title: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Store `n` unless a message with its key exists. Returns whether it was new.
+pub async fn enqueue(store: &Store, n: &NewNotification, now: DateTime<Utc>) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO notification_outbox (user_id, kind, dedup_key, lot_id, title, body, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(n.user_id.0.to_string())
+    .bind(n.kind.as_str())
+    .bind(&n.dedup_key)
+    .bind(n.lot_id.map(|l| l.0))
+    .bind(&n.title)
+    .bind(&n.body)
+    .bind(now.timestamp_millis())
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Messages not delivered yet, oldest first.
+pub async fn unsent(store: &Store, limit: i64) -> Result<Vec<Notification>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, user_id, kind, dedup_key, lot_id, title, body, created_at, sent_at
+         FROM notification_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.into_iter().map(notification).collect())
+}
+
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
+
+fn notification(row: Row) -> Notification {
+    let (id, user_id, kind, dedup_key, lot_id, title, body, created, sent) = row;
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    Notification {
+        id,
+        user_id,
+        kind,
+        dedup_key,
+        lot_id,
+        title,
+        body,
+        created_at: at(created),
+        sent_at: sent.map(at),
+    }
+}
