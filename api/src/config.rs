@@ -45,6 +45,8 @@ pub struct ApiConfig {
     pub access_token_ttl_s: i64,
     /// Lifetime of a refresh token, seconds.
     pub refresh_token_ttl_s: i64,
+    /// How stays are charged: grace period, free minutes, billing increment, daily cap.
+    pub tariff: crate::tariff::TariffRules,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +60,7 @@ impl Default for ApiConfig {
             token_secret: Secret("dev-token-secret-change-me".into()),
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
+            tariff: crate::tariff::TariffRules::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod passes;
 pub mod reservations;
 pub mod service;
 pub mod store;
+pub mod tariff;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ApiConfig, Secret};
@@ -37,6 +38,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         mut registry: Registry,
     ) -> Result<Self> {
+        config.tariff.validate().map_err(Error::Config)?;
         let store = Store::open(&config.database_url).await?;
         let metrics = ApiMetrics::register(&mut registry);
         let accounts = accounts::Accounts::new(
@@ -55,7 +57,8 @@ impl AppState {
                 clock,
                 metrics.clone(),
                 passes::PassSigner::new(config.token_secret.expose()),
-            ),
+            )
+            .with_tariff(config.tariff),
             accounts,
             tokens: Arc::new(Tokens {
                 admin: config.admin_token.clone(),

@@ -8,6 +8,7 @@ use crate::metrics::ApiMetrics;
 use crate::passes::PassSigner;
 use crate::reservations::holding;
 use crate::store::{Store, append_event, is_unique_violation};
+use crate::tariff::{ScheduledRate, Tariff, TariffRules};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -161,6 +162,7 @@ pub struct ParkingService {
     availability: Arc<AvailabilityIndex>,
     /// The outbox position up to which other processes' changes were applied to `availability`.
     availability_position: Arc<AtomicI64>,
+    tariff: TariffRules,
 }
 
 /// A stay about to open: where, who and how.
@@ -216,7 +218,14 @@ impl ParkingService {
             passes,
             availability: Arc::new(AvailabilityIndex::new()),
             availability_position: Arc::new(AtomicI64::new(0)),
+            tariff: TariffRules::default(),
         }
+    }
+
+    /// Charge stays under `rules` (grace, free minutes, increment, daily cap).
+    pub fn with_tariff(mut self, rules: TariffRules) -> Self {
+        self.tariff = rules;
+        self
     }
 
     pub(crate) fn metrics(&self) -> &ApiMetrics {
@@ -562,9 +571,10 @@ impl ParkingService {
         }
     }
 
-    /// A vehicle leaves. A drive-up stay is charged at the rate in force at exit; a reserved
-    /// stay pays its quote plus any time past the reserved end at that rate, and its
-    /// reservation is completed (the rest of its window is free again).
+    /// A vehicle leaves. A drive-up stay is charged by the tariff engine over the whole stay
+    /// (each increment at the rate in force then, with the configured grace, free minutes and
+    /// daily cap); a reserved stay pays its quote plus any time past the reserved end by the
+    /// same engine, and its reservation is completed (the rest of its window is free again).
     pub async fn check_out(&self, lot: LotId, session: SessionId) -> Result<ExitReceipt> {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
@@ -599,14 +609,39 @@ impl ParkingService {
             .get::<Option<String>, _>("reservation_id")
             .and_then(|r| r.parse().ok())
             .map(ReservationId);
+        let tariff = self.tariff_conn(&mut tx, lot, vt, now).await?;
+        let entered = DateTime::from_timestamp_millis(entered_at).unwrap_or(now);
         let amount = match reservation {
+            // The quote covers the reserved window; time past its end is charged by the tariff,
+            // with no grace or free minutes of its own.
             Some(_) => {
                 let quote: i64 = row.get::<Option<i64>, _>("quote_cents").unwrap_or(0);
-                let end: i64 = row.get::<Option<i64>, _>("end_at").unwrap_or(i64::MAX);
-                let overstay_s = (now.timestamp_millis() - end).max(0) / 1000;
-                quote + charge(overstay_s, cents_per_hour)
+                let end = row
+                    .get::<Option<i64>, _>("end_at")
+                    .and_then(DateTime::from_timestamp_millis)
+                    .unwrap_or(now);
+                let overstay = Tariff::new(
+                    TariffRules {
+                        grace_minutes: 0,
+                        free_minutes: 0,
+                        ..self.tariff
+                    },
+                    info.tz,
+                    info.default_cents_per_hour,
+                    tariff,
+                );
+                quote
+                    + if now > end {
+                        overstay.charge(end, now).cents
+                    } else {
+                        0
+                    }
             }
-            None => charge(duration_s, cents_per_hour),
+            None => {
+                Tariff::new(self.tariff, info.tz, info.default_cents_per_hour, tariff)
+                    .charge(entered, now)
+                    .cents
+            }
         };
         let closed = sqlx::query(
             "UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3
@@ -787,6 +822,38 @@ impl ParkingService {
 
 /// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot's time zone `tz` picks
 /// band and day kind), if one was published; callers fall back to the lot default.
+impl ParkingService {
+    /// The rates of `lot` for `vt` that can apply up to `until`, for the tariff engine.
+    async fn tariff_conn(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        lot: LotId,
+        vt: VehicleType,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ScheduledRate>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT band, day_kind, effective_from, cents_per_hour FROM rates
+             WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3",
+        )
+        .bind(lot.0)
+        .bind(vt.as_str())
+        .bind(until.timestamp_millis())
+        .fetch_all(conn)
+        .await?;
+        rows.into_iter()
+            .map(|(band, day_kind, from, cents)| {
+                Ok(ScheduledRate {
+                    band: band.parse().map_err(Error::Invalid)?,
+                    day_kind: day_kind.parse().map_err(Error::Invalid)?,
+                    effective_from: DateTime::from_timestamp_millis(from)
+                        .ok_or_else(|| Error::Invalid("rate start out of range".into()))?,
+                    cents_per_hour: cents,
+                })
+            })
+            .collect()
+    }
+}
+
 pub(crate) async fn rate_in_force_conn(
     conn: &mut sqlx::AnyConnection,
     lot: LotId,

@@ -205,13 +205,14 @@ async fn lot_creation_writes_lot_spots_and_event(app: TestApp) {
     assert_eq!(app.outbox_types().await, ["lot_registered"]);
 }
 
-async fn check_in_and_out_charge_the_rate_in_force_at_exit(app: TestApp) {
+async fn check_in_and_out_charge_the_rates_in_force_during_the_stay(app: TestApp) {
     let lot = app.with_lot(json!({"car": 2})).await;
     let entry = app.enter(lot, "car").await;
     assert_eq!(entry.status, StatusCode::CREATED, "{}", entry.body);
     let session = entry.body["sessionId"].as_str().unwrap().to_owned();
 
-    // Pricing raises the weekday midday car rate; the car leaves at 12:30 local after 3.5 hours.
+    // Pricing raises the weekday midday car rate; the car leaves at 12:30 local after 3.5 hours:
+    // 09:00–11:00 in the morning band at the default 200, 11:00–12:30 at midday's 300.
     let rates = json!({"rates": [
         {"band": "midday", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 300,
          "effectiveFrom": "2026-06-01T08:00:00Z"}
@@ -238,7 +239,7 @@ async fn check_in_and_out_charge_the_rate_in_force_at_exit(app: TestApp) {
     assert_eq!(exit.body["durationS"], 12_600);
     assert_eq!(exit.body["centsPerHour"], 300);
     assert_eq!(exit.body["band"], "midday");
-    assert_eq!(exit.body["amountCents"], 1050);
+    assert_eq!(exit.body["amountCents"], 2 * 200 + 450);
     assert_eq!(exit.body["currency"], "EUR");
 
     // A second exit of the same stay is a conflict, not a second charge.
@@ -495,7 +496,7 @@ on_both_stores!(
     two_hundred_concurrent_requests_for_one_spot_book_it_once,
     store_agrees_with_a_brute_force_oracle,
     lot_creation_writes_lot_spots_and_event,
-    check_in_and_out_charge_the_rate_in_force_at_exit,
+    check_in_and_out_charge_the_rates_in_force_during_the_stay,
     full_lot_refuses_entry_and_respects_spot_types,
     bad_input_gets_the_envelope_never_a_500,
     rate_schedule_separates_current_and_upcoming,
