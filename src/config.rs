@@ -45,10 +45,13 @@ pub struct JobsConfig {
     pub schedule: std::collections::BTreeMap<String, String>,
     /// Push a driver when their probability of arriving in the next hour is at least this.
     pub push_threshold: f64,
+    /// Reminders before a reservation, the no-show warning and the no-show cancellation.
+    pub reservation_timers: parkflow_api::lifecycle::ReservationTimers,
 }
 
 /// The default schedules of the periodic jobs.
-pub const DEFAULT_SCHEDULES: [(&str, &str); 6] = [
+pub const DEFAULT_SCHEDULES: [(&str, &str); 7] = [
+    ("reservations", "every 60s"),
     ("occupancy", "*/15 * * * *"),
     ("warehouse-refresh", "*/15 * * * *"),
     ("pricing", "30 0 * * *"),
@@ -73,6 +76,7 @@ impl Default for Config {
                     .map(|(job, s)| ((*job).to_owned(), (*s).to_owned()))
                     .collect(),
                 push_threshold: 0.5,
+                reservation_timers: Default::default(),
             },
             pricing: StepPolicy::default(),
         }

@@ -219,6 +219,23 @@ pub async fn schedule(
             }
         });
     }
+    // Reminders before a reservation starts, the no-show warning, and the no-show cancellation.
+    let (service, timers) = (state.service.clone(), cfg.jobs.reservation_timers.clone());
+    timers
+        .validate()
+        .map_err(|e| anyhow::anyhow!("jobs.reservation_timers: {e}"))?;
+    scheduler.add("reservations", scheduled(cfg, "reservations")?, move || {
+        let (service, timers) = (service.clone(), timers.clone());
+        async move {
+            let r = service
+                .sweep_reservations(service.now(), &timers)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(JobOutcome {
+                rows: (r.reminders + r.warnings + r.no_shows) as u64,
+            })
+        }
+    });
     // Other API processes on the same database change reservations too: drop the lots they
     // touched from this process's availability index, so they load again.
     let service = state.service.clone();

@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(crate::openapi::docs_page))
         .route("/v1/vehicles", get(list_vehicles).post(add_vehicle))
         .route("/v1/me/workplace", put(set_workplace).get(get_workplace))
+        .route("/v1/notifications", get(list_notifications))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
         .route("/v1/lots/{lot_id}/rates", get(get_rates).put(put_rates))
@@ -599,6 +600,31 @@ async fn get_pass(
     Ok(Json(
         state.service.gate_pass(user, ReservationId(id)).await?,
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Inbox {
+    #[serde(default = "inbox_size")]
+    limit: i64,
+}
+
+fn inbox_size() -> i64 {
+    50
+}
+
+/// The driver's in-app inbox: their messages, newest first.
+async fn list_notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<Inbox>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    if !(1..=100).contains(&q.limit) {
+        return Err(Error::Invalid("limit is 1 to 100".into()));
+    }
+    let items = crate::notifications::of_user(state.service.store(), user, q.limit).await?;
+    Ok(Json(json!({ "items": items })))
 }
 
 #[derive(Deserialize)]

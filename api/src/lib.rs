@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod gates;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notifications;
 pub mod openapi;

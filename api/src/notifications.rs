@@ -14,12 +14,21 @@ use warehouse_schema::{LotId, UserId};
 pub enum NotificationKind {
     /// "Lot A: 12 spaces left, expected full by 08:40", sent before a driver's likely arrival.
     ArrivalForecast,
+    /// A reservation starts soon.
+    ReservationReminder,
+    /// A reservation has started and nobody has entered.
+    NoShowWarning,
+    /// A reservation was cancelled because nobody entered.
+    NoShow,
 }
 
 impl NotificationKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ArrivalForecast => "arrival_forecast",
+            Self::ReservationReminder => "reservation_reminder",
+            Self::NoShowWarning => "no_show_warning",
+            Self::NoShow => "no_show",
         }
     }
 }
@@ -37,10 +46,12 @@ pub struct NewNotification {
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub id: i64,
     pub user_id: String,
     pub kind: String,
+    #[serde(skip)]
     pub dedup_key: String,
     pub lot_id: Option<i64>,
     pub title: String,
@@ -73,6 +84,19 @@ pub async fn unsent(store: &Store, limit: i64) -> Result<Vec<Notification>> {
         "SELECT id, user_id, kind, dedup_key, lot_id, title, body, created_at, sent_at
          FROM notification_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
     )
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.into_iter().map(notification).collect())
+}
+
+/// `user`'s messages, newest first (the in-app inbox).
+pub async fn of_user(store: &Store, user: UserId, limit: i64) -> Result<Vec<Notification>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, user_id, kind, dedup_key, lot_id, title, body, created_at, sent_at
+         FROM notification_outbox WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(user.0.to_string())
     .bind(limit)
     .fetch_all(store.pool())
     .await?;

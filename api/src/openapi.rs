@@ -130,6 +130,14 @@ fn operations() -> Vec<Op> {
         ),
         op(
             "get",
+            "/v1/notifications",
+            "The driver's messages, newest first (query `limit`, 1 to 100, default 50)",
+            Driver,
+            None,
+            (200, "Notifications"),
+        ),
+        op(
+            "get",
             "/v1/me/workplace",
             "The driver's saved workplace",
             Driver,

@@ -37,6 +37,7 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
         names,
         [
             "ingest",
+            "reservations",
             "availability",
             "occupancy",
             "pricing",
@@ -132,6 +133,7 @@ async fn jobs_are_listed_and_run_by_name() {
     let listed = serve::list_jobs(&cfg).await.unwrap();
     for (job, schedule) in [
         ("ingest", "every 5 s"),
+        ("reservations", "every 60 s"),
         ("availability", "every 1 s"),
         ("occupancy", "cron */15 * * * *"),
         ("pricing", "cron 30 0 * * *"),

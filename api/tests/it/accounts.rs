@@ -321,3 +321,114 @@ pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
         1
     );
 }
+
+/// Reminders before the start, a warning after it, the no-show cancellation at last — each once,
+/// in the owner's inbox only; the no-show frees the spot.
+pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) {
+    use parkflow_api::lifecycle::{ReservationTimers, SweepReport};
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let alice = app.with_driver("alice@example.com").await;
+    let bob = app.with_driver("bob@example.com").await;
+    // Now is 09:00 local (07:00 UTC); Alice reserves 11:00–14:00 local, Bob 15:00–16:00.
+    let start = app.state.service.now() + Duration::hours(2);
+    let body = |s: chrono::DateTime<chrono::Utc>, hours: i64| json!({"lotId": lot, "startAt": s, "endAt": s + Duration::hours(hours), "vehicleType": "car"});
+    let r = app.reserve(&alice, Some("a"), &body(start, 3)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .reserve(&bob, Some("b"), &body(start + Duration::hours(4), 1))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    let timers = &ReservationTimers::default();
+    let service = &app.state.service;
+    let sweep = |minutes_from_start: i64| {
+        let at = start + Duration::minutes(minutes_from_start);
+        app.clock.set(at);
+        async move { service.sweep_reservations(at, timers).await.unwrap() }
+    };
+    let quiet = SweepReport::default();
+    assert_eq!(sweep(-90).await, quiet, "no reminder 90 minutes ahead");
+    assert_eq!(sweep(-55).await.reminders, 1, "Alice's 1-hour reminder");
+    assert_eq!(sweep(-50).await, quiet, "sent once");
+    assert_eq!(sweep(-14).await.reminders, 1, "the 15-minute one");
+    assert_eq!(sweep(-5).await, quiet);
+    assert_eq!(
+        sweep(16).await.warnings,
+        1,
+        "nobody entered: Alice is warned"
+    );
+    assert_eq!(sweep(40).await, quiet);
+    assert_eq!(sweep(61).await.no_shows, 1, "Alice's no-show");
+    assert_eq!(sweep(62).await, quiet, "cancelled once");
+
+    // Hours have passed: fresh access tokens.
+    let app = &app;
+    let login = |email: &'static str| async move {
+        let creds = json!({"email": email, "password": "correct horse battery"}).to_string();
+        let s = app.call("POST", "/v1/sessions", None, Some(&creds)).await;
+        s.body["accessToken"].as_str().unwrap().to_owned()
+    };
+    let (alice, bob) = (
+        login("alice@example.com").await,
+        login("bob@example.com").await,
+    );
+    let mine = app
+        .call("GET", &format!("/v1/reservations/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(mine.body["status"], "no_show", "{}", mine.body);
+    // The spot is free again for the rest of the window.
+    let later = start + Duration::minutes(70);
+    let again = app
+        .reserve(
+            &bob,
+            Some("c"),
+            &json!({"lotId": lot, "startAt": later, "endAt": start + Duration::hours(3), "vehicleType": "car"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+
+    let inbox = app
+        .call("GET", "/v1/notifications", Some(&alice), None)
+        .await;
+    assert_eq!(inbox.status, StatusCode::OK, "{}", inbox.body);
+    let kinds: Vec<&str> = inbox.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "no_show",
+            "no_show_warning",
+            "reservation_reminder",
+            "reservation_reminder"
+        ],
+        "newest first: {}",
+        inbox.body
+    );
+    assert!(
+        inbox.body["items"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{}",
+        inbox.body
+    );
+    assert!(inbox.body["items"][0].get("dedupKey").is_none());
+    let bobs = app.call("GET", "/v1/notifications", Some(&bob), None).await;
+    assert_eq!(bobs.status, StatusCode::OK);
+    assert_eq!(
+        bobs.body["items"],
+        json!([]),
+        "only the owner sees a message"
+    );
+    let anonymous = app.call("GET", "/v1/notifications", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let bad = app
+        .call("GET", "/v1/notifications?limit=0", Some(&alice), None)
+        .await;
+    envelope(&bad, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+}

@@ -461,7 +461,10 @@ macro_rules! on_both_stores {
 mod accounts;
 mod gates;
 mod reservations;
-use accounts::{accounts_sessions_and_refresh, drivers_reserve_over_http_and_see_only_their_own};
+use accounts::{
+    accounts_sessions_and_refresh, drivers_reserve_over_http_and_see_only_their_own,
+    reminders_warnings_and_no_shows_reach_the_inbox_once,
+};
 use gates::{
     a_cancelled_or_late_reservation_opens_nothing, a_pass_opens_the_gate_once_within_its_window,
     ev_spots_take_cars_only_where_the_lot_says_so, lots_and_spots_nearest_to_the_workplace_first,
@@ -503,6 +506,7 @@ on_both_stores!(
     concurrent_entries_never_share_a_spot,
     full_server_on_port_zero_serves_health_and_metrics,
     a_proposed_notification_is_stored_once_per_key,
+    reminders_warnings_and_no_shows_reach_the_inbox_once,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
