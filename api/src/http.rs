@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use prometheus_client::registry::Registry;
@@ -64,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/vehicles", get(list_vehicles).post(add_vehicle))
         .route("/v1/me/workplace", put(set_workplace).get(get_workplace))
         .route("/v1/notifications", get(list_notifications))
+        .route("/v1/me", delete(delete_me))
+        .route("/v1/me/export", get(export_me))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
         .route("/v1/lots/{lot_id}/rates", get(get_rates).put(put_rates))
@@ -611,6 +613,25 @@ struct Inbox {
 
 fn inbox_size() -> i64 {
     50
+}
+
+/// Everything stored about the calling driver.
+async fn export_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(state.service.export_user_data(user).await?))
+}
+
+/// Erase the calling driver's account.
+async fn delete_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let erasure = state.service.erase_user(user, state.service.now()).await?;
+    Ok(Json(json!({ "deleted": true, "erasure": erasure })))
 }
 
 /// The driver's in-app inbox: their messages, newest first.

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod passes;
+pub mod privacy;
 pub mod reservations;
 pub mod service;
 pub mod store;

@@ -130,6 +130,22 @@ fn operations() -> Vec<Op> {
         ),
         op(
             "get",
+            "/v1/me/export",
+            "Everything stored about the driver: account, vehicles, reservations, stays, messages",
+            Driver,
+            None,
+            (200, "Export"),
+        ),
+        op(
+            "delete",
+            "/v1/me",
+            "Erase the driver's account: upcoming reservations cancelled, plates removed, the rest keyed only by the random user id",
+            Driver,
+            None,
+            (200, "Erasure"),
+        ),
+        op(
+            "get",
             "/v1/notifications",
             "The driver's messages, newest first (query `limit`, 1 to 100, default 50)",
             Driver,

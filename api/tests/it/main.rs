@@ -462,7 +462,8 @@ mod accounts;
 mod gates;
 mod reservations;
 use accounts::{
-    accounts_sessions_and_refresh, drivers_reserve_over_http_and_see_only_their_own,
+    a_driver_exports_then_erases_their_data, accounts_sessions_and_refresh,
+    drivers_reserve_over_http_and_see_only_their_own,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
 };
 use gates::{
@@ -507,6 +508,7 @@ on_both_stores!(
     full_server_on_port_zero_serves_health_and_metrics,
     a_proposed_notification_is_stored_once_per_key,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
+    a_driver_exports_then_erases_their_data,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {

@@ -1,0 +1,195 @@
+//! A driver's rights over their data: export everything held about them, and erase their
+//! account.
+//!
+//! Erasure deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens
+//! and messages; cancels its reservations that have not started; and strips plates from the
+//! reservations and stays that remain (they are the lot's records of spot use and revenue).
+//! What remains refers to the driver only by the random user id, which is also all the
+//! warehouse ever held: its events carry no e-mail, name or plate.
+
+use crate::error::{Error, Result};
+use crate::service::ParkingService;
+use crate::store::append_event;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::Row;
+use warehouse_schema::event::ReservationRef;
+use warehouse_schema::{Event, EventPayload, LotId, ReservationId, UserId};
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Erasure {
+    pub cancelled_reservations: u64,
+    pub anonymised_reservations: u64,
+    pub anonymised_stays: u64,
+    pub deleted_vehicles: u64,
+    pub deleted_notifications: u64,
+}
+
+fn at(ms: Option<i64>) -> Value {
+    ms.and_then(DateTime::from_timestamp_millis)
+        .map_or(Value::Null, |t| json!(t))
+}
+
+impl ParkingService {
+    /// Everything stored about `user`, as one JSON document.
+    pub async fn export_user_data(&self, user: UserId) -> Result<Value> {
+        let pool = self.store().pool();
+        let id = user.0.to_string();
+        let account = sqlx::query(
+            "SELECT email, role, created_at, workplace_latitude, workplace_longitude FROM users WHERE id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::NotFound("account".into()))?;
+        let vehicles: Vec<Value> = sqlx::query(
+            "SELECT id, plate, region, vehicle_type, created_at FROM vehicles WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(&id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<String, _>("id"), "plate": r.get::<String, _>("plate"),
+                "region": r.get::<String, _>("region"), "vehicleType": r.get::<String, _>("vehicle_type"),
+                "createdAt": at(Some(r.get("created_at"))),
+            })
+        })
+        .collect();
+        let reservations: Vec<Value> = sqlx::query(
+            "SELECT id, lot_id, spot_id, vehicle_type, plate, start_at, end_at, status, quote_cents, currency, created_at, cancelled_at
+             FROM reservations WHERE user_id = $1 ORDER BY start_at",
+        )
+        .bind(&id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<String, _>("id"), "lotId": r.get::<i64, _>("lot_id"),
+                "spotId": r.get::<i64, _>("spot_id"), "vehicleType": r.get::<String, _>("vehicle_type"),
+                "plate": r.get::<Option<String>, _>("plate"), "startAt": at(Some(r.get("start_at"))),
+                "endAt": at(Some(r.get("end_at"))), "status": r.get::<String, _>("status"),
+                "quoteCents": r.get::<i64, _>("quote_cents"), "currency": r.get::<String, _>("currency"),
+                "createdAt": at(Some(r.get("created_at"))), "cancelledAt": at(r.get("cancelled_at")),
+            })
+        })
+        .collect();
+        let stays: Vec<Value> = sqlx::query(
+            "SELECT id, lot_id, spot_id, vehicle_type, method, plate, entered_at, exited_at, amount_cents, currency
+             FROM parking_sessions WHERE user_id = $1 ORDER BY entered_at",
+        )
+        .bind(&id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<String, _>("id"), "lotId": r.get::<i64, _>("lot_id"),
+                "spotId": r.get::<i64, _>("spot_id"), "vehicleType": r.get::<String, _>("vehicle_type"),
+                "method": r.get::<String, _>("method"), "plate": r.get::<Option<String>, _>("plate"),
+                "enteredAt": at(Some(r.get("entered_at"))), "exitedAt": at(r.get("exited_at")),
+                "amountCents": r.get::<Option<i64>, _>("amount_cents"),
+                "currency": r.get::<Option<String>, _>("currency"),
+            })
+        })
+        .collect();
+        let notifications = crate::notifications::of_user(self.store(), user, i64::MAX).await?;
+        let workplace = match (
+            account.get::<Option<f64>, _>("workplace_latitude"),
+            account.get::<Option<f64>, _>("workplace_longitude"),
+        ) {
+            (Some(lat), Some(lng)) => json!({ "latitude": lat, "longitude": lng }),
+            _ => Value::Null,
+        };
+        Ok(json!({
+            "account": {
+                "id": id, "email": account.get::<String, _>("email"),
+                "role": account.get::<String, _>("role"),
+                "createdAt": at(Some(account.get("created_at"))), "workplace": workplace,
+            },
+            "vehicles": vehicles,
+            "reservations": reservations,
+            "stays": stays,
+            "notifications": notifications,
+        }))
+    }
+
+    /// Erase `user`'s account (see the module documentation), in one transaction.
+    pub async fn erase_user(&self, user: UserId, now: DateTime<Utc>) -> Result<Erasure> {
+        let id = user.0.to_string();
+        let mut tx = self.store().begin_write().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound("account".into()));
+        }
+        let upcoming: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, lot_id FROM reservations WHERE user_id = $1 AND status = 'active'",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Erasure::default();
+        let mut released = Vec::new();
+        for (reservation, lot) in upcoming {
+            sqlx::query(
+                "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
+            )
+            .bind(now.timestamp_millis())
+            .bind(&reservation)
+            .execute(&mut *tx)
+            .await?;
+            let rid = ReservationId(
+                reservation
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("stored reservation id {reservation}")))?,
+            );
+            let event = Event::new(
+                now,
+                LotId(lot),
+                EventPayload::ReservationCancelled(ReservationRef {
+                    reservation_id: rid,
+                    reason: Some("account_deleted".into()),
+                }),
+            );
+            append_event(&mut tx, &event).await?;
+            released.push((LotId(lot), rid));
+            out.cancelled_reservations += 1;
+        }
+        let run = |sql: &'static str| sqlx::query(sql).bind(id.clone());
+        out.anonymised_reservations =
+            run("UPDATE reservations SET plate = NULL, vehicle_id = NULL WHERE user_id = $1")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        out.anonymised_stays = run("UPDATE parking_sessions SET plate = NULL WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        out.deleted_notifications = run("DELETE FROM notification_outbox WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        run("DELETE FROM refresh_tokens WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?;
+        out.deleted_vehicles = run("DELETE FROM vehicles WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        run("DELETE FROM users WHERE id = $1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        for (lot, rid) in released {
+            self.availability().release(lot, rid);
+        }
+        Ok(out)
+    }
+}
