@@ -47,6 +47,8 @@ pub struct ApiConfig {
     pub refresh_token_ttl_s: i64,
     /// How stays are charged: grace period, free minutes, billing increment, daily cap.
     pub tariff: crate::tariff::TariffRules,
+    /// Minimum prepaid balance for entry, the refund policy and the gateway's webhook secret.
+    pub payments: crate::payments::PaymentsConfig,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +63,7 @@ impl Default for ApiConfig {
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
             tariff: crate::tariff::TariffRules::default(),
+            payments: crate::payments::PaymentsConfig::default(),
         }
     }
 }

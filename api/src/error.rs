@@ -35,6 +35,9 @@ pub enum Error {
     Config(String),
     #[error("too many attempts; retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u64 },
+    /// A payment was declined or failed, or a balance is too low.
+    #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,6 +66,7 @@ impl Error {
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Storage(_) | Self::Migrate(_) | Self::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -72,7 +76,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
-            Self::Conflict { code, .. } | Self::Unprocessable { code, .. } => code,
+            Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. }
+            | Self::PaymentRequired { code, .. } => code,
             Self::Invalid(_) => "validation_failed",
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized => "unauthorized",

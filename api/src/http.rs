@@ -65,6 +65,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/workplace", put(set_workplace).get(get_workplace))
         .route("/v1/notifications", get(list_notifications))
         .route("/v1/me", delete(delete_me))
+        .route("/v1/me/balance", get(get_balance))
+        .route("/v1/me/balance/top-ups", post(top_up))
+        .route(
+            "/v1/reservations/{reservation_id}/payments",
+            post(pay_reservation),
+        )
+        .route("/v1/payments/webhook", post(payment_webhook))
         .route("/v1/me/export", get(export_me))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
@@ -613,6 +620,92 @@ struct Inbox {
 
 fn inbox_size() -> i64 {
     50
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<&str, Error> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Invalid("the Idempotency-Key header is required".into()))
+}
+
+/// A payment that did not go through is a 402 with its reason; the same key gives the same
+/// answer again.
+fn paid(p: crate::payments::PaymentRecord) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+    if p.status == "captured" {
+        return Ok((StatusCode::CREATED, Json(json!(p))));
+    }
+    Err(Error::PaymentRequired {
+        code: "payment_declined",
+        message: format!(
+            "payment {} {}: {}",
+            p.id,
+            p.status,
+            p.reason.as_deref().unwrap_or("no reason given")
+        ),
+    })
+}
+
+async fn pay_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Id(id): Id<Uuid>,
+    ApiJson(method): ApiJson<crate::payments::PaymentMethod>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let key = idempotency_key(&headers)?;
+    paid(
+        state
+            .service
+            .pay_reservation(user, ReservationId(id), method, key)
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TopUpBody {
+    amount_cents: i64,
+    payment: crate::payments::PaymentMethod,
+}
+
+async fn top_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<TopUpBody>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let key = idempotency_key(&headers)?;
+    paid(
+        state
+            .service
+            .top_up(user, body.amount_cents, body.payment, key)
+            .await?,
+    )
+}
+
+async fn get_balance(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(json!({ "cents": state.service.balance(user).await? })))
+}
+
+/// The gateway's signed events (`X-Gateway-Signature`: HMAC-SHA256 of the body, base64url).
+async fn payment_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let signature = headers
+        .get("x-gateway-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Error::Unauthorized)?;
+    let handled = state.service.gateway_webhook(&body, signature).await?;
+    Ok(Json(json!({ "handled": handled })))
 }
 
 /// Everything stored about the calling driver.

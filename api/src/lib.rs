@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod passes;
+pub mod payments;
 pub mod privacy;
 pub mod reservations;
 pub mod service;
@@ -60,7 +61,11 @@ impl AppState {
                 metrics.clone(),
                 passes::PassSigner::new(config.token_secret.expose()),
             )
-            .with_tariff(config.tariff),
+            .with_tariff(config.tariff)
+            .with_payments(
+                config.payments.clone(),
+                Arc::new(payments::SandboxGateway::default()),
+            ),
             accounts,
             tokens: Arc::new(Tokens {
                 admin: config.admin_token.clone(),

@@ -20,6 +20,8 @@ pub enum NotificationKind {
     NoShowWarning,
     /// A reservation was cancelled because nobody entered.
     NoShow,
+    /// A payment was declined, failed or reversed, and its reservation cancelled.
+    PaymentProblem,
 }
 
 impl NotificationKind {
@@ -29,6 +31,7 @@ impl NotificationKind {
             Self::ReservationReminder => "reservation_reminder",
             Self::NoShowWarning => "no_show_warning",
             Self::NoShow => "no_show",
+            Self::PaymentProblem => "payment_problem",
         }
     }
 }

@@ -129,6 +129,38 @@ fn operations() -> Vec<Op> {
             (201, "Vehicle"),
         ),
         op(
+            "post",
+            "/v1/reservations/{reservation_id}/payments",
+            "Pay a reservation by card token, wallet token or balance (Idempotency-Key required; 402 when declined)",
+            Driver,
+            Some("PaymentMethod"),
+            (201, "Payment"),
+        ),
+        op(
+            "get",
+            "/v1/me/balance",
+            "The driver's prepaid balance",
+            Driver,
+            None,
+            (200, "Balance"),
+        ),
+        op(
+            "post",
+            "/v1/me/balance/top-ups",
+            "Top up the prepaid balance by card or wallet token (Idempotency-Key required)",
+            Driver,
+            Some("TopUp"),
+            (201, "Payment"),
+        ),
+        op(
+            "post",
+            "/v1/payments/webhook",
+            "The payment gateway's signed events (X-Gateway-Signature); each event id is handled once",
+            Anyone,
+            Some("GatewayEvent"),
+            (200, "Handled"),
+        ),
+        op(
             "get",
             "/v1/me/export",
             "Everything stored about the driver: account, vehicles, reservations, stays, messages",
@@ -361,6 +393,16 @@ fn schemas() -> Value {
         "PublishRates": obj(&["rates"], json!({ "rates": { "type": "array", "items": obj(&["band", "dayKind", "vehicleType", "centsPerHour"], json!({
             "band": { "type": "string" }, "dayKind": { "type": "string", "enum": ["weekday", "weekend"] }, "vehicleType": vehicle,
             "centsPerHour": { "type": "integer" }, "effectiveFrom": time })) } })),
+        "PaymentMethod": obj(&["method"], json!({
+            "method": { "type": "string", "enum": ["card", "wallet", "balance"] },
+            "token": { "type": "string", "description": "the gateway's token (tok_… or wal_…); never card details" },
+            "last4": { "type": "string", "description": "card only: the last four digits" } })),
+        "TopUp": obj(&["amountCents", "payment"], json!({
+            "amountCents": { "type": "integer", "minimum": 100, "maximum": 100000 },
+            "payment": { "$ref": "#/components/schemas/PaymentMethod" } })),
+        "GatewayEvent": obj(&["eventId", "type", "reference"], json!({
+            "eventId": { "type": "string" }, "type": { "type": "string", "enum": ["payment.reversed"] },
+            "reference": { "type": "string" } })),
         "NewReservation": obj(&["lotId", "startAt", "endAt"], json!({
             "lotId": { "type": "integer" }, "spotId": { "type": "integer" }, "startAt": time, "endAt": time,
             "vehicleType": vehicle, "vehicleId": { "type": "string", "format": "uuid", "description": "instead of vehicleType" },

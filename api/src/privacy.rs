@@ -1,9 +1,9 @@
 //! A driver's rights over their data: export everything held about them, and erase their
 //! account.
 //!
-//! Erasure deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens
-//! and messages; cancels its reservations that have not started; and strips plates from the
-//! reservations and stays that remain (they are the lot's records of spot use and revenue).
+//! Erasure deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens,
+//! messages and prepaid balance; cancels its reservations that have not started; and strips
+//! plates, gateway tokens and card digits from the reservations, stays and payments that remain (they are the lot's records of spot use and revenue).
 //! What remains refers to the driver only by the random user id, which is also all the
 //! warehouse ever held: its events carry no e-mail, name or plate.
 
@@ -98,6 +98,26 @@ impl ParkingService {
         })
         .collect();
         let notifications = crate::notifications::of_user(self.store(), user, i64::MAX).await?;
+        let payments: Vec<Value> = sqlx::query(
+            "SELECT id, purpose, reservation_id, method, last4, amount_cents, currency, status, refunded_cents, created_at
+             FROM payments WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(&id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<String, _>("id"), "purpose": r.get::<String, _>("purpose"),
+                "reservationId": r.get::<Option<String>, _>("reservation_id"),
+                "method": r.get::<String, _>("method"), "last4": r.get::<Option<String>, _>("last4"),
+                "amountCents": r.get::<i64, _>("amount_cents"), "currency": r.get::<String, _>("currency"),
+                "status": r.get::<String, _>("status"), "refundedCents": r.get::<i64, _>("refunded_cents"),
+                "createdAt": at(Some(r.get("created_at"))),
+            })
+        })
+        .collect();
+        let balance = self.balance(user).await?;
         let workplace = match (
             account.get::<Option<f64>, _>("workplace_latitude"),
             account.get::<Option<f64>, _>("workplace_longitude"),
@@ -115,6 +135,8 @@ impl ParkingService {
             "reservations": reservations,
             "stays": stays,
             "notifications": notifications,
+            "payments": payments,
+            "balanceCents": balance,
         }))
     }
 
@@ -176,6 +198,13 @@ impl ParkingService {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Payments stay as the lot's revenue records, without the gateway token or card digits.
+        run("UPDATE payments SET token = NULL, last4 = NULL WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?;
+        run("DELETE FROM balances WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?;
         run("DELETE FROM refresh_tokens WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;

@@ -816,6 +816,11 @@ impl ParkingService {
         self.availability().release(r.lot_id, id);
         r.status = "cancelled".into();
         r.cancellation_id = Some(cancellation);
+        // Paid? Refund per the policy. The cancellation stands either way; a refund the gateway
+        // refused leaves the payment `captured` on a cancelled reservation, and is logged.
+        if let Err(e) = self.refund_on_cancel(id, r.start_at).await {
+            tracing::error!(reservation = %id, error = %e, "refund after cancellation failed");
+        }
         Ok(r)
     }
 

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::ApiMetrics;
 use crate::passes::PassSigner;
+use crate::payments::{PaymentGateway, PaymentsConfig, SandboxGateway};
 use crate::reservations::holding;
 use crate::store::{Store, append_event, is_unique_violation};
 use crate::tariff::{ScheduledRate, Tariff, TariffRules};
@@ -163,6 +164,8 @@ pub struct ParkingService {
     /// The outbox position up to which other processes' changes were applied to `availability`.
     availability_position: Arc<AtomicI64>,
     tariff: TariffRules,
+    payments: Arc<PaymentsConfig>,
+    gateway: Arc<dyn PaymentGateway>,
 }
 
 /// A stay about to open: where, who and how.
@@ -219,7 +222,28 @@ impl ParkingService {
             availability: Arc::new(AvailabilityIndex::new()),
             availability_position: Arc::new(AtomicI64::new(0)),
             tariff: TariffRules::default(),
+            payments: Arc::new(PaymentsConfig::default()),
+            gateway: Arc::new(SandboxGateway::default()),
         }
+    }
+
+    /// Take payments under `config` through `gateway`.
+    pub fn with_payments(
+        mut self,
+        config: PaymentsConfig,
+        gateway: Arc<dyn PaymentGateway>,
+    ) -> Self {
+        self.payments = Arc::new(config);
+        self.gateway = gateway;
+        self
+    }
+
+    pub fn gateway(&self) -> &dyn PaymentGateway {
+        self.gateway.as_ref()
+    }
+
+    pub(crate) fn payments_config(&self) -> &PaymentsConfig {
+        &self.payments
     }
 
     /// Charge stays under `rules` (grace, free minutes, increment, daily cap).
@@ -426,6 +450,22 @@ impl ParkingService {
     /// On PostgreSQL two gates may pick the same free spot at once; the loser's insert hits the
     /// one-open-stay-per-spot index and it simply tries again with what is then free.
     pub async fn check_in(&self, lot: LotId, req: CheckInRequest) -> Result<CheckInReceipt> {
+        // A known driver entering without a reservation pays from their prepaid balance: it
+        // must hold the configured minimum.
+        let min = self.payments.min_balance_cents;
+        if let Some(user) = req.user_id
+            && min > 0
+        {
+            let balance = self.balance(user).await?;
+            if balance < min {
+                return Err(Error::PaymentRequired {
+                    code: "balance_too_low",
+                    message: format!(
+                        "entry needs a prepaid balance of at least {min} cents; it is {balance}"
+                    ),
+                });
+            }
+        }
         const ATTEMPTS: usize = 8;
         for _ in 1..ATTEMPTS {
             match self.try_check_in(lot, &req).await {
@@ -580,7 +620,7 @@ impl ParkingService {
         let mut tx = self.store.begin_write().await?;
         let info = self.lot_row(&mut tx, lot).await?;
         let row = sqlx::query(
-            "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, r.quote_cents, r.end_at
+            "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, p.user_id, r.quote_cents, r.end_at
              FROM parking_sessions p LEFT JOIN reservations r ON r.id = p.reservation_id
              WHERE p.id = $1 AND p.lot_id = $2",
         )
@@ -658,6 +698,12 @@ impl ParkingService {
                 "session_closed",
                 format!("parking session {session} has already exited"),
             ));
+        }
+        if reservation.is_none()
+            && let Some(user) = row.get::<Option<String>, _>("user_id")
+        {
+            self.pay_stay_from_balance(&mut tx, lot, session, &user, amount, &info.currency, now)
+                .await?;
         }
         if let Some(r) = reservation {
             sqlx::query("UPDATE reservations SET status = 'completed' WHERE id = $1 AND status = 'checked_in'")

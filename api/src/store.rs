@@ -65,6 +65,11 @@ impl Backend {
                     "notification outbox",
                     include_str!("../migrations/sqlite/0007_notification_outbox.sql"),
                 ),
+                (
+                    8,
+                    "payments",
+                    include_str!("../migrations/sqlite/0008_payments.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -102,6 +107,11 @@ impl Backend {
                     7,
                     "notification outbox",
                     include_str!("../migrations/postgres/0007_notification_outbox.sql"),
+                ),
+                (
+                    8,
+                    "payments",
+                    include_str!("../migrations/postgres/0008_payments.sql"),
                 ),
             ],
         }

@@ -463,6 +463,16 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let reservation = r.body["id"].as_str().unwrap().to_owned();
+    let paid = app
+        .call_with(
+            "POST",
+            &format!("/v1/reservations/{reservation}/payments"),
+            Some(&token),
+            Some(&json!({"method": "card", "token": "tok_ok", "last4": "4242"}).to_string()),
+            Some(("idempotency-key", "p1")),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
     let timers = parkflow_api::lifecycle::ReservationTimers::default();
     app.state
         .service
@@ -478,6 +488,7 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
     assert_eq!(e["vehicles"][0]["plate"], "BPF123", "{e}");
     assert_eq!(e["reservations"][0]["id"], reservation.as_str());
     assert_eq!(e["notifications"].as_array().unwrap().len(), 1, "{e}");
+    assert_eq!(e["payments"][0]["last4"], "4242", "{e}");
     let user_id = e["account"]["id"].as_str().unwrap().to_owned();
 
     let gone = app.call("DELETE", "/v1/me", Some(&token), None).await;
@@ -500,6 +511,7 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
         ("reservations", "plate"),
         ("parking_sessions", "plate"),
         ("notification_outbox", "body"),
+        ("payments", "last4"),
     ] {
         let sql = format!(
             "SELECT COUNT(*) FROM {table} WHERE {column} LIKE '%carol%' OR {column} LIKE '%BPF123%'"
@@ -510,6 +522,13 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
             .unwrap();
         assert_eq!(n, 0, "{table}.{column}");
     }
+    let card_left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payments WHERE token IS NOT NULL OR last4 IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(card_left, 0, "no token or card digits kept");
     let status: String = sqlx::query_scalar("SELECT status FROM reservations WHERE id = $1")
         .bind(&reservation)
         .fetch_one(pool)

@@ -460,6 +460,7 @@ macro_rules! on_both_stores {
 
 mod accounts;
 mod gates;
+mod payments;
 mod reservations;
 use accounts::{
     a_driver_exports_then_erases_their_data, accounts_sessions_and_refresh,
@@ -473,6 +474,10 @@ use gates::{
     openapi_describes_every_route_and_the_docs_page_shows_it, plates_and_drive_ups_at_the_gate,
     reservations_change_before_they_start,
     times_need_an_offset_and_windows_count_local_days_across_dst,
+};
+use payments::{
+    drive_ups_need_the_minimum_balance_and_pay_from_it,
+    payments_are_idempotent_and_a_decline_cancels_and_tells, reversals_balances_and_refunds,
 };
 use reservations::{
     a_process_with_a_stale_index_still_books_right,
@@ -509,6 +514,9 @@ on_both_stores!(
     a_proposed_notification_is_stored_once_per_key,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
     a_driver_exports_then_erases_their_data,
+    payments_are_idempotent_and_a_decline_cancels_and_tells,
+    reversals_balances_and_refunds,
+    drive_ups_need_the_minimum_balance_and_pay_from_it,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
