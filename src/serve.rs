@@ -219,7 +219,8 @@ pub async fn schedule(
             }
         });
     }
-    // Reminders before a reservation starts, the no-show warning, and the no-show cancellation.
+    // Reminders before a reservation starts, the no-show warning, the no-show cancellation, and
+    // the waitlists.
     let (service, timers) = (state.service.clone(), cfg.jobs.reservation_timers.clone());
     timers
         .validate()
@@ -231,8 +232,20 @@ pub async fn schedule(
                 .sweep_reservations(service.now(), &timers)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Waiters whose window freed up in another process, or expired.
+            let mut served = 0;
+            for lot in service
+                .lots_with_waiters()
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                served += service
+                    .serve_waitlist(lot)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             Ok(JobOutcome {
-                rows: (r.reminders + r.warnings + r.no_shows) as u64,
+                rows: (r.reminders + r.warnings + r.no_shows + served) as u64,
             })
         }
     });

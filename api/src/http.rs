@@ -72,6 +72,8 @@ pub fn router(state: AppState) -> Router {
             post(pay_reservation),
         )
         .route("/v1/payments/webhook", post(payment_webhook))
+        .route("/v1/waitlist", get(list_waitlist).post(join_waitlist))
+        .route("/v1/waitlist/{entry_id}", delete(withdraw_waitlist))
         .route("/v1/me/export", get(export_me))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
@@ -776,6 +778,36 @@ async fn list_reservations(
     Ok(Json(
         json!({ "items": items, "page": p.page, "perPage": p.per_page, "total": total }),
     ))
+}
+
+async fn join_waitlist(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<crate::waitlist::JoinWaitlist>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let entry = state.service.join_waitlist(user, body).await?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+async fn list_waitlist(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        json!({ "items": state.service.waitlist_of(user).await? }),
+    ))
+}
+
+async fn withdraw_waitlist(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    state.service.withdraw_from_waitlist(user, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_reservation(

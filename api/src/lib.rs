@@ -21,6 +21,7 @@ pub mod reservations;
 pub mod service;
 pub mod store;
 pub mod tariff;
+pub mod waitlist;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ApiConfig, Secret};

@@ -22,6 +22,10 @@ pub enum NotificationKind {
     NoShow,
     /// A payment was declined, failed or reversed, and its reservation cancelled.
     PaymentProblem,
+    /// A waiter was booked automatically.
+    WaitlistBooked,
+    /// A waiter is told a spot is free for their window.
+    WaitlistSpotFree,
 }
 
 impl NotificationKind {
@@ -32,6 +36,8 @@ impl NotificationKind {
             Self::NoShowWarning => "no_show_warning",
             Self::NoShow => "no_show",
             Self::PaymentProblem => "payment_problem",
+            Self::WaitlistBooked => "waitlist_booked",
+            Self::WaitlistSpotFree => "waitlist_spot_free",
         }
     }
 }

@@ -161,6 +161,30 @@ fn operations() -> Vec<Op> {
             (200, "Handled"),
         ),
         op(
+            "post",
+            "/v1/waitlist",
+            "Wait for a full lot's window (409 when spots are free); `autoBook` books the first spot that frees up",
+            Driver,
+            Some("JoinWaitlist"),
+            (201, "WaitlistEntry"),
+        ),
+        op(
+            "get",
+            "/v1/waitlist",
+            "The driver's waitlist entries, newest first",
+            Driver,
+            None,
+            (200, "WaitlistEntries"),
+        ),
+        op(
+            "delete",
+            "/v1/waitlist/{entry_id}",
+            "Leave the waitlist",
+            Driver,
+            None,
+            (204, "Withdrawn"),
+        ),
+        op(
             "get",
             "/v1/me/export",
             "Everything stored about the driver: account, vehicles, reservations, stays, messages",
@@ -393,6 +417,9 @@ fn schemas() -> Value {
         "PublishRates": obj(&["rates"], json!({ "rates": { "type": "array", "items": obj(&["band", "dayKind", "vehicleType", "centsPerHour"], json!({
             "band": { "type": "string" }, "dayKind": { "type": "string", "enum": ["weekday", "weekend"] }, "vehicleType": vehicle,
             "centsPerHour": { "type": "integer" }, "effectiveFrom": time })) } })),
+        "JoinWaitlist": obj(&["lotId", "startAt", "endAt", "vehicleType"], json!({
+            "lotId": { "type": "integer" }, "startAt": time, "endAt": time, "vehicleType": vehicle,
+            "autoBook": { "type": "boolean", "default": false } })),
         "PaymentMethod": obj(&["method"], json!({
             "method": { "type": "string", "enum": ["card", "wallet", "balance"] },
             "token": { "type": "string", "description": "the gateway's token (tok_… or wal_…); never card details" },

@@ -619,6 +619,7 @@ impl ParkingService {
         tx.commit().await?;
         if let (Some(r), Some(lot)) = (cancelled, lot) {
             self.availability().release(lot, r);
+            self.after_release(lot).await;
             self.tell(
                 user,
                 lot,
@@ -896,6 +897,7 @@ impl ParkingService {
         tx.commit().await?;
         if let Some((r, lot)) = cancelled {
             self.availability().release(lot, r);
+            self.after_release(lot).await;
             self.tell(
                 user,
                 lot,

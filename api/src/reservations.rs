@@ -821,6 +821,7 @@ impl ParkingService {
         if let Err(e) = self.refund_on_cancel(id, r.start_at).await {
             tracing::error!(reservation = %id, error = %e, "refund after cancellation failed");
         }
+        self.after_release(r.lot_id).await;
         Ok(r)
     }
 

@@ -725,6 +725,8 @@ impl ParkingService {
         tx.commit().await?;
         if let Some(r) = reservation {
             self.availability.release(lot, r);
+            // The rest of the reserved window is free again.
+            self.after_release(lot).await;
         }
         self.metrics.exits.inc();
         Ok(ExitReceipt {

@@ -70,6 +70,11 @@ impl Backend {
                     "payments",
                     include_str!("../migrations/sqlite/0008_payments.sql"),
                 ),
+                (
+                    9,
+                    "waitlist",
+                    include_str!("../migrations/sqlite/0009_waitlist.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -112,6 +117,11 @@ impl Backend {
                     8,
                     "payments",
                     include_str!("../migrations/postgres/0008_payments.sql"),
+                ),
+                (
+                    9,
+                    "waitlist",
+                    include_str!("../migrations/postgres/0009_waitlist.sql"),
                 ),
             ],
         }

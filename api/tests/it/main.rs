@@ -478,6 +478,7 @@ use gates::{
 use payments::{
     drive_ups_need_the_minimum_balance_and_pay_from_it,
     payments_are_idempotent_and_a_decline_cancels_and_tells, reversals_balances_and_refunds,
+    the_first_waiter_gets_the_freed_spot,
 };
 use reservations::{
     a_process_with_a_stale_index_still_books_right,
@@ -517,6 +518,7 @@ on_both_stores!(
     payments_are_idempotent_and_a_decline_cancels_and_tells,
     reversals_balances_and_refunds,
     drive_ups_need_the_minimum_balance_and_pay_from_it,
+    the_first_waiter_gets_the_freed_spot,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {

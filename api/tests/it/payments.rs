@@ -373,3 +373,85 @@ pub async fn drive_ups_need_the_minimum_balance_and_pay_from_it(app: TestApp) {
     };
     service.check_in(lot, anonymous).await.unwrap();
 }
+
+/// The waitlist: the first waiter is booked when a spot frees up (or told, if they only asked
+/// to be told); one waiter per freed spot; a window with free spots cannot be waited for.
+pub async fn the_first_waiter_gets_the_freed_spot(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let alice = app.with_driver("alice.w@example.com").await;
+    let bob = app.with_driver("bob.w@example.com").await;
+    let carol = app.with_driver("carol.w@example.com").await;
+    let start = app.state.service.now() + Duration::hours(5);
+    let window = |auto: bool| {
+        json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1),
+               "vehicleType": "car", "autoBook": auto})
+        .to_string()
+    };
+    let early = app
+        .call("POST", "/v1/waitlist", Some(&bob), Some(&window(true)))
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
+    assert_eq!(early.body["error"]["code"], "spots_available");
+
+    let taken = app.booked(&alice, lot, start, "a").await;
+    let bob_waits = app
+        .call("POST", "/v1/waitlist", Some(&bob), Some(&window(true)))
+        .await;
+    assert_eq!(bob_waits.status, StatusCode::CREATED, "{}", bob_waits.body);
+    let carol_waits = app
+        .call("POST", "/v1/waitlist", Some(&carol), Some(&window(false)))
+        .await;
+    assert_eq!(carol_waits.status, StatusCode::CREATED);
+
+    // Alice cancels: Bob, first in line, is booked; Carol is not told (no spot left).
+    let cancel = |token: String, id: String| {
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                &format!("/v1/reservations/{id}/cancel"),
+                Some(&token),
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(cancel(alice.clone(), taken).await.status, StatusCode::OK);
+    let bobs = app.call("GET", "/v1/waitlist", Some(&bob), None).await;
+    assert_eq!(bobs.body["items"][0]["status"], "booked", "{}", bobs.body);
+    let booked = bobs.body["items"][0]["reservationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.stored_status(&booked).await, "active");
+    assert_eq!(app.inbox_kinds(&bob).await, ["waitlist_booked"]);
+    assert!(app.inbox_kinds(&carol).await.is_empty());
+
+    // Bob cancels in turn: Carol is told, once.
+    assert_eq!(cancel(bob.clone(), booked).await.status, StatusCode::OK);
+    assert_eq!(app.inbox_kinds(&carol).await, ["waitlist_spot_free"]);
+    let carols = app.call("GET", "/v1/waitlist", Some(&carol), None).await;
+    assert_eq!(carols.body["items"][0]["status"], "notified");
+    app.state
+        .service
+        .serve_waitlist(warehouse_schema::LotId(lot))
+        .await
+        .unwrap();
+    assert_eq!(app.inbox_kinds(&carol).await.len(), 1);
+
+    // Withdrawing: only one's own waiting entry.
+    let dave = app.with_driver("dave.w@example.com").await;
+    app.booked(&alice, lot, start, "a2").await;
+    let d = app
+        .call("POST", "/v1/waitlist", Some(&dave), Some(&window(true)))
+        .await;
+    let id = d.body["id"].as_str().unwrap().to_owned();
+    let not_yours = app
+        .call("DELETE", &format!("/v1/waitlist/{id}"), Some(&bob), None)
+        .await;
+    assert_eq!(not_yours.status, StatusCode::NOT_FOUND);
+    let gone = app
+        .call("DELETE", &format!("/v1/waitlist/{id}"), Some(&dave), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+}
