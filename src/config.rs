@@ -24,6 +24,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub jobs: JobsConfig,
     pub pricing: StepPolicy,
+    /// Where notifications go: SMTP relay, push webhook, retries.
+    pub notifications: parkflow_api::delivery::DeliveryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,8 +52,9 @@ pub struct JobsConfig {
 }
 
 /// The default schedules of the periodic jobs.
-pub const DEFAULT_SCHEDULES: [(&str, &str); 7] = [
+pub const DEFAULT_SCHEDULES: [(&str, &str); 8] = [
     ("reservations", "every 60s"),
+    ("notifications", "every 10s"),
     ("occupancy", "*/15 * * * *"),
     ("warehouse-refresh", "*/15 * * * *"),
     ("pricing", "30 0 * * *"),
@@ -79,6 +82,7 @@ impl Default for Config {
                 reservation_timers: Default::default(),
             },
             pricing: StepPolicy::default(),
+            notifications: Default::default(),
         }
     }
 }

@@ -249,6 +249,25 @@ pub async fn schedule(
             })
         }
     });
+    // The notification service: the outbox to in-app, e-mail and push.
+    let deliverer = Arc::new(parkflow_api::delivery::Deliverer::new(
+        state.service.store().clone(),
+        cfg.notifications.clone(),
+    )?);
+    let service = state.service.clone();
+    scheduler.add(
+        "notifications",
+        scheduled(cfg, "notifications")?,
+        move || {
+            let (deliverer, now) = (deliverer.clone(), service.now());
+            async move {
+                let r = deliverer.run_once(now).await.map_err(|e| e.to_string())?;
+                Ok(JobOutcome {
+                    rows: (r.delivered + r.failed) as u64,
+                })
+            }
+        },
+    );
     // Other API processes on the same database change reservations too: drop the lots they
     // touched from this process's availability index, so they load again.
     let service = state.service.clone();

@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/notifications", get(list_notifications))
         .route("/v1/me", delete(delete_me))
         .route("/v1/me/balance", get(get_balance))
+        .route(
+            "/v1/me/notification-preferences",
+            get(get_preferences).put(put_preferences),
+        )
         .route("/v1/me/balance/top-ups", post(top_up))
         .route(
             "/v1/reservations/{reservation_id}/payments",
@@ -686,6 +690,26 @@ async fn top_up(
             .top_up(user, body.amount_cents, body.payment, key)
             .await?,
     )
+}
+
+async fn get_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        crate::delivery::preferences(state.service.store(), user).await?,
+    ))
+}
+
+async fn put_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(p): ApiJson<crate::delivery::Preferences>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    crate::delivery::set_preferences(state.service.store(), user, p).await?;
+    Ok(Json(p))
 }
 
 async fn get_balance(

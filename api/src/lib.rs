@@ -7,6 +7,7 @@ pub mod auth;
 pub mod availability;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod gates;
 pub mod http;

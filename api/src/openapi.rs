@@ -138,6 +138,22 @@ fn operations() -> Vec<Op> {
         ),
         op(
             "get",
+            "/v1/me/notification-preferences",
+            "The driver's channels: e-mail and push (in-app is always on)",
+            Driver,
+            None,
+            (200, "Preferences"),
+        ),
+        op(
+            "put",
+            "/v1/me/notification-preferences",
+            "Choose the channels: `{\"email\": true, \"push\": false}`",
+            Driver,
+            Some("Preferences"),
+            (200, "Preferences"),
+        ),
+        op(
+            "get",
             "/v1/me/balance",
             "The driver's prepaid balance",
             Driver,
@@ -417,6 +433,8 @@ fn schemas() -> Value {
         "PublishRates": obj(&["rates"], json!({ "rates": { "type": "array", "items": obj(&["band", "dayKind", "vehicleType", "centsPerHour"], json!({
             "band": { "type": "string" }, "dayKind": { "type": "string", "enum": ["weekday", "weekend"] }, "vehicleType": vehicle,
             "centsPerHour": { "type": "integer" }, "effectiveFrom": time })) } })),
+        "Preferences": obj(&["email", "push"], json!({
+            "email": { "type": "boolean" }, "push": { "type": "boolean" } })),
         "JoinWaitlist": obj(&["lotId", "startAt", "endAt", "vehicleType"], json!({
             "lotId": { "type": "integer" }, "startAt": time, "endAt": time, "vehicleType": vehicle,
             "autoBook": { "type": "boolean", "default": false } })),

@@ -194,12 +194,18 @@ impl ParkingService {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        run("DELETE FROM notification_deliveries WHERE notification_id IN (SELECT id FROM notification_outbox WHERE user_id = $1)")
+            .execute(&mut *tx)
+            .await?;
         out.deleted_notifications = run("DELETE FROM notification_outbox WHERE user_id = $1")
             .execute(&mut *tx)
             .await?
             .rows_affected();
         // Payments stay as the lot's revenue records, without the gateway token or card digits.
         run("UPDATE payments SET token = NULL, last4 = NULL WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?;
+        run("DELETE FROM notification_preferences WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;
         run("DELETE FROM balances WHERE user_id = $1")

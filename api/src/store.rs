@@ -75,6 +75,11 @@ impl Backend {
                     "waitlist",
                     include_str!("../migrations/sqlite/0009_waitlist.sql"),
                 ),
+                (
+                    10,
+                    "notification deliveries",
+                    include_str!("../migrations/sqlite/0010_deliveries.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -122,6 +127,11 @@ impl Backend {
                     9,
                     "waitlist",
                     include_str!("../migrations/postgres/0009_waitlist.sql"),
+                ),
+                (
+                    10,
+                    "notification deliveries",
+                    include_str!("../migrations/postgres/0010_deliveries.sql"),
                 ),
             ],
         }

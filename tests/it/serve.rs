@@ -38,6 +38,7 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
         [
             "ingest",
             "reservations",
+            "notifications",
             "availability",
             "occupancy",
             "pricing",
@@ -134,6 +135,7 @@ async fn jobs_are_listed_and_run_by_name() {
     for (job, schedule) in [
         ("ingest", "every 5 s"),
         ("reservations", "every 60 s"),
+        ("notifications", "every 10 s"),
         ("availability", "every 1 s"),
         ("occupancy", "cron */15 * * * *"),
         ("pricing", "cron 30 0 * * *"),

@@ -459,6 +459,7 @@ macro_rules! on_both_stores {
 }
 
 mod accounts;
+mod delivery;
 mod gates;
 mod payments;
 mod reservations;
@@ -467,6 +468,7 @@ use accounts::{
     drivers_reserve_over_http_and_see_only_their_own,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
 };
+use delivery::messages_reach_email_and_push_once_with_retries;
 use gates::{
     a_cancelled_or_late_reservation_opens_nothing, a_pass_opens_the_gate_once_within_its_window,
     ev_spots_take_cars_only_where_the_lot_says_so, lots_and_spots_nearest_to_the_workplace_first,
@@ -519,6 +521,7 @@ on_both_stores!(
     reversals_balances_and_refunds,
     drive_ups_need_the_minimum_balance_and_pay_from_it,
     the_first_waiter_gets_the_freed_spot,
+    messages_reach_email_and_push_once_with_retries,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
