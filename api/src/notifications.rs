@@ -12,6 +12,12 @@ use warehouse_schema::{LotId, UserId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
+    /// A reservation was made.
+    ReservationConfirmed,
+    /// A reservation's window, vehicle or spot changed.
+    ReservationModified,
+    /// A reservation was cancelled by the driver.
+    ReservationCancelled,
     /// "Lot A: 12 spaces left, expected full by 08:40", sent before a driver's likely arrival.
     ArrivalForecast,
     /// A reservation starts soon.
@@ -31,6 +37,9 @@ pub enum NotificationKind {
 impl NotificationKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::ReservationConfirmed => "reservation_confirmed",
+            Self::ReservationModified => "reservation_modified",
+            Self::ReservationCancelled => "reservation_cancelled",
             Self::ArrivalForecast => "arrival_forecast",
             Self::ReservationReminder => "reservation_reminder",
             Self::NoShowWarning => "no_show_warning",
@@ -53,6 +62,49 @@ pub struct NewNotification {
     pub body: String,
 }
 
+/// The message about a reservation event (confirmation, change, cancellation), with its
+/// deduplication key: one per reservation and kind (and, for a change, per new window and spot).
+#[allow(clippy::too_many_arguments)]
+pub fn about_reservation(
+    kind: NotificationKind,
+    user: UserId,
+    lot: LotId,
+    reservation: warehouse_schema::ReservationId,
+    tz: chrono_tz::Tz,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    spot_label: &str,
+    amount: (i64, &str),
+) -> NewNotification {
+    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%a %d %b %H:%M").to_string();
+    let (what, key) = match kind {
+        NotificationKind::ReservationConfirmed => ("Reservation confirmed", "confirmed".to_owned()),
+        NotificationKind::ReservationModified => (
+            "Reservation changed",
+            format!(
+                "modified:{}-{}-{spot_label}",
+                window.0.timestamp_millis(),
+                window.1.timestamp_millis()
+            ),
+        ),
+        _ => ("Reservation cancelled", "cancelled".to_owned()),
+    };
+    NewNotification {
+        user_id: user,
+        kind,
+        dedup_key: format!("reservation:{}:{key}", reservation.0),
+        lot_id: Some(lot),
+        title: what.to_owned(),
+        body: format!(
+            "{what}: spot {spot_label}, {} to {}, {}.{:02} {}",
+            fmt(window.0),
+            fmt(window.1),
+            amount.0 / 100,
+            amount.0 % 100,
+            amount.1
+        ),
+    }
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +123,16 @@ pub struct Notification {
 
 /// Store `n` unless a message with its key exists. Returns whether it was new.
 pub async fn enqueue(store: &Store, n: &NewNotification, now: DateTime<Utc>) -> Result<bool> {
+    let mut conn = store.pool().acquire().await?;
+    enqueue_in(&mut conn, n, now).await
+}
+
+/// [`enqueue`] inside the caller's transaction: the message commits with the change it reports.
+pub async fn enqueue_in(
+    conn: &mut sqlx::AnyConnection,
+    n: &NewNotification,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO notification_outbox (user_id, kind, dedup_key, lot_id, title, body, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
@@ -82,7 +144,7 @@ pub async fn enqueue(store: &Store, n: &NewNotification, now: DateTime<Utc>) -> 
     .bind(&n.title)
     .bind(&n.body)
     .bind(now.timestamp_millis())
-    .execute(store.pool())
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -10,6 +10,7 @@
 
 use crate::availability::{Hold, SpotPolicy, distance_m};
 use crate::error::{Error, Result};
+use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::passes::PassClaims;
 use crate::service::{ParkingService, charge, rate_in_force_conn};
 use crate::store::{Backend, append_event, is_unique_violation};
@@ -597,6 +598,21 @@ impl ParkingService {
         .bind(now.timestamp_millis())
         .execute(&mut *tx)
         .await?;
+        enqueue_in(
+            &mut tx,
+            &about_reservation(
+                NotificationKind::ReservationConfirmed,
+                user,
+                req.lot_id,
+                id,
+                rules.tz,
+                (window.start(), window.end()),
+                &chosen.label,
+                (quote, &rules.currency),
+            ),
+            now,
+        )
+        .await?;
         let event = Event::new(
             now,
             req.lot_id,
@@ -754,6 +770,21 @@ impl ParkingService {
                 format!("reservation {id} changed meanwhile"),
             ));
         }
+        enqueue_in(
+            &mut tx,
+            &about_reservation(
+                NotificationKind::ReservationModified,
+                user,
+                old.lot_id,
+                id,
+                rules.tz,
+                (window.start(), window.end()),
+                &chosen.label,
+                (quote, &old.currency),
+            ),
+            now,
+        )
+        .await?;
         let event = Event::new(
             now,
             old.lot_id,
@@ -812,6 +843,22 @@ impl ParkingService {
             }),
         );
         append_event(&mut tx, &event).await?;
+        let tz = self.lot_row(&mut tx, r.lot_id).await?.tz;
+        enqueue_in(
+            &mut tx,
+            &about_reservation(
+                NotificationKind::ReservationCancelled,
+                user,
+                r.lot_id,
+                id,
+                tz,
+                (r.start_at, r.end_at),
+                &r.spot_label,
+                (r.quote_cents, &r.currency),
+            ),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.availability().release(r.lot_id, id);
         r.status = "cancelled".into();

@@ -404,7 +404,8 @@ pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) 
             "no_show",
             "no_show_warning",
             "reservation_reminder",
-            "reservation_reminder"
+            "reservation_reminder",
+            "reservation_confirmed"
         ],
         "newest first: {}",
         inbox.body
@@ -420,10 +421,17 @@ pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) 
     assert!(inbox.body["items"][0].get("dedupKey").is_none());
     let bobs = app.call("GET", "/v1/notifications", Some(&bob), None).await;
     assert_eq!(bobs.status, StatusCode::OK);
+    let bob_kinds: Vec<&str> = bobs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        bobs.body["items"],
-        json!([]),
-        "only the owner sees a message"
+        bob_kinds,
+        ["reservation_confirmed", "reservation_confirmed"],
+        "only their own: {}",
+        bobs.body
     );
     let anonymous = app.call("GET", "/v1/notifications", None, None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
@@ -487,7 +495,7 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
     assert_eq!(e["account"]["workplace"]["latitude"], 52.52);
     assert_eq!(e["vehicles"][0]["plate"], "BPF123", "{e}");
     assert_eq!(e["reservations"][0]["id"], reservation.as_str());
-    assert_eq!(e["notifications"].as_array().unwrap().len(), 1, "{e}");
+    assert_eq!(e["notifications"].as_array().unwrap().len(), 2, "{e}");
     assert_eq!(e["payments"][0]["last4"], "4242", "{e}");
     let user_id = e["account"]["id"].as_str().unwrap().to_owned();
 

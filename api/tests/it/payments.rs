@@ -126,7 +126,15 @@ pub async fn payments_are_idempotent_and_a_decline_cancels_and_tells(app: TestAp
     assert_eq!(app.stored_status(&third).await, "cancelled");
     let replay = app.pay(&driver, &third, "k4", card("tok_decline")).await;
     assert_eq!(replay.status, StatusCode::PAYMENT_REQUIRED);
-    assert_eq!(app.inbox_kinds(&driver).await, ["payment_problem"]);
+    assert_eq!(
+        app.inbox_kinds(&driver).await,
+        [
+            "payment_problem",
+            "reservation_confirmed",
+            "reservation_confirmed",
+            "reservation_confirmed"
+        ]
+    );
 
     // Card details never get in: refused by shape, not echoed, not stored.
     let pan = "4111111111111111";
@@ -216,7 +224,10 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
         redelivered.body["handled"], false,
         "handled once per event id"
     );
-    assert_eq!(app.inbox_kinds(&driver).await, ["payment_problem"]);
+    assert_eq!(
+        app.inbox_kinds(&driver).await,
+        ["payment_problem", "reservation_confirmed"]
+    );
 
     // Top-ups are idempotent; a reservation paid from the balance; too little is a 402.
     let top_up = |key: &'static str, cents: i64| {
@@ -424,12 +435,24 @@ pub async fn the_first_waiter_gets_the_freed_spot(app: TestApp) {
         .unwrap()
         .to_owned();
     assert_eq!(app.stored_status(&booked).await, "active");
-    assert_eq!(app.inbox_kinds(&bob).await, ["waitlist_booked"]);
+    assert_eq!(
+        app.inbox_kinds(&bob).await,
+        ["waitlist_booked", "reservation_confirmed"]
+    );
     assert!(app.inbox_kinds(&carol).await.is_empty());
 
     // Bob cancels in turn: Carol is told, once.
     assert_eq!(cancel(bob.clone(), booked).await.status, StatusCode::OK);
     assert_eq!(app.inbox_kinds(&carol).await, ["waitlist_spot_free"]);
+    assert_eq!(
+        app.inbox_kinds(&bob).await,
+        [
+            "reservation_cancelled",
+            "waitlist_booked",
+            "reservation_confirmed"
+        ],
+        "confirmation and cancellation commit with the booking"
+    );
     let carols = app.call("GET", "/v1/waitlist", Some(&carol), None).await;
     assert_eq!(carols.body["items"][0]["status"], "notified");
     app.state
