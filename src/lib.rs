@@ -10,6 +10,7 @@ pub mod demo;
 pub mod forecasting;
 pub mod pricing_eval;
 pub mod push;
+pub mod report;
 pub mod serve;
 pub mod steps;
 

@@ -57,8 +57,21 @@ enum Command {
         #[command(subcommand)]
         what: WarehouseCommand,
     },
-    /// Refresh occupancy and the derived tables, then print the usage summary.
-    Report,
+    /// Refresh the derived tables, print the usage summary, and write the usage report of a
+    /// period (HTML with charts, and CSV) for every lot or one.
+    Report {
+        /// First UTC day of the period (default: 30 days before `--to`).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// The UTC day after the period (default: tomorrow).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        lot: Option<i64>,
+        /// Where the files go (default: `<data_dir>/reports/<from>_<to>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The arrival and occupancy forecast.
     Forecast {
         #[command(subcommand)]
@@ -338,15 +351,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sink.rows(warehouse_schema::Table::DimLot).await?
             );
         }
-        Command::Report => {
+        Command::Report { from, to, lot, out } => {
             let lake = Lake::new(cfg.lake_dir());
-            let r = parkflow_pipeline::refresh(&lake, Utc::now()).await?;
+            let now = Utc::now();
+            let r = parkflow_pipeline::refresh(&lake, now).await?;
             let s = parkflow_pipeline::usage_summary(&lake).await?;
             println!(
                 "refreshed as of {}: {} stays ({} open), {} occupancy rows",
                 r.as_of, r.stays, r.open_stays, r.occupancy_rows
             );
             println!("{}", serde_json::to_string_pretty(&s)?);
+            let to = to.unwrap_or_else(|| now.date_naive() + Duration::days(1));
+            let from = from.unwrap_or(to - Duration::days(30));
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let lot = lot.map(warehouse_schema::LotId);
+            let out =
+                out.unwrap_or_else(|| cfg.data_dir.join("reports").join(format!("{from}_{to}")));
+            let path = steps::usage_report(&lake, from, to, lot, &out).await?;
+            println!("usage report: {}", path.display());
         }
         Command::Forecast {
             what:

@@ -245,20 +245,45 @@ pub async fn apply_rates_message(
     }
 }
 
-/// The monthly usage report: refresh the derived tables, then write the usage summary as
-/// `<data_dir>/reports/usage-<YYYY-MM>.json` for the month `now` falls in (a re-run replaces it).
+/// The usage report of the UTC days `[from, to)` (and one lot, if given) as HTML and CSV in
+/// `out`; returns the HTML's path. An unknown lot is refused.
+pub async fn usage_report(
+    lake: &Lake,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    lot: Option<warehouse_schema::LotId>,
+    out: &std::path::Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let report = parkflow_pipeline::usage_report(lake, at(from), at(to), lot).await?;
+    if let Some(l) = lot {
+        anyhow::ensure!(
+            !report.lots.is_empty(),
+            "lot {} is not in the warehouse",
+            l.0
+        );
+    }
+    crate::report::write_report(&report, out)
+}
+
+/// The monthly job: refresh the derived tables, then write the usage report of the previous
+/// calendar month (UTC) to `<data_dir>/reports/<YYYY-MM>/` (a re-run replaces it).
 pub async fn monthly_report(
     lake: &Lake,
     data_dir: &std::path::Path,
     now: DateTime<Utc>,
 ) -> anyhow::Result<std::path::PathBuf> {
+    use chrono::Datelike;
     parkflow_pipeline::refresh(lake, now).await?;
-    let summary = parkflow_pipeline::usage_summary(lake).await?;
-    let dir = data_dir.join("reports");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("usage-{}.json", now.format("%Y-%m")));
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&summary)?)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    let this_month = now
+        .date_naive()
+        .with_day(1)
+        .expect("the first of a month exists");
+    let last_month = (this_month - chrono::Duration::days(1))
+        .with_day(1)
+        .expect("the first of a month exists");
+    let dir = data_dir
+        .join("reports")
+        .join(last_month.format("%Y-%m").to_string());
+    usage_report(lake, last_month, this_month, None, &dir).await
 }

@@ -198,10 +198,10 @@ pub async fn usage_summary(lake: &Lake) -> Result<UsageSummary> {
 }
 
 /// A query result flattened into one batch, read by column name with numeric widening.
-struct Rows(Option<RecordBatch>);
+pub(crate) struct Rows(Option<RecordBatch>);
 
 impl Rows {
-    async fn fetch(ctx: &SessionContext, sql: &str) -> Result<Self> {
+    pub(crate) async fn fetch(ctx: &SessionContext, sql: &str) -> Result<Self> {
         let df = ctx.sql(sql).await?;
         let schema = df.schema().inner().clone();
         let batches = df.collect().await?;
@@ -210,7 +210,7 @@ impl Rows {
         )?)))
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |b| b.num_rows())
     }
 
@@ -231,23 +231,23 @@ impl Rows {
         Ok((!a.is_null(i)).then(|| a.value(i)))
     }
 
-    fn i64(&self, name: &str, i: usize) -> Result<i64> {
+    pub(crate) fn i64(&self, name: &str, i: usize) -> Result<i64> {
         self.i64_opt(name, i)?
             .ok_or_else(|| Error::Shape(format!("{name} is null")))
     }
 
     /// SQL `SUM` over no rows is null; for counts that means zero.
-    fn i64_or_zero(&self, name: &str, i: usize) -> Result<i64> {
+    pub(crate) fn i64_or_zero(&self, name: &str, i: usize) -> Result<i64> {
         Ok(self.i64_opt(name, i)?.unwrap_or(0))
     }
 
-    fn f64(&self, name: &str, i: usize) -> Result<f64> {
+    pub(crate) fn f64(&self, name: &str, i: usize) -> Result<f64> {
         let c = self.col(name, &DataType::Float64)?;
         let a = c.as_primitive::<Float64Type>();
         Ok(if a.is_null(i) { 0.0 } else { a.value(i) })
     }
 
-    fn str(&self, name: &str, i: usize) -> Result<&str> {
+    pub(crate) fn str(&self, name: &str, i: usize) -> Result<&str> {
         let batch = self
             .0
             .as_ref()

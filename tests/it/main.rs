@@ -7,6 +7,7 @@ mod ingest;
 mod kafka;
 mod pricing;
 mod push;
+mod report;
 mod serve;
 mod services;
 mod support;

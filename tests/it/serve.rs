@@ -166,12 +166,13 @@ async fn jobs_are_listed_and_run_by_name() {
     );
     let report = serve::run_job(&cfg, "report").await.unwrap();
     assert!(report.starts_with("report: succeeded"), "{report}");
-    let month = chrono::Utc::now().format("%Y-%m");
-    assert!(
-        dir.path()
-            .join(format!("reports/usage-{month}.json"))
-            .exists()
-    );
+    let last_month = (chrono::Utc::now().date_naive()
+        - chrono::Duration::days(i64::from(chrono::Datelike::day(
+            &chrono::Utc::now().date_naive(),
+        ))))
+    .format("%Y-%m");
+    let html = dir.path().join(format!("reports/{last_month}/report.html"));
+    assert!(html.exists(), "{}", html.display());
 
     // Schedules come from the configuration; a bad one or an unknown job name is refused.
     let mut custom = cfg.clone();

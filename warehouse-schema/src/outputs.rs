@@ -65,3 +65,69 @@ pub struct LotPeak {
     pub max_cars_present: i64,
     pub revenue_cents: i64,
 }
+
+/// Management's usage report over a period (and optionally one lot).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub lot: Option<LotId>,
+    /// Mean occupancy by local weekday (0 = Monday) and hour.
+    pub occupancy_by_hour: Vec<HourCell>,
+    /// The fullest 15-minute buckets.
+    pub peaks: Vec<ReportPeak>,
+    pub lots: Vec<LotUsage>,
+    /// (vehicle type, stays, revenue in cents).
+    pub by_vehicle_type: Vec<(String, u64, i64)>,
+    /// (entry method, stays, revenue in cents).
+    pub by_method: Vec<(String, u64, i64)>,
+    /// (dwell bucket, closed stays), shortest first.
+    pub dwell: Vec<(String, u64)>,
+    pub reservations: ReservationStats,
+    /// (lead-time bucket, reservations made), shortest first.
+    pub lead_times: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HourCell {
+    pub weekday: u32,
+    pub hour: u32,
+    pub mean_occupancy: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportPeak {
+    pub lot_id: LotId,
+    /// Local date and time of the bucket's start.
+    pub local: String,
+    pub occupancy: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LotUsage {
+    pub lot_id: LotId,
+    pub lot_name: String,
+    pub capacity: i32,
+    pub stays: u64,
+    /// Stays per spot per day of the period.
+    pub turnover: f64,
+    pub revenue_cents: i64,
+    pub mean_dwell_minutes: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReservationStats {
+    pub created: u64,
+    pub cancelled: u64,
+    pub no_shows: u64,
+}
+
+impl ReservationStats {
+    pub fn cancellation_rate(&self) -> f64 {
+        self.cancelled as f64 / self.created.max(1) as f64
+    }
+
+    pub fn no_show_rate(&self) -> f64 {
+        self.no_shows as f64 / self.created.max(1) as f64
+    }
+}

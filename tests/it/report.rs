@@ -1,0 +1,205 @@
+//! The usage report from the lake: the figures of a small known day, and the HTML and CSV files.
+
+use chrono::{DateTime, Duration, Utc};
+use parkflow::{Config, serve, steps};
+use parkflow_api::ManualClock;
+use parkflow_api::lifecycle::ReservationTimers;
+use parkflow_api::reservations::NewReservation;
+use parkflow_api::service::CheckInRequest;
+use parkflow_jobs::RunStatus;
+use std::sync::Arc;
+use warehouse_schema::lake::Lake;
+use warehouse_schema::{EntryMethod, LotId, UserId, VehicleType};
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let clock = ManualClock::new(t("2026-06-01T05:00:00Z"));
+    let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
+        lots: 1,
+        ..Default::default()
+    });
+    let lot: LotId = steps::create_lots(&steps::admin(&cfg, &state), plans)
+        .await
+        .unwrap()[0]
+        .0;
+    let s = &state.service;
+    // Three stays on Monday 2026-06-01: 20 min (car, QR), 90 min (EV, NFC), 5 h (car, QR).
+    let mut stays = Vec::new();
+    for (minutes, vt, method) in [
+        (20, VehicleType::Car, EntryMethod::Qr),
+        (90, VehicleType::Ev, EntryMethod::Nfc),
+        (300, VehicleType::Car, EntryMethod::Qr),
+    ] {
+        clock.set(t("2026-06-01T08:00:00Z"));
+        let r = s
+            .check_in(
+                lot,
+                CheckInRequest {
+                    vehicle_type: vt,
+                    method,
+                    plate: None,
+                    user_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        stays.push((r.session_id, minutes));
+    }
+    for (session, minutes) in &stays {
+        clock.set(t("2026-06-01T08:00:00Z") + Duration::minutes(*minutes));
+        s.check_out(lot, *session).await.unwrap();
+    }
+    // Reservations made at 07:00 (for 09:00) and at 06:00 (for two days later): one
+    // cancelled, one a no-show.
+    clock.set(t("2026-06-01T07:00:00Z"));
+    let soon = s
+        .reserve(
+            UserId::new(),
+            NewReservation::new(
+                lot,
+                t("2026-06-01T09:00:00Z"),
+                t("2026-06-01T10:00:00Z"),
+                VehicleType::Car,
+            ),
+            "a",
+        )
+        .await
+        .unwrap();
+    let owner = UserId::new();
+    let later = s
+        .reserve(
+            owner,
+            NewReservation::new(
+                lot,
+                t("2026-06-03T09:00:00Z"),
+                t("2026-06-03T10:00:00Z"),
+                VehicleType::Car,
+            ),
+            "b",
+        )
+        .await
+        .unwrap();
+    s.cancel_reservation(owner, later.id).await.unwrap();
+    clock.set(t("2026-06-01T10:05:00Z"));
+    let swept = s
+        .sweep_reservations(clock_now(s), &ReservationTimers::default())
+        .await
+        .unwrap();
+    assert_eq!(swept.no_shows, 1, "{soon:?}");
+    clock.set(t("2026-06-02T00:00:00Z"));
+    let scheduler = serve::schedule(&cfg, &state, &metrics).await.unwrap();
+    for job in ["ingest", "occupancy"] {
+        let run = scheduler.run_now(job).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{job}: {:?}", run.message);
+    }
+
+    let lake = Lake::new(cfg.lake_dir());
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let r = parkflow_pipeline::usage_report(
+        &lake,
+        t("2026-06-01T00:00:00Z"),
+        t("2026-06-02T00:00:00Z"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.lots.len(), 1);
+    let l = &r.lots[0];
+    assert_eq!(l.stays, 3);
+    assert!((l.mean_dwell_minutes - (20.0 + 90.0 + 300.0) / 3.0).abs() < 0.01);
+    assert!((l.turnover - 3.0 / f64::from(l.capacity)).abs() < 1e-9);
+    let dwell: Vec<u64> = r.dwell.iter().map(|(_, n)| *n).collect();
+    assert_eq!(dwell, [1, 0, 1, 0, 1, 0, 0], "{:?}", r.dwell);
+    let types: Vec<(&str, u64)> = r
+        .by_vehicle_type
+        .iter()
+        .map(|(k, n, _)| (k.as_str(), *n))
+        .collect();
+    assert_eq!(types, [("car", 2), ("ev", 1)]);
+    let methods: Vec<(&str, u64)> = r
+        .by_method
+        .iter()
+        .map(|(k, n, _)| (k.as_str(), *n))
+        .collect();
+    assert_eq!(methods, [("nfc", 1), ("qr", 2)]);
+    let revenue: i64 = r.by_vehicle_type.iter().map(|(_, _, c)| c).sum();
+    assert_eq!(revenue, l.revenue_cents);
+    assert!(revenue > 0);
+    assert_eq!(
+        (
+            r.reservations.created,
+            r.reservations.cancelled,
+            r.reservations.no_shows
+        ),
+        (2, 1, 1)
+    );
+    let leads: Vec<u64> = r.lead_times.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        leads,
+        [0, 1, 0, 1, 0],
+        "2 h and 2 days ahead: {:?}",
+        r.lead_times
+    );
+    let monday_8 = r
+        .occupancy_by_hour
+        .iter()
+        .find(|c| c.weekday == 0 && c.hour == local_hour_of(&r, 8))
+        .expect("a cell for the busy hour");
+    assert!(monday_8.mean_occupancy > 0.0);
+    assert_eq!(r.peaks.len(), 5);
+
+    // The files: one HTML page with its charts, and the CSVs.
+    let out = dir.path().join("report");
+    let html = steps::usage_report(&lake, day("2026-06-01"), day("2026-06-02"), None, &out)
+        .await
+        .unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.matches("<svg").count() >= 4, "charts inline");
+    assert!(page.contains("Reservations") && page.contains("2 made, 1 cancelled (50.0%)"));
+    let lots_csv = std::fs::read_to_string(out.join("lots.csv")).unwrap();
+    assert_eq!(lots_csv.lines().count(), 2, "{lots_csv}");
+    let dwell_csv = std::fs::read_to_string(out.join("dwell_times.csv")).unwrap();
+    assert!(dwell_csv.contains("< 30 min,1"), "{dwell_csv}");
+    // One lot only, and a lot that does not exist.
+    let one = parkflow_pipeline::usage_report(
+        &lake,
+        t("2026-06-01T00:00:00Z"),
+        t("2026-06-02T00:00:00Z"),
+        Some(lot),
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.lots.len(), 1);
+    let e = steps::usage_report(
+        &lake,
+        day("2026-06-01"),
+        day("2026-06-02"),
+        Some(LotId(999)),
+        &out,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("lot 999"), "{e}");
+}
+
+fn clock_now(s: &parkflow_api::ParkingService) -> DateTime<Utc> {
+    s.now()
+}
+
+/// The local hour of 08:00 UTC in the scenario's zone.
+fn local_hour_of(_r: &warehouse_schema::outputs::UsageReport, utc_hour: u32) -> u32 {
+    use chrono::Timelike;
+    let tz = parkflow_simulator::SimConfig::default().time_zone;
+    t(&format!("2026-06-01T{utc_hour:02}:00:00Z"))
+        .with_timezone(&tz)
+        .hour()
+}
