@@ -451,6 +451,32 @@ pub async fn reservations_change_before_they_start(app: TestApp) {
         .filter(|t| *t == "reservation_modified")
         .count();
     assert_eq!(modified, 2);
+    // The driver was told of each change (the refused ones change nothing, so say nothing).
+    let inbox = app.call("GET", "/v1/notifications", Some(&me), None).await;
+    let kinds: Vec<&str> = inbox.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "reservation_modified",
+            "reservation_modified",
+            "reservation_confirmed"
+        ],
+        "{}",
+        inbox.body
+    );
+    assert!(
+        inbox.body["items"][0]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Reservation changed: spot "),
+        "{}",
+        inbox.body
+    );
 }
 
 pub async fn lots_and_spots_nearest_to_the_workplace_first(app: TestApp) {
