@@ -70,14 +70,8 @@ pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Resul
             let entries =
                 parkflow_pipeline::driver_entries(&Lake::new(dir.clone()), chrono::Utc::now())
                     .await?;
-            let drivers: Vec<DriverArrival> = entries
-                .into_iter()
-                .map(|e| DriverArrival {
-                    driver: e.user_key,
-                    lot: e.lot_id,
-                    local: e.entered_local,
-                })
-                .collect();
+            let drivers: Vec<DriverArrival> =
+                entries.into_iter().map(DriverArrival::from).collect();
             both_measures(&hours, &drivers, test_days)
         }
         Source::Csv(path) => {

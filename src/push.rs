@@ -149,14 +149,7 @@ pub async fn train(
     }
 
     let entries = parkflow_pipeline::driver_entries(lake, now).await?;
-    let arrivals: Vec<DriverArrival> = entries
-        .into_iter()
-        .map(|e| DriverArrival {
-            driver: e.user_key,
-            lot: e.lot_id,
-            local: e.entered_local,
-        })
-        .collect();
+    let arrivals: Vec<DriverArrival> = entries.into_iter().map(DriverArrival::from).collect();
     let model = DriverModel::fit(&arrivals, DriverModelConfig::default());
     let tz_of = lot_zones(lake).await?;
     let mut drivers = Vec::new();

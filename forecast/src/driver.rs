@@ -19,6 +19,16 @@ pub struct DriverArrival {
     pub local: NaiveDateTime,
 }
 
+impl From<warehouse_schema::outputs::DriverEntry> for DriverArrival {
+    fn from(e: warehouse_schema::outputs::DriverEntry) -> Self {
+        Self {
+            driver: e.user_key,
+            lot: e.lot_id,
+            local: e.entered_local,
+        }
+    }
+}
+
 /// How far back the model looks, and how strongly it doubts a short history.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DriverModelConfig {

@@ -33,17 +33,26 @@ async fn session_with(lake: &Lake, partitions: usize) -> Result<SessionContext> 
     ] {
         let manifest = lake.manifest(section)?;
         for table in section.tables() {
-            register(&ctx, lake, table, manifest.files_of(table)).await?;
+            register_as(&ctx, lake, table.name(), table, manifest.files_of(table)).await?;
         }
     }
     Ok(ctx)
 }
 
-async fn register(ctx: &SessionContext, lake: &Lake, table: Table, files: &[String]) -> Result<()> {
+/// Register `files` (of `table`'s schema) under `name`, replacing what was there; no files is
+/// an empty table.
+pub(crate) async fn register_as(
+    ctx: &SessionContext,
+    lake: &Lake,
+    name: &str,
+    table: Table,
+    files: &[String],
+) -> Result<()> {
+    ctx.deregister_table(name)?;
     let schema = table.schema();
     if files.is_empty() {
         let empty = MemTable::try_new(schema, vec![vec![]])?;
-        ctx.register_table(table.name(), Arc::new(empty))?;
+        ctx.register_table(name, Arc::new(empty))?;
         return Ok(());
     }
     let paths: Vec<String> = files
@@ -53,7 +62,7 @@ async fn register(ctx: &SessionContext, lake: &Lake, table: Table, files: &[Stri
     let df = ctx
         .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
         .await?;
-    ctx.register_table(table.name(), df.into_view())?;
+    ctx.register_table(name, df.into_view())?;
     Ok(())
 }
 

@@ -30,7 +30,7 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecon
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, LazyLock};
@@ -274,7 +274,7 @@ async fn compute_day(
 ) -> Result<(DayOutput, Carry)> {
     let t = std::time::Instant::now();
     replace_table(ctx, "carried", carry.0.clone())?;
-    register_events(ctx, lake, files).await?;
+    crate::context::register_as(ctx, lake, "day_events", Table::FactParkingEvent, files).await?;
     let stays = collect(ctx, &stays_sql(start, end)).await?;
     let t_stays = t.elapsed();
     replace_table(ctx, "day_stays", stays)?;
@@ -446,27 +446,6 @@ fn fingerprint(lots: &RecordBatch) -> Result<i64> {
         }
     }
     Ok(h.finish() as i64)
-}
-
-async fn register_events(ctx: &SessionContext, lake: &Lake, files: &[String]) -> Result<()> {
-    ctx.deregister_table("day_events")?;
-    let schema = Table::FactParkingEvent.schema();
-    if files.is_empty() {
-        ctx.register_table(
-            "day_events",
-            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
-        )?;
-        return Ok(());
-    }
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| lake.absolute(f).to_string_lossy().into_owned())
-        .collect();
-    let df = ctx
-        .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
-        .await?;
-    ctx.register_table("day_events", df.into_view())?;
-    Ok(())
 }
 
 fn replace_table(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<()> {

@@ -392,12 +392,7 @@ pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) 
         .call("GET", "/v1/notifications", Some(&alice), None)
         .await;
     assert_eq!(inbox.status, StatusCode::OK, "{}", inbox.body);
-    let kinds: Vec<&str> = inbox.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap())
-        .collect();
+    let kinds = app.inbox_kinds(&alice).await;
     assert_eq!(
         kinds,
         [
@@ -421,12 +416,7 @@ pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) 
     assert!(inbox.body["items"][0].get("dedupKey").is_none());
     let bobs = app.call("GET", "/v1/notifications", Some(&bob), None).await;
     assert_eq!(bobs.status, StatusCode::OK);
-    let bob_kinds: Vec<&str> = bobs.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap())
-        .collect();
+    let bob_kinds = app.inbox_kinds(&bob).await;
     assert_eq!(
         bob_kinds,
         ["reservation_confirmed", "reservation_confirmed"],

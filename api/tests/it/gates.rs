@@ -453,12 +453,7 @@ pub async fn reservations_change_before_they_start(app: TestApp) {
     assert_eq!(modified, 2);
     // The driver was told of each change (the refused ones change nothing, so say nothing).
     let inbox = app.call("GET", "/v1/notifications", Some(&me), None).await;
-    let kinds: Vec<&str> = inbox.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap())
-        .collect();
+    let kinds = app.inbox_kinds(&me).await;
     assert_eq!(
         kinds,
         [

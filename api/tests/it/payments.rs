@@ -53,7 +53,7 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn inbox_kinds(&self, token: &str) -> Vec<String> {
+    pub(crate) async fn inbox_kinds(&self, token: &str) -> Vec<String> {
         let r = self
             .call("GET", "/v1/notifications", Some(token), None)
             .await;
