@@ -12,7 +12,7 @@ use crate::availability::{Hold, SpotPolicy, distance_m};
 use crate::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::passes::PassClaims;
-use crate::service::{ParkingService, charge, rate_in_force_conn};
+use crate::service::ParkingService;
 use crate::store::{Backend, append_event, is_unique_violation};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -253,18 +253,22 @@ impl LotRules {
         Ok(())
     }
 
-    /// The price of `window` for `vehicle`: the rate in force at its start, pro rata.
+    /// The price of `window` for `vehicle`: the tariff engine over the window, with the rates
+    /// published so far (each band of the window at its rate), under `rules`.
     async fn quote(
         &self,
         conn: &mut AnyConnection,
         lot: LotId,
         window: TimeRange,
         vehicle: VehicleType,
+        rules: crate::tariff::TariffRules,
     ) -> Result<i64> {
-        let rate = rate_in_force_conn(conn, lot, vehicle, self.tz, window.start())
-            .await?
-            .unwrap_or(self.default_cents_per_hour);
-        Ok(charge(window.duration().num_seconds(), rate))
+        let rates = crate::service::scheduled_rates(conn, lot, vehicle, window.end()).await?;
+        Ok(
+            crate::tariff::Tariff::new(rules, self.tz, self.default_cents_per_hour, rates)
+                .charge(window.start(), window.end())
+                .cents,
+        )
     }
 }
 
@@ -574,7 +578,13 @@ impl ParkingService {
             }
         };
         let quote = rules
-            .quote(&mut tx, req.lot_id, window, req.vehicle_type)
+            .quote(
+                &mut tx,
+                req.lot_id,
+                window,
+                req.vehicle_type,
+                self.quote_rules(),
+            )
             .await?;
 
         let id = ReservationId::new();
@@ -747,7 +757,13 @@ impl ParkingService {
             },
         };
         let quote = rules
-            .quote(&mut tx, old.lot_id, window, vehicle_type)
+            .quote(
+                &mut tx,
+                old.lot_id,
+                window,
+                vehicle_type,
+                self.quote_rules(),
+            )
             .await?;
         let updated = sqlx::query(
             "UPDATE reservations SET spot_id = $1, start_at = $2, end_at = $3, vehicle_type = $4,

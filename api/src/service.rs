@@ -242,6 +242,16 @@ impl ParkingService {
         self.gateway.as_ref()
     }
 
+    /// The tariff rules a reservation's quote is priced by: the stay's rules without grace
+    /// period or free minutes (those are for drive-ups).
+    pub(crate) fn quote_rules(&self) -> TariffRules {
+        TariffRules {
+            grace_minutes: 0,
+            free_minutes: 0,
+            ..self.tariff
+        }
+    }
+
     pub(crate) fn payments_config(&self) -> &PaymentsConfig {
         &self.payments
     }
@@ -649,7 +659,7 @@ impl ParkingService {
             .get::<Option<String>, _>("reservation_id")
             .and_then(|r| r.parse().ok())
             .map(ReservationId);
-        let tariff = self.tariff_conn(&mut tx, lot, vt, now).await?;
+        let tariff = scheduled_rates(&mut tx, lot, vt, now).await?;
         let entered = DateTime::from_timestamp_millis(entered_at).unwrap_or(now);
         let amount = match reservation {
             // The quote covers the reserved window; time past its end is charged by the tariff,
@@ -870,36 +880,33 @@ impl ParkingService {
 
 /// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot's time zone `tz` picks
 /// band and day kind), if one was published; callers fall back to the lot default.
-impl ParkingService {
-    /// The rates of `lot` for `vt` that can apply up to `until`, for the tariff engine.
-    async fn tariff_conn(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        lot: LotId,
-        vt: VehicleType,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<ScheduledRate>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT band, day_kind, effective_from, cents_per_hour FROM rates
-             WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3",
-        )
-        .bind(lot.0)
-        .bind(vt.as_str())
-        .bind(until.timestamp_millis())
-        .fetch_all(conn)
-        .await?;
-        rows.into_iter()
-            .map(|(band, day_kind, from, cents)| {
-                Ok(ScheduledRate {
-                    band: band.parse().map_err(Error::Invalid)?,
-                    day_kind: day_kind.parse().map_err(Error::Invalid)?,
-                    effective_from: DateTime::from_timestamp_millis(from)
-                        .ok_or_else(|| Error::Invalid("rate start out of range".into()))?,
-                    cents_per_hour: cents,
-                })
+/// The published rates of `lot` for `vt` that can apply up to `until`, for the tariff engine.
+pub(crate) async fn scheduled_rates(
+    conn: &mut sqlx::AnyConnection,
+    lot: LotId,
+    vt: VehicleType,
+    until: DateTime<Utc>,
+) -> Result<Vec<ScheduledRate>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT band, day_kind, effective_from, cents_per_hour FROM rates
+         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3",
+    )
+    .bind(lot.0)
+    .bind(vt.as_str())
+    .bind(until.timestamp_millis())
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(band, day_kind, from, cents)| {
+            Ok(ScheduledRate {
+                band: band.parse().map_err(Error::Invalid)?,
+                day_kind: day_kind.parse().map_err(Error::Invalid)?,
+                effective_from: DateTime::from_timestamp_millis(from)
+                    .ok_or_else(|| Error::Invalid("rate start out of range".into()))?,
+                cents_per_hour: cents,
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 pub(crate) async fn rate_in_force_conn(

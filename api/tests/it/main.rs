@@ -483,7 +483,7 @@ use payments::{
     the_first_waiter_gets_the_freed_spot,
 };
 use reservations::{
-    a_process_with_a_stale_index_still_books_right,
+    a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
     idempotency_key_returns_the_first_answer, store_agrees_with_a_brute_force_oracle,
     two_hundred_concurrent_requests_for_one_spot_book_it_once,
@@ -522,6 +522,7 @@ on_both_stores!(
     drive_ups_need_the_minimum_balance_and_pay_from_it,
     the_first_waiter_gets_the_freed_spot,
     messages_reach_email_and_push_once_with_retries,
+    a_quote_prices_each_band_of_the_window,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {

@@ -528,3 +528,38 @@ async fn check_against_oracle(app: &TestApp, ops: Vec<Op>) {
         }
     }
 }
+
+/// The quote prices each band of the window at its published rate, as the exit charge would.
+pub async fn a_quote_prices_each_band_of_the_window(app: TestApp) {
+    use parkflow_api::service::Rate;
+    use warehouse_schema::{DayKind, TimeBand};
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let s = &app.state.service;
+    s.publish_rates(
+        LotId(lot),
+        vec![Rate {
+            band: TimeBand::Midday,
+            day_kind: DayKind::Weekday,
+            vehicle_type: VehicleType::Car,
+            cents_per_hour: 300,
+            effective_from: None,
+        }],
+    )
+    .await
+    .unwrap();
+    // Tuesday 10:30–11:30 in Berlin: half an hour of morning (default 200), half of midday.
+    let r = s
+        .reserve(
+            UserId::new(),
+            request(
+                lot,
+                None,
+                t("2026-06-02T08:30:00Z"),
+                t("2026-06-02T09:30:00Z"),
+            ),
+            "q",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.quote_cents, 100 + 150);
+}
