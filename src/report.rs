@@ -77,6 +77,11 @@ pub fn write_report(r: &UsageReport, dir: &Path) -> anyhow::Result<PathBuf> {
         "entry_method,stays,revenue_cents",
         counted(&r.by_method),
     )?;
+    csv(
+        "payments_by_method.csv",
+        "payment_method,payments,cents",
+        counted(&r.by_payment_method),
+    )?;
     let buckets = |rows: &[(String, u64)]| -> Vec<String> {
         rows.iter()
             .map(|(k, n)| format!("{},{n}", csv_field(k)))
@@ -219,6 +224,7 @@ fn html(r: &UsageReport) -> anyhow::Result<String> {
     for (title, rows) in [
         ("Revenue by vehicle type", &r.by_vehicle_type),
         ("Revenue by entry method", &r.by_method),
+        ("Payments by method", &r.by_payment_method),
     ] {
         let _ = write!(
             h,

@@ -597,6 +597,7 @@ impl ParkingService {
                 amount_cents: Cents(p.amount_cents),
                 currency: p.currency.clone(),
                 reason: reason.clone(),
+                method: Some(p.method.clone()),
             };
             let event = Event::new(
                 now,
@@ -765,6 +766,7 @@ impl ParkingService {
                         amount_cents: Cents(cents),
                         currency: p.currency.clone(),
                         reason: Some(format!("cancelled, {percent}% refunded")),
+                        method: Some(p.method.clone()),
                     }),
                 );
                 append_event(&mut tx, &event).await?;
@@ -819,6 +821,7 @@ impl ParkingService {
                 amount_cents: Cents(amount),
                 currency: currency.to_owned(),
                 reason: None,
+                method: Some("balance".into()),
             }),
         );
         append_event(conn, &event).await?;
@@ -853,13 +856,13 @@ impl ParkingService {
         if fresh.rows_affected() == 0 {
             return Ok(false);
         }
-        let row: Option<(String, String, Option<String>, i64, String)> = sqlx::query_as(
-            "SELECT id, user_id, reservation_id, amount_cents, currency FROM payments WHERE gateway_ref = $1",
+        let row: Option<(String, String, Option<String>, i64, String, String)> = sqlx::query_as(
+            "SELECT id, user_id, reservation_id, amount_cents, currency, method FROM payments WHERE gateway_ref = $1",
         )
         .bind(&event.reference)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, user, reservation, amount, currency)) = row else {
+        let Some((id, user, reservation, amount, currency, method)) = row else {
             return Err(Error::NotFound(format!("payment {}", event.reference)));
         };
         sqlx::query("UPDATE payments SET status = 'reversed', reason = 'reversed by the gateway', updated_at = $1 WHERE id = $2")
@@ -884,6 +887,7 @@ impl ParkingService {
                     amount_cents: Cents(amount),
                     currency,
                     reason: Some("reversed".into()),
+                    method: Some(method),
                 }),
             );
             append_event(&mut tx, &event).await?;

@@ -1,5 +1,5 @@
 //! Management's usage report: occupancy by hour and weekday, peak times, turnover, dwell times,
-//! revenue by lot, vehicle type and entry method, cancellation and no-show rates, and how far
+//! revenue by lot, vehicle type and entry method, payments by method, cancellation and no-show rates, and how far
 //! ahead reservations are made — over a period, for every lot or one.
 //!
 //! Stays count in the period they started in; occupancy buckets in the period they lie in;
@@ -204,6 +204,23 @@ pub async fn usage_report(
     )
     .await?;
     let lead_times = histogram(&lead_rows, &LEAD)?;
+    let paid = Rows::fetch(
+        &ctx,
+        &format!(
+            "SELECT COALESCE(method, 'unknown') AS k, COUNT(*) AS n, COALESCE(SUM(amount_cents), 0) AS revenue
+             FROM ({events}) WHERE event_type = 'payment_captured' GROUP BY 1 ORDER BY 1"
+        ),
+    )
+    .await?;
+    let by_payment_method = (0..paid.len())
+        .map(|i| {
+            Ok((
+                paid.str("k", i)?.to_owned(),
+                paid.i64("n", i)? as u64,
+                paid.i64("revenue", i)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
 
     Ok(UsageReport {
         from,
@@ -214,6 +231,7 @@ pub async fn usage_report(
         lots,
         by_vehicle_type,
         by_method,
+        by_payment_method,
         dwell,
         reservations,
         lead_times,

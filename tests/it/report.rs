@@ -61,9 +61,10 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
     // Reservations made at 07:00 (for 09:00) and at 06:00 (for two days later): one
     // cancelled, one a no-show.
     clock.set(t("2026-06-01T07:00:00Z"));
+    let soon_owner = UserId::new();
     let soon = s
         .reserve(
-            UserId::new(),
+            soon_owner,
             NewReservation::new(
                 lot,
                 t("2026-06-01T09:00:00Z"),
@@ -74,6 +75,19 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
         )
         .await
         .unwrap();
+    let paid = s
+        .pay_reservation(
+            soon_owner,
+            soon.id,
+            parkflow_api::payments::PaymentMethod::Card {
+                token: "tok_ok".into(),
+                last4: "4242".into(),
+            },
+            "p",
+        )
+        .await;
+    let paid = paid.unwrap();
+    assert_eq!(paid.status, "captured");
     let owner = UserId::new();
     let later = s
         .reserve(
@@ -141,6 +155,11 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
             r.reservations.no_shows
         ),
         (2, 1, 1)
+    );
+    assert_eq!(
+        r.by_payment_method,
+        [("card".to_owned(), 1, paid.amount_cents)],
+        "payments by method"
     );
     let leads: Vec<u64> = r.lead_times.iter().map(|(_, n)| *n).collect();
     assert_eq!(

@@ -135,7 +135,14 @@ pub struct Payment {
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How it was paid: `card`, `wallet` or `balance` (in the `method` column, which holds the
+    /// entry method for check-ins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
+
+/// The payment methods a `method` of a payment event may name.
+pub const PAYMENT_METHODS: [&str; 3] = ["card", "wallet", "balance"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RatePublished {
@@ -354,7 +361,14 @@ impl Event {
             }
             EventPayload::PaymentCaptured(p)
             | EventPayload::PaymentFailed(p)
-            | EventPayload::PaymentRefunded(p) => check_amount(p.amount_cents, &p.currency)?,
+            | EventPayload::PaymentRefunded(p) => {
+                check_amount(p.amount_cents, &p.currency)?;
+                if let Some(m) = &p.method
+                    && !PAYMENT_METHODS.contains(&m.as_str())
+                {
+                    return invalid(format!("unknown payment method {m:?}"));
+                }
+            }
             EventPayload::RatePublished(r) if r.cents_per_hour.0 < 0 => {
                 return invalid(format!(
                     "cents_per_hour must not be negative, got {}",

@@ -81,6 +81,8 @@ pub struct UsageReport {
     pub by_vehicle_type: Vec<(String, u64, i64)>,
     /// (entry method, stays, revenue in cents).
     pub by_method: Vec<(String, u64, i64)>,
+    /// (payment method, payments captured, cents captured) of online payments.
+    pub by_payment_method: Vec<(String, u64, i64)>,
     /// (dwell bucket, closed stays), shortest first.
     pub dwell: Vec<(String, u64)>,
     pub reservations: ReservationStats,

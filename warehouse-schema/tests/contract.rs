@@ -38,6 +38,7 @@ fn one_of_each() -> Vec<Event> {
         amount_cents: Cents(450),
         currency: "EUR".into(),
         reason: None,
+        method: Some("card".into()),
     };
     let payloads = vec![
         EventPayload::LotRegistered(LotRegistered {
@@ -222,6 +223,15 @@ fn validation_rejects_with_reasons() {
     assert_eq!(reject(&with("amount_cents", (-1).into())), InvalidValue);
     assert_eq!(reject(&with("duration_s", (-5).into())), InvalidValue);
     assert_eq!(reject(&with("currency", "euro".into())), InvalidValue);
+    let mut payment = serde_json::to_value(
+        one_of_each()
+            .into_iter()
+            .find(|e| e.payload.type_name() == "payment_captured")
+            .unwrap(),
+    )
+    .unwrap();
+    payment["method"] = "iou".into();
+    assert_eq!(reject(&payment.to_string()), InvalidValue);
     let mut lot = serde_json::to_value(&one_of_each()[0]).unwrap();
     lot["time_zone"] = "Mars/Olympus".into();
     assert_eq!(reject(&lot.to_string()), InvalidValue);
