@@ -221,8 +221,7 @@ impl ParkingService {
         );
         append_event(&mut tx, &event).await?;
         tx.commit().await?;
-        self.availability().release(r.lot, r.id);
-        self.after_release(r.lot).await;
+        self.released(r.lot, r.id).await;
         Ok(true)
     }
 }

@@ -619,8 +619,7 @@ impl ParkingService {
         }
         tx.commit().await?;
         if let (Some(r), Some(lot)) = (cancelled, lot) {
-            self.availability().release(lot, r);
-            self.after_release(lot).await;
+            self.released(lot, r).await;
             self.tell(
                 user,
                 lot,
@@ -900,8 +899,7 @@ impl ParkingService {
         }
         tx.commit().await?;
         if let Some((r, lot)) = cancelled {
-            self.availability().release(lot, r);
-            self.after_release(lot).await;
+            self.released(lot, r).await;
             self.tell(
                 user,
                 lot,

@@ -876,7 +876,7 @@ impl ParkingService {
         )
         .await?;
         tx.commit().await?;
-        self.availability().release(r.lot_id, id);
+        self.released(r.lot_id, id).await;
         r.status = "cancelled".into();
         r.cancellation_id = Some(cancellation);
         // Paid? Refund per the policy. The cancellation stands either way; a refund the gateway
@@ -884,7 +884,6 @@ impl ParkingService {
         if let Err(e) = self.refund_on_cancel(id, r.start_at).await {
             tracing::error!(reservation = %id, error = %e, "refund after cancellation failed");
         }
-        self.after_release(r.lot_id).await;
         Ok(r)
     }
 

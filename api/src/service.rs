@@ -734,9 +734,8 @@ impl ParkingService {
         append_event(&mut tx, &event).await?;
         tx.commit().await?;
         if let Some(r) = reservation {
-            self.availability.release(lot, r);
             // The rest of the reserved window is free again.
-            self.after_release(lot).await;
+            self.released(lot, r).await;
         }
         self.metrics.exits.inc();
         Ok(ExitReceipt {

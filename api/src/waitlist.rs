@@ -241,9 +241,11 @@ impl ParkingService {
         Ok(0)
     }
 
-    /// A spot of `lot` was released: serve its waitlist. The release stands whatever happens
-    /// here; a failure is logged and the periodic sweep tries again.
-    pub(crate) async fn after_release(&self, lot: LotId) {
+    /// Reservation `r` of `lot` no longer holds its spot (committed): drop it from the
+    /// availability index and serve the lot's waitlist. The release stands whatever happens
+    /// to the waitlist; a failure there is logged and the periodic sweep tries again.
+    pub(crate) async fn released(&self, lot: LotId, r: ReservationId) {
+        self.availability().release(lot, r);
         if let Err(e) = self.serve_waitlist(lot).await {
             tracing::warn!(lot = %lot, error = %e, "serving the waitlist failed");
         }
