@@ -13,6 +13,7 @@
 use crate::auth::TokenSigner;
 use crate::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue};
+use crate::reservations::cancel_active;
 use crate::service::ParkingService;
 use crate::store::{append_event, is_unique_violation};
 use chrono::{DateTime, Utc};
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use warehouse_schema::event::{Payment, ReservationRef};
+use warehouse_schema::event::Payment;
 use warehouse_schema::{Cents, Event, EventPayload, LotId, PaymentId, ReservationId, UserId};
 
 /// How the driver pays. Tokens come from the gateway's client-side SDK; parkflow never sees the
@@ -609,10 +610,7 @@ impl ParkingService {
                 },
             );
             append_event(&mut tx, &event).await?;
-            if status != "captured"
-                && self
-                    .cancel_for_payment(&mut tx, r, lot, "payment_failed", now)
-                    .await?
+            if status != "captured" && cancel_active(&mut tx, r, lot, "payment_failed", now).await?
             {
                 cancelled = Some(r);
             }
@@ -656,37 +654,6 @@ impl ParkingService {
                 .await?
                 .map(LotId),
         )
-    }
-
-    /// Cancel reservation `r` if still active, with its event; returns whether it was.
-    async fn cancel_for_payment(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        r: ReservationId,
-        lot: LotId,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
-        )
-        .bind(now.timestamp_millis())
-        .bind(r.0.to_string())
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let event = Event::new(
-            now,
-            lot,
-            EventPayload::ReservationCancelled(ReservationRef {
-                reservation_id: r,
-                reason: Some(reason.into()),
-            }),
-        );
-        append_event(conn, &event).await?;
-        Ok(true)
     }
 
     async fn tell(&self, user: UserId, lot: LotId, key: &str, body: String) -> Result<bool> {
@@ -890,10 +857,7 @@ impl ParkingService {
                 }),
             );
             append_event(&mut tx, &event).await?;
-            if self
-                .cancel_for_payment(&mut tx, r, lot, "payment_reversed", now)
-                .await?
-            {
+            if cancel_active(&mut tx, r, lot, "payment_reversed", now).await? {
                 cancelled = Some((r, lot));
             }
         }

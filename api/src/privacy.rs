@@ -8,13 +8,12 @@
 //! warehouse ever held: its events carry no e-mail, name or plate.
 
 use crate::error::{Error, Result};
+use crate::reservations::cancel_active;
 use crate::service::ParkingService;
-use crate::store::append_event;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
-use warehouse_schema::event::ReservationRef;
-use warehouse_schema::{Event, EventPayload, LotId, ReservationId, UserId};
+use warehouse_schema::{LotId, ReservationId, UserId};
 
 /// What an erasure did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -160,29 +159,15 @@ impl ParkingService {
         let mut out = Erasure::default();
         let mut released = Vec::new();
         for (reservation, lot) in upcoming {
-            sqlx::query(
-                "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
-            )
-            .bind(now.timestamp_millis())
-            .bind(&reservation)
-            .execute(&mut *tx)
-            .await?;
             let rid = ReservationId(
                 reservation
                     .parse()
                     .map_err(|_| Error::Invalid(format!("stored reservation id {reservation}")))?,
             );
-            let event = Event::new(
-                now,
-                LotId(lot),
-                EventPayload::ReservationCancelled(ReservationRef {
-                    reservation_id: rid,
-                    reason: Some("account_deleted".into()),
-                }),
-            );
-            append_event(&mut tx, &event).await?;
-            released.push((LotId(lot), rid));
-            out.cancelled_reservations += 1;
+            if cancel_active(&mut tx, rid, LotId(lot), "account_deleted", now).await? {
+                released.push((LotId(lot), rid));
+                out.cancelled_reservations += 1;
+            }
         }
         let run = |sql: &'static str| sqlx::query(sql).bind(id.clone());
         out.anonymised_reservations =

@@ -272,6 +272,38 @@ impl LotRules {
     }
 }
 
+/// Cancel reservation `r` of `lot` if it is still `active`, with its `reservation_cancelled`
+/// event, inside the caller's transaction (for cancellations the driver did not ask for: a
+/// failed payment, an erased account). Returns whether it was active.
+pub(crate) async fn cancel_active(
+    conn: &mut AnyConnection,
+    r: ReservationId,
+    lot: LotId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
+    )
+    .bind(now.timestamp_millis())
+    .bind(r.0.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let event = Event::new(
+        now,
+        lot,
+        EventPayload::ReservationCancelled(warehouse_schema::event::ReservationRef {
+            reservation_id: r,
+            reason: Some(reason.into()),
+        }),
+    );
+    append_event(conn, &event).await?;
+    Ok(true)
+}
+
 /// `id, label, vehicle_type, latitude, longitude` of a spot.
 pub(crate) type SpotColumns = (i64, String, String, Option<f64>, Option<f64>);
 
