@@ -269,12 +269,12 @@ pub struct PaymentRecord {
     pub refunded_cents: i64,
 }
 
+/// A `payments` row as [`PAYMENT_COLUMNS`] reads it.
 type PaymentRow = (
     String,
     String,
     Option<String>,
     String,
-    Option<String>,
     Option<String>,
     i64,
     String,
@@ -284,15 +284,15 @@ type PaymentRow = (
     Option<String>,
 );
 
-const PAYMENT_COLUMNS: &str = "id, purpose, reservation_id, method, token, last4, amount_cents, currency, status, reason, refunded_cents, gateway_ref";
+const PAYMENT_COLUMNS: &str = "id, purpose, reservation_id, method, last4, amount_cents, currency, status, reason, refunded_cents, gateway_ref";
 
-fn record(row: PaymentRow) -> (PaymentRecord, Option<String>, Option<String>) {
+/// The payment as the API shows it, and the gateway's reference of its charge.
+fn record(row: PaymentRow) -> (PaymentRecord, Option<String>) {
     let (
         id,
         purpose,
         reservation_id,
         method,
-        token,
         last4,
         amount,
         currency,
@@ -314,7 +314,6 @@ fn record(row: PaymentRow) -> (PaymentRecord, Option<String>, Option<String>) {
             reason,
             refunded_cents: refunded,
         },
-        token,
         gref,
     )
 }
@@ -562,7 +561,7 @@ impl ParkingService {
         .await?;
         if claimed.rows_affected() != 1 {
             tx.rollback().await?;
-            return self.payment_by_key_id(&p.id).await;
+            return self.payment_by_id(&p.id).await;
         }
         if p.method == "balance" && status == "captured" {
             let debited = sqlx::query(
@@ -629,10 +628,10 @@ impl ParkingService {
             )
             .await?;
         }
-        self.payment_by_key_id(&p.id).await
+        self.payment_by_id(&p.id).await
     }
 
-    async fn payment_by_key_id(&self, id: &str) -> Result<PaymentRecord> {
+    async fn payment_by_id(&self, id: &str) -> Result<PaymentRecord> {
         let row: PaymentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
         )))
@@ -689,7 +688,7 @@ impl ParkingService {
         let Some(row) = row else {
             return Ok(0);
         };
-        let (p, _, reference) = record(row);
+        let (p, reference) = record(row);
         let now = self.now();
         let percent = self
             .payments_config()
