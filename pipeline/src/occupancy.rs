@@ -191,25 +191,33 @@ pub async fn run(
         full: out.full,
         ..OccupancyRun::default()
     };
-    let mut carry = if out.full {
-        Carry::empty()
-    } else {
-        Carry::stored(lake, derived, from)?
-    };
+    // The stays open at the start of `day`: computed (`Some`) after a recomputed day, or, while
+    // days are kept (`None`), the ones the last run stored for it — read only when needed.
+    let mut carry: Option<Carry> = out.full.then(Carry::empty);
     let mut day = from;
     while day <= last_day {
         let start = day_start(day);
         let next = day + Days::new(1);
         let must = out.full || day >= tail_from || changed.contains(&day);
-        if !must && carry == Carry::stored(lake, derived, day)? {
-            report.days_kept += 1;
-            carry = Carry::stored(lake, derived, next)?;
-            day = next;
-            continue;
+        if !must {
+            let unchanged = match &carry {
+                None => true,
+                Some(c) => *c == Carry::stored(lake, derived, day)?,
+            };
+            if unchanged {
+                report.days_kept += 1;
+                carry = None;
+                day = next;
+                continue;
+            }
         }
+        let carry_in = match carry.take() {
+            Some(c) => c,
+            None => Carry::stored(lake, derived, day)?,
+        };
         let end = (start + DAY_MS).min(as_of_ms);
         let files = event_files.get(&day).map(Vec::as_slice).unwrap_or(&[]);
-        let (day_out, open) = compute_day(ctx, lake, files, &carry, start, end).await?;
+        let (day_out, open) = compute_day(ctx, lake, files, &carry_in, start, end).await?;
         for (table, batches) in [
             (Table::Occupancy15m, day_out.lot),
             (Table::Occupancy15mVehicle, day_out.vehicle),
@@ -234,7 +242,7 @@ pub async fn run(
             out.replaced.push((Table::OpenStays, next));
         }
         report.days.push(day);
-        carry = open;
+        carry = Some(open);
         day = next;
     }
     Ok((report, out))
