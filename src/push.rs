@@ -119,16 +119,12 @@ pub async fn train(
     now: DateTime<Utc>,
     threshold: f64,
 ) -> anyhow::Result<ForecastFile> {
+    // In lot and time order, so each lot's hours are one run.
     let hours = parkflow_pipeline::lot_hours(lake).await?;
     let mut lots = Vec::new();
-    let mut ids: Vec<LotId> = hours.iter().map(|h| h.lot_id).collect();
-    ids.dedup();
-    for lot in ids {
-        let mine: Vec<_> = hours.iter().filter(|h| h.lot_id == lot).cloned().collect();
-        let Some(last) = mine.last().map(|h| h.hour_start) else {
-            continue;
-        };
-        let Some(series) = Series::from_lot_hours(&mine, Measure::Occupancy).pop() else {
+    for mine in hours.chunk_by(|a, b| a.lot_id == b.lot_id) {
+        let (lot, last) = (mine[0].lot_id, mine[mine.len() - 1].hour_start);
+        let Some(series) = Series::from_lot_hours(mine, Measure::Occupancy).pop() else {
             continue;
         };
         // A lot with less than a few days of history has no model yet; skip it, not the job.
