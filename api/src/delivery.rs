@@ -218,19 +218,24 @@ impl Deliverer {
 
     /// One delivery row per channel of each message not fanned out yet.
     async fn fan_out(&self, now: DateTime<Utc>) -> Result<()> {
-        let fresh: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT n.id, n.user_id FROM notification_outbox n
+        // Each message with its driver's channel choices (the defaults where none are saved).
+        let defaults = Preferences::default();
+        let fresh: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT n.id, COALESCE(p.email, $2), COALESCE(p.push, $3) FROM notification_outbox n
+             LEFT JOIN notification_preferences p ON p.user_id = n.user_id
              WHERE n.sent_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.id)
              ORDER BY n.id LIMIT $1",
         )
         .bind(BATCH)
+        .bind(i64::from(defaults.email))
+        .bind(i64::from(defaults.push))
         .fetch_all(self.store.pool())
         .await?;
-        for (id, user) in fresh {
-            let prefs = match user.parse() {
-                Ok(u) => preferences(&self.store, UserId(u)).await?,
-                Err(_) => Preferences::default(),
+        for (id, email, push) in fresh {
+            let prefs = Preferences {
+                email: email != 0,
+                push: push != 0,
             };
             let channels = [
                 ("in_app", "delivered"),
