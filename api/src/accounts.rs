@@ -194,6 +194,15 @@ impl Accounts {
     }
 
     pub async fn register(&self, c: Credentials) -> Result<UserId> {
+        self.register_as(c, "driver").await
+    }
+
+    /// An account of the admin role (the portal's users); made by `parkflow admin add`.
+    pub async fn register_admin(&self, c: Credentials) -> Result<UserId> {
+        self.register_as(c, "admin").await
+    }
+
+    async fn register_as(&self, c: Credentials, role: &str) -> Result<UserId> {
         let email = normalise_email(&c.email)?;
         if c.password.chars().count() < 10 || c.password.len() > 256 {
             return Err(Error::Invalid(
@@ -204,10 +213,11 @@ impl Accounts {
             .await
             .map_err(|e| Error::Config(format!("hashing task failed: {e}")))??;
         let id = UserId::new();
-        let inserted = sqlx::query("INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, 'driver', $4)")
+        let inserted = sqlx::query("INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id.0.to_string())
             .bind(&email)
             .bind(hash)
+            .bind(role)
             .bind(self.clock.now().timestamp_millis())
             .execute(self.store.pool())
             .await;
@@ -302,6 +312,25 @@ impl Accounts {
             token_type: "Bearer".into(),
             expires_in: self.lifetimes.access_s,
         })
+    }
+
+    /// End a session: its refresh token stops working (an unknown token is no error).
+    pub async fn revoke(&self, refresh_token: &str) -> Result<()> {
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+            .bind(self.clock.now().timestamp_millis())
+            .bind(refresh_token_hash(refresh_token))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The account's e-mail address.
+    pub async fn email(&self, user: UserId) -> Result<String> {
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(user.0.to_string())
+            .fetch_optional(self.store.pool())
+            .await?
+            .ok_or_else(|| Error::NotFound("account".into()))
     }
 
     /// The principal of a valid access token.

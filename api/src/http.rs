@@ -50,6 +50,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
+    /// Management's usage report for the admin portal, where this process can read the lake.
+    pub reports: Option<Arc<dyn crate::portal::ReportPages>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -78,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/webhook", post(payment_webhook))
         .route("/v1/waitlist", get(list_waitlist).post(join_waitlist))
         .route("/v1/waitlist/{entry_id}", delete(withdraw_waitlist))
+        .route("/v1/inquiries", get(list_inquiries).post(open_inquiry))
         .route("/v1/me/export", get(export_me))
         .route("/v1/lots", get(list_lots).post(create_lot))
         .route("/v1/lots/{lot_id}", get(get_lot))
@@ -98,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/gates/{lot_id}/entries", post(entry))
         .route("/v1/gates/{lot_id}/exits", post(exit))
+        .merge(crate::portal::router(state.clone()))
         .fallback(|| async { Error::NotFound("route".into()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -286,6 +290,14 @@ impl Caller {
         }
     }
 
+    /// Who the audit log names for this caller's admin actions.
+    fn actor(&self) -> crate::admin::Actor {
+        match self.user {
+            Some(user) => crate::admin::Actor::account(user),
+            None => crate::admin::Actor::admin_token(),
+        }
+    }
+
     /// The driver's own account (reservations and vehicles belong to one).
     fn driver(&self) -> Result<UserId, Error> {
         match (self.role, self.user) {
@@ -423,7 +435,12 @@ async fn create_lot(
     caller.require(&[Role::Admin], "create lots")?;
     Ok((
         StatusCode::CREATED,
-        Json(state.service.create_lot(body).await?),
+        Json(
+            state
+                .service
+                .create_lot_by(Some(&caller.actor()), body)
+                .await?,
+        ),
     ))
 }
 
@@ -812,6 +829,26 @@ async fn join_waitlist(
     let user = caller.driver()?;
     let entry = state.service.join_waitlist(user, body).await?;
     Ok((StatusCode::CREATED, Json(entry)))
+}
+
+async fn open_inquiry(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<crate::admin::NewInquiry>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let inquiry = state.service.open_inquiry(user, body).await?;
+    Ok((StatusCode::CREATED, Json(inquiry)))
+}
+
+async fn list_inquiries(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        json!({ "inquiries": state.service.inquiries_of(user).await? }),
+    ))
 }
 
 async fn list_waitlist(

@@ -3,6 +3,7 @@
 //! transaction; the API never reads the warehouse.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod availability;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod passes;
 pub mod payments;
+pub mod portal;
 pub mod privacy;
 pub mod reservations;
 pub mod service;
@@ -36,6 +38,12 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 impl AppState {
+    /// Let the admin portal show management's usage report.
+    pub fn with_reports(mut self, reports: Arc<dyn portal::ReportPages>) -> Self {
+        self.reports = Some(reports);
+        self
+    }
+
     /// Open the store and assemble the state; `registry` receives the API's metrics and is what
     /// `/metrics` serves, so register other components' metrics in it before calling this.
     pub async fn open(
@@ -76,6 +84,7 @@ impl AppState {
             }),
             registry: Arc::new(registry),
             metrics,
+            reports: None,
         })
     }
 }

@@ -32,6 +32,8 @@ pub enum NotificationKind {
     WaitlistBooked,
     /// A waiter is told a spot is free for their window.
     WaitlistSpotFree,
+    /// An admin answered the driver's inquiry.
+    InquiryAnswered,
 }
 
 impl NotificationKind {
@@ -47,6 +49,7 @@ impl NotificationKind {
             Self::PaymentProblem => "payment_problem",
             Self::WaitlistBooked => "waitlist_booked",
             Self::WaitlistSpotFree => "waitlist_spot_free",
+            Self::InquiryAnswered => "inquiry_answered",
         }
     }
 }

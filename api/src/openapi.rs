@@ -193,6 +193,22 @@ fn operations() -> Vec<Op> {
             (200, "WaitlistEntries"),
         ),
         op(
+            "post",
+            "/v1/inquiries",
+            "Ask the operator something (optionally about one of the driver's reservations); admins answer in the portal and the answer arrives as a message",
+            Driver,
+            Some("NewInquiry"),
+            (201, "Inquiry"),
+        ),
+        op(
+            "get",
+            "/v1/inquiries",
+            "The driver's inquiries with their answers, newest first",
+            Driver,
+            None,
+            (200, "Inquiries"),
+        ),
+        op(
             "delete",
             "/v1/waitlist/{entry_id}",
             "Leave the waitlist",
@@ -438,6 +454,14 @@ fn schemas() -> Value {
         "JoinWaitlist": obj(&["lotId", "startAt", "endAt", "vehicleType"], json!({
             "lotId": { "type": "integer" }, "startAt": time, "endAt": time, "vehicleType": vehicle,
             "autoBook": { "type": "boolean", "default": false } })),
+        "NewInquiry": obj(&["subject", "message"], json!({
+            "subject": { "type": "string", "maxLength": 200 }, "message": { "type": "string", "maxLength": 4000 },
+            "reservationId": { "type": "string", "format": "uuid" } })),
+        "Inquiry": obj(&["id", "subject", "message", "createdAt"], json!({
+            "id": { "type": "string", "format": "uuid" }, "reservationId": { "type": "string" },
+            "subject": { "type": "string" }, "message": { "type": "string" }, "createdAt": time,
+            "answer": { "type": "string" }, "answeredAt": time })),
+        "Inquiries": obj(&["inquiries"], json!({ "inquiries": { "type": "array", "items": { "$ref": "#/components/schemas/Inquiry" } } })),
         "PaymentMethod": obj(&["method"], json!({
             "method": { "type": "string", "enum": ["card", "wallet", "balance"] },
             "token": { "type": "string", "description": "the gateway's token (tok_… or wal_…); never card details" },
@@ -550,7 +574,8 @@ pub async fn document() -> Json<Value> {
     Json(spec().clone())
 }
 
-fn escape(s: &str) -> String {
+/// `s` made safe inside HTML text and attribute values.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -2,7 +2,7 @@
 //! account.
 //!
 //! Erasure deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens,
-//! messages and prepaid balance; cancels its reservations that have not started; and strips
+//! messages, inquiries and prepaid balance; cancels its reservations that have not started; and strips
 //! plates, gateway tokens and card digits from the reservations, stays and payments that remain (they are the lot's records of spot use and revenue).
 //! What remains refers to the driver only by the random user id, which is also all the
 //! warehouse ever held: its events carry no e-mail, name or plate.
@@ -116,6 +116,7 @@ impl ParkingService {
             })
         })
         .collect();
+        let inquiries = self.inquiries_of(user).await?;
         let balance = self.balance(user).await?;
         let workplace = match (
             account.get::<Option<f64>, _>("workplace_latitude"),
@@ -135,6 +136,7 @@ impl ParkingService {
             "stays": stays,
             "notifications": notifications,
             "payments": payments,
+            "inquiries": inquiries,
             "balanceCents": balance,
         }))
     }
@@ -188,6 +190,10 @@ impl ParkingService {
             .rows_affected();
         // Payments stay as the lot's revenue records, without the gateway token or card digits.
         run("UPDATE payments SET token = NULL, last4 = NULL WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?;
+        // Inquiries are the driver's own words: they go with the account.
+        run("DELETE FROM inquiries WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;
         run("DELETE FROM notification_preferences WHERE user_id = $1")

@@ -1,6 +1,7 @@
 //! The business rules of lots, spots, stays and rates. HTTP handlers and the in-process
 //! simulator both call this layer; every state change and its event commit together.
 
+use crate::admin::{Actor, audit};
 use crate::availability::{AvailabilityIndex, SpotPolicy, distance_m};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -292,6 +293,11 @@ impl ParkingService {
     }
 
     pub async fn create_lot(&self, new: NewLot) -> Result<Lot> {
+        self.create_lot_by(None, new).await
+    }
+
+    /// [`Self::create_lot`], recorded in the audit log when an admin asked for it.
+    pub async fn create_lot_by(&self, actor: Option<&Actor>, new: NewLot) -> Result<Lot> {
         let tz: Tz = new
             .time_zone
             .parse()
@@ -360,6 +366,18 @@ impl ParkingService {
             }),
         );
         append_event(&mut tx, &event).await?;
+        if let Some(actor) = actor {
+            let detail = serde_json::json!({ "name": new.name, "capacity": capacity });
+            audit(
+                &mut tx,
+                actor,
+                "lot.create",
+                &format!("lot {id}"),
+                detail,
+                now,
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.lot(LotId(id)).await
     }
@@ -934,7 +952,7 @@ pub fn charge(duration_s: i64, cents_per_hour: i64) -> i64 {
     (duration_s.max(0) * cents_per_hour + 3599) / 3600
 }
 
-fn check_rate(cents: i64) -> Result<()> {
+pub(crate) fn check_rate(cents: i64) -> Result<()> {
     if (0..=MAX_CENTS_PER_HOUR).contains(&cents) {
         Ok(())
     } else {

@@ -80,6 +80,11 @@ impl Backend {
                     "notification deliveries",
                     include_str!("../migrations/sqlite/0010_deliveries.sql"),
                 ),
+                (
+                    11,
+                    "inquiries and admin audit",
+                    include_str!("../migrations/sqlite/0011_admin.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -132,6 +137,11 @@ impl Backend {
                     10,
                     "notification deliveries",
                     include_str!("../migrations/postgres/0010_deliveries.sql"),
+                ),
+                (
+                    11,
+                    "inquiries and admin audit",
+                    include_str!("../migrations/postgres/0011_admin.sql"),
                 ),
             ],
         }

@@ -462,6 +462,7 @@ mod accounts;
 mod delivery;
 mod gates;
 mod payments;
+mod portal;
 mod reservations;
 use accounts::{
     a_driver_exports_then_erases_their_data, accounts_sessions_and_refresh,
@@ -481,6 +482,10 @@ use payments::{
     drive_ups_need_the_minimum_balance_and_pay_from_it,
     payments_are_idempotent_and_a_decline_cancels_and_tells, reversals_balances_and_refunds,
     the_first_waiter_gets_the_freed_spot,
+};
+use portal::{
+    admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
+    the_portal_needs_an_admin_sign_in,
 };
 use reservations::{
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
@@ -523,6 +528,8 @@ on_both_stores!(
     the_first_waiter_gets_the_freed_spot,
     messages_reach_email_and_push_once_with_retries,
     a_quote_prices_each_band_of_the_window,
+    the_portal_needs_an_admin_sign_in,
+    admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
