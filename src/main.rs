@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         what: JobsCommand,
     },
+    /// Accounts of the admin portal (`/admin`).
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
     /// Create or upgrade the operational database.
     Migrate,
     /// Move events from the outbox into the warehouse.
@@ -87,6 +92,16 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account. The password comes from `PARKFLOW_ADMIN_PASSWORD`, else from
+    /// the first line of standard input (never from the command line, where `ps` shows it).
+    Add {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -267,6 +282,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", demo::render(&outcome, &timings, &opts.data_dir));
         }
         Command::Serve => serve::serve(cfg).await?,
+        Command::Admin {
+            what: AdminCommand::Add { email },
+        } => {
+            let password = match std::env::var("PARKFLOW_ADMIN_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
+            let credentials = parkflow_api::accounts::Credentials {
+                email: email.clone(),
+                password,
+            };
+            state.accounts.register_admin(credentials).await?;
+            println!(
+                "admin account {email} created: sign in at http://{}/admin",
+                cfg.api.listen
+            );
+        }
         Command::Migrate => {
             let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
             println!(

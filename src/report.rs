@@ -132,15 +132,27 @@ fn money(cents: i64) -> String {
 }
 
 fn html(r: &UsageReport) -> anyhow::Result<String> {
+    Ok(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>parkflow usage report</title>\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}{REPORT_STYLE}</style></head><body>\
+         <h1>Usage report</h1>{}</body></html>\n",
+        html_fragment(r)?
+    ))
+}
+
+/// The report's tables' look, in the file and in the admin portal.
+pub const REPORT_STYLE: &str = ".usage-report table{border-collapse:collapse}\
+    .usage-report td,.usage-report th{border:1px solid #ccc;padding:.2em .6em;text-align:right}\
+    .usage-report th{background:#eee}.usage-report td:first-child{text-align:left}";
+
+/// The report's sections (charts, tables) without the page around them: the file's body, and
+/// what the admin portal shows.
+pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
     let scope = r
         .lot
         .map_or("all lots".to_owned(), |l| format!("lot {}", l.0));
     let mut h = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>parkflow usage report</title>\
-         <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}th{{background:#eee}}\
-         td:first-child{{text-align:left}}</style></head><body>\
-         <h1>Usage report</h1><p>{} to {}, {}</p>",
+        "<div class=\"usage-report\"><p class=\"report-scope\">{} to {}, {}</p>",
         r.from.format("%Y-%m-%d %H:%M UTC"),
         r.to.format("%Y-%m-%d %H:%M UTC"),
         escape(&scope)
@@ -267,7 +279,7 @@ fn html(r: &UsageReport) -> anyhow::Result<String> {
             .map(|(k, n)| (k.clone(), *n as f64))
             .collect::<Vec<_>>(),
     )?;
-    h += "</body></html>\n";
+    h += "</div>";
     Ok(h)
 }
 
@@ -353,4 +365,35 @@ fn line_chart(title: &str, series: &[(&str, Vec<(u32, f64)>)]) -> anyhow::Result
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
+}
+
+/// The admin portal's usage report: the figures of `parkflow report`, read from the lake as the
+/// last occupancy job left it.
+#[derive(Debug)]
+pub struct LakeReports {
+    pub lake: warehouse_schema::lake::Lake,
+}
+
+impl parkflow_api::portal::ReportPages for LakeReports {
+    fn render(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        lot: Option<warehouse_schema::LotId>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            let report = parkflow_pipeline::usage_report(&self.lake, at(from), at(to), lot)
+                .await
+                .map_err(|e| format!("the report could not be read from the lake: {e}"))?;
+            if let Some(l) = lot
+                && report.lots.is_empty()
+            {
+                return Err(format!("lot {} is not in the warehouse", l.0));
+            }
+            let body = html_fragment(&report).map_err(|e| e.to_string())?;
+            Ok(format!("<style>{REPORT_STYLE}</style>{body}"))
+        })
+    }
 }

@@ -13,6 +13,9 @@ use warehouse_schema::lake::Lake;
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (state, metrics) = steps::open_api(&cfg, Arc::new(SystemClock)).await?;
+    let state = state.with_reports(Arc::new(crate::report::LakeReports {
+        lake: Lake::new(cfg.lake_dir()),
+    }));
     let scheduler = schedule(&cfg, &state, &metrics).await?;
     let (stop, stopped) = watch::channel(false);
     let jobs = scheduler.spawn(stopped);

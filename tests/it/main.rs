@@ -5,6 +5,7 @@ mod demo;
 mod forecast;
 mod ingest;
 mod kafka;
+mod portal;
 mod pricing;
 mod push;
 mod report;
