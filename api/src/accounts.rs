@@ -333,12 +333,20 @@ impl Accounts {
             .ok_or_else(|| Error::NotFound("account".into()))
     }
 
-    /// The principal of a valid access token.
-    pub fn authenticate(&self, token: &str) -> Result<Principal> {
+    /// The principal of a valid access token whose account still exists, with the account's
+    /// role as stored now: an erased account's tokens stop working at once, and so does a
+    /// revoked admin role, without waiting for the token to expire.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let claims = self.signer.verify(token, self.clock.now())?;
+        let user = UserId(claims.sub.parse().map_err(|_| Error::Unauthorized)?);
+        let role: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+            .bind(user.0.to_string())
+            .fetch_optional(self.store.pool())
+            .await?
+            .ok_or(Error::Unauthorized)?;
         Ok(Principal {
-            user: UserId(claims.sub.parse().map_err(|_| Error::Unauthorized)?),
-            admin: claims.role == "admin",
+            user,
+            admin: role == "admin",
         })
     }
 

@@ -238,7 +238,7 @@ impl FromRequestParts<AppState> for Caller {
         {
             return Ok(Self { role, user: None });
         }
-        let p = state.accounts.authenticate(token)?;
+        let p = state.accounts.authenticate(token).await?;
         Ok(Self {
             role: if p.admin { Role::Admin } else { Role::Driver },
             user: Some(p.user),

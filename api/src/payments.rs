@@ -405,6 +405,76 @@ impl ParkingService {
         self.resume(user, p, method).await
     }
 
+    /// Pay `user`'s prepaid balance back to the cards and wallets it was topped up from, newest
+    /// top-up first, as their account is erased. Each refund is recorded as it succeeds, so a
+    /// retried erasure pays only what is left (and the gateway's idempotency key makes a refund
+    /// whose record was lost happen once). A balance that no top-up can take back is refused
+    /// (`balance_remaining`) for the operator to settle. Returns the cents paid out.
+    pub(crate) async fn pay_out_balance(&self, user: UserId) -> Result<i64> {
+        let mut left = self.balance(user).await?;
+        let mut paid = 0;
+        if left <= 0 {
+            return Ok(0);
+        }
+        let top_ups: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT id, gateway_ref, amount_cents, refunded_cents FROM payments
+             WHERE user_id = $1 AND purpose = 'top_up' AND status IN ('captured', 'refunded')
+               AND gateway_ref IS NOT NULL AND amount_cents > refunded_cents
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(user.0.to_string())
+        .fetch_all(self.store().pool())
+        .await?;
+        for (id, reference, amount, refunded) in top_ups {
+            if left == 0 {
+                break;
+            }
+            let cents = left.min(amount - refunded);
+            self.gateway()
+                .refund(
+                    reference.as_deref().unwrap_or_default(),
+                    cents,
+                    &format!("pf-payout-{id}-{refunded}"),
+                )
+                .await
+                .map_err(|e| Error::unprocessable("refund_failed", e.to_string()))?;
+            let now = self.now().timestamp_millis();
+            let mut tx = self.store().begin_write().await?;
+            let recorded = sqlx::query(
+                "UPDATE payments SET refunded_cents = refunded_cents + $1, updated_at = $2,
+                        status = CASE WHEN refunded_cents + $1 >= amount_cents THEN 'refunded' ELSE status END
+                 WHERE id = $3 AND refunded_cents = $4",
+            )
+            .bind(cents)
+            .bind(now)
+            .bind(&id)
+            .bind(refunded)
+            .execute(&mut *tx)
+            .await?;
+            if recorded.rows_affected() == 1 {
+                sqlx::query("UPDATE balances SET cents = cents - $1 WHERE user_id = $2")
+                    .bind(cents)
+                    .bind(user.0.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            left -= cents;
+            paid += cents;
+        }
+        if left > 0 {
+            return Err(Error::conflict(
+                "balance_remaining",
+                format!(
+                    "{}.{:02} of prepaid balance cannot be paid back to a card or wallet; the operator settles it before the account is erased",
+                    left / 100,
+                    left % 100
+                ),
+            ));
+        }
+        Ok(paid)
+    }
+
     /// `user`'s prepaid balance (0 without an account).
     pub async fn balance(&self, user: UserId) -> Result<i64> {
         Ok(

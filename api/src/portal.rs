@@ -141,15 +141,14 @@ async fn authorise(state: &AppState, req: &mut Request) -> Result<Vec<HeaderValu
         return Ok(Vec::new());
     }
     let cookies = cookies(req.headers());
-    if let Some(p) = cookies
-        .get(ACCESS_COOKIE)
-        .and_then(|t| state.accounts.authenticate(t).ok())
+    if let Some(access) = cookies.get(ACCESS_COOKIE)
+        && let Ok(p) = state.accounts.authenticate(access).await
     {
         return admit(req, p.user, p.admin).map(|()| Vec::new());
     }
     if let Some(refresh) = cookies.get(REFRESH_COOKIE)
         && let Ok(tokens) = state.accounts.refresh(refresh).await
-        && let Ok(p) = state.accounts.authenticate(&tokens.access_token)
+        && let Ok(p) = state.accounts.authenticate(&tokens.access_token).await
     {
         admit(req, p.user, p.admin)?;
         return Ok(session_cookies(&tokens));
@@ -366,7 +365,12 @@ async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Byte
         }
         Err(e) => return Err(e.into()),
     };
-    if !state.accounts.authenticate(&tokens.access_token)?.admin {
+    if !state
+        .accounts
+        .authenticate(&tokens.access_token)
+        .await?
+        .admin
+    {
         state.accounts.revoke(&tokens.refresh_token).await?;
         let e = Error::Forbidden("use the admin portal");
         return Ok((e.status(), login_form(&next, Some(&e.to_string()))).into_response());

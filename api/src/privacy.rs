@@ -1,9 +1,12 @@
 //! A driver's rights over their data: export everything held about them, and erase their
 //! account.
 //!
-//! Erasure deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens,
-//! messages, inquiries and prepaid balance; cancels its reservations that have not started; and strips
-//! plates, gateway tokens and card digits from the reservations, stays and payments that remain (they are the lot's records of spot use and revenue).
+//! Erasure first pays the prepaid balance back to the cards and wallets it came from. It then
+//! deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens,
+//! messages, inquiries and balance; cancels its reservations that have not started; and strips
+//! plates, gateway tokens and card digits from the reservations, stays and payments that remain
+//! (they are the lot's records of spot use and revenue). The account's access tokens stop
+//! working at once (they are checked against the account on every request).
 //! What remains refers to the driver only by the random user id, which is also all the
 //! warehouse ever held: its events carry no e-mail, name or plate.
 
@@ -24,6 +27,8 @@ pub struct Erasure {
     pub anonymised_stays: u64,
     pub deleted_vehicles: u64,
     pub deleted_notifications: u64,
+    /// Prepaid balance paid back to the cards and wallets it came from.
+    pub paid_out_cents: i64,
 }
 
 fn at(ms: Option<i64>) -> Value {
@@ -144,6 +149,9 @@ impl ParkingService {
     /// Erase `user`'s account (see the module documentation), in one transaction.
     pub async fn erase_user(&self, user: UserId, now: DateTime<Utc>) -> Result<Erasure> {
         let id = user.0.to_string();
+        // The gateway is called outside the erasure's transaction; a refused payout stops the
+        // erasure before anything is deleted.
+        let paid_out_cents = self.pay_out_balance(user).await?;
         let mut tx = self.store().begin_write().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
             .bind(&id)
@@ -158,7 +166,10 @@ impl ParkingService {
         .bind(&id)
         .fetch_all(&mut *tx)
         .await?;
-        let mut out = Erasure::default();
+        let mut out = Erasure {
+            paid_out_cents,
+            ..Erasure::default()
+        };
         let mut released = Vec::new();
         for (reservation, lot) in upcoming {
             let rid = ReservationId(

@@ -489,20 +489,79 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
     assert_eq!(e["payments"][0]["last4"], "4242", "{e}");
     let user_id = e["account"]["id"].as_str().unwrap().to_owned();
 
+    // Prepaid balance: two top-ups (card, then wallet) and a goodwill credit of 1.00 that no
+    // card or wallet can take back. Erasure is refused until the operator settles the credit.
+    for (key, cents, payment) in [
+        (
+            "t1",
+            1_500,
+            json!({"method": "card", "token": "tok_ok", "last4": "4242"}),
+        ),
+        ("t2", 700, json!({"method": "wallet", "token": "wal_ok"})),
+    ] {
+        let topped = app
+            .call_with(
+                "POST",
+                "/v1/me/balance/top-ups",
+                Some(&token),
+                Some(&json!({"amountCents": cents, "payment": payment}).to_string()),
+                Some(("idempotency-key", key)),
+            )
+            .await;
+        assert_eq!(topped.status, StatusCode::CREATED, "{}", topped.body);
+    }
+    let pool = app.state.service.store().pool();
+    let credit = |cents: i64| {
+        sqlx::query("UPDATE balances SET cents = cents + $1 WHERE user_id = (SELECT id FROM users WHERE email = 'carol@example.com')")
+            .bind(cents)
+            .execute(pool)
+    };
+    credit(100).await.unwrap();
+    let owed = app.call("DELETE", "/v1/me", Some(&token), None).await;
+    envelope(&owed, StatusCode::CONFLICT, "balance_remaining");
+    let refunded: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT amount_cents, refunded_cents, status FROM payments WHERE purpose = 'top_up' ORDER BY amount_cents",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        refunded,
+        [
+            (700, 700, "refunded".to_owned()),
+            (1_500, 1_500, "refunded".to_owned())
+        ],
+        "the refundable part was paid back before the refusal"
+    );
+    let still = app.call("GET", "/v1/me/balance", Some(&token), None).await;
+    assert_eq!(still.body["cents"], 100, "{}", still.body);
+    // The operator settles the credit; one more top-up is paid out by the erasure itself.
+    credit(-100).await.unwrap();
+    let topped = app
+        .call_with(
+            "POST",
+            "/v1/me/balance/top-ups",
+            Some(&token),
+            Some(&json!({"amountCents": 300, "payment": {"method": "card", "token": "tok_ok", "last4": "4242"}}).to_string()),
+            Some(("idempotency-key", "t3")),
+        )
+        .await;
+    assert_eq!(topped.status, StatusCode::CREATED, "{}", topped.body);
+
     let gone = app.call("DELETE", "/v1/me", Some(&token), None).await;
     assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
     assert_eq!(gone.body["erasure"]["cancelledReservations"], 1);
     assert_eq!(gone.body["erasure"]["deletedVehicles"], 1);
+    assert_eq!(gone.body["erasure"]["paidOutCents"], 300);
 
     let creds = json!({"email": "carol@example.com", "password": "correct horse battery"});
     let login = app
         .call("POST", "/v1/sessions", None, Some(&creds.to_string()))
         .await;
     assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{}", login.body);
+    // The erased account's access token, though not expired, opens nothing.
     let again = app.call("GET", "/v1/me/export", Some(&token), None).await;
-    envelope(&again, StatusCode::NOT_FOUND, "not_found");
-
-    let pool = app.state.service.store().pool();
+    envelope(&again, StatusCode::UNAUTHORIZED, "unauthorized");
     for (table, column) in [
         ("users", "email"),
         ("vehicles", "plate"),

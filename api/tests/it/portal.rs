@@ -238,6 +238,15 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
         .set(app.state.service.now() + chrono::Duration::minutes(20));
     let after = app.page("GET", "/admin", &session, None).await;
     assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.text);
+
+    // Taking the admin role away closes the portal at once, not when the token expires.
+    let demoted = app.admin_session("former@example.com").await;
+    sqlx::query("UPDATE users SET role = 'driver' WHERE email = 'former@example.com'")
+        .execute(app.state.service.store().pool())
+        .await
+        .unwrap();
+    let refused = app.page("GET", "/admin", &demoted, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
 }
 
 pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(app: TestApp) {
