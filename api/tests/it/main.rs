@@ -469,7 +469,9 @@ use accounts::{
     drivers_reserve_over_http_and_see_only_their_own,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
 };
-use delivery::messages_reach_email_and_push_once_with_retries;
+use delivery::{
+    e_mail_and_push_go_out_over_verified_tls, messages_reach_email_and_push_once_with_retries,
+};
 use gates::{
     a_cancelled_or_late_reservation_opens_nothing, a_pass_opens_the_gate_once_within_its_window,
     ev_spots_take_cars_only_where_the_lot_says_so, lots_and_spots_nearest_to_the_workplace_first,
@@ -529,6 +531,7 @@ on_both_stores!(
     messages_reach_email_and_push_once_with_retries,
     a_quote_prices_each_band_of_the_window,
     the_portal_needs_an_admin_sign_in,
+    e_mail_and_push_go_out_over_verified_tls,
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
 );
 
