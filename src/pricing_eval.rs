@@ -1,12 +1,15 @@
 //! `parkflow price evaluate`: pricing policies in a closed loop on simulated weeks. Each week the
 //! simulator's demand meets the rates in force (visitors respond with elasticity −0.4,
 //! commuters −0.1); at the week's end each policy sees the week's occupancy per (lot, time band,
-//! day kind) and announces the next week's rates. The same demand draws serve every policy
-//! (common random numbers), so differences come from the prices alone.
+//! day kind), hour by hour, and announces the next week's rates; a policy may then revise all
+//! its decisions together (the forecast-aware policy's revenue guard). Stays pay each hour at
+//! the rate in force then. The same demand draws serve every policy (common random numbers),
+//! so differences come from the prices alone.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use parkflow_pricing::{
-    BandInput, ForecastPolicy, PricingPolicy, StaticPricing, StepPolicy, vehicle_factor,
+    BandDecision, BandInput, ForecastPolicy, PricingPolicy, StaticPricing, StepPolicy,
+    vehicle_factor,
 };
 use parkflow_simulator::history::play;
 use parkflow_simulator::scenario::{arrivals, numbered_lots};
@@ -143,6 +146,18 @@ fn forecast(history: &[(f64, i64)], current: i64, elasticity: f64) -> Option<f64
     Some((sum / recent.len() as f64).min(1.0))
 }
 
+/// Each hour of the band in the last three weeks, moved to the current rate by the policy's
+/// assumed elasticity: the sample of hours the next week is expected to look like.
+fn hourly_forecast(history: &[(Vec<f64>, i64)], current: i64, elasticity: f64) -> Vec<f64> {
+    history[history.len().saturating_sub(3)..]
+        .iter()
+        .flat_map(|(hours, rate)| {
+            let factor = (current as f64 / (*rate).max(1) as f64).powf(elasticity);
+            hours.iter().map(move |o| (o * factor).min(1.0))
+        })
+        .collect()
+}
+
 fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy) -> PolicyResult {
     let elasticity = ForecastPolicy::default().elasticity;
     let mut rates: BTreeMap<Key, i64> = BTreeMap::new();
@@ -156,6 +171,8 @@ fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy)
     let mut weekly_rates = Vec::new();
     let mut since_change: BTreeMap<Key, u32> = BTreeMap::new();
     let mut history: BTreeMap<Key, Vec<(f64, i64)>> = BTreeMap::new();
+    let mut hourly: BTreeMap<Key, Vec<(Vec<f64>, i64)>> = BTreeMap::new();
+    let standard: BTreeMap<LotId, i64> = plans.iter().map(|(l, p)| (*l, p.default_cents)).collect();
     let mut all: Vec<Arrival> = Vec::new();
     let (mut changes, mut moved) = (0usize, 0i64);
     for week in 0..base.weeks() {
@@ -179,43 +196,79 @@ fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy)
             ..base.clone()
         };
         let week_start = cfg.day_start(0);
-        let mut sums: BTreeMap<Key, (f64, u64)> = BTreeMap::new();
+        let mut week_hours: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
         for h in play(&so_far, plans, &all, |_| 0).hours {
             if h.hour_start >= week_start {
-                let s = sums.entry(key(h.lot_id, h.hour_start, base)).or_default();
-                s.0 += h.mean_occupancy;
-                s.1 += 1;
+                week_hours
+                    .entry(key(h.lot_id, h.hour_start, base))
+                    .or_default()
+                    .push(h.mean_occupancy);
             }
         }
-        for (k, (sum, n)) in sums {
+        // Each band's forecast, then its next rate, then all rates together.
+        let mut prepared = Vec::with_capacity(week_hours.len());
+        for (k, hours) in week_hours {
             let current = rates[&k];
-            let observed = sum / n as f64;
+            let observed = hours.iter().sum::<f64>() / hours.len() as f64;
+            let buckets = 4 * hours.len() as u64;
             let past = history.entry(k).or_default();
             past.push((observed, current));
-            let input = BandInput {
-                observed,
-                buckets: 4 * n,
-                forecast: forecast(past, current, elasticity),
-                periods_since_change: *since_change.get(&k).unwrap_or(&u32::MAX),
-            };
-            let next = policy.next_rate(&input, current);
-            let since = since_change.entry(k).or_insert(u32::MAX);
-            if next == current {
+            let mean_forecast = forecast(past, current, elasticity);
+            let past_hours = hourly.entry(k).or_default();
+            past_hours.push((hours, current));
+            let hours_forecast = hourly_forecast(past_hours, current, elasticity);
+            prepared.push((k, current, observed, buckets, mean_forecast, hours_forecast));
+        }
+        let mut decisions: Vec<BandDecision<'_>> = prepared
+            .iter()
+            .map(
+                |(k, current, observed, buckets, mean_forecast, hours_forecast)| {
+                    let input = BandInput {
+                        observed: *observed,
+                        buckets: *buckets,
+                        forecast: *mean_forecast,
+                        hourly_forecast: hours_forecast,
+                        standard_cents: Some(standard[&k.0]),
+                        periods_since_change: *since_change.get(k).unwrap_or(&u32::MAX),
+                    };
+                    BandDecision {
+                        input,
+                        current: *current,
+                        next: policy.next_rate(&input, *current),
+                    }
+                },
+            )
+            .collect();
+        // The operator's revenue is guarded over all its lots at once.
+        policy.balance(&mut decisions);
+        for ((k, ..), d) in prepared.iter().zip(&decisions) {
+            let since = since_change.entry(*k).or_insert(u32::MAX);
+            if d.next == d.current {
                 *since = since.saturating_add(1);
             } else {
                 changes += 1;
-                moved += (next - current).abs();
+                moved += (d.next - d.current).abs();
                 *since = 1;
-                rates.insert(k, next);
+                rates.insert(*k, d.next);
             }
         }
     }
     let evaluated_from = base.day_start(7);
+    // A stay pays each hour at the rate in force then (as the API's tariff charges across
+    // bands): band and week boundaries fall on whole hours.
     let played = play(base, plans, &all, |a| {
-        let week = ((a.at - base.day_start(0)).num_days() / 7) as usize;
-        let rate = weekly_rates[week.min(weekly_rates.len() - 1)][&key(a.lot_id, a.at, base)];
-        let hours = a.stay.num_seconds() as f64 / 3600.0;
-        (rate as f64 * vehicle_factor(a.vehicle_type) * hours).ceil() as i64
+        let end = a.at + a.stay;
+        let mut t = a.at;
+        let mut cents = 0.0;
+        while t < end {
+            let hour = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
+            let until = (hour + Duration::hours(1)).min(end);
+            let week = ((t - base.day_start(0)).num_days().max(0) / 7) as usize;
+            let rate = weekly_rates[week.min(weekly_rates.len() - 1)][&key(a.lot_id, t, base)];
+            cents += rate as f64 * (until - t).num_seconds() as f64 / 3600.0;
+            t = until;
+        }
+        (cents * vehicle_factor(a.vehicle_type)).ceil() as i64
     });
     let priced: Vec<_> = played
         .hours

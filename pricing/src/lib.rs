@@ -8,7 +8,7 @@
 
 pub mod policy;
 
-pub use policy::{BandInput, ForecastPolicy, PricingPolicy, StaticPricing};
+pub use policy::{BandDecision, BandInput, ForecastPolicy, PricingPolicy, StaticPricing};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -131,6 +131,8 @@ pub fn propose(
             observed: o.mean_occupancy,
             buckets: o.buckets,
             forecast: forecast(o.lot_id, o.band, o.day_kind),
+            hourly_forecast: &[],
+            standard_cents: current.defaults.get(&o.lot_id).copied(),
             periods_since_change: u32::MAX,
         };
         let car_next = policy.next_rate(&input, car_now);
