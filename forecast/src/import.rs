@@ -14,9 +14,13 @@
 
 use crate::series::{Measure, Series, Slot};
 use crate::{Error, Result};
-use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use chrono::{Datelike, NaiveDate};
+use polars::prelude::{
+    Column as PolarsColumn, CsvReadOptions, DataFrame, DataType, IntoLazy, NULL, PlSmallStr,
+    PolarsError, SerReader, SortMultipleOptions, StrptimeOptions, TimeUnit, UniqueKeepStrategy,
+    coalesce, col, cols, len, lit, when,
+};
+use std::io::{Cursor, Read};
 
 /// Slots of the imported series.
 pub const SLOT_MINUTES: u32 = 30;
@@ -73,42 +77,45 @@ impl ImportReport {
     }
 }
 
-fn parse_time(text: &str) -> Option<NaiveDateTime> {
-    const FORMATS: [&str; 5] = [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%d/%m/%Y %H:%M:%S",
-        "%d/%m/%Y %H:%M",
-    ];
-    let text = text.trim();
-    FORMATS
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-}
+/// The time formats a feed may use, tried in this order.
+const TIME_FORMATS: [&str; 5] = [
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+];
 
-struct Reading {
-    at: NaiveDateTime,
-    capacity: f64,
-    occupancy: f64,
+fn frame_error(e: PolarsError) -> Error {
+    Error::Import(e.to_string())
 }
 
 /// Read the file into one 30-minute occupancy series per car park.
-pub fn import_occupancy_csv(input: impl Read) -> Result<(Vec<Series>, ImportReport)> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::Import(format!("header: {e}")))?
-        .clone();
-    let index: Vec<usize> = COLUMNS
+///
+/// The cleaning is one polars query: every field is read as text, parsed leniently (a value
+/// that does not parse becomes null and its row unreadable), de-duplicated on (car park, time)
+/// keeping the first, clipped, put on its slot and averaged per (car park, slot). Only the
+/// per-slot means come back to Rust, to be laid out as series.
+pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, ImportReport)> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Import(format!("read: {e}")))?;
+    let raw = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_raise_if_empty(false)
+        .map_parse_options(|o| o.with_truncate_ragged_lines(true))
+        .into_reader_with_file_handle(Cursor::new(bytes))
+        .finish()
+        .map_err(|e| Error::Import(format!("header: {e}")))?;
+    let names: Vec<PlSmallStr> = COLUMNS
         .iter()
         .map(|name| {
-            headers
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case(name))
+            raw.get_column_names()
+                .into_iter()
+                .find(|h| h.trim().eq_ignore_ascii_case(name))
+                .cloned()
                 .ok_or_else(|| {
                     Error::Import(format!(
                         "the header has no {name} column (expected {})",
@@ -117,149 +124,282 @@ pub fn import_occupancy_csv(input: impl Read) -> Result<(Vec<Series>, ImportRepo
                 })
         })
         .collect::<Result<_>>()?;
-    let mut report = ImportReport::default();
-    let mut seen: BTreeSet<(String, NaiveDateTime)> = BTreeSet::new();
-    let mut by_park: BTreeMap<String, Vec<Reading>> = BTreeMap::new();
-    for record in reader.records() {
-        report.rows += 1;
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                refuse(
-                    &mut report,
-                    e.position().map_or(0, |p| p.line()),
-                    e.to_string(),
-                );
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line());
-        let field = |i: usize| record.get(index[i]).unwrap_or("");
-        let code = field(0).to_owned();
-        let capacity = field(1).parse::<f64>().ok().filter(|c| *c > 0.0);
-        let occupancy = field(2).parse::<f64>().ok().filter(|o| o.is_finite());
-        let at = parse_time(field(3));
-        let (Some(capacity), Some(occupancy), Some(at)) = (capacity, occupancy, at) else {
-            let why = if code.is_empty() {
-                "no car park code".to_owned()
-            } else {
-                format!(
-                    "unreadable capacity {:?}, occupancy {:?} or time {:?}",
-                    field(1),
-                    field(2),
-                    field(3)
+    let mut report = ImportReport {
+        rows: raw.height(),
+        ..ImportReport::default()
+    };
+
+    let text = |i: usize| {
+        col(names[i].clone())
+            .str()
+            .strip_chars(lit(NULL))
+            .fill_null(lit(""))
+    };
+    let time = coalesce(
+        &TIME_FORMATS
+            .iter()
+            .map(|format| {
+                col("at_text").str().to_datetime(
+                    Some(TimeUnit::Milliseconds),
+                    None,
+                    StrptimeOptions {
+                        format: Some((*format).into()),
+                        strict: false,
+                        exact: true,
+                        cache: true,
+                    },
+                    lit("raise"),
                 )
-            };
-            refuse(&mut report, line, why);
-            continue;
-        };
-        if code.is_empty() {
-            refuse(&mut report, line, "no car park code".into());
-            continue;
-        }
-        if !seen.insert((code.clone(), at)) {
-            report.duplicates += 1;
-            continue;
-        }
-        if occupancy < 0.0 {
-            report.negative_dropped += 1;
-            continue;
-        }
-        let occupancy = if occupancy > capacity {
-            report.clipped_above_capacity += 1;
-            capacity
-        } else {
-            occupancy
-        };
-        by_park.entry(code).or_default().push(Reading {
-            at,
-            capacity,
-            occupancy,
-        });
-    }
-    if by_park.is_empty() {
+            })
+            .collect::<Vec<_>>(),
+    );
+    let parsed = raw
+        .lazy()
+        // The header is line 1 and records span one line each.
+        .with_row_index("line", Some(2))
+        .select([
+            col("line"),
+            text(0).alias("code"),
+            text(1).alias("capacity_text"),
+            text(2).alias("occupancy_text"),
+            text(3).alias("at_text"),
+        ])
+        .with_columns([
+            col("capacity_text")
+                .cast(DataType::Float64)
+                .alias("capacity"),
+            col("occupancy_text")
+                .cast(DataType::Float64)
+                .alias("occupancy"),
+            time.alias("at"),
+        ])
+        .with_column(
+            (col("code")
+                .neq(lit(""))
+                .and(col("capacity").gt(lit(0.0)).fill_null(lit(false)))
+                .and(col("occupancy").is_finite().fill_null(lit(false)))
+                .and(col("at").is_not_null()))
+            .alias("readable"),
+        )
+        .collect()
+        .map_err(frame_error)?;
+
+    let refused = parsed
+        .clone()
+        .lazy()
+        .filter(col("readable").not())
+        .collect()
+        .map_err(frame_error)?;
+    report.unreadable = refused.height();
+    report.unreadable_examples = refused_examples(&refused.head(Some(QUOTED)))?;
+
+    let readings = parsed
+        .lazy()
+        .filter(col("readable"))
+        .select([col("code"), col("capacity"), col("occupancy"), col("at")])
+        .unique_stable(Some(cols(["code", "at"])), UniqueKeepStrategy::First)
+        .collect()
+        .map_err(frame_error)?;
+    report.duplicates = report.rows - report.unreadable - readings.height();
+    if readings.height() == 0 {
         return Err(Error::Import(format!(
             "no usable readings in {} rows",
             report.rows
         )));
     }
-    let mut counts: Vec<usize> = by_park.values().map(Vec::len).collect();
-    counts.sort_unstable();
-    let median = counts[counts.len() / 2];
+
+    let counts = readings
+        .clone()
+        .lazy()
+        .select([
+            col("occupancy").lt(lit(0.0)).sum().alias("negative"),
+            col("occupancy").gt(col("capacity")).sum().alias("clipped"),
+        ])
+        .collect()
+        .map_err(frame_error)?;
+    report.negative_dropped = count_of(&counts, "negative")?;
+    report.clipped_above_capacity = count_of(&counts, "clipped")?;
+
+    // The nearest slot: seconds rounded to the minute, minutes to the closest multiple of 30
+    // (23:50 → next day 00:00), counted in slots since the epoch.
+    let seconds = col("at")
+        .dt()
+        .timestamp(TimeUnit::Milliseconds)
+        .floor_div(lit(1000i64));
+    let minute = seconds.clone().floor_div(lit(60i64))
+        + (seconds.clone() - seconds.floor_div(lit(60i64)) * lit(60i64))
+            .gt_eq(lit(30i64))
+            .cast(DataType::Int64);
+    let slot = (minute + lit(i64::from(SLOT_MINUTES / 2))).floor_div(lit(i64::from(SLOT_MINUTES)));
+    let slots = readings
+        .lazy()
+        .filter(col("occupancy").gt_eq(lit(0.0)))
+        .with_column(
+            when(col("occupancy").gt(col("capacity")))
+                .then(col("capacity"))
+                .otherwise(col("occupancy"))
+                .alias("occupancy"),
+        )
+        .with_column(slot.alias("slot"))
+        .group_by([col("code"), col("slot")])
+        .agg([
+            col("occupancy").mean().alias("mean"),
+            len().cast(DataType::Int64).alias("n"),
+            col("capacity").max().alias("capacity"),
+        ])
+        .sort(["code", "slot"], SortMultipleOptions::default())
+        .collect()
+        .map_err(frame_error)?;
+
+    let parks = car_parks(&slots)?;
+    let mut per_park: Vec<usize> = parks.iter().map(CarPark::readings).collect();
+    per_park.sort_unstable();
+    let median = per_park[per_park.len() / 2];
     let mut series = Vec::new();
-    for (code, readings) in by_park {
-        if readings.len() * 4 < median {
-            report.sparse.push((code, readings.len()));
+    for park in parks {
+        let readings = park.readings();
+        if readings * 4 < median {
+            report.sparse.push((park.code, readings));
             continue;
         }
-        series.push(resample(code, readings, &mut report));
+        series.push(park.into_series(&mut report));
     }
     report.car_parks = series.len();
     Ok((series, report))
 }
 
-fn refuse(report: &mut ImportReport, line: u64, why: String) {
-    report.unreadable += 1;
-    if report.unreadable_examples.len() < QUOTED {
-        report.unreadable_examples.push((line, why));
-    }
+fn column<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a PolarsColumn> {
+    frame.column(name).map_err(frame_error)
 }
 
-/// Readings of one car park on 30-minute slots from the midnight of its first day to the end of
-/// its last; slots without a reading stay missing.
-fn resample(code: String, readings: Vec<Reading>, report: &mut ImportReport) -> Series {
-    // The nearest slot: minutes rounded to the closest multiple of 30 (23:50 → next day 00:00).
-    let slot_of = |at: NaiveDateTime| -> (NaiveDate, usize) {
-        let minutes = at.hour() * 60 + at.minute() + u32::from(at.second() >= 30);
-        let slot = ((minutes + SLOT_MINUTES / 2) / SLOT_MINUTES) as usize;
-        if slot >= SLOTS_PER_DAY {
-            (at.date().succ_opt().unwrap_or(at.date()), 0)
-        } else {
-            (at.date(), slot)
-        }
+fn count_of(frame: &DataFrame, name: &str) -> Result<usize> {
+    let value = column(frame, name)?
+        .cast(&DataType::Int64)
+        .map_err(frame_error)?
+        .i64()
+        .map_err(frame_error)?
+        .get(0)
+        .unwrap_or(0);
+    Ok(usize::try_from(value).unwrap_or(0))
+}
+
+/// (line, reason) for each refused row of the frame.
+fn refused_examples(refused: &DataFrame) -> Result<Vec<(u64, String)>> {
+    let line = column(refused, "line")?
+        .cast(&DataType::UInt64)
+        .map_err(frame_error)?;
+    let line = line.u64().map_err(frame_error)?;
+    let text = |name| -> Result<Vec<String>> {
+        Ok(column(refused, name)?
+            .str()
+            .map_err(frame_error)?
+            .iter()
+            .map(|v| v.unwrap_or("").to_owned())
+            .collect())
     };
-    let first = readings
-        .iter()
-        .map(|r| slot_of(r.at).0)
-        .min()
-        .expect("readings");
-    let last = readings
-        .iter()
-        .map(|r| slot_of(r.at).0)
-        .max()
-        .expect("readings");
-    let days = (last - first).num_days() as usize + 1;
-    let capacity = readings.iter().map(|r| r.capacity).fold(0.0, f64::max);
-    let mut sums = vec![(0.0, 0usize); days * SLOTS_PER_DAY];
-    for r in &readings {
-        let (date, slot) = slot_of(r.at);
-        let i = (date - first).num_days() as usize * SLOTS_PER_DAY + slot;
-        sums[i].0 += r.occupancy;
-        sums[i].1 += 1;
-    }
-    report.merged_into_slots += sums.iter().map(|(_, n)| n.saturating_sub(1)).sum::<usize>();
-    report.missing_days += sums
-        .chunks(SLOTS_PER_DAY)
-        .filter(|day| day.iter().all(|(_, n)| *n == 0))
-        .count();
-    let slots = sums
-        .iter()
-        .enumerate()
-        .map(|(i, (sum, n))| {
-            let date = first + chrono::Duration::days((i / SLOTS_PER_DAY) as i64);
-            Slot {
-                slot_of_day: (i % SLOTS_PER_DAY) as u32,
-                weekday: date.weekday().num_days_from_monday(),
-                value: (*n > 0).then(|| sum / *n as f64),
-            }
+    let (code, capacity, occupancy, at) = (
+        text("code")?,
+        text("capacity_text")?,
+        text("occupancy_text")?,
+        text("at_text")?,
+    );
+    Ok((0..refused.height())
+        .map(|i| {
+            let why = if code[i].is_empty() {
+                "no car park code".to_owned()
+            } else {
+                format!(
+                    "unreadable capacity {:?}, occupancy {:?} or time {:?}",
+                    capacity[i], occupancy[i], at[i]
+                )
+            };
+            (line.get(i).unwrap_or(0), why)
         })
-        .collect();
-    Series {
-        key: code,
-        capacity,
-        slots_per_day: SLOTS_PER_DAY,
-        measure: Measure::Occupancy,
-        slots,
+        .collect())
+}
+
+/// One car park's readings, averaged per slot: (slot since the epoch, mean, readings).
+struct CarPark {
+    code: String,
+    capacity: f64,
+    slots: Vec<(i64, f64, usize)>,
+}
+
+/// The per-slot frame (sorted by car park and slot) split into car parks.
+fn car_parks(slots: &DataFrame) -> Result<Vec<CarPark>> {
+    let code = column(slots, "code")?.str().map_err(frame_error)?;
+    let slot = column(slots, "slot")?.i64().map_err(frame_error)?;
+    let mean = column(slots, "mean")?.f64().map_err(frame_error)?;
+    let n = column(slots, "n")?.i64().map_err(frame_error)?;
+    let capacity = column(slots, "capacity")?.f64().map_err(frame_error)?;
+    let mut parks: Vec<CarPark> = Vec::new();
+    for i in 0..slots.height() {
+        let (Some(c), Some(s), Some(m), Some(k), Some(cap)) = (
+            code.get(i),
+            slot.get(i),
+            mean.get(i),
+            n.get(i),
+            capacity.get(i),
+        ) else {
+            continue;
+        };
+        if parks.last().is_none_or(|p| p.code != c) {
+            parks.push(CarPark {
+                code: c.to_owned(),
+                capacity: 0.0,
+                slots: Vec::new(),
+            });
+        }
+        let park = parks.last_mut().expect("pushed");
+        park.capacity = park.capacity.max(cap);
+        park.slots.push((s, m, usize::try_from(k).unwrap_or(0)));
+    }
+    Ok(parks)
+}
+
+impl CarPark {
+    fn readings(&self) -> usize {
+        self.slots.iter().map(|(_, _, n)| n).sum()
+    }
+
+    /// Slots from the midnight of the first day to the end of the last; slots without a
+    /// reading stay missing.
+    fn into_series(self, report: &mut ImportReport) -> Series {
+        let per_day = SLOTS_PER_DAY as i64;
+        let day_of = |slot: i64| slot.div_euclid(per_day);
+        let first = day_of(self.slots.first().expect("a car park has slots").0);
+        let last = day_of(self.slots.last().expect("a car park has slots").0);
+        let days = (last - first + 1) as usize;
+        let mut values = vec![None; days * SLOTS_PER_DAY];
+        for &(slot, mean, n) in &self.slots {
+            values[(slot - first * per_day) as usize] = Some(mean);
+            report.merged_into_slots += n.saturating_sub(1);
+        }
+        report.missing_days += values
+            .chunks(SLOTS_PER_DAY)
+            .filter(|day| day.iter().all(Option::is_none))
+            .count();
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+        let slots = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let day = first + (i / SLOTS_PER_DAY) as i64;
+                let date = epoch + chrono::Duration::days(day);
+                Slot {
+                    slot_of_day: (i % SLOTS_PER_DAY) as u32,
+                    weekday: date.weekday().num_days_from_monday(),
+                    value,
+                }
+            })
+            .collect();
+        Series {
+            key: self.code,
+            capacity: self.capacity,
+            slots_per_day: SLOTS_PER_DAY,
+            measure: Measure::Occupancy,
+            slots,
+        }
     }
 }
 
@@ -317,6 +457,35 @@ A,100,70,2016-10-05 10:02:00
         assert_eq!(r.merged_into_slots, 20);
         assert_eq!(series[0].value(24), Some(15.0));
         assert_eq!(series[0].value(25), Some(30.0));
+    }
+
+    #[test]
+    fn padded_fields_other_time_formats_and_ragged_rows_are_read_as_a_person_would() {
+        let csv = "\
+SystemCodeNumber,Capacity,Occupancy,LastUpdated
+ A , 100 ,10, 2016-10-03 08:00:00
+A,100,20,2016-10-03 08:30
+A,100,30,2016-10-03T09:00:00
+A,100,40,03/10/2016 09:30:00
+A,100,50,03/10/2016 10:00
+A,100,60
+A,100,70,2016-10-03 10:30:00,extra
+A,0,80,2016-10-03 11:00:00
+,100,90,2016-10-03 11:30:00
+";
+        let (series, r) = import_occupancy_csv(csv.as_bytes()).unwrap();
+        assert_eq!(r.rows, 9);
+        assert_eq!(r.unreadable, 3, "{r:?}");
+        let lines: Vec<u64> = r.unreadable_examples.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![7, 9, 10]);
+        assert_eq!(r.unreadable_examples[2].1, "no car park code");
+        let a = &series[0];
+        assert_eq!(a.key, "A");
+        let values: Vec<Option<f64>> = (16..22).map(|i| a.value(i)).collect();
+        assert_eq!(
+            values,
+            [10.0, 20.0, 30.0, 40.0, 50.0, 70.0].map(Some).to_vec()
+        );
     }
 
     #[test]
