@@ -77,11 +77,16 @@ pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Resul
         Source::Csv(path) => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
+            let started = std::time::Instant::now();
             let (series, import) = import_occupancy_csv(std::io::BufReader::new(file))
                 .with_context(|| format!("importing {}", path.display()))?;
+            let took = started.elapsed().as_secs_f64();
             let b = backtest(&series, test_days).context("backtest")?;
             Ok(Report {
-                import: Some(import.summary()),
+                import: Some(format!(
+                    "read and cleaned in {took:.2} s; {}",
+                    import.summary()
+                )),
                 backtests: vec![b],
                 drivers: None,
             })

@@ -16,9 +16,9 @@ use crate::series::{Measure, Series, Slot};
 use crate::{Error, Result};
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::{
-    Column as PolarsColumn, CsvReadOptions, DataFrame, DataType, IntoLazy, NULL, PlSmallStr,
-    PolarsError, SerReader, SortMultipleOptions, StrptimeOptions, TimeUnit, UniqueKeepStrategy,
-    coalesce, col, cols, len, lit, when,
+    Column as PolarsColumn, CsvReadOptions, DataFrame, DataType, Expr, IntoLazy, NULL, PlSmallStr,
+    PolarsError, SerReader, SortMultipleOptions, StrptimeOptions, TimeUnit, coalesce, col, lit,
+    when,
 };
 use std::io::{Cursor, Read};
 
@@ -92,10 +92,12 @@ fn frame_error(e: PolarsError) -> Error {
 
 /// Read the file into one 30-minute occupancy series per car park.
 ///
-/// The cleaning is one polars query: every field is read as text, parsed leniently (a value
-/// that does not parse becomes null and its row unreadable), de-duplicated on (car park, time)
-/// keeping the first, clipped, put on its slot and averaged per (car park, slot). Only the
-/// per-slot means come back to Rust, to be laid out as series.
+/// The cleaning is done by polars: every field is read as text and parsed leniently (a value
+/// that does not parse becomes null and its row unreadable); the readable rows are sorted
+/// stably by car park and time, so that the first reading of a car park and time in the file
+/// is the one kept, and put on their slots; duplicates, negative and clipped readings are
+/// counted in one pass. The kept readings come back to Rust already in order, to be averaged
+/// per slot and laid out as series in one linear pass.
 pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, ImportReport)> {
     let mut bytes = Vec::new();
     input
@@ -135,24 +137,28 @@ pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, Import
             .strip_chars(lit(NULL))
             .fill_null(lit(""))
     };
-    let time = coalesce(
-        &TIME_FORMATS
-            .iter()
-            .map(|format| {
-                col("at_text").str().to_datetime(
-                    Some(TimeUnit::Milliseconds),
-                    None,
-                    StrptimeOptions {
-                        format: Some((*format).into()),
-                        strict: false,
-                        exact: true,
-                        cache: true,
-                    },
-                    lit("raise"),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    // Most feeds keep to one format: the others are only tried on the texts it could not read
+    // (a null text parses for free).
+    let parse = |text: Expr, format: &str| {
+        text.str().to_datetime(
+            Some(TimeUnit::Milliseconds),
+            None,
+            StrptimeOptions {
+                format: Some(format.into()),
+                strict: false,
+                exact: true,
+                cache: false,
+            },
+            lit("raise"),
+        )
+    };
+    let first = parse(col("at_text"), TIME_FORMATS[0]);
+    let rest = when(first.clone().is_null())
+        .then(col("at_text"))
+        .otherwise(lit(NULL).cast(DataType::String));
+    let mut times = vec![first];
+    times.extend(TIME_FORMATS[1..].iter().map(|f| parse(rest.clone(), f)));
+    let time = coalesce(&times);
     let parsed = raw
         .lazy()
         // The header is line 1 and records span one line each.
@@ -193,33 +199,6 @@ pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, Import
     report.unreadable = refused.height();
     report.unreadable_examples = refused_examples(&refused.head(Some(QUOTED)))?;
 
-    let readings = parsed
-        .lazy()
-        .filter(col("readable"))
-        .select([col("code"), col("capacity"), col("occupancy"), col("at")])
-        .unique_stable(Some(cols(["code", "at"])), UniqueKeepStrategy::First)
-        .collect()
-        .map_err(frame_error)?;
-    report.duplicates = report.rows - report.unreadable - readings.height();
-    if readings.height() == 0 {
-        return Err(Error::Import(format!(
-            "no usable readings in {} rows",
-            report.rows
-        )));
-    }
-
-    let counts = readings
-        .clone()
-        .lazy()
-        .select([
-            col("occupancy").lt(lit(0.0)).sum().alias("negative"),
-            col("occupancy").gt(col("capacity")).sum().alias("clipped"),
-        ])
-        .collect()
-        .map_err(frame_error)?;
-    report.negative_dropped = count_of(&counts, "negative")?;
-    report.clipped_above_capacity = count_of(&counts, "clipped")?;
-
     // The nearest slot: seconds rounded to the minute, minutes to the closest multiple of 30
     // (23:50 → next day 00:00), counted in slots since the epoch.
     let seconds = col("at")
@@ -231,27 +210,64 @@ pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, Import
             .gt_eq(lit(30i64))
             .cast(DataType::Int64);
     let slot = (minute + lit(i64::from(SLOT_MINUTES / 2))).floor_div(lit(i64::from(SLOT_MINUTES)));
-    let slots = readings
+    // Sorted by car park and time, stably: of the readings of one car park and time, the first
+    // in the file comes first and is the one kept.
+    let changed = |name: &str| col(name).neq(col(name).shift(lit(1))).fill_null(lit(true));
+    let readings = parsed
         .lazy()
-        .filter(col("occupancy").gt_eq(lit(0.0)))
-        .with_column(
+        .filter(col("readable"))
+        .select([col("code"), col("capacity"), col("occupancy"), col("at")])
+        .sort(
+            ["code", "at"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .with_columns([
+            changed("code").or(changed("at")).alias("first"),
+            slot.alias("slot"),
+        ])
+        .collect()
+        .map_err(frame_error)?;
+    if readings.height() == 0 {
+        return Err(Error::Import(format!(
+            "no usable readings in {} rows",
+            report.rows
+        )));
+    }
+    let counts = readings
+        .clone()
+        .lazy()
+        .select([
+            col("first").not().sum().alias("duplicates"),
+            col("first")
+                .and(col("occupancy").lt(lit(0.0)))
+                .sum()
+                .alias("negative"),
+            col("first")
+                .and(col("occupancy").gt(col("capacity")))
+                .sum()
+                .alias("clipped"),
+        ])
+        .collect()
+        .map_err(frame_error)?;
+    report.duplicates = count_of(&counts, "duplicates")?;
+    report.negative_dropped = count_of(&counts, "negative")?;
+    report.clipped_above_capacity = count_of(&counts, "clipped")?;
+    let kept = readings
+        .lazy()
+        .filter(col("first").and(col("occupancy").gt_eq(lit(0.0))))
+        .select([
+            col("code"),
+            col("slot"),
             when(col("occupancy").gt(col("capacity")))
                 .then(col("capacity"))
                 .otherwise(col("occupancy"))
                 .alias("occupancy"),
-        )
-        .with_column(slot.alias("slot"))
-        .group_by([col("code"), col("slot")])
-        .agg([
-            col("occupancy").mean().alias("mean"),
-            len().cast(DataType::Int64).alias("n"),
-            col("capacity").max().alias("capacity"),
+            col("capacity"),
         ])
-        .sort(["code", "slot"], SortMultipleOptions::default())
         .collect()
         .map_err(frame_error)?;
 
-    let parks = car_parks(&slots)?;
+    let parks = car_parks(&kept)?;
     let mut per_park: Vec<usize> = parks.iter().map(CarPark::readings).collect();
     per_park.sort_unstable();
     let median = per_park[per_park.len() / 2];
@@ -325,25 +341,28 @@ struct CarPark {
     slots: Vec<(i64, f64, usize)>,
 }
 
-/// The per-slot frame (sorted by car park and slot) split into car parks.
-fn car_parks(slots: &DataFrame) -> Result<Vec<CarPark>> {
-    let code = column(slots, "code")?.str().map_err(frame_error)?;
-    let slot = column(slots, "slot")?.i64().map_err(frame_error)?;
-    let mean = column(slots, "mean")?.f64().map_err(frame_error)?;
-    let n = column(slots, "n")?.i64().map_err(frame_error)?;
-    let capacity = column(slots, "capacity")?.f64().map_err(frame_error)?;
+/// The kept readings (sorted by car park and time) averaged per car park and slot.
+fn car_parks(kept: &DataFrame) -> Result<Vec<CarPark>> {
+    let code = column(kept, "code")?.str().map_err(frame_error)?;
+    let slot = column(kept, "slot")?.i64().map_err(frame_error)?;
+    let occupancy = column(kept, "occupancy")?.f64().map_err(frame_error)?;
+    let capacity = column(kept, "capacity")?.f64().map_err(frame_error)?;
     let mut parks: Vec<CarPark> = Vec::new();
-    for i in 0..slots.height() {
-        let (Some(c), Some(s), Some(m), Some(k), Some(cap)) = (
-            code.get(i),
-            slot.get(i),
-            mean.get(i),
-            n.get(i),
-            capacity.get(i),
-        ) else {
+    // (slot, sum, readings) of the slot being summed.
+    let mut open: Option<(i64, f64, usize)> = None;
+    let rows = code
+        .iter()
+        .zip(slot.iter())
+        .zip(occupancy.iter())
+        .zip(capacity.iter());
+    for (((c, s), o), cap) in rows {
+        let (Some(c), Some(s), Some(o), Some(cap)) = (c, s, o, cap) else {
             continue;
         };
         if parks.last().is_none_or(|p| p.code != c) {
+            if let (Some(park), Some(done)) = (parks.last_mut(), open.take()) {
+                park.close(done);
+            }
             parks.push(CarPark {
                 code: c.to_owned(),
                 capacity: 0.0,
@@ -352,12 +371,27 @@ fn car_parks(slots: &DataFrame) -> Result<Vec<CarPark>> {
         }
         let park = parks.last_mut().expect("pushed");
         park.capacity = park.capacity.max(cap);
-        park.slots.push((s, m, usize::try_from(k).unwrap_or(0)));
+        open = match open {
+            Some((at, sum, n)) if at == s => Some((at, sum + o, n + 1)),
+            other => {
+                if let Some(done) = other {
+                    park.close(done);
+                }
+                Some((s, o, 1))
+            }
+        };
+    }
+    if let (Some(park), Some(done)) = (parks.last_mut(), open) {
+        park.close(done);
     }
     Ok(parks)
 }
 
 impl CarPark {
+    fn close(&mut self, (slot, sum, n): (i64, f64, usize)) {
+        self.slots.push((slot, sum / n as f64, n));
+    }
+
     fn readings(&self) -> usize {
         self.slots.iter().map(|(_, _, n)| n).sum()
     }
@@ -486,6 +520,48 @@ A,0,80,2016-10-03 11:00:00
             values,
             [10.0, 20.0, 30.0, 40.0, 50.0, 70.0].map(Some).to_vec()
         );
+    }
+
+    #[test]
+    fn of_two_readings_at_one_time_the_first_in_the_file_is_kept_whatever_the_order() {
+        let csv = "\
+SystemCodeNumber,Capacity,Occupancy,LastUpdated
+B,100,5,2016-10-03 09:00:00
+A,100,10,2016-10-03 09:00:00
+A,100,40,2016-10-03 08:00:00
+A,100,99,2016-10-03 09:00:00
+B,100,7,2016-10-03 09:00:00
+A,100,20,2016-10-03 08:10:00
+";
+        let (series, r) = import_occupancy_csv(csv.as_bytes()).unwrap();
+        assert_eq!(r.duplicates, 2);
+        assert_eq!(r.merged_into_slots, 1);
+        let keys: Vec<&str> = series.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["A", "B"]);
+        assert_eq!(series[0].value(16), Some(30.0));
+        assert_eq!(series[0].value(18), Some(10.0));
+        assert_eq!(series[1].value(18), Some(5.0));
+    }
+
+    #[test]
+    fn the_first_reading_is_kept_in_a_file_large_enough_for_an_unstable_sort_to_show() {
+        let start = NaiveDate::from_ymd_opt(2016, 10, 3)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        let mut csv = String::from("SystemCodeNumber,Capacity,Occupancy,LastUpdated\n");
+        for repeat in 0..3 {
+            for slot in 0..3000 {
+                let at = start + chrono::Duration::minutes(30 * slot);
+                let occupancy = if repeat == 0 { 10 } else { 50 + repeat };
+                csv += &format!("A,100,{occupancy},{}\n", at.format("%Y-%m-%d %H:%M:%S"));
+            }
+        }
+        let (series, r) = import_occupancy_csv(csv.as_bytes()).unwrap();
+        assert_eq!(r.duplicates, 6000);
+        let kept: Vec<f64> = series[0].slots.iter().filter_map(|s| s.value).collect();
+        assert_eq!(kept.len(), 3000);
+        assert!(kept.iter().all(|v| *v == 10.0), "a later reading was kept");
     }
 
     #[test]
