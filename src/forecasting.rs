@@ -56,6 +56,24 @@ impl Report {
     }
 }
 
+fn csv_backtest(path: &std::path::Path, test_days: usize) -> anyhow::Result<Report> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let started = std::time::Instant::now();
+    let (series, import) = import_occupancy_csv(std::io::BufReader::new(file))
+        .with_context(|| format!("importing {}", path.display()))?;
+    let took = started.elapsed().as_secs_f64();
+    let b = backtest(&series, test_days).context("backtest")?;
+    Ok(Report {
+        import: Some(format!(
+            "read and cleaned in {took:.2} s; {}",
+            import.summary()
+        )),
+        backtests: vec![b],
+        drivers: None,
+    })
+}
+
 /// Run the backtest of `source` over its last `test_days` days.
 pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Result<Report> {
     match source {
@@ -75,21 +93,12 @@ pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Resul
             both_measures(&hours, &drivers, test_days)
         }
         Source::Csv(path) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let started = std::time::Instant::now();
-            let (series, import) = import_occupancy_csv(std::io::BufReader::new(file))
-                .with_context(|| format!("importing {}", path.display()))?;
-            let took = started.elapsed().as_secs_f64();
-            let b = backtest(&series, test_days).context("backtest")?;
-            Ok(Report {
-                import: Some(format!(
-                    "read and cleaned in {took:.2} s; {}",
-                    import.summary()
-                )),
-                backtests: vec![b],
-                drivers: None,
-            })
+            // Reading, polars and the fits are blocking work: off the async threads (polars
+            // also refuses to block inside a single-threaded runtime).
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || csv_backtest(&path, test_days))
+                .await
+                .context("the CSV backtest stopped")?
         }
         Source::Simulated { weeks, lots, seed } => {
             let (hours, drivers) = simulated_history(*weeks, *lots, *seed);

@@ -98,6 +98,9 @@ fn frame_error(e: PolarsError) -> Error {
 /// is the one kept, and put on their slots; duplicates, negative and clipped readings are
 /// counted in one pass. The kept readings come back to Rust already in order, to be averaged
 /// per slot and laid out as series in one linear pass.
+///
+/// Blocking: call it from a blocking thread, not from an async task (polars panics when it
+/// is asked to block inside a single-threaded tokio runtime).
 pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, ImportReport)> {
     let mut bytes = Vec::new();
     input
