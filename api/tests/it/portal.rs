@@ -35,6 +35,11 @@ impl Page {
 }
 
 impl TestApp {
+    /// A form posted from a portal page.
+    async fn submit(&self, uri: &str, cookies: &str, form: &[(&str, &str)]) -> Page {
+        self.page("POST", uri, cookies, Some(form)).await
+    }
+
     /// A browser-like request: HTML accepted, cookies sent, an optional form body.
     async fn page(
         &self,
@@ -95,11 +100,10 @@ impl TestApp {
             .await
             .unwrap();
         let r = self
-            .page(
-                "POST",
+            .submit(
                 "/admin/login",
                 "",
-                Some(&[("email", email), ("password", PASSWORD), ("next", "/admin")]),
+                &[("email", email), ("password", PASSWORD), ("next", "/admin")],
             )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
@@ -145,14 +149,13 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
         .await
         .unwrap();
     let wrong = app
-        .page(
-            "POST",
+        .submit(
             "/admin/login",
             "",
-            Some(&[
+            &[
                 ("email", "ops@example.com"),
                 ("password", "wrong password!"),
-            ]),
+            ],
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
@@ -164,11 +167,10 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
     assert!(wrong.set_cookies.is_empty());
     app.with_driver("driver@example.com").await;
     let driver = app
-        .page(
-            "POST",
+        .submit(
             "/admin/login",
             "",
-            Some(&[("email", "driver@example.com"), ("password", PASSWORD)]),
+            &[("email", "driver@example.com"), ("password", PASSWORD)],
         )
         .await;
     assert_eq!(driver.status, StatusCode::FORBIDDEN, "{}", driver.text);
@@ -176,15 +178,14 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
 
     // An open redirect is not possible: `next` stays inside the portal.
     let r = app
-        .page(
-            "POST",
+        .submit(
             "/admin/login",
             "",
-            Some(&[
+            &[
                 ("email", "ops@example.com"),
                 ("password", PASSWORD),
                 ("next", "https://evil.example/"),
-            ]),
+            ],
         )
         .await;
     assert_eq!(r.location.as_deref(), Some("/admin"));
@@ -232,7 +233,7 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
     );
 
     // Signing out revokes the refresh token: the old cookies no longer open the portal.
-    let out = app.page("POST", "/admin/logout", &session, Some(&[])).await;
+    let out = app.submit("/admin/logout", &session, &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     app.clock
         .set(app.state.service.now() + chrono::Duration::minutes(20));
@@ -254,11 +255,10 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
 
     // A new lot from the form.
     let created = app
-        .page(
-            "POST",
+        .submit(
             "/admin/lots",
             &session,
-            Some(&[
+            &[
                 ("name", "Harbour"),
                 ("time_zone", "Europe/Berlin"),
                 ("latitude", "53.54"),
@@ -267,7 +267,7 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
                 ("default_cents_per_hour", "250"),
                 ("spots_car", "2"),
                 ("spots_ev", "0"),
-            ]),
+            ],
         )
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
@@ -281,40 +281,37 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
 
     // Bad input is a page with a 4xx, never a 500.
     let bad = app
-        .page(
-            "POST",
+        .submit(
             "/admin/lots",
             &session,
-            Some(&[
+            &[
                 ("name", "X"),
                 ("time_zone", "Mars/Base"),
                 ("default_cents_per_hour", "1"),
-            ]),
+            ],
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
     assert!(bad.text.contains("unknown time zone"), "{}", bad.text);
     let nan = app
-        .page(
-            "POST",
+        .submit(
             "/admin/lots",
             &session,
-            Some(&[
+            &[
                 ("name", "X"),
                 ("time_zone", "UTC"),
                 ("default_cents_per_hour", "lots"),
-            ]),
+            ],
         )
         .await;
     assert_eq!(nan.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Rename the lot and change its default rate.
     let edit = app
-        .page(
-            "POST",
+        .submit(
             &lot_page,
             &session,
-            Some(&[("name", "Harbour North"), ("default_cents_per_hour", "300")]),
+            &[("name", "Harbour North"), ("default_cents_per_hour", "300")],
         )
         .await;
     assert_eq!(edit.status, StatusCode::SEE_OTHER, "{}", edit.text);
@@ -334,12 +331,7 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
         .unwrap();
     let (first, second) = (spots[0].id.0, spots[1].id.0);
     let close = app
-        .page(
-            "POST",
-            &format!("{lot_page}/spots/{first}/close"),
-            &session,
-            Some(&[]),
-        )
+        .submit(&format!("{lot_page}/spots/{first}/close"), &session, &[])
         .await;
     assert_eq!(close.status, StatusCode::SEE_OTHER, "{}", close.text);
     let lot_json = app
@@ -374,12 +366,7 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
 
     // Reopen it; a driver reserves it; now closing it is refused (the reservation holds it).
     let reopen = app
-        .page(
-            "POST",
-            &format!("{lot_page}/spots/{first}/reopen"),
-            &session,
-            Some(&[]),
-        )
+        .submit(&format!("{lot_page}/spots/{first}/reopen"), &session, &[])
         .await;
     assert_eq!(reopen.status, StatusCode::SEE_OTHER);
     let driver = app.with_driver("driver@example.com").await;
@@ -396,12 +383,7 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
         .await;
     assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
     let refused = app
-        .page(
-            "POST",
-            &format!("{lot_page}/spots/{first}/close"),
-            &session,
-            Some(&[]),
-        )
+        .submit(&format!("{lot_page}/spots/{first}/close"), &session, &[])
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
     assert!(
@@ -471,20 +453,18 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
         list.text
     );
     let answered = app
-        .page(
-            "POST",
+        .submit(
             &format!("/admin/inquiries/{id}/answer"),
             &session,
-            Some(&[("answer", "It is in your e-mail.")]),
+            &[("answer", "It is in your e-mail.")],
         )
         .await;
     assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.text);
     let twice = app
-        .page(
-            "POST",
+        .submit(
             &format!("/admin/inquiries/{id}/answer"),
             &session,
-            Some(&[("answer", "Again")]),
+            &[("answer", "Again")],
         )
         .await;
     assert_eq!(twice.status, StatusCode::CONFLICT);
