@@ -96,8 +96,8 @@ fn frame_error(e: PolarsError) -> Error {
 /// that does not parse becomes null and its row unreadable); the readable rows are sorted
 /// stably by car park and time, so that the first reading of a car park and time in the file
 /// is the one kept, and put on their slots; duplicates, negative and clipped readings are
-/// counted in one pass. The kept readings come back to Rust already in order, to be averaged
-/// per slot and laid out as series in one linear pass.
+/// counted in one pass. The kept readings come back to Rust already in order, to be summed
+/// per slot in one linear pass and laid out as series.
 ///
 /// Blocking: call it from a blocking thread, not from an async task (polars panics when it
 /// is asked to block inside a single-threaded tokio runtime).
@@ -337,22 +337,20 @@ fn refused_examples(refused: &DataFrame) -> Result<Vec<(u64, String)>> {
         .collect())
 }
 
-/// One car park's readings, averaged per slot: (slot since the epoch, mean, readings).
+/// One car park's kept readings summed per slot: (slot since the epoch, sum, readings).
 struct CarPark {
     code: String,
     capacity: f64,
     slots: Vec<(i64, f64, usize)>,
 }
 
-/// The kept readings (sorted by car park and time) averaged per car park and slot.
+/// The kept readings (sorted by car park and time, so by slot too) summed per car park and slot.
 fn car_parks(kept: &DataFrame) -> Result<Vec<CarPark>> {
     let code = column(kept, "code")?.str().map_err(frame_error)?;
     let slot = column(kept, "slot")?.i64().map_err(frame_error)?;
     let occupancy = column(kept, "occupancy")?.f64().map_err(frame_error)?;
     let capacity = column(kept, "capacity")?.f64().map_err(frame_error)?;
     let mut parks: Vec<CarPark> = Vec::new();
-    // (slot, sum, readings) of the slot being summed.
-    let mut open: Option<(i64, f64, usize)> = None;
     let rows = code
         .iter()
         .zip(slot.iter())
@@ -363,9 +361,6 @@ fn car_parks(kept: &DataFrame) -> Result<Vec<CarPark>> {
             continue;
         };
         if parks.last().is_none_or(|p| p.code != c) {
-            if let (Some(park), Some(done)) = (parks.last_mut(), open.take()) {
-                park.close(done);
-            }
             parks.push(CarPark {
                 code: c.to_owned(),
                 capacity: 0.0,
@@ -374,27 +369,18 @@ fn car_parks(kept: &DataFrame) -> Result<Vec<CarPark>> {
         }
         let park = parks.last_mut().expect("pushed");
         park.capacity = park.capacity.max(cap);
-        open = match open {
-            Some((at, sum, n)) if at == s => Some((at, sum + o, n + 1)),
-            other => {
-                if let Some(done) = other {
-                    park.close(done);
-                }
-                Some((s, o, 1))
+        match park.slots.last_mut() {
+            Some((at, sum, n)) if *at == s => {
+                *sum += o;
+                *n += 1;
             }
-        };
-    }
-    if let (Some(park), Some(done)) = (parks.last_mut(), open) {
-        park.close(done);
+            _ => park.slots.push((s, o, 1)),
+        }
     }
     Ok(parks)
 }
 
 impl CarPark {
-    fn close(&mut self, (slot, sum, n): (i64, f64, usize)) {
-        self.slots.push((slot, sum / n as f64, n));
-    }
-
     fn readings(&self) -> usize {
         self.slots.iter().map(|(_, _, n)| n).sum()
     }
@@ -408,8 +394,8 @@ impl CarPark {
         let last = day_of(self.slots.last().expect("a car park has slots").0);
         let days = (last - first + 1) as usize;
         let mut values = vec![None; days * SLOTS_PER_DAY];
-        for &(slot, mean, n) in &self.slots {
-            values[(slot - first * per_day) as usize] = Some(mean);
+        for &(slot, sum, n) in &self.slots {
+            values[(slot - first * per_day) as usize] = Some(sum / n as f64);
             report.merged_into_slots += n.saturating_sub(1);
         }
         report.missing_days += values
