@@ -352,10 +352,7 @@ impl Accounts {
 
     pub async fn add_vehicle(&self, user: UserId, v: NewVehicle) -> Result<Vehicle> {
         let plate = normalise_plate(&v.plate)?;
-        let region = v.region.trim().to_uppercase();
-        if region.is_empty() || region.len() > 8 {
-            return Err(Error::Invalid("region needs 1 to 8 characters".into()));
-        }
+        let region = crate::text::line("region", &v.region, 8)?.to_uppercase();
         let id = Uuid::now_v7();
         let inserted = sqlx::query(
             "INSERT INTO vehicles (id, user_id, plate, region, vehicle_type, created_at) VALUES ($1, $2, $3, $4, $5, $6)",

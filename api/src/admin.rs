@@ -163,16 +163,6 @@ fn millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn text_field(what: &str, value: &str, max: usize) -> Result<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
-        return Err(Error::Invalid(format!(
-            "{what} needs 1 to {max} characters"
-        )));
-    }
-    Ok(v.to_owned())
-}
-
 fn inquiry_of(r: &sqlx::any::AnyRow, with_email: bool) -> Result<Inquiry> {
     let id: String = r.get("id");
     Ok(Inquiry {
@@ -195,7 +185,7 @@ impl ParkingService {
         let name = change
             .name
             .as_deref()
-            .map(|n| text_field("name", n, 200))
+            .map(|n| crate::text::line("name", n, 200))
             .transpose()?;
         if let Some(rate) = change.default_cents_per_hour {
             check_rate(rate)?;
@@ -414,8 +404,8 @@ impl ParkingService {
 
     /// A driver asks the operator something.
     pub async fn open_inquiry(&self, user: UserId, new: NewInquiry) -> Result<Inquiry> {
-        let subject = text_field("subject", &new.subject, 200)?;
-        let message = text_field("message", &new.message, 4000)?;
+        let subject = crate::text::line("subject", &new.subject, 200)?;
+        let message = crate::text::paragraphs("message", &new.message, 4000)?;
         if let Some(r) = new.reservation_id {
             self.reservation_of(user, r).await?;
         }
@@ -481,7 +471,7 @@ impl ParkingService {
 
     /// Answer an inquiry, once; the driver gets the answer as a message.
     pub async fn answer_inquiry(&self, actor: &Actor, id: Uuid, answer: &str) -> Result<Inquiry> {
-        let answer = text_field("answer", answer, 4000)?;
+        let answer = crate::text::paragraphs("answer", answer, 4000)?;
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
         let row: Option<(String, String, Option<i64>)> =

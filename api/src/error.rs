@@ -38,6 +38,13 @@ pub enum Error {
     /// A payment was declined or failed, or a balance is too low.
     #[error("{message}")]
     PaymentRequired { code: &'static str, message: String },
+    /// A request the HTTP layer refused before a handler saw it (405, 413, 415).
+    #[error("{message}")]
+    Rejected {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -57,8 +64,17 @@ impl Error {
         }
     }
 
+    pub fn rejected(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Rejected { status, .. } => *status,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -77,6 +93,7 @@ impl Error {
         match self {
             Self::NotFound(_) => "not_found",
             Self::Conflict { code, .. }
+            | Self::Rejected { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::PaymentRequired { code, .. } => code,
             Self::Invalid(_) => "validation_failed",
@@ -95,19 +112,24 @@ impl Error {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+impl Error {
+    /// The JSON body of this error; a server error shows no internals.
+    pub fn envelope(&self) -> serde_json::Value {
+        let message = if self.status().is_server_error() {
             "internal error".to_owned()
         } else {
             self.to_string()
         };
-        (
-            status,
-            Json(json!({ "error": { "code": self.code(), "message": message } })),
-        )
-            .into_response()
+        json!({ "error": { "code": self.code(), "message": message } })
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, Json(self.envelope())).into_response()
     }
 }

@@ -5,8 +5,9 @@ use crate::accounts::{Accounts, Credentials, NewVehicle, Point};
 use crate::config::Secret;
 use crate::error::Error;
 use crate::gates::{GateEntry, GateExit};
+use crate::idempotency::{self, Keyed};
 use crate::metrics::{ApiMetrics, HttpLabels};
-use crate::reservations::{NewReservation, ReservationChange, TimeRange, VehicleRef};
+use crate::reservations::{NewReservation, ReservationChange, VehicleRef};
 use crate::service::{NewLot, ParkingService, PublishRates};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/gates/{lot_id}/exits", post(exit))
         .merge(crate::portal::router(state.clone()))
         .fallback(|| async { Error::NotFound("route".into()) })
+        .layer(middleware::map_response(envelope_framework_rejections))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -130,19 +132,168 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
-/// A JSON body whose rejections use our envelope (400 for syntax, 422 for shape).
+/// The framework's own error responses (405 for a method a route lacks, 413 past the body
+/// limit, any plain-text rejection) in our JSON envelope. Our handlers' errors are JSON already
+/// and the portal's pages are HTML: both pass as they are.
+async fn envelope_framework_rejections(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this path does not take that method (see the Allow header)",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than the limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "this content type is not accepted here",
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "the request was refused"),
+    };
+    let (mut parts, _) = response.into_parts();
+    let mut enveloped = Error::rejected(status, code, message).into_response();
+    // Keep the framework's headers (Allow on a 405), with our body's type and length.
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    for (name, value) in &parts.headers {
+        enveloped.headers_mut().insert(name.clone(), value.clone());
+    }
+    enveloped
+}
+
+/// A JSON body whose rejections use our envelope: 400 for text that is not JSON, 413 past the
+/// body limit, 415 without a JSON content type, 422 for JSON of the wrong shape (naming the
+/// field, never our type names).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(Error::Invalid(e.body_text())),
-            Err(e) => Err(Error::BadRequest(e.body_text())),
+        // Parsed as a JSON value first, so syntax is the only 400 and every type error (a
+        // number where a name belongs, an array where an object belongs) is the same 422.
+        let value = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(e) => return Err(json_rejection(e)),
+        };
+        from_json_value(value).map(Self)
+    }
+}
+
+/// Our envelope for axum's own JSON rejections.
+fn json_rejection(e: JsonRejection) -> Error {
+    let status = e.status();
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::rejected(
+            status,
+            "payload_too_large",
+            "the request body is larger than the limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::rejected(
+            status,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        _ => Error::BadRequest(format!("the body is not valid JSON: {}", source_of(&e))),
+    }
+}
+
+/// The innermost cause of a rejection (serde_json's line and column), without axum's prefix.
+fn source_of(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
+
+/// `T` from a JSON object; anything else, or a field of the wrong type, is a 422 that names
+/// the field.
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    if !value.is_object() {
+        return Err(Error::Invalid("the body must be a JSON object".into()));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = field_path(e.path());
+        let message = plain_serde_message(&e.inner().to_string());
+        Error::Invalid(if path.is_empty() {
+            message
+        } else {
+            format!("`{path}`: {message}")
+        })
+    })
+}
+
+/// A field path as a client wrote it: `rates[0].band`, `spots` (a map key's own name is
+/// not known to the deserializer, so it is left out).
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
         }
     }
+    out
+}
+
+/// serde's message without our Rust type names: "expected struct Point with 2 elements"
+/// becomes "expected an object".
+pub(crate) fn plain_serde_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("struct ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "struct ".len()..];
+        let name_end = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if name_end == 0 {
+            out.push_str("struct ");
+            rest = after;
+            continue;
+        }
+        out.push_str("an object");
+        rest = &after[name_end..];
+        if let Some(tail) = rest.strip_prefix(" with ") {
+            let digits = tail
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(tail.len());
+            let unit = &tail[digits..];
+            if digits > 0 {
+                for word in [" elements", " element"] {
+                    if let Some(after_unit) = unit.strip_prefix(word) {
+                        rest = after_unit;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Query parameters whose rejections use our envelope (422).
@@ -155,7 +306,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
-            .map_err(|e| Error::Invalid(e.body_text()))
+            .map_err(|e| Error::Invalid(plain_serde_message(&source_of(&e))))
     }
 }
 
@@ -224,7 +375,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(Error::Unauthorized)?;
         let t = &state.tokens;
         if let Some(role) = [
@@ -244,6 +395,14 @@ impl FromRequestParts<AppState> for Caller {
             user: Some(p.user),
         })
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme name is case-insensitive
+/// (RFC 7235 section 2.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The caller when an `Authorization` header is present; `None` for anonymous calls. A header
@@ -487,7 +646,10 @@ async fn free_spots(
     caller: MaybeCaller,
     ApiQuery(q): ApiQuery<SpotQuery>,
 ) -> Result<impl IntoResponse, Error> {
-    let window = TimeRange::new(q.start_at, q.end_at)?;
+    let window = state
+        .service
+        .bookable_window(q.lot_id, q.start_at, q.end_at)
+        .await?;
     let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
     let spots = state
         .service
@@ -534,43 +696,53 @@ async fn own_vehicle(
 async fn create_reservation(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<ReservationBody>,
-) -> Result<impl IntoResponse, Error> {
+    keyed: Keyed<ReservationBody>,
+) -> Result<Response, Error> {
     let user = caller.driver()?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::Invalid("the Idempotency-Key header is required".into()))?;
-    let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
-        (Some(vt), None) => (vt, None),
-        (None, Some(id)) => {
-            let (v, vt) = own_vehicle(&state, user, id).await?;
-            (vt, Some(v))
-        }
-        _ => {
-            return Err(Error::Invalid(
-                "give exactly one of vehicleType and vehicleId".into(),
-            ));
-        }
-    };
-    let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
-    let req = NewReservation {
-        lot_id: body.lot_id,
-        spot_id: body.spot_id,
-        start_at: body.start_at,
-        end_at: body.end_at,
-        vehicle_type,
-        vehicle,
-        near: near.map(Point::pair),
-    };
-    let (reservation, pass) = state.service.reserve_with_pass(user, req, key).await?;
-    let mut body = serde_json::to_value(&reservation).map_err(|e| Error::Invalid(e.to_string()))?;
-    body["reservationId"] = json!(reservation.id);
-    if let Some(pass) = pass {
-        body["pass"] = serde_json::to_value(&pass).map_err(|e| Error::Invalid(e.to_string()))?;
-    }
-    Ok((StatusCode::CREATED, Json(body)))
+    let Keyed {
+        key,
+        fingerprint,
+        body,
+    } = keyed;
+    let service = &state.service;
+    idempotency::run(
+        service.store(),
+        || service.now(),
+        user,
+        (&key, &fingerprint),
+        || async {
+            let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
+                (Some(vt), None) => (vt, None),
+                (None, Some(id)) => {
+                    let (v, vt) = own_vehicle(&state, user, id).await?;
+                    (vt, Some(v))
+                }
+                _ => {
+                    return Err(Error::Invalid(
+                        "give exactly one of vehicleType and vehicleId".into(),
+                    ));
+                }
+            };
+            let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
+            let req = NewReservation {
+                lot_id: body.lot_id,
+                spot_id: body.spot_id,
+                start_at: body.start_at,
+                end_at: body.end_at,
+                vehicle_type,
+                vehicle,
+                near: near.map(Point::pair),
+            };
+            let (reservation, pass) = service.reserve_with_pass(user, req, &key).await?;
+            let mut out = json!(reservation);
+            out["reservationId"] = json!(reservation.id);
+            if let Some(pass) = pass {
+                out["pass"] = json!(pass);
+            }
+            Ok((StatusCode::CREATED, out))
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -645,18 +817,11 @@ fn inbox_size() -> i64 {
     50
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<&str, Error> {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::Invalid("the Idempotency-Key header is required".into()))
-}
-
 /// A payment that did not go through is a 402 with its reason; the same key gives the same
 /// answer again.
-fn paid(p: crate::payments::PaymentRecord) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+fn paid(p: crate::payments::PaymentRecord) -> Result<(StatusCode, serde_json::Value), Error> {
     if p.status == "captured" {
-        return Ok((StatusCode::CREATED, Json(json!(p))));
+        return Ok((StatusCode::CREATED, json!(p)));
     }
     Err(Error::PaymentRequired {
         code: "payment_declined",
@@ -672,18 +837,30 @@ fn paid(p: crate::payments::PaymentRecord) -> Result<(StatusCode, Json<serde_jso
 async fn pay_reservation(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
     Id(id): Id<Uuid>,
-    ApiJson(method): ApiJson<crate::payments::PaymentMethod>,
-) -> Result<impl IntoResponse, Error> {
+    keyed: Keyed<crate::payments::PaymentMethod>,
+) -> Result<Response, Error> {
     let user = caller.driver()?;
-    let key = idempotency_key(&headers)?;
-    paid(
-        state
-            .service
-            .pay_reservation(user, ReservationId(id), method, key)
-            .await?,
+    let Keyed {
+        key,
+        fingerprint,
+        body: method,
+    } = keyed;
+    let service = &state.service;
+    idempotency::run(
+        service.store(),
+        || service.now(),
+        user,
+        (&key, &fingerprint),
+        || async {
+            paid(
+                service
+                    .pay_reservation(user, ReservationId(id), method, &key)
+                    .await?,
+            )
+        },
     )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -691,22 +868,37 @@ async fn pay_reservation(
 struct TopUpBody {
     amount_cents: i64,
     payment: crate::payments::PaymentMethod,
+    /// The balance's currency (its first top-up fixes it; later ones must match).
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 async fn top_up(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<TopUpBody>,
-) -> Result<impl IntoResponse, Error> {
+    keyed: Keyed<TopUpBody>,
+) -> Result<Response, Error> {
     let user = caller.driver()?;
-    let key = idempotency_key(&headers)?;
-    paid(
-        state
-            .service
-            .top_up(user, body.amount_cents, body.payment, key)
-            .await?,
+    let Keyed {
+        key,
+        fingerprint,
+        body,
+    } = keyed;
+    let service = &state.service;
+    idempotency::run(
+        service.store(),
+        || service.now(),
+        user,
+        (&key, &fingerprint),
+        || async {
+            paid(
+                service
+                    .top_up(user, body.amount_cents, body.currency, body.payment, &key)
+                    .await?,
+            )
+        },
     )
+    .await
 }
 
 async fn get_preferences(

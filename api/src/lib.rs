@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod error;
 pub mod gates;
 pub mod http;
+pub mod idempotency;
 pub mod lifecycle;
 pub mod metrics;
 pub mod notifications;
@@ -24,6 +25,7 @@ pub mod reservations;
 pub mod service;
 pub mod store;
 pub mod tariff;
+pub mod text;
 pub mod waitlist;
 
 pub use clock::{Clock, ManualClock, SystemClock};

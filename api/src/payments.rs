@@ -366,6 +366,12 @@ impl ParkingService {
                 format!("reservation {reservation} is paid"),
             ));
         }
+        if matches!(method, PaymentMethod::Balance)
+            && let Some(held) = self.balance_currency(user).await?
+            && held != r.currency
+        {
+            return Err(currency_mismatch(&held, &r.currency));
+        }
         let p = self
             .insert_payment(
                 user,
@@ -381,10 +387,15 @@ impl ParkingService {
     }
 
     /// Add `amount_cents` to `user`'s prepaid balance, paid by card or wallet.
+    ///
+    /// A balance holds one currency: the first top-up fixes it (`currency`, by default the
+    /// operator's [`DEFAULT_CURRENCY`](crate::service::DEFAULT_CURRENCY)); a top-up in another
+    /// is refused (`currency_mismatch`), never converted.
     pub async fn top_up(
         &self,
         user: UserId,
         amount_cents: i64,
+        currency: Option<String>,
         method: PaymentMethod,
         key: &str,
     ) -> Result<PaymentRecord> {
@@ -396,11 +407,22 @@ impl ParkingService {
         if !(100..=100_000).contains(&amount_cents) {
             return Err(Error::Invalid("a top-up is 100 to 100000 cents".into()));
         }
+        let requested = currency
+            .map(|c| crate::service::currency_code(&c))
+            .transpose()?;
+        let currency = match (self.balance_currency(user).await?, requested) {
+            (Some(held), Some(asked)) if held != asked => {
+                return Err(currency_mismatch(&held, &asked));
+            }
+            (Some(held), _) => held,
+            (None, Some(asked)) => asked,
+            (None, None) => crate::service::DEFAULT_CURRENCY.to_owned(),
+        };
         if let Some(existing) = self.payment_by_key(user, key).await? {
             return self.resume(user, existing, method).await;
         }
         let p = self
-            .insert_payment(user, "top_up", None, &method, amount_cents, "EUR", key)
+            .insert_payment(user, "top_up", None, &method, amount_cents, &currency, key)
             .await?;
         self.resume(user, p, method).await
     }
@@ -484,6 +506,17 @@ impl ParkingService {
                 .await?
                 .unwrap_or(0),
         )
+    }
+
+    /// The currency of `user`'s prepaid balance, once a top-up has fixed it.
+    pub async fn balance_currency(&self, user: UserId) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT currency FROM balances WHERE user_id = $1",
+        )
+        .bind(user.0.to_string())
+        .fetch_optional(self.store().pool())
+        .await?
+        .flatten())
     }
 
     async fn payment_by_key(&self, user: UserId, key: &str) -> Result<Option<PaymentRecord>> {
@@ -635,10 +668,11 @@ impl ParkingService {
         }
         if p.method == "balance" && status == "captured" {
             let debited = sqlx::query(
-                "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND cents >= $1",
+                "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND cents >= $1 AND currency = $3",
             )
             .bind(p.amount_cents)
             .bind(user.0.to_string())
+            .bind(&p.currency)
             .execute(&mut *tx)
             .await?;
             if debited.rows_affected() != 1 {
@@ -656,7 +690,7 @@ impl ParkingService {
             None => None,
         };
         if p.purpose == "top_up" && status == "captured" {
-            credit(&mut tx, user, p.amount_cents).await?;
+            credit(&mut tx, user, p.amount_cents, &p.currency).await?;
         }
         let mut cancelled = None;
         if let (Some(r), Some(lot)) = (reservation, lot) {
@@ -788,7 +822,7 @@ impl ParkingService {
                     .fetch_one(&mut *tx)
                     .await?;
                 let user = UserId(user.parse().map_err(|_| Error::Invalid("user id".into()))?);
-                credit(&mut tx, user, cents).await?;
+                credit(&mut tx, user, cents, &p.currency).await?;
             }
             if let Some(lot) = self.reservation_lot(&mut tx, r).await? {
                 let event = Event::new(
@@ -824,11 +858,15 @@ impl ParkingService {
         currency: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let debited = sqlx::query("UPDATE balances SET cents = cents - $1 WHERE user_id = $2")
-            .bind(amount)
-            .bind(user)
-            .execute(&mut *conn)
-            .await?;
+        // Only a balance in the lot's currency pays; another is never converted.
+        let debited = sqlx::query(
+            "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND currency = $3",
+        )
+        .bind(amount)
+        .bind(user)
+        .bind(currency)
+        .execute(&mut *conn)
+        .await?;
         if debited.rows_affected() != 1 {
             return Ok(false);
         }
@@ -945,31 +983,60 @@ impl ParkingService {
     }
 }
 
-async fn credit(conn: &mut sqlx::AnyConnection, user: UserId, cents: i64) -> Result<()> {
-    let updated = sqlx::query("UPDATE balances SET cents = cents + $1 WHERE user_id = $2")
-        .bind(cents)
-        .bind(user.0.to_string())
-        .execute(&mut *conn)
-        .await?;
-    if updated.rows_affected() == 0 {
-        match sqlx::query("INSERT INTO balances (user_id, cents) VALUES ($1, $2)")
-            .bind(user.0.to_string())
-            .bind(cents)
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                sqlx::query("UPDATE balances SET cents = cents + $1 WHERE user_id = $2")
-                    .bind(cents)
-                    .bind(user.0.to_string())
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
+/// Add `cents` in `currency` to `user`'s balance; the first credit fixes its currency.
+async fn credit(
+    conn: &mut sqlx::AnyConnection,
+    user: UserId,
+    cents: i64,
+    currency: &str,
+) -> Result<()> {
+    if add_to_balance(conn, user, cents, currency).await? {
+        return Ok(());
     }
-    Ok(())
+    match sqlx::query("INSERT INTO balances (user_id, cents, currency) VALUES ($1, $2, $3)")
+        .bind(user.0.to_string())
+        .bind(cents)
+        .bind(currency)
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Made meanwhile by a concurrent top-up: add to it if it holds the same currency.
+        Err(e) if is_unique_violation(&e) => {
+            if add_to_balance(conn, user, cents, currency).await? {
+                Ok(())
+            } else {
+                Err(currency_mismatch("another currency", currency))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Add to an existing balance in `currency` (or one whose currency is not fixed yet).
+async fn add_to_balance(
+    conn: &mut sqlx::AnyConnection,
+    user: UserId,
+    cents: i64,
+    currency: &str,
+) -> Result<bool> {
+    let added = sqlx::query(
+        "UPDATE balances SET cents = cents + $1, currency = COALESCE(currency, $3)
+         WHERE user_id = $2 AND (currency IS NULL OR currency = $3)",
+    )
+    .bind(cents)
+    .bind(user.0.to_string())
+    .bind(currency)
+    .execute(conn)
+    .await?;
+    Ok(added.rows_affected() == 1)
+}
+
+fn currency_mismatch(held: &str, asked: &str) -> Error {
+    Error::unprocessable(
+        "currency_mismatch",
+        format!("the prepaid balance is held in {held}, not {asked}; amounts are never converted"),
+    )
 }
 
 fn payment_id(id: &str) -> Result<PaymentId> {
@@ -979,9 +1046,9 @@ fn payment_id(id: &str) -> Result<PaymentId> {
 }
 
 fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > 100 {
-        return Err(Error::BadRequest(
-            "an Idempotency-Key header of 1 to 100 characters is required".into(),
+    if key.is_empty() || key.len() > 200 {
+        return Err(Error::Invalid(
+            "an Idempotency-Key of 1 to 200 characters is required".into(),
         ));
     }
     Ok(())

@@ -454,7 +454,9 @@ async fn named_spot(
         .map_err(Error::Invalid)?;
     if policy.rank(vehicle, kind).is_none() {
         return Err(Error::Invalid(format!(
-            "a {vehicle} may not use a {kind} spot"
+            "{} may not use {} spot",
+            with_article(vehicle),
+            with_article(kind)
         )));
     }
     free.into_iter().next().ok_or_else(|| {
@@ -466,6 +468,23 @@ async fn named_spot(
 }
 
 impl ParkingService {
+    /// The window `start..end` checked against `lot`'s booking rules (in the future, within the
+    /// booking horizon, duration in bounds): the one validation behind booking, availability
+    /// and the waitlist, so none of them offers or accepts a window another would refuse.
+    pub async fn bookable_window(
+        &self,
+        lot: LotId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<TimeRange> {
+        let window = TimeRange::new(start, end)?;
+        let mut conn = self.store().pool().acquire().await?;
+        LotRules::load(&mut conn, lot)
+            .await?
+            .check(window, self.now())?;
+        Ok(window)
+    }
+
     /// Reserve a spot for `user`. The same `idempotency_key` with the same request returns the
     /// first reservation again; with a different request it is refused.
     pub async fn reserve(
@@ -1085,6 +1104,17 @@ impl ParkingService {
         }
         Ok((items, total))
     }
+}
+
+/// A vehicle type as a message names it: "a car", "an ev".
+pub(crate) fn with_article(vt: VehicleType) -> String {
+    let name = vt.as_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 /// Only an `active` reservation (booked, car not yet in) can be changed, cancelled or given a

@@ -46,8 +46,22 @@ pub struct NewLot {
     pub ev_spots_open_to_cars: bool,
 }
 
+/// The currency of a lot, and of a prepaid balance, when none is given.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
 fn default_currency() -> String {
-    "USD".into()
+    DEFAULT_CURRENCY.into()
+}
+
+/// An ISO 4217 code as a client sends it: three capital letters.
+pub fn currency_code(code: &str) -> Result<String> {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(code.to_owned())
+    } else {
+        Err(Error::Invalid(
+            "currency must be an ISO 4217 code such as USD".into(),
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -196,6 +210,22 @@ const SPOTS_PER_ROW: u32 = 20;
 const SPOT_WIDTH_M: f64 = 2.5;
 const ROW_PITCH_M: f64 = 6.0;
 
+/// The spots of a new lot, counted without overflow: each count and their sum must lie in
+/// 1..=[`MAX_SPOTS_PER_LOT`], so one request writes a bounded number of rows in its transaction.
+pub fn lot_capacity(spots: &BTreeMap<VehicleType, u32>) -> Result<u32> {
+    let out_of_range =
+        || Error::Invalid(format!("a lot needs 1 to {MAX_SPOTS_PER_LOT} spots in all"));
+    let total = spots
+        .values()
+        .try_fold(0u32, |sum, &n| sum.checked_add(n))
+        .ok_or_else(out_of_range)?;
+    if (1..=MAX_SPOTS_PER_LOT).contains(&total) {
+        Ok(total)
+    } else {
+        Err(out_of_range())
+    }
+}
+
 /// Where the `i`-th of `n` spots lies in a lot centred on `centre`: rows of spots around it.
 pub(crate) fn spot_position(centre: (f64, f64), i: u32, n: u32) -> (f64, f64) {
     const METRES_PER_DEGREE: f64 = 111_320.0;
@@ -302,24 +332,13 @@ impl ParkingService {
             .time_zone
             .parse()
             .map_err(|_| Error::Invalid(format!("unknown time zone `{}`", new.time_zone)))?;
-        if new.name.trim().is_empty() || new.name.len() > 200 {
-            return Err(Error::Invalid("name must be 1 to 200 characters".into()));
-        }
+        let name = crate::text::line("name", &new.name, 200)?;
         if !(-90.0..=90.0).contains(&new.latitude) || !(-180.0..=180.0).contains(&new.longitude) {
             return Err(Error::Invalid("latitude/longitude out of range".into()));
         }
-        if new.currency.len() != 3 || !new.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Error::Invalid(
-                "currency must be an ISO 4217 code such as USD".into(),
-            ));
-        }
+        currency_code(&new.currency)?;
         check_rate(new.default_cents_per_hour)?;
-        let capacity: u32 = new.spots.values().sum();
-        if capacity == 0 || capacity > MAX_SPOTS_PER_LOT {
-            return Err(Error::Invalid(format!(
-                "a lot needs 1 to {MAX_SPOTS_PER_LOT} spots"
-            )));
-        }
+        let capacity = lot_capacity(&new.spots)?;
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
@@ -327,7 +346,7 @@ impl ParkingService {
                                ev_spots_open_to_cars)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
-        .bind(&new.name)
+        .bind(&name)
         .bind(tz.name())
         .bind(new.latitude)
         .bind(new.longitude)
@@ -358,7 +377,7 @@ impl ParkingService {
             now,
             LotId(id),
             EventPayload::LotRegistered(LotRegistered {
-                name: new.name.clone(),
+                name: name.clone(),
                 time_zone: tz.name().to_owned(),
                 latitude: new.latitude,
                 longitude: new.longitude,
@@ -367,7 +386,7 @@ impl ParkingService {
         );
         append_event(&mut tx, &event).await?;
         if let Some(actor) = actor {
-            let detail = serde_json::json!({ "name": new.name, "capacity": capacity });
+            let detail = serde_json::json!({ "name": name, "capacity": capacity });
             audit(
                 &mut tx,
                 actor,
@@ -485,6 +504,21 @@ impl ParkingService {
             && min > 0
         {
             let balance = self.balance(user).await?;
+            let lot_currency: Option<String> =
+                sqlx::query_scalar("SELECT currency FROM lots WHERE id = $1")
+                    .bind(lot.0)
+                    .fetch_optional(self.store.pool())
+                    .await?;
+            if let (Some(held), Some(charged)) = (self.balance_currency(user).await?, lot_currency)
+                && held != charged
+            {
+                return Err(Error::PaymentRequired {
+                    code: "balance_currency",
+                    message: format!(
+                        "entry needs a prepaid balance in {charged}; this one is held in {held}"
+                    ),
+                });
+            }
             if balance < min {
                 return Err(Error::PaymentRequired {
                     code: "balance_too_low",

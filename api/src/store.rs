@@ -85,6 +85,11 @@ impl Backend {
                     "inquiries and admin audit",
                     include_str!("../migrations/sqlite/0011_admin.sql"),
                 ),
+                (
+                    12,
+                    "idempotency keys, waitlist reasons, balance currency",
+                    include_str!("../migrations/sqlite/0012_idempotency_waitlist_currency.sql"),
+                ),
             ],
             Self::Postgres => &[
                 (
@@ -142,6 +147,11 @@ impl Backend {
                     11,
                     "inquiries and admin audit",
                     include_str!("../migrations/postgres/0011_admin.sql"),
+                ),
+                (
+                    12,
+                    "idempotency keys, waitlist reasons, balance currency",
+                    include_str!("../migrations/postgres/0012_idempotency_waitlist_currency.sql"),
                 ),
             ],
         }

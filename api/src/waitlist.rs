@@ -77,11 +77,9 @@ impl ParkingService {
     /// Put `user` on the waitlist for a window that has no free spot now.
     pub async fn join_waitlist(&self, user: UserId, req: JoinWaitlist) -> Result<WaitlistEntry> {
         let now = self.now();
-        let window = TimeRange::new(req.start_at, req.end_at)?;
-        if req.start_at <= now {
-            return Err(Error::Invalid("the window must start in the future".into()));
-        }
-        self.lot(req.lot_id).await?;
+        let window = self
+            .bookable_window(req.lot_id, req.start_at, req.end_at)
+            .await?;
         let free = self
             .free_spots(req.lot_id, window, req.vehicle_type, None)
             .await?;
@@ -89,8 +87,11 @@ impl ParkingService {
             return Err(Error::conflict(
                 "spots_available",
                 format!(
-                    "{} spots are free for this window: reserve one instead",
-                    free.len()
+                    "{} free for this window: reserve one instead",
+                    match free.len() {
+                        1 => "1 spot is".to_owned(),
+                        n => format!("{n} spots are"),
+                    }
                 ),
             ));
         }

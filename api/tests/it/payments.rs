@@ -238,7 +238,10 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
                 "POST",
                 "/v1/me/balance/top-ups",
                 Some(&driver),
-                Some(&json!({"amountCents": cents, "payment": card("tok_ok")}).to_string()),
+                Some(
+                    &json!({"amountCents": cents, "payment": card("tok_ok"), "currency": "EUR"})
+                        .to_string(),
+                ),
                 Some(("idempotency-key", key)),
             )
             .await
@@ -362,6 +365,7 @@ pub async fn drive_ups_need_the_minimum_balance_and_pay_from_it(app: TestApp) {
         .top_up(
             user,
             1_000,
+            Some("EUR".into()),
             parkflow_api::payments::PaymentMethod::Wallet {
                 token: "wal_ok".into(),
             },

@@ -1,0 +1,277 @@
+//! The one idempotency scheme of every keyed request (a booking, a payment, a top-up).
+//!
+//! A driver's `Idempotency-Key` is bound, the first time it is used, to a fingerprint of that
+//! request: its method, its path (which names the reservation a payment is for) and its body
+//! in canonical form. Then:
+//! - the same key with the same request gets the first answer again, byte for byte;
+//! - the same key with another request is refused (422 `idempotency_key_reused`);
+//! - a request whose key is still in flight waits for that request's answer (or, after
+//!   [`WAIT`], is told to retry: 409 `request_in_progress`), so concurrent retries of one
+//!   booking all get the booking, never "no spot".
+//!
+//! Answers that changed something are kept: 2xx, and 402 (a declined payment is recorded).
+//! Any other error leaves nothing behind, so the driver can retry the same request with the
+//! same key once the cause is gone. The aggregates keep their own unique key columns as well
+//! (`reservations`, `payments`): they make the effect happen once even when a process dies
+//! between its commit and storing the answer here, after which the next retry takes the
+//! expired claim over and finds the effect already there.
+
+use crate::error::{Error, Result};
+use crate::http::from_json_value;
+use crate::store::{Store, is_unique_violation};
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::time::Duration;
+use warehouse_schema::UserId;
+
+/// How long a retry waits for the request holding its key.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a claim stands without an answer before another request may take it over (its
+/// holder is taken to have died).
+const LEASE_MS: i64 = 60_000;
+const POLL: Duration = Duration::from_millis(15);
+
+/// A keyed request's body, its `Idempotency-Key` and its fingerprint.
+pub struct Keyed<T> {
+    pub key: String,
+    pub fingerprint: String,
+    pub body: T,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let key = key_of(req.headers())?;
+        let head = format!("{} {}", req.method(), req.uri().path());
+        let crate::http::ApiJson(value) =
+            crate::http::ApiJson::<Value>::from_request(req, state).await?;
+        let fingerprint = fingerprint(&head, &value);
+        Ok(Self {
+            key,
+            fingerprint,
+            body: from_json_value(value)?,
+        })
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.
+fn key_of(headers: &axum::http::HeaderMap) -> Result<String> {
+    let raw = headers
+        .get("idempotency-key")
+        .ok_or_else(|| Error::Invalid("the Idempotency-Key header is required".into()))?;
+    let key = raw.to_str().unwrap_or_default();
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(
+            "an Idempotency-Key is 1 to 200 visible ASCII characters".into(),
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// SHA-256 of the request line and the body with its object keys sorted.
+fn fingerprint(head: &str, body: &Value) -> String {
+    let mut text = String::from(head);
+    text.push('\n');
+    canonical(body, &mut text);
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// What a finished request answered.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Run `action` once per (`user`, key): see the module documentation. `action` answers with a
+/// status and a JSON body.
+pub async fn run<F, Fut>(
+    store: &Store,
+    now: impl Fn() -> DateTime<Utc>,
+    user: UserId,
+    keyed: (&str, &str),
+    action: F,
+) -> Result<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Value)>>,
+{
+    let (key, fingerprint) = keyed;
+    let user_id = user.0.to_string();
+    if let Some(answer) = claim(store, &now, &user_id, key, fingerprint).await? {
+        return Ok(answer.into_response());
+    }
+    let outcome = action().await;
+    let kept = match &outcome {
+        Ok((status, body)) => Some((*status, body.clone())),
+        Err(e) if e.status() == StatusCode::PAYMENT_REQUIRED => Some((e.status(), e.envelope())),
+        Err(_) => None,
+    };
+    match kept {
+        Some((status, body)) => {
+            sqlx::query(
+                "UPDATE idempotency_keys SET status_code = $1, response = $2, completed_at = $3
+                 WHERE user_id = $4 AND idem_key = $5",
+            )
+            .bind(i64::from(status.as_u16()))
+            .bind(body.to_string())
+            .bind(now().timestamp_millis())
+            .bind(&user_id)
+            .bind(key)
+            .execute(store.pool())
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND status_code IS NULL",
+            )
+            .bind(&user_id)
+            .bind(key)
+            .execute(store.pool())
+            .await?;
+        }
+    }
+    outcome.map(|(status, body)| Answer { status, body }.into_response())
+}
+
+type Stored = (String, Option<i64>, Option<String>, i64);
+
+/// Take the key for this request (None), or find the answer it already has (Some), waiting
+/// while another request holds it.
+async fn claim(
+    store: &Store,
+    now: &impl Fn() -> DateTime<Utc>,
+    user: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<Answer>> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let at = now().timestamp_millis();
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(at)
+        .bind(at.saturating_add(LEASE_MS))
+        .execute(store.pool())
+        .await;
+        match inserted {
+            Ok(_) => return Ok(None),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let stored: Option<Stored> = sqlx::query_as(
+            "SELECT fingerprint, status_code, response, locked_until FROM idempotency_keys
+             WHERE user_id = $1 AND idem_key = $2",
+        )
+        .bind(user)
+        .bind(key)
+        .fetch_optional(store.pool())
+        .await?;
+        // Released meanwhile by a request that failed: try to take it again.
+        let Some((stored_fingerprint, status, response, locked_until)) = stored else {
+            continue;
+        };
+        if stored_fingerprint != fingerprint {
+            return Err(Error::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request; use a new key for a new request",
+            ));
+        }
+        if let (Some(status), Some(response)) = (status, response) {
+            let status = u16::try_from(status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::OK);
+            let body = serde_json::from_str(&response).unwrap_or(Value::Null);
+            return Ok(Some(Answer { status, body }));
+        }
+        if locked_until < at {
+            let taken = sqlx::query(
+                "UPDATE idempotency_keys SET locked_until = $1
+                 WHERE user_id = $2 AND idem_key = $3 AND locked_until = $4 AND status_code IS NULL",
+            )
+            .bind(at.saturating_add(LEASE_MS))
+            .bind(user)
+            .bind(key)
+            .bind(locked_until)
+            .execute(store.pool())
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(None);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::conflict(
+                "request_in_progress",
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_and_whitespace_but_not_the_path() {
+        let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, 2], "x": null}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,2]},"b":1}"#).unwrap();
+        assert_eq!(fingerprint("POST /p/1", &a), fingerprint("POST /p/1", &b));
+        assert_ne!(fingerprint("POST /p/1", &a), fingerprint("POST /p/2", &a));
+        let c: Value = serde_json::from_str(r#"{"b": 2, "a": {"y": [1, 2], "x": null}}"#).unwrap();
+        assert_ne!(fingerprint("POST /p/1", &a), fingerprint("POST /p/1", &c));
+    }
+}
