@@ -346,7 +346,10 @@ pub async fn schedule(
                 let Some(f) =
                     crate::push::ForecastFile::load(&data_dir).map_err(|e| format!("{e:#}"))?
                 else {
-                    return Err("no forecast yet: run the forecast-training job first".into());
+                    // A fresh server has no forecast until the nightly training: nothing to
+                    // push yet, which is not a failure.
+                    tracing::info!("push-candidates: no forecast yet (the forecast-training job writes it)");
+                    return Ok(JobOutcome { rows: 0 });
                 };
                 let r = crate::push::push_candidates(&service, &f, service.now())
                     .await

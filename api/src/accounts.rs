@@ -253,7 +253,7 @@ impl Accounts {
             self.limiter.record_failure(&email, ip, now);
             return Err(Error::InvalidCredentials);
         };
-        self.limiter.record_success(&email);
+        self.limiter.record_success(&email, ip, now);
         let user = UserId(
             row.get::<String, _>("id")
                 .parse()

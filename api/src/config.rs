@@ -49,6 +49,9 @@ pub struct ApiConfig {
     pub tariff: crate::tariff::TariffRules,
     /// Minimum prepaid balance for entry, the refund policy and the gateway's webhook secret.
     pub payments: crate::payments::PaymentsConfig,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (per-client login limits);
+    /// a header from any other peer is ignored, so a client cannot pick its own address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +67,7 @@ impl Default for ApiConfig {
             refresh_token_ttl_s: 30 * 24 * 3600,
             tariff: crate::tariff::TariffRules::default(),
             payments: crate::payments::PaymentsConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub metrics: ApiMetrics,
     /// Management's usage report for the admin portal, where this process can read the lake.
     pub reports: Option<Arc<dyn crate::portal::ReportPages>>,
+    /// Peers whose `X-Forwarded-For` is believed ([`client_address`]).
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -341,21 +343,56 @@ impl<S: Send + Sync> FromRequestParts<S> for LotPath {
     }
 }
 
-/// The client address, for per-IP limits ("unknown" when served without connection info).
+/// The client address, for per-client login limits ("unknown" when served without
+/// connection info): the peer, or what a trusted proxy says in `X-Forwarded-For`.
 pub struct ClientIp(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".into()),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Ok(Self(client_address(peer, &forwarded, &state.trusted_proxies)))
     }
+}
+
+/// The client behind `peer`: when the peer is a trusted proxy, the right-most address of
+/// `X-Forwarded-For` (all its headers, in order) that is not itself a trusted proxy — the
+/// left part of the header is whatever the client wrote and is never believed.
+pub fn client_address(
+    peer: Option<std::net::IpAddr>,
+    forwarded: &[&str],
+    trusted: &[std::net::IpAddr],
+) -> String {
+    let Some(peer) = peer else {
+        return "unknown".into();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let hops: Vec<&str> = forwarded
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip.to_string(),
+            // An unreadable hop: the chain cannot be followed past it.
+            Err(_) => return peer.to_string(),
+        }
+    }
+    peer.to_string()
 }
 
 /// The caller's role (and account, for drivers), from `Authorization: Bearer <token>`.
@@ -1113,4 +1150,58 @@ async fn exit(
 ) -> Result<impl IntoResponse, Error> {
     caller.require(&[Role::Gate, Role::Admin], "open gates")?;
     Ok(Json(state.service.leave(lot, body).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_address_counts_only_from_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        // Straight from a client: its own header is ignored.
+        assert_eq!(
+            client_address(Some(ip("203.0.113.9")), &["1.2.3.4"], &proxies),
+            "203.0.113.9"
+        );
+        // Through two proxies: the right-most untrusted hop; a spoofed left part is ignored.
+        assert_eq!(
+            client_address(
+                Some(ip("10.0.0.1")),
+                &["6.6.6.6, 198.51.100.7", "10.0.0.2"],
+                &proxies
+            ),
+            "198.51.100.7"
+        );
+        assert_eq!(client_address(Some(ip("10.0.0.1")), &[], &proxies), "10.0.0.1");
+        assert_eq!(
+            client_address(Some(ip("10.0.0.1")), &["junk"], &proxies),
+            "10.0.0.1"
+        );
+        assert_eq!(client_address(None, &["1.2.3.4"], &proxies), "unknown");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn serde_messages_name_no_rust_types() {
+        assert_eq!(
+            plain_serde_message("invalid length 1, expected struct Point with 2 elements"),
+            "invalid length 1, expected an object"
+        );
+        assert_eq!(
+            plain_serde_message("invalid type: sequence, expected struct ReservationBody"),
+            "invalid type: sequence, expected an object"
+        );
+        assert_eq!(plain_serde_message("missing field `lotId`"), "missing field `lotId`");
+    }
 }

@@ -87,6 +87,7 @@ impl AppState {
             registry: Arc::new(registry),
             metrics,
             reports: None,
+            trusted_proxies: config.trusted_proxies.clone().into(),
         })
     }
 }

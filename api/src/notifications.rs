@@ -32,6 +32,8 @@ pub enum NotificationKind {
     WaitlistBooked,
     /// A waiter is told a spot is free for their window.
     WaitlistSpotFree,
+    /// A waiter could not be served (their window no longer fits the booking rules).
+    WaitlistEnded,
     /// An admin answered the driver's inquiry.
     InquiryAnswered,
 }
@@ -49,6 +51,7 @@ impl NotificationKind {
             Self::PaymentProblem => "payment_problem",
             Self::WaitlistBooked => "waitlist_booked",
             Self::WaitlistSpotFree => "waitlist_spot_free",
+            Self::WaitlistEnded => "waitlist_ended",
             Self::InquiryAnswered => "inquiry_answered",
         }
     }

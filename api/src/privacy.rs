@@ -3,7 +3,7 @@
 //!
 //! Erasure first pays the prepaid balance back to the cards and wallets it came from. It then
 //! deletes the account (e-mail, password hash, workplace), its vehicles, refresh tokens,
-//! messages, inquiries and balance; cancels its reservations that have not started; and strips
+//! messages, inquiries, waitlist entries, kept answers of keyed requests and balance; cancels its reservations that have not started; and strips
 //! plates, gateway tokens and card digits from the reservations, stays and payments that remain
 //! (they are the lot's records of spot use and revenue). The account's access tokens stop
 //! working at once (they are checked against the account on every request).
@@ -27,6 +27,7 @@ pub struct Erasure {
     pub anonymised_stays: u64,
     pub deleted_vehicles: u64,
     pub deleted_notifications: u64,
+    pub deleted_waitlist_entries: u64,
     /// Prepaid balance paid back to the cards and wallets it came from.
     pub paid_out_cents: i64,
 }
@@ -122,6 +123,25 @@ impl ParkingService {
         })
         .collect();
         let inquiries = self.inquiries_of(user).await?;
+        let waitlist = self.waitlist_of(user).await?;
+        let keyed_requests: Vec<Value> = sqlx::query(
+            "SELECT idem_key, status_code, response, created_at FROM idempotency_keys
+             WHERE user_id = $1 ORDER BY created_at, idem_key",
+        )
+        .bind(&id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "idempotencyKey": r.get::<String, _>("idem_key"),
+                "status": r.get::<Option<i64>, _>("status_code"),
+                "answer": r.get::<Option<String>, _>("response")
+                    .and_then(|a| serde_json::from_str::<Value>(&a).ok()),
+                "createdAt": at(Some(r.get("created_at"))),
+            })
+        })
+        .collect();
         let balance = self.balance(user).await?;
         let workplace = match (
             account.get::<Option<f64>, _>("workplace_latitude"),
@@ -142,7 +162,10 @@ impl ParkingService {
             "notifications": notifications,
             "payments": payments,
             "inquiries": inquiries,
+            "waitlist": waitlist,
+            "keyedRequests": keyed_requests,
             "balanceCents": balance,
+            "balanceCurrency": self.balance_currency(user).await?,
         }))
     }
 
@@ -205,6 +228,16 @@ impl ParkingService {
             .await?;
         // Inquiries are the driver's own words: they go with the account.
         run("DELETE FROM inquiries WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?;
+        // Waiting is the driver's own wish: it ends with the account, so nothing is booked for
+        // an account that no longer exists.
+        out.deleted_waitlist_entries = run("DELETE FROM waitlist WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // The answers kept for keyed requests name reservations, payments and plates.
+        run("DELETE FROM idempotency_keys WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;
         run("DELETE FROM notification_preferences WHERE user_id = $1")

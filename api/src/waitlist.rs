@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue};
-use crate::reservations::{NewReservation, TimeRange};
+use crate::reservations::NewReservation;
 use crate::service::ParkingService;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,10 +33,13 @@ pub struct WaitlistEntry {
     pub end_at: DateTime<Utc>,
     pub vehicle_type: VehicleType,
     pub auto_book: bool,
-    /// `waiting`, `notified`, `booked`, `expired` or `withdrawn`.
+    /// `waiting`, `notified`, `booked`, `expired`, `withdrawn` or `failed`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<ReservationId>,
+    /// Why a `failed` entry could not be served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 type Row = (
@@ -49,13 +52,14 @@ type Row = (
     i64,
     String,
     Option<String>,
+    Option<String>,
 );
 
 const COLUMNS: &str =
-    "id, user_id, lot_id, start_at, end_at, vehicle_type, auto_book, status, reservation_id";
+    "id, user_id, lot_id, start_at, end_at, vehicle_type, auto_book, status, reservation_id, reason";
 
 fn entry(row: Row) -> Result<(UserId, WaitlistEntry)> {
-    let (id, user, lot, start, end, vt, auto, status, reservation) = row;
+    let (id, user, lot, start, end, vt, auto, status, reservation, reason) = row;
     let bad = |what: &str| Error::Invalid(format!("stored waitlist entry {id}: {what}"));
     let at = |ms| DateTime::from_timestamp_millis(ms).ok_or_else(|| bad("time"));
     Ok((
@@ -69,6 +73,7 @@ fn entry(row: Row) -> Result<(UserId, WaitlistEntry)> {
             auto_book: auto != 0,
             status,
             reservation_id: reservation.and_then(|r| r.parse().ok()).map(ReservationId),
+            reason,
         },
     ))
 }
@@ -119,6 +124,7 @@ impl ParkingService {
             auto_book: req.auto_book,
             status: "waiting".into(),
             reservation_id: None,
+            reason: None,
         })
     }
 
@@ -172,7 +178,16 @@ impl ParkingService {
         .await?;
         for row in rows {
             let (user, e) = entry(row)?;
-            let window = TimeRange::new(e.start_at, e.end_at)?;
+            // A window the booking rules refuse (the lot's rules changed since the driver
+            // joined) can never be served: that entry ends with its reason, the queue goes on.
+            let window = match self.bookable_window(lot, e.start_at, e.end_at).await {
+                Ok(w) => w,
+                Err(err) if err.is_client_error() => {
+                    self.end_unservable(lot, user, &e, &err.to_string()).await?;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             if self
                 .free_spots(lot, window, e.vehicle_type, None)
                 .await?
@@ -200,6 +215,10 @@ impl ParkingService {
                     Err(err) if matches!(err.code(), "no_spot_available" | "spot_taken") => {
                         continue;
                     }
+                    Err(err) if err.is_client_error() => {
+                        self.end_unservable(lot, user, &e, &err.to_string()).await?;
+                        continue;
+                    }
                     Err(err) => return Err(err),
                 }
             } else {
@@ -224,22 +243,69 @@ impl ParkingService {
             .bind(e.id.to_string())
             .execute(self.store().pool())
             .await?;
-            enqueue(
-                self.store(),
-                &NewNotification {
-                    user_id: user,
-                    kind,
-                    dedup_key: format!("waitlist:{}:{status}", e.id),
-                    lot_id: Some(lot),
-                    title: name,
-                    body,
-                },
-                now,
-            )
-            .await?;
+            self.tell_waiter(lot, user, &e, status, kind, name, body)
+                .await?;
             return Ok(1);
         }
         Ok(0)
+    }
+
+    /// End a waiting entry that cannot be served, with the reason, and tell its driver.
+    async fn end_unservable(
+        &self,
+        lot: LotId,
+        user: UserId,
+        e: &WaitlistEntry,
+        reason: &str,
+    ) -> Result<()> {
+        let ended = sqlx::query(
+            "UPDATE waitlist SET status = 'failed', reason = $1, resolved_at = $2
+             WHERE id = $3 AND status = 'waiting'",
+        )
+        .bind(reason)
+        .bind(self.now().timestamp_millis())
+        .bind(e.id.to_string())
+        .execute(self.store().pool())
+        .await?;
+        if ended.rows_affected() == 1 {
+            tracing::info!(lot = %lot, waitlist.id = %e.id, reason, "waitlist entry cannot be served");
+            let name = self.lot(lot).await?.name;
+            let body = format!(
+                "{name}: your place on the waitlist for {} to {} ended: {reason}",
+                e.start_at.format("%Y-%m-%d %H:%M UTC"),
+                e.end_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            self.tell_waiter(lot, user, e, "failed", NotificationKind::WaitlistEnded, name, body)
+                .await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn tell_waiter(
+        &self,
+        lot: LotId,
+        user: UserId,
+        e: &WaitlistEntry,
+        status: &str,
+        kind: NotificationKind,
+        title: String,
+        body: String,
+    ) -> Result<()> {
+        enqueue(
+            self.store(),
+            &NewNotification {
+                user_id: user,
+                kind,
+                dedup_key: format!("waitlist:{}:{status}", e.id),
+                lot_id: Some(lot),
+                title,
+                body,
+            },
+            self.now(),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Reservation `r` of `lot` no longer holds its spot (committed): drop it from the
