@@ -348,7 +348,9 @@ pub async fn schedule(
                 else {
                     // A fresh server has no forecast until the nightly training: nothing to
                     // push yet, which is not a failure.
-                    tracing::info!("push-candidates: no forecast yet (the forecast-training job writes it)");
+                    tracing::info!(
+                        "push-candidates: no forecast yet (the forecast-training job writes it)"
+                    );
                     return Ok(JobOutcome { rows: 0 });
                 };
                 let r = crate::push::push_candidates(&service, &f, service.now())

@@ -350,7 +350,10 @@ pub struct ClientIp(pub String);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -361,7 +364,11 @@ impl FromRequestParts<AppState> for ClientIp {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        Ok(Self(client_address(peer, &forwarded, &state.trusted_proxies)))
+        Ok(Self(client_address(
+            peer,
+            &forwarded,
+            &state.trusted_proxies,
+        )))
     }
 }
 
@@ -1174,7 +1181,10 @@ mod tests {
             ),
             "198.51.100.7"
         );
-        assert_eq!(client_address(Some(ip("10.0.0.1")), &[], &proxies), "10.0.0.1");
+        assert_eq!(
+            client_address(Some(ip("10.0.0.1")), &[], &proxies),
+            "10.0.0.1"
+        );
         assert_eq!(
             client_address(Some(ip("10.0.0.1")), &["junk"], &proxies),
             "10.0.0.1"
@@ -1202,6 +1212,9 @@ mod tests {
             plain_serde_message("invalid type: sequence, expected struct ReservationBody"),
             "invalid type: sequence, expected an object"
         );
-        assert_eq!(plain_serde_message("missing field `lotId`"), "missing field `lotId`");
+        assert_eq!(
+            plain_serde_message("missing field `lotId`"),
+            "missing field `lotId`"
+        );
     }
 }

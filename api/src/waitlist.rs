@@ -55,8 +55,7 @@ type Row = (
     Option<String>,
 );
 
-const COLUMNS: &str =
-    "id, user_id, lot_id, start_at, end_at, vehicle_type, auto_book, status, reservation_id, reason";
+const COLUMNS: &str = "id, user_id, lot_id, start_at, end_at, vehicle_type, auto_book, status, reservation_id, reason";
 
 fn entry(row: Row) -> Result<(UserId, WaitlistEntry)> {
     let (id, user, lot, start, end, vt, auto, status, reservation, reason) = row;
@@ -275,8 +274,16 @@ impl ParkingService {
                 e.start_at.format("%Y-%m-%d %H:%M UTC"),
                 e.end_at.format("%Y-%m-%d %H:%M UTC")
             );
-            self.tell_waiter(lot, user, e, "failed", NotificationKind::WaitlistEnded, name, body)
-                .await?;
+            self.tell_waiter(
+                lot,
+                user,
+                e,
+                "failed",
+                NotificationKind::WaitlistEnded,
+                name,
+                body,
+            )
+            .await?;
         }
         Ok(())
     }

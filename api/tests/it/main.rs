@@ -459,6 +459,7 @@ macro_rules! on_both_stores {
 }
 
 mod accounts;
+mod defects;
 mod delivery;
 mod gates;
 mod payments;
@@ -468,6 +469,15 @@ use accounts::{
     a_driver_exports_then_erases_their_data, accounts_sessions_and_refresh,
     drivers_reserve_over_http_and_see_only_their_own,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
+};
+use defects::{
+    a_balance_holds_one_currency, a_key_reused_for_another_request_is_refused,
+    concurrent_retries_of_one_booking_all_get_it,
+    erasure_ends_waitlist_entries_and_the_export_holds_them,
+    framework_rejections_carry_the_envelope, messages_schemes_and_text_hold_up,
+    one_unservable_waiter_does_not_stop_the_queue, overflowing_spot_counts_are_refused,
+    waitlist_and_availability_apply_the_booking_rules,
+    wrong_passwords_throttle_the_guesser_not_the_owner,
 };
 use delivery::{
     e_mail_and_push_go_out_over_verified_tls, messages_reach_email_and_push_once_with_retries,
@@ -497,6 +507,16 @@ use reservations::{
 };
 
 on_both_stores!(
+    overflowing_spot_counts_are_refused,
+    a_key_reused_for_another_request_is_refused,
+    concurrent_retries_of_one_booking_all_get_it,
+    waitlist_and_availability_apply_the_booking_rules,
+    one_unservable_waiter_does_not_stop_the_queue,
+    erasure_ends_waitlist_entries_and_the_export_holds_them,
+    framework_rejections_carry_the_envelope,
+    a_balance_holds_one_currency,
+    wrong_passwords_throttle_the_guesser_not_the_owner,
+    messages_schemes_and_text_hold_up,
     a_process_with_a_stale_index_still_books_right,
     a_pass_opens_the_gate_once_within_its_window,
     a_cancelled_or_late_reservation_opens_nothing,
