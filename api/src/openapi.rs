@@ -22,7 +22,7 @@ struct Op {
     path: &'static str,
     summary: &'static str,
     who: Who,
-    params: &'static [(&'static str, &'static str, bool, &'static str)],
+    params: &'static [Param],
     body: Option<&'static str>,
     ok: (u16, &'static str),
 }
@@ -46,12 +46,62 @@ const fn op(
     }
 }
 
-const NEAR: (&str, &str, bool, &str) = (
+/// A parameter: name, where it goes, required, description, and the kind of value.
+type Param = (&'static str, &'static str, bool, &'static str, Kind);
+
+/// The value a parameter takes, as the server checks it.
+#[derive(Clone, Copy)]
+enum Kind {
+    LotId,
+    Uuid,
+    Time,
+    Vehicle,
+    Point,
+    Key,
+    Page,
+    PerPage,
+    Limit,
+}
+
+impl Kind {
+    fn schema(self) -> Value {
+        match self {
+            Self::LotId => json!({ "type": "integer", "minimum": 1, "maximum": i64::MAX }),
+            Self::Uuid => json!({ "type": "string", "format": "uuid" }),
+            Self::Time => json!({ "type": "string", "format": "date-time" }),
+            Self::Vehicle => {
+                json!({ "type": "string", "enum": ["car", "ev", "motorcycle", "van"] })
+            }
+            Self::Point => {
+                json!({ "type": "string", "pattern": "^-?[0-9]{1,2}(\\.[0-9]{1,8})?,-?[0-9]{1,3}(\\.[0-9]{1,8})?$" })
+            }
+            Self::Key => {
+                json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$" })
+            }
+            Self::Page => json!({ "type": "integer", "minimum": 1, "maximum": u32::MAX }),
+            Self::PerPage | Self::Limit => {
+                json!({ "type": "integer", "minimum": 1, "maximum": 100 })
+            }
+        }
+    }
+}
+
+const NEAR: Param = (
     "near",
     "query",
     false,
     "latitude,longitude to measure distances from (default: the driver's workplace)",
+    Kind::Point,
 );
+const IDEMPOTENCY_KEY: Param = (
+    "Idempotency-Key",
+    "header",
+    true,
+    "the same key with the same request returns the first answer again; with another request it is refused (422)",
+    Kind::Key,
+);
+const LOT: Param = ("lot_id", "path", true, "lot id", Kind::LotId);
+const RESERVATION: Param = ("reservation_id", "path", true, "reservation id", Kind::Uuid);
 
 fn operations() -> Vec<Op> {
     use Who::*;
@@ -70,7 +120,7 @@ fn operations() -> Vec<Op> {
             "Prometheus metrics (OpenMetrics text)",
             Anyone,
             None,
-            (200, "Text"),
+            (200, "OpenMetrics"),
         ),
         op(
             "get",
@@ -78,7 +128,7 @@ fn operations() -> Vec<Op> {
             "This document",
             Anyone,
             None,
-            (200, "Text"),
+            (200, "Document"),
         ),
         op(
             "get",
@@ -86,7 +136,7 @@ fn operations() -> Vec<Op> {
             "Human-readable API documentation",
             Anyone,
             None,
-            (200, "Text"),
+            (200, "Html"),
         ),
         op(
             "post",
@@ -128,14 +178,17 @@ fn operations() -> Vec<Op> {
             Some("NewVehicle"),
             (201, "Vehicle"),
         ),
-        op(
-            "post",
-            "/v1/reservations/{reservation_id}/payments",
-            "Pay a reservation by card token, wallet token or balance (Idempotency-Key required; 402 when declined)",
-            Driver,
-            Some("PaymentMethod"),
-            (201, "Payment"),
-        ),
+        Op {
+            params: &[RESERVATION, IDEMPOTENCY_KEY],
+            ..op(
+                "post",
+                "/v1/reservations/{reservation_id}/payments",
+                "Pay a reservation by card token, wallet token or balance (Idempotency-Key required; 402 when declined)",
+                Driver,
+                Some("PaymentMethod"),
+                (201, "Payment"),
+            )
+        },
         op(
             "get",
             "/v1/me/notification-preferences",
@@ -160,14 +213,17 @@ fn operations() -> Vec<Op> {
             None,
             (200, "Balance"),
         ),
-        op(
-            "post",
-            "/v1/me/balance/top-ups",
-            "Top up the prepaid balance by card or wallet token (Idempotency-Key required)",
-            Driver,
-            Some("TopUp"),
-            (201, "Payment"),
-        ),
+        Op {
+            params: &[IDEMPOTENCY_KEY],
+            ..op(
+                "post",
+                "/v1/me/balance/top-ups",
+                "Top up the prepaid balance by card or wallet token (Idempotency-Key required)",
+                Driver,
+                Some("TopUp"),
+                (201, "Payment"),
+            )
+        },
         op(
             "post",
             "/v1/payments/webhook",
@@ -208,14 +264,17 @@ fn operations() -> Vec<Op> {
             None,
             (200, "Inquiries"),
         ),
-        op(
-            "delete",
-            "/v1/waitlist/{entry_id}",
-            "Leave the waitlist",
-            Driver,
-            None,
-            (204, "Withdrawn"),
-        ),
+        Op {
+            params: &[("entry_id", "path", true, "waitlist entry id", Kind::Uuid)],
+            ..op(
+                "delete",
+                "/v1/waitlist/{entry_id}",
+                "Leave the waitlist",
+                Driver,
+                None,
+                (204, "Withdrawn"),
+            )
+        },
         op(
             "get",
             "/v1/me/export",
@@ -232,14 +291,17 @@ fn operations() -> Vec<Op> {
             None,
             (200, "Erasure"),
         ),
-        op(
-            "get",
-            "/v1/notifications",
-            "The driver's messages, newest first (query `limit`, 1 to 100, default 50)",
-            Driver,
-            None,
-            (200, "Notifications"),
-        ),
+        Op {
+            params: &[("limit", "query", false, "1 to 100, default 50", Kind::Limit)],
+            ..op(
+                "get",
+                "/v1/notifications",
+                "The driver's messages, newest first",
+                Driver,
+                None,
+                (200, "Notifications"),
+            )
+        },
         op(
             "get",
             "/v1/me/workplace",
@@ -276,7 +338,7 @@ fn operations() -> Vec<Op> {
             (201, "Lot"),
         ),
         Op {
-            params: &[("lot_id", "path", true, "lot id")],
+            params: &[LOT],
             ..op(
                 "get",
                 "/v1/lots/{lot_id}",
@@ -287,7 +349,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("lot_id", "path", true, "lot id")],
+            params: &[LOT],
             ..op(
                 "get",
                 "/v1/lots/{lot_id}/rates",
@@ -298,7 +360,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("lot_id", "path", true, "lot id")],
+            params: &[LOT],
             ..op(
                 "put",
                 "/v1/lots/{lot_id}/rates",
@@ -310,10 +372,22 @@ fn operations() -> Vec<Op> {
         },
         Op {
             params: &[
-                ("lot-id", "query", true, "lot id"),
-                ("start-at", "query", true, "RFC 3339 with offset"),
-                ("end-at", "query", true, "RFC 3339 with offset"),
-                ("vehicle-type", "query", true, "car, ev, motorcycle or van"),
+                ("lot-id", "query", true, "lot id", Kind::LotId),
+                (
+                    "start-at",
+                    "query",
+                    true,
+                    "RFC 3339 with offset",
+                    Kind::Time,
+                ),
+                ("end-at", "query", true, "RFC 3339 with offset", Kind::Time),
+                (
+                    "vehicle-type",
+                    "query",
+                    true,
+                    "car, ev, motorcycle or van",
+                    Kind::Vehicle,
+                ),
                 NEAR,
             ],
             ..op(
@@ -326,12 +400,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[(
-                "Idempotency-Key",
-                "header",
-                true,
-                "the same key returns the first answer again",
-            )],
+            params: &[IDEMPOTENCY_KEY],
             ..op(
                 "post",
                 "/v1/reservations",
@@ -343,8 +412,8 @@ fn operations() -> Vec<Op> {
         },
         Op {
             params: &[
-                ("page", "query", false, "from 1"),
-                ("perPage", "query", false, "1 to 100"),
+                ("page", "query", false, "from 1", Kind::Page),
+                ("perPage", "query", false, "1 to 100", Kind::PerPage),
             ],
             ..op(
                 "get",
@@ -356,7 +425,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("reservation_id", "path", true, "reservation id")],
+            params: &[RESERVATION],
             ..op(
                 "get",
                 "/v1/reservations/{reservation_id}",
@@ -367,7 +436,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("reservation_id", "path", true, "reservation id")],
+            params: &[RESERVATION],
             ..op(
                 "patch",
                 "/v1/reservations/{reservation_id}",
@@ -378,7 +447,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("reservation_id", "path", true, "reservation id")],
+            params: &[RESERVATION],
             ..op(
                 "get",
                 "/v1/reservations/{reservation_id}/pass",
@@ -389,7 +458,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("reservation_id", "path", true, "reservation id")],
+            params: &[RESERVATION],
             ..op(
                 "post",
                 "/v1/reservations/{reservation_id}/cancel",
@@ -400,7 +469,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("lot_id", "path", true, "lot id")],
+            params: &[LOT],
             ..op(
                 "post",
                 "/v1/gates/{lot_id}/entries",
@@ -411,7 +480,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            params: &[("lot_id", "path", true, "lot id")],
+            params: &[LOT],
             ..op(
                 "post",
                 "/v1/gates/{lot_id}/exits",
@@ -427,68 +496,133 @@ fn operations() -> Vec<Op> {
 fn schemas() -> Value {
     let time = json!({ "type": "string", "format": "date-time", "description": "RFC 3339 with offset; stored in UTC" });
     let vehicle = json!({ "type": "string", "enum": ["car", "ev", "motorcycle", "van"] });
+    let band =
+        json!({ "type": "string", "enum": ["night", "morning", "midday", "afternoon", "evening"] });
+    let uuid = json!({ "type": "string", "format": "uuid" });
+    let nullable = |v: Value| json!({ "anyOf": [v, { "type": "null" }] });
+    let text = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f]*$", "description": "no control characters; surrounding spaces are trimmed" });
+    let paragraphs = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$", "description": "line breaks and tabs allowed, no other control character" });
+    let cents = json!({ "type": "integer", "minimum": 0, "maximum": 100_000 });
+    let latitude = json!({ "type": "number", "minimum": -90, "maximum": 90 });
+    let longitude = json!({ "type": "number", "minimum": -180, "maximum": 180 });
+    // What the server answers: may carry fields beyond those listed.
     let obj = |required: &[&str], props: Value| json!({ "type": "object", "required": required, "properties": props });
-    json!({
+    // What a client sends: exactly these fields (the server refuses unknown ones).
+    let input = |required: &[&str], props: Value| json!({ "type": "object", "required": required, "properties": props, "additionalProperties": false });
+    let token = |prefix: &str| json!({ "type": "string", "pattern": format!("^{prefix}[A-Za-z0-9_-]{{0,60}}$"), "maxLength": 64 });
+    let mut all = json!({
         "Error": obj(&["error"], json!({ "error": obj(&["code", "message"], json!({
-            "code": { "type": "string", "examples": ["validation_failed", "not_found", "spot_taken", "lot_full", "invalid_pass"] },
+            "code": { "type": "string", "examples": ["validation_failed", "not_found", "spot_taken", "lot_full", "invalid_pass", "idempotency_key_reused"] },
             "message": { "type": "string" } })) })),
-        "Credentials": obj(&["email", "password"], json!({ "email": { "type": "string" }, "password": { "type": "string", "minLength": 8 } })),
-        "Refresh": obj(&["refreshToken"], json!({ "refreshToken": { "type": "string" } })),
+        "Credentials": input(&["email", "password"], json!({
+            "email": { "type": "string", "format": "email", "maxLength": 254, "description": "trimmed and lower-cased; the domain has a dot" },
+            "password": { "type": "string", "minLength": 10, "maxLength": 256 } })),
+        "Refresh": input(&["refreshToken"], json!({ "refreshToken": { "type": "string", "minLength": 1 } })),
+        "UserCreated": obj(&["userId"], json!({ "userId": uuid })),
         "SessionTokens": obj(&["accessToken", "refreshToken", "expiresIn"], json!({ "accessToken": { "type": "string" }, "refreshToken": { "type": "string" }, "tokenType": { "type": "string" }, "expiresIn": { "type": "integer" } })),
-        "Point": obj(&["latitude", "longitude"], json!({ "latitude": { "type": "number", "minimum": -90, "maximum": 90 }, "longitude": { "type": "number", "minimum": -180, "maximum": 180 } })),
-        "NewVehicle": obj(&["plate", "region", "vehicleType"], json!({ "plate": { "type": "string", "maxLength": 16 }, "region": { "type": "string" }, "vehicleType": vehicle })),
-        "NewLot": obj(&["name", "timeZone", "latitude", "longitude", "defaultCentsPerHour", "spots"], json!({
-            "name": { "type": "string" }, "timeZone": { "type": "string", "description": "IANA, e.g. Europe/Berlin" },
-            "latitude": { "type": "number" }, "longitude": { "type": "number" }, "currency": { "type": "string", "default": "USD" },
-            "defaultCentsPerHour": { "type": "integer" }, "spots": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "spots per vehicle type" },
+        "Point": input(&["latitude", "longitude"], json!({ "latitude": latitude, "longitude": longitude })),
+        "Workplace": obj(&["workplace"], json!({ "workplace": nullable(json!({ "$ref": "#/components/schemas/Point" })) })),
+        "NewVehicle": input(&["plate", "region", "vehicleType"], json!({
+            "plate": { "type": "string", "minLength": 1, "maxLength": 64, "description": "normalised first (upper case, everything but letters and digits removed): the result must be 1 to 16 letters and digits" },
+            "region": text(8), "vehicleType": vehicle })),
+        "Vehicle": obj(&["id", "plate", "region", "vehicleType"], json!({ "id": uuid, "plate": { "type": "string" }, "region": { "type": "string" }, "vehicleType": vehicle })),
+        "Vehicles": obj(&["vehicles"], json!({ "vehicles": { "type": "array", "items": { "$ref": "#/components/schemas/Vehicle" } } })),
+        "NewLot": input(&["name", "timeZone", "latitude", "longitude", "defaultCentsPerHour", "spots"], json!({
+            "name": text(200), "timeZone": { "type": "string", "minLength": 1, "description": "IANA, e.g. Europe/Berlin" },
+            "latitude": latitude, "longitude": longitude,
+            "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "default": "USD" },
+            "defaultCentsPerHour": cents,
+            "spots": { "type": "object", "description": "spots per vehicle type: each 0 to 5000, 1 to 5000 in all",
+                       "minProperties": 1, "additionalProperties": false,
+                       "properties": { "car": { "type": "integer", "minimum": 0, "maximum": 5000 }, "ev": { "type": "integer", "minimum": 0, "maximum": 5000 },
+                                       "motorcycle": { "type": "integer", "minimum": 0, "maximum": 5000 }, "van": { "type": "integer", "minimum": 0, "maximum": 5000 } } },
             "evSpotsOpenToCars": { "type": "boolean", "default": false, "description": "cars may use EV spots, as their last choice" } })),
         "Lot": obj(&["id", "name", "capacity", "freeSpots", "currentCentsPerHour"], json!({
             "id": { "type": "integer" }, "name": { "type": "string" }, "timeZone": { "type": "string" }, "latitude": { "type": "number" },
             "longitude": { "type": "number" }, "currency": { "type": "string" }, "capacity": { "type": "integer" },
             "freeSpots": { "type": "integer" }, "currentCentsPerHour": { "type": "integer" }, "distanceM": { "type": "number" } })),
-        "PublishRates": obj(&["rates"], json!({ "rates": { "type": "array", "items": obj(&["band", "dayKind", "vehicleType", "centsPerHour"], json!({
-            "band": { "type": "string" }, "dayKind": { "type": "string", "enum": ["weekday", "weekend"] }, "vehicleType": vehicle,
-            "centsPerHour": { "type": "integer" }, "effectiveFrom": time })) } })),
-        "Preferences": obj(&["email", "push"], json!({
+        "Lots": obj(&["lots"], json!({ "lots": { "type": "array", "items": { "$ref": "#/components/schemas/Lot" } } })),
+        "Rate": input(&["band", "dayKind", "vehicleType", "centsPerHour"], json!({
+            "band": band, "dayKind": { "type": "string", "enum": ["weekday", "weekend"] }, "vehicleType": vehicle,
+            "centsPerHour": cents, "effectiveFrom": time })),
+        "PublishRates": input(&["rates"], json!({ "rates": { "type": "array", "minItems": 1, "maxItems": 1000, "items": { "$ref": "#/components/schemas/Rate" } } })),
+        "Published": obj(&["published"], json!({ "published": { "type": "integer" } })),
+        "RateSchedule": obj(&["lotId", "currency", "current", "upcoming"], json!({ "lotId": { "type": "integer" }, "currency": { "type": "string" },
+            "defaultCentsPerHour": { "type": "integer" }, "current": { "type": "array" }, "upcoming": { "type": "array" } })),
+    });
+    let more = [
+        json!({
+        "Preferences": input(&["email", "push"], json!({
             "email": { "type": "boolean" }, "push": { "type": "boolean" } })),
-        "JoinWaitlist": obj(&["lotId", "startAt", "endAt", "vehicleType"], json!({
-            "lotId": { "type": "integer" }, "startAt": time, "endAt": time, "vehicleType": vehicle,
+        "Balance": obj(&["cents"], json!({ "cents": { "type": "integer" } })),
+        "JoinWaitlist": input(&["lotId", "startAt", "endAt", "vehicleType"], json!({
+            "lotId": { "type": "integer", "minimum": 1 }, "startAt": time, "endAt": time, "vehicleType": vehicle,
             "autoBook": { "type": "boolean", "default": false } })),
-        "NewInquiry": obj(&["subject", "message"], json!({
-            "subject": { "type": "string", "maxLength": 200 }, "message": { "type": "string", "maxLength": 4000 },
-            "reservationId": { "type": "string", "format": "uuid" } })),
+        "WaitlistEntry": obj(&["id", "lotId", "startAt", "endAt", "vehicleType", "autoBook", "status"], json!({
+            "id": uuid, "lotId": { "type": "integer" }, "startAt": time, "endAt": time, "vehicleType": vehicle, "autoBook": { "type": "boolean" },
+            "status": { "type": "string", "enum": ["waiting", "notified", "booked", "expired", "withdrawn", "failed"] },
+            "reservationId": uuid, "reason": { "type": "string" } })),
+        "WaitlistEntries": obj(&["items"], json!({ "items": { "type": "array", "items": { "$ref": "#/components/schemas/WaitlistEntry" } } })),
+        "NewInquiry": input(&["subject", "message"], json!({
+            "subject": text(200), "message": paragraphs(4000),
+            "reservationId": uuid })),
         "Inquiry": obj(&["id", "subject", "message", "createdAt"], json!({
-            "id": { "type": "string", "format": "uuid" }, "reservationId": { "type": "string" },
+            "id": uuid, "reservationId": nullable(json!({ "type": "string" })),
             "subject": { "type": "string" }, "message": { "type": "string" }, "createdAt": time,
-            "answer": { "type": "string" }, "answeredAt": time })),
+            "answer": nullable(json!({ "type": "string" })), "answeredAt": nullable(time.clone()) })),
         "Inquiries": obj(&["inquiries"], json!({ "inquiries": { "type": "array", "items": { "$ref": "#/components/schemas/Inquiry" } } })),
-        "PaymentMethod": obj(&["method"], json!({
-            "method": { "type": "string", "enum": ["card", "wallet", "balance"] },
-            "token": { "type": "string", "description": "the gateway's token (tok_… or wal_…); never card details" },
-            "last4": { "type": "string", "description": "card only: the last four digits" } })),
-        "TopUp": obj(&["amountCents", "payment"], json!({
+        "PaymentMethod": { "oneOf": [
+            input(&["method", "token", "last4"], json!({ "method": { "const": "card" }, "token": token("tok_"), "last4": { "type": "string", "pattern": "^[0-9]{4}$" } })),
+            input(&["method", "token"], json!({ "method": { "const": "wallet" }, "token": token("wal_") })),
+            input(&["method"], json!({ "method": { "const": "balance" } })),
+        ], "description": "the gateway's token (tok_… for a card with its last four digits, wal_… for a wallet) or the prepaid balance; never card details" },
+        "TopUp": input(&["amountCents", "payment"], json!({
             "amountCents": { "type": "integer", "minimum": 100, "maximum": 100000 },
-            "payment": { "$ref": "#/components/schemas/PaymentMethod" } })),
-        "GatewayEvent": obj(&["eventId", "type", "reference"], json!({
-            "eventId": { "type": "string" }, "type": { "type": "string", "enum": ["payment.reversed"] },
-            "reference": { "type": "string" } })),
-        "NewReservation": obj(&["lotId", "startAt", "endAt"], json!({
-            "lotId": { "type": "integer" }, "spotId": { "type": "integer" }, "startAt": time, "endAt": time,
-            "vehicleType": vehicle, "vehicleId": { "type": "string", "format": "uuid", "description": "instead of vehicleType" },
-            "near": { "$ref": "#/components/schemas/Point" } })),
-        "ReservationChange": obj(&[], json!({ "startAt": time, "endAt": time, "vehicleType": vehicle, "vehicleId": { "type": "string", "format": "uuid" },
-            "spotId": { "type": "integer" }, "near": { "$ref": "#/components/schemas/Point" } })),
+            "payment": { "oneOf": [
+                input(&["method", "token", "last4"], json!({ "method": { "const": "card" }, "token": token("tok_"), "last4": { "type": "string", "pattern": "^[0-9]{4}$" } })),
+                input(&["method", "token"], json!({ "method": { "const": "wallet" }, "token": token("wal_") })),
+            ] },
+            "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "description": "the balance's currency: the first top-up fixes it (default USD), later ones must match" } })),
+        "Payment": obj(&["id", "status", "amountCents", "currency"], json!({ "id": { "type": "string" }, "status": { "type": "string" },
+            "amountCents": { "type": "integer" }, "currency": { "type": "string" } })),
+        "GatewayEvent": input(&["eventId", "type", "reference"], json!({
+            "eventId": { "type": "string", "minLength": 1 }, "type": { "type": "string", "enum": ["payment.reversed"] },
+            "reference": { "type": "string", "minLength": 1 } })),
+        "Handled": obj(&["handled"], json!({ "handled": { "type": "boolean" } })),
+        }),
+        json!({
+        "NewReservation": {
+            "type": "object", "required": ["lotId", "startAt", "endAt"], "additionalProperties": false,
+            "properties": {
+                "lotId": { "type": "integer", "minimum": 1 }, "spotId": { "type": "integer", "minimum": 1 }, "startAt": time, "endAt": time,
+                "vehicleType": vehicle, "vehicleId": { "type": "string", "format": "uuid", "description": "one of the driver's vehicles, instead of vehicleType" },
+                "near": { "$ref": "#/components/schemas/Point" } },
+            "oneOf": [ { "required": ["vehicleType"] }, { "required": ["vehicleId"] } ],
+            "description": "exactly one of vehicleType and vehicleId" },
+        "ReservationChange": {
+            "type": "object", "additionalProperties": false, "minProperties": 1,
+            "properties": { "startAt": time, "endAt": time, "vehicleType": vehicle, "vehicleId": uuid,
+                "spotId": { "type": "integer", "minimum": 1 }, "near": { "$ref": "#/components/schemas/Point" } },
+            "not": { "required": ["vehicleType", "vehicleId"] },
+            "description": "at most one of vehicleType and vehicleId" },
         "Reservation": obj(&["id", "lotId", "spotId", "startAt", "endAt", "status", "quoteCents", "currency"], json!({
-            "id": { "type": "string", "format": "uuid" }, "lotId": { "type": "integer" }, "spotId": { "type": "integer" }, "spotLabel": { "type": "string" },
+            "id": uuid, "lotId": { "type": "integer" }, "spotId": { "type": "integer" }, "spotLabel": { "type": "string" },
             "startAt": time, "endAt": time, "vehicleType": vehicle, "vehicleId": { "type": "string" }, "plate": { "type": "string" },
             "status": { "type": "string", "enum": ["active", "checked_in", "completed", "cancelled", "no_show"] },
             "quoteCents": { "type": "integer" }, "currency": { "type": "string" }, "cancellationId": { "type": "string" }, "sessionId": { "type": "string" } })),
+        "ReservationWithPass": obj(&["id", "reservationId", "lotId", "spotId", "startAt", "endAt", "status", "quoteCents", "currency"], json!({
+            "id": uuid, "reservationId": uuid, "lotId": { "type": "integer" }, "spotId": { "type": "integer" },
+            "startAt": time, "endAt": time, "status": { "type": "string" }, "quoteCents": { "type": "integer" }, "currency": { "type": "string" },
+            "pass": { "$ref": "#/components/schemas/GatePass" } })),
+        "ReservationPage": obj(&["items", "page", "perPage", "total"], json!({ "items": { "type": "array", "items": { "$ref": "#/components/schemas/Reservation" } },
+            "page": { "type": "integer" }, "perPage": { "type": "integer" }, "total": { "type": "integer" } })),
+        "Cancellation": obj(&["reservationId", "status"], json!({ "reservationId": uuid, "cancellationId": nullable(json!({ "type": "string" })), "status": { "type": "string" } })),
         "GatePass": obj(&["reservationId", "pass", "entryFrom", "entryUntil", "expiresAt"], json!({
             "reservationId": { "type": "string" }, "pass": { "type": "string", "description": "pf1.<claims>.<HMAC-SHA256>: the QR/NFC payload" },
             "entryFrom": time, "entryUntil": time, "expiresAt": time })),
-        "GateEntry": obj(&["method"], json!({ "method": { "type": "string", "enum": ["qr", "nfc", "plate", "staff"] },
-            "pass": { "type": "string" }, "plate": { "type": "string" }, "vehicleType": vehicle, "userId": { "type": "string" } })),
-        "GateExit": obj(&[], json!({ "sessionId": { "type": "string" }, "pass": { "type": "string" }, "plate": { "type": "string" } })),
+        "GateEntry": input(&["method"], json!({ "method": { "type": "string", "enum": ["qr", "nfc", "plate", "staff"] },
+            "pass": { "type": "string", "minLength": 1 }, "plate": { "type": "string", "minLength": 1, "maxLength": 16 }, "vehicleType": vehicle, "userId": uuid })),
+        "GateExit": input(&[], json!({ "sessionId": uuid, "pass": { "type": "string", "minLength": 1 }, "plate": { "type": "string", "minLength": 1, "maxLength": 16 } })),
         "CheckInReceipt": obj(&["sessionId", "lotId", "spotId", "enteredAt"], json!({ "sessionId": { "type": "string" }, "lotId": { "type": "integer" },
             "spotId": { "type": "integer" }, "spotLabel": { "type": "string" }, "enteredAt": time, "reservationId": { "type": "string" } })),
         "ExitReceipt": obj(&["sessionId", "durationS", "amountCents", "currency"], json!({ "sessionId": { "type": "string" }, "durationS": { "type": "integer" },
@@ -496,17 +630,36 @@ fn schemas() -> Value {
             "reservationId": { "type": "string" } })),
         "FreeSpots": obj(&["spots"], json!({ "lotId": { "type": "integer" }, "startAt": time, "endAt": time, "spots": { "type": "array", "items": obj(&["spotId", "label", "vehicleType"], json!({
             "spotId": { "type": "integer" }, "label": { "type": "string" }, "vehicleType": vehicle, "distanceM": { "type": "number" } })) } })),
-    })
+        }),
+    ];
+    for part in more {
+        if let (Some(all), Value::Object(part)) = (all.as_object_mut(), part) {
+            all.extend(part);
+        }
+    }
+    all
 }
 
 fn build() -> Value {
     let mut paths = Map::new();
     for o in operations() {
+        let ok = match (o.ok.0, o.ok.1) {
+            (204, _) => json!({ "description": "Done; no body" }),
+            (_, "Html") => {
+                json!({ "description": "OK", "content": { "text/html": { "schema": { "type": "string" } } } })
+            }
+            (_, "OpenMetrics") => {
+                json!({ "description": "OK", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } })
+            }
+            (_, name) => {
+                json!({ "description": "OK", "content": { "application/json": { "schema": schema_ref(name) } } })
+            }
+        };
         let mut operation = json!({
             "summary": o.summary,
             "responses": {
-                o.ok.0.to_string(): { "description": "OK", "content": { "application/json": { "schema": schema_ref(o.ok.1) } } },
-                "4XX": { "description": "Bad input, missing rights, not found or conflict", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                o.ok.0.to_string(): ok,
+                "4XX": { "description": "Bad input, missing rights, not found, conflict or too many attempts", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
             },
         });
         match o.who {
@@ -523,8 +676,8 @@ fn build() -> Value {
             operation["parameters"] = o
                 .params
                 .iter()
-                .map(|(name, place, required, description)| {
-                    json!({ "name": name, "in": place, "required": required, "description": description, "schema": { "type": "string" } })
+                .map(|(name, place, required, description, kind)| {
+                    json!({ "name": name, "in": place, "required": required, "description": description, "schema": kind.schema() })
                 })
                 .collect();
         }
