@@ -230,7 +230,7 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
     if !value.is_object() {
         return Err(Error::Invalid("the body must be a JSON object".into()));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(integral_numbers(value)).map_err(|e| {
         let path = field_path(e.path());
         let message = plain_serde_message(&e.inner().to_string());
         Error::Invalid(if path.is_empty() {
@@ -239,6 +239,25 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
             format!("`{path}`: {message}")
         })
     })
+}
+
+/// JSON does not tell `5` from `5.0`, and neither does JSON Schema's `integer`: a number with
+/// no fractional part is read as an integer wherever one is expected.
+fn integral_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, integral_numbers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// A field path as a client wrote it: `rates[0].band`, `spots` (a map key's own name is

@@ -73,7 +73,8 @@ impl Kind {
                 json!({ "type": "string", "enum": ["car", "ev", "motorcycle", "van"] })
             }
             Self::Point => {
-                json!({ "type": "string", "pattern": "^-?[0-9]{1,2}(\\.[0-9]{1,8})?,-?[0-9]{1,3}(\\.[0-9]{1,8})?$" })
+                json!({ "type": "string", "description": "latitude,longitude in degrees",
+                        "pattern": "^-?(90(\\.0{1,8})?|[1-8]?[0-9](\\.[0-9]{1,8})?),-?(180(\\.0{1,8})?|(1[0-7][0-9]|[1-9]?[0-9])(\\.[0-9]{1,8})?)$" })
             }
             Self::Key => {
                 json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$" })
@@ -544,7 +545,7 @@ fn schemas() -> Value {
         "Lots": obj(&["lots"], json!({ "lots": { "type": "array", "items": { "$ref": "#/components/schemas/Lot" } } })),
         "Rate": input(&["band", "dayKind", "vehicleType", "centsPerHour"], json!({
             "band": band, "dayKind": { "type": "string", "enum": ["weekday", "weekend"] }, "vehicleType": vehicle,
-            "centsPerHour": cents, "effectiveFrom": time })),
+            "centsPerHour": cents, "effectiveFrom": nullable(time.clone()) })),
         "PublishRates": input(&["rates"], json!({ "rates": { "type": "array", "minItems": 1, "maxItems": 1000, "items": { "$ref": "#/components/schemas/Rate" } } })),
         "Published": obj(&["published"], json!({ "published": { "type": "integer" } })),
         "RateSchedule": obj(&["lotId", "currency", "current", "upcoming"], json!({ "lotId": { "type": "integer" }, "currency": { "type": "string" },
@@ -565,7 +566,7 @@ fn schemas() -> Value {
         "WaitlistEntries": obj(&["items"], json!({ "items": { "type": "array", "items": { "$ref": "#/components/schemas/WaitlistEntry" } } })),
         "NewInquiry": input(&["subject", "message"], json!({
             "subject": text(200), "message": paragraphs(4000),
-            "reservationId": uuid })),
+            "reservationId": nullable(uuid.clone()) })),
         "Inquiry": obj(&["id", "subject", "message", "createdAt"], json!({
             "id": uuid, "reservationId": nullable(json!({ "type": "string" })),
             "subject": { "type": "string" }, "message": { "type": "string" }, "createdAt": time,
@@ -582,7 +583,7 @@ fn schemas() -> Value {
                 input(&["method", "token", "last4"], json!({ "method": { "const": "card" }, "token": token("tok_"), "last4": { "type": "string", "pattern": "^[0-9]{4}$" } })),
                 input(&["method", "token"], json!({ "method": { "const": "wallet" }, "token": token("wal_") })),
             ] },
-            "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "description": "the balance's currency: the first top-up fixes it (default USD), later ones must match" } })),
+            "currency": { "type": ["string", "null"], "pattern": "^[A-Z]{3}$", "description": "the balance's currency: the first top-up fixes it (default USD), later ones must match" } })),
         "Payment": obj(&["id", "status", "amountCents", "currency"], json!({ "id": { "type": "string" }, "status": { "type": "string" },
             "amountCents": { "type": "integer" }, "currency": { "type": "string" } })),
         "GatewayEvent": input(&["eventId", "type", "reference"], json!({
@@ -594,7 +595,7 @@ fn schemas() -> Value {
         "NewReservation": {
             "type": "object", "required": ["lotId", "startAt", "endAt"], "additionalProperties": false,
             "properties": {
-                "lotId": { "type": "integer", "minimum": 1 }, "spotId": { "type": "integer", "minimum": 1 }, "startAt": time, "endAt": time,
+                "lotId": { "type": "integer", "minimum": 1 }, "spotId": nullable(json!({ "type": "integer", "minimum": 1 })), "startAt": time, "endAt": time,
                 "vehicleType": vehicle, "vehicleId": { "type": "string", "format": "uuid", "description": "one of the driver's vehicles, instead of vehicleType" },
                 "near": { "$ref": "#/components/schemas/Point" } },
             "oneOf": [ { "required": ["vehicleType"] }, { "required": ["vehicleId"] } ],
@@ -621,8 +622,8 @@ fn schemas() -> Value {
             "reservationId": { "type": "string" }, "pass": { "type": "string", "description": "pf1.<claims>.<HMAC-SHA256>: the QR/NFC payload" },
             "entryFrom": time, "entryUntil": time, "expiresAt": time })),
         "GateEntry": input(&["method"], json!({ "method": { "type": "string", "enum": ["qr", "nfc", "plate", "staff"] },
-            "pass": { "type": "string", "minLength": 1 }, "plate": { "type": "string", "minLength": 1, "maxLength": 16 }, "vehicleType": vehicle, "userId": uuid })),
-        "GateExit": input(&[], json!({ "sessionId": uuid, "pass": { "type": "string", "minLength": 1 }, "plate": { "type": "string", "minLength": 1, "maxLength": 16 } })),
+            "pass": nullable(json!({ "type": "string", "minLength": 1 })), "plate": nullable(json!({ "type": "string", "minLength": 1, "maxLength": 16 })), "vehicleType": nullable(vehicle.clone()), "userId": nullable(uuid.clone()) })),
+        "GateExit": input(&[], json!({ "sessionId": nullable(uuid.clone()), "pass": nullable(json!({ "type": "string", "minLength": 1 })), "plate": nullable(json!({ "type": "string", "minLength": 1, "maxLength": 16 })) })),
         "CheckInReceipt": obj(&["sessionId", "lotId", "spotId", "enteredAt"], json!({ "sessionId": { "type": "string" }, "lotId": { "type": "integer" },
             "spotId": { "type": "integer" }, "spotLabel": { "type": "string" }, "enteredAt": time, "reservationId": { "type": "string" } })),
         "ExitReceipt": obj(&["sessionId", "durationS", "amountCents", "currency"], json!({ "sessionId": { "type": "string" }, "durationS": { "type": "integer" },
