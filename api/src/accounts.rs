@@ -93,13 +93,20 @@ fn normalise_email(email: &str) -> Result<String> {
 /// A plate as stored and compared: letters and digits only, upper case ("b-xy 9" is "BXY9",
 /// as a camera reads it); 1 to 16 characters.
 pub fn normalise_plate(raw: &str) -> Result<String> {
-    let plate: String = raw
-        .to_uppercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .collect();
+    let mut plate = String::new();
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() || "ÄÖÜäöü".contains(c) {
+            plate.extend(c.to_uppercase());
+        } else if !matches!(c, ' ' | '-' | '.') {
+            return Err(Error::Invalid(
+                "a plate holds letters, digits, spaces, dashes and dots".into(),
+            ));
+        }
+    }
     if plate.is_empty() || plate.chars().count() > 16 {
-        return Err(Error::Invalid("a plate has 1 to 16 characters".into()));
+        return Err(Error::Invalid(
+            "a plate has 1 to 16 letters and digits".into(),
+        ));
     }
     Ok(plate)
 }

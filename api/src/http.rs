@@ -5,7 +5,7 @@ use crate::accounts::{Accounts, Credentials, NewVehicle, Point};
 use crate::config::Secret;
 use crate::error::Error;
 use crate::gates::{GateEntry, GateExit};
-use crate::idempotency::{self, Keyed};
+use crate::idempotency::Keyed;
 use crate::metrics::{ApiMetrics, HttpLabels};
 use crate::reservations::{NewReservation, ReservationChange, VehicleRef};
 use crate::service::{NewLot, ParkingService, PublishRates};
@@ -762,18 +762,9 @@ async fn create_reservation(
     keyed: Keyed<ReservationBody>,
 ) -> Result<Response, Error> {
     let user = caller.driver()?;
-    let Keyed {
-        key,
-        fingerprint,
-        body,
-    } = keyed;
-    let service = &state.service;
-    idempotency::run(
-        service.store(),
-        || service.now(),
-        user,
-        (&key, &fingerprint),
-        || async {
+    let state = &state;
+    keyed
+        .run(&state.service, user, |body, key| async move {
             let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
                 (Some(vt), None) => (vt, None),
                 (None, Some(id)) => {
@@ -796,16 +787,15 @@ async fn create_reservation(
                 vehicle,
                 near: near.map(Point::pair),
             };
-            let (reservation, pass) = service.reserve_with_pass(user, req, &key).await?;
+            let (reservation, pass) = state.service.reserve_with_pass(user, req, &key).await?;
             let mut out = json!(reservation);
             out["reservationId"] = json!(reservation.id);
             if let Some(pass) = pass {
                 out["pass"] = json!(pass);
             }
             Ok((StatusCode::CREATED, out))
-        },
-    )
-    .await
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -904,26 +894,16 @@ async fn pay_reservation(
     keyed: Keyed<crate::payments::PaymentMethod>,
 ) -> Result<Response, Error> {
     let user = caller.driver()?;
-    let Keyed {
-        key,
-        fingerprint,
-        body: method,
-    } = keyed;
     let service = &state.service;
-    idempotency::run(
-        service.store(),
-        || service.now(),
-        user,
-        (&key, &fingerprint),
-        || async {
+    keyed
+        .run(service, user, |method, key| async move {
             paid(
                 service
                     .pay_reservation(user, ReservationId(id), method, &key)
                     .await?,
             )
-        },
-    )
-    .await
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -942,26 +922,16 @@ async fn top_up(
     keyed: Keyed<TopUpBody>,
 ) -> Result<Response, Error> {
     let user = caller.driver()?;
-    let Keyed {
-        key,
-        fingerprint,
-        body,
-    } = keyed;
     let service = &state.service;
-    idempotency::run(
-        service.store(),
-        || service.now(),
-        user,
-        (&key, &fingerprint),
-        || async {
+    keyed
+        .run(service, user, |body, key| async move {
             paid(
                 service
                     .top_up(user, body.amount_cents, body.currency, body.payment, &key)
                     .await?,
             )
-        },
-    )
-    .await
+        })
+        .await
 }
 
 async fn get_preferences(

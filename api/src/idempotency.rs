@@ -62,6 +62,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
     }
 }
 
+impl<T> Keyed<T> {
+    /// Answer this request once per (`user`, key) with `action`, given the body and the key
+    /// (see the module documentation).
+    pub async fn run<F, Fut>(
+        self,
+        service: &crate::service::ParkingService,
+        user: UserId,
+        action: F,
+    ) -> Result<Response>
+    where
+        F: FnOnce(T, String) -> Fut,
+        Fut: Future<Output = Result<(StatusCode, Value)>>,
+    {
+        let Self {
+            key,
+            fingerprint,
+            body,
+        } = self;
+        let held = key.clone();
+        run(
+            service.store(),
+            || service.now(),
+            user,
+            (&key, &fingerprint),
+            || action(body, held),
+        )
+        .await
+    }
+}
+
 /// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.
 fn key_of(headers: &axum::http::HeaderMap) -> Result<String> {
     let raw = headers
@@ -131,7 +161,7 @@ impl IntoResponse for Answer {
 
 /// Run `action` once per (`user`, key): see the module documentation. `action` answers with a
 /// status and a JSON body.
-pub async fn run<F, Fut>(
+async fn run<F, Fut>(
     store: &Store,
     now: impl Fn() -> DateTime<Utc>,
     user: UserId,

@@ -501,8 +501,17 @@ fn schemas() -> Value {
         json!({ "type": "string", "enum": ["night", "morning", "midday", "afternoon", "evening"] });
     let uuid = json!({ "type": "string", "format": "uuid" });
     let nullable = |v: Value| json!({ "anyOf": [v, { "type": "null" }] });
-    let text = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f]*$", "description": "no control characters; surrounding spaces are trimmed" });
-    let paragraphs = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$", "description": "line breaks and tabs allowed, no other control character" });
+    // Rust's `char::is_control` (Unicode Cc: U+0000–U+001F, U+007F–U+009F) is what the server
+    // refuses; at least one character is not white space (the value is trimmed).
+    let text = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        "description": "no control characters, not only spaces; surrounding spaces are trimmed" });
+    let paragraphs = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max,
+        "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$",
+        "description": "line breaks and tabs allowed, no other control character, not only spaces" });
+    let plate = json!({ "type": "string", "pattern": "^[ .\\-]*([A-Za-z0-9ÄÖÜäöü][ .\\-]*){1,16}$",
+        "description": "1 to 16 letters and digits, with spaces, dashes and dots between them that are dropped (stored upper-cased)" });
+    let time_zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
     let cents = json!({ "type": "integer", "minimum": 0, "maximum": 100_000 });
     let latitude = json!({ "type": "number", "minimum": -90, "maximum": 90 });
     let longitude = json!({ "type": "number", "minimum": -180, "maximum": 180 });
@@ -524,12 +533,12 @@ fn schemas() -> Value {
         "Point": input(&["latitude", "longitude"], json!({ "latitude": latitude, "longitude": longitude })),
         "Workplace": obj(&["workplace"], json!({ "workplace": nullable(json!({ "$ref": "#/components/schemas/Point" })) })),
         "NewVehicle": input(&["plate", "region", "vehicleType"], json!({
-            "plate": { "type": "string", "minLength": 1, "maxLength": 64, "description": "normalised first (upper case, everything but letters and digits removed): the result must be 1 to 16 letters and digits" },
+            "plate": plate.clone(),
             "region": text(8), "vehicleType": vehicle })),
         "Vehicle": obj(&["id", "plate", "region", "vehicleType"], json!({ "id": uuid, "plate": { "type": "string" }, "region": { "type": "string" }, "vehicleType": vehicle })),
         "Vehicles": obj(&["vehicles"], json!({ "vehicles": { "type": "array", "items": { "$ref": "#/components/schemas/Vehicle" } } })),
         "NewLot": input(&["name", "timeZone", "latitude", "longitude", "defaultCentsPerHour", "spots"], json!({
-            "name": text(200), "timeZone": { "type": "string", "minLength": 1, "description": "IANA, e.g. Europe/Berlin" },
+            "name": text(200), "timeZone": { "type": "string", "enum": time_zones, "description": "IANA, e.g. Europe/Berlin" },
             "latitude": latitude, "longitude": longitude,
             "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "default": "USD" },
             "defaultCentsPerHour": cents,
@@ -622,8 +631,8 @@ fn schemas() -> Value {
             "reservationId": { "type": "string" }, "pass": { "type": "string", "description": "pf1.<claims>.<HMAC-SHA256>: the QR/NFC payload" },
             "entryFrom": time, "entryUntil": time, "expiresAt": time })),
         "GateEntry": input(&["method"], json!({ "method": { "type": "string", "enum": ["qr", "nfc", "plate", "staff"] },
-            "pass": nullable(json!({ "type": "string", "minLength": 1 })), "plate": nullable(json!({ "type": "string", "minLength": 1, "maxLength": 16 })), "vehicleType": nullable(vehicle.clone()), "userId": nullable(uuid.clone()) })),
-        "GateExit": input(&[], json!({ "sessionId": nullable(uuid.clone()), "pass": nullable(json!({ "type": "string", "minLength": 1 })), "plate": nullable(json!({ "type": "string", "minLength": 1, "maxLength": 16 })) })),
+            "pass": nullable(json!({ "type": "string", "minLength": 1 })), "plate": nullable(plate.clone()), "vehicleType": nullable(vehicle.clone()), "userId": nullable(uuid.clone()) })),
+        "GateExit": input(&[], json!({ "sessionId": nullable(uuid.clone()), "pass": nullable(json!({ "type": "string", "minLength": 1 })), "plate": nullable(plate.clone()) })),
         "CheckInReceipt": obj(&["sessionId", "lotId", "spotId", "enteredAt"], json!({ "sessionId": { "type": "string" }, "lotId": { "type": "integer" },
             "spotId": { "type": "integer" }, "spotLabel": { "type": "string" }, "enteredAt": time, "reservationId": { "type": "string" } })),
         "ExitReceipt": obj(&["sessionId", "durationS", "amountCents", "currency"], json!({ "sessionId": { "type": "string" }, "durationS": { "type": "integer" },

@@ -539,10 +539,8 @@ impl ParkingService {
     }
 
     async fn try_check_in(&self, lot: LotId, req: &CheckInRequest) -> Result<CheckInReceipt> {
-        if let Some(p) = &req.plate
-            && (p.trim().is_empty() || p.len() > 16)
-        {
-            return Err(Error::Invalid("plate must be 1 to 16 characters".into()));
+        if let Some(p) = &req.plate {
+            crate::accounts::normalise_plate(p)?;
         }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;

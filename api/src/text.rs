@@ -17,8 +17,9 @@ pub fn paragraphs(what: &str, value: &str, max: usize) -> Result<String> {
 }
 
 fn checked(what: &str, value: &str, max: usize, allowed: fn(char) -> bool) -> Result<String> {
+    // The length as sent, so that what the OpenAPI document's `maxLength` refuses is refused.
     let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
+    if v.is_empty() || value.chars().count() > max {
         return Err(Error::Invalid(format!(
             "{what} needs 1 to {max} characters"
         )));
