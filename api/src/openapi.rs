@@ -503,12 +503,16 @@ fn schemas() -> Value {
     let nullable = |v: Value| json!({ "anyOf": [v, { "type": "null" }] });
     // Rust's `char::is_control` (Unicode Cc: U+0000–U+001F, U+007F–U+009F) is what the server
     // refuses; at least one character is not white space (the value is trimmed).
-    let text = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max,
+    let text = |max: u32| {
+        json!({ "type": "string", "minLength": 1, "maxLength": max,
         "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
-        "description": "no control characters, not only spaces; surrounding spaces are trimmed" });
-    let paragraphs = |max: u32| json!({ "type": "string", "minLength": 1, "maxLength": max,
+        "description": "no control characters, not only spaces; surrounding spaces are trimmed" })
+    };
+    let paragraphs = |max: u32| {
+        json!({ "type": "string", "minLength": 1, "maxLength": max,
         "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$",
-        "description": "line breaks and tabs allowed, no other control character, not only spaces" });
+        "description": "line breaks and tabs allowed, no other control character, not only spaces" })
+    };
     let plate = json!({ "type": "string", "pattern": "^[ .\\-]*([A-Za-z0-9ÄÖÜäöü][ .\\-]*){1,16}$",
         "description": "1 to 16 letters and digits, with spaces, dashes and dots between them that are dropped (stored upper-cased)" });
     let time_zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
