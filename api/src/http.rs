@@ -768,7 +768,7 @@ async fn create_reservation(
             let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
                 (Some(vt), None) => (vt, None),
                 (None, Some(id)) => {
-                    let (v, vt) = own_vehicle(&state, user, id).await?;
+                    let (v, vt) = own_vehicle(state, user, id).await?;
                     (vt, Some(v))
                 }
                 _ => {
@@ -777,7 +777,7 @@ async fn create_reservation(
                     ));
                 }
             };
-            let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
+            let near = MaybeCaller(Some(caller)).near(state, body.near).await?;
             let req = NewReservation {
                 lot_id: body.lot_id,
                 spot_id: body.spot_id,
