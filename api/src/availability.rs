@@ -370,22 +370,26 @@ impl ParkingService {
     /// several API processes on one database agree.
     pub async fn sync_availability(&self) -> Result<usize> {
         let after = self.availability_position();
-        let pool = self.store().pool();
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
-            .fetch_one(pool)
-            .await?;
+        let outbox = self.store().outbox();
+        let head = outbox.head().await?;
         if head <= after {
             return Ok(0);
         }
-        let lots: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT lot_id FROM outbox WHERE id > $1 AND id <= $2
-               AND event_type IN ('reservation_created', 'reservation_modified', 'reservation_cancelled',
-                                  'reservation_no_show', 'check_in', 'exit', 'lot_capacity_changed')",
-        )
-        .bind(after)
-        .bind(head)
-        .fetch_all(pool)
-        .await?;
+        let lots = outbox
+            .lots_with_events(
+                after,
+                head,
+                &[
+                    "reservation_created",
+                    "reservation_modified",
+                    "reservation_cancelled",
+                    "reservation_no_show",
+                    "check_in",
+                    "exit",
+                    "lot_capacity_changed",
+                ],
+            )
+            .await?;
         for lot in &lots {
             self.availability().invalidate(LotId(*lot));
         }

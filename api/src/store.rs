@@ -9,9 +9,8 @@
 use crate::error::{Error, Result};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyConnection, AnyPool, Executor, SqlSafeStr, Transaction};
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
 use std::time::Duration;
-use warehouse_schema::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -234,20 +233,19 @@ impl Store {
         })
     }
 
+    /// The outbox of this database.
+    pub fn outbox(&self) -> parkflow_outbox::Outbox {
+        parkflow_outbox::Outbox::new(self.pool.clone())
+    }
+
     /// Number of events recorded in the outbox.
     pub async fn outbox_len(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(self.outbox().len().await?)
     }
 
     /// Highest outbox position written so far (0 when empty).
     pub async fn outbox_head(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        Ok(self.outbox().head().await?)
     }
 }
 
@@ -256,18 +254,6 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-/// Record `event` in the outbox inside the caller's transaction: it commits or rolls back with
-/// the state change it describes.
-pub async fn append_event(conn: &mut AnyConnection, event: &Event) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event.event_id.0.to_string())
-    .bind(event.lot_id.0)
-    .bind(event.payload.type_name())
-    .bind(event.to_json())
-    .bind(event.occurred_at.timestamp_millis())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+/// Record `event` in the outbox inside the caller's transaction (the outbox crate owns the
+/// table).
+pub use parkflow_outbox::append as append_event;

@@ -25,7 +25,7 @@ pub struct RelayReport {
 }
 
 pub struct Relay {
-    pool: AnyPool,
+    outbox: crate::source::Outbox,
     producer: FutureProducer,
     topic: String,
     batch: i64,
@@ -59,7 +59,7 @@ pub(crate) fn reliable_producer(cfg: &KafkaConfig) -> Result<FutureProducer> {
 impl Relay {
     pub fn new(pool: AnyPool, cfg: &KafkaConfig, metrics: IngestMetrics) -> Result<Self> {
         Ok(Self {
-            pool,
+            outbox: crate::source::Outbox::new(pool),
             producer: reliable_producer(cfg)?,
             topic: cfg.events_topic.clone(),
             batch: cfg.relay_batch.max(1),
@@ -69,24 +69,19 @@ impl Relay {
 
     /// Publish one round of unpublished rows; `published == 0` means the outbox is caught up.
     pub async fn step(&self) -> Result<RelayReport> {
-        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT id, lot_id, event_id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
-        )
-        .bind(self.batch)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.outbox.unpublished(self.batch).await?;
         let mut pending = Vec::with_capacity(rows.len());
-        for (id, lot, event_id, payload) in &rows {
-            let key = lot.to_string();
+        for row in &rows {
+            let key = row.lot_id.to_string();
             let record = FutureRecord::to(&self.topic)
                 .key(&key)
-                .payload(payload)
+                .payload(&row.payload)
                 .headers(OwnedHeaders::new().insert(Header {
                     key: "event_id",
-                    value: Some(event_id.as_str()),
+                    value: Some(row.event_id.as_str()),
                 }));
             match self.producer.send_result(record) {
-                Ok(delivery) => pending.push((*id, delivery)),
+                Ok(delivery) => pending.push((row.position, delivery)),
                 // The local queue is full: send what is queued, the rest next round.
                 Err((e, _)) => {
                     tracing::warn!(error = %e, "relay queue full; finishing the round early");
@@ -109,21 +104,9 @@ impl Relay {
                 Err(_) => failed += 1,
             }
         }
-        let now = Utc::now().timestamp_millis();
-        for chunk in acknowledged.chunks(1_000) {
-            // Integer ids from the database: safe to inline (no placeholder arrays in SQLite).
-            let ids = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE outbox SET published_at = $1 WHERE id IN ({ids})"
-            )))
-            .bind(now)
-            .execute(&self.pool)
+        self.outbox
+            .mark_published(&acknowledged, Utc::now().timestamp_millis())
             .await?;
-        }
         self.metrics.relayed.inc_by(acknowledged.len() as u64);
         Ok(RelayReport {
             published: acknowledged.len(),

@@ -1,0 +1,230 @@
+//! The outbox: every state change of the operational API records its event here, in the same
+//! transaction (`append`), and ingest reads the events back in position order (`read_after`,
+//! or `unpublished` / `mark_published` for the Kafka relay). This module is the only code
+//! that names the table; its DDL lives with the API's migrations, which create it.
+//!
+//! On SQLite positions are assigned by the single writer in commit order, so "everything after
+//! the last position" is exact; the relay's `published_at` marks what Kafka has acknowledged.
+
+use sqlx::{AnyConnection, AnyPool};
+use warehouse_schema::Event;
+
+/// Errors are the store's own: a failed statement.
+pub type Result<T, E = sqlx::Error> = std::result::Result<T, E>;
+
+/// Record `event` inside the caller's transaction: it commits or rolls back with the state
+/// change it describes.
+pub async fn append(conn: &mut AnyConnection, event: &Event) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.event_id.0.to_string())
+    .bind(event.lot_id.0)
+    .bind(event.payload.type_name())
+    .bind(event.to_json())
+    .bind(event.occurred_at.timestamp_millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One outbox row: its position and the event exactly as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub position: i64,
+    pub payload: String,
+}
+
+/// A row Kafka has not acknowledged yet, with what the relay keys and heads it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpublished {
+    pub position: i64,
+    pub lot_id: i64,
+    pub event_id: String,
+    pub payload: String,
+}
+
+/// The outbox of one database.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    pool: AnyPool,
+}
+
+impl Outbox {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// Up to `limit` rows with position greater than `after`, in order.
+    pub async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, payload FROM outbox WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, payload)| OutboxRow { position, payload })
+            .collect())
+    }
+
+    /// The highest position written so far (0 when empty).
+    pub async fn head(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Number of events recorded.
+    pub async fn len(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Up to `limit` rows Kafka has not acknowledged, in position order.
+    pub async fn unpublished(&self, limit: i64) -> Result<Vec<Unpublished>> {
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT id, lot_id, event_id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, lot_id, event_id, payload)| Unpublished {
+                position,
+                lot_id,
+                event_id,
+                payload,
+            })
+            .collect())
+    }
+
+    /// Mark the rows at `positions` as acknowledged by Kafka at `at_ms`.
+    pub async fn mark_published(&self, positions: &[i64], at_ms: i64) -> Result<()> {
+        for chunk in positions.chunks(1_000) {
+            // Integers we read from the table: safe to inline (SQLite has no array parameters).
+            let ids = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE outbox SET published_at = $1 WHERE id IN ({ids})"
+            )))
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The distinct lots of the events of `types` at positions in `after..=upto`.
+    pub async fn lots_with_events(
+        &self,
+        after: i64,
+        upto: i64,
+        types: &[&str],
+    ) -> Result<Vec<i64>> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (0..types.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT DISTINCT lot_id FROM outbox WHERE id > $1 AND id <= $2 AND event_type IN ({placeholders}) ORDER BY lot_id"
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(upto);
+        for t in types {
+            query = query.bind(*t);
+        }
+        query.fetch_all(&self.pool).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warehouse_schema::LotId;
+    use warehouse_schema::event::{EventPayload, LotRegistered};
+
+    async fn outbox() -> (Outbox, tempfile::TempDir) {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("o.db").display());
+        let pool = AnyPool::connect(&url).await.unwrap();
+        // The table as the API's migrations create it.
+        sqlx::query(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+                 lot_id INTEGER NOT NULL, event_type TEXT NOT NULL, payload TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, published_at INTEGER)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        (Outbox::new(pool), dir)
+    }
+
+    fn registered(lot: i64) -> Event {
+        Event::new(
+            chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            LotId(lot),
+            EventPayload::LotRegistered(LotRegistered {
+                name: format!("Lot {lot}"),
+                time_zone: "UTC".into(),
+                latitude: 0.0,
+                longitude: 0.0,
+                capacity: 10,
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn events_are_read_back_in_order_and_published_once() {
+        let (outbox, _dir) = outbox().await;
+        assert_eq!(outbox.head().await.unwrap(), 0);
+        let events: Vec<Event> = (1..=3).map(registered).collect();
+        let mut conn = outbox.pool.acquire().await.unwrap();
+        for e in &events {
+            append(&mut conn, e).await.unwrap();
+        }
+        drop(conn);
+        assert_eq!(
+            (outbox.head().await.unwrap(), outbox.len().await.unwrap()),
+            (3, 3)
+        );
+        let after_one = outbox.read_after(1, 10).await.unwrap();
+        assert_eq!(
+            after_one.iter().map(|r| r.position).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(after_one[0].payload, events[1].to_json());
+        let pending = outbox.unpublished(10).await.unwrap();
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending[2].lot_id, 3);
+        assert_eq!(pending[2].event_id, events[2].event_id.0.to_string());
+        outbox.mark_published(&[1, 2], 5).await.unwrap();
+        let left = outbox.unpublished(10).await.unwrap();
+        assert_eq!(left.iter().map(|r| r.position).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            outbox
+                .lots_with_events(1, 3, &["lot_registered"])
+                .await
+                .unwrap(),
+            [2, 3]
+        );
+        assert!(
+            outbox
+                .lots_with_events(0, 3, &["exit"])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
