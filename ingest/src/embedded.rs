@@ -6,13 +6,10 @@
 
 use crate::error::Result;
 use crate::metrics::IngestMetrics;
-use crate::sink::DeadLetter;
 use crate::sink::parquet::ParquetSink;
 use crate::source::Outbox;
-use chrono::Utc;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use warehouse_schema::lake::Lake;
-use warehouse_schema::{Event, EventPayload};
 
 /// The manifest key of the outbox position.
 pub const OUTBOX_POSITION: &str = "outbox";
@@ -70,30 +67,11 @@ impl EmbeddedIngest {
                 ..Default::default()
             });
         };
-        let mut pending_lots = HashSet::new();
-        let mut events = Vec::with_capacity(rows.len());
-        let mut dead = Vec::new();
-        for row in &rows {
-            let parsed =
-                Event::from_json(row.payload.as_bytes(), &self.sink.known_lots(&pending_lots));
-            match parsed {
-                Ok(event) => {
-                    if let EventPayload::LotRegistered(_) = event.payload {
-                        pending_lots.insert(event.lot_id.0);
-                    }
-                    events.push(event);
-                }
-                Err(rejection) => {
-                    tracing::warn!(outbox.position = row.position, reason = %rejection, "event sent to dead letters");
-                    dead.push(DeadLetter {
-                        source: format!("outbox:{}", row.position),
-                        received_at: Utc::now(),
-                        rejection,
-                        payload: row.payload.clone().into_bytes(),
-                    });
-                }
-            }
-        }
+        let crate::validate::Validated { events, dead, .. } = crate::validate::validate_batch(
+            &self.sink,
+            rows.iter()
+                .map(|r| (format!("outbox:{}", r.position), r.payload.as_bytes())),
+        );
         self.sink.write(
             &events,
             &dead,

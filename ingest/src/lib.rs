@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod sink;
 pub mod source;
+pub mod validate;
 
 pub use embedded::{EmbeddedIngest, IngestReport, OUTBOX_POSITION};
 pub use error::{Error, Result};

@@ -15,7 +15,6 @@ use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
 use crate::sink::parquet::ParquetSink;
-use chrono::Utc;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -23,7 +22,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use warehouse_schema::lake::Lake;
-use warehouse_schema::{Event, EventPayload};
 
 /// Totals of one or more batches.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -182,11 +180,7 @@ impl WarehouseConsumer {
             ..Default::default()
         };
         let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut pending_lots = HashSet::new();
-        let mut events = Vec::with_capacity(messages.len());
-        let mut dead = Vec::new();
-        // The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
-        let mut dead_keys: Vec<&[u8]> = Vec::new();
+        let mut fresh = Vec::with_capacity(messages.len());
         for m in &messages {
             let (partition, offset) = (m.partition(), m.offset());
             let next = next_offsets.entry(partition).or_insert(offset + 1);
@@ -199,26 +193,26 @@ impl WarehouseConsumer {
                 report.skipped += 1;
                 continue;
             }
-            let payload = m.payload().unwrap_or_default();
-            match Event::from_json(payload, &self.parquet.known_lots(&pending_lots)) {
-                Ok(event) => {
-                    if let EventPayload::LotRegistered(_) = event.payload {
-                        pending_lots.insert(event.lot_id.0);
-                    }
-                    events.push(event);
-                }
-                Err(rejection) => {
-                    tracing::warn!(kafka.partition = partition, kafka.offset = offset, reason = %rejection, "message sent to the DLQ");
-                    dead.push(DeadLetter {
-                        source: format!("kafka:{}/{partition}@{offset}", self.topic),
-                        received_at: Utc::now(),
-                        rejection,
-                        payload: payload.to_vec(),
-                    });
-                    dead_keys.push(m.key().unwrap_or_default());
-                }
-            }
+            fresh.push(m);
         }
+        let crate::validate::Validated {
+            mut events,
+            dead,
+            dead_at,
+        } = crate::validate::validate_batch(
+            &self.parquet,
+            fresh.iter().map(|m| {
+                (
+                    format!("kafka:{}/{}@{}", self.topic, m.partition(), m.offset()),
+                    m.payload().unwrap_or_default(),
+                )
+            }),
+        );
+        // The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
+        let dead_keys: Vec<&[u8]> = dead_at
+            .iter()
+            .map(|&i| fresh[i].key().unwrap_or_default())
+            .collect();
         // An event the relay sent again (inside this batch or after an earlier one) counts once.
         let before = events.len();
         let mut seen = HashSet::with_capacity(events.len());
