@@ -72,8 +72,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     // Lots, created through the API at the start of the simulated period.
     let clock = ManualClock::new(sim.day_start(0));
     let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone())).await?;
-    let admin = steps::admin(&cfg, &state);
-    let lots = steps::create_lots(&admin, scenario(&sim)).await?;
+    let lots = steps::create_lots(&state, scenario(&sim)).await?;
 
     // Traffic: every driver's decision sees the rate in force at their arrival hour.
     let mut rates = HashMap::new();
@@ -134,10 +133,16 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
 
     // Pricing on the whole period, announced for the period that follows.
     let spinner = progress_bar(opts.progress, 0, "price");
-    let client = steps::pricing(&cfg, &state);
-    let rate_changes =
-        steps::price_and_publish(&cfg, &client, &lake, sim.day_start(0), sim.end(), sim.end())
-            .await?;
+    let sink = steps::rates_sink(&cfg, &state)?;
+    let rate_changes = steps::price_and_publish(
+        &cfg,
+        &state,
+        sink.as_ref(),
+        &lake,
+        (sim.day_start(0), sim.end()),
+        sim.end(),
+    )
+    .await?;
     // The published rates are events too: ingest them so the lake holds everything.
     ingest.drain().await?;
     spinner.finish_and_clear();

@@ -4,7 +4,6 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_occupancy;
-pub mod client;
 pub mod config;
 pub mod demo;
 pub mod forecasting;

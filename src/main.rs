@@ -464,13 +464,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
             let lake = Lake::new(cfg.lake_dir());
             let now = Utc::now();
-            let client = steps::pricing(&cfg, &state);
+            let sink = steps::rates_sink(&cfg, &state)?;
             let changes = steps::price_and_publish(
                 &cfg,
-                &client,
+                &state,
+                sink.as_ref(),
                 &lake,
-                now - Duration::days(cfg.jobs.pricing_window_days),
-                now,
+                (now - Duration::days(cfg.jobs.pricing_window_days), now),
                 now,
             )
             .await?;

@@ -303,16 +303,18 @@ pub async fn schedule(
             })
         }
     });
-    let client = steps::pricing(cfg, state);
+    let sink: Arc<dyn parkflow_pricing::RatesSink> = steps::rates_sink(cfg, state)?.into();
     let c = cfg.clone();
-    let (l, service) = (lake.clone(), state.service.clone());
+    let (l, api) = (lake.clone(), state.clone());
     scheduler.add("pricing", scheduled(cfg, "pricing")?, move || {
-        let (cfg, client, lake, now) = (c.clone(), client.clone(), l.clone(), service.now());
+        let (cfg, sink, lake, api) = (c.clone(), sink.clone(), l.clone(), api.clone());
         async move {
+            let now = api.service.now();
             let from = now - Duration::days(cfg.jobs.pricing_window_days);
-            let changes = steps::price_and_publish(&cfg, &client, &lake, from, now, now)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
+            let changes =
+                steps::price_and_publish(&cfg, &api, sink.as_ref(), &lake, (from, now), now)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
             Ok(JobOutcome {
                 rows: changes.len() as u64,
             })

@@ -1,24 +1,25 @@
 //! The steps of the data loop, shared by `demo`, `serve` and the one-shot commands.
 
-use crate::client::ApiClient;
 use crate::config::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use parkflow_api::admin::Actor;
 use parkflow_api::{AppState, Clock};
 use parkflow_ingest::kafka::consume::WarehouseConsumer;
 use parkflow_ingest::kafka::rates::{ApplyError, RatesPublisher};
 use parkflow_ingest::kafka::relay::Relay;
 use parkflow_ingest::sink::clickhouse::ClickHouseSink;
 use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
-use parkflow_pricing::{CurrentRates, RateChange, propose};
+use parkflow_pricing::publish::PublishFuture;
+use parkflow_pricing::{
+    CurrentRates, PublishError, RateChange, RatesSink, propose, publish_changes,
+};
 use parkflow_simulator::LotPlan;
 use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use warehouse_schema::LotId;
 use warehouse_schema::event::{RatePublished, RatesMessage};
 use warehouse_schema::lake::Lake;
-use warehouse_schema::{Cents, DayKind, LotId, TimeBand, VehicleType};
 
 /// Metrics of the non-API components, registered before the API takes the registry.
 #[derive(Debug, Clone)]
@@ -45,35 +46,20 @@ pub async fn open_api(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<(Ap
     Ok((state, metrics))
 }
 
-pub fn admin(cfg: &Config, state: &AppState) -> ApiClient {
-    ApiClient::new(
-        parkflow_api::router(state.clone()),
-        cfg.api.admin_token.expose(),
-    )
-}
-
-pub fn pricing(cfg: &Config, state: &AppState) -> ApiClient {
-    ApiClient::new(
-        parkflow_api::router(state.clone()),
-        cfg.api.pricing_token.expose(),
-    )
-}
-
-/// Create the scenario's lots through the API (as an administrator would).
+/// Create the scenario's lots in the operational API, as an administrator would (each in the
+/// audit log under the admin token).
 pub async fn create_lots(
-    admin: &ApiClient,
+    state: &AppState,
     plans: Vec<LotPlan>,
 ) -> anyhow::Result<Vec<(LotId, LotPlan)>> {
     let mut out = Vec::with_capacity(plans.len());
     for plan in plans {
-        let n = plan.new_lot();
-        let body = json!({
-            "name": n.name, "timeZone": n.time_zone, "latitude": n.latitude, "longitude": n.longitude,
-            "currency": n.currency, "defaultCentsPerHour": n.default_cents_per_hour, "spots": n.spots,
-        });
-        let lot: Value = admin.post("/v1/lots", &body).await?;
-        let id = lot["id"].as_i64().context("lot creation returned no id")?;
-        out.push((LotId(id), plan));
+        let lot = state
+            .service
+            .create_lot_by(Some(&Actor::admin_token()), plan.new_lot())
+            .await
+            .with_context(|| format!("creating lot {}", plan.name))?;
+        out.push((lot.id, plan));
     }
     Ok(out)
 }
@@ -136,100 +122,89 @@ pub async fn warehouse_consumer(
     )?)
 }
 
-/// The rates in force now, as the API reports them.
-pub async fn current_rates(client: &ApiClient) -> anyhow::Result<CurrentRates> {
-    let lots: Value = client.get("/v1/lots").await?;
+/// The rates in force now, from the API's typed rate schedules.
+pub async fn current_rates(state: &AppState) -> anyhow::Result<CurrentRates> {
     let mut current = CurrentRates::default();
-    for lot in lots["lots"].as_array().context("lot list")? {
-        let id = LotId(lot["id"].as_i64().context("lot id")?);
-        let schedule: Value = client.get(&format!("/v1/lots/{id}/rates")).await?;
-        current.defaults.insert(
-            id,
-            schedule["defaultCentsPerHour"]
-                .as_i64()
-                .context("default rate")?,
-        );
-        for r in schedule["current"].as_array().context("current rates")? {
-            let parse = |k: &str| r[k].as_str().map(str::to_owned).context("rate field");
-            let key = (
-                id,
-                parse("band")?
-                    .parse::<TimeBand>()
-                    .map_err(anyhow::Error::msg)?,
-                parse("dayKind")?
-                    .parse::<DayKind>()
-                    .map_err(anyhow::Error::msg)?,
-                parse("vehicleType")?
-                    .parse::<VehicleType>()
-                    .map_err(anyhow::Error::msg)?,
+    for lot in state.service.lots().await? {
+        let schedule = state.service.rate_schedule(lot.id).await?;
+        current
+            .defaults
+            .insert(lot.id, schedule.default_cents_per_hour);
+        for r in schedule.current {
+            current.rates.insert(
+                (lot.id, r.band, r.day_kind, r.vehicle_type),
+                r.cents_per_hour,
             );
-            current
-                .rates
-                .insert(key, r["centsPerHour"].as_i64().context("cents")?);
         }
     }
     Ok(current)
 }
 
-/// Price every lot on its occupancy in `[from, to)` and publish the changes, effective at
-/// `effective_from`, through the API's authenticated rate endpoint.
-pub async fn price_and_publish(
-    cfg: &Config,
-    client: &ApiClient,
-    lake: &Lake,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    effective_from: DateTime<Utc>,
-) -> anyhow::Result<Vec<RateChange>> {
-    let observed = parkflow_pipeline::band_occupancy(lake, from, to).await?;
-    let current = current_rates(client).await?;
-    let changes = propose(&cfg.pricing, &observed, &|_, _, _| None, &current);
-    let mut by_lot: BTreeMap<LotId, Vec<Value>> = BTreeMap::new();
-    for c in &changes {
-        by_lot.entry(c.lot_id).or_default().push(json!({
-            "band": c.band, "dayKind": c.day_kind, "vehicleType": c.vehicle_type,
-            "centsPerHour": c.new_cents, "effectiveFrom": effective_from,
-        }));
+/// Pricing's changes into this process's own rate intake (what `PUT /v1/lots/{id}/rates` does).
+pub struct ApiRates(pub AppState);
+
+impl RatesSink for ApiRates {
+    fn publish(&self, lot: LotId, rates: Vec<RatePublished>) -> PublishFuture<'_> {
+        Box::pin(async move {
+            let rates = rates.into_iter().map(Into::into).collect();
+            self.0
+                .service
+                .publish_rates(lot, rates)
+                .await
+                .map(|_| ())
+                .map_err(|e| PublishError {
+                    lot,
+                    reason: e.to_string(),
+                })
+        })
     }
-    for (lot, rates) in by_lot {
-        let _: Value = client
-            .put(&format!("/v1/lots/{lot}/rates"), &json!({ "rates": rates }))
-            .await?;
-    }
-    if cfg.kafka.is_enabled() {
-        publish_rates_to_kafka(cfg, &changes, effective_from).await?;
-    }
-    Ok(changes)
 }
 
-/// The same changes on the rates topic, one message per lot, for API processes that take their
-/// rates from Kafka.
-async fn publish_rates_to_kafka(
-    cfg: &Config,
-    changes: &[RateChange],
-    effective_from: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    let publisher = RatesPublisher::new(&cfg.kafka)?;
-    let mut by_lot: BTreeMap<LotId, Vec<RatePublished>> = BTreeMap::new();
-    for c in changes {
-        by_lot.entry(c.lot_id).or_default().push(RatePublished {
-            band: c.band,
-            day_kind: c.day_kind,
-            vehicle_type: c.vehicle_type,
-            cents_per_hour: Cents(c.new_cents),
-            effective_from,
-        });
-    }
-    for (lot_id, rates) in by_lot {
-        publisher
-            .publish(&RatesMessage {
-                lot_id,
+/// Pricing's changes on the rates topic, one message per lot, for the API processes that take
+/// their rates from Kafka (`parkflow serve` applies them through the same intake).
+pub struct KafkaRates(RatesPublisher);
+
+impl RatesSink for KafkaRates {
+    fn publish(&self, lot: LotId, rates: Vec<RatePublished>) -> PublishFuture<'_> {
+        Box::pin(async move {
+            let message = RatesMessage {
+                lot_id: lot,
                 rates,
                 published_at: Utc::now(),
+            };
+            self.0.publish(&message).await.map_err(|e| PublishError {
+                lot,
+                reason: e.to_string(),
             })
-            .await?;
+        })
     }
-    Ok(())
+}
+
+/// The one sink of pricing's changes: the rates topic when Kafka is configured (every API
+/// process applies them from there), else this process's rate intake.
+pub fn rates_sink(cfg: &Config, state: &AppState) -> anyhow::Result<Box<dyn RatesSink>> {
+    Ok(if cfg.kafka.is_enabled() {
+        Box::new(KafkaRates(RatesPublisher::new(&cfg.kafka)?))
+    } else {
+        Box::new(ApiRates(state.clone()))
+    })
+}
+
+/// Price every lot on its occupancy in `[from, to)` and publish the changes, effective at
+/// `effective_from`, to `sink`.
+pub async fn price_and_publish(
+    cfg: &Config,
+    state: &AppState,
+    sink: &dyn RatesSink,
+    lake: &Lake,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    effective_from: DateTime<Utc>,
+) -> anyhow::Result<Vec<RateChange>> {
+    let observed = parkflow_pipeline::band_occupancy(lake, window.0, window.1).await?;
+    let current = current_rates(state).await?;
+    let changes = propose(&cfg.pricing, &observed, &|_, _, _| None, &current);
+    publish_changes(sink, &changes, effective_from).await?;
+    Ok(changes)
 }
 
 /// Apply a rates message from Kafka through the API's rate intake (what `PUT …/rates` does).

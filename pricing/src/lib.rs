@@ -3,12 +3,14 @@
 //! The first policy is SFpark's demand-responsive step rule, applied per lot, time band and day
 //! kind: keep occupancy inside a target band (60–80 % by default) by nudging the hourly rate
 //! +$0.25 when above, −$0.25 when below, and −$0.50 when far below, between a floor and a cap.
-//! Other vehicle types follow the car rate by a fixed factor. Publishing is the caller's job
-//! (through the operational API); this crate only decides.
+//! Other vehicle types follow the car rate by a fixed factor. Publishing goes through the
+//! [`RatesSink`] port (`publish.rs`): this crate decides, the sink delivers.
 
 pub mod policy;
+pub mod publish;
 
 pub use policy::{BandDecision, BandInput, ForecastPolicy, PricingPolicy, StaticPricing};
+pub use publish::{PublishError, RatesSink, publish_changes, rates_by_lot};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -55,7 +55,7 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
         lots: 2,
         ..Default::default()
     });
-    let lots: Vec<LotId> = steps::create_lots(&steps::admin(&cfg, &state), plans)
+    let lots: Vec<LotId> = steps::create_lots(&state, plans)
         .await
         .unwrap()
         .into_iter()

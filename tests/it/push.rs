@@ -33,9 +33,7 @@ async fn a_commuter_is_pushed_once_before_their_usual_hour() {
     let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
         .await
         .unwrap();
-    let lots = steps::create_lots(&steps::admin(&cfg, &state), plans)
-        .await
-        .unwrap();
+    let lots = steps::create_lots(&state, plans).await.unwrap();
     let (lot, _) = lots[0];
     let (commuter, visitor) = (UserId::new(), UserId::new());
     let enter = |user: UserId| CheckInRequest {

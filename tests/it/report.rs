@@ -27,10 +27,7 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
         lots: 1,
         ..Default::default()
     });
-    let lot: LotId = steps::create_lots(&steps::admin(&cfg, &state), plans)
-        .await
-        .unwrap()[0]
-        .0;
+    let lot: LotId = steps::create_lots(&state, plans).await.unwrap()[0].0;
     let s = &state.service;
     // Three stays on Monday 2026-06-01: 20 min (car, QR), 90 min (EV, NFC), 5 h (car, QR).
     let mut stays = Vec::new();

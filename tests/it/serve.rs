@@ -16,12 +16,11 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
         .await
         .unwrap();
-    let admin = steps::admin(&cfg, &state);
     let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
         lots: 2,
         ..Default::default()
     });
-    let lots = steps::create_lots(&admin, plans).await.unwrap();
+    let lots = steps::create_lots(&state, plans).await.unwrap();
     for (lot, _) in &lots {
         let req = parkflow_api::service::CheckInRequest {
             vehicle_type: warehouse_schema::VehicleType::Car,
