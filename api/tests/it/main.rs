@@ -497,7 +497,7 @@ use payments::{
 };
 use portal::{
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
-    the_portal_needs_an_admin_sign_in,
+    every_text_a_user_sets_is_escaped_on_every_page, the_portal_needs_an_admin_sign_in,
 };
 use reservations::{
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
@@ -553,6 +553,7 @@ on_both_stores!(
     the_portal_needs_an_admin_sign_in,
     e_mail_and_push_go_out_over_verified_tls,
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
+    every_text_a_user_sets_is_escaped_on_every_page,
 );
 
 async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {

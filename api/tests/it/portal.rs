@@ -505,3 +505,118 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
     assert_eq!(report.status, StatusCode::OK);
     assert!(report.text.contains("no warehouse to report from"));
 }
+
+/// Every text an admin or a driver can set (lot name, e-mail, region, inquiry subject and
+/// message, answer) is shown escaped on every portal page that shows it: markup typed into a
+/// form or an API call never runs in an admin's browser.
+pub async fn every_text_a_user_sets_is_escaped_on_every_page(app: TestApp) {
+    let session = app.admin_session("xss.ops@example.com").await;
+    let lot_name = "<script>alert('lot')</script>";
+    let body = json!({
+        "name": lot_name, "timeZone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40,
+        "currency": "EUR", "defaultCentsPerHour": 200, "spots": {"car": 2}
+    });
+    let lot = app
+        .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
+        .await;
+    assert_eq!(lot.status, StatusCode::CREATED, "{}", lot.body);
+    let lot = lot.body["id"].as_i64().unwrap();
+    let renamed = app
+        .submit(
+            &format!("/admin/lots/{lot}"),
+            &session,
+            &[
+                ("name", "<b onmouseover=alert(2)>lot</b>"),
+                ("default_cents_per_hour", "250"),
+            ],
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::SEE_OTHER, "{}", renamed.text);
+    let email = "x<script>y@example.com";
+    let driver = app.with_driver(email).await;
+    let vehicle = app
+        .call(
+            "POST",
+            "/v1/vehicles",
+            Some(&driver),
+            Some(
+                &json!({"plate": "B XS 1", "region": "<script>", "vehicleType": "car"}).to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(vehicle.status, StatusCode::CREATED, "{}", vehicle.body);
+    let start = app.state.service.now() + chrono::Duration::hours(2);
+    let booked = app
+        .call_with(
+            "POST",
+            "/v1/reservations",
+            Some(&driver),
+            Some(&json!({"lotId": lot, "startAt": start, "endAt": start + chrono::Duration::hours(1),
+                         "vehicleId": vehicle.body["id"]}).to_string()),
+            Some(("idempotency-key", "xss")),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let ask = json!({"subject": "<script>alert('subject')</script>",
+                     "message": "<img src=x onerror=alert('message')>"});
+    let inquiry = app
+        .call(
+            "POST",
+            "/v1/inquiries",
+            Some(&driver),
+            Some(&ask.to_string()),
+        )
+        .await;
+    assert_eq!(inquiry.status, StatusCode::CREATED, "{}", inquiry.body);
+    let id = inquiry.body["id"].as_str().unwrap().to_owned();
+    let answered = app
+        .submit(
+            &format!("/admin/inquiries/{id}/answer"),
+            &session,
+            &[("answer", "<script>alert('answer')</script>")],
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.text);
+
+    let pages = [
+        "/admin".to_owned(),
+        format!("/admin/lots/{lot}"),
+        format!("/admin/reservations?lot={lot}"),
+        "/admin/reservations?email=x%3Cscript%3Ey%40example.com".to_owned(),
+        "/admin/inquiries".to_owned(),
+        "/admin/audit".to_owned(),
+    ];
+    let mut shown = 0;
+    for uri in &pages {
+        let page = app.page("GET", uri, &session, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}: {}", page.text);
+        for raw in [
+            "<script>alert",
+            "<script>y@",
+            "<b onmouseover",
+            "<img src=x",
+            "<SCRIPT>",
+        ] {
+            assert!(
+                !page.text.contains(raw),
+                "{uri} shows {raw} unescaped: {}",
+                page.text
+            );
+        }
+        shown += page.text.matches("&lt;").count();
+    }
+    // The texts are there, escaped: the checks above are not passing on empty pages.
+    assert!(shown >= 8, "only {shown} escaped texts on the pages");
+    let inquiries = app.page("GET", "/admin/inquiries", &session, None).await;
+    for escaped in [
+        "&lt;script&gt;alert(",
+        "&lt;img src=x onerror=alert(",
+        "x&lt;script&gt;y@example.com",
+    ] {
+        assert!(
+            inquiries.text.contains(escaped),
+            "{escaped}: {}",
+            inquiries.text
+        );
+    }
+}
