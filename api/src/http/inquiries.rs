@@ -1,0 +1,30 @@
+//! Drivers' inquiries to the operator.
+
+use super::AppState;
+use super::extract::*;
+use crate::error::Error;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+pub(super) async fn open_inquiry(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<crate::admin::NewInquiry>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let inquiry = state.service.open_inquiry(user, body).await?;
+    Ok((StatusCode::CREATED, Json(inquiry)))
+}
+
+pub(super) async fn list_inquiries(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        json!({ "inquiries": state.service.inquiries_of(user).await? }),
+    ))
+}

@@ -1,0 +1,115 @@
+//! Lots, their rates, and the spots free for a window.
+
+use super::extract::*;
+use super::{AppState, Role};
+use crate::accounts::Point;
+use crate::error::Error;
+use crate::service::{NewLot, PublishRates};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use warehouse_schema::{LotId, VehicleType};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NearQuery {
+    #[serde(default)]
+    near: Option<String>,
+}
+
+pub(super) fn parse_near(raw: Option<&str>) -> Result<Option<Point>, Error> {
+    raw.map(str::parse).transpose()
+}
+
+/// Every lot with free spots and the rate now; with `near=lat,lng` (or a driver's saved
+/// workplace) each with its distance, nearest first.
+pub(super) async fn list_lots(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    ApiQuery(q): ApiQuery<NearQuery>,
+) -> Result<impl IntoResponse, Error> {
+    let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
+    let lots = match near {
+        Some(p) => state.service.lots_near(p.pair()).await?,
+        None => state.service.lots().await?,
+    };
+    Ok(Json(json!({ "lots": lots })))
+}
+
+pub(super) async fn create_lot(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewLot>,
+) -> Result<impl IntoResponse, Error> {
+    caller.require(&[Role::Admin], "create lots")?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .service
+                .create_lot_by(Some(&caller.actor()), body)
+                .await?,
+        ),
+    ))
+}
+
+pub(super) async fn get_lot(
+    State(state): State<AppState>,
+    LotPath(lot): LotPath,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(state.service.lot(lot).await?))
+}
+
+pub(super) async fn get_rates(
+    State(state): State<AppState>,
+    LotPath(lot): LotPath,
+) -> Result<impl IntoResponse, Error> {
+    Ok(Json(state.service.rate_schedule(lot).await?))
+}
+
+pub(super) async fn put_rates(
+    State(state): State<AppState>,
+    caller: Caller,
+    LotPath(lot): LotPath,
+    ApiJson(body): ApiJson<PublishRates>,
+) -> Result<impl IntoResponse, Error> {
+    caller.require(&[Role::Pricing, Role::Admin], "publish rates")?;
+    let published = state.service.publish_rates(lot, body.rates).await?;
+    Ok(Json(json!({ "published": published })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct SpotQuery {
+    lot_id: LotId,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    vehicle_type: VehicleType,
+    #[serde(default)]
+    near: Option<String>,
+}
+
+/// Spots free for the whole window (no login needed); nearest to `near` or to the calling
+/// driver's workplace first, within the best fit.
+pub(super) async fn free_spots(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    ApiQuery(q): ApiQuery<SpotQuery>,
+) -> Result<impl IntoResponse, Error> {
+    let window = state
+        .service
+        .bookable_window(q.lot_id, q.start_at, q.end_at)
+        .await?;
+    let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
+    let spots = state
+        .service
+        .free_spots(q.lot_id, window, q.vehicle_type, near.map(Point::pair))
+        .await?;
+    Ok(Json(
+        json!({ "lotId": q.lot_id, "startAt": q.start_at, "endAt": q.end_at, "spots": spots }),
+    ))
+}

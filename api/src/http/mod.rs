@@ -1,0 +1,228 @@
+//! The HTTP surface: routes under `/v1`, bearer-token roles, JSON in and out. One file per
+//! resource (`accounts`, `lots`, `reservations`, `payments`, `waitlist`, `inquiries`, `gates`),
+//! the extractors that turn malformed input into our error envelope in `extract`, and here the
+//! router, the shared state and the layers every request passes (metrics, the envelope of the
+//! framework's own rejections).
+
+mod accounts;
+pub mod extract;
+mod gates;
+mod inquiries;
+mod lots;
+mod payments;
+mod reservations;
+mod waitlist;
+
+pub use extract::{
+    ApiJson, ApiQuery, Caller, ClientIp, Id, LotPath, MaybeCaller, client_address, from_json_value,
+};
+
+use crate::accounts::Accounts;
+use crate::config::Secret;
+use crate::error::Error;
+use crate::metrics::{ApiMetrics, HttpLabels};
+use crate::service::ParkingService;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Who is calling: staff and services by static bearer token, drivers (and admin accounts) by
+/// access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Gate,
+    Pricing,
+    Driver,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub admin: Secret,
+    pub gate: Secret,
+    pub pricing: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub service: ParkingService,
+    pub accounts: Accounts,
+    pub tokens: Arc<Tokens>,
+    pub registry: Arc<Registry>,
+    pub metrics: ApiMetrics,
+    /// Management's usage report for the admin portal, where this process can read the lake.
+    pub reports: Option<Arc<dyn crate::portal::ReportPages>>,
+    /// Peers whose `X-Forwarded-For` is believed ([`client_address`]).
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/accounts", post(accounts::register))
+        .route("/v1/sessions", post(accounts::login))
+        .route("/v1/sessions/refresh", post(accounts::refresh))
+        .route("/openapi.json", get(crate::openapi::document))
+        .route("/docs", get(crate::openapi::docs_page))
+        .route(
+            "/v1/vehicles",
+            get(accounts::list_vehicles).post(accounts::add_vehicle),
+        )
+        .route(
+            "/v1/me/workplace",
+            put(accounts::set_workplace).get(accounts::get_workplace),
+        )
+        .route("/v1/notifications", get(accounts::list_notifications))
+        .route("/v1/me", delete(accounts::delete_me))
+        .route("/v1/me/balance", get(payments::get_balance))
+        .route(
+            "/v1/me/notification-preferences",
+            get(accounts::get_preferences).put(accounts::put_preferences),
+        )
+        .route("/v1/me/balance/top-ups", post(payments::top_up))
+        .route(
+            "/v1/reservations/{reservation_id}/payments",
+            post(payments::pay_reservation),
+        )
+        .route("/v1/payments/webhook", post(payments::payment_webhook))
+        .route(
+            "/v1/waitlist",
+            get(waitlist::list_waitlist).post(waitlist::join_waitlist),
+        )
+        .route(
+            "/v1/waitlist/{entry_id}",
+            delete(waitlist::withdraw_waitlist),
+        )
+        .route(
+            "/v1/inquiries",
+            get(inquiries::list_inquiries).post(inquiries::open_inquiry),
+        )
+        .route("/v1/me/export", get(accounts::export_me))
+        .route("/v1/lots", get(lots::list_lots).post(lots::create_lot))
+        .route("/v1/lots/{lot_id}", get(lots::get_lot))
+        .route(
+            "/v1/lots/{lot_id}/rates",
+            get(lots::get_rates).put(lots::put_rates),
+        )
+        .route("/v1/parkingspots", get(lots::free_spots))
+        .route(
+            "/v1/reservations",
+            get(reservations::list_reservations).post(reservations::create_reservation),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}",
+            get(reservations::get_reservation).patch(reservations::modify_reservation),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/pass",
+            get(reservations::get_pass),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/cancel",
+            post(reservations::cancel_reservation),
+        )
+        .route("/v1/gates/{lot_id}/entries", post(gates::entry))
+        .route("/v1/gates/{lot_id}/exits", post(gates::exit))
+        .merge(crate::portal::router(state.clone()))
+        .fallback(|| async { Error::NotFound("route".into()) })
+        .layer(middleware::map_response(envelope_framework_rejections))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// The framework's own error responses (405 for a method a route lacks, 413 past the body
+/// limit, any plain-text rejection) in our JSON envelope. Our handlers' errors are JSON already
+/// and the portal's pages are HTML: both pass as they are.
+async fn envelope_framework_rejections(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this path does not take that method (see the Allow header)",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than the limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "this content type is not accepted here",
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "the request was refused"),
+    };
+    let (mut parts, _) = response.into_parts();
+    let mut enveloped = Error::rejected(status, code, message).into_response();
+    // Keep the framework's headers (Allow on a 405), with our body's type and length.
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    for (name, value) in &parts.headers {
+        enveloped.headers_mut().insert(name.clone(), value.clone());
+    }
+    enveloped
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Error> {
+    state.service.store().outbox_head().await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics encoding failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Payments of reservations and top-ups (both keyed), the balance, the gateway's webhook.
+
+use super::AppState;
+use super::extract::*;
+use crate::error::Error;
+use crate::idempotency::Keyed;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use warehouse_schema::ReservationId;
+
+/// A payment that did not go through is a 402 with its reason; the same key gives the same
+/// answer again.
+pub(super) fn paid(
+    p: crate::payments::PaymentRecord,
+) -> Result<(StatusCode, serde_json::Value), Error> {
+    if p.status == "captured" {
+        return Ok((StatusCode::CREATED, json!(p)));
+    }
+    Err(Error::PaymentRequired {
+        code: "payment_declined",
+        message: format!(
+            "payment {} {}: {}",
+            p.id,
+            p.status,
+            p.reason.as_deref().unwrap_or("no reason given")
+        ),
+    })
+}
+
+pub(super) async fn pay_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+    keyed: Keyed<crate::payments::PaymentMethod>,
+) -> Result<Response, Error> {
+    let user = caller.driver()?;
+    let service = &state.service;
+    keyed
+        .run(service, user, |method, key| async move {
+            paid(
+                service
+                    .pay_reservation(user, ReservationId(id), method, &key)
+                    .await?,
+            )
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct TopUpBody {
+    amount_cents: i64,
+    payment: crate::payments::PaymentMethod,
+    /// The balance's currency (its first top-up fixes it; later ones must match).
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+pub(super) async fn top_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    keyed: Keyed<TopUpBody>,
+) -> Result<Response, Error> {
+    let user = caller.driver()?;
+    let service = &state.service;
+    keyed
+        .run(service, user, |body, key| async move {
+            paid(
+                service
+                    .top_up(user, body.amount_cents, body.currency, body.payment, &key)
+                    .await?,
+            )
+        })
+        .await
+}
+
+pub(super) async fn get_balance(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(json!({ "cents": state.service.balance(user).await? })))
+}
+
+/// The gateway's signed events (`X-Gateway-Signature`: HMAC-SHA256 of the body, base64url).
+pub(super) async fn payment_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, Error> {
+    let signature = headers
+        .get("x-gateway-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Error::Unauthorized)?;
+    let handled = state.service.gateway_webhook(&body, signature).await?;
+    Ok(Json(json!({ "handled": handled })))
+}

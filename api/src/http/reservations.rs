@@ -1,0 +1,219 @@
+//! Reservations: booking (keyed), changes, passes, cancellation, the driver's list.
+
+use super::AppState;
+use super::extract::*;
+use crate::accounts::Point;
+use crate::error::Error;
+use crate::idempotency::Keyed;
+use crate::reservations::{NewReservation, ReservationChange, VehicleRef};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use warehouse_schema::{LotId, ReservationId, SpotId, UserId, VehicleType};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ReservationBody {
+    lot_id: LotId,
+    #[serde(default)]
+    spot_id: Option<SpotId>,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    #[serde(default)]
+    vehicle_type: Option<VehicleType>,
+    #[serde(default)]
+    vehicle_id: Option<Uuid>,
+    /// Without a spot: prefer the one nearest to this point (default: the workplace).
+    #[serde(default)]
+    near: Option<Point>,
+}
+
+/// The driver's vehicle `id` as a reservation names it.
+pub(super) async fn own_vehicle(
+    state: &AppState,
+    user: UserId,
+    id: Uuid,
+) -> Result<(VehicleRef, VehicleType), Error> {
+    let v = state.accounts.vehicle(user, id).await?;
+    Ok((
+        VehicleRef {
+            id: v.id,
+            plate: v.plate,
+        },
+        v.vehicle_type,
+    ))
+}
+
+pub(super) async fn create_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    keyed: Keyed<ReservationBody>,
+) -> Result<Response, Error> {
+    let user = caller.driver()?;
+    let state = &state;
+    keyed
+        .run(&state.service, user, |body, key| async move {
+            let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
+                (Some(vt), None) => (vt, None),
+                (None, Some(id)) => {
+                    let (v, vt) = own_vehicle(state, user, id).await?;
+                    (vt, Some(v))
+                }
+                _ => {
+                    return Err(Error::Invalid(
+                        "give exactly one of vehicleType and vehicleId".into(),
+                    ));
+                }
+            };
+            let near = MaybeCaller(Some(caller)).near(state, body.near).await?;
+            let req = NewReservation {
+                lot_id: body.lot_id,
+                spot_id: body.spot_id,
+                start_at: body.start_at,
+                end_at: body.end_at,
+                vehicle_type,
+                vehicle,
+                near: near.map(Point::pair),
+            };
+            let (reservation, pass) = state.service.reserve_with_pass(user, req, &key).await?;
+            let mut out = json!(reservation);
+            out["reservationId"] = json!(reservation.id);
+            if let Some(pass) = pass {
+                out["pass"] = json!(pass);
+            }
+            Ok((StatusCode::CREATED, out))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ChangeBody {
+    #[serde(default)]
+    start_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    end_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    vehicle_type: Option<VehicleType>,
+    #[serde(default)]
+    vehicle_id: Option<Uuid>,
+    #[serde(default)]
+    spot_id: Option<SpotId>,
+    #[serde(default)]
+    near: Option<Point>,
+}
+
+pub(super) async fn modify_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+    ApiJson(body): ApiJson<ChangeBody>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    if body.vehicle_type.is_some() && body.vehicle_id.is_some() {
+        return Err(Error::Invalid(
+            "give at most one of vehicleType and vehicleId".into(),
+        ));
+    }
+    let vehicle = match body.vehicle_id {
+        Some(v) => Some(own_vehicle(&state, user, v).await?),
+        None => None,
+    };
+    let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
+    let change = ReservationChange {
+        start_at: body.start_at,
+        end_at: body.end_at,
+        vehicle_type: body.vehicle_type,
+        vehicle,
+        spot_id: body.spot_id,
+        near: near.map(Point::pair),
+    };
+    Ok(Json(
+        state
+            .service
+            .modify_reservation(user, ReservationId(id), change)
+            .await?,
+    ))
+}
+
+pub(super) async fn get_pass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        state.service.gate_pass(user, ReservationId(id)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct Page {
+    #[serde(default = "first_page")]
+    page: u32,
+    #[serde(default = "page_size")]
+    per_page: u32,
+}
+
+pub(super) fn first_page() -> u32 {
+    1
+}
+
+pub(super) fn page_size() -> u32 {
+    20
+}
+
+pub(super) async fn list_reservations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<Page>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    if p.page == 0 || !(1..=100).contains(&p.per_page) {
+        return Err(Error::Invalid(
+            "page starts at 1; perPage is 1 to 100".into(),
+        ));
+    }
+    let (items, total) = state
+        .service
+        .reservations_of(user, p.page, p.per_page)
+        .await?;
+    Ok(Json(
+        json!({ "items": items, "page": p.page, "perPage": p.per_page, "total": total }),
+    ))
+}
+
+pub(super) async fn get_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    Ok(Json(
+        state
+            .service
+            .reservation_of(user, ReservationId(id))
+            .await?,
+    ))
+}
+
+pub(super) async fn cancel_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, Error> {
+    let user = caller.driver()?;
+    let r = state
+        .service
+        .cancel_reservation(user, ReservationId(id))
+        .await?;
+    Ok(Json(
+        json!({ "reservationId": r.id, "cancellationId": r.cancellation_id, "status": r.status }),
+    ))
+}
