@@ -17,8 +17,8 @@ use crate::accounts::{Credentials, SessionTokens};
 use crate::admin::{Actor, LotChange, ReservationQuery};
 use crate::error::Error;
 use crate::http::{AppState, ClientIp, LotPath};
-use crate::openapi::escape;
 use crate::service::NewLot;
+use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -29,7 +29,6 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
@@ -217,6 +216,14 @@ fn session_cookies(t: &SessionTokens) -> Vec<HeaderValue> {
 /// An error shown as a page with the error's status.
 struct PortalError(Error);
 
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    heading: &'a str,
+    message: &'a str,
+}
+
 impl From<Error> for PortalError {
     fn from(e: Error) -> Self {
         Self(e)
@@ -232,13 +239,14 @@ impl IntoResponse for PortalError {
         } else {
             self.0.to_string()
         };
-        let body = format!(
-            "<h1>{}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/admin\">Back to the lots</a></p>",
-            status.canonical_reason().unwrap_or("Error"),
-            escape(&message)
-        );
+        let page = ErrorPage {
+            title: "Error",
+            heading: status.canonical_reason().unwrap_or("Error"),
+            message: &message,
+        };
         let envelope = json!({ "error": { "code": self.0.code(), "message": message } });
-        let mut r = (status, page("Error", &body)).into_response();
+        let html = page.render().unwrap_or_else(|_| message.clone());
+        let mut r = (status, Html(html)).into_response();
         r.extensions_mut().insert(Envelope(envelope));
         r
     }
@@ -302,46 +310,33 @@ fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24}\
-header{background:#1b3a5c;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}\
-header a{color:#fff;text-decoration:none}header form{margin-left:auto}main{padding:1rem 1.2rem;max-width:72rem}\
-table{border-collapse:collapse;margin:.6rem 0}th,td{border-bottom:1px solid #d5dbe1;padding:.3rem .6rem;text-align:left}\
-th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}.error{color:#a4161a;font-weight:600}\
-form.inline{display:inline}fieldset{border:1px solid #d5dbe1;margin:.6rem 0}label{display:inline-block;margin:.2rem .8rem .2rem 0}\
-textarea{width:32rem;height:4rem}";
+/// A page rendered from its template (every value escaped); a template that fails to render is
+/// a bug, shown as a 500 without details.
+fn render(page: &impl Template) -> Result<Html<String>, PortalError> {
+    page.render()
+        .map(Html)
+        .map_err(|e| PortalError(Error::Config(format!("portal template: {e}"))))
+}
 
-/// A whole page: the navigation, then `body`.
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · parkflow admin</title>\
-         <style>{STYLE}</style></head><body><header><strong>parkflow admin</strong>\
-         <a href=\"/admin\">Lots</a><a href=\"/admin/reservations\">Reservations</a>\
-         <a href=\"/admin/inquiries\">Inquiries</a><a href=\"/admin/audit\">Audit log</a>\
-         <a href=\"/admin/reports\">Reports</a>\
-         <form method=\"post\" action=\"/admin/logout\"><button>Sign out</button></form></header>\
-         <main>{body}</main></body></html>",
-        t = escape(title)
-    ))
+#[derive(Template)]
+#[template(path = "portal/login.html")]
+struct LoginPage<'a> {
+    title: &'a str,
+    next: &'a str,
+    error: Option<String>,
+}
+
+fn login_form(next: &str, error: Option<&str>) -> Result<Html<String>, PortalError> {
+    render(&LoginPage {
+        title: "Sign in",
+        next,
+        error: error.map(str::to_owned),
+    })
 }
 
 async fn login_page(RawQuery(q): RawQuery) -> PageResult {
     let f = fields(q.as_deref().unwrap_or_default())?;
-    Ok(login_form(field(&f, "next").unwrap_or("/admin"), None).into_response())
-}
-
-fn login_form(next: &str, error: Option<&str>) -> Html<String> {
-    let error = error.map_or(String::new(), |e| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
-    });
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in · parkflow admin</title>\
-         <style>{STYLE}</style></head><body><main><h1>parkflow admin</h1>{error}\
-         <form method=\"post\" action=\"/admin/login\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <p><label>E-mail <input type=\"email\" name=\"email\" autocomplete=\"username\" required></label></p>\
-         <p><label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label></p>\
-         <p><button type=\"submit\">Sign in</button></p></form></main></body></html>",
-        next = escape(next)
-    ))
+    Ok(login_form(field(&f, "next").unwrap_or("/admin"), None)?.into_response())
 }
 
 async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Bytes) -> PageResult {
@@ -358,7 +353,7 @@ async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Byte
     let tokens = match state.accounts.login(credentials, &ip).await {
         Ok(t) => t,
         Err(e) if e.is_client_error() => {
-            let mut r = (e.status(), login_form(&next, Some(&e.to_string()))).into_response();
+            let mut r = (e.status(), login_form(&next, Some(&e.to_string()))?).into_response();
             let envelope = json!({ "error": { "code": e.code(), "message": e.to_string() } });
             r.extensions_mut().insert(Envelope(envelope));
             return Ok(r);
@@ -373,7 +368,7 @@ async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Byte
     {
         state.accounts.revoke(&tokens.refresh_token).await?;
         let e = Error::Forbidden("use the admin portal");
-        return Ok((e.status(), login_form(&next, Some(&e.to_string()))).into_response());
+        return Ok((e.status(), login_form(&next, Some(&e.to_string()))?).into_response());
     }
     let mut r = see_other(&next);
     for c in session_cookies(&tokens) {
@@ -415,62 +410,60 @@ async fn dashboard(
     axum::Extension(admin): axum::Extension<Admin>,
 ) -> PageResult {
     let email = state.accounts.email(admin.0).await?;
-    let lots = state.service.lots().await?;
-    let mut body = format!(
-        "<h1>Lots</h1><p>Signed in as <span id=\"admin-email\">{}</span>. Occupancy refreshes every \
-         5 s (<span id=\"live-at\">{}</span>).</p><p><a href=\"/admin/lots/new\">New lot</a></p>\
-         <table id=\"lots\"><tr><th>Lot</th><th>Name</th><th>Open spots</th><th>Occupied</th>\
-         <th>Free</th><th>Car rate now</th></tr>",
-        escape(&email),
-        state.service.now().format("%H:%M:%S UTC")
-    );
-    for l in &lots {
-        let _ = write!(
-            body,
-            "<tr data-lot=\"{id}\"><td>{id}</td><td><a href=\"/admin/lots/{id}\">{name}</a></td>\
-             <td class=\"num capacity\">{cap}</td><td class=\"num occupied\">{occ}</td>\
-             <td class=\"num free\">{free}</td><td class=\"num rate\">{rate}</td></tr>",
-            id = l.id,
-            name = escape(&l.name),
-            cap = l.capacity,
-            occ = l.capacity - l.free_spots,
-            free = l.free_spots,
-            rate = money(l.current_cents_per_hour, &l.currency)
-        );
-    }
-    body.push_str("</table>");
-    body.push_str(
-        "<script>async function refresh(){try{const r=await fetch('/admin/live.json',{headers:{accept:'application/json'}});\
-         if(!r.ok)return;const d=await r.json();for(const l of d.lots){const row=document.querySelector(`tr[data-lot=\"${l.id}\"]`);\
-         if(!row)continue;row.querySelector('.capacity').textContent=l.capacity;row.querySelector('.occupied').textContent=l.occupied;\
-         row.querySelector('.free').textContent=l.freeSpots;row.querySelector('.rate').textContent=l.rate;}\
-         document.getElementById('live-at').textContent=new Date(d.at).toISOString().slice(11,19)+' UTC';}catch(e){}}\
-         setInterval(refresh,5000);</script>",
-    );
-    Ok(page("Lots", &body).into_response())
+    let lots = state
+        .service
+        .lots()
+        .await?
+        .into_iter()
+        .map(|l| LotRow {
+            id: l.id,
+            occupied: l.capacity - l.free_spots,
+            rate: money(l.current_cents_per_hour, &l.currency),
+            name: l.name,
+            capacity: l.capacity,
+            free: l.free_spots,
+        })
+        .collect();
+    Ok(render(&Dashboard {
+        title: "Lots",
+        email,
+        at: state.service.now().format("%H:%M:%S UTC").to_string(),
+        lots,
+    })?
+    .into_response())
+}
+
+struct LotRow {
+    id: LotId,
+    name: String,
+    capacity: i64,
+    occupied: i64,
+    free: i64,
+    rate: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/dashboard.html")]
+struct Dashboard {
+    title: &'static str,
+    email: String,
+    at: String,
+    lots: Vec<LotRow>,
 }
 
 async fn new_lot_page() -> PageResult {
-    let mut spots = String::new();
-    for vt in VehicleType::ALL {
-        let _ = write!(
-            spots,
-            "<label>{vt} spots <input type=\"number\" name=\"spots_{vt}\" min=\"0\" value=\"0\"></label>"
-        );
-    }
-    let body = format!(
-        "<h1>New lot</h1><form method=\"post\" action=\"/admin/lots\">\
-         <p><label>Name <input name=\"name\" required></label>\
-         <label>Time zone <input name=\"time_zone\" value=\"UTC\" required></label></p>\
-         <p><label>Latitude <input name=\"latitude\" value=\"0\" required></label>\
-         <label>Longitude <input name=\"longitude\" value=\"0\" required></label></p>\
-         <p><label>Currency <input name=\"currency\" value=\"USD\" size=\"4\"></label>\
-         <label>Default rate (cents per hour) <input type=\"number\" name=\"default_cents_per_hour\" value=\"200\" min=\"0\" required></label></p>\
-         <fieldset><legend>Spots</legend>{spots}</fieldset>\
-         <p><label><input type=\"checkbox\" name=\"ev_spots_open_to_cars\" value=\"on\"> Cars may use EV spots</label></p>\
-         <p><button type=\"submit\">Create lot</button></p></form>"
-    );
-    Ok(page("New lot", &body).into_response())
+    Ok(render(&NewLotPage {
+        title: "New lot",
+        vehicle_types: VehicleType::ALL.iter().map(|v| v.as_str()).collect(),
+    })?
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "portal/new_lot.html")]
+struct NewLotPage {
+    title: &'static str,
+    vehicle_types: Vec<&'static str>,
 }
 
 async fn create_lot(
@@ -510,71 +503,55 @@ async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPath) -> PageR
     let l = state.service.lot(lot).await?;
     let schedule = state.service.rate_schedule(lot).await?;
     let spots = state.service.spots(lot).await?;
-    let mut body = format!(
-        "<h1 id=\"lot-name\">{name}</h1><p>Lot {id} · {tz} · <span id=\"lot-capacity\">{cap}</span> open spots, \
-         <span id=\"lot-free\">{free}</span> free now</p>\
-         <form method=\"post\" action=\"/admin/lots/{id}\"><fieldset><legend>Settings</legend>\
-         <label>Name <input name=\"name\" value=\"{name}\" required></label>\
-         <label>Default rate (cents per hour) <input type=\"number\" name=\"default_cents_per_hour\" value=\"{rate}\" min=\"0\"></label>\
-         <button type=\"submit\">Save</button></fieldset></form>",
-        name = escape(&l.name),
-        id = l.id,
-        tz = escape(&l.time_zone),
-        cap = l.capacity,
-        free = l.free_spots,
-        rate = schedule.default_cents_per_hour,
-    );
-    body.push_str("<h2>Rates in force</h2>");
-    if schedule.current.is_empty() {
-        let _ = write!(
-            body,
-            "<p>None published: every stay pays the default rate, {}.</p>",
-            money(schedule.default_cents_per_hour, &schedule.currency)
-        );
-    } else {
-        body.push_str(
-            "<table id=\"rates\"><tr><th>Band</th><th>Days</th><th>Vehicle</th><th>Per hour</th><th>Since</th></tr>",
-        );
-        for r in &schedule.current {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                r.band.as_str(),
-                r.day_kind.as_str(),
-                r.vehicle_type,
-                money(r.cents_per_hour, &schedule.currency),
-                r.effective_from.map_or(String::new(), |t| t
-                    .format("%Y-%m-%d %H:%M UTC")
-                    .to_string())
-            );
-        }
-        body.push_str("</table>");
-    }
-    body.push_str(
-        "<h2>Spots</h2><table id=\"spots\"><tr><th>Spot</th><th>Type</th><th>State</th><th>Parked</th>\
-         <th>Upcoming reservations</th><th></th></tr>",
-    );
-    for s in &spots {
-        let (state_text, action) = if s.closed {
-            ("closed", "reopen")
-        } else {
-            ("open", "close")
-        };
-        let _ = write!(
-            body,
-            "<tr data-spot=\"{label}\"><td>{label}</td><td>{vt}</td><td class=\"state\">{state_text}</td>\
-             <td>{parked}</td><td class=\"num\">{upcoming}</td><td><form class=\"inline\" method=\"post\" \
-             action=\"/admin/lots/{lot}/spots/{id}/{action}\"><button type=\"submit\">{label_action}</button></form></td></tr>",
-            label = escape(&s.label),
-            vt = escape(&s.vehicle_type),
-            parked = if s.occupied { "yes" } else { "" },
-            upcoming = s.upcoming_reservations,
-            id = s.id,
-            label_action = if s.closed { "Reopen" } else { "Close" },
-        );
-    }
-    body.push_str("</table>");
-    Ok(page(&l.name, &body).into_response())
+    let rates = schedule
+        .current
+        .iter()
+        .map(|r| RateRow {
+            band: r.band.as_str(),
+            days: r.day_kind.as_str(),
+            vehicle: r.vehicle_type.as_str(),
+            per_hour: money(r.cents_per_hour, &schedule.currency),
+            since: r.effective_from.map_or(String::new(), |t| {
+                t.format("%Y-%m-%d %H:%M UTC").to_string()
+            }),
+        })
+        .collect();
+    Ok(render(&LotPage {
+        title: l.name.clone(),
+        id: l.id,
+        name: l.name,
+        time_zone: l.time_zone,
+        capacity: l.capacity,
+        free: l.free_spots,
+        default_cents: schedule.default_cents_per_hour,
+        default_rate: money(schedule.default_cents_per_hour, &schedule.currency),
+        rates,
+        spots,
+    })?
+    .into_response())
+}
+
+struct RateRow {
+    band: &'static str,
+    days: &'static str,
+    vehicle: &'static str,
+    per_hour: String,
+    since: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/lot.html")]
+struct LotPage {
+    title: String,
+    id: LotId,
+    name: String,
+    time_zone: String,
+    capacity: i64,
+    free: i64,
+    default_cents: i64,
+    default_rate: String,
+    rates: Vec<RateRow>,
+    spots: Vec<crate::admin::SpotStatus>,
 }
 
 async fn update_lot(
@@ -625,108 +602,123 @@ async fn reservations(State(state): State<AppState>, RawQuery(q): RawQuery) -> P
         from: date(&f, "from")?.map(midnight),
         to: date(&f, "to")?.map(|d| midnight(d + chrono::Duration::days(1))),
     };
-    let rows = state.service.search_reservations(&query, PAGE_ROWS).await?;
-    let value = |name: &str| escape(field(&f, name).unwrap_or_default());
-    let mut statuses = String::from("<option value=\"\">any</option>");
-    for s in ["active", "checked_in", "completed", "cancelled", "no_show"] {
-        let selected = if field(&f, "status") == Some(s) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(statuses, "<option{selected}>{s}</option>");
-    }
-    let mut body = format!(
-        "<h1>Reservations</h1><form method=\"get\" action=\"/admin/reservations\" id=\"search\">\
-         <label>Lot <input name=\"lot\" size=\"5\" value=\"{}\"></label>\
-         <label>Status <select name=\"status\">{statuses}</select></label>\
-         <label>Driver e-mail <input name=\"email\" value=\"{}\"></label>\
-         <label>From <input type=\"date\" name=\"from\" value=\"{}\"></label>\
-         <label>To <input type=\"date\" name=\"to\" value=\"{}\"></label>\
-         <button type=\"submit\">Search</button></form>\
-         <p id=\"hits\">{} reservation(s){}</p>",
-        value("lot"),
-        value("email"),
-        value("from"),
-        value("to"),
-        rows.len(),
-        if rows.len() as i64 == PAGE_ROWS {
-            ", the first shown"
-        } else {
-            ""
-        }
-    );
-    body.push_str(
-        "<table id=\"results\"><tr><th>Reservation</th><th>Lot</th><th>Spot</th><th>Driver</th><th>Vehicle</th>\
-         <th>From</th><th>To</th><th>Status</th><th>Quote</th></tr>",
-    );
-    for r in &rows {
-        let _ = write!(
-            body,
-            "<tr><td><code>{}</code></td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td class=\"status\">{}</td><td class=\"num\">{}</td></tr>",
-            r.id.0,
-            r.lot_id,
-            escape(&r.lot_name),
-            escape(&r.spot_label),
-            escape(r.email.as_deref().unwrap_or("(erased)")),
-            escape(&r.vehicle_type),
-            r.start_at.format("%Y-%m-%d %H:%M"),
-            r.end_at.format("%Y-%m-%d %H:%M"),
-            escape(&r.status),
-            money(r.quote_cents, &r.currency)
-        );
-    }
-    body.push_str("</table>");
-    Ok(page("Reservations", &body).into_response())
+    let found = state.service.search_reservations(&query, PAGE_ROWS).await?;
+    let value = |name: &str| field(&f, name).unwrap_or_default().to_owned();
+    let statuses = ["active", "checked_in", "completed", "cancelled", "no_show"]
+        .into_iter()
+        .map(|name| StatusOption {
+            name,
+            selected: field(&f, "status") == Some(name),
+        })
+        .collect();
+    let rows: Vec<FoundRow> = found
+        .iter()
+        .map(|r| FoundRow {
+            id: r.id.0.to_string(),
+            lot_id: r.lot_id,
+            lot_name: r.lot_name.clone(),
+            spot: r.spot_label.clone(),
+            driver: r.email.clone().unwrap_or_else(|| "(erased)".into()),
+            vehicle: r.vehicle_type.clone(),
+            from: r.start_at.format("%Y-%m-%d %H:%M").to_string(),
+            to: r.end_at.format("%Y-%m-%d %H:%M").to_string(),
+            status: r.status.clone(),
+            quote: money(r.quote_cents, &r.currency),
+        })
+        .collect();
+    Ok(render(&ReservationsPage {
+        title: "Reservations",
+        lot: value("lot"),
+        email: value("email"),
+        from: value("from"),
+        to: value("to"),
+        statuses,
+        truncated: rows.len() as i64 == PAGE_ROWS,
+        rows,
+    })?
+    .into_response())
+}
+
+struct StatusOption {
+    name: &'static str,
+    selected: bool,
+}
+
+struct FoundRow {
+    id: String,
+    lot_id: LotId,
+    lot_name: String,
+    spot: String,
+    driver: String,
+    vehicle: String,
+    from: String,
+    to: String,
+    status: String,
+    quote: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/reservations.html")]
+struct ReservationsPage {
+    title: &'static str,
+    lot: String,
+    email: String,
+    from: String,
+    to: String,
+    statuses: Vec<StatusOption>,
+    rows: Vec<FoundRow>,
+    truncated: bool,
 }
 
 async fn inquiries(State(state): State<AppState>) -> PageResult {
-    let all = state.service.inquiries(true, PAGE_ROWS).await?;
-    let mut body = String::from("<h1>Driver inquiries</h1>");
-    if all.is_empty() {
-        body.push_str("<p>No inquiries yet.</p>");
-    }
-    for i in &all {
-        let _ = write!(
-            body,
-            "<article class=\"inquiry\" data-inquiry=\"{id}\"><h2>{subject}</h2><p>From {from}, {at}{about}</p>\
-             <blockquote>{message}</blockquote>",
-            id = i.id,
-            subject = escape(&i.subject),
-            from = escape(i.email.as_deref().unwrap_or("(erased)")),
-            at = i.created_at.format("%Y-%m-%d %H:%M UTC"),
-            about = i
-                .reservation_id
-                .as_deref()
-                .map_or(String::new(), |r| format!(
-                    ", about reservation <code>{}</code>",
-                    escape(r)
-                )),
-            message = escape(&i.message),
-        );
-        match (&i.answer, i.answered_at) {
-            (Some(answer), Some(at)) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"answer\"><strong>Answered {}:</strong> {}</p>",
-                    at.format("%Y-%m-%d %H:%M UTC"),
-                    escape(answer)
-                );
-            }
-            _ => {
-                let _ = write!(
-                    body,
-                    "<form method=\"post\" action=\"/admin/inquiries/{}/answer\"><p><label>Answer<br>\
-                     <textarea name=\"answer\" required></textarea></label></p>\
-                     <p><button type=\"submit\">Send answer</button></p></form>",
-                    i.id
-                );
-            }
-        }
-        body.push_str("</article>");
-    }
-    Ok(page("Inquiries", &body).into_response())
+    let inquiries = state
+        .service
+        .inquiries(true, PAGE_ROWS)
+        .await?
+        .into_iter()
+        .map(|i| InquiryView {
+            id: i.id.to_string(),
+            subject: i.subject,
+            from: i.email.unwrap_or_else(|| "(erased)".into()),
+            at: i.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            reservation: i.reservation_id,
+            message: i.message,
+            answer: match (i.answer, i.answered_at) {
+                (Some(text), Some(at)) => Some(AnswerView {
+                    text,
+                    at: at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                }),
+                _ => None,
+            },
+        })
+        .collect();
+    Ok(render(&InquiriesPage {
+        title: "Inquiries",
+        inquiries,
+    })?
+    .into_response())
+}
+
+struct AnswerView {
+    text: String,
+    at: String,
+}
+
+struct InquiryView {
+    id: String,
+    subject: String,
+    from: String,
+    at: String,
+    reservation: Option<String>,
+    message: String,
+    answer: Option<AnswerView>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/inquiries.html")]
+struct InquiriesPage {
+    title: &'static str,
+    inquiries: Vec<InquiryView>,
 }
 
 async fn answer(
@@ -747,23 +739,39 @@ async fn answer(
 }
 
 async fn audit_log(State(state): State<AppState>) -> PageResult {
-    let entries = state.service.audit_log(PAGE_ROWS).await?;
-    let mut body = String::from(
-        "<h1>Audit log</h1><table id=\"audit\"><tr><th>When</th><th>Who</th><th>Action</th><th>On</th><th>Detail</th></tr>",
-    );
-    for e in &entries {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td class=\"action\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            e.at.format("%Y-%m-%d %H:%M:%S UTC"),
-            escape(e.actor_email.as_deref().unwrap_or(&e.actor)),
-            escape(&e.action),
-            escape(&e.target),
-            escape(&e.detail)
-        );
-    }
-    body.push_str("</table>");
-    Ok(page("Audit log", &body).into_response())
+    let entries = state
+        .service
+        .audit_log(PAGE_ROWS)
+        .await?
+        .into_iter()
+        .map(|e| AuditRow {
+            at: e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            who: e.actor_email.unwrap_or(e.actor),
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(render(&AuditPage {
+        title: "Audit log",
+        entries,
+    })?
+    .into_response())
+}
+
+struct AuditRow {
+    at: String,
+    who: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/audit.html")]
+struct AuditPage {
+    title: &'static str,
+    entries: Vec<AuditRow>,
 }
 
 async fn reports(State(state): State<AppState>, RawQuery(q): RawQuery) -> PageResult {
@@ -777,26 +785,32 @@ async fn reports(State(state): State<AppState>, RawQuery(q): RawQuery) -> PageRe
         )));
     }
     let lot = number::<i64>(&f, "lot")?.map(LotId);
-    let mut body = format!(
-        "<h1>Usage report</h1><form method=\"get\" action=\"/admin/reports\">\
-         <label>From <input type=\"date\" name=\"from\" value=\"{from}\"></label>\
-         <label>To (exclusive) <input type=\"date\" name=\"to\" value=\"{to}\"></label>\
-         <label>Lot <input name=\"lot\" size=\"5\" value=\"{}\"></label>\
-         <button type=\"submit\">Show</button></form>",
-        lot.map_or(String::new(), |l| l.to_string())
-    );
-    match &state.reports {
-        None => body.push_str(
-            "<p class=\"error\">This process has no warehouse to report from (run `parkflow serve`).</p>",
-        ),
-        Some(reports) => match reports.render(from, to, lot).await {
-            Ok(html) => body.push_str(&html),
-            Err(message) => {
-                return Err(PortalError(Error::unprocessable("report_unavailable", message)));
-            }
-        },
-    }
-    Ok(page("Usage report", &body).into_response())
+    // The report's own HTML (from `ReportPages`), inserted as it is.
+    let report =
+        match &state.reports {
+            None => None,
+            Some(reports) => Some(reports.render(from, to, lot).await.map_err(|message| {
+                PortalError(Error::unprocessable("report_unavailable", message))
+            })?),
+        };
+    Ok(render(&ReportsPage {
+        title: "Usage report",
+        from: from.to_string(),
+        to: to.to_string(),
+        lot: lot.map_or(String::new(), |l| l.to_string()),
+        report,
+    })?
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "portal/reports.html")]
+struct ReportsPage {
+    title: &'static str,
+    from: String,
+    to: String,
+    lot: String,
+    report: Option<String>,
 }
 
 /// The portal's routes with their session layer, for [`crate::router`].
