@@ -741,71 +741,83 @@ pub async fn document() -> Json<Value> {
     Json(spec().clone())
 }
 
-/// `s` made safe inside HTML text and attribute values.
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+struct DocParam {
+    name: String,
+    place: String,
+    required: bool,
+    description: String,
 }
 
-/// The docs page: every operation with its parameters and bodies, from the same document.
-pub async fn docs_page() -> Html<String> {
+struct DocOperation {
+    method: String,
+    path: String,
+    summary: String,
+    params: Vec<DocParam>,
+}
+
+struct DocSchema {
+    name: String,
+    json: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "docs/page.html")]
+struct DocsPage {
+    title: String,
+    description: String,
+    operations: Vec<DocOperation>,
+    schemas: Vec<DocSchema>,
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+/// The docs page: every operation with its parameters, and every schema, from the same
+/// document (rendered by a template that escapes every value).
+pub async fn docs_page() -> Result<Html<String>, crate::error::Error> {
+    use askama::Template;
     let spec = spec();
-    let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>parkflow API</title>\
-         <style>body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}\
-         .op{border:1px solid #ddd;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}\
-         .m{display:inline-block;min-width:4rem;font-weight:700;text-transform:uppercase}\
-         code,pre{background:#f5f5f5;padding:.1rem .3rem}pre{overflow:auto;padding:.6rem}</style></head><body>",
-    );
-    html.push_str(&format!(
-        "<h1>{}</h1><p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a></p>",
-        escape(spec["info"]["title"].as_str().unwrap_or_default()),
-        escape(spec["info"]["description"].as_str().unwrap_or_default())
-    ));
-    if let Some(paths) = spec["paths"].as_object() {
-        for (path, item) in paths {
-            for (method, op) in item.as_object().into_iter().flatten() {
-                html.push_str(&format!(
-                    "<div class=\"op\"><span class=\"m\">{}</span> <code>{}</code><p>{}</p>",
-                    escape(method),
-                    escape(path),
-                    escape(op["summary"].as_str().unwrap_or_default())
-                ));
-                if let Some(params) = op["parameters"].as_array() {
-                    html.push_str("<ul>");
-                    for p in params {
-                        html.push_str(&format!(
-                            "<li><code>{}</code> ({}{}) {}</li>",
-                            escape(p["name"].as_str().unwrap_or_default()),
-                            escape(p["in"].as_str().unwrap_or_default()),
-                            if p["required"].as_bool() == Some(true) {
-                                ", required"
-                            } else {
-                                ""
-                            },
-                            escape(p["description"].as_str().unwrap_or_default())
-                        ));
-                    }
-                    html.push_str("</ul>");
-                }
-                html.push_str("</div>");
-            }
+    let mut operations = Vec::new();
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let params = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| DocParam {
+                    name: text(&p["name"]),
+                    place: text(&p["in"]),
+                    required: p["required"].as_bool() == Some(true),
+                    description: text(&p["description"]),
+                })
+                .collect();
+            operations.push(DocOperation {
+                method: method.clone(),
+                path: path.clone(),
+                summary: text(&op["summary"]),
+                params,
+            });
         }
     }
-    html.push_str("<h2>Schemas</h2>");
-    if let Some(schemas) = spec["components"]["schemas"].as_object() {
-        for (name, schema) in schemas {
-            html.push_str(&format!(
-                "<h3 id=\"{0}\">{0}</h3><pre>{1}</pre>",
-                escape(name),
-                escape(&serde_json::to_string_pretty(schema).unwrap_or_default())
-            ));
-        }
-    }
-    html.push_str("</body></html>");
-    Html(html)
+    let schemas = spec["components"]["schemas"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, schema)| DocSchema {
+            name: name.clone(),
+            json: serde_json::to_string_pretty(schema).unwrap_or_default(),
+        })
+        .collect();
+    let page = DocsPage {
+        title: text(&spec["info"]["title"]),
+        description: text(&spec["info"]["description"]),
+        operations,
+        schemas,
+    };
+    page.render()
+        .map(Html)
+        .map_err(|e| crate::error::Error::Config(format!("docs template: {e}")))
 }
 
 #[cfg(test)]
