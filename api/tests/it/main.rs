@@ -38,6 +38,27 @@ enum Db {
     Postgres,
 }
 
+/// Drops a test's PostgreSQL database once the test has passed (a failed test leaves its
+/// database behind, to look at).
+pub struct Cleanup(Option<(String, String)>);
+
+impl Cleanup {
+    pub async fn run(self) {
+        let Some((admin, name)) = self.0 else {
+            return;
+        };
+        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+        // FORCE: the test's own pool may still be closing its connections.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+}
+
 /// A fresh PostgreSQL database on the test server, or None (with a note) outside CI.
 async fn postgres_database() -> Option<String> {
     let Ok(admin) = std::env::var("PARKFLOW_TEST_POSTGRES_URL") else {
@@ -82,6 +103,17 @@ impl TestApp {
             config,
             _dir: dir,
         })
+    }
+
+    /// What to drop after the test: its PostgreSQL database (nothing on SQLite, whose file
+    /// goes with the temporary directory).
+    fn cleanup(&self) -> Cleanup {
+        let url = &self.config.database_url;
+        let name = url
+            .starts_with("postgres")
+            .then(|| url.rsplit_once('/').map(|(_, name)| name.to_owned()))
+            .flatten();
+        Cleanup(name.and_then(|n| Some((std::env::var("PARKFLOW_TEST_POSTGRES_URL").ok()?, n))))
     }
 
     /// Another API process on the same database and clock, with its own availability index.
@@ -451,7 +483,9 @@ macro_rules! on_both_stores {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 if let Some(app) = super::TestApp::new(super::Db::Postgres).await {
-                    super::$name(app).await
+                    let cleanup = app.cleanup();
+                    super::$name(app).await;
+                    cleanup.run().await;
                 }
             })*
         }
