@@ -1,0 +1,397 @@
+//! Reservations: a spot for a time window `[start, end)`, never double-booked.
+//!
+//! A reservation holds its spot while `active` (booked) or `checked_in` (the car is in) and lets
+//! it go when `completed`, `cancelled` or `no_show`; `holding!` spells that condition once.
+//!
+//! SQLite checks for an overlapping active reservation and inserts inside one `BEGIN IMMEDIATE`
+//! transaction, which no other writer can interleave with. PostgreSQL runs writers concurrently;
+//! its `no_double_booking` exclusion constraint refuses the loser of a race, which then tries
+//! another spot (or is told the spot it asked for is taken).
+
+use crate::availability::SpotPolicy;
+use crate::error::{Error, Result};
+use crate::store::append_event;
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SessionId, SpotId, VehicleType};
+
+/// The SQL condition "this reservation holds its spot", optionally on a table alias.
+macro_rules! holding {
+    () => {
+        "status IN ('active', 'checked_in')"
+    };
+    ($alias:literal) => {
+        concat!($alias, ".status IN ('active', 'checked_in')")
+    };
+}
+pub(crate) use holding;
+
+/// A time window with `start < end`, checked once at construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl TimeRange {
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self> {
+        if start < end {
+            Ok(Self { start, end })
+        } else {
+            Err(Error::Invalid(format!(
+                "the window must end after it starts ({start} .. {end})"
+            )))
+        }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.end - self.start
+    }
+
+    /// Half-open overlap: touching windows do not overlap.
+    pub fn overlaps(&self, other: &TimeRange) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// A driver's registered vehicle, named on a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VehicleRef {
+    pub id: Uuid,
+    pub plate: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewReservation {
+    pub lot_id: LotId,
+    pub spot_id: Option<SpotId>,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub vehicle_type: VehicleType,
+    /// The vehicle, when reserved with a `vehicleId` (its plate then opens the gate too).
+    pub vehicle: Option<VehicleRef>,
+    /// Without a spot: prefer the one nearest to this (latitude, longitude), e.g. the workplace.
+    pub near: Option<(f64, f64)>,
+}
+
+impl NewReservation {
+    /// A reservation of any spot that fits `vehicle_type`, with no vehicle or place named.
+    pub fn new(
+        lot_id: LotId,
+        start_at: DateTime<Utc>,
+        end_at: DateTime<Utc>,
+        vehicle_type: VehicleType,
+    ) -> Self {
+        Self {
+            lot_id,
+            spot_id: None,
+            start_at,
+            end_at,
+            vehicle_type,
+            vehicle: None,
+            near: None,
+        }
+    }
+}
+
+/// What a driver may change on a reservation before it starts (`PATCH`); absent means keep.
+#[derive(Debug, Clone, Default)]
+pub struct ReservationChange {
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub vehicle_type: Option<VehicleType>,
+    /// Another of the driver's vehicles (sets the vehicle type and plate too).
+    pub vehicle: Option<(VehicleRef, VehicleType)>,
+    pub spot_id: Option<SpotId>,
+    pub near: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub lot_id: LotId,
+    pub spot_id: SpotId,
+    pub spot_label: String,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub vehicle_type: VehicleType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plate: Option<String>,
+    pub status: String,
+    pub quote_cents: i64,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_id: Option<uuid::Uuid>,
+    /// The parking session opened at the gate for this reservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+}
+
+/// A spot that is free for a whole window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FreeSpot {
+    pub spot_id: SpotId,
+    pub label: String,
+    pub vehicle_type: VehicleType,
+    /// Metres from the point the driver gave (their workplace), when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+}
+
+/// The signed pass of a reservation, shown as a QR code or sent over NFC at the gate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatePass {
+    pub reservation_id: ReservationId,
+    pub pass: String,
+    /// The gate opens for it from `entryFrom` until `entryUntil`.
+    pub entry_from: DateTime<Utc>,
+    pub entry_until: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The PostgreSQL error code of an exclusion-constraint violation.
+const EXCLUSION_VIOLATION: &str = "23P01";
+
+pub(crate) fn is_exclusion_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(EXCLUSION_VIOLATION))
+}
+
+/// Local midnight of `date` in `tz` (the first instant of that local day, also on DST days).
+fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> DateTime<Utc> {
+    let mut t = date.and_time(NaiveTime::MIN);
+    loop {
+        if let Some(at) = tz.from_local_datetime(&t).earliest() {
+            return at.with_timezone(&Utc);
+        }
+        t += Duration::minutes(15);
+    }
+}
+
+/// A lot's booking rules and prices, read inside the booking transaction.
+struct LotRules {
+    tz: Tz,
+    currency: String,
+    default_cents_per_hour: i64,
+    window_days: i64,
+    min_minutes: i64,
+    max_minutes: i64,
+    policy: SpotPolicy,
+    entry_grace_minutes: i64,
+}
+
+impl LotRules {
+    async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
+        let row = sqlx::query(
+            "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
+                    min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars,
+                    entry_grace_minutes
+             FROM lots WHERE id = $1",
+        )
+        .bind(lot.0)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        Ok(Self {
+            tz: row.get::<String, _>("time_zone").parse().unwrap_or(Tz::UTC),
+            currency: row.get("currency"),
+            default_cents_per_hour: row.get("default_cents_per_hour"),
+            window_days: row.get("booking_window_days"),
+            min_minutes: row.get("min_reservation_minutes"),
+            max_minutes: row.get("max_reservation_minutes"),
+            policy: SpotPolicy {
+                ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
+            },
+            entry_grace_minutes: row.get("entry_grace_minutes"),
+        })
+    }
+
+    /// Start in the future, within the booking window (whole local days), duration in bounds.
+    fn check(&self, window: TimeRange, now: DateTime<Utc>) -> Result<()> {
+        if window.start() <= now {
+            return Err(Error::Invalid(
+                "a reservation must start in the future".into(),
+            ));
+        }
+        // The booking window counts whole local days: "7 days ahead" ends at local midnight.
+        let today = now.with_timezone(&self.tz).date_naive();
+        let horizon = local_midnight(self.tz, today + Duration::days(self.window_days + 1));
+        if window.start() >= horizon {
+            return Err(Error::Invalid(format!(
+                "reservations open {} days ahead (until {horizon})",
+                self.window_days
+            )));
+        }
+        let minutes = window.duration().num_minutes();
+        if minutes < self.min_minutes || minutes > self.max_minutes {
+            return Err(Error::Invalid(format!(
+                "a reservation lasts {} to {} minutes, this one {minutes}",
+                self.min_minutes, self.max_minutes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The price of `window` for `vehicle`: the tariff engine over the window, with the rates
+    /// published so far (each band of the window at its rate), under `rules`.
+    async fn quote(
+        &self,
+        conn: &mut AnyConnection,
+        lot: LotId,
+        window: TimeRange,
+        vehicle: VehicleType,
+        rules: crate::tariff::TariffRules,
+    ) -> Result<i64> {
+        let rates = crate::service::scheduled_rates(conn, lot, vehicle, window.end()).await?;
+        Ok(
+            crate::tariff::Tariff::new(rules, self.tz, self.default_cents_per_hour, rates)
+                .charge(window.start(), window.end())
+                .cents,
+        )
+    }
+}
+
+/// Cancel reservation `r` of `lot` if it is still `active`, with its `reservation_cancelled`
+/// event, inside the caller's transaction (for cancellations the driver did not ask for: a
+/// failed payment, an erased account). Returns whether it was active.
+pub(crate) async fn cancel_active(
+    conn: &mut AnyConnection,
+    r: ReservationId,
+    lot: LotId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
+    )
+    .bind(now.timestamp_millis())
+    .bind(r.0.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let event = Event::new(
+        now,
+        lot,
+        EventPayload::ReservationCancelled(warehouse_schema::event::ReservationRef {
+            reservation_id: r,
+            reason: Some(reason.into()),
+        }),
+    );
+    append_event(conn, &event).await?;
+    Ok(true)
+}
+
+/// "Reservation `r` overlaps `[$3, $4)`" per store. PostgreSQL spells it as the expression of
+/// the `holding_reservations_by_lot_window` GiST index, which leads with the lot: a btree can
+/// bound only one end of an interval, and the exclusion constraint's index (led by the spot,
+/// with another range expression on purpose) would read every lot's overlapping reservations.
+macro_rules! overlaps_window {
+    (sqlite) => {
+        "r.start_at < $4 AND r.end_at > $3"
+    };
+    (postgres) => {
+        "int8range(r.start_at, r.end_at) && int8range($3, $4)"
+    };
+}
+
+/// Open spots of lot `$1` (only spot `$2`, if not null) that no holding reservation other than
+/// `$5` occupies during `[$3, $4)`. SQLite probes its per-spot index for each spot. PostgreSQL
+/// reads the lot's overlapping holds once through the lot-and-window GiST index into a hashed
+/// set: a correlated `NOT EXISTS` there becomes, while the table's statistics are still young,
+/// a nested loop that scans the window once per spot (60 ms instead of 1 ms on a busy lot).
+macro_rules! free_spots_sql {
+    (sqlite) => {
+        concat!(
+            "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
+             WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
+               AND NOT EXISTS (SELECT 1 FROM reservations r
+                               WHERE r.spot_id = s.id AND ",
+            holding!("r"),
+            " AND ",
+            overlaps_window!(sqlite),
+            " AND r.id <> $5)
+             ORDER BY s.id"
+        )
+    };
+    (postgres) => {
+        concat!(
+            "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
+             WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
+               AND s.id NOT IN (SELECT r.spot_id FROM reservations r
+                                WHERE r.lot_id = $1 AND ",
+            holding!("r"),
+            " AND ",
+            overlaps_window!(postgres),
+            " AND r.id <> $5)
+             ORDER BY s.id"
+        )
+    };
+}
+
+mod book;
+mod change;
+mod read;
+mod spots;
+
+pub(crate) use spots::SpotColumns;
+pub(crate) use spots::SpotRow;
+use spots::*;
+
+/// A vehicle type as a message names it: "a car", "an ev".
+pub(crate) fn with_article(vt: VehicleType) -> String {
+    let name = vt.as_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
+}
+
+/// Only an `active` reservation (booked, car not yet in) can be changed, cancelled or given a
+/// pass.
+fn require_active(r: &Reservation) -> Result<()> {
+    if r.status == "active" {
+        Ok(())
+    } else {
+        Err(Error::conflict(
+            "not_active",
+            format!("reservation {} is {}", r.id, r.status),
+        ))
+    }
+}
+
+/// A retried request gets the first answer again; a different request under the same key is
+/// refused rather than silently answered with the wrong reservation.
+fn same_request(existing: Reservation, req: &NewReservation) -> Result<Reservation> {
+    let same = existing.lot_id == req.lot_id
+        && existing.start_at == req.start_at
+        && existing.end_at == req.end_at
+        && existing.vehicle_type == req.vehicle_type
+        && existing.vehicle_id == req.vehicle.as_ref().map(|v| v.id)
+        && req.spot_id.is_none_or(|s| s == existing.spot_id);
+    if same {
+        Ok(existing)
+    } else {
+        Err(Error::Invalid(
+            "this Idempotency-Key was used for a different reservation".into(),
+        ))
+    }
+}

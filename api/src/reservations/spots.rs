@@ -1,0 +1,125 @@
+//! The spots a booking may take: the store's free spots for a window, the best of them (fit,
+//! then nearest, then spread by the booking's key), and a spot the driver named.
+
+use super::*;
+use crate::availability::{SpotPolicy, distance_m};
+use crate::error::{Error, Result};
+use crate::store::Backend;
+use sqlx::AnyConnection;
+use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
+
+/// `id, label, vehicle_type, latitude, longitude` of a spot.
+pub(crate) type SpotColumns = (i64, String, String, Option<f64>, Option<f64>);
+
+/// An open spot of a lot as read from the store.
+#[derive(Debug, Clone)]
+pub(crate) struct SpotRow {
+    pub(crate) id: i64,
+    pub(crate) label: String,
+    pub(crate) vehicle_type: VehicleType,
+    pub(crate) position: Option<(f64, f64)>,
+}
+
+/// Open spots of `lot` (only `only`, if given) that no holding reservation other than `except`
+/// occupies during `window`.
+pub(super) async fn free_spot_rows(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    lot: LotId,
+    window: TimeRange,
+    only: Option<SpotId>,
+    except: Option<ReservationId>,
+) -> Result<Vec<SpotRow>> {
+    let sql = match backend {
+        Backend::Sqlite => free_spots_sql!(sqlite),
+        Backend::Postgres => free_spots_sql!(postgres),
+    };
+    let rows: Vec<SpotColumns> = sqlx::query_as(sql)
+        .bind(lot.0)
+        .bind(only.map(|s| s.0))
+        .bind(window.start().timestamp_millis())
+        .bind(window.end().timestamp_millis())
+        .bind(except.map(|r| r.0.to_string()).unwrap_or_default())
+        .fetch_all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, label, vt, lat, lng)| {
+            Ok(SpotRow {
+                id,
+                label,
+                vehicle_type: vt.parse().map_err(Error::Invalid)?,
+                position: lat.zip(lng),
+            })
+        })
+        .collect()
+}
+
+/// The best spot for `vehicle` among `free`: the best fit, then the nearest to `near`. Without a
+/// point every best-fit spot is as good as another, and `spread` (a hash of the request) picks
+/// one: concurrent requests then rarely race for the same spot, which on PostgreSQL would make
+/// all but one retry.
+pub(super) fn best_spot(
+    free: &[SpotRow],
+    policy: SpotPolicy,
+    vehicle: VehicleType,
+    near: Option<(f64, f64)>,
+    spread: u64,
+) -> Option<&SpotRow> {
+    let best_fit = free
+        .iter()
+        .filter_map(|s| policy.rank(vehicle, s.vehicle_type))
+        .min()?;
+    let best: Vec<&SpotRow> = free
+        .iter()
+        .filter(|s| policy.rank(vehicle, s.vehicle_type) == Some(best_fit))
+        .collect();
+    match near {
+        Some(n) => {
+            let distance = |s: &SpotRow| s.position.map_or(f64::MAX, |p| distance_m(p, n));
+            best.into_iter()
+                .min_by(|a, b| distance(a).total_cmp(&distance(b)).then(a.id.cmp(&b.id)))
+        }
+        None => best.get((spread % best.len() as u64) as usize).copied(),
+    }
+}
+
+/// A stable hash of `text` (FNV-1a), to spread spot choices.
+pub(super) fn spread_of(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The one spot a request names: it must exist in the lot, fit the vehicle and be free.
+pub(super) async fn named_spot(
+    conn: &mut AnyConnection,
+    lot: LotId,
+    spot: SpotId,
+    policy: SpotPolicy,
+    vehicle: VehicleType,
+    free: Vec<SpotRow>,
+) -> Result<SpotRow> {
+    let kind: Option<String> =
+        sqlx::query_scalar("SELECT vehicle_type FROM spots WHERE id = $1 AND lot_id = $2")
+            .bind(spot.0)
+            .bind(lot.0)
+            .fetch_optional(conn)
+            .await?;
+    let kind: VehicleType = kind
+        .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?
+        .parse()
+        .map_err(Error::Invalid)?;
+    if policy.rank(vehicle, kind).is_none() {
+        return Err(Error::Invalid(format!(
+            "{} may not use {} spot",
+            with_article(vehicle),
+            with_article(kind)
+        )));
+    }
+    free.into_iter().next().ok_or_else(|| {
+        Error::conflict(
+            "spot_taken",
+            format!("spot {spot} is reserved for an overlapping window"),
+        )
+    })
+}
