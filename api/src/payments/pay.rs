@@ -1,0 +1,378 @@
+//! Paying a reservation and topping up the balance: the payment recorded as `pending`, the
+//! gateway charged with the payment's own idempotency key, the outcome settled in one
+//! transaction that only the request moving the payment out of `pending` performs.
+
+use super::balance::{credit, currency_mismatch};
+use super::*;
+use crate::error::{Error, Result};
+use crate::notifications::{NewNotification, NotificationKind, enqueue};
+use crate::reservations::cancel_active;
+use crate::service::ParkingService;
+use crate::store::append_event;
+use warehouse_schema::event::Payment;
+use warehouse_schema::{Cents, Event, EventPayload, LotId, PaymentId, ReservationId, UserId};
+
+impl ParkingService {
+    /// Pay `user`'s active reservation. A repeated `key` returns the first result.
+    pub async fn pay_reservation(
+        &self,
+        user: UserId,
+        reservation: ReservationId,
+        method: PaymentMethod,
+        key: &str,
+    ) -> Result<PaymentRecord> {
+        method.validate()?;
+        check_key(key)?;
+        if let Some(existing) = self.payment_by_key(user, key).await? {
+            return self.resume(user, existing, method).await;
+        }
+        let r = self.reservation_of(user, reservation).await?;
+        if r.status != "active" {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {reservation} is {}", r.status),
+            ));
+        }
+        let paid: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM payments WHERE reservation_id = $1 AND status = 'captured'",
+        )
+        .bind(reservation.0.to_string())
+        .fetch_optional(self.store().pool())
+        .await?;
+        if paid.is_some() {
+            return Err(Error::conflict(
+                "already_paid",
+                format!("reservation {reservation} is paid"),
+            ));
+        }
+        if matches!(method, PaymentMethod::Balance)
+            && let Some(held) = self.balance_currency(user).await?
+            && held != r.currency
+        {
+            return Err(currency_mismatch(&held, &r.currency));
+        }
+        let p = self
+            .insert_payment(
+                user,
+                "reservation",
+                Some(reservation),
+                &method,
+                r.quote_cents,
+                &r.currency,
+                key,
+            )
+            .await?;
+        self.resume(user, p, method).await
+    }
+
+    /// Add `amount_cents` to `user`'s prepaid balance, paid by card or wallet.
+    ///
+    /// A balance holds one currency: the first top-up fixes it (`currency`, by default the
+    /// operator's [`DEFAULT_CURRENCY`](crate::service::DEFAULT_CURRENCY)); a top-up in another
+    /// is refused (`currency_mismatch`), never converted.
+    pub async fn top_up(
+        &self,
+        user: UserId,
+        amount_cents: i64,
+        currency: Option<String>,
+        method: PaymentMethod,
+        key: &str,
+    ) -> Result<PaymentRecord> {
+        method.validate()?;
+        check_key(key)?;
+        if matches!(method, PaymentMethod::Balance) {
+            return Err(Error::Invalid("a top-up is paid by card or wallet".into()));
+        }
+        if !(100..=100_000).contains(&amount_cents) {
+            return Err(Error::Invalid("a top-up is 100 to 100000 cents".into()));
+        }
+        let requested = currency
+            .map(|c| crate::service::currency_code(&c))
+            .transpose()?;
+        let currency = match (self.balance_currency(user).await?, requested) {
+            (Some(held), Some(asked)) if held != asked => {
+                return Err(currency_mismatch(&held, &asked));
+            }
+            (Some(held), _) => held,
+            (None, Some(asked)) => asked,
+            (None, None) => crate::service::DEFAULT_CURRENCY.to_owned(),
+        };
+        if let Some(existing) = self.payment_by_key(user, key).await? {
+            return self.resume(user, existing, method).await;
+        }
+        let p = self
+            .insert_payment(user, "top_up", None, &method, amount_cents, &currency, key)
+            .await?;
+        self.resume(user, p, method).await
+    }
+
+    pub(super) async fn payment_by_key(
+        &self,
+        user: UserId,
+        key: &str,
+    ) -> Result<Option<PaymentRecord>> {
+        let row: Option<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE user_id = $1 AND idempotency_key = $2"
+        )))
+        .bind(user.0.to_string())
+        .bind(key)
+        .fetch_optional(self.store().pool())
+        .await?;
+        Ok(row.map(|r| record(r).0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn insert_payment(
+        &self,
+        user: UserId,
+        purpose: &str,
+        reservation: Option<ReservationId>,
+        method: &PaymentMethod,
+        amount: i64,
+        currency: &str,
+        key: &str,
+    ) -> Result<PaymentRecord> {
+        let now = self.now().timestamp_millis();
+        let id = PaymentId::new();
+        let last4 = match method {
+            PaymentMethod::Card { last4, .. } => Some(last4.clone()),
+            _ => None,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO payments (id, user_id, purpose, reservation_id, method, token, last4, amount_cents,
+                                   currency, status, idempotency_key, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $11)",
+        )
+        .bind(id.0.to_string())
+        .bind(user.0.to_string())
+        .bind(purpose)
+        .bind(reservation.map(|r| r.0.to_string()))
+        .bind(method.name())
+        .bind(method.token())
+        .bind(&last4)
+        .bind(amount)
+        .bind(currency)
+        .bind(key)
+        .bind(now)
+        .execute(self.store().pool())
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // The same key raced in from another request: its row is the payment.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.payment_by_key(user, key)
+            .await?
+            .ok_or_else(|| Error::NotFound("payment".into()))
+    }
+
+    /// Carry a payment to its final state: charge the gateway (or the balance) for a pending
+    /// one, with the payment's own idempotency key; a final one is returned as it is.
+    pub(super) async fn resume(
+        &self,
+        user: UserId,
+        p: PaymentRecord,
+        method: PaymentMethod,
+    ) -> Result<PaymentRecord> {
+        if p.status != "pending" {
+            return Ok(p);
+        }
+        if p.method != method.name() {
+            return Err(Error::conflict(
+                "idempotency_key_reused",
+                "this idempotency key was used for another payment",
+            ));
+        }
+        let outcome = match &method {
+            // Debited by `settle`, in the transaction that finalises the payment.
+            PaymentMethod::Balance => Ok(GatewayOutcome::Captured {
+                reference: format!("balance-{}", p.id),
+            }),
+            _ => {
+                let req = ChargeRequest {
+                    idempotency_key: format!("pf-{}", p.id),
+                    token: method.token().unwrap_or_default().to_owned(),
+                    amount_cents: p.amount_cents,
+                    currency: p.currency.clone(),
+                };
+                self.charge_with_retries(&req).await
+            }
+        };
+        self.settle(user, p, outcome).await
+    }
+
+    pub(super) async fn charge_with_retries(
+        &self,
+        req: &ChargeRequest,
+    ) -> Result<GatewayOutcome, String> {
+        let mut wait = std::time::Duration::from_millis(20);
+        for attempt in 1..=RETRIES {
+            match self.gateway().charge(req).await {
+                Ok(o) => return Ok(o),
+                Err(GatewayError::Retryable(e)) if attempt < RETRIES => {
+                    tracing::warn!(attempt, error = %e, "gateway unavailable, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("gateway unavailable".into())
+    }
+
+    /// Record the outcome; a failed reservation payment cancels the reservation and tells the
+    /// driver; a captured top-up credits the balance.
+    pub(super) async fn settle(
+        &self,
+        user: UserId,
+        p: PaymentRecord,
+        outcome: Result<GatewayOutcome, String>,
+    ) -> Result<PaymentRecord> {
+        let now = self.now();
+        let (mut status, mut reason, reference) = match &outcome {
+            Ok(GatewayOutcome::Captured { reference }) => {
+                ("captured", None, Some(reference.clone()))
+            }
+            Ok(GatewayOutcome::Declined { reason }) => ("declined", Some(reason.clone()), None),
+            Err(e) => ("failed", Some(e.clone()), None),
+        };
+        let reservation: Option<ReservationId> = p
+            .reservation_id
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .map(ReservationId);
+        let mut tx = self.store().begin_write().await?;
+        // Only the request that moves the payment out of `pending` acts on it: a concurrent
+        // request with the same key finds it settled.
+        let claimed = sqlx::query(
+            "UPDATE payments SET status = $1, reason = $2, gateway_ref = $3, updated_at = $4
+             WHERE id = $5 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(&reason)
+        .bind(&reference)
+        .bind(now.timestamp_millis())
+        .bind(&p.id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            tx.rollback().await?;
+            return self.payment_by_id(&p.id).await;
+        }
+        if p.method == "balance" && status == "captured" {
+            let debited = sqlx::query(
+                "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND cents >= $1 AND currency = $3",
+            )
+            .bind(p.amount_cents)
+            .bind(user.0.to_string())
+            .bind(&p.currency)
+            .execute(&mut *tx)
+            .await?;
+            if debited.rows_affected() != 1 {
+                (status, reason) = ("declined", Some("insufficient_balance".to_owned()));
+                sqlx::query("UPDATE payments SET status = $1, reason = $2 WHERE id = $3")
+                    .bind(status)
+                    .bind(&reason)
+                    .bind(&p.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let lot = match reservation {
+            Some(r) => self.reservation_lot(&mut tx, r).await?,
+            None => None,
+        };
+        if p.purpose == "top_up" && status == "captured" {
+            credit(&mut tx, user, p.amount_cents, &p.currency).await?;
+        }
+        let mut cancelled = None;
+        if let (Some(r), Some(lot)) = (reservation, lot) {
+            let payload = Payment {
+                payment_id: payment_id(&p.id)?,
+                reservation_id: Some(r),
+                session_id: None,
+                amount_cents: Cents(p.amount_cents),
+                currency: p.currency.clone(),
+                reason: reason.clone(),
+                method: Some(p.method.clone()),
+            };
+            let event = Event::new(
+                now,
+                lot,
+                if status == "captured" {
+                    EventPayload::PaymentCaptured(payload)
+                } else {
+                    EventPayload::PaymentFailed(payload)
+                },
+            );
+            append_event(&mut tx, &event).await?;
+            if status != "captured" && cancel_active(&mut tx, r, lot, "payment_failed", now).await?
+            {
+                cancelled = Some(r);
+            }
+        }
+        tx.commit().await?;
+        if let (Some(r), Some(lot)) = (cancelled, lot) {
+            self.released(lot, r).await;
+            self.tell(
+                user,
+                lot,
+                &format!("reservation:{}:payment_failed", r.0),
+                format!(
+                    "Your payment did not go through ({}); the reservation was cancelled",
+                    reason.as_deref().unwrap_or("declined")
+                ),
+            )
+            .await?;
+        }
+        self.payment_by_id(&p.id).await
+    }
+
+    pub(super) async fn payment_by_id(&self, id: &str) -> Result<PaymentRecord> {
+        let row: PaymentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(self.store().pool())
+        .await?;
+        Ok(record(row).0)
+    }
+
+    pub(super) async fn reservation_lot(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        r: ReservationId,
+    ) -> Result<Option<LotId>> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT lot_id FROM reservations WHERE id = $1")
+                .bind(r.0.to_string())
+                .fetch_optional(conn)
+                .await?
+                .map(LotId),
+        )
+    }
+
+    pub(super) async fn tell(
+        &self,
+        user: UserId,
+        lot: LotId,
+        key: &str,
+        body: String,
+    ) -> Result<bool> {
+        let name = self.lot(lot).await.map(|l| l.name).unwrap_or_default();
+        enqueue(
+            self.store(),
+            &NewNotification {
+                user_id: user,
+                kind: NotificationKind::PaymentProblem,
+                dedup_key: key.to_owned(),
+                lot_id: Some(lot),
+                title: name,
+                body,
+            },
+            self.now(),
+        )
+        .await
+    }
+}
