@@ -1,0 +1,224 @@
+//! Lots and their spots: creation (spots laid out in rows around the lot's centre), reads with
+//! live free counts and the rate now, distances from a point.
+
+use super::*;
+use crate::admin::{Actor, audit};
+use crate::availability::{SpotPolicy, distance_m};
+use crate::error::{Error, Result};
+use crate::store::append_event;
+use chrono_tz::Tz;
+use sqlx::Row;
+use std::collections::BTreeMap;
+use warehouse_schema::event::LotRegistered;
+use warehouse_schema::{Event, EventPayload, LotId, VehicleType};
+
+/// Spots are laid out in rows of this many, so each gets a position inside the lot.
+pub(super) const SPOTS_PER_ROW: u32 = 20;
+
+/// Width of a spot and distance between rows, metres.
+pub(super) const SPOT_WIDTH_M: f64 = 2.5;
+
+pub(super) const ROW_PITCH_M: f64 = 6.0;
+
+/// The spots of a new lot, counted without overflow: each count and their sum must lie in
+/// 1..=[`MAX_SPOTS_PER_LOT`], so one request writes a bounded number of rows in its transaction.
+pub fn lot_capacity(spots: &BTreeMap<VehicleType, u32>) -> Result<u32> {
+    let out_of_range =
+        || Error::Invalid(format!("a lot needs 1 to {MAX_SPOTS_PER_LOT} spots in all"));
+    let total = spots
+        .values()
+        .try_fold(0u32, |sum, &n| sum.checked_add(n))
+        .ok_or_else(out_of_range)?;
+    if (1..=MAX_SPOTS_PER_LOT).contains(&total) {
+        Ok(total)
+    } else {
+        Err(out_of_range())
+    }
+}
+
+/// Where the `i`-th of `n` spots lies in a lot centred on `centre`: rows of spots around it.
+pub(crate) fn spot_position(centre: (f64, f64), i: u32, n: u32) -> (f64, f64) {
+    const METRES_PER_DEGREE: f64 = 111_320.0;
+    let rows = n.div_ceil(SPOTS_PER_ROW);
+    let east = (f64::from(i % SPOTS_PER_ROW) - f64::from(SPOTS_PER_ROW - 1) / 2.0) * SPOT_WIDTH_M;
+    let north =
+        (f64::from(i / SPOTS_PER_ROW) - f64::from(rows.saturating_sub(1)) / 2.0) * ROW_PITCH_M;
+    let lat = centre.0 + north / METRES_PER_DEGREE;
+    let lng = centre.1 + east / (METRES_PER_DEGREE * centre.0.to_radians().cos().max(0.01));
+    (lat, lng)
+}
+
+impl ParkingService {
+    pub async fn create_lot(&self, new: NewLot) -> Result<Lot> {
+        self.create_lot_by(None, new).await
+    }
+
+    /// [`Self::create_lot`], recorded in the audit log when an admin asked for it.
+    pub async fn create_lot_by(&self, actor: Option<&Actor>, new: NewLot) -> Result<Lot> {
+        let tz: Tz = new
+            .time_zone
+            .parse()
+            .map_err(|_| Error::Invalid(format!("unknown time zone `{}`", new.time_zone)))?;
+        let name = crate::text::line("name", &new.name, 200)?;
+        if !(-90.0..=90.0).contains(&new.latitude) || !(-180.0..=180.0).contains(&new.longitude) {
+            return Err(Error::Invalid("latitude/longitude out of range".into()));
+        }
+        currency_code(&new.currency)?;
+        check_rate(new.default_cents_per_hour)?;
+        let capacity = lot_capacity(&new.spots)?;
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO lots (name, time_zone, latitude, longitude, currency, default_cents_per_hour, created_at,
+                               ev_spots_open_to_cars)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&name)
+        .bind(tz.name())
+        .bind(new.latitude)
+        .bind(new.longitude)
+        .bind(&new.currency)
+        .bind(new.default_cents_per_hour)
+        .bind(now.timestamp_millis())
+        .bind(i64::from(new.ev_spots_open_to_cars))
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut placed = 0;
+        for (vt, n) in &new.spots {
+            for i in 1..=*n {
+                let (lat, lng) = spot_position((new.latitude, new.longitude), placed, capacity);
+                placed += 1;
+                sqlx::query(
+                    "INSERT INTO spots (lot_id, label, vehicle_type, latitude, longitude) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(format!("{}-{i:03}", spot_prefix(*vt)))
+                .bind(vt.as_str())
+                .bind(lat)
+                .bind(lng)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let event = Event::new(
+            now,
+            LotId(id),
+            EventPayload::LotRegistered(LotRegistered {
+                name: name.clone(),
+                time_zone: tz.name().to_owned(),
+                latitude: new.latitude,
+                longitude: new.longitude,
+                capacity: capacity as i32,
+            }),
+        );
+        append_event(&mut tx, &event).await?;
+        if let Some(actor) = actor {
+            let detail = serde_json::json!({ "name": name, "capacity": capacity });
+            audit(
+                &mut tx,
+                actor,
+                "lot.create",
+                &format!("lot {id}"),
+                detail,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.lot(LotId(id)).await
+    }
+
+    pub async fn lot(&self, lot: LotId) -> Result<Lot> {
+        self.lots_where(Some(lot), None)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("lot {lot}")))
+    }
+
+    pub async fn lots(&self) -> Result<Vec<Lot>> {
+        self.lots_where(None, None).await
+    }
+
+    /// Every lot with its distance from `near` (latitude, longitude), nearest first.
+    pub async fn lots_near(&self, near: (f64, f64)) -> Result<Vec<Lot>> {
+        let mut lots = self.lots_where(None, Some(near)).await?;
+        lots.sort_by(|a, b| {
+            a.distance_m
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.distance_m.unwrap_or(f64::MAX))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(lots)
+    }
+
+    pub(super) async fn lots_where(
+        &self,
+        only: Option<LotId>,
+        near: Option<(f64, f64)>,
+    ) -> Result<Vec<Lot>> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.name, l.time_zone, l.latitude, l.longitude, l.currency, l.default_cents_per_hour,
+                    (SELECT COUNT(*) FROM spots s WHERE s.lot_id = l.id AND s.closed = 0) AS capacity,
+                    (SELECT COUNT(*) FROM parking_sessions p WHERE p.lot_id = l.id AND p.exited_at IS NULL) AS occupied
+             FROM lots l WHERE ($1 IS NULL OR l.id = $1) ORDER BY l.id",
+        )
+        .bind(only.map(|l| l.0))
+        .fetch_all(self.store.pool())
+        .await?;
+        let now = self.now();
+        let mut lots = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id = LotId(r.get("id"));
+            let tz_name: String = r.get("time_zone");
+            let tz: Tz = tz_name.parse().unwrap_or(Tz::UTC);
+            let capacity: i64 = r.get("capacity");
+            let occupied: i64 = r.get("occupied");
+            let default: i64 = r.get("default_cents_per_hour");
+            let rate = self
+                .rate_in_force(id, VehicleType::Car, tz, now)
+                .await?
+                .unwrap_or(default);
+            let (latitude, longitude): (f64, f64) = (r.get("latitude"), r.get("longitude"));
+            lots.push(Lot {
+                id,
+                name: r.get("name"),
+                time_zone: tz_name,
+                latitude,
+                longitude,
+                distance_m: near.map(|n| distance_m((latitude, longitude), n).round()),
+                currency: r.get("currency"),
+                capacity,
+                free_spots: (capacity - occupied).max(0),
+                current_cents_per_hour: rate,
+            });
+        }
+        Ok(lots)
+    }
+
+    pub(crate) async fn lot_row(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        lot: LotId,
+    ) -> Result<LotRow> {
+        let row = sqlx::query(
+            "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes,
+                    ev_spots_open_to_cars
+             FROM lots WHERE id = $1",
+        )
+        .bind(lot.0)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        let tz: String = row.get("time_zone");
+        Ok(LotRow {
+            tz: tz.parse().unwrap_or(Tz::UTC),
+            currency: row.get("currency"),
+            default_cents_per_hour: row.get("default_cents_per_hour"),
+            entry_grace_minutes: row.get("entry_grace_minutes"),
+            drive_up_horizon_minutes: row.get("drive_up_horizon_minutes"),
+            policy: SpotPolicy {
+                ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
+            },
+        })
+    }
+}

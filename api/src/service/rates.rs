@@ -1,0 +1,207 @@
+//! Rates: publishing (validated, each with its event), the schedule in force and announced,
+//! the rate in force at an instant.
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::store::append_event;
+use crate::tariff::ScheduledRate;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use warehouse_schema::event::RatePublished;
+use warehouse_schema::{Cents, DayKind, Event, EventPayload, LotId, TimeBand, VehicleType};
+
+/// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot's time zone `tz` picks
+/// band and day kind), if one was published; callers fall back to the lot default.
+/// The published rates of `lot` for `vt` that can apply up to `until`, for the tariff engine.
+pub(crate) async fn scheduled_rates(
+    conn: &mut sqlx::AnyConnection,
+    lot: LotId,
+    vt: VehicleType,
+    until: DateTime<Utc>,
+) -> Result<Vec<ScheduledRate>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT band, day_kind, effective_from, cents_per_hour FROM rates
+         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3",
+    )
+    .bind(lot.0)
+    .bind(vt.as_str())
+    .bind(until.timestamp_millis())
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(band, day_kind, from, cents)| {
+            Ok(ScheduledRate {
+                band: band.parse().map_err(Error::Invalid)?,
+                day_kind: day_kind.parse().map_err(Error::Invalid)?,
+                effective_from: DateTime::from_timestamp_millis(from)
+                    .ok_or_else(|| Error::Invalid("rate start out of range".into()))?,
+                cents_per_hour: cents,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn rate_in_force_conn(
+    conn: &mut sqlx::AnyConnection,
+    lot: LotId,
+    vt: VehicleType,
+    tz: Tz,
+    at: DateTime<Utc>,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT cents_per_hour FROM rates
+         WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
+         ORDER BY effective_from DESC LIMIT 1",
+    )
+    .bind(lot.0)
+    .bind(TimeBand::at(at, tz).as_str())
+    .bind(DayKind::at(at, tz).as_str())
+    .bind(vt.as_str())
+    .bind(at.timestamp_millis())
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The charge for a stay: the hourly rate pro rata to the second, rounded up to the cent.
+pub fn charge(duration_s: i64, cents_per_hour: i64) -> i64 {
+    (duration_s.max(0) * cents_per_hour + 3599) / 3600
+}
+
+pub(crate) fn check_rate(cents: i64) -> Result<()> {
+    if (0..=MAX_CENTS_PER_HOUR).contains(&cents) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "cents per hour must be 0 to {MAX_CENTS_PER_HOUR}, got {cents}"
+        )))
+    }
+}
+
+impl ParkingService {
+    /// Pricing publishes rates for a lot; each new or changed one becomes a schedule row and a
+    /// `rate_published` event. A rate identical to the one already scheduled for the same band,
+    /// day kind, vehicle type and start is a no-op, so the same rates arriving twice (over HTTP
+    /// and over the rates topic, or a retry) change nothing. Returns how many rows changed.
+    pub async fn publish_rates(&self, lot: LotId, rates: Vec<Rate>) -> Result<usize> {
+        if rates.is_empty() {
+            return Err(Error::Invalid("no rates given".into()));
+        }
+        for r in &rates {
+            check_rate(r.cents_per_hour)?;
+        }
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        self.lot_row(&mut tx, lot).await?;
+        let mut changed = 0;
+        for r in &rates {
+            let from = r.effective_from.unwrap_or(now);
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT cents_per_hour FROM rates
+                 WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from = $5",
+            )
+            .bind(lot.0)
+            .bind(r.band.as_str())
+            .bind(r.day_kind.as_str())
+            .bind(r.vehicle_type.as_str())
+            .bind(from.timestamp_millis())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if existing == Some(r.cents_per_hour) {
+                continue;
+            }
+            changed += 1;
+            sqlx::query(
+                "INSERT INTO rates (lot_id, band, day_kind, vehicle_type, effective_from, cents_per_hour, published_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (lot_id, band, day_kind, vehicle_type, effective_from)
+                 DO UPDATE SET cents_per_hour = excluded.cents_per_hour, published_at = excluded.published_at",
+            )
+            .bind(lot.0)
+            .bind(r.band.as_str())
+            .bind(r.day_kind.as_str())
+            .bind(r.vehicle_type.as_str())
+            .bind(from.timestamp_millis())
+            .bind(r.cents_per_hour)
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+            let event = Event::new(
+                now,
+                lot,
+                EventPayload::RatePublished(RatePublished {
+                    band: r.band,
+                    day_kind: r.day_kind,
+                    vehicle_type: r.vehicle_type,
+                    cents_per_hour: Cents(r.cents_per_hour),
+                    effective_from: from,
+                }),
+            );
+            append_event(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        self.metrics.rates_published.inc_by(changed as u64);
+        Ok(changed)
+    }
+
+    /// The rates in force now and those announced for later.
+    pub async fn rate_schedule(&self, lot: LotId) -> Result<RateSchedule> {
+        let mut conn = self.store.pool().acquire().await?;
+        let info = self.lot_row(&mut conn, lot).await?;
+        let now = self.now().timestamp_millis();
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT r.band, r.day_kind, r.vehicle_type, r.cents_per_hour, r.effective_from FROM rates r
+             WHERE r.lot_id = $1 AND (r.effective_from > $2 OR r.effective_from = (
+                 SELECT MAX(x.effective_from) FROM rates x
+                 WHERE x.lot_id = r.lot_id AND x.band = r.band AND x.day_kind = r.day_kind
+                   AND x.vehicle_type = r.vehicle_type AND x.effective_from <= $2))
+             ORDER BY r.effective_from, r.band, r.day_kind, r.vehicle_type",
+        )
+        .bind(lot.0)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+        let (mut current, mut upcoming) = (Vec::new(), Vec::new());
+        for (band, day_kind, vt, cents, from) in rows {
+            let rate = Rate {
+                band: band.parse().map_err(Error::Invalid)?,
+                day_kind: day_kind.parse().map_err(Error::Invalid)?,
+                vehicle_type: vt.parse().map_err(Error::Invalid)?,
+                cents_per_hour: cents,
+                effective_from: DateTime::from_timestamp_millis(from),
+            };
+            if from > now {
+                upcoming.push(rate)
+            } else {
+                current.push(rate)
+            }
+        }
+        Ok(RateSchedule {
+            lot_id: lot,
+            currency: info.currency,
+            default_cents_per_hour: info.default_cents_per_hour,
+            current,
+            upcoming,
+        })
+    }
+
+    /// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot default if none was
+    /// published).
+    pub async fn rate_at(&self, lot: LotId, vt: VehicleType, at: DateTime<Utc>) -> Result<i64> {
+        let mut conn = self.store.pool().acquire().await?;
+        let info = self.lot_row(&mut conn, lot).await?;
+        Ok(rate_in_force_conn(&mut conn, lot, vt, info.tz, at)
+            .await?
+            .unwrap_or(info.default_cents_per_hour))
+    }
+
+    pub(super) async fn rate_in_force(
+        &self,
+        lot: LotId,
+        vt: VehicleType,
+        tz: Tz,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>> {
+        let mut conn = self.store.pool().acquire().await?;
+        rate_in_force_conn(&mut conn, lot, vt, tz, at).await
+    }
+}

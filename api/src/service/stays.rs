@@ -1,0 +1,329 @@
+//! Stays: a drive-up or reserved check-in takes a spot, a check-out closes the stay and charges
+//! it by the tariff (paid from the prepaid balance where the driver has one).
+
+use super::*;
+use crate::availability::SpotPolicy;
+use crate::error::{Error, Result};
+use crate::reservations::holding;
+use crate::store::{append_event, is_unique_violation};
+use crate::tariff::{Tariff, TariffRules};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use warehouse_schema::event::{CheckIn, Exit};
+use warehouse_schema::{
+    Cents, Event, EventPayload, LotId, ReservationId, SessionId, SpotId, TimeBand, VehicleType,
+};
+
+impl ParkingService {
+    /// A vehicle drives up without a reservation: it gets the best free spot its type may use
+    /// that no reservation claims within the lot's drive-up horizon, or `lot_full`.
+    ///
+    /// On PostgreSQL two gates may pick the same free spot at once; the loser's insert hits the
+    /// one-open-stay-per-spot index and it simply tries again with what is then free.
+    pub async fn check_in(&self, lot: LotId, req: CheckInRequest) -> Result<CheckInReceipt> {
+        // A known driver entering without a reservation pays from their prepaid balance: it
+        // must hold the configured minimum.
+        let min = self.payments.min_balance_cents;
+        if let Some(user) = req.user_id
+            && min > 0
+        {
+            let balance = self.balance(user).await?;
+            let lot_currency: Option<String> =
+                sqlx::query_scalar("SELECT currency FROM lots WHERE id = $1")
+                    .bind(lot.0)
+                    .fetch_optional(self.store.pool())
+                    .await?;
+            if let (Some(held), Some(charged)) = (self.balance_currency(user).await?, lot_currency)
+                && held != charged
+            {
+                return Err(Error::PaymentRequired {
+                    code: "balance_currency",
+                    message: format!(
+                        "entry needs a prepaid balance in {charged}; this one is held in {held}"
+                    ),
+                });
+            }
+            if balance < min {
+                return Err(Error::PaymentRequired {
+                    code: "balance_too_low",
+                    message: format!(
+                        "entry needs a prepaid balance of at least {min} cents; it is {balance}"
+                    ),
+                });
+            }
+        }
+        const ATTEMPTS: usize = 8;
+        for _ in 1..ATTEMPTS {
+            match self.try_check_in(lot, &req).await {
+                Err(Error::Storage(e)) if is_unique_violation(&e) => continue,
+                other => return other,
+            }
+        }
+        self.try_check_in(lot, &req).await
+    }
+
+    pub(super) async fn try_check_in(
+        &self,
+        lot: LotId,
+        req: &CheckInRequest,
+    ) -> Result<CheckInReceipt> {
+        if let Some(p) = &req.plate {
+            crate::accounts::normalise_plate(p)?;
+        }
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        let info = self.lot_row(&mut tx, lot).await?;
+        let horizon = now + chrono::Duration::minutes(info.drive_up_horizon_minutes);
+        let (spot_id, label) = self
+            .free_spot_now(
+                &mut tx,
+                lot,
+                info.policy,
+                req.vehicle_type,
+                (now, horizon),
+                None,
+            )
+            .await?;
+        let receipt = self
+            .open_stay(
+                &mut tx,
+                SessionId::new(),
+                NewStay {
+                    lot,
+                    spot: (spot_id, label),
+                    vehicle_type: req.vehicle_type,
+                    method: req.method,
+                    plate: req.plate.as_deref(),
+                    user: req.user_id,
+                    reservation: None,
+                },
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        self.metrics.check_ins.inc();
+        Ok(receipt)
+    }
+
+    /// Record, inside the caller's transaction, a stay that opens at `now`: its session row and
+    /// its `check_in` event. Drive-ups and reservations entering at the gate both come here.
+    pub(crate) async fn open_stay(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        session: SessionId,
+        stay: NewStay<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CheckInReceipt> {
+        let (spot_id, label) = stay.spot;
+        sqlx::query(
+            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(session.0.to_string())
+        .bind(stay.lot.0)
+        .bind(spot_id)
+        .bind(stay.vehicle_type.as_str())
+        .bind(stay.method.as_str())
+        .bind(stay.plate)
+        .bind(stay.user.map(|u| u.0.to_string()))
+        .bind(now.timestamp_millis())
+        .bind(stay.reservation.map(|r| r.0.to_string()))
+        .execute(&mut *conn)
+        .await?;
+        let event = Event::new(
+            now,
+            stay.lot,
+            EventPayload::CheckIn(CheckIn {
+                session_id: session,
+                user_id: stay.user,
+                reservation_id: stay.reservation,
+                spot_id: Some(SpotId(spot_id)),
+                vehicle_type: stay.vehicle_type,
+                method: stay.method,
+            }),
+        );
+        append_event(conn, &event).await?;
+        Ok(CheckInReceipt {
+            session_id: session,
+            lot_id: stay.lot,
+            spot_id: SpotId(spot_id),
+            spot_label: label,
+            entered_at: event.occurred_at,
+            reservation_id: stay.reservation,
+        })
+    }
+
+    /// The best spot for `vehicle` that has no car in it now and that no reservation (other than
+    /// `mine`) holds between `now` and `until`; `lot_full` when there is none.
+    pub(crate) async fn free_spot_now(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        lot: LotId,
+        policy: SpotPolicy,
+        vehicle: VehicleType,
+        (now, until): (DateTime<Utc>, DateTime<Utc>),
+        mine: Option<ReservationId>,
+    ) -> Result<(i64, String)> {
+        let free: Vec<(i64, String, String)> = sqlx::query_as(concat!(
+            "SELECT s.id, s.label, s.vehicle_type FROM spots s
+             WHERE s.lot_id = $1 AND s.closed = 0
+               AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
+               AND NOT EXISTS (SELECT 1 FROM reservations r
+                               WHERE r.spot_id = s.id AND ",
+            holding!("r"),
+            " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
+             ORDER BY s.id"
+        ))
+        .bind(lot.0)
+        .bind(now.timestamp_millis())
+        .bind(until.timestamp_millis())
+        .bind(mine.map(|r| r.0.to_string()).unwrap_or_default())
+        .fetch_all(conn)
+        .await?;
+        let chosen = free
+            .iter()
+            .filter_map(|(id, label, vt)| {
+                let rank = policy.rank(vehicle, vt.parse().ok()?)?;
+                Some((rank, *id, label))
+            })
+            .min();
+        match chosen {
+            Some((_, id, label)) => Ok((id, label.clone())),
+            None => {
+                self.metrics.lot_full.inc();
+                Err(Error::conflict(
+                    "lot_full",
+                    format!("lot {lot} has no free spot for a {vehicle}"),
+                ))
+            }
+        }
+    }
+
+    /// A vehicle leaves. A drive-up stay is charged by the tariff engine over the whole stay
+    /// (each increment at the rate in force then, with the configured grace, free minutes and
+    /// daily cap); a reserved stay pays its quote plus any time past the reserved end by the
+    /// same engine, and its reservation is completed (the rest of its window is free again).
+    pub async fn check_out(&self, lot: LotId, session: SessionId) -> Result<ExitReceipt> {
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        let info = self.lot_row(&mut tx, lot).await?;
+        let row = sqlx::query(
+            "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, p.user_id, r.quote_cents, r.end_at
+             FROM parking_sessions p LEFT JOIN reservations r ON r.id = p.reservation_id
+             WHERE p.id = $1 AND p.lot_id = $2",
+        )
+        .bind(session.0.to_string())
+        .bind(lot.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("parking session {session} in lot {lot}")))?;
+        if row.get::<Option<i64>, _>("exited_at").is_some() {
+            return Err(Error::conflict(
+                "session_closed",
+                format!("parking session {session} has already exited"),
+            ));
+        }
+        let vt: VehicleType = row
+            .get::<String, _>("vehicle_type")
+            .parse()
+            .map_err(Error::Invalid)?;
+        let entered_at: i64 = row.get("entered_at");
+        let duration_s = ((now.timestamp_millis() - entered_at) / 1000).max(0);
+        let band = TimeBand::at(now, info.tz);
+        let cents_per_hour = rate_in_force_conn(&mut tx, lot, vt, info.tz, now)
+            .await?
+            .unwrap_or(info.default_cents_per_hour);
+        let reservation: Option<ReservationId> = row
+            .get::<Option<String>, _>("reservation_id")
+            .and_then(|r| r.parse().ok())
+            .map(ReservationId);
+        let tariff = scheduled_rates(&mut tx, lot, vt, now).await?;
+        let entered = DateTime::from_timestamp_millis(entered_at).unwrap_or(now);
+        let amount = match reservation {
+            // The quote covers the reserved window; time past its end is charged by the tariff,
+            // with no grace or free minutes of its own.
+            Some(_) => {
+                let quote: i64 = row.get::<Option<i64>, _>("quote_cents").unwrap_or(0);
+                let end = row
+                    .get::<Option<i64>, _>("end_at")
+                    .and_then(DateTime::from_timestamp_millis)
+                    .unwrap_or(now);
+                let overstay = Tariff::new(
+                    TariffRules {
+                        grace_minutes: 0,
+                        free_minutes: 0,
+                        ..self.tariff
+                    },
+                    info.tz,
+                    info.default_cents_per_hour,
+                    tariff,
+                );
+                quote
+                    + if now > end {
+                        overstay.charge(end, now).cents
+                    } else {
+                        0
+                    }
+            }
+            None => {
+                Tariff::new(self.tariff, info.tz, info.default_cents_per_hour, tariff)
+                    .charge(entered, now)
+                    .cents
+            }
+        };
+        let closed = sqlx::query(
+            "UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3
+             WHERE id = $4 AND exited_at IS NULL",
+        )
+        .bind(now.timestamp_millis())
+        .bind(amount)
+        .bind(&info.currency)
+        .bind(session.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if closed.rows_affected() != 1 {
+            return Err(Error::conflict(
+                "session_closed",
+                format!("parking session {session} has already exited"),
+            ));
+        }
+        if reservation.is_none()
+            && let Some(user) = row.get::<Option<String>, _>("user_id")
+        {
+            self.pay_stay_from_balance(&mut tx, lot, session, &user, amount, &info.currency, now)
+                .await?;
+        }
+        if let Some(r) = reservation {
+            sqlx::query("UPDATE reservations SET status = 'completed' WHERE id = $1 AND status = 'checked_in'")
+                .bind(r.0.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let event = Event::new(
+            now,
+            lot,
+            EventPayload::Exit(Exit {
+                session_id: session,
+                duration_s,
+                amount_cents: Cents(amount),
+                currency: info.currency.clone(),
+            }),
+        );
+        append_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        if let Some(r) = reservation {
+            // The rest of the reserved window is free again.
+            self.released(lot, r).await;
+        }
+        self.metrics.exits.inc();
+        Ok(ExitReceipt {
+            session_id: session,
+            duration_s,
+            amount_cents: amount,
+            currency: info.currency,
+            cents_per_hour,
+            band,
+            reservation_id: reservation,
+        })
+    }
+}
