@@ -1,0 +1,218 @@
+//! The lots pages: the dashboard with live occupancy, a new lot, a lot's settings and spots.
+
+use super::*;
+use crate::admin::LotChange;
+use crate::error::Error;
+use crate::http::{AppState, LotPath};
+use crate::service::NewLot;
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde_json::json;
+use std::collections::BTreeMap;
+use warehouse_schema::{LotId, SpotId, VehicleType};
+
+/// The lots with their live occupancy and the car rate in force, for the dashboard's refresh.
+pub(super) async fn live(State(state): State<AppState>) -> PageResult {
+    let lots = state.service.lots().await?;
+    let rows: Vec<_> = lots
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.id, "capacity": l.capacity, "freeSpots": l.free_spots,
+                "occupied": l.capacity - l.free_spots,
+                "rate": money(l.current_cents_per_hour, &l.currency),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "lots": rows, "at": state.service.now() })).into_response())
+}
+
+pub(super) async fn dashboard(
+    State(state): State<AppState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+) -> PageResult {
+    let email = state.accounts.email(admin.0).await?;
+    let lots = state
+        .service
+        .lots()
+        .await?
+        .into_iter()
+        .map(|l| LotRow {
+            id: l.id,
+            occupied: l.capacity - l.free_spots,
+            rate: money(l.current_cents_per_hour, &l.currency),
+            name: l.name,
+            capacity: l.capacity,
+            free: l.free_spots,
+        })
+        .collect();
+    Ok(render(&Dashboard {
+        title: "Lots",
+        email,
+        at: state.service.now().format("%H:%M:%S UTC").to_string(),
+        lots,
+    })?
+    .into_response())
+}
+
+pub(super) struct LotRow {
+    id: LotId,
+    name: String,
+    capacity: i64,
+    occupied: i64,
+    free: i64,
+    rate: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/dashboard.html")]
+pub(super) struct Dashboard {
+    title: &'static str,
+    email: String,
+    at: String,
+    lots: Vec<LotRow>,
+}
+
+pub(super) async fn new_lot_page() -> PageResult {
+    Ok(render(&NewLotPage {
+        title: "New lot",
+        vehicle_types: VehicleType::ALL.iter().map(|v| v.as_str()).collect(),
+    })?
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "portal/new_lot.html")]
+pub(super) struct NewLotPage {
+    title: &'static str,
+    vehicle_types: Vec<&'static str>,
+}
+
+pub(super) async fn create_lot(
+    State(state): State<AppState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    body: Bytes,
+) -> PageResult {
+    let f = form(&body)?;
+    let mut spots = BTreeMap::new();
+    for vt in VehicleType::ALL {
+        if let Some(n) = number::<u32>(&f, &format!("spots_{vt}"))?.filter(|n| *n > 0) {
+            spots.insert(vt, n);
+        }
+    }
+    let new = NewLot {
+        name: required(&f, "name")?.to_owned(),
+        time_zone: required(&f, "time_zone")?.to_owned(),
+        latitude: number(&f, "latitude")?.unwrap_or(0.0),
+        longitude: number(&f, "longitude")?.unwrap_or(0.0),
+        currency: field(&f, "currency").unwrap_or("USD").to_uppercase(),
+        default_cents_per_hour: number(&f, "default_cents_per_hour")?.ok_or_else(|| {
+            PortalError(Error::Invalid(
+                "`default_cents_per_hour` is required".into(),
+            ))
+        })?,
+        spots,
+        ev_spots_open_to_cars: field(&f, "ev_spots_open_to_cars").is_some(),
+    };
+    let lot = state
+        .service
+        .create_lot_by(Some(&admin.actor()), new)
+        .await?;
+    Ok(see_other(&format!("/admin/lots/{}", lot.id)))
+}
+
+pub(super) async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPath) -> PageResult {
+    let l = state.service.lot(lot).await?;
+    let schedule = state.service.rate_schedule(lot).await?;
+    let spots = state.service.spots(lot).await?;
+    let rates = schedule
+        .current
+        .iter()
+        .map(|r| RateRow {
+            band: r.band.as_str(),
+            days: r.day_kind.as_str(),
+            vehicle: r.vehicle_type.as_str(),
+            per_hour: money(r.cents_per_hour, &schedule.currency),
+            since: r.effective_from.map_or(String::new(), |t| {
+                t.format("%Y-%m-%d %H:%M UTC").to_string()
+            }),
+        })
+        .collect();
+    Ok(render(&LotPage {
+        title: l.name.clone(),
+        id: l.id,
+        name: l.name,
+        time_zone: l.time_zone,
+        capacity: l.capacity,
+        free: l.free_spots,
+        default_cents: schedule.default_cents_per_hour,
+        default_rate: money(schedule.default_cents_per_hour, &schedule.currency),
+        rates,
+        spots,
+    })?
+    .into_response())
+}
+
+pub(super) struct RateRow {
+    band: &'static str,
+    days: &'static str,
+    vehicle: &'static str,
+    per_hour: String,
+    since: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/lot.html")]
+pub(super) struct LotPage {
+    title: String,
+    id: LotId,
+    name: String,
+    time_zone: String,
+    capacity: i64,
+    free: i64,
+    default_cents: i64,
+    default_rate: String,
+    rates: Vec<RateRow>,
+    spots: Vec<crate::admin::SpotStatus>,
+}
+
+pub(super) async fn update_lot(
+    State(state): State<AppState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    LotPath(lot): LotPath,
+    body: Bytes,
+) -> PageResult {
+    let f = form(&body)?;
+    let change = LotChange {
+        name: field(&f, "name").map(str::to_owned),
+        default_cents_per_hour: number(&f, "default_cents_per_hour")?,
+        ev_spots_open_to_cars: None,
+    };
+    state
+        .service
+        .update_lot(&admin.actor(), lot, change)
+        .await?;
+    Ok(see_other(&format!("/admin/lots/{lot}")))
+}
+
+pub(super) async fn close_or_reopen(
+    State(state): State<AppState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    Path((lot, spot, action)): Path<(String, String, String)>,
+) -> PageResult {
+    let not_found = || PortalError(Error::NotFound(format!("spot {spot} in lot {lot}")));
+    let lot = LotId(lot.parse().map_err(|_| not_found())?);
+    let spot_id = SpotId(spot.parse().map_err(|_| not_found())?);
+    let closed = match action.as_str() {
+        "close" => true,
+        "reopen" => false,
+        _ => return Err(PortalError(Error::NotFound("route".into()))),
+    };
+    state
+        .service
+        .set_spot_closed(&admin.actor(), lot, spot_id, closed)
+        .await?;
+    Ok(see_other(&format!("/admin/lots/{lot}")))
+}
