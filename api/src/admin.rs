@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue_in};
+use crate::reservations::ReservationStatus;
 use crate::reservations::holding;
 use crate::service::{Lot, ParkingService, check_rate};
 use crate::store::append_event;
@@ -99,9 +100,6 @@ pub struct ReservationQuery {
     pub to: Option<DateTime<Utc>>,
 }
 
-const RESERVATION_STATUSES: [&str; 5] =
-    ["active", "checked_in", "completed", "cancelled", "no_show"];
-
 /// One hit of the reservation search.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -115,7 +113,7 @@ pub struct ReservationRow {
     pub vehicle_type: String,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
-    pub status: String,
+    pub status: ReservationStatus,
     pub quote_cents: i64,
     pub currency: String,
 }
@@ -343,15 +341,8 @@ impl ParkingService {
         q: &ReservationQuery,
         limit: i64,
     ) -> Result<Vec<ReservationRow>> {
-        if let Some(s) = q
-            .status
-            .as_deref()
-            .filter(|s| !RESERVATION_STATUSES.contains(s))
-        {
-            return Err(Error::Invalid(format!(
-                "unknown status `{s}`: one of {}",
-                RESERVATION_STATUSES.join(", ")
-            )));
+        if let Some(s) = q.status.as_deref() {
+            s.parse::<ReservationStatus>().map_err(Error::Invalid)?;
         }
         if let (Some(from), Some(to)) = (q.from, q.to)
             && from >= to
@@ -394,7 +385,10 @@ impl ParkingService {
                     vehicle_type: r.get("vehicle_type"),
                     start_at: millis(r.get("start_at")),
                     end_at: millis(r.get("end_at")),
-                    status: r.get("status"),
+                    status: r
+                        .get::<String, _>("status")
+                        .parse()
+                        .map_err(Error::Invalid)?,
                     quote_cents: r.get("quote_cents"),
                     currency: r.get("currency"),
                 })

@@ -15,6 +15,7 @@ use crate::accounts::normalise_plate;
 use crate::error::{Error, Result};
 use crate::passes::PassError;
 use crate::reservations::Reservation;
+use crate::reservations::ReservationStatus;
 use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, NewStay, ParkingService};
 use crate::store::is_unique_violation;
 use chrono::{DateTime, Duration, Utc};
@@ -200,9 +201,9 @@ impl ParkingService {
                 ),
             ));
         }
-        match r.status.as_str() {
-            "active" => {}
-            "checked_in" => {
+        match r.status {
+            ReservationStatus::Active => {}
+            ReservationStatus::CheckedIn => {
                 return Err(Error::conflict(
                     "already_entered",
                     format!("reservation {} has already entered", r.id),

@@ -27,7 +27,7 @@ impl ParkingService {
             return self.resume(user, existing, method).await;
         }
         let r = self.reservation_of(user, reservation).await?;
-        if r.status != "active" {
+        if r.status != crate::reservations::ReservationStatus::Active {
             return Err(Error::conflict(
                 "not_active",
                 format!("reservation {reservation} is {}", r.status),

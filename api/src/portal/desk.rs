@@ -5,6 +5,7 @@ use super::*;
 use crate::admin::ReservationQuery;
 use crate::error::Error;
 use crate::http::AppState;
+use crate::reservations::ReservationStatus;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -26,8 +27,9 @@ pub(super) async fn reservations(
     };
     let found = state.service.search_reservations(&query, PAGE_ROWS).await?;
     let value = |name: &str| field(&f, name).unwrap_or_default().to_owned();
-    let statuses = ["active", "checked_in", "completed", "cancelled", "no_show"]
+    let statuses = ReservationStatus::ALL
         .into_iter()
+        .map(|st| st.as_str())
         .map(|name| StatusOption {
             name,
             selected: field(&f, "status") == Some(name),
@@ -44,7 +46,7 @@ pub(super) async fn reservations(
             vehicle: r.vehicle_type.clone(),
             from: r.start_at.format("%Y-%m-%d %H:%M").to_string(),
             to: r.end_at.format("%Y-%m-%d %H:%M").to_string(),
-            status: r.status.clone(),
+            status: r.status.to_string(),
             quote: money(r.quote_cents, &r.currency),
         })
         .collect();

@@ -242,7 +242,7 @@ impl ParkingService {
             vehicle_type: req.vehicle_type,
             vehicle_id: req.vehicle.as_ref().map(|v| v.id),
             plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
-            status: "active".into(),
+            status: ReservationStatus::Active,
             quote_cents: quote,
             currency: rules.currency,
             cancellation_id: None,

@@ -230,7 +230,7 @@ impl ParkingService {
         .await?;
         tx.commit().await?;
         self.released(r.lot_id, id).await;
-        r.status = "cancelled".into();
+        r.status = ReservationStatus::Cancelled;
         r.cancellation_id = Some(cancellation);
         // Paid? Refund per the policy. The cancellation stands either way; a refund the gateway
         // refused leaves the payment `captured` on a cancelled reservation, and is logged.

@@ -131,7 +131,7 @@ pub struct Reservation {
     pub vehicle_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plate: Option<String>,
-    pub status: String,
+    pub status: ReservationStatus,
     pub quote_cents: i64,
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +139,61 @@ pub struct Reservation {
     /// The parking session opened at the gate for this reservation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<SessionId>,
+}
+
+/// Where a reservation is in its life: it holds its spot while `Active` (booked) or `CheckedIn`
+/// (the car is in), and lets it go when `Completed`, `Cancelled` or `NoShow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    Active,
+    CheckedIn,
+    Completed,
+    Cancelled,
+    NoShow,
+}
+
+impl ReservationStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Active,
+        Self::CheckedIn,
+        Self::Completed,
+        Self::Cancelled,
+        Self::NoShow,
+    ];
+
+    /// The name stored and sent (`checked_in`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::CheckedIn => "checked_in",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::NoShow => "no_show",
+        }
+    }
+}
+
+impl std::fmt::Display for ReservationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ReservationStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status `{s}`: one of {}",
+                    Self::ALL.map(Self::as_str).join(", ")
+                )
+            })
+    }
 }
 
 /// A spot that is free for a whole window.
@@ -368,7 +423,7 @@ pub(crate) fn with_article(vt: VehicleType) -> String {
 /// Only an `active` reservation (booked, car not yet in) can be changed, cancelled or given a
 /// pass.
 fn require_active(r: &Reservation) -> Result<()> {
-    if r.status == "active" {
+    if r.status == ReservationStatus::Active {
         Ok(())
     } else {
         Err(Error::conflict(

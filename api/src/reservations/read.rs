@@ -111,7 +111,10 @@ impl ParkingService {
                 .map_err(Error::Invalid)?,
             vehicle_id: uuid("vehicle_id"),
             plate: row.get("plate"),
-            status: row.get("status"),
+            status: row
+                .get::<String, _>("status")
+                .parse()
+                .map_err(Error::Invalid)?,
             quote_cents: row.get("quote_cents"),
             currency: row.get("currency"),
             cancellation_id: uuid("cancellation_id"),

@@ -194,7 +194,11 @@ pub async fn idempotency_key_returns_the_first_answer(app: TestApp) {
         "not_found"
     );
     assert_eq!(
-        s.cancel_reservation(user, first.id).await.unwrap().status,
+        s.cancel_reservation(user, first.id)
+            .await
+            .unwrap()
+            .status
+            .as_str(),
         "cancelled"
     );
     assert_eq!(
