@@ -84,7 +84,7 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
         )
         .await;
     let paid = paid.unwrap();
-    assert_eq!(paid.status, "captured");
+    assert_eq!(paid.status.as_str(), "captured");
     let owner = UserId::new();
     let later = s
         .reserve(

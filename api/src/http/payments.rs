@@ -18,7 +18,7 @@ use warehouse_schema::ReservationId;
 pub(super) fn paid(
     p: crate::payments::PaymentRecord,
 ) -> Result<(StatusCode, serde_json::Value), Error> {
-    if p.status == "captured" {
+    if p.status == crate::payments::PaymentStatus::Captured {
         return Ok((StatusCode::CREATED, json!(p)));
     }
     Err(Error::PaymentRequired {

@@ -139,8 +139,7 @@ pub struct PaymentRecord {
     pub last4: Option<String>,
     pub amount_cents: i64,
     pub currency: String,
-    /// `pending`, `captured`, `declined`, `failed`, `reversed` or `refunded`.
-    pub status: String,
+    pub status: PaymentStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub refunded_cents: i64,
@@ -164,7 +163,56 @@ type PaymentRow = (
 const PAYMENT_COLUMNS: &str = "id, purpose, reservation_id, method, last4, amount_cents, currency, status, reason, refunded_cents, gateway_ref";
 
 /// The payment as the API shows it, and the gateway's reference of its charge.
-fn record(row: PaymentRow) -> (PaymentRecord, Option<String>) {
+/// Where a payment is: `Pending` until the gateway (or the balance) answers, then `Captured`,
+/// `Declined` or `Failed`; a captured one may later be `Reversed` (by the bank) or `Refunded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Captured,
+    Declined,
+    Failed,
+    Reversed,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Captured,
+        Self::Declined,
+        Self::Failed,
+        Self::Reversed,
+        Self::Refunded,
+    ];
+
+    /// The name stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Captured => "captured",
+            Self::Declined => "declined",
+            Self::Failed => "failed",
+            Self::Reversed => "reversed",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| Error::Invalid(format!("stored payment status `{s}`")))
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn record(row: PaymentRow) -> Result<(PaymentRecord, Option<String>)> {
     let (
         id,
         purpose,
@@ -178,7 +226,7 @@ fn record(row: PaymentRow) -> (PaymentRecord, Option<String>) {
         refunded,
         gref,
     ) = row;
-    (
+    Ok((
         PaymentRecord {
             id,
             purpose,
@@ -187,12 +235,12 @@ fn record(row: PaymentRow) -> (PaymentRecord, Option<String>) {
             last4,
             amount_cents: amount,
             currency,
-            status,
+            status: PaymentStatus::parse(&status)?,
             reason,
             refunded_cents: refunded,
         },
         gref,
-    )
+    ))
 }
 
 /// A gateway webhook event (the body the gateway posts, signed).

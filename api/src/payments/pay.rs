@@ -118,7 +118,7 @@ impl ParkingService {
         .bind(key)
         .fetch_optional(self.store().pool())
         .await?;
-        Ok(row.map(|r| record(r).0))
+        row.map(|r| record(r).map(|(p, _)| p)).transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -175,7 +175,7 @@ impl ParkingService {
         p: PaymentRecord,
         method: PaymentMethod,
     ) -> Result<PaymentRecord> {
-        if p.status != "pending" {
+        if p.status != PaymentStatus::Pending {
             return Ok(p);
         }
         if p.method != method.name() {
@@ -232,10 +232,12 @@ impl ParkingService {
         let now = self.now();
         let (mut status, mut reason, reference) = match &outcome {
             Ok(GatewayOutcome::Captured { reference }) => {
-                ("captured", None, Some(reference.clone()))
+                (PaymentStatus::Captured, None, Some(reference.clone()))
             }
-            Ok(GatewayOutcome::Declined { reason }) => ("declined", Some(reason.clone()), None),
-            Err(e) => ("failed", Some(e.clone()), None),
+            Ok(GatewayOutcome::Declined { reason }) => {
+                (PaymentStatus::Declined, Some(reason.clone()), None)
+            }
+            Err(e) => (PaymentStatus::Failed, Some(e.clone()), None),
         };
         let reservation: Option<ReservationId> = p
             .reservation_id
@@ -249,7 +251,7 @@ impl ParkingService {
             "UPDATE payments SET status = $1, reason = $2, gateway_ref = $3, updated_at = $4
              WHERE id = $5 AND status = 'pending'",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(&reason)
         .bind(&reference)
         .bind(now.timestamp_millis())
@@ -260,7 +262,7 @@ impl ParkingService {
             tx.rollback().await?;
             return self.payment_by_id(&p.id).await;
         }
-        if p.method == "balance" && status == "captured" {
+        if p.method == "balance" && status == PaymentStatus::Captured {
             let debited = sqlx::query(
                 "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND cents >= $1 AND currency = $3",
             )
@@ -270,9 +272,12 @@ impl ParkingService {
             .execute(&mut *tx)
             .await?;
             if debited.rows_affected() != 1 {
-                (status, reason) = ("declined", Some("insufficient_balance".to_owned()));
+                (status, reason) = (
+                    PaymentStatus::Declined,
+                    Some("insufficient_balance".to_owned()),
+                );
                 sqlx::query("UPDATE payments SET status = $1, reason = $2 WHERE id = $3")
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(&reason)
                     .bind(&p.id)
                     .execute(&mut *tx)
@@ -283,7 +288,7 @@ impl ParkingService {
             Some(r) => self.reservation_lot(&mut tx, r).await?,
             None => None,
         };
-        if p.purpose == "top_up" && status == "captured" {
+        if p.purpose == "top_up" && status == PaymentStatus::Captured {
             credit(&mut tx, user, p.amount_cents, &p.currency).await?;
         }
         let mut cancelled = None;
@@ -300,14 +305,15 @@ impl ParkingService {
             let event = Event::new(
                 now,
                 lot,
-                if status == "captured" {
+                if status == PaymentStatus::Captured {
                     EventPayload::PaymentCaptured(payload)
                 } else {
                     EventPayload::PaymentFailed(payload)
                 },
             );
             append_event(&mut tx, &event).await?;
-            if status != "captured" && cancel_active(&mut tx, r, lot, "payment_failed", now).await?
+            if status != PaymentStatus::Captured
+                && cancel_active(&mut tx, r, lot, "payment_failed", now).await?
             {
                 cancelled = Some(r);
             }
@@ -336,7 +342,7 @@ impl ParkingService {
         .bind(id)
         .fetch_one(self.store().pool())
         .await?;
-        Ok(record(row).0)
+        Ok(record(row)?.0)
     }
 
     pub(super) async fn reservation_lot(

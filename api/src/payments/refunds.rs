@@ -29,7 +29,7 @@ impl ParkingService {
         let Some(row) = row else {
             return Ok(0);
         };
-        let (p, reference) = record(row);
+        let (p, reference) = record(row)?;
         let now = self.now();
         let percent = self
             .payments_config()
