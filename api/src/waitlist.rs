@@ -175,11 +175,15 @@ impl ParkingService {
         .bind(lot.0)
         .fetch_all(self.store().pool())
         .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rules = self.booking_rules(lot).await?;
         for row in rows {
             let (user, e) = entry(row)?;
             // A window the booking rules refuse (the lot's rules changed since the driver
             // joined) can never be served: that entry ends with its reason, the queue goes on.
-            let window = match self.bookable_window(lot, e.start_at, e.end_at).await {
+            let window = match rules.window(e.start_at, e.end_at, now) {
                 Ok(w) => w,
                 Err(err) if err.is_client_error() => {
                     self.end_unservable(lot, user, &e, &err.to_string()).await?;

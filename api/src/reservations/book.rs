@@ -21,12 +21,15 @@ impl ParkingService {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<TimeRange> {
-        let window = TimeRange::new(start, end)?;
-        let mut conn = self.store().pool().acquire().await?;
-        LotRules::load(&mut conn, lot)
+        self.booking_rules(lot)
             .await?
-            .check(window, self.now())?;
-        Ok(window)
+            .window(start, end, self.now())
+    }
+
+    /// `lot`'s booking rules, for checking several windows against one read.
+    pub(crate) async fn booking_rules(&self, lot: LotId) -> Result<LotRules> {
+        let mut conn = self.store().pool().acquire().await?;
+        LotRules::load(&mut conn, lot).await
     }
 
     /// Reserve a spot for `user`. The same `idempotency_key` with the same request returns the

@@ -239,7 +239,7 @@ fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> DateTime<Utc> {
 }
 
 /// A lot's booking rules and prices, read inside the booking transaction.
-struct LotRules {
+pub(crate) struct LotRules {
     tz: Tz,
     currency: String,
     default_cents_per_hour: i64,
@@ -277,6 +277,18 @@ impl LotRules {
     }
 
     /// Start in the future, within the booking window (whole local days), duration in bounds.
+    /// `start..end` as a window these rules accept at `now`.
+    pub(crate) fn window(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<TimeRange> {
+        let window = TimeRange::new(start, end)?;
+        self.check(window, now)?;
+        Ok(window)
+    }
+
     fn check(&self, window: TimeRange, now: DateTime<Utc>) -> Result<()> {
         if window.start() <= now {
             return Err(Error::Invalid(
