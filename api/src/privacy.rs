@@ -142,7 +142,7 @@ impl ParkingService {
             })
         })
         .collect();
-        let balance = self.balance(user).await?;
+        let (balance, balance_currency) = self.prepaid(user).await?;
         let workplace = match (
             account.get::<Option<f64>, _>("workplace_latitude"),
             account.get::<Option<f64>, _>("workplace_longitude"),
@@ -165,7 +165,7 @@ impl ParkingService {
             "waitlist": waitlist,
             "keyedRequests": keyed_requests,
             "balanceCents": balance,
-            "balanceCurrency": self.balance_currency(user).await?,
+            "balanceCurrency": balance_currency,
         }))
     }
 

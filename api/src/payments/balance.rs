@@ -137,13 +137,18 @@ impl ParkingService {
 
     /// `user`'s prepaid balance (0 without an account).
     pub async fn balance(&self, user: UserId) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT cents FROM balances WHERE user_id = $1")
-                .bind(user.0.to_string())
-                .fetch_optional(self.store().pool())
-                .await?
-                .unwrap_or(0),
+        Ok(self.prepaid(user).await?.0)
+    }
+
+    /// `user`'s prepaid balance and its currency (0 and none without a top-up), in one read.
+    pub(crate) async fn prepaid(&self, user: UserId) -> Result<(i64, Option<String>)> {
+        Ok(sqlx::query_as::<_, (i64, Option<String>)>(
+            "SELECT cents, currency FROM balances WHERE user_id = $1",
         )
+        .bind(user.0.to_string())
+        .fetch_optional(self.store().pool())
+        .await?
+        .unwrap_or((0, None)))
     }
 
     /// The currency of `user`'s prepaid balance, once a top-up has fixed it.

@@ -27,13 +27,13 @@ impl ParkingService {
         if let Some(user) = req.user_id
             && min > 0
         {
-            let balance = self.balance(user).await?;
+            let (balance, held) = self.prepaid(user).await?;
             let lot_currency: Option<String> =
                 sqlx::query_scalar("SELECT currency FROM lots WHERE id = $1")
                     .bind(lot.0)
                     .fetch_optional(self.store.pool())
                     .await?;
-            if let (Some(held), Some(charged)) = (self.balance_currency(user).await?, lot_currency)
+            if let (Some(held), Some(charged)) = (held, lot_currency)
                 && held != charged
             {
                 return Err(Error::PaymentRequired {
