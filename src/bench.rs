@@ -3,7 +3,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use parkflow_api::store::{Store, append_event};
-use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
+use parkflow_ingest::{EmbeddedIngest, IngestMetrics};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -96,7 +96,7 @@ async fn embedded(
 ) -> anyhow::Result<String> {
     let lake = Lake::new(dir.join("lake"));
     let mut ingest = EmbeddedIngest::new(
-        Outbox::new(store.pool().clone()),
+        store.outbox(),
         lake.clone(),
         batch,
         IngestMetrics::default(),
@@ -166,7 +166,7 @@ pub async fn ingest_kafka(
         kafka.events_topic, kafka.partitions, kafka.batch_size
     );
 
-    let relay = Relay::new(store.pool().clone(), &kafka, IngestMetrics::default())?;
+    let relay = Relay::new(store.outbox(), &kafka, IngestMetrics::default())?;
     let t = Instant::now();
     let relayed = relay.drain().await?;
     let secs = t.elapsed().as_secs_f64();

@@ -16,6 +16,7 @@ use axum::response::Response;
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use parkflow_api::reservations::NewReservation;
 use parkflow_api::service::NewLot;
+use parkflow_api::store::{Backend, Store};
 use parkflow_api::{ApiConfig, AppState, SystemClock};
 use prometheus_client::registry::Registry;
 use rand::{Rng, SeedableRng};
@@ -175,11 +176,7 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
     } else {
         opts.database_url.clone()
     };
-    let config = ApiConfig {
-        database_url: database_url.clone(),
-        ..ApiConfig::default()
-    };
-    let state = AppState::open(&config, Arc::new(SystemClock), Registry::default()).await?;
+    let state = open_state(&database_url, 1).await?;
     let backend = format!("{:?}", state.service.store().backend());
     let mut out = format!(
         "parkflow bench api — store {backend}, {} spots, {} reservations, {} s at {} connections, \
@@ -212,14 +209,7 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
     }
     out += &format!("set-up: {booked} reservations held ({refused} refused as full)\n");
 
-    let times = Arc::new(ServerTimes::default());
-    let t = times.clone();
-    let app = parkflow_api::router(state.clone()).layer(middleware::from_fn(move |req, next| {
-        time_requests(t.clone(), req, next)
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, times, server) = serve(&state).await?;
 
     // 1. Availability under load.
     let deadline = Instant::now() + Duration::from_secs(opts.seconds);
@@ -280,8 +270,75 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
         bail!("{bad} availability requests failed");
     }
 
-    // 2. Reservations under load: drivers with tokens, then concurrent bookings.
-    let lot = create_lot(&state, "Bench reservations", opts.spots).await?;
+    // 2. Reservations under load.
+    let booked = reservations(&state, addr, &times, &opts, now).await;
+    server.abort();
+    out += &booked?;
+
+    // The same load on SQLite as it was written before the single writer: several connections
+    // racing for the file lock (a database of its own).
+    if state.service.store().backend() == Backend::Sqlite && opts.database_url.is_empty() {
+        let url = format!("sqlite://{}", dir.path().join("racing.db").display());
+        let racing = open_state(&url, RACING_WRITERS).await?;
+        let (addr, times, server) = serve(&racing).await?;
+        let booked = reservations(&racing, addr, &times, &opts, now).await;
+        server.abort();
+        out += &format!(
+            "before the single writer ({RACING_WRITERS} connections racing for the lock), {}",
+            booked?
+        );
+    }
+    Ok(out)
+}
+
+/// How many write connections the SQLite store had before it got one writer (its pool size).
+const RACING_WRITERS: u32 = 4;
+
+async fn open_state(database_url: &str, writers: u32) -> anyhow::Result<AppState> {
+    let config = ApiConfig {
+        database_url: database_url.to_owned(),
+        ..ApiConfig::default()
+    };
+    let store = Store::open_with_writers(database_url, writers).await?;
+    Ok(AppState::on_store(
+        store,
+        &config,
+        Arc::new(SystemClock),
+        Registry::default(),
+    )?)
+}
+
+/// The router on a loopback port, with the server-time middleware around it.
+async fn serve(
+    state: &AppState,
+) -> anyhow::Result<(
+    SocketAddr,
+    Arc<ServerTimes>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let times = Arc::new(ServerTimes::default());
+    let t = times.clone();
+    let app = parkflow_api::router(state.clone()).layer(middleware::from_fn(move |req, next| {
+        time_requests(t.clone(), req, next)
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    Ok((
+        addr,
+        times,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    ))
+}
+
+/// Drivers with tokens, then concurrent bookings on a fresh lot; one line of figures.
+async fn reservations(
+    state: &AppState,
+    addr: SocketAddr,
+    times: &ServerTimes,
+    opts: &ApiBench,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    let lot = create_lot(state, "Bench reservations", opts.spots).await?;
     let mut tokens = Vec::new();
     for i in 0..opts.reserve_connections {
         let creds = parkflow_api::accounts::Credentials {
@@ -339,7 +396,7 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
         .expect("times lock")
         .remove("POST /v1/reservations")
         .unwrap_or_default();
-    out += &format!(
+    let out = format!(
         "reservations: {created} created, {full} refused as taken or full, {} other answers, in {elapsed:.1} s \
          = {:.0} reservations/s ({:.0} requests/s); server p50 {:.0} µs, p99 {:.0} µs; overlapping holds: {overlaps}\n",
         other.len(),
@@ -348,7 +405,6 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
         percentile(&mut reserve_times, 50.0),
         percentile(&mut reserve_times, 99.0),
     );
-    server.abort();
     if let Some(first) = other.first() {
         bail!(
             "{} reservation requests got unexpected answers, e.g. {first}",

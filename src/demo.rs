@@ -163,7 +163,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         backtest,
         rate_changes,
     };
-    state.service.store().pool().close().await;
+    state.service.store().close().await;
     lap("summary", &mut timings);
     Ok((outcome, timings))
 }

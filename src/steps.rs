@@ -9,7 +9,7 @@ use parkflow_ingest::kafka::consume::WarehouseConsumer;
 use parkflow_ingest::kafka::rates::{ApplyError, RatesPublisher};
 use parkflow_ingest::kafka::relay::Relay;
 use parkflow_ingest::sink::clickhouse::ClickHouseSink;
-use parkflow_ingest::{EmbeddedIngest, IngestMetrics, Outbox};
+use parkflow_ingest::{EmbeddedIngest, IngestMetrics};
 use parkflow_pricing::publish::PublishFuture;
 use parkflow_pricing::{
     CurrentRates, PublishError, RateChange, RatesSink, propose, publish_changes,
@@ -70,7 +70,7 @@ pub fn embedded_ingest(
     metrics: &Metrics,
 ) -> anyhow::Result<EmbeddedIngest> {
     Ok(EmbeddedIngest::new(
-        Outbox::new(state.service.store().pool().clone()),
+        state.service.store().outbox(),
         Lake::new(cfg.lake_dir()),
         cfg.ingest.batch_size,
         metrics.ingest.clone(),
@@ -99,7 +99,7 @@ pub async fn relay(cfg: &Config, state: &AppState, metrics: &Metrics) -> anyhow:
         .await
         .context("cannot create the Kafka topics")?;
     Ok(Relay::new(
-        state.service.store().pool().clone(),
+        state.service.store().outbox(),
         &cfg.kafka,
         metrics.ingest.clone(),
     )?)

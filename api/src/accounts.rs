@@ -163,7 +163,7 @@ impl Accounts {
         .bind(at.latitude)
         .bind(at.longitude)
         .bind(user.0.to_string())
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await?;
         Ok(())
     }
@@ -226,7 +226,7 @@ impl Accounts {
             .bind(hash)
             .bind(role)
             .bind(self.clock.now().timestamp_millis())
-            .execute(self.store.pool())
+            .execute(self.store.writer())
             .await;
         match inserted {
             Ok(_) => Ok(id),
@@ -311,7 +311,7 @@ impl Accounts {
         .bind(hash)
         .bind(user.0.to_string())
         .bind(now.timestamp_millis() + self.lifetimes.refresh_s * 1000)
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await?;
         Ok(SessionTokens {
             access_token: self.signer.sign(&claims),
@@ -326,7 +326,7 @@ impl Accounts {
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
             .bind(self.clock.now().timestamp_millis())
             .bind(refresh_token_hash(refresh_token))
-            .execute(self.store.pool())
+            .execute(self.store.writer())
             .await?;
         Ok(())
     }
@@ -370,7 +370,7 @@ impl Accounts {
         .bind(&region)
         .bind(v.vehicle_type.as_str())
         .bind(self.clock.now().timestamp_millis())
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await;
         match inserted {
             Ok(_) => Ok(Vehicle {

@@ -415,7 +415,7 @@ impl ParkingService {
         .bind(&subject)
         .bind(&message)
         .bind(now.timestamp_millis())
-        .execute(self.store().pool())
+        .execute(self.store().writer())
         .await?;
         Ok(Inquiry {
             id,

@@ -215,7 +215,7 @@ pub async fn set_preferences(store: &Store, user: UserId, p: Preferences) -> Res
     .bind(user.0.to_string())
     .bind(i64::from(p.email))
     .bind(i64::from(p.push))
-    .execute(store.pool())
+    .execute(store.writer())
     .await?;
     Ok(())
 }
@@ -327,7 +327,7 @@ impl Deliverer {
                     .bind((now + Duration::seconds(wait)).timestamp_millis())
                     .bind(d.0)
                     .bind(&d.1)
-                    .execute(self.store.pool())
+                    .execute(self.store.writer())
                     .await?;
                     report.retrying += 1;
                 }
@@ -341,7 +341,7 @@ impl Deliverer {
                                WHERE d.notification_id = notification_outbox.id AND d.status = 'pending')",
         )
         .bind(now.timestamp_millis())
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await?;
         Ok(report)
     }
@@ -396,7 +396,7 @@ impl Deliverer {
                 .bind(status)
                 .bind(now.timestamp_millis())
                 .bind((status == "delivered").then_some(now.timestamp_millis()))
-                .execute(self.store.pool())
+                .execute(self.store.writer())
                 .await?;
             }
         }
@@ -422,7 +422,7 @@ impl Deliverer {
         .bind((status == "delivered").then_some(now.timestamp_millis()))
         .bind(id)
         .bind(channel)
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await?;
         Ok(())
     }

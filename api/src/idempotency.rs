@@ -194,7 +194,7 @@ where
             .bind(now().timestamp_millis())
             .bind(&user_id)
             .bind(key)
-            .execute(store.pool())
+            .execute(store.writer())
             .await?;
         }
         None => {
@@ -203,7 +203,7 @@ where
             )
             .bind(&user_id)
             .bind(key)
-            .execute(store.pool())
+            .execute(store.writer())
             .await?;
         }
     }
@@ -233,7 +233,7 @@ async fn claim(
         .bind(fingerprint)
         .bind(at)
         .bind(at.saturating_add(LEASE_MS))
-        .execute(store.pool())
+        .execute(store.writer())
         .await;
         match inserted {
             Ok(_) => return Ok(None),
@@ -275,7 +275,7 @@ async fn claim(
             .bind(user)
             .bind(key)
             .bind(locked_until)
-            .execute(store.pool())
+            .execute(store.writer())
             .await?;
             if taken.rows_affected() == 1 {
                 return Ok(None);

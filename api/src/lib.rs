@@ -51,10 +51,21 @@ impl AppState {
     pub async fn open(
         config: &ApiConfig,
         clock: Arc<dyn Clock>,
-        mut registry: Registry,
+        registry: Registry,
     ) -> Result<Self> {
         config.tariff.validate().map_err(Error::Config)?;
         let store = Store::open(&config.database_url).await?;
+        Self::on_store(store, config, clock, registry)
+    }
+
+    /// [`open`](Self::open) on a store opened by the caller (`config.database_url` is not read).
+    pub fn on_store(
+        store: Store,
+        config: &ApiConfig,
+        clock: Arc<dyn Clock>,
+        mut registry: Registry,
+    ) -> Result<Self> {
+        config.tariff.validate().map_err(Error::Config)?;
         let metrics = ApiMetrics::register(&mut registry);
         let accounts = accounts::Accounts::new(
             store.clone(),

@@ -129,7 +129,7 @@ pub struct Notification {
 
 /// Store `n` unless a message with its key exists. Returns whether it was new.
 pub async fn enqueue(store: &Store, n: &NewNotification, now: DateTime<Utc>) -> Result<bool> {
-    let mut conn = store.pool().acquire().await?;
+    let mut conn = store.writer().acquire().await?;
     enqueue_in(&mut conn, n, now).await
 }
 

@@ -2,9 +2,15 @@
 //! interface. Queries are written once, with `$N` placeholders that both accept; what differs —
 //! migrations, how a write transaction starts, what a constraint error looks like — lives here.
 //!
-//! SQLite has one writer at a time: every state change takes the write lock up front
-//! (`BEGIN IMMEDIATE`) so a check-then-insert cannot interleave with another writer. PostgreSQL
-//! runs writers concurrently; there, constraints (unique and exclusion) are what settle races.
+//! SQLite has one writer at a time, so the store gives it exactly one: every write goes through
+//! `writer()`, a pool of one connection, and waits in that pool's in-process queue (first come,
+//! first served) instead of many connections racing for the file lock and sleeping in SQLite's
+//! busy handler. Reads use the pool of readers (WAL: they never wait for the writer). A write
+//! transaction still starts with `BEGIN IMMEDIATE`, which takes the lock up front, so another
+//! process on the same file (a one-shot command beside `parkflow serve`) cannot interleave a
+//! check-then-insert; the busy timeout is left for that case only. PostgreSQL runs writers
+//! concurrently (`writer()` is the pool itself); there, constraints (unique and exclusion) are
+//! what settle races.
 
 use crate::error::{Error, Result};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -159,43 +165,59 @@ impl Backend {
 
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Readers (and, on PostgreSQL, writers too).
     pool: AnyPool,
+    /// The one connection that writes to an SQLite file; on PostgreSQL a clone of `pool`.
+    writer: AnyPool,
     backend: Backend,
 }
 
 impl Store {
     /// Open (creating an SQLite file if missing) and migrate the database at `url`.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with_writers(url, 1).await
+    }
+
+    /// [`open`](Self::open) with `writers` connections for SQLite's writes instead of one. More
+    /// than one is how the store worked before the single writer: the connections race for the
+    /// file lock and sleep in the busy handler. `parkflow bench api` opens one so to print the
+    /// comparison; nothing else should.
+    pub async fn open_with_writers(url: &str, writers: u32) -> Result<Self> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_owned()
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
+                let sqlite = |connections: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(connections)
+                        .acquire_timeout(Duration::from_secs(60))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect(&url)
-                    .await?
+                };
+                // The writer first: it creates the file and switches it to WAL.
+                let writer = sqlite(writers.max(1)).connect(&url).await?;
+                (sqlite(4).connect(&url).await?, writer)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(32)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         let migrator = Migrator::with_migrations(
@@ -213,12 +235,30 @@ impl Store {
                 })
                 .collect(),
         );
-        migrator.run(&pool).await?;
-        Ok(Self { pool, backend })
+        migrator.run(&writer).await?;
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+        })
     }
 
+    /// The readers. A statement that changes a row goes to `writer()` instead.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Where every write goes: a single-statement change runs on it directly, a multi-statement
+    /// one in `begin_write()`. Never hold a write transaction while waiting for the writer: on
+    /// SQLite that waits for itself.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Close readers and the writer (the WAL is checkpointed when the last connection closes).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
     }
 
     pub fn backend(&self) -> Backend {
@@ -228,14 +268,14 @@ impl Store {
     /// A transaction for a state change (holding SQLite's write lock from its first statement).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
     /// The outbox of this database.
     pub fn outbox(&self) -> parkflow_outbox::Outbox {
-        parkflow_outbox::Outbox::new(self.pool.clone())
+        parkflow_outbox::Outbox::with_writer(self.pool.clone(), self.writer.clone())
     }
 
     /// Number of events recorded in the outbox.

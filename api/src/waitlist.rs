@@ -112,7 +112,7 @@ impl ParkingService {
         .bind(req.vehicle_type.as_str())
         .bind(i64::from(req.auto_book))
         .bind(now.timestamp_millis())
-        .execute(self.store().pool())
+        .execute(self.store().writer())
         .await?;
         Ok(WaitlistEntry {
             id,
@@ -147,7 +147,7 @@ impl ParkingService {
         .bind(self.now().timestamp_millis())
         .bind(id.to_string())
         .bind(user.0.to_string())
-        .execute(self.store().pool())
+        .execute(self.store().writer())
         .await?;
         if done.rows_affected() == 1 {
             Ok(())
@@ -166,7 +166,7 @@ impl ParkingService {
         )
         .bind(now.timestamp_millis())
         .bind(lot.0)
-        .execute(self.store().pool())
+        .execute(self.store().writer())
         .await?;
         let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM waitlist WHERE lot_id = $1 AND status = 'waiting'
@@ -244,7 +244,7 @@ impl ParkingService {
             .bind(reservation.map(|r| r.0.to_string()))
             .bind(now.timestamp_millis())
             .bind(e.id.to_string())
-            .execute(self.store().pool())
+            .execute(self.store().writer())
             .await?;
             self.tell_waiter(lot, user, &e, status, kind, name, body)
                 .await?;
@@ -268,7 +268,7 @@ impl ParkingService {
         .bind(reason)
         .bind(self.now().timestamp_millis())
         .bind(e.id.to_string())
-        .execute(self.store().pool())
+        .execute(self.store().writer())
         .await?;
         if ended.rows_affected() == 1 {
             tracing::info!(lot = %lot, waitlist.id = %e.id, reason, "waitlist entry cannot be served");

@@ -44,15 +44,27 @@ pub struct Unpublished {
     pub payload: String,
 }
 
-/// The outbox of one database.
+/// The outbox of one database: reads on one pool, the one write (`mark_published`) on the
+/// writer (the same pool on PostgreSQL; the single writer connection on SQLite, see
+/// `parkflow_api::store`).
 #[derive(Debug, Clone)]
 pub struct Outbox {
     pool: AnyPool,
+    writer: AnyPool,
 }
 
 impl Outbox {
+    /// Reads and writes on `pool`.
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self {
+            writer: pool.clone(),
+            pool,
+        }
+    }
+
+    /// Reads on `pool`, writes on `writer`.
+    pub fn with_writer(pool: AnyPool, writer: AnyPool) -> Self {
+        Self { pool, writer }
     }
 
     /// Up to `limit` rows with position greater than `after`, in order.
@@ -115,7 +127,7 @@ impl Outbox {
                 "UPDATE outbox SET published_at = $1 WHERE id IN ({ids})"
             )))
             .bind(at_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         Ok(())

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use parkflow_api::service::CheckInRequest;
 use parkflow_api::{ApiConfig, AppState, ManualClock};
-use parkflow_ingest::{EmbeddedIngest, Error, FailPoint, IngestMetrics, Outbox};
+use parkflow_ingest::{EmbeddedIngest, Error, FailPoint, IngestMetrics};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use warehouse_schema::lake::Lake;
@@ -33,7 +33,7 @@ async fn world() -> World {
         .create_lot(crate::support::test_lot("Test", 50))
         .await
         .unwrap();
-    let pool = state.service.store().pool().clone();
+    let pool = state.service.store().writer().clone();
     for i in 0..60i64 {
         clock.set(start + Duration::minutes(10 * i));
         let r = state
@@ -78,7 +78,7 @@ async fn world() -> World {
 
 fn ingest(w: &World, batch: usize) -> EmbeddedIngest {
     EmbeddedIngest::new(
-        Outbox::new(w.state.service.store().pool().clone()),
+        w.state.service.store().outbox(),
         w.lake.clone(),
         batch,
         IngestMetrics::default(),

@@ -154,7 +154,7 @@ impl ParkingService {
         .bind(currency)
         .bind(key)
         .bind(now)
-        .execute(self.store().pool())
+        .execute(self.store().writer())
         .await;
         match inserted {
             Ok(_) => {}

@@ -315,7 +315,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
 
     // Not enough for the next one.
     sqlx::query("UPDATE balances SET cents = 10")
-        .execute(app.state.service.store().pool())
+        .execute(app.state.service.store().writer())
         .await
         .unwrap();
     let short = app

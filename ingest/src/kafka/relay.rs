@@ -13,7 +13,6 @@ use crate::metrics::IngestMetrics;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::AnyPool;
 use std::time::Duration;
 
 /// What one relay round did.
@@ -57,9 +56,13 @@ pub(crate) fn reliable_producer(cfg: &KafkaConfig) -> Result<FutureProducer> {
 }
 
 impl Relay {
-    pub fn new(pool: AnyPool, cfg: &KafkaConfig, metrics: IngestMetrics) -> Result<Self> {
+    pub fn new(
+        outbox: crate::source::Outbox,
+        cfg: &KafkaConfig,
+        metrics: IngestMetrics,
+    ) -> Result<Self> {
         Ok(Self {
-            outbox: crate::source::Outbox::new(pool),
+            outbox,
             producer: reliable_producer(cfg)?,
             topic: cfg.events_topic.clone(),
             batch: cfg.relay_batch.max(1),

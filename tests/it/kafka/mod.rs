@@ -123,7 +123,7 @@ impl World {
 
     fn relay(&self) -> Relay {
         Relay::new(
-            self.state.service.store().pool().clone(),
+            self.state.service.store().outbox(),
             &self.kafka,
             IngestMetrics::default(),
         )
@@ -220,7 +220,7 @@ async fn consumer_killed_twenty_times_and_relay_resends_lose_and_duplicate_nothi
     // The relay crashed after delivery but before marking a third of the rows: they go again,
     // under new offsets.
     sqlx::query("UPDATE outbox SET published_at = NULL WHERE id % 3 = 0")
-        .execute(w.state.service.store().pool())
+        .execute(w.state.service.store().writer())
         .await
         .unwrap();
     let resent = w.relay().drain().await.unwrap();
@@ -308,7 +308,7 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
     ];
     // The first half of the traffic (the lot is registered), then the poison, then the second
     // half: the consumer must go past the poison.
-    let pool = w.state.service.store().pool().clone();
+    let pool = w.state.service.store().writer().clone();
     let half = (n / 2) as i64;
     sqlx::query("UPDATE outbox SET published_at = 0 WHERE id > $1")
         .bind(half)

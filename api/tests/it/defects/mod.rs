@@ -366,7 +366,7 @@ pub async fn one_unservable_waiter_does_not_stop_the_queue(app: TestApp) {
     .bind(start.timestamp_millis())
     .bind((start + Duration::minutes(1500)).timestamp_millis())
     .bind((now - Duration::hours(1)).timestamp_millis())
-    .execute(app.state.service.store().pool())
+    .execute(app.state.service.store().writer())
     .await
     .unwrap();
 

@@ -249,7 +249,7 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
     // Taking the admin role away closes the portal at once, not when the token expires.
     let demoted = app.admin_session("former@example.com").await;
     sqlx::query("UPDATE users SET role = 'driver' WHERE email = 'former@example.com'")
-        .execute(app.state.service.store().pool())
+        .execute(app.state.service.store().writer())
         .await
         .unwrap();
     let refused = app.page("GET", "/admin", &demoted, None).await;
