@@ -10,9 +10,8 @@ use crate::auth::{
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::store::{Store, is_unique_violation};
+use crate::store::{Store, accounts as rows};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use std::sync::Arc;
 use uuid::Uuid;
 use warehouse_schema::{UserId, VehicleType};
@@ -157,27 +156,14 @@ impl Accounts {
     /// Remember where `user` works: lots and spots nearest to it are offered first.
     pub async fn set_workplace(&self, user: UserId, at: Point) -> Result<()> {
         let at = Point::new(at.latitude, at.longitude)?;
-        sqlx::query(
-            "UPDATE users SET workplace_latitude = $1, workplace_longitude = $2 WHERE id = $3",
-        )
-        .bind(at.latitude)
-        .bind(at.longitude)
-        .bind(user.0.to_string())
-        .execute(self.store.writer())
-        .await?;
-        Ok(())
+        rows::set_workplace(self.store.writer(), user, at.latitude, at.longitude).await
     }
 
     /// Where `user` works, if they said.
     pub async fn workplace(&self, user: UserId) -> Result<Option<Point>> {
-        let row: Option<(Option<f64>, Option<f64>)> = sqlx::query_as(
-            "SELECT workplace_latitude, workplace_longitude FROM users WHERE id = $1",
-        )
-        .bind(user.0.to_string())
-        .fetch_optional(self.store.pool())
-        .await?;
+        let row = rows::user(self.store.pool(), user).await?;
         Ok(row
-            .and_then(|(lat, lng)| lat.zip(lng))
+            .and_then(|r| r.workplace_latitude.zip(r.workplace_longitude))
             .map(|(latitude, longitude)| Point {
                 latitude,
                 longitude,
@@ -220,21 +206,14 @@ impl Accounts {
             .await
             .map_err(|e| Error::Config(format!("hashing task failed: {e}")))??;
         let id = UserId::new();
-        let inserted = sqlx::query("INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id.0.to_string())
-            .bind(&email)
-            .bind(hash)
-            .bind(role)
-            .bind(self.clock.now().timestamp_millis())
-            .execute(self.store.writer())
-            .await;
-        match inserted {
-            Ok(_) => Ok(id),
-            Err(e) if is_unique_violation(&e) => Err(Error::conflict(
+        let at = self.clock.now().timestamp_millis();
+        if rows::insert_user(self.store.writer(), id, &email, &hash, role, at).await? {
+            Ok(id)
+        } else {
+            Err(Error::conflict(
                 "email_taken",
                 "an account with that e-mail exists",
-            )),
-            Err(e) => Err(e.into()),
+            ))
         }
     }
 
@@ -243,15 +222,12 @@ impl Accounts {
         let now = self.clock.now();
         let email = c.email.trim().to_lowercase();
         self.limiter.check(&email, ip, now)?;
-        let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE email = $1")
-            .bind(&email)
-            .fetch_optional(self.store.pool())
-            .await?;
+        let row = rows::login_row(self.store.pool(), &email).await?;
         // Verify against a real hash even for unknown e-mails, so timing does not reveal accounts.
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3W0sfYfSWYPzPmMsOZDJ4tA1ZKzMNeJ6l5m1vkG5Z0A";
         let stored: String = row
             .as_ref()
-            .map_or(DUMMY.to_owned(), |r| r.get("password_hash"));
+            .map_or(DUMMY.to_owned(), |r| r.password_hash.clone());
         let password = c.password;
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
             .await
@@ -261,39 +237,22 @@ impl Accounts {
             return Err(Error::InvalidCredentials);
         };
         self.limiter.record_success(&email, ip, now);
-        let user = UserId(
-            row.get::<String, _>("id")
-                .parse()
-                .map_err(|_| Error::Unauthorized)?,
-        );
-        self.issue(user, &row.get::<String, _>("role")).await
+        let user = UserId(row.id.parse().map_err(|_| Error::Unauthorized)?);
+        self.issue(user, &row.role).await
     }
 
     /// Trade a refresh token for new tokens; the old refresh token stops working.
     pub async fn refresh(&self, token: &str) -> Result<SessionTokens> {
         let now = self.clock.now().timestamp_millis();
+        let hash = refresh_token_hash(token);
         let mut tx = self.store.begin_write().await?;
-        let row = sqlx::query(
-            "SELECT t.user_id, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
-        )
-        .bind(refresh_token_hash(token))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::Unauthorized)?;
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2")
-            .bind(now)
-            .bind(refresh_token_hash(token))
-            .execute(&mut *tx)
-            .await?;
+        let (user, role) = rows::live_refresh_token(&mut *tx, &hash, now)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        rows::revoke_refresh_token(&mut *tx, &hash, now).await?;
         tx.commit().await?;
-        let user = UserId(
-            row.get::<String, _>("user_id")
-                .parse()
-                .map_err(|_| Error::Unauthorized)?,
-        );
-        self.issue(user, &row.get::<String, _>("role")).await
+        let user = UserId(user.parse().map_err(|_| Error::Unauthorized)?);
+        self.issue(user, &role).await
     }
 
     async fn issue(&self, user: UserId, role: &str) -> Result<SessionTokens> {
@@ -305,14 +264,10 @@ impl Accounts {
             exp: now.timestamp() + self.lifetimes.access_s,
         };
         let (refresh, hash) = new_refresh_token();
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(hash)
-        .bind(user.0.to_string())
-        .bind(now.timestamp_millis() + self.lifetimes.refresh_s * 1000)
-        .execute(self.store.writer())
-        .await?;
+        let expires_at = now
+            .timestamp_millis()
+            .saturating_add(self.lifetimes.refresh_s.saturating_mul(1000));
+        rows::insert_refresh_token(self.store.writer(), &hash, user, expires_at).await?;
         Ok(SessionTokens {
             access_token: self.signer.sign(&claims),
             refresh_token: refresh,
@@ -323,20 +278,16 @@ impl Accounts {
 
     /// End a session: its refresh token stops working (an unknown token is no error).
     pub async fn revoke(&self, refresh_token: &str) -> Result<()> {
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
-            .bind(self.clock.now().timestamp_millis())
-            .bind(refresh_token_hash(refresh_token))
-            .execute(self.store.writer())
-            .await?;
-        Ok(())
+        let at = self.clock.now().timestamp_millis();
+        rows::revoke_refresh_token(self.store.writer(), &refresh_token_hash(refresh_token), at)
+            .await
     }
 
     /// The account's e-mail address.
     pub async fn email(&self, user: UserId) -> Result<String> {
-        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-            .bind(user.0.to_string())
-            .fetch_optional(self.store.pool())
+        rows::user(self.store.pool(), user)
             .await?
+            .map(|r| r.email)
             .ok_or_else(|| Error::NotFound("account".into()))
     }
 
@@ -346,9 +297,7 @@ impl Accounts {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let claims = self.signer.verify(token, self.clock.now())?;
         let user = UserId(claims.sub.parse().map_err(|_| Error::Unauthorized)?);
-        let role: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-            .bind(user.0.to_string())
-            .fetch_optional(self.store.pool())
+        let role = rows::role(self.store.pool(), user)
             .await?
             .ok_or(Error::Unauthorized)?;
         Ok(Principal {
@@ -361,45 +310,37 @@ impl Accounts {
         let plate = normalise_plate(&v.plate)?;
         let region = crate::text::line("region", &v.region, 8)?.to_uppercase();
         let id = Uuid::now_v7();
-        let inserted = sqlx::query(
-            "INSERT INTO vehicles (id, user_id, plate, region, vehicle_type, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
-        .bind(user.0.to_string())
-        .bind(&plate)
-        .bind(&region)
-        .bind(v.vehicle_type.as_str())
-        .bind(self.clock.now().timestamp_millis())
-        .execute(self.store.writer())
-        .await;
-        match inserted {
-            Ok(_) => Ok(Vehicle {
-                id,
-                plate,
-                region,
-                vehicle_type: v.vehicle_type,
-            }),
-            Err(e) if is_unique_violation(&e) => Err(Error::conflict(
+        let row = rows::VehicleRow {
+            id: id.to_string(),
+            plate,
+            region,
+            vehicle_type: v.vehicle_type.as_str().to_owned(),
+            created_at: self.clock.now().timestamp_millis(),
+        };
+        if !rows::insert_vehicle(self.store.writer(), user, &row).await? {
+            return Err(Error::conflict(
                 "vehicle_exists",
                 "that vehicle is already registered",
-            )),
-            Err(e) => Err(e.into()),
+            ));
         }
+        Ok(Vehicle {
+            id,
+            plate: row.plate,
+            region: row.region,
+            vehicle_type: v.vehicle_type,
+        })
     }
 
     pub async fn vehicles(&self, user: UserId) -> Result<Vec<Vehicle>> {
-        let rows: Vec<(String, String, String, String)> =
-            sqlx::query_as("SELECT id, plate, region, vehicle_type FROM vehicles WHERE user_id = $1 ORDER BY created_at, id")
-                .bind(user.0.to_string())
-                .fetch_all(self.store.pool())
-                .await?;
-        rows.into_iter()
-            .map(|(id, plate, region, vt)| {
+        rows::vehicles(self.store.pool(), user)
+            .await?
+            .into_iter()
+            .map(|v| {
                 Ok(Vehicle {
-                    id: id.parse().map_err(|e| Error::Invalid(format!("{e}")))?,
-                    plate,
-                    region,
-                    vehicle_type: vt.parse().map_err(Error::Invalid)?,
+                    id: v.id.parse().map_err(|e| Error::Invalid(format!("{e}")))?,
+                    plate: v.plate,
+                    region: v.region,
+                    vehicle_type: v.vehicle_type.parse().map_err(Error::Invalid)?,
                 })
             })
             .collect()

@@ -84,12 +84,8 @@ impl ParkingService {
                     .enter_reservation(lot, user, reservation, entry.method)
                     .await;
             }
-            let registered: Option<(String, String)> = sqlx::query_as(
-                "SELECT user_id, vehicle_type FROM vehicles WHERE plate = $1 ORDER BY created_at LIMIT 1",
-            )
-            .bind(&plate)
-            .fetch_optional(self.store().pool())
-            .await?;
+            let registered =
+                crate::store::accounts::first_owner_of_plate(self.store().pool(), &plate).await?;
             let (user_id, vehicle_type) = match registered {
                 Some((user, vt)) => (
                     user.parse().ok().map(UserId),

@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::from_json_value;
-use crate::store::{Store, is_unique_violation};
+use crate::store::{Store, idempotency as keys};
 use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -173,8 +173,7 @@ where
     Fut: Future<Output = Result<(StatusCode, Value)>>,
 {
     let (key, fingerprint) = keyed;
-    let user_id = user.0.to_string();
-    if let Some(answer) = claim(store, &now, &user_id, key, fingerprint).await? {
+    if let Some(answer) = claim(store, &now, user, key, fingerprint).await? {
         return Ok(answer.into_response());
     }
     let outcome = action().await;
@@ -185,80 +184,42 @@ where
     };
     match kept {
         Some((status, body)) => {
-            sqlx::query(
-                "UPDATE idempotency_keys SET status_code = $1, response = $2, completed_at = $3
-                 WHERE user_id = $4 AND idem_key = $5",
-            )
-            .bind(i64::from(status.as_u16()))
-            .bind(body.to_string())
-            .bind(now().timestamp_millis())
-            .bind(&user_id)
-            .bind(key)
-            .execute(store.writer())
-            .await?;
+            let at = now().timestamp_millis();
+            let body = body.to_string();
+            keys::complete(store.writer(), user, key, status.as_u16(), &body, at).await?;
         }
-        None => {
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND status_code IS NULL",
-            )
-            .bind(&user_id)
-            .bind(key)
-            .execute(store.writer())
-            .await?;
-        }
+        None => keys::release(store.writer(), user, key).await?,
     }
     outcome.map(|(status, body)| Answer { status, body }.into_response())
 }
-
-type Stored = (String, Option<i64>, Option<String>, i64);
 
 /// Take the key for this request (None), or find the answer it already has (Some), waiting
 /// while another request holds it.
 async fn claim(
     store: &Store,
     now: &impl Fn() -> DateTime<Utc>,
-    user: &str,
+    user: UserId,
     key: &str,
     fingerprint: &str,
 ) -> Result<Option<Answer>> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let at = now().timestamp_millis();
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(user)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(at)
-        .bind(at.saturating_add(LEASE_MS))
-        .execute(store.writer())
-        .await;
-        match inserted {
-            Ok(_) => return Ok(None),
-            Err(e) if is_unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
+        let lease = at.saturating_add(LEASE_MS);
+        if keys::insert(store.writer(), user, key, fingerprint, at, lease).await? {
+            return Ok(None);
         }
-        let stored: Option<Stored> = sqlx::query_as(
-            "SELECT fingerprint, status_code, response, locked_until FROM idempotency_keys
-             WHERE user_id = $1 AND idem_key = $2",
-        )
-        .bind(user)
-        .bind(key)
-        .fetch_optional(store.pool())
-        .await?;
         // Released meanwhile by a request that failed: try to take it again.
-        let Some((stored_fingerprint, status, response, locked_until)) = stored else {
+        let Some(stored) = keys::find(store.pool(), user, key).await? else {
             continue;
         };
-        if stored_fingerprint != fingerprint {
+        if stored.fingerprint != fingerprint {
             return Err(Error::unprocessable(
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request; use a new key for a new request",
             ));
         }
-        if let (Some(status), Some(response)) = (status, response) {
+        if let (Some(status), Some(response)) = (stored.status_code, stored.response) {
             let status = u16::try_from(status)
                 .ok()
                 .and_then(|s| StatusCode::from_u16(s).ok())
@@ -266,20 +227,10 @@ async fn claim(
             let body = serde_json::from_str(&response).unwrap_or(Value::Null);
             return Ok(Some(Answer { status, body }));
         }
-        if locked_until < at {
-            let taken = sqlx::query(
-                "UPDATE idempotency_keys SET locked_until = $1
-                 WHERE user_id = $2 AND idem_key = $3 AND locked_until = $4 AND status_code IS NULL",
-            )
-            .bind(at.saturating_add(LEASE_MS))
-            .bind(user)
-            .bind(key)
-            .bind(locked_until)
-            .execute(store.writer())
-            .await?;
-            if taken.rows_affected() == 1 {
-                return Ok(None);
-            }
+        if stored.locked_until < at
+            && keys::take_over(store.writer(), user, key, stored.locked_until, lease).await?
+        {
+            return Ok(None);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Error::conflict(

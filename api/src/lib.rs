@@ -9,6 +9,7 @@ pub mod availability;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod domain;
 pub mod error;
 pub mod gates;
 pub mod http;

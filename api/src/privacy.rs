@@ -13,6 +13,7 @@
 use crate::error::{Error, Result};
 use crate::reservations::cancel_active;
 use crate::service::ParkingService;
+use crate::store::{accounts, idempotency, waitlist};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -42,28 +43,19 @@ impl ParkingService {
     pub async fn export_user_data(&self, user: UserId) -> Result<Value> {
         let pool = self.store().pool();
         let id = user.0.to_string();
-        let account = sqlx::query(
-            "SELECT email, role, created_at, workplace_latitude, workplace_longitude FROM users WHERE id = $1",
-        )
-        .bind(&id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| Error::NotFound("account".into()))?;
-        let vehicles: Vec<Value> = sqlx::query(
-            "SELECT id, plate, region, vehicle_type, created_at FROM vehicles WHERE user_id = $1 ORDER BY created_at",
-        )
-        .bind(&id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<String, _>("id"), "plate": r.get::<String, _>("plate"),
-                "region": r.get::<String, _>("region"), "vehicleType": r.get::<String, _>("vehicle_type"),
-                "createdAt": at(Some(r.get("created_at"))),
+        let account = accounts::user(pool, user)
+            .await?
+            .ok_or_else(|| Error::NotFound("account".into()))?;
+        let vehicles: Vec<Value> = accounts::vehicles(pool, user)
+            .await?
+            .into_iter()
+            .map(|v| {
+                json!({
+                    "id": v.id, "plate": v.plate, "region": v.region,
+                    "vehicleType": v.vehicle_type, "createdAt": at(Some(v.created_at)),
+                })
             })
-        })
-        .collect();
+            .collect();
         let reservations: Vec<Value> = sqlx::query(
             "SELECT id, lot_id, spot_id, vehicle_type, plate, start_at, end_at, status, quote_cents, currency, created_at, cancelled_at
              FROM reservations WHERE user_id = $1 ORDER BY start_at",
@@ -124,37 +116,27 @@ impl ParkingService {
         .collect();
         let inquiries = self.inquiries_of(user).await?;
         let waitlist = self.waitlist_of(user).await?;
-        let keyed_requests: Vec<Value> = sqlx::query(
-            "SELECT idem_key, status_code, response, created_at FROM idempotency_keys
-             WHERE user_id = $1 ORDER BY created_at, idem_key",
-        )
-        .bind(&id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            json!({
-                "idempotencyKey": r.get::<String, _>("idem_key"),
-                "status": r.get::<Option<i64>, _>("status_code"),
-                "answer": r.get::<Option<String>, _>("response")
-                    .and_then(|a| serde_json::from_str::<Value>(&a).ok()),
-                "createdAt": at(Some(r.get("created_at"))),
+        let keyed_requests: Vec<Value> = idempotency::of_user(pool, user)
+            .await?
+            .into_iter()
+            .map(|k| {
+                json!({
+                    "idempotencyKey": k.idem_key,
+                    "status": k.status_code,
+                    "answer": k.response.and_then(|a| serde_json::from_str::<Value>(&a).ok()),
+                    "createdAt": at(Some(k.created_at)),
+                })
             })
-        })
-        .collect();
+            .collect();
         let (balance, balance_currency) = self.prepaid(user).await?;
-        let workplace = match (
-            account.get::<Option<f64>, _>("workplace_latitude"),
-            account.get::<Option<f64>, _>("workplace_longitude"),
-        ) {
+        let workplace = match (account.workplace_latitude, account.workplace_longitude) {
             (Some(lat), Some(lng)) => json!({ "latitude": lat, "longitude": lng }),
             _ => Value::Null,
         };
         Ok(json!({
             "account": {
-                "id": id, "email": account.get::<String, _>("email"),
-                "role": account.get::<String, _>("role"),
-                "createdAt": at(Some(account.get("created_at"))), "workplace": workplace,
+                "id": id, "email": account.email, "role": account.role,
+                "createdAt": at(Some(account.created_at)), "workplace": workplace,
             },
             "vehicles": vehicles,
             "reservations": reservations,
@@ -176,11 +158,7 @@ impl ParkingService {
         // erasure before anything is deleted.
         let paid_out_cents = self.pay_out_balance(user).await?;
         let mut tx = self.store().begin_write().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
+        if !accounts::exists(&mut *tx, user).await? {
             return Err(Error::NotFound("account".into()));
         }
         let upcoming: Vec<(String, i64)> = sqlx::query_as(
@@ -232,30 +210,16 @@ impl ParkingService {
             .await?;
         // Waiting is the driver's own wish: it ends with the account, so nothing is booked for
         // an account that no longer exists.
-        out.deleted_waitlist_entries = run("DELETE FROM waitlist WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        out.deleted_waitlist_entries = waitlist::delete_user(&mut *tx, user).await?;
         // The answers kept for keyed requests name reservations, payments and plates.
-        run("DELETE FROM idempotency_keys WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?;
+        idempotency::delete_user(&mut *tx, user).await?;
         run("DELETE FROM notification_preferences WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;
         run("DELETE FROM balances WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;
-        run("DELETE FROM refresh_tokens WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?;
-        out.deleted_vehicles = run("DELETE FROM vehicles WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        run("DELETE FROM users WHERE id = $1")
-            .execute(&mut *tx)
-            .await?;
+        out.deleted_vehicles = accounts::delete_user(&mut tx, user).await?;
         tx.commit().await?;
         for (lot, rid) in released {
             self.availability().release(lot, rid);

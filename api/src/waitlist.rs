@@ -3,10 +3,12 @@
 //! a free spot is booked automatically (if they asked for that) or told; one waiter per freed
 //! spot. A window that starts without a spot expires.
 
+pub use crate::domain::WaitlistStatus;
 use crate::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue};
 use crate::reservations::NewReservation;
 use crate::service::ParkingService;
+use crate::store::waitlist::{self as rows, Resolution, WaitlistRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,8 +35,7 @@ pub struct WaitlistEntry {
     pub end_at: DateTime<Utc>,
     pub vehicle_type: VehicleType,
     pub auto_book: bool,
-    /// `waiting`, `notified`, `booked`, `expired`, `withdrawn` or `failed`.
-    pub status: String,
+    pub status: WaitlistStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<ReservationId>,
     /// Why a `failed` entry could not be served.
@@ -42,39 +43,20 @@ pub struct WaitlistEntry {
     pub reason: Option<String>,
 }
 
-type Row = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-);
-
-const COLUMNS: &str = "id, user_id, lot_id, start_at, end_at, vehicle_type, auto_book, status, reservation_id, reason";
-
-fn entry(row: Row) -> Result<(UserId, WaitlistEntry)> {
-    let (id, user, lot, start, end, vt, auto, status, reservation, reason) = row;
-    let bad = |what: &str| Error::Invalid(format!("stored waitlist entry {id}: {what}"));
-    let at = |ms| DateTime::from_timestamp_millis(ms).ok_or_else(|| bad("time"));
-    Ok((
-        UserId(user.parse().map_err(|_| bad("user"))?),
-        WaitlistEntry {
-            id: id.parse().map_err(|_| bad("id"))?,
-            lot_id: LotId(lot),
-            start_at: at(start)?,
-            end_at: at(end)?,
-            vehicle_type: vt.parse().map_err(|_| bad("vehicle type"))?,
-            auto_book: auto != 0,
-            status,
-            reservation_id: reservation.and_then(|r| r.parse().ok()).map(ReservationId),
-            reason,
-        },
-    ))
+impl From<WaitlistRow> for WaitlistEntry {
+    fn from(r: WaitlistRow) -> Self {
+        Self {
+            id: r.id,
+            lot_id: r.lot,
+            start_at: r.start_at,
+            end_at: r.end_at,
+            vehicle_type: r.vehicle_type,
+            auto_book: r.auto_book,
+            status: r.status,
+            reservation_id: r.reservation_id,
+            reason: r.reason,
+        }
+    }
 }
 
 impl ParkingService {
@@ -99,57 +81,32 @@ impl ParkingService {
                 ),
             ));
         }
-        let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO waitlist (id, user_id, lot_id, start_at, end_at, vehicle_type, auto_book, status, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'waiting', $8)",
-        )
-        .bind(id.to_string())
-        .bind(user.0.to_string())
-        .bind(req.lot_id.0)
-        .bind(req.start_at.timestamp_millis())
-        .bind(req.end_at.timestamp_millis())
-        .bind(req.vehicle_type.as_str())
-        .bind(i64::from(req.auto_book))
-        .bind(now.timestamp_millis())
-        .execute(self.store().writer())
-        .await?;
-        Ok(WaitlistEntry {
-            id,
-            lot_id: req.lot_id,
+        let row = WaitlistRow {
+            id: Uuid::now_v7(),
+            user,
+            lot: req.lot_id,
             start_at: req.start_at,
             end_at: req.end_at,
             vehicle_type: req.vehicle_type,
             auto_book: req.auto_book,
-            status: "waiting".into(),
+            status: WaitlistStatus::Waiting,
             reservation_id: None,
             reason: None,
-        })
+        };
+        rows::insert(self.store().writer(), &row, now.timestamp_millis()).await?;
+        Ok(row.into())
     }
 
     /// `user`'s waitlist entries, newest first.
     pub async fn waitlist_of(&self, user: UserId) -> Result<Vec<WaitlistEntry>> {
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM waitlist WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
-        )))
-        .bind(user.0.to_string())
-        .fetch_all(self.store().pool())
-        .await?;
-        rows.into_iter().map(|r| Ok(entry(r)?.1)).collect()
+        let entries = rows::of_user(self.store().pool(), user).await?;
+        Ok(entries.into_iter().map(WaitlistEntry::from).collect())
     }
 
     /// Leave the waitlist; someone else's entry is not found.
     pub async fn withdraw_from_waitlist(&self, user: UserId, id: Uuid) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE waitlist SET status = 'withdrawn', resolved_at = $1
-             WHERE id = $2 AND user_id = $3 AND status = 'waiting'",
-        )
-        .bind(self.now().timestamp_millis())
-        .bind(id.to_string())
-        .bind(user.0.to_string())
-        .execute(self.store().writer())
-        .await?;
-        if done.rows_affected() == 1 {
+        let at = self.now().timestamp_millis();
+        if rows::withdraw(self.store().writer(), id, user, at).await? {
             Ok(())
         } else {
             Err(Error::NotFound(format!("waiting entry {id}")))
@@ -160,27 +117,15 @@ impl ParkingService {
     /// first waiter whose window now has a free spot. Returns the entries served.
     pub async fn serve_waitlist(&self, lot: LotId) -> Result<usize> {
         let now = self.now();
-        sqlx::query(
-            "UPDATE waitlist SET status = 'expired', resolved_at = $1
-             WHERE lot_id = $2 AND status = 'waiting' AND start_at <= $1",
-        )
-        .bind(now.timestamp_millis())
-        .bind(lot.0)
-        .execute(self.store().writer())
-        .await?;
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM waitlist WHERE lot_id = $1 AND status = 'waiting'
-             ORDER BY created_at, id"
-        )))
-        .bind(lot.0)
-        .fetch_all(self.store().pool())
-        .await?;
-        if rows.is_empty() {
+        rows::expire_started(self.store().writer(), lot, now.timestamp_millis()).await?;
+        let waiting = rows::waiting(self.store().pool(), lot).await?;
+        if waiting.is_empty() {
             return Ok(0);
         }
         let rules = self.booking_rules(lot).await?;
-        for row in rows {
-            let (user, e) = entry(row)?;
+        for row in waiting {
+            let user = row.user;
+            let e = WaitlistEntry::from(row);
             // A window the booking rules refuse (the lot's rules changed since the driver
             // joined) can never be served: that entry ends with its reason, the queue goes on.
             let window = match rules.window(e.start_at, e.end_at, now) {
@@ -204,7 +149,7 @@ impl ParkingService {
                 let req = NewReservation::new(lot, e.start_at, e.end_at, e.vehicle_type);
                 match self.reserve(user, req, &format!("waitlist-{}", e.id)).await {
                     Ok(r) => (
-                        "booked",
+                        WaitlistStatus::Booked,
                         Some(r.id),
                         NotificationKind::WaitlistBooked,
                         format!(
@@ -226,7 +171,7 @@ impl ParkingService {
                 }
             } else {
                 (
-                    "notified",
+                    WaitlistStatus::Notified,
                     None,
                     NotificationKind::WaitlistSpotFree,
                     format!(
@@ -236,16 +181,13 @@ impl ParkingService {
                     ),
                 )
             };
-            sqlx::query(
-                "UPDATE waitlist SET status = $1, reservation_id = $2, resolved_at = $3
-                 WHERE id = $4 AND status = 'waiting'",
-            )
-            .bind(status)
-            .bind(reservation.map(|r| r.0.to_string()))
-            .bind(now.timestamp_millis())
-            .bind(e.id.to_string())
-            .execute(self.store().writer())
-            .await?;
+            let resolution = Resolution {
+                status,
+                reservation,
+                reason: None,
+                at: now.timestamp_millis(),
+            };
+            rows::resolve(self.store().writer(), e.id, resolution).await?;
             self.tell_waiter(lot, user, &e, status, kind, name, body)
                 .await?;
             return Ok(1);
@@ -261,16 +203,13 @@ impl ParkingService {
         e: &WaitlistEntry,
         reason: &str,
     ) -> Result<()> {
-        let ended = sqlx::query(
-            "UPDATE waitlist SET status = 'failed', reason = $1, resolved_at = $2
-             WHERE id = $3 AND status = 'waiting'",
-        )
-        .bind(reason)
-        .bind(self.now().timestamp_millis())
-        .bind(e.id.to_string())
-        .execute(self.store().writer())
-        .await?;
-        if ended.rows_affected() == 1 {
+        let resolution = Resolution {
+            status: WaitlistStatus::Failed,
+            reservation: None,
+            reason: Some(reason),
+            at: self.now().timestamp_millis(),
+        };
+        if rows::resolve(self.store().writer(), e.id, resolution).await? {
             tracing::info!(lot = %lot, waitlist.id = %e.id, reason, "waitlist entry cannot be served");
             let name = self.lot(lot).await?.name;
             let body = format!(
@@ -282,7 +221,7 @@ impl ParkingService {
                 lot,
                 user,
                 e,
-                "failed",
+                WaitlistStatus::Failed,
                 NotificationKind::WaitlistEnded,
                 name,
                 body,
@@ -298,7 +237,7 @@ impl ParkingService {
         lot: LotId,
         user: UserId,
         e: &WaitlistEntry,
-        status: &str,
+        status: WaitlistStatus,
         kind: NotificationKind,
         title: String,
         body: String,
@@ -331,10 +270,6 @@ impl ParkingService {
 
     /// Lots with someone waiting (for the periodic sweep).
     pub async fn lots_with_waiters(&self) -> Result<Vec<LotId>> {
-        let lots: Vec<i64> =
-            sqlx::query_scalar("SELECT DISTINCT lot_id FROM waitlist WHERE status = 'waiting'")
-                .fetch_all(self.store().pool())
-                .await?;
-        Ok(lots.into_iter().map(LotId).collect())
+        rows::lots_with_waiters(self.store().pool()).await
     }
 }

@@ -163,54 +163,7 @@ type PaymentRow = (
 const PAYMENT_COLUMNS: &str = "id, purpose, reservation_id, method, last4, amount_cents, currency, status, reason, refunded_cents, gateway_ref";
 
 /// The payment as the API shows it, and the gateway's reference of its charge.
-/// Where a payment is: `Pending` until the gateway (or the balance) answers, then `Captured`,
-/// `Declined` or `Failed`; a captured one may later be `Reversed` (by the bank) or `Refunded`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    Pending,
-    Captured,
-    Declined,
-    Failed,
-    Reversed,
-    Refunded,
-}
-
-impl PaymentStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Pending,
-        Self::Captured,
-        Self::Declined,
-        Self::Failed,
-        Self::Reversed,
-        Self::Refunded,
-    ];
-
-    /// The name stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Captured => "captured",
-            Self::Declined => "declined",
-            Self::Failed => "failed",
-            Self::Reversed => "reversed",
-            Self::Refunded => "refunded",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| Error::Invalid(format!("stored payment status `{s}`")))
-    }
-}
-
-impl std::fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::PaymentStatus;
 
 fn record(row: PaymentRow) -> Result<(PaymentRecord, Option<String>)> {
     let (
@@ -235,7 +188,9 @@ fn record(row: PaymentRow) -> Result<(PaymentRecord, Option<String>)> {
             last4,
             amount_cents: amount,
             currency,
-            status: PaymentStatus::parse(&status)?,
+            status: status
+                .parse()
+                .map_err(|e| Error::Invalid(format!("stored payment: {e}")))?,
             reason,
             refunded_cents: refunded,
         },

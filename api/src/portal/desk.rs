@@ -28,7 +28,7 @@ pub(super) async fn reservations(
     let found = state.service.search_reservations(&query, PAGE_ROWS).await?;
     let value = |name: &str| field(&f, name).unwrap_or_default().to_owned();
     let statuses = ReservationStatus::ALL
-        .into_iter()
+        .iter()
         .map(|st| st.as_str())
         .map(|name| StatusOption {
             name,

@@ -141,60 +141,7 @@ pub struct Reservation {
     pub session_id: Option<SessionId>,
 }
 
-/// Where a reservation is in its life: it holds its spot while `Active` (booked) or `CheckedIn`
-/// (the car is in), and lets it go when `Completed`, `Cancelled` or `NoShow`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationStatus {
-    Active,
-    CheckedIn,
-    Completed,
-    Cancelled,
-    NoShow,
-}
-
-impl ReservationStatus {
-    pub const ALL: [Self; 5] = [
-        Self::Active,
-        Self::CheckedIn,
-        Self::Completed,
-        Self::Cancelled,
-        Self::NoShow,
-    ];
-
-    /// The name stored and sent (`checked_in`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::CheckedIn => "checked_in",
-            Self::Completed => "completed",
-            Self::Cancelled => "cancelled",
-            Self::NoShow => "no_show",
-        }
-    }
-}
-
-impl std::fmt::Display for ReservationStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ReservationStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown status `{s}`: one of {}",
-                    Self::ALL.map(Self::as_str).join(", ")
-                )
-            })
-    }
-}
+pub use crate::domain::ReservationStatus;
 
 /// A spot that is free for a whole window.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -43,120 +43,122 @@ impl Backend {
                 (
                     1,
                     "init",
-                    include_str!("../migrations/sqlite/0001_init.sql"),
+                    include_str!("../../migrations/sqlite/0001_init.sql"),
                 ),
                 (
                     2,
                     "reservations",
-                    include_str!("../migrations/sqlite/0002_reservations.sql"),
+                    include_str!("../../migrations/sqlite/0002_reservations.sql"),
                 ),
                 (
                     3,
                     "accounts",
-                    include_str!("../migrations/sqlite/0003_accounts.sql"),
+                    include_str!("../../migrations/sqlite/0003_accounts.sql"),
                 ),
                 (
                     4,
                     "gate passes",
-                    include_str!("../migrations/sqlite/0004_gate_passes.sql"),
+                    include_str!("../../migrations/sqlite/0004_gate_passes.sql"),
                 ),
                 (
                     5,
                     "ev spots and unpublished outbox",
-                    include_str!("../migrations/sqlite/0005_ev_spots.sql"),
+                    include_str!("../../migrations/sqlite/0005_ev_spots.sql"),
                 ),
                 (
                     7,
                     "notification outbox",
-                    include_str!("../migrations/sqlite/0007_notification_outbox.sql"),
+                    include_str!("../../migrations/sqlite/0007_notification_outbox.sql"),
                 ),
                 (
                     8,
                     "payments",
-                    include_str!("../migrations/sqlite/0008_payments.sql"),
+                    include_str!("../../migrations/sqlite/0008_payments.sql"),
                 ),
                 (
                     9,
                     "waitlist",
-                    include_str!("../migrations/sqlite/0009_waitlist.sql"),
+                    include_str!("../../migrations/sqlite/0009_waitlist.sql"),
                 ),
                 (
                     10,
                     "notification deliveries",
-                    include_str!("../migrations/sqlite/0010_deliveries.sql"),
+                    include_str!("../../migrations/sqlite/0010_deliveries.sql"),
                 ),
                 (
                     11,
                     "inquiries and admin audit",
-                    include_str!("../migrations/sqlite/0011_admin.sql"),
+                    include_str!("../../migrations/sqlite/0011_admin.sql"),
                 ),
                 (
                     12,
                     "idempotency keys, waitlist reasons, balance currency",
-                    include_str!("../migrations/sqlite/0012_idempotency_waitlist_currency.sql"),
+                    include_str!("../../migrations/sqlite/0012_idempotency_waitlist_currency.sql"),
                 ),
             ],
             Self::Postgres => &[
                 (
                     1,
                     "init",
-                    include_str!("../migrations/postgres/0001_init.sql"),
+                    include_str!("../../migrations/postgres/0001_init.sql"),
                 ),
                 (
                     2,
                     "reservations",
-                    include_str!("../migrations/postgres/0002_reservations.sql"),
+                    include_str!("../../migrations/postgres/0002_reservations.sql"),
                 ),
                 (
                     3,
                     "accounts",
-                    include_str!("../migrations/postgres/0003_accounts.sql"),
+                    include_str!("../../migrations/postgres/0003_accounts.sql"),
                 ),
                 (
                     4,
                     "gate passes",
-                    include_str!("../migrations/postgres/0004_gate_passes.sql"),
+                    include_str!("../../migrations/postgres/0004_gate_passes.sql"),
                 ),
                 (
                     5,
                     "ev spots and unpublished outbox",
-                    include_str!("../migrations/postgres/0005_ev_spots.sql"),
+                    include_str!("../../migrations/postgres/0005_ev_spots.sql"),
                 ),
                 // PostgreSQL only: SQLite's free-spot query probes its per-spot index.
                 (
                     6,
                     "holds by lot and window",
-                    include_str!("../migrations/postgres/0006_holds_by_lot.sql"),
+                    include_str!("../../migrations/postgres/0006_holds_by_lot.sql"),
                 ),
                 (
                     7,
                     "notification outbox",
-                    include_str!("../migrations/postgres/0007_notification_outbox.sql"),
+                    include_str!("../../migrations/postgres/0007_notification_outbox.sql"),
                 ),
                 (
                     8,
                     "payments",
-                    include_str!("../migrations/postgres/0008_payments.sql"),
+                    include_str!("../../migrations/postgres/0008_payments.sql"),
                 ),
                 (
                     9,
                     "waitlist",
-                    include_str!("../migrations/postgres/0009_waitlist.sql"),
+                    include_str!("../../migrations/postgres/0009_waitlist.sql"),
                 ),
                 (
                     10,
                     "notification deliveries",
-                    include_str!("../migrations/postgres/0010_deliveries.sql"),
+                    include_str!("../../migrations/postgres/0010_deliveries.sql"),
                 ),
                 (
                     11,
                     "inquiries and admin audit",
-                    include_str!("../migrations/postgres/0011_admin.sql"),
+                    include_str!("../../migrations/postgres/0011_admin.sql"),
                 ),
                 (
                     12,
                     "idempotency keys, waitlist reasons, balance currency",
-                    include_str!("../migrations/postgres/0012_idempotency_waitlist_currency.sql"),
+                    include_str!(
+                        "../../migrations/postgres/0012_idempotency_waitlist_currency.sql"
+                    ),
                 ),
             ],
         }
@@ -288,6 +290,32 @@ impl Store {
         Ok(self.outbox().head().await?)
     }
 }
+
+/// `sqlx::FromRow` for a struct whose fields are named as its columns (sqlx's derive needs its
+/// macros feature, which would build the drivers a second time for the compiler).
+macro_rules! from_row {
+    ($name:ident { $($field:ident),+ $(,)? }) => {
+        impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for $name {
+            fn from_row(row: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+                use sqlx::Row;
+                Ok(Self {
+                    $($field: row.try_get(stringify!($field))?,)+
+                })
+            }
+        }
+    };
+}
+
+pub mod accounts;
+pub mod idempotency;
+pub mod waitlist;
+
+/// Anything a statement can run on: the readers (`store.pool()`), the writer
+/// (`store.writer()`), a connection, or a transaction (`&mut *tx`). Repositories take one, so
+/// the caller decides whether a statement joins its transaction.
+pub trait Db<'c>: sqlx::Executor<'c, Database = Any> {}
+
+impl<'c, T: sqlx::Executor<'c, Database = Any>> Db<'c> for T {}
 
 /// Whether `e` is a unique-constraint violation (a lost race for a unique slot).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
