@@ -16,8 +16,10 @@
 
 use crate::auth::TokenSigner;
 use crate::config::Secret;
+use crate::domain::DeliveryStatus;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::notifications::{self as rows, DueDelivery};
 use chrono::{DateTime, Duration, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -194,30 +196,17 @@ impl Default for Preferences {
 }
 
 pub async fn preferences(store: &Store, user: UserId) -> Result<Preferences> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT email, push FROM notification_preferences WHERE user_id = $1")
-            .bind(user.0.to_string())
-            .fetch_optional(store.pool())
-            .await?;
+    let saved = rows::preferences(store.pool(), user).await?;
     Ok(
-        row.map_or_else(Preferences::default, |(email, push)| Preferences {
-            email: email != 0,
-            push: push != 0,
+        saved.map_or_else(Preferences::default, |(email, push)| Preferences {
+            email,
+            push,
         }),
     )
 }
 
 pub async fn set_preferences(store: &Store, user: UserId, p: Preferences) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO notification_preferences (user_id, email, push) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) DO UPDATE SET email = $2, push = $3",
-    )
-    .bind(user.0.to_string())
-    .bind(i64::from(p.email))
-    .bind(i64::from(p.push))
-    .execute(store.writer())
-    .await?;
-    Ok(())
+    rows::set_preferences(store.writer(), user, p.email, p.push).await
 }
 
 /// What one delivery run did.
@@ -283,66 +272,41 @@ impl Deliverer {
     /// Fan new messages out to their channels, attempt what is due, mark finished messages sent.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<DeliveryReport> {
         self.fan_out(now).await?;
-        let due: Vec<Due> = sqlx::query_as(
-            "SELECT d.notification_id, d.channel, d.attempts, n.user_id, n.title, n.body, n.kind, n.created_at,
-                    u.email
-             FROM notification_deliveries d
-             JOIN notification_outbox n ON n.id = d.notification_id
-             LEFT JOIN users u ON u.id = n.user_id
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-             ORDER BY d.next_attempt_at, d.notification_id LIMIT $2",
-        )
-        .bind(now.timestamp_millis())
-        .bind(BATCH)
-        .fetch_all(self.store.pool())
-        .await?;
+        let at = now.timestamp_millis();
+        let due = rows::due(self.store.pool(), at, BATCH).await?;
         let mut report = DeliveryReport::default();
         for d in due {
-            let result = match d.1.as_str() {
+            let result = match d.channel.as_str() {
                 "email" => self.send_email(&d).await,
                 "push" => self.send_push(&d).await,
                 other => Err(format!("unknown channel {other}")),
             };
-            let attempts = d.2 + 1;
+            let (id, channel) = (d.notification_id, d.channel.as_str());
+            let attempts = d.attempts.saturating_add(1);
+            let writer = self.store.writer();
             match result {
                 Ok(()) => {
-                    self.finish(d.0, &d.1, "delivered", attempts, None, now)
+                    let delivered = DeliveryStatus::Delivered;
+                    rows::finish_delivery(writer, id, channel, delivered, attempts, None, at)
                         .await?;
                     report.delivered += 1;
                 }
                 Err(e) if attempts >= i64::from(self.config.max_attempts) => {
-                    tracing::warn!(notification = d.0, channel = %d.1, error = %e, "delivery failed for good");
-                    self.finish(d.0, &d.1, "failed", attempts, Some(&e), now)
+                    tracing::warn!(notification = id, channel, error = %e, "delivery failed for good");
+                    let failed = DeliveryStatus::Failed;
+                    rows::finish_delivery(writer, id, channel, failed, attempts, Some(&e), at)
                         .await?;
                     report.failed += 1;
                 }
                 Err(e) => {
                     let wait = self.config.first_backoff_s.max(1) << (attempts - 1).min(16);
-                    sqlx::query(
-                        "UPDATE notification_deliveries SET attempts = $1, last_error = $2, next_attempt_at = $3
-                         WHERE notification_id = $4 AND channel = $5",
-                    )
-                    .bind(attempts)
-                    .bind(&e)
-                    .bind((now + Duration::seconds(wait)).timestamp_millis())
-                    .bind(d.0)
-                    .bind(&d.1)
-                    .execute(self.store.writer())
-                    .await?;
+                    let next = (now + Duration::seconds(wait)).timestamp_millis();
+                    rows::retry_later(writer, id, channel, attempts, &e, next).await?;
                     report.retrying += 1;
                 }
             }
         }
-        sqlx::query(
-            "UPDATE notification_outbox SET sent_at = $1
-             WHERE sent_at IS NULL
-               AND EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = notification_outbox.id)
-               AND NOT EXISTS (SELECT 1 FROM notification_deliveries d
-                               WHERE d.notification_id = notification_outbox.id AND d.status = 'pending')",
-        )
-        .bind(now.timestamp_millis())
-        .execute(self.store.writer())
-        .await?;
+        rows::mark_finished_sent(self.store.writer(), at).await?;
         Ok(report)
     }
 
@@ -350,92 +314,41 @@ impl Deliverer {
     async fn fan_out(&self, now: DateTime<Utc>) -> Result<()> {
         // Each message with its driver's channel choices (the defaults where none are saved).
         let defaults = Preferences::default();
-        let fresh: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT n.id, COALESCE(p.email, $2), COALESCE(p.push, $3) FROM notification_outbox n
-             LEFT JOIN notification_preferences p ON p.user_id = n.user_id
-             WHERE n.sent_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.id)
-             ORDER BY n.id LIMIT $1",
-        )
-        .bind(BATCH)
-        .bind(i64::from(defaults.email))
-        .bind(i64::from(defaults.push))
-        .fetch_all(self.store.pool())
-        .await?;
+        let fresh =
+            rows::not_fanned_out(self.store.pool(), (defaults.email, defaults.push), BATCH).await?;
+        let at = now.timestamp_millis();
         for (id, email, push) in fresh {
-            let prefs = Preferences {
-                email: email != 0,
-                push: push != 0,
+            let chosen = |wanted: bool, possible: bool| {
+                if wanted && possible {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::Skipped
+                }
             };
             let channels = [
-                ("in_app", "delivered"),
-                (
-                    "email",
-                    if prefs.email && self.smtp.is_some() {
-                        "pending"
-                    } else {
-                        "skipped"
-                    },
-                ),
-                (
-                    "push",
-                    if prefs.push && !self.config.push_url.is_empty() {
-                        "pending"
-                    } else {
-                        "skipped"
-                    },
-                ),
+                ("in_app", DeliveryStatus::Delivered),
+                ("email", chosen(email, self.smtp.is_some())),
+                ("push", chosen(push, !self.config.push_url.is_empty())),
             ];
             for (channel, status) in channels {
-                sqlx::query(
-                    "INSERT INTO notification_deliveries (notification_id, channel, status, attempts, next_attempt_at, delivered_at)
-                     VALUES ($1, $2, $3, 0, $4, $5) ON CONFLICT (notification_id, channel) DO NOTHING",
-                )
-                .bind(id)
-                .bind(channel)
-                .bind(status)
-                .bind(now.timestamp_millis())
-                .bind((status == "delivered").then_some(now.timestamp_millis()))
-                .execute(self.store.writer())
-                .await?;
+                rows::insert_delivery(self.store.writer(), id, channel, status, at).await?;
             }
         }
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        id: i64,
-        channel: &str,
-        status: &str,
-        attempts: i64,
-        error: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE notification_deliveries SET status = $1, attempts = $2, last_error = $3, delivered_at = $4
-             WHERE notification_id = $5 AND channel = $6",
-        )
-        .bind(status)
-        .bind(attempts)
-        .bind(error)
-        .bind((status == "delivered").then_some(now.timestamp_millis()))
-        .bind(id)
-        .bind(channel)
-        .execute(self.store.writer())
-        .await?;
-        Ok(())
-    }
-
-    async fn send_email(&self, d: &Due) -> std::result::Result<(), String> {
+    async fn send_email(&self, d: &DueDelivery) -> std::result::Result<(), String> {
         let smtp = self.smtp.as_ref().ok_or("e-mail is not configured")?;
-        let to = d.8.as_deref().ok_or("the account has no e-mail address")?;
+        let to = d
+            .email
+            .as_deref()
+            .ok_or("the account has no e-mail address")?;
         let message = Message::builder()
             .from(self.config.from.parse().map_err(|e| format!("from: {e}"))?)
             .to(to.parse().map_err(|e| format!("to: {e}"))?)
-            .subject(&d.4)
+            .subject(&d.title)
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .body(d.5.clone())
+            .body(d.body.clone())
             .map_err(|e| e.to_string())?;
         smtp.send(message)
             .await
@@ -443,10 +356,11 @@ impl Deliverer {
             .map_err(|e| e.to_string())
     }
 
-    async fn send_push(&self, d: &Due) -> std::result::Result<(), String> {
+    async fn send_push(&self, d: &DueDelivery) -> std::result::Result<(), String> {
         let body = serde_json::json!({
-            "notificationId": d.0, "userId": d.3, "kind": d.6, "title": d.4, "body": d.5,
-            "createdAt": DateTime::from_timestamp_millis(d.7),
+            "notificationId": d.notification_id, "userId": d.user_id, "kind": d.kind,
+            "title": d.title, "body": d.body,
+            "createdAt": DateTime::from_timestamp_millis(d.created_at),
         })
         .to_string();
         let signature =
@@ -481,16 +395,3 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     }
     text
 }
-
-/// notification_id, channel, attempts, user_id, title, body, kind, created_at, email
-type Due = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-);

@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::store::Store;
+use crate::store::notifications as rows;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use warehouse_schema::{LotId, UserId};
@@ -139,71 +140,41 @@ pub async fn enqueue_in(
     n: &NewNotification,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO notification_outbox (user_id, kind, dedup_key, lot_id, title, body, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
-    )
-    .bind(n.user_id.0.to_string())
-    .bind(n.kind.as_str())
-    .bind(&n.dedup_key)
-    .bind(n.lot_id.map(|l| l.0))
-    .bind(&n.title)
-    .bind(&n.body)
-    .bind(now.timestamp_millis())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let message = rows::NewMessage {
+        user: n.user_id,
+        kind: n.kind.as_str(),
+        dedup_key: &n.dedup_key,
+        lot: n.lot_id.map(|l| l.0),
+        title: &n.title,
+        body: &n.body,
+        created_at: now.timestamp_millis(),
+    };
+    rows::insert_message(conn, message).await
 }
 
 /// Messages not delivered yet, oldest first.
 pub async fn unsent(store: &Store, limit: i64) -> Result<Vec<Notification>> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, user_id, kind, dedup_key, lot_id, title, body, created_at, sent_at
-         FROM notification_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    Ok(rows.into_iter().map(notification).collect())
+    let found = rows::unsent(store.pool(), limit).await?;
+    Ok(found.into_iter().map(notification).collect())
 }
 
 /// `user`'s messages, newest first (the in-app inbox).
 pub async fn of_user(store: &Store, user: UserId, limit: i64) -> Result<Vec<Notification>> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, user_id, kind, dedup_key, lot_id, title, body, created_at, sent_at
-         FROM notification_outbox WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
-    )
-    .bind(user.0.to_string())
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    Ok(rows.into_iter().map(notification).collect())
+    let found = rows::of_user(store.pool(), user, limit).await?;
+    Ok(found.into_iter().map(notification).collect())
 }
 
-type Row = (
-    i64,
-    String,
-    String,
-    String,
-    Option<i64>,
-    String,
-    String,
-    i64,
-    Option<i64>,
-);
-
-fn notification(row: Row) -> Notification {
-    let (id, user_id, kind, dedup_key, lot_id, title, body, created, sent) = row;
+fn notification(row: rows::MessageRow) -> Notification {
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
     Notification {
-        id,
-        user_id,
-        kind,
-        dedup_key,
-        lot_id,
-        title,
-        body,
-        created_at: at(created),
-        sent_at: sent.map(at),
+        id: row.id,
+        user_id: row.user_id,
+        kind: row.kind,
+        dedup_key: row.dedup_key,
+        lot_id: row.lot_id,
+        title: row.title,
+        body: row.body,
+        created_at: at(row.created_at),
+        sent_at: row.sent_at.map(at),
     }
 }

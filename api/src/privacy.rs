@@ -13,7 +13,7 @@
 use crate::error::{Error, Result};
 use crate::reservations::cancel_active;
 use crate::service::ParkingService;
-use crate::store::{accounts, idempotency, waitlist};
+use crate::store::{accounts, idempotency, notifications, waitlist};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -193,13 +193,7 @@ impl ParkingService {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        run("DELETE FROM notification_deliveries WHERE notification_id IN (SELECT id FROM notification_outbox WHERE user_id = $1)")
-            .execute(&mut *tx)
-            .await?;
-        out.deleted_notifications = run("DELETE FROM notification_outbox WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        out.deleted_notifications = notifications::delete_user(&mut tx, user).await?;
         // Payments stay as the lot's revenue records, without the gateway token or card digits.
         run("UPDATE payments SET token = NULL, last4 = NULL WHERE user_id = $1")
             .execute(&mut *tx)
@@ -213,9 +207,6 @@ impl ParkingService {
         out.deleted_waitlist_entries = waitlist::delete_user(&mut *tx, user).await?;
         // The answers kept for keyed requests name reservations, payments and plates.
         idempotency::delete_user(&mut *tx, user).await?;
-        run("DELETE FROM notification_preferences WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?;
         run("DELETE FROM balances WHERE user_id = $1")
             .execute(&mut *tx)
             .await?;

@@ -308,6 +308,7 @@ macro_rules! from_row {
 
 pub mod accounts;
 pub mod idempotency;
+pub mod notifications;
 pub mod waitlist;
 
 /// Anything a statement can run on: the readers (`store.pool()`), the writer
