@@ -18,6 +18,8 @@ use crate::reservations::Reservation;
 use crate::reservations::ReservationStatus;
 use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, NewStay, ParkingService};
 use crate::store::is_unique_violation;
+use crate::store::reservations as rows;
+use crate::store::stays;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use warehouse_schema::{EntryMethod, LotId, SessionId, UserId, VehicleType};
@@ -136,17 +138,10 @@ impl ParkingService {
             let mut conn = self.store().pool().acquire().await?;
             self.lot_row(&mut conn, lot).await?.entry_grace_minutes
         };
-        let found: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, user_id FROM reservations
-             WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
-             ORDER BY start_at LIMIT 1",
-        )
-        .bind(lot.0)
-        .bind(plate)
-        .bind((now + Duration::minutes(grace)).timestamp_millis())
-        .bind((now - Duration::minutes(grace)).timestamp_millis())
-        .fetch_optional(self.store().pool())
-        .await?;
+        let earliest = (now - Duration::minutes(grace)).timestamp_millis();
+        let latest = (now + Duration::minutes(grace)).timestamp_millis();
+        let found =
+            rows::arriving_by_plate(self.store().pool(), lot, plate, earliest, latest).await?;
         let Some((id, user)) = found else {
             return Ok(None);
         };
@@ -218,13 +213,7 @@ impl ParkingService {
         check_entry_window(r, now, Duration::minutes(info.entry_grace_minutes))?;
         // The reserved spot, unless a car is (wrongly) still in it: then the best other one
         // that no other reservation needs until this one ends.
-        let reserved_free: Option<String> = sqlx::query_scalar(
-            "SELECT s.label FROM spots s WHERE s.id = $1 AND s.closed = 0
-               AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)",
-        )
-        .bind(r.spot_id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let reserved_free = stays::spot_free(&mut *tx, r.spot_id.0).await?;
         let (spot_id, label) = match reserved_free {
             Some(label) => (r.spot_id.0, label),
             None => {
@@ -240,14 +229,7 @@ impl ParkingService {
             }
         };
         let session = SessionId::new();
-        let flipped = sqlx::query(
-            "UPDATE reservations SET status = 'checked_in', session_id = $1 WHERE id = $2 AND status = 'active'",
-        )
-        .bind(session.0.to_string())
-        .bind(r.id.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if flipped.rows_affected() != 1 {
+        if !rows::check_in(&mut *tx, r.id, session).await? {
             return Err(Error::conflict(
                 "already_entered",
                 format!("reservation {} has already entered", r.id),
@@ -297,14 +279,7 @@ impl ParkingService {
             }
             (None, None, Some(raw)) => {
                 let plate = normalise_plate(raw)?;
-                let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM parking_sessions WHERE lot_id = $1 AND plate = $2 AND exited_at IS NULL
-                     ORDER BY entered_at LIMIT 1",
-                )
-                .bind(lot.0)
-                .bind(&plate)
-                .fetch_optional(self.store().pool())
-                .await?;
+                let found = stays::open_by_plate(self.store().pool(), lot, &plate).await?;
                 found
                     .and_then(|s| s.parse().ok())
                     .map(SessionId)

@@ -6,10 +6,12 @@
 //! messages are deduplicated by (reservation, kind) in the notification outbox, and the no-show
 //! update only touches a reservation that is still `active`.
 
+use crate::domain::ReservationStatus;
 use crate::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue};
 use crate::service::ParkingService;
 use crate::store::append_event;
+use crate::store::reservations as rows;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -172,26 +174,20 @@ impl ParkingService {
     /// `active` reservations (nobody entered yet) starting by `to`; those long past their start
     /// are the no-shows a stopped job did not get to.
     async fn active_starting_by(&self, to: DateTime<Utc>) -> Result<Vec<Due>> {
-        let rows: Vec<(String, String, i64, String, String, String, i64)> = sqlx::query_as(
-            "SELECT r.id, r.user_id, r.lot_id, l.name, l.time_zone, s.label, r.start_at
-             FROM reservations r JOIN lots l ON l.id = r.lot_id JOIN spots s ON s.id = r.spot_id
-             WHERE r.status = 'active' AND r.start_at <= $1
-             ORDER BY r.start_at, r.id",
-        )
-        .bind(to.timestamp_millis())
-        .fetch_all(self.store().pool())
-        .await?;
-        rows.into_iter()
-            .map(|(id, user, lot, name, tz, label, start)| {
-                let bad = |what: &str| Error::Invalid(format!("stored reservation {id}: {what}"));
+        let due = rows::active_starting_by(self.store().pool(), to.timestamp_millis()).await?;
+        due.into_iter()
+            .map(|r| {
+                let bad =
+                    |what: &str| Error::Invalid(format!("stored reservation {}: {what}", r.id));
                 Ok(Due {
-                    id: ReservationId(id.parse().map_err(|_| bad("id"))?),
-                    user: UserId(user.parse().map_err(|_| bad("user"))?),
-                    lot: LotId(lot),
-                    lot_name: name,
-                    tz: tz.parse().map_err(|_| bad("time zone"))?,
-                    spot_label: label,
-                    start_at: DateTime::from_timestamp_millis(start).ok_or_else(|| bad("start"))?,
+                    id: ReservationId(r.id.parse().map_err(|_| bad("id"))?),
+                    user: UserId(r.user_id.parse().map_err(|_| bad("user"))?),
+                    lot: LotId(r.lot_id),
+                    tz: r.time_zone.parse().map_err(|_| bad("time zone"))?,
+                    start_at: DateTime::from_timestamp_millis(r.start_at)
+                        .ok_or_else(|| bad("start"))?,
+                    lot_name: r.name,
+                    spot_label: r.label,
                 })
             })
             .collect()
@@ -200,15 +196,8 @@ impl ParkingService {
     /// Cancel `r` as a no-show if it is still `active`; returns whether this call did it.
     async fn mark_no_show(&self, r: &Due, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.store().begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE reservations SET status = 'no_show', cancelled_at = $1
-             WHERE id = $2 AND status = 'active'",
-        )
-        .bind(now.timestamp_millis())
-        .bind(r.id.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
+        let no_show = ReservationStatus::NoShow;
+        if !rows::end_active(&mut *tx, r.id, no_show, now.timestamp_millis(), None).await? {
             return Ok(false);
         }
         let event = Event::new(

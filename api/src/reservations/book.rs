@@ -6,6 +6,7 @@ use crate::availability::Hold;
 use crate::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::service::ParkingService;
+use crate::store::reservations as rows;
 use crate::store::{Backend, append_event, is_unique_violation};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::ReservationWindow;
@@ -186,26 +187,22 @@ impl ParkingService {
             .await?;
 
         let id = ReservationId::new();
-        sqlx::query(
-            "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, vehicle_id, plate, start_at,
-                                       end_at, status, quote_cents, currency, idempotency_key, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)",
-        )
-        .bind(id.0.to_string())
-        .bind(req.lot_id.0)
-        .bind(chosen.id)
-        .bind(user.0.to_string())
-        .bind(req.vehicle_type.as_str())
-        .bind(req.vehicle.as_ref().map(|v| v.id.to_string()))
-        .bind(req.vehicle.as_ref().map(|v| v.plate.clone()))
-        .bind(window.start().timestamp_millis())
-        .bind(window.end().timestamp_millis())
-        .bind(quote)
-        .bind(&rules.currency)
-        .bind(key)
-        .bind(now.timestamp_millis())
-        .execute(&mut *tx)
-        .await?;
+        let row = rows::NewReservationRow {
+            id,
+            lot: req.lot_id,
+            spot: chosen.id,
+            user,
+            vehicle_type: req.vehicle_type.as_str(),
+            vehicle_id: req.vehicle.as_ref().map(|v| v.id.to_string()),
+            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
+            start_at: window.start().timestamp_millis(),
+            end_at: window.end().timestamp_millis(),
+            quote_cents: quote,
+            currency: &rules.currency,
+            idempotency_key: key,
+            created_at: now.timestamp_millis(),
+        };
+        rows::insert(&mut *tx, &row).await?;
         enqueue_in(
             &mut tx,
             &about_reservation(

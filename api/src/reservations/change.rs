@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::service::ParkingService;
 use crate::store::append_event;
+use crate::store::reservations as rows;
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, ReservationId, SpotId, UserId};
 
@@ -118,22 +119,16 @@ impl ParkingService {
                 self.quote_rules(),
             )
             .await?;
-        let updated = sqlx::query(
-            "UPDATE reservations SET spot_id = $1, start_at = $2, end_at = $3, vehicle_type = $4,
-                    vehicle_id = $5, plate = $6, quote_cents = $7
-             WHERE id = $8 AND status = 'active'",
-        )
-        .bind(chosen.id)
-        .bind(window.start().timestamp_millis())
-        .bind(window.end().timestamp_millis())
-        .bind(vehicle_type.as_str())
-        .bind(vehicle_id.map(|v| v.to_string()))
-        .bind(&plate)
-        .bind(quote)
-        .bind(id.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
+        let changed = rows::ChangedReservation {
+            spot: chosen.id,
+            start_at: window.start().timestamp_millis(),
+            end_at: window.end().timestamp_millis(),
+            vehicle_type: vehicle_type.as_str(),
+            vehicle_id: vehicle_id.map(|v| v.to_string()),
+            plate: plate.clone(),
+            quote_cents: quote,
+        };
+        if !rows::change(&mut *tx, id, &changed).await? {
             return Err(Error::conflict(
                 "not_active",
                 format!("reservation {id} changed meanwhile"),
@@ -188,16 +183,9 @@ impl ParkingService {
         let mut r = self.own_reservation(&mut tx, user, id).await?;
         require_active(&r)?;
         let cancellation = uuid::Uuid::now_v7();
-        let updated = sqlx::query(
-            "UPDATE reservations SET status = 'cancelled', cancelled_at = $1, cancellation_id = $2
-             WHERE id = $3 AND status = 'active'",
-        )
-        .bind(now.timestamp_millis())
-        .bind(cancellation.to_string())
-        .bind(id.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
+        let cancelled = ReservationStatus::Cancelled;
+        let at = now.timestamp_millis();
+        if !rows::end_active(&mut *tx, id, cancelled, at, Some(cancellation)).await? {
             return Err(Error::conflict(
                 "not_active",
                 format!("reservation {id} changed meanwhile"),

@@ -11,6 +11,7 @@
 use crate::availability::SpotPolicy;
 use crate::error::{Error, Result};
 use crate::store::append_event;
+use crate::store::reservations as rows;
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -290,14 +291,9 @@ pub(crate) async fn cancel_active(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE reservations SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'active'",
-    )
-    .bind(now.timestamp_millis())
-    .bind(r.0.to_string())
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 {
+    let cancelled = ReservationStatus::Cancelled;
+    let at = now.timestamp_millis();
+    if !rows::end_active(&mut *conn, r, cancelled, at, None).await? {
         return Ok(false);
     }
     let event = Event::new(

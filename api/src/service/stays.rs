@@ -4,11 +4,10 @@
 use super::*;
 use crate::availability::SpotPolicy;
 use crate::error::{Error, Result};
-use crate::reservations::holding;
+use crate::store::stays;
 use crate::store::{append_event, is_unique_violation};
 use crate::tariff::{Tariff, TariffRules};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use warehouse_schema::event::{CheckIn, Exit};
 use warehouse_schema::{
     Cents, Event, EventPayload, LotId, ReservationId, SessionId, SpotId, TimeBand, VehicleType,
@@ -115,21 +114,18 @@ impl ParkingService {
         now: DateTime<Utc>,
     ) -> Result<CheckInReceipt> {
         let (spot_id, label) = stay.spot;
-        sqlx::query(
-            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(session.0.to_string())
-        .bind(stay.lot.0)
-        .bind(spot_id)
-        .bind(stay.vehicle_type.as_str())
-        .bind(stay.method.as_str())
-        .bind(stay.plate)
-        .bind(stay.user.map(|u| u.0.to_string()))
-        .bind(now.timestamp_millis())
-        .bind(stay.reservation.map(|r| r.0.to_string()))
-        .execute(&mut *conn)
-        .await?;
+        let row = stays::NewSessionRow {
+            id: session,
+            lot: stay.lot,
+            spot: spot_id,
+            vehicle_type: stay.vehicle_type.as_str(),
+            method: stay.method.as_str(),
+            plate: stay.plate,
+            user: stay.user.map(|u| u.0.to_string()),
+            entered_at: now.timestamp_millis(),
+            reservation: stay.reservation,
+        };
+        stays::insert(&mut *conn, &row).await?;
         let event = Event::new(
             now,
             stay.lot,
@@ -164,22 +160,8 @@ impl ParkingService {
         (now, until): (DateTime<Utc>, DateTime<Utc>),
         mine: Option<ReservationId>,
     ) -> Result<(i64, String)> {
-        let free: Vec<(i64, String, String)> = sqlx::query_as(concat!(
-            "SELECT s.id, s.label, s.vehicle_type FROM spots s
-             WHERE s.lot_id = $1 AND s.closed = 0
-               AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
-               AND NOT EXISTS (SELECT 1 FROM reservations r
-                               WHERE r.spot_id = s.id AND ",
-            holding!("r"),
-            " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
-             ORDER BY s.id"
-        ))
-        .bind(lot.0)
-        .bind(now.timestamp_millis())
-        .bind(until.timestamp_millis())
-        .bind(mine.map(|r| r.0.to_string()).unwrap_or_default())
-        .fetch_all(conn)
-        .await?;
+        let window = (now.timestamp_millis(), until.timestamp_millis());
+        let free = stays::free_now(conn, lot, window, mine).await?;
         let chosen = free
             .iter()
             .filter_map(|(id, label, vt)| {
@@ -207,34 +189,25 @@ impl ParkingService {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         let info = self.lot_row(&mut tx, lot).await?;
-        let row = sqlx::query(
-            "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, p.user_id, r.quote_cents, r.end_at
-             FROM parking_sessions p LEFT JOIN reservations r ON r.id = p.reservation_id
-             WHERE p.id = $1 AND p.lot_id = $2",
-        )
-        .bind(session.0.to_string())
-        .bind(lot.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("parking session {session} in lot {lot}")))?;
-        if row.get::<Option<i64>, _>("exited_at").is_some() {
+        let row = stays::for_exit(&mut *tx, session, lot)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("parking session {session} in lot {lot}")))?;
+        if row.exited_at.is_some() {
             return Err(Error::conflict(
                 "session_closed",
                 format!("parking session {session} has already exited"),
             ));
         }
-        let vt: VehicleType = row
-            .get::<String, _>("vehicle_type")
-            .parse()
-            .map_err(Error::Invalid)?;
-        let entered_at: i64 = row.get("entered_at");
+        let vt: VehicleType = row.vehicle_type.parse().map_err(Error::Invalid)?;
+        let entered_at = row.entered_at;
         let duration_s = ((now.timestamp_millis() - entered_at) / 1000).max(0);
         let band = TimeBand::at(now, info.tz);
         let cents_per_hour = rate_in_force_conn(&mut tx, lot, vt, info.tz, now)
             .await?
             .unwrap_or(info.default_cents_per_hour);
         let reservation: Option<ReservationId> = row
-            .get::<Option<String>, _>("reservation_id")
+            .reservation_id
+            .as_deref()
             .and_then(|r| r.parse().ok())
             .map(ReservationId);
         let tariff = scheduled_rates(&mut tx, lot, vt, now).await?;
@@ -243,9 +216,9 @@ impl ParkingService {
             // The quote covers the reserved window; time past its end is charged by the tariff,
             // with no grace or free minutes of its own.
             Some(_) => {
-                let quote: i64 = row.get::<Option<i64>, _>("quote_cents").unwrap_or(0);
+                let quote = row.quote_cents.unwrap_or(0);
                 let end = row
-                    .get::<Option<i64>, _>("end_at")
+                    .end_at
                     .and_then(DateTime::from_timestamp_millis)
                     .unwrap_or(now);
                 let overstay = Tariff::new(
@@ -271,33 +244,21 @@ impl ParkingService {
                     .cents
             }
         };
-        let closed = sqlx::query(
-            "UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3
-             WHERE id = $4 AND exited_at IS NULL",
-        )
-        .bind(now.timestamp_millis())
-        .bind(amount)
-        .bind(&info.currency)
-        .bind(session.0.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if closed.rows_affected() != 1 {
+        let at = now.timestamp_millis();
+        if !stays::close(&mut *tx, session, at, amount, &info.currency).await? {
             return Err(Error::conflict(
                 "session_closed",
                 format!("parking session {session} has already exited"),
             ));
         }
         if reservation.is_none()
-            && let Some(user) = row.get::<Option<String>, _>("user_id")
+            && let Some(user) = &row.user_id
         {
-            self.pay_stay_from_balance(&mut tx, lot, session, &user, amount, &info.currency, now)
+            self.pay_stay_from_balance(&mut tx, lot, session, user, amount, &info.currency, now)
                 .await?;
         }
         if let Some(r) = reservation {
-            sqlx::query("UPDATE reservations SET status = 'completed' WHERE id = $1 AND status = 'checked_in'")
-                .bind(r.0.to_string())
-                .execute(&mut *tx)
-                .await?;
+            crate::store::reservations::complete(&mut *tx, r).await?;
         }
         let event = Event::new(
             now,

@@ -37,132 +37,18 @@ impl Backend {
         }
     }
 
+    /// Every migration of this backend, in version order: `build.rs` embeds each file of
+    /// `migrations/<backend>/`, so none can be left out.
     fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
-            Self::Sqlite => &[
-                (
-                    1,
-                    "init",
-                    include_str!("../../migrations/sqlite/0001_init.sql"),
-                ),
-                (
-                    2,
-                    "reservations",
-                    include_str!("../../migrations/sqlite/0002_reservations.sql"),
-                ),
-                (
-                    3,
-                    "accounts",
-                    include_str!("../../migrations/sqlite/0003_accounts.sql"),
-                ),
-                (
-                    4,
-                    "gate passes",
-                    include_str!("../../migrations/sqlite/0004_gate_passes.sql"),
-                ),
-                (
-                    5,
-                    "ev spots and unpublished outbox",
-                    include_str!("../../migrations/sqlite/0005_ev_spots.sql"),
-                ),
-                (
-                    7,
-                    "notification outbox",
-                    include_str!("../../migrations/sqlite/0007_notification_outbox.sql"),
-                ),
-                (
-                    8,
-                    "payments",
-                    include_str!("../../migrations/sqlite/0008_payments.sql"),
-                ),
-                (
-                    9,
-                    "waitlist",
-                    include_str!("../../migrations/sqlite/0009_waitlist.sql"),
-                ),
-                (
-                    10,
-                    "notification deliveries",
-                    include_str!("../../migrations/sqlite/0010_deliveries.sql"),
-                ),
-                (
-                    11,
-                    "inquiries and admin audit",
-                    include_str!("../../migrations/sqlite/0011_admin.sql"),
-                ),
-                (
-                    12,
-                    "idempotency keys, waitlist reasons, balance currency",
-                    include_str!("../../migrations/sqlite/0012_idempotency_waitlist_currency.sql"),
-                ),
-            ],
-            Self::Postgres => &[
-                (
-                    1,
-                    "init",
-                    include_str!("../../migrations/postgres/0001_init.sql"),
-                ),
-                (
-                    2,
-                    "reservations",
-                    include_str!("../../migrations/postgres/0002_reservations.sql"),
-                ),
-                (
-                    3,
-                    "accounts",
-                    include_str!("../../migrations/postgres/0003_accounts.sql"),
-                ),
-                (
-                    4,
-                    "gate passes",
-                    include_str!("../../migrations/postgres/0004_gate_passes.sql"),
-                ),
-                (
-                    5,
-                    "ev spots and unpublished outbox",
-                    include_str!("../../migrations/postgres/0005_ev_spots.sql"),
-                ),
-                // PostgreSQL only: SQLite's free-spot query probes its per-spot index.
-                (
-                    6,
-                    "holds by lot and window",
-                    include_str!("../../migrations/postgres/0006_holds_by_lot.sql"),
-                ),
-                (
-                    7,
-                    "notification outbox",
-                    include_str!("../../migrations/postgres/0007_notification_outbox.sql"),
-                ),
-                (
-                    8,
-                    "payments",
-                    include_str!("../../migrations/postgres/0008_payments.sql"),
-                ),
-                (
-                    9,
-                    "waitlist",
-                    include_str!("../../migrations/postgres/0009_waitlist.sql"),
-                ),
-                (
-                    10,
-                    "notification deliveries",
-                    include_str!("../../migrations/postgres/0010_deliveries.sql"),
-                ),
-                (
-                    11,
-                    "inquiries and admin audit",
-                    include_str!("../../migrations/postgres/0011_admin.sql"),
-                ),
-                (
-                    12,
-                    "idempotency keys, waitlist reasons, balance currency",
-                    include_str!(
-                        "../../migrations/postgres/0012_idempotency_waitlist_currency.sql"
-                    ),
-                ),
-            ],
+            Self::Sqlite => embedded::SQLITE,
+            Self::Postgres => embedded::POSTGRES,
         }
     }
+}
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 }
 
 #[derive(Debug, Clone)]
@@ -195,8 +81,11 @@ impl Store {
                     format!("{url}?mode=rwc")
                 };
                 let sqlite = |connections: u32| {
+                    // A local file does not drop connections: no ping before each use (on
+                    // the one writer, a ping per write would queue behind every write).
                     AnyPoolOptions::new()
                         .max_connections(connections)
+                        .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(60))
                         .after_connect(|conn, _| {
                             Box::pin(async move {
@@ -309,6 +198,8 @@ macro_rules! from_row {
 pub mod accounts;
 pub mod idempotency;
 pub mod notifications;
+pub mod reservations;
+pub mod stays;
 pub mod waitlist;
 
 /// Anything a statement can run on: the readers (`store.pool()`), the writer

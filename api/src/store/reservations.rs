@@ -1,0 +1,198 @@
+//! `reservations`: the rows and the moves between states. Every move names the state it starts
+//! from in its `WHERE`, so of two racing moves exactly one happens and the other reads `false`.
+//! Which move is allowed when is `crate::reservations`'s (and the booking rules'); the
+//! no-double-booking guarantee is the store's (SQLite: one writer; PostgreSQL: the
+//! `no_double_booking` exclusion constraint).
+
+use super::Db;
+use crate::domain::ReservationStatus;
+use crate::error::Result;
+use uuid::Uuid;
+use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
+
+/// A new `active` reservation.
+#[derive(Debug, Clone)]
+pub struct NewReservationRow<'a> {
+    pub id: ReservationId,
+    pub lot: LotId,
+    pub spot: i64,
+    pub user: UserId,
+    pub vehicle_type: &'a str,
+    pub vehicle_id: Option<String>,
+    pub plate: Option<String>,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub quote_cents: i64,
+    pub currency: &'a str,
+    pub idempotency_key: &'a str,
+    pub created_at: i64,
+}
+
+pub async fn insert<'c>(db: impl Db<'c>, r: &NewReservationRow<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, vehicle_id, plate, start_at,
+                                   end_at, status, quote_cents, currency, idempotency_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(r.id.0.to_string())
+    .bind(r.lot.0)
+    .bind(r.spot)
+    .bind(r.user.0.to_string())
+    .bind(r.vehicle_type)
+    .bind(r.vehicle_id.as_deref())
+    .bind(r.plate.as_deref())
+    .bind(r.start_at)
+    .bind(r.end_at)
+    .bind(ReservationStatus::Active.as_str())
+    .bind(r.quote_cents)
+    .bind(r.currency)
+    .bind(r.idempotency_key)
+    .bind(r.created_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// End an `active` reservation as `to` (`Cancelled` or `NoShow`) at `at`, with the id of the
+/// driver's cancellation when they asked for it. False when it was not active any more.
+pub async fn end_active<'c>(
+    db: impl Db<'c>,
+    id: ReservationId,
+    to: ReservationStatus,
+    at: i64,
+    cancellation: Option<Uuid>,
+) -> Result<bool> {
+    debug_assert!(matches!(
+        to,
+        ReservationStatus::Cancelled | ReservationStatus::NoShow
+    ));
+    let done = sqlx::query(
+        "UPDATE reservations SET status = $1, cancelled_at = $2, cancellation_id = $3
+         WHERE id = $4 AND status = 'active'",
+    )
+    .bind(to.as_str())
+    .bind(at)
+    .bind(cancellation.map(|c| c.to_string()))
+    .bind(id.0.to_string())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a change (`PATCH`) of an active reservation sets.
+#[derive(Debug, Clone)]
+pub struct ChangedReservation<'a> {
+    pub spot: i64,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub vehicle_type: &'a str,
+    pub vehicle_id: Option<String>,
+    pub plate: Option<String>,
+    pub quote_cents: i64,
+}
+
+/// Apply a change to an `active` reservation. False when it was not active any more.
+pub async fn change<'c>(
+    db: impl Db<'c>,
+    id: ReservationId,
+    c: &ChangedReservation<'_>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE reservations SET spot_id = $1, start_at = $2, end_at = $3, vehicle_type = $4,
+                vehicle_id = $5, plate = $6, quote_cents = $7
+         WHERE id = $8 AND status = 'active'",
+    )
+    .bind(c.spot)
+    .bind(c.start_at)
+    .bind(c.end_at)
+    .bind(c.vehicle_type)
+    .bind(c.vehicle_id.as_deref())
+    .bind(c.plate.as_deref())
+    .bind(c.quote_cents)
+    .bind(id.0.to_string())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The car of an `active` reservation entered, opening stay `session`. False when it was not
+/// active any more (it entered already, or was cancelled meanwhile).
+pub async fn check_in<'c>(db: impl Db<'c>, id: ReservationId, session: SessionId) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE reservations SET status = 'checked_in', session_id = $1 WHERE id = $2 AND status = 'active'",
+    )
+    .bind(session.0.to_string())
+    .bind(id.0.to_string())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The `active` reservation of `plate` in `lot` starting between `earliest` and `latest`, the
+/// soonest first: its id and its driver.
+pub async fn arriving_by_plate<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    plate: &str,
+    earliest: i64,
+    latest: i64,
+) -> Result<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, user_id FROM reservations
+         WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
+         ORDER BY start_at LIMIT 1",
+    )
+    .bind(lot.0)
+    .bind(plate)
+    .bind(latest)
+    .bind(earliest)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// An `active` reservation due for a reminder or a no-show check, with its lot's name and time
+/// zone and its spot's label.
+#[derive(Debug, Clone)]
+pub struct DueRow {
+    pub id: String,
+    pub user_id: String,
+    pub lot_id: i64,
+    pub name: String,
+    pub time_zone: String,
+    pub label: String,
+    pub start_at: i64,
+}
+
+from_row!(DueRow {
+    id,
+    user_id,
+    lot_id,
+    name,
+    time_zone,
+    label,
+    start_at
+});
+
+/// `active` reservations starting by `to`, soonest first.
+pub async fn active_starting_by<'c>(db: impl Db<'c>, to: i64) -> Result<Vec<DueRow>> {
+    Ok(sqlx::query_as(
+        "SELECT r.id, r.user_id, r.lot_id, l.name, l.time_zone, s.label, r.start_at
+         FROM reservations r JOIN lots l ON l.id = r.lot_id JOIN spots s ON s.id = r.spot_id
+         WHERE r.status = 'active' AND r.start_at <= $1
+         ORDER BY r.start_at, r.id",
+    )
+    .bind(to)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A checked-in reservation's car left. False when it was not checked in.
+pub async fn complete<'c>(db: impl Db<'c>, id: ReservationId) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE reservations SET status = 'completed' WHERE id = $1 AND status = 'checked_in'",
+    )
+    .bind(id.0.to_string())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,149 @@
+//! `parking_sessions`: stays, from entry to exit. A spot has at most one open stay (a partial
+//! unique index); a stay closes once (`exited_at IS NULL` in the close's `WHERE`). What a stay
+//! costs is `crate::tariff`'s; which spot a car gets is the lot's `SpotPolicy`.
+
+use super::Db;
+use crate::error::Result;
+use crate::reservations::holding;
+use warehouse_schema::{LotId, ReservationId, SessionId};
+
+/// A stay opening now.
+#[derive(Debug, Clone)]
+pub struct NewSessionRow<'a> {
+    pub id: SessionId,
+    pub lot: LotId,
+    pub spot: i64,
+    pub vehicle_type: &'a str,
+    pub method: &'a str,
+    pub plate: Option<&'a str>,
+    pub user: Option<String>,
+    pub entered_at: i64,
+    pub reservation: Option<ReservationId>,
+}
+
+pub async fn insert<'c>(db: impl Db<'c>, s: &NewSessionRow<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(s.id.0.to_string())
+    .bind(s.lot.0)
+    .bind(s.spot)
+    .bind(s.vehicle_type)
+    .bind(s.method)
+    .bind(s.plate)
+    .bind(s.user.as_deref())
+    .bind(s.entered_at)
+    .bind(s.reservation.map(|r| r.0.to_string()))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Open spots of `lot` with no car in them and no reservation other than `mine` holding them
+/// between `from` and `until`: id, label, vehicle type, by id.
+pub async fn free_now<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    (from, until): (i64, i64),
+    mine: Option<ReservationId>,
+) -> Result<Vec<(i64, String, String)>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT s.id, s.label, s.vehicle_type FROM spots s
+         WHERE s.lot_id = $1 AND s.closed = 0
+           AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM reservations r
+                           WHERE r.spot_id = s.id AND ",
+        holding!("r"),
+        " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
+         ORDER BY s.id"
+    ))
+    .bind(lot.0)
+    .bind(from)
+    .bind(until)
+    .bind(mine.map(|r| r.0.to_string()).unwrap_or_default())
+    .fetch_all(db)
+    .await?)
+}
+
+/// The label of `spot` if it is open and no car is in it.
+pub async fn spot_free<'c>(db: impl Db<'c>, spot: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT s.label FROM spots s WHERE s.id = $1 AND s.closed = 0
+           AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)",
+    )
+    .bind(spot)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// What an exit needs of a stay, with its reservation's quote and end when it had one.
+#[derive(Debug, Clone)]
+pub struct ExitRow {
+    pub vehicle_type: String,
+    pub entered_at: i64,
+    pub exited_at: Option<i64>,
+    pub reservation_id: Option<String>,
+    pub user_id: Option<String>,
+    pub quote_cents: Option<i64>,
+    pub end_at: Option<i64>,
+}
+
+from_row!(ExitRow {
+    vehicle_type,
+    entered_at,
+    exited_at,
+    reservation_id,
+    user_id,
+    quote_cents,
+    end_at
+});
+
+pub async fn for_exit<'c>(
+    db: impl Db<'c>,
+    session: SessionId,
+    lot: LotId,
+) -> Result<Option<ExitRow>> {
+    Ok(sqlx::query_as(
+        "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, p.user_id, r.quote_cents, r.end_at
+         FROM parking_sessions p LEFT JOIN reservations r ON r.id = p.reservation_id
+         WHERE p.id = $1 AND p.lot_id = $2",
+    )
+    .bind(session.0.to_string())
+    .bind(lot.0)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Close an open stay, charged `amount_cents`. False when it had closed already.
+pub async fn close<'c>(
+    db: impl Db<'c>,
+    session: SessionId,
+    at: i64,
+    amount_cents: i64,
+    currency: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE parking_sessions SET exited_at = $1, amount_cents = $2, currency = $3
+         WHERE id = $4 AND exited_at IS NULL",
+    )
+    .bind(at)
+    .bind(amount_cents)
+    .bind(currency)
+    .bind(session.0.to_string())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The open stay of `plate` in `lot` (the earliest, should there be two).
+pub async fn open_by_plate<'c>(db: impl Db<'c>, lot: LotId, plate: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM parking_sessions WHERE lot_id = $1 AND plate = $2 AND exited_at IS NULL
+         ORDER BY entered_at LIMIT 1",
+    )
+    .bind(lot.0)
+    .bind(plate)
+    .fetch_optional(db)
+    .await?)
+}
