@@ -6,8 +6,8 @@ use crate::admin::{Actor, audit};
 use crate::availability::{SpotPolicy, distance_m};
 use crate::error::{Error, Result};
 use crate::store::append_event;
+use crate::store::lots;
 use chrono_tz::Tz;
-use sqlx::Row;
 use std::collections::BTreeMap;
 use warehouse_schema::event::LotRegistered;
 use warehouse_schema::{Event, EventPayload, LotId, VehicleType};
@@ -68,36 +68,24 @@ impl ParkingService {
         let capacity = lot_capacity(&new.spots)?;
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO lots (name, time_zone, latitude, longitude, currency, default_cents_per_hour, created_at,
-                               ev_spots_open_to_cars)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(&name)
-        .bind(tz.name())
-        .bind(new.latitude)
-        .bind(new.longitude)
-        .bind(&new.currency)
-        .bind(new.default_cents_per_hour)
-        .bind(now.timestamp_millis())
-        .bind(i64::from(new.ev_spots_open_to_cars))
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = lots::NewLotRow {
+            name: &name,
+            time_zone: tz.name(),
+            latitude: new.latitude,
+            longitude: new.longitude,
+            currency: &new.currency,
+            default_cents_per_hour: new.default_cents_per_hour,
+            created_at: now.timestamp_millis(),
+            ev_spots_open_to_cars: new.ev_spots_open_to_cars,
+        };
+        let id = lots::insert(&mut *tx, &row).await?;
         let mut placed = 0;
         for (vt, n) in &new.spots {
             for i in 1..=*n {
-                let (lat, lng) = spot_position((new.latitude, new.longitude), placed, capacity);
+                let at = spot_position((new.latitude, new.longitude), placed, capacity);
                 placed += 1;
-                sqlx::query(
-                    "INSERT INTO spots (lot_id, label, vehicle_type, latitude, longitude) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(id)
-                .bind(format!("{}-{i:03}", spot_prefix(*vt)))
-                .bind(vt.as_str())
-                .bind(lat)
-                .bind(lng)
-                .execute(&mut *tx)
-                .await?;
+                let label = format!("{}-{i:03}", spot_prefix(*vt));
+                lots::insert_spot(&mut *tx, id, &label, vt.as_str(), at).await?;
             }
         }
         let event = Event::new(
@@ -156,39 +144,27 @@ impl ParkingService {
         only: Option<LotId>,
         near: Option<(f64, f64)>,
     ) -> Result<Vec<Lot>> {
-        let rows = sqlx::query(
-            "SELECT l.id, l.name, l.time_zone, l.latitude, l.longitude, l.currency, l.default_cents_per_hour,
-                    (SELECT COUNT(*) FROM spots s WHERE s.lot_id = l.id AND s.closed = 0) AS capacity,
-                    (SELECT COUNT(*) FROM parking_sessions p WHERE p.lot_id = l.id AND p.exited_at IS NULL) AS occupied
-             FROM lots l WHERE ($1 IS NULL OR l.id = $1) ORDER BY l.id",
-        )
-        .bind(only.map(|l| l.0))
-        .fetch_all(self.store.pool())
-        .await?;
+        let rows = lots::overview(self.store.pool(), only).await?;
         let now = self.now();
         let mut lots = Vec::with_capacity(rows.len());
         for r in rows {
-            let id = LotId(r.get("id"));
-            let tz_name: String = r.get("time_zone");
-            let tz: Tz = tz_name.parse().unwrap_or(Tz::UTC);
-            let capacity: i64 = r.get("capacity");
-            let occupied: i64 = r.get("occupied");
-            let default: i64 = r.get("default_cents_per_hour");
+            let id = LotId(r.id);
+            let tz: Tz = r.time_zone.parse().unwrap_or(Tz::UTC);
             let rate = self
                 .rate_in_force(id, VehicleType::Car, tz, now)
                 .await?
-                .unwrap_or(default);
-            let (latitude, longitude): (f64, f64) = (r.get("latitude"), r.get("longitude"));
+                .unwrap_or(r.default_cents_per_hour);
+            let (latitude, longitude) = (r.latitude, r.longitude);
             lots.push(Lot {
                 id,
-                name: r.get("name"),
-                time_zone: tz_name,
+                name: r.name,
+                time_zone: r.time_zone,
                 latitude,
                 longitude,
                 distance_m: near.map(|n| distance_m((latitude, longitude), n).round()),
-                currency: r.get("currency"),
-                capacity,
-                free_spots: (capacity - occupied).max(0),
+                currency: r.currency,
+                capacity: r.capacity,
+                free_spots: (r.capacity - r.occupied).max(0),
                 current_cents_per_hour: rate,
             });
         }
@@ -200,24 +176,17 @@ impl ParkingService {
         conn: &mut sqlx::AnyConnection,
         lot: LotId,
     ) -> Result<LotRow> {
-        let row = sqlx::query(
-            "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes,
-                    ev_spots_open_to_cars
-             FROM lots WHERE id = $1",
-        )
-        .bind(lot.0)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
-        let tz: String = row.get("time_zone");
+        let row = lots::settings(conn, lot)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
         Ok(LotRow {
-            tz: tz.parse().unwrap_or(Tz::UTC),
-            currency: row.get("currency"),
-            default_cents_per_hour: row.get("default_cents_per_hour"),
-            entry_grace_minutes: row.get("entry_grace_minutes"),
-            drive_up_horizon_minutes: row.get("drive_up_horizon_minutes"),
+            tz: row.time_zone.parse().unwrap_or(Tz::UTC),
+            currency: row.currency,
+            default_cents_per_hour: row.default_cents_per_hour,
+            entry_grace_minutes: row.entry_grace_minutes,
+            drive_up_horizon_minutes: row.drive_up_horizon_minutes,
             policy: SpotPolicy {
-                ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
+                ev_spots_open_to_cars: row.ev_spots_open_to_cars != 0,
             },
         })
     }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::error::{Error, Result};
 use crate::store::append_event;
+use crate::store::rates::{self as rows, RateKey};
 use crate::tariff::ScheduledRate;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -19,16 +20,9 @@ pub(crate) async fn scheduled_rates(
     vt: VehicleType,
     until: DateTime<Utc>,
 ) -> Result<Vec<ScheduledRate>> {
-    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT band, day_kind, effective_from, cents_per_hour FROM rates
-         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3",
-    )
-    .bind(lot.0)
-    .bind(vt.as_str())
-    .bind(until.timestamp_millis())
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter()
+    rows::of_vehicle(conn, lot, vt, until.timestamp_millis())
+        .await?
+        .into_iter()
         .map(|(band, day_kind, from, cents)| {
             Ok(ScheduledRate {
                 band: band.parse().map_err(Error::Invalid)?,
@@ -48,18 +42,13 @@ pub(crate) async fn rate_in_force_conn(
     tz: Tz,
     at: DateTime<Utc>,
 ) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT cents_per_hour FROM rates
-         WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
-         ORDER BY effective_from DESC LIMIT 1",
-    )
-    .bind(lot.0)
-    .bind(TimeBand::at(at, tz).as_str())
-    .bind(DayKind::at(at, tz).as_str())
-    .bind(vt.as_str())
-    .bind(at.timestamp_millis())
-    .fetch_optional(conn)
-    .await?)
+    let key = RateKey {
+        band: TimeBand::at(at, tz).as_str(),
+        day_kind: DayKind::at(at, tz).as_str(),
+        vehicle_type: vt.as_str(),
+        effective_from: at.timestamp_millis(),
+    };
+    rows::in_force(conn, lot, key).await
 }
 
 /// The charge for a stay: the hourly rate pro rata to the second, rounded up to the cent.
@@ -95,36 +84,18 @@ impl ParkingService {
         let mut changed = 0;
         for r in &rates {
             let from = r.effective_from.unwrap_or(now);
-            let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT cents_per_hour FROM rates
-                 WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from = $5",
-            )
-            .bind(lot.0)
-            .bind(r.band.as_str())
-            .bind(r.day_kind.as_str())
-            .bind(r.vehicle_type.as_str())
-            .bind(from.timestamp_millis())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if existing == Some(r.cents_per_hour) {
+            let key = RateKey {
+                band: r.band.as_str(),
+                day_kind: r.day_kind.as_str(),
+                vehicle_type: r.vehicle_type.as_str(),
+                effective_from: from.timestamp_millis(),
+            };
+            if rows::exact(&mut *tx, lot, key).await? == Some(r.cents_per_hour) {
                 continue;
             }
             changed += 1;
-            sqlx::query(
-                "INSERT INTO rates (lot_id, band, day_kind, vehicle_type, effective_from, cents_per_hour, published_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (lot_id, band, day_kind, vehicle_type, effective_from)
-                 DO UPDATE SET cents_per_hour = excluded.cents_per_hour, published_at = excluded.published_at",
-            )
-            .bind(lot.0)
-            .bind(r.band.as_str())
-            .bind(r.day_kind.as_str())
-            .bind(r.vehicle_type.as_str())
-            .bind(from.timestamp_millis())
-            .bind(r.cents_per_hour)
-            .bind(now.timestamp_millis())
-            .execute(&mut *tx)
-            .await?;
+            let at = now.timestamp_millis();
+            rows::upsert(&mut *tx, lot, key, r.cents_per_hour, at).await?;
             let event = Event::new(
                 now,
                 lot,
@@ -148,20 +119,9 @@ impl ParkingService {
         let mut conn = self.store.pool().acquire().await?;
         let info = self.lot_row(&mut conn, lot).await?;
         let now = self.now().timestamp_millis();
-        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-            "SELECT r.band, r.day_kind, r.vehicle_type, r.cents_per_hour, r.effective_from FROM rates r
-             WHERE r.lot_id = $1 AND (r.effective_from > $2 OR r.effective_from = (
-                 SELECT MAX(x.effective_from) FROM rates x
-                 WHERE x.lot_id = r.lot_id AND x.band = r.band AND x.day_kind = r.day_kind
-                   AND x.vehicle_type = r.vehicle_type AND x.effective_from <= $2))
-             ORDER BY r.effective_from, r.band, r.day_kind, r.vehicle_type",
-        )
-        .bind(lot.0)
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await?;
+        let stored = rows::schedule(&mut *conn, lot, now).await?;
         let (mut current, mut upcoming) = (Vec::new(), Vec::new());
-        for (band, day_kind, vt, cents, from) in rows {
+        for (band, day_kind, vt, cents, from) in stored {
             let rate = Rate {
                 band: band.parse().map_err(Error::Invalid)?,
                 day_kind: day_kind.parse().map_err(Error::Invalid)?,

@@ -28,10 +28,7 @@ impl ParkingService {
         {
             let (balance, held) = self.prepaid(user).await?;
             let lot_currency: Option<String> =
-                sqlx::query_scalar("SELECT currency FROM lots WHERE id = $1")
-                    .bind(lot.0)
-                    .fetch_optional(self.store.pool())
-                    .await?;
+                crate::store::lots::currency(self.store.pool(), lot).await?;
             if let (Some(held), Some(charged)) = (held, lot_currency)
                 && held != charged
             {

@@ -197,7 +197,9 @@ macro_rules! from_row {
 
 pub mod accounts;
 pub mod idempotency;
+pub mod lots;
 pub mod notifications;
+pub mod rates;
 pub mod reservations;
 pub mod stays;
 pub mod waitlist;
