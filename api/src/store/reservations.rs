@@ -7,6 +7,7 @@
 use super::Db;
 use crate::domain::ReservationStatus;
 use crate::error::Result;
+use crate::reservations::holding;
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
 
@@ -195,4 +196,117 @@ pub async fn complete<'c>(db: impl Db<'c>, id: ReservationId) -> Result<bool> {
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Which reservation to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// `id`, if it is `user`'s.
+    Own { id: ReservationId, user: UserId },
+    /// `user`'s booking made with Idempotency-Key `key`.
+    ByKey { user: UserId, key: &'a str },
+}
+
+/// A reservation as stored, with its spot's label.
+#[derive(Debug, Clone)]
+pub struct ReservationRow {
+    pub id: String,
+    pub lot_id: i64,
+    pub spot_id: i64,
+    pub label: String,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub vehicle_type: String,
+    pub vehicle_id: Option<String>,
+    pub plate: Option<String>,
+    pub status: String,
+    pub quote_cents: i64,
+    pub currency: String,
+    pub cancellation_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+from_row!(ReservationRow {
+    id,
+    lot_id,
+    spot_id,
+    label,
+    start_at,
+    end_at,
+    vehicle_type,
+    vehicle_id,
+    plate,
+    status,
+    quote_cents,
+    currency,
+    cancellation_id,
+    session_id,
+});
+
+pub async fn find<'c>(db: impl Db<'c>, lookup: Lookup<'_>) -> Result<Option<ReservationRow>> {
+    let (condition, a, b) = match lookup {
+        Lookup::Own { id, user } => (
+            "r.id = $1 AND r.user_id = $2",
+            id.0.to_string(),
+            user.0.to_string(),
+        ),
+        Lookup::ByKey { user, key } => (
+            "r.user_id = $1 AND r.idempotency_key = $2",
+            user.0.to_string(),
+            key.to_owned(),
+        ),
+    };
+    let sql = format!(
+        "SELECT r.id, r.lot_id, r.spot_id, s.label, r.start_at, r.end_at, r.vehicle_type, r.vehicle_id,
+                r.plate, r.status, r.quote_cents, r.currency, r.cancellation_id, r.session_id
+         FROM reservations r JOIN spots s ON s.id = r.spot_id WHERE {condition}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(a)
+        .bind(b)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// How many reservations `user` has.
+pub async fn count_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE user_id = $1")
+            .bind(user.0.to_string())
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// The ids of a page of `user`'s reservations, latest start first.
+pub async fn page_of_user<'c>(
+    db: impl Db<'c>,
+    user: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM reservations WHERE user_id = $1 ORDER BY start_at DESC, id LIMIT $2 OFFSET $3",
+    )
+    .bind(user.0.to_string())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Pairs of reservations of `lot` that hold one spot for overlapping windows (the audit of the
+/// no-double-booking guarantee: always 0).
+pub async fn overlapping_holds<'c>(db: impl Db<'c>, lot: LotId) -> Result<i64> {
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM reservations a JOIN reservations b
+           ON a.spot_id = b.spot_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at
+         WHERE a.lot_id = $1 AND ",
+        holding!("a"),
+        " AND ",
+        holding!("b")
+    ))
+    .bind(lot.0)
+    .fetch_one(db)
+    .await?)
 }
