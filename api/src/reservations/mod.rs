@@ -15,7 +15,7 @@ use crate::store::reservations as rows;
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SessionId, SpotId, VehicleType};
 
@@ -200,27 +200,20 @@ pub(crate) struct LotRules {
 
 impl LotRules {
     async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
-        let row = sqlx::query(
-            "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
-                    min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars,
-                    entry_grace_minutes
-             FROM lots WHERE id = $1",
-        )
-        .bind(lot.0)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        let row = crate::store::lots::booking_settings(conn, lot)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
         Ok(Self {
-            tz: row.get::<String, _>("time_zone").parse().unwrap_or(Tz::UTC),
-            currency: row.get("currency"),
-            default_cents_per_hour: row.get("default_cents_per_hour"),
-            window_days: row.get("booking_window_days"),
-            min_minutes: row.get("min_reservation_minutes"),
-            max_minutes: row.get("max_reservation_minutes"),
+            tz: row.time_zone.parse().unwrap_or(Tz::UTC),
+            currency: row.currency,
+            default_cents_per_hour: row.default_cents_per_hour,
+            window_days: row.booking_window_days,
+            min_minutes: row.min_reservation_minutes,
+            max_minutes: row.max_reservation_minutes,
             policy: SpotPolicy {
-                ev_spots_open_to_cars: row.get::<i64, _>("ev_spots_open_to_cars") != 0,
+                ev_spots_open_to_cars: row.ev_spots_open_to_cars != 0,
             },
-            entry_grace_minutes: row.get("entry_grace_minutes"),
+            entry_grace_minutes: row.entry_grace_minutes,
         })
     }
 

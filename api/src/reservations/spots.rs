@@ -99,12 +99,7 @@ pub(super) async fn named_spot(
     vehicle: VehicleType,
     free: Vec<SpotRow>,
 ) -> Result<SpotRow> {
-    let kind: Option<String> =
-        sqlx::query_scalar("SELECT vehicle_type FROM spots WHERE id = $1 AND lot_id = $2")
-            .bind(spot.0)
-            .bind(lot.0)
-            .fetch_optional(conn)
-            .await?;
+    let kind = crate::store::lots::spot_kind(conn, lot, spot.0).await?;
     let kind: VehicleType = kind
         .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?
         .parse()

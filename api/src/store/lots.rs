@@ -137,3 +137,50 @@ pub async fn currency<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>>
             .await?,
     )
 }
+
+/// What the booking rules need of a lot.
+#[derive(Debug, Clone)]
+pub struct BookingSettings {
+    pub time_zone: String,
+    pub currency: String,
+    pub default_cents_per_hour: i64,
+    pub booking_window_days: i64,
+    pub min_reservation_minutes: i64,
+    pub max_reservation_minutes: i64,
+    pub ev_spots_open_to_cars: i64,
+    pub entry_grace_minutes: i64,
+}
+
+from_row!(BookingSettings {
+    time_zone,
+    currency,
+    default_cents_per_hour,
+    booking_window_days,
+    min_reservation_minutes,
+    max_reservation_minutes,
+    ev_spots_open_to_cars,
+    entry_grace_minutes,
+});
+
+pub async fn booking_settings<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<BookingSettings>> {
+    Ok(sqlx::query_as(
+        "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
+                min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars,
+                entry_grace_minutes
+         FROM lots WHERE id = $1",
+    )
+    .bind(lot.0)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The vehicle type of spot `spot` of `lot` (None: no such spot there).
+pub async fn spot_kind<'c>(db: impl Db<'c>, lot: LotId, spot: i64) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT vehicle_type FROM spots WHERE id = $1 AND lot_id = $2")
+            .bind(spot)
+            .bind(lot.0)
+            .fetch_optional(db)
+            .await?,
+    )
+}
