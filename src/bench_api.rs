@@ -306,14 +306,10 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
 const RACING_WRITERS: u32 = 4;
 
 async fn open_state(database_url: &str, writers: u32) -> anyhow::Result<AppState> {
-    let config = ApiConfig {
-        database_url: database_url.to_owned(),
-        ..ApiConfig::default()
-    };
     let store = Store::open_with_writers(database_url, writers).await?;
     Ok(AppState::on_store(
         store,
-        &config,
+        &ApiConfig::default(),
         Arc::new(SystemClock),
         Registry::default(),
     )?)

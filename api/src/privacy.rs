@@ -158,7 +158,7 @@ impl ParkingService {
         // erasure before anything is deleted.
         let paid_out_cents = self.pay_out_balance(user).await?;
         let mut tx = self.store().begin_write().await?;
-        if !accounts::exists(&mut *tx, user).await? {
+        if accounts::role(&mut *tx, user).await?.is_none() {
             return Err(Error::NotFound("account".into()));
         }
         let upcoming: Vec<(String, i64)> = sqlx::query_as(

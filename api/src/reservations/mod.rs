@@ -200,7 +200,7 @@ pub(crate) struct LotRules {
 
 impl LotRules {
     async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
-        let row = crate::store::lots::booking_settings(conn, lot)
+        let row = crate::store::lots::settings(conn, lot)
             .await?
             .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
         Ok(Self {

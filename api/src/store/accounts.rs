@@ -2,7 +2,7 @@
 //! cars. Rules (password length, plate form, token lifetimes) are `crate::accounts`'s; this
 //! reads and writes rows.
 
-use super::{Db, is_unique_violation};
+use super::{Db, unless_taken};
 use crate::error::Result;
 use warehouse_schema::UserId;
 
@@ -75,11 +75,7 @@ pub async fn insert_user<'c>(
     .bind(at)
     .execute(db)
     .await;
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    unless_taken(inserted)
 }
 
 pub async fn user<'c>(db: impl Db<'c>, user: UserId) -> Result<Option<AccountRow>> {
@@ -179,11 +175,7 @@ pub async fn insert_vehicle<'c>(db: impl Db<'c>, user: UserId, v: &VehicleRow) -
     .bind(v.created_at)
     .execute(db)
     .await;
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    unless_taken(inserted)
 }
 
 /// `user`'s vehicles, oldest first.
@@ -207,15 +199,6 @@ pub async fn first_owner_of_plate<'c>(
     .bind(plate)
     .fetch_optional(db)
     .await?)
-}
-
-/// Whether the account exists (inside an erasure's transaction).
-pub async fn exists<'c>(db: impl Db<'c>, user: UserId) -> Result<bool> {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
-        .bind(user.0.to_string())
-        .fetch_optional(db)
-        .await?;
-    Ok(id.is_some())
 }
 
 /// Delete the account, its refresh tokens and its vehicles (the end of an erasure, inside its

@@ -2,7 +2,7 @@
 //! first used it, holding that request's answer once it has one. The scheme itself (who waits,
 //! what is kept) is `crate::idempotency`; this is only its table.
 
-use super::{Db, is_unique_violation};
+use super::{Db, unless_taken};
 use crate::error::Result;
 use warehouse_schema::UserId;
 
@@ -59,11 +59,7 @@ pub async fn insert<'c>(
     .bind(locked_until)
     .execute(db)
     .await;
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    unless_taken(inserted)
 }
 
 pub async fn find<'c>(db: impl Db<'c>, user: UserId, key: &str) -> Result<Option<StoredKey>> {

@@ -97,7 +97,7 @@ pub async fn overview<'c>(db: impl Db<'c>, only: Option<LotId>) -> Result<Vec<Lo
     .await?)
 }
 
-/// The settings a stay, a booking or a rate needs of its lot.
+/// A lot's settings: what a stay, a booking (its rules) or a rate needs of its lot.
 #[derive(Debug, Clone)]
 pub struct LotSettings {
     pub time_zone: String,
@@ -106,6 +106,9 @@ pub struct LotSettings {
     pub entry_grace_minutes: i64,
     pub drive_up_horizon_minutes: i64,
     pub ev_spots_open_to_cars: i64,
+    pub booking_window_days: i64,
+    pub min_reservation_minutes: i64,
+    pub max_reservation_minutes: i64,
 }
 
 from_row!(LotSettings {
@@ -114,13 +117,17 @@ from_row!(LotSettings {
     default_cents_per_hour,
     entry_grace_minutes,
     drive_up_horizon_minutes,
-    ev_spots_open_to_cars
+    ev_spots_open_to_cars,
+    booking_window_days,
+    min_reservation_minutes,
+    max_reservation_minutes,
 });
 
 pub async fn settings<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<LotSettings>> {
     Ok(sqlx::query_as(
         "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes,
-                ev_spots_open_to_cars
+                ev_spots_open_to_cars, booking_window_days, min_reservation_minutes,
+                max_reservation_minutes
          FROM lots WHERE id = $1",
     )
     .bind(lot.0)
@@ -136,42 +143,6 @@ pub async fn currency<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>>
             .fetch_optional(db)
             .await?,
     )
-}
-
-/// What the booking rules need of a lot.
-#[derive(Debug, Clone)]
-pub struct BookingSettings {
-    pub time_zone: String,
-    pub currency: String,
-    pub default_cents_per_hour: i64,
-    pub booking_window_days: i64,
-    pub min_reservation_minutes: i64,
-    pub max_reservation_minutes: i64,
-    pub ev_spots_open_to_cars: i64,
-    pub entry_grace_minutes: i64,
-}
-
-from_row!(BookingSettings {
-    time_zone,
-    currency,
-    default_cents_per_hour,
-    booking_window_days,
-    min_reservation_minutes,
-    max_reservation_minutes,
-    ev_spots_open_to_cars,
-    entry_grace_minutes,
-});
-
-pub async fn booking_settings<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<BookingSettings>> {
-    Ok(sqlx::query_as(
-        "SELECT time_zone, currency, default_cents_per_hour, booking_window_days,
-                min_reservation_minutes, max_reservation_minutes, ev_spots_open_to_cars,
-                entry_grace_minutes
-         FROM lots WHERE id = $1",
-    )
-    .bind(lot.0)
-    .fetch_optional(db)
-    .await?)
 }
 
 /// The vehicle type of spot `spot` of `lot` (None: no such spot there).

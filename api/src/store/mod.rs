@@ -216,6 +216,18 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// What an insert that may lose to a row already under its unique key did: `true` inserted,
+/// `false` the key was taken; any other failure is an error.
+fn unless_taken(
+    inserted: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+) -> Result<bool> {
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Record `event` in the outbox inside the caller's transaction (the outbox crate owns the
 /// table).
 pub use parkflow_outbox::append as append_event;
