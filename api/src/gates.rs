@@ -16,8 +16,7 @@ use crate::error::{Error, Result};
 use crate::passes::PassError;
 use crate::reservations::Reservation;
 use crate::reservations::ReservationStatus;
-use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, NewStay, ParkingService};
-use crate::store::is_unique_violation;
+use crate::service::{CheckInReceipt, CheckInRequest, ExitReceipt, NewStay, ParkingService, Pick};
 use crate::store::reservations as rows;
 use crate::store::stays;
 use chrono::{DateTime, Duration, Utc};
@@ -162,18 +161,10 @@ impl ParkingService {
         reservation: Reservation,
         method: EntryMethod,
     ) -> Result<CheckInReceipt> {
-        const ATTEMPTS: usize = 8;
-        for attempt in 1..=ATTEMPTS {
-            match self
-                .try_enter_reservation(lot, user, &reservation, method)
-                .await
-            {
-                // Another gate took the fallback spot first: pick again.
-                Err(Error::Storage(e)) if is_unique_violation(&e) && attempt < ATTEMPTS => {}
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        // Another gate may take the fallback spot first: then pick again.
+        let reservation = &reservation;
+        self.entering(|pick| self.try_enter_reservation(lot, user, reservation, method, pick))
+            .await
     }
 
     async fn try_enter_reservation(
@@ -182,6 +173,7 @@ impl ParkingService {
         user: UserId,
         r: &Reservation,
         method: EntryMethod,
+        pick: Pick,
     ) -> Result<CheckInReceipt> {
         if r.lot_id != lot {
             return Err(Error::unprocessable(
@@ -220,10 +212,10 @@ impl ParkingService {
                 self.free_spot_now(
                     &mut tx,
                     lot,
-                    info.policy,
-                    r.vehicle_type,
+                    (info.policy, r.vehicle_type),
                     (now, r.end_at),
                     Some(r.id),
+                    pick,
                 )
                 .await?
             }

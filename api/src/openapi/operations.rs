@@ -372,7 +372,7 @@ pub(super) fn operations() -> Vec<Op> {
             ..op(
                 "post",
                 "/v1/gates/{lot_id}/entries",
-                "A vehicle enters by pass, by plate, or as a drive-up; 409 lot_full",
+                "A vehicle enters by pass, by plate, or as a drive-up; 409 lot_full, or entry_contended when every free spot went to vehicles entering at the same moment",
                 Staff("gate or admin"),
                 Some("GateEntry"),
                 (201, "CheckInReceipt"),

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::service::ParkingService;
 use crate::store::reservations as rows;
-use crate::store::{Backend, append_event, is_unique_violation};
+use crate::store::{Backend, LostRace, append_event, lost_race};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
@@ -66,11 +66,14 @@ impl ParkingService {
         // Spots the index offered that the store then refused (another process took them).
         let mut tried = Vec::new();
         for attempt in 1..=ATTEMPTS {
-            match self
+            let outcome = self
                 .try_reserve(user, &req, window, idempotency_key, &mut tried)
-                .await
-            {
-                Err(Error::Storage(e)) if is_exclusion_violation(&e) => {
+                .await;
+            match outcome.as_ref().err().and_then(lost_race) {
+                // Another booking of the spot committed first, or the two collided in the
+                // exclusion check and this one was rolled back: a named spot is taken, any
+                // other is chosen again from what is free now.
+                Some(LostRace::Exclusion | LostRace::Aborted) => {
                     if req.spot_id.is_some() || attempt == ATTEMPTS {
                         return Err(Error::conflict(
                             "spot_taken",
@@ -78,18 +81,21 @@ impl ParkingService {
                         ));
                     }
                 }
-                Err(Error::Storage(e)) if is_unique_violation(&e) => {
-                    // The same key won a concurrent race: answer as for a retry.
+                // The same key won a concurrent race: answer as for a retry.
+                Some(LostRace::Unique) => {
                     let existing = self.reservation_by_key(user, idempotency_key).await?;
-                    let r = existing.map_or(Err(Error::Storage(e)), |r| same_request(r, &req))?;
+                    let r = match existing {
+                        Some(r) => same_request(r, &req)?,
+                        None => return outcome.map(|(r, _)| (r, None)),
+                    };
                     return self.with_pass(user, r).await;
                 }
-                Ok((r, grace)) => {
+                None => {
+                    let (r, grace) = outcome?;
                     self.hold_in_index(&r);
                     let pass = self.pass_of(user, &r, grace);
                     return Ok((r, Some(pass)));
                 }
-                Err(e) => return Err(e),
             }
         }
         unreachable!("the last attempt returns")

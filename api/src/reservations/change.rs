@@ -4,8 +4,8 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::service::ParkingService;
-use crate::store::append_event;
 use crate::store::reservations as rows;
+use crate::store::{LostRace, append_event, lost_race};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, ReservationId, SpotId, UserId};
 
@@ -29,8 +29,9 @@ impl ParkingService {
         }
         const ATTEMPTS: usize = 8;
         for attempt in 1..=ATTEMPTS {
-            match self.try_modify(user, id, &change).await {
-                Err(Error::Storage(e)) if is_exclusion_violation(&e) => {
+            let outcome = self.try_modify(user, id, &change).await;
+            match outcome.as_ref().err().and_then(lost_race) {
+                Some(LostRace::Exclusion | LostRace::Aborted) => {
                     if change.spot_id.is_some() || attempt == ATTEMPTS {
                         return Err(Error::conflict(
                             "spot_taken",
@@ -38,11 +39,11 @@ impl ParkingService {
                         ));
                     }
                 }
-                Ok(r) => {
+                _ => {
+                    let r = outcome?;
                     self.hold_in_index(&r);
                     return Ok(r);
                 }
-                other => return other,
             }
         }
         unreachable!("the last attempt returns")

@@ -168,13 +168,6 @@ pub struct GatePass {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The PostgreSQL error code of an exclusion-constraint violation.
-const EXCLUSION_VIOLATION: &str = "23P01";
-
-pub(crate) fn is_exclusion_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(EXCLUSION_VIOLATION))
-}
-
 /// Local midnight of `date` in `tz` (the first instant of that local day, also on DST days).
 fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> DateTime<Utc> {
     let mut t = date.and_time(NaiveTime::MIN);

@@ -5,7 +5,7 @@ use super::*;
 use crate::availability::SpotPolicy;
 use crate::error::{Error, Result};
 use crate::store::stays;
-use crate::store::{append_event, is_unique_violation};
+use crate::store::{LostRace, append_event, lost_race};
 use crate::tariff::{Tariff, TariffRules};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::{CheckIn, Exit};
@@ -48,20 +48,41 @@ impl ParkingService {
                 });
             }
         }
-        const ATTEMPTS: usize = 8;
-        for _ in 1..ATTEMPTS {
-            match self.try_check_in(lot, &req).await {
-                Err(Error::Storage(e)) if is_unique_violation(&e) => continue,
+        let req = &req;
+        self.entering(|pick| self.try_check_in(lot, req, pick))
+            .await
+    }
+
+    /// Run one entry `attempt` until it does not lose its spot to a concurrent entry. Each
+    /// loss means the other entry committed, so the next attempt sees that spot taken; the
+    /// losers then choose at random among the equally good spots left, so they do not all run
+    /// for the same next one again. A transaction PostgreSQL aborted to break a deadlock runs
+    /// again too.
+    pub(crate) async fn entering<T, F>(&self, mut attempt: impl FnMut(Pick) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        const ATTEMPTS: usize = 16;
+        let mut pick = Pick::First;
+        for _ in 0..ATTEMPTS {
+            match attempt(pick).await {
+                Err(e) if matches!(lost_race(&e), Some(LostRace::Unique | LostRace::Aborted)) => {
+                    pick = Pick::Spread(rand::random());
+                }
                 other => return other,
             }
         }
-        self.try_check_in(lot, &req).await
+        Err(Error::conflict(
+            "entry_contended",
+            "every free spot offered went to another vehicle entering at the same moment; try again",
+        ))
     }
 
     pub(super) async fn try_check_in(
         &self,
         lot: LotId,
         req: &CheckInRequest,
+        pick: Pick,
     ) -> Result<CheckInReceipt> {
         if let Some(p) = &req.plate {
             crate::accounts::normalise_plate(p)?;
@@ -74,10 +95,10 @@ impl ParkingService {
             .free_spot_now(
                 &mut tx,
                 lot,
-                info.policy,
-                req.vehicle_type,
+                (info.policy, req.vehicle_type),
                 (now, horizon),
                 None,
+                pick,
             )
             .await?;
         let receipt = self
@@ -152,22 +173,15 @@ impl ParkingService {
         &self,
         conn: &mut sqlx::AnyConnection,
         lot: LotId,
-        policy: SpotPolicy,
-        vehicle: VehicleType,
+        (policy, vehicle): (SpotPolicy, VehicleType),
         (now, until): (DateTime<Utc>, DateTime<Utc>),
         mine: Option<ReservationId>,
+        pick: Pick,
     ) -> Result<(i64, String)> {
         let window = (now.timestamp_millis(), until.timestamp_millis());
         let free = stays::free_now(conn, lot, window, mine).await?;
-        let chosen = free
-            .iter()
-            .filter_map(|(id, label, vt)| {
-                let rank = policy.rank(vehicle, vt.parse().ok()?)?;
-                Some((rank, *id, label))
-            })
-            .min();
-        match chosen {
-            Some((_, id, label)) => Ok((id, label.clone())),
+        match pick.choose(&free, policy, vehicle) {
+            Some((id, label)) => Ok((id, label.to_owned())),
             None => {
                 self.metrics.lot_full.inc();
                 Err(Error::conflict(

@@ -216,6 +216,41 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// How a write lost to a concurrent one. The database rolled the whole transaction back, so
+/// running it again on what has been committed meanwhile is safe; what the caller does next
+/// depends on which race it lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostRace {
+    /// A unique key (one open stay per spot, an idempotency key) went to the other writer.
+    Unique,
+    /// PostgreSQL's exclusion constraint refused a booking overlapping one just committed.
+    Exclusion,
+    /// PostgreSQL chose this transaction to break a deadlock, or to keep serializable
+    /// transactions consistent. Two bookings inserting overlapping rows at the same instant
+    /// each wait for the other's exclusion check: one of them ends here.
+    Aborted,
+}
+
+/// PostgreSQL's codes for the races of [`LostRace`] (SQLite's single writer has none of them).
+const EXCLUSION_VIOLATION: &str = "23P01";
+const SERIALIZATION_FAILURE: &str = "40001";
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// Which race `e` says the transaction lost, if that is what it says.
+pub fn lost_race(e: &Error) -> Option<LostRace> {
+    let Error::Storage(sqlx::Error::Database(d)) = e else {
+        return None;
+    };
+    if d.is_unique_violation() {
+        return Some(LostRace::Unique);
+    }
+    match d.code().as_deref() {
+        Some(EXCLUSION_VIOLATION) => Some(LostRace::Exclusion),
+        Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED) => Some(LostRace::Aborted),
+        _ => None,
+    }
+}
+
 /// What an insert that may lose to a row already under its unique key did: `true` inserted,
 /// `false` the key was taken; any other failure is an error.
 fn unless_taken(

@@ -254,6 +254,7 @@ mod delivery;
 mod gates;
 mod payments;
 mod portal;
+mod races;
 mod reservations;
 use accounts::{
     a_driver_exports_then_erases_their_data, accounts_sessions_and_refresh,
@@ -296,6 +297,10 @@ use portal::{
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
     every_text_a_user_sets_is_escaped_on_every_page, the_portal_needs_an_admin_sign_in,
 };
+use races::{
+    an_entry_that_keeps_losing_its_spot_still_gets_one,
+    lost_races_are_told_apart_from_other_failures,
+};
 use reservations::{
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
@@ -304,6 +309,8 @@ use reservations::{
 };
 
 on_both_stores!(
+    an_entry_that_keeps_losing_its_spot_still_gets_one,
+    lost_races_are_told_apart_from_other_failures,
     overflowing_spot_counts_are_refused,
     a_key_reused_for_another_request_is_refused,
     concurrent_retries_of_one_booking_all_get_it,

@@ -1,0 +1,134 @@
+//! The races PostgreSQL may end a transaction with, and that the API answers by running the
+//! transaction again (a CI run once met a deadlock between two bookings and answered 500).
+
+use super::TestApp;
+use parkflow_api::error::Error;
+use parkflow_api::store::{Backend, LostRace, lost_race};
+
+/// Each race a write can lose is told apart from any other failure, on the real database: a
+/// unique key taken, an exclusion constraint refusing an overlap, a deadlock broken by
+/// PostgreSQL. A plain mistake is no race.
+pub async fn lost_races_are_told_apart_from_other_failures(app: TestApp) {
+    let store = app.state.service.store();
+    let writer = store.writer();
+    sqlx::query("CREATE TABLE race_probe (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(writer)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO race_probe (id, n) VALUES (1, 0), (2, 0)")
+        .execute(writer)
+        .await
+        .unwrap();
+    let taken = sqlx::query("INSERT INTO race_probe (id, n) VALUES (1, 0)")
+        .execute(writer)
+        .await
+        .unwrap_err();
+    assert_eq!(lost_race(&Error::from(taken)), Some(LostRace::Unique));
+    let mistake = sqlx::query("INSERT INTO no_such_table VALUES (1)")
+        .execute(writer)
+        .await
+        .unwrap_err();
+    assert_eq!(lost_race(&Error::from(mistake)), None);
+    assert_eq!(lost_race(&Error::conflict("spot_taken", "taken")), None);
+    if store.backend() != Backend::Postgres {
+        return;
+    }
+
+    // The reservations' no_double_booking constraint refuses an overlap with 23P01.
+    sqlx::query(
+        "CREATE TABLE range_probe (spot BIGINT NOT NULL, during int8range NOT NULL,
+         EXCLUDE USING gist (spot WITH =, during WITH &&))",
+    )
+    .execute(writer)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO range_probe VALUES (1, int8range(0, 10))")
+        .execute(writer)
+        .await
+        .unwrap();
+    let overlap = sqlx::query("INSERT INTO range_probe VALUES (1, int8range(5, 15))")
+        .execute(writer)
+        .await
+        .unwrap_err();
+    assert_eq!(lost_race(&Error::from(overlap)), Some(LostRace::Exclusion));
+
+    // Two transactions that each lock a row the other then wants: PostgreSQL aborts one.
+    let mut first = writer.begin().await.unwrap();
+    let mut second = writer.begin().await.unwrap();
+    let bump = "UPDATE race_probe SET n = n + 1 WHERE id = $1";
+    sqlx::query(bump)
+        .bind(1_i64)
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    sqlx::query(bump)
+        .bind(2_i64)
+        .execute(&mut *second)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        sqlx::query(bump).bind(2_i64).execute(&mut *first),
+        sqlx::query(bump).bind(1_i64).execute(&mut *second),
+    );
+    let races: Vec<_> = [a, b]
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| lost_race(&Error::from(e)))
+        .collect();
+    assert_eq!(races, [Some(LostRace::Aborted)], "exactly one is aborted");
+}
+
+/// An entry that loses its spot to another gate again and again still gets the spot left.
+/// Ten other gates hold uncommitted stays in ten of the eleven spots and commit one after
+/// another; the entry picks a spot the store still shows free, waits for the holder, loses,
+/// and picks again. Losing more times than the old fixed number of attempts (8, with every
+/// loser running for the same next spot) answered 500.
+pub async fn an_entry_that_keeps_losing_its_spot_still_gets_one(app: TestApp) {
+    let store = app.state.service.store();
+    if store.backend() != Backend::Postgres {
+        return; // SQLite's one writer lets no two entries race.
+    }
+    let lot = app.with_lot(serde_json::json!({"car": 11})).await;
+    let spots: Vec<i64> = sqlx::query_scalar("SELECT id FROM spots WHERE lot_id = $1 ORDER BY id")
+        .bind(lot)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let mut holders = Vec::new();
+    for (i, spot) in spots.iter().take(10).enumerate() {
+        let mut tx = store.writer().begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, entered_at)
+             VALUES ($1, $2, $3, 'car', 'qr', 0)",
+        )
+        .bind(format!("held-{i}"))
+        .bind(lot)
+        .bind(spot)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        holders.push(tx);
+    }
+    let commits = tokio::spawn(async move {
+        for tx in holders {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            tx.commit().await.unwrap();
+        }
+    });
+    let entry = app.enter(lot, "car").await;
+    commits.await.unwrap();
+    assert_eq!(
+        entry.status,
+        axum::http::StatusCode::CREATED,
+        "{}",
+        entry.body
+    );
+    let open: Vec<i64> = sqlx::query_scalar(
+        "SELECT spot_id FROM parking_sessions WHERE lot_id = $1 AND exited_at IS NULL",
+    )
+    .bind(lot)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(open.len(), 11, "every spot holds one stay");
+}
