@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::service::ParkingService;
-use crate::store::{append_event, is_unique_violation};
+use crate::store::append_event;
+use crate::store::payments as rows;
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::Payment;
 use warehouse_schema::{Cents, Event, EventPayload, LotId, PaymentId, UserId};
@@ -15,46 +16,12 @@ pub(super) async fn credit(
     cents: i64,
     currency: &str,
 ) -> Result<()> {
-    if add_to_balance(conn, user, cents, currency).await? {
-        return Ok(());
+    rows::open_balance(&mut *conn, user, currency).await?;
+    if rows::add(&mut *conn, user, cents, currency).await? {
+        Ok(())
+    } else {
+        Err(currency_mismatch("another currency", currency))
     }
-    match sqlx::query("INSERT INTO balances (user_id, cents, currency) VALUES ($1, $2, $3)")
-        .bind(user.0.to_string())
-        .bind(cents)
-        .bind(currency)
-        .execute(&mut *conn)
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Made meanwhile by a concurrent top-up: add to it if it holds the same currency.
-        Err(e) if is_unique_violation(&e) => {
-            if add_to_balance(conn, user, cents, currency).await? {
-                Ok(())
-            } else {
-                Err(currency_mismatch("another currency", currency))
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Add to an existing balance in `currency` (or one whose currency is not fixed yet).
-pub(super) async fn add_to_balance(
-    conn: &mut sqlx::AnyConnection,
-    user: UserId,
-    cents: i64,
-    currency: &str,
-) -> Result<bool> {
-    let added = sqlx::query(
-        "UPDATE balances SET cents = cents + $1, currency = COALESCE(currency, $3)
-         WHERE user_id = $2 AND (currency IS NULL OR currency = $3)",
-    )
-    .bind(cents)
-    .bind(user.0.to_string())
-    .bind(currency)
-    .execute(conn)
-    .await?;
-    Ok(added.rows_affected() == 1)
 }
 
 pub(super) fn currency_mismatch(held: &str, asked: &str) -> Error {
@@ -76,23 +43,16 @@ impl ParkingService {
         if left <= 0 {
             return Ok(0);
         }
-        let top_ups: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
-            "SELECT id, gateway_ref, amount_cents, refunded_cents FROM payments
-             WHERE user_id = $1 AND purpose = 'top_up' AND status IN ('captured', 'refunded')
-               AND gateway_ref IS NOT NULL AND amount_cents > refunded_cents
-             ORDER BY created_at DESC, id DESC",
-        )
-        .bind(user.0.to_string())
-        .fetch_all(self.store().pool())
-        .await?;
-        for (id, reference, amount, refunded) in top_ups {
+        let top_ups = rows::refundable_top_ups(self.store().pool(), user).await?;
+        for top_up in top_ups {
             if left == 0 {
                 break;
             }
-            let cents = left.min(amount - refunded);
+            let (id, refunded) = (&top_up.id, top_up.refunded_cents);
+            let cents = left.min(top_up.amount_cents - refunded);
             self.gateway()
                 .refund(
-                    reference.as_deref().unwrap_or_default(),
+                    top_up.gateway_ref.as_deref().unwrap_or_default(),
                     cents,
                     &format!("pf-payout-{id}-{refunded}"),
                 )
@@ -100,23 +60,8 @@ impl ParkingService {
                 .map_err(|e| Error::unprocessable("refund_failed", e.to_string()))?;
             let now = self.now().timestamp_millis();
             let mut tx = self.store().begin_write().await?;
-            let recorded = sqlx::query(
-                "UPDATE payments SET refunded_cents = refunded_cents + $1, updated_at = $2,
-                        status = CASE WHEN refunded_cents + $1 >= amount_cents THEN 'refunded' ELSE status END
-                 WHERE id = $3 AND refunded_cents = $4",
-            )
-            .bind(cents)
-            .bind(now)
-            .bind(&id)
-            .bind(refunded)
-            .execute(&mut *tx)
-            .await?;
-            if recorded.rows_affected() == 1 {
-                sqlx::query("UPDATE balances SET cents = cents - $1 WHERE user_id = $2")
-                    .bind(cents)
-                    .bind(user.0.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+            if rows::add_refund(&mut *tx, id, cents, refunded, now).await? {
+                rows::paid_back(&mut *tx, user, cents).await?;
             }
             tx.commit().await?;
             left -= cents;
@@ -142,24 +87,14 @@ impl ParkingService {
 
     /// `user`'s prepaid balance and its currency (0 and none without a top-up), in one read.
     pub(crate) async fn prepaid(&self, user: UserId) -> Result<(i64, Option<String>)> {
-        Ok(sqlx::query_as::<_, (i64, Option<String>)>(
-            "SELECT cents, currency FROM balances WHERE user_id = $1",
-        )
-        .bind(user.0.to_string())
-        .fetch_optional(self.store().pool())
-        .await?
-        .unwrap_or((0, None)))
+        Ok(rows::balance(self.store().pool(), user)
+            .await?
+            .unwrap_or((0, None)))
     }
 
     /// The currency of `user`'s prepaid balance, once a top-up has fixed it.
     pub async fn balance_currency(&self, user: UserId) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar::<_, Option<String>>(
-            "SELECT currency FROM balances WHERE user_id = $1",
-        )
-        .bind(user.0.to_string())
-        .fetch_optional(self.store().pool())
-        .await?
-        .flatten())
+        Ok(self.prepaid(user).await?.1)
     }
 
     /// At exit, a drive-up stay of a driver with a prepaid account is paid from the balance
@@ -176,30 +111,18 @@ impl ParkingService {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         // Only a balance in the lot's currency pays; another is never converted.
-        let debited = sqlx::query(
-            "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND currency = $3",
-        )
-        .bind(amount)
-        .bind(user)
-        .bind(currency)
-        .execute(&mut *conn)
-        .await?;
-        if debited.rows_affected() != 1 {
+        if !rows::debit(&mut *conn, user, amount, currency).await? {
             return Ok(false);
         }
         let id = PaymentId::new();
-        sqlx::query(
-            "INSERT INTO payments (id, user_id, purpose, method, amount_cents, currency, status,
-                                   idempotency_key, created_at, updated_at)
-             VALUES ($1, $2, 'stay', 'balance', $3, $4, 'captured', $5, $6, $6)",
+        rows::insert_captured_stay(
+            &mut *conn,
+            &id.0.to_string(),
+            user,
+            (amount, currency),
+            &format!("stay-{}", session.0),
+            now.timestamp_millis(),
         )
-        .bind(id.0.to_string())
-        .bind(user)
-        .bind(amount)
-        .bind(currency)
-        .bind(format!("stay-{}", session.0))
-        .bind(now.timestamp_millis())
-        .execute(&mut *conn)
         .await?;
         let event = Event::new(
             now,

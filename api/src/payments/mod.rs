@@ -16,11 +16,12 @@ mod pay;
 mod refunds;
 
 use crate::error::{Error, Result};
+use crate::store::payments::PaymentRow;
 pub use gateway::{
     ChargeRequest, GatewayError, GatewayFuture, GatewayOutcome, PaymentGateway, SandboxGateway,
 };
 use serde::{Deserialize, Serialize};
-use warehouse_schema::PaymentId;
+use warehouse_schema::{PaymentId, UserId};
 
 /// How the driver pays. Tokens come from the gateway's client-side SDK; parkflow never sees the
 /// card itself.
@@ -145,57 +146,33 @@ pub struct PaymentRecord {
     pub refunded_cents: i64,
 }
 
-/// A `payments` row as [`PAYMENT_COLUMNS`] reads it.
-type PaymentRow = (
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    i64,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<String>,
-);
-
-const PAYMENT_COLUMNS: &str = "id, purpose, reservation_id, method, last4, amount_cents, currency, status, reason, refunded_cents, gateway_ref";
-
-/// The payment as the API shows it, and the gateway's reference of its charge.
+/// The payment as the API shows it.
 pub use crate::domain::PaymentStatus;
 
-fn record(row: PaymentRow) -> Result<(PaymentRecord, Option<String>)> {
-    let (
-        id,
-        purpose,
-        reservation_id,
-        method,
-        last4,
-        amount,
-        currency,
-        status,
-        reason,
-        refunded,
-        gref,
-    ) = row;
-    Ok((
-        PaymentRecord {
-            id,
-            purpose,
-            reservation_id,
-            method,
-            last4,
-            amount_cents: amount,
-            currency,
-            status: status
-                .parse()
-                .map_err(|e| Error::Invalid(format!("stored payment: {e}")))?,
-            reason,
-            refunded_cents: refunded,
-        },
-        gref,
-    ))
+fn record(row: &PaymentRow) -> Result<PaymentRecord> {
+    Ok(PaymentRecord {
+        id: row.id.clone(),
+        purpose: row.purpose.clone(),
+        reservation_id: row.reservation_id.clone(),
+        method: row.method.clone(),
+        last4: row.last4.clone(),
+        amount_cents: row.amount_cents,
+        currency: row.currency.clone(),
+        status: row
+            .status
+            .parse()
+            .map_err(|e| Error::Invalid(format!("stored payment: {e}")))?,
+        reason: row.reason.clone(),
+        refunded_cents: row.refunded_cents,
+    })
+}
+
+/// The user a stored payment belongs to.
+fn owner(row: &PaymentRow) -> Result<UserId> {
+    row.user_id
+        .parse()
+        .map(UserId)
+        .map_err(|_| Error::Invalid(format!("stored payment {}: user id", row.id)))
 }
 
 /// A gateway webhook event (the body the gateway posts, signed).

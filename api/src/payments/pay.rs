@@ -9,6 +9,7 @@ use crate::notifications::{NewNotification, NotificationKind, enqueue};
 use crate::reservations::cancel_active;
 use crate::service::ParkingService;
 use crate::store::append_event;
+use crate::store::payments as rows;
 use warehouse_schema::event::Payment;
 use warehouse_schema::{Cents, Event, EventPayload, LotId, PaymentId, ReservationId, UserId};
 
@@ -33,12 +34,7 @@ impl ParkingService {
                 format!("reservation {reservation} is {}", r.status),
             ));
         }
-        let paid: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM payments WHERE reservation_id = $1 AND status = 'captured'",
-        )
-        .bind(reservation.0.to_string())
-        .fetch_optional(self.store().pool())
-        .await?;
+        let paid = rows::captured_for(self.store().pool(), reservation).await?;
         if paid.is_some() {
             return Err(Error::conflict(
                 "already_paid",
@@ -111,14 +107,11 @@ impl ParkingService {
         user: UserId,
         key: &str,
     ) -> Result<Option<PaymentRecord>> {
-        let row: Option<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE user_id = $1 AND idempotency_key = $2"
-        )))
-        .bind(user.0.to_string())
-        .bind(key)
-        .fetch_optional(self.store().pool())
-        .await?;
-        row.map(|r| record(r).map(|(p, _)| p)).transpose()
+        rows::by_key(self.store().pool(), user, key)
+            .await?
+            .as_ref()
+            .map(record)
+            .transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -132,36 +125,26 @@ impl ParkingService {
         currency: &str,
         key: &str,
     ) -> Result<PaymentRecord> {
-        let now = self.now().timestamp_millis();
-        let id = PaymentId::new();
+        let id = PaymentId::new().0.to_string();
         let last4 = match method {
-            PaymentMethod::Card { last4, .. } => Some(last4.clone()),
+            PaymentMethod::Card { last4, .. } => Some(last4.as_str()),
             _ => None,
         };
-        let inserted = sqlx::query(
-            "INSERT INTO payments (id, user_id, purpose, reservation_id, method, token, last4, amount_cents,
-                                   currency, status, idempotency_key, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $11)",
-        )
-        .bind(id.0.to_string())
-        .bind(user.0.to_string())
-        .bind(purpose)
-        .bind(reservation.map(|r| r.0.to_string()))
-        .bind(method.name())
-        .bind(method.token())
-        .bind(&last4)
-        .bind(amount)
-        .bind(currency)
-        .bind(key)
-        .bind(now)
-        .execute(self.store().writer())
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // The same key raced in from another request: its row is the payment.
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {}
-            Err(e) => return Err(e.into()),
-        }
+        let payment = rows::NewPayment {
+            id: &id,
+            user,
+            purpose,
+            reservation,
+            method: method.name(),
+            token: method.token(),
+            last4,
+            amount_cents: amount,
+            currency,
+            idempotency_key: key,
+            now: self.now().timestamp_millis(),
+        };
+        // When the same key raced in from another request, its row is the payment.
+        rows::insert_pending(self.store().writer(), &payment).await?;
         self.payment_by_key(user, key)
             .await?
             .ok_or_else(|| Error::NotFound("payment".into()))
@@ -247,42 +230,24 @@ impl ParkingService {
         let mut tx = self.store().begin_write().await?;
         // Only the request that moves the payment out of `pending` acts on it: a concurrent
         // request with the same key finds it settled.
-        let claimed = sqlx::query(
-            "UPDATE payments SET status = $1, reason = $2, gateway_ref = $3, updated_at = $4
-             WHERE id = $5 AND status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(&reason)
-        .bind(&reference)
-        .bind(now.timestamp_millis())
-        .bind(&p.id)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
+        let outcome = rows::Outcome {
+            status,
+            reason: reason.as_deref(),
+            gateway_ref: reference.as_deref(),
+        };
+        if !rows::settle(&mut *tx, &p.id, outcome, now.timestamp_millis()).await? {
             tx.rollback().await?;
             return self.payment_by_id(&p.id).await;
         }
-        if p.method == "balance" && status == PaymentStatus::Captured {
-            let debited = sqlx::query(
-                "UPDATE balances SET cents = cents - $1 WHERE user_id = $2 AND cents >= $1 AND currency = $3",
-            )
-            .bind(p.amount_cents)
-            .bind(user.0.to_string())
-            .bind(&p.currency)
-            .execute(&mut *tx)
-            .await?;
-            if debited.rows_affected() != 1 {
-                (status, reason) = (
-                    PaymentStatus::Declined,
-                    Some("insufficient_balance".to_owned()),
-                );
-                sqlx::query("UPDATE payments SET status = $1, reason = $2 WHERE id = $3")
-                    .bind(status.as_str())
-                    .bind(&reason)
-                    .bind(&p.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        if p.method == "balance"
+            && status == PaymentStatus::Captured
+            && !rows::debit_covered(&mut *tx, user, p.amount_cents, &p.currency).await?
+        {
+            (status, reason) = (
+                PaymentStatus::Declined,
+                Some("insufficient_balance".to_owned()),
+            );
+            rows::decline_settled(&mut *tx, &p.id, "insufficient_balance").await?;
         }
         let lot = match reservation {
             Some(r) => self.reservation_lot(&mut tx, r).await?,
@@ -336,13 +301,10 @@ impl ParkingService {
     }
 
     pub(super) async fn payment_by_id(&self, id: &str) -> Result<PaymentRecord> {
-        let row: PaymentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_one(self.store().pool())
-        .await?;
-        Ok(record(row)?.0)
+        let row = rows::by_id(self.store().pool(), id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("payment {id}")))?;
+        record(&row)
     }
 
     pub(super) async fn reservation_lot(
@@ -350,13 +312,7 @@ impl ParkingService {
         conn: &mut sqlx::AnyConnection,
         r: ReservationId,
     ) -> Result<Option<LotId>> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT lot_id FROM reservations WHERE id = $1")
-                .bind(r.0.to_string())
-                .fetch_optional(conn)
-                .await?
-                .map(LotId),
-        )
+        crate::store::reservations::lot_of(conn, r).await
     }
 
     pub(super) async fn tell(

@@ -8,9 +8,10 @@ use crate::error::{Error, Result};
 use crate::reservations::cancel_active;
 use crate::service::ParkingService;
 use crate::store::append_event;
+use crate::store::payments as rows;
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::Payment;
-use warehouse_schema::{Cents, Event, EventPayload, ReservationId, UserId};
+use warehouse_schema::{Cents, Event, EventPayload, ReservationId};
 
 impl ParkingService {
     /// Refund the captured payment of reservation `r` cancelled by the driver, per the policy:
@@ -20,46 +21,26 @@ impl ParkingService {
         r: ReservationId,
         start_at: DateTime<Utc>,
     ) -> Result<i64> {
-        let row: Option<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE reservation_id = $1 AND status = 'captured'"
-        )))
-        .bind(r.0.to_string())
-        .fetch_optional(self.store().pool())
-        .await?;
-        let Some(row) = row else {
+        let Some(row) = rows::captured_for(self.store().pool(), r).await? else {
             return Ok(0);
         };
-        let (p, reference) = record(row)?;
+        let p = record(&row)?;
         let now = self.now();
         let percent = self
             .payments_config()
             .refund_percent((start_at - now).num_minutes());
         let cents = p.amount_cents * i64::from(percent) / 100;
         if cents > 0 && p.method != "balance" {
-            let reference = reference.unwrap_or_default();
+            let reference = row.gateway_ref.as_deref().unwrap_or_default();
             self.gateway()
-                .refund(&reference, cents, &format!("pf-refund-{}", p.id))
+                .refund(reference, cents, &format!("pf-refund-{}", p.id))
                 .await
                 .map_err(|e| Error::unprocessable("refund_failed", e.to_string()))?;
         }
         let mut tx = self.store().begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE payments SET status = 'refunded', refunded_cents = $1, updated_at = $2
-             WHERE id = $3 AND status = 'captured'",
-        )
-        .bind(cents)
-        .bind(now.timestamp_millis())
-        .bind(&p.id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
+        if rows::refund_captured(&mut *tx, &p.id, cents, now.timestamp_millis()).await? {
             if p.method == "balance" && cents > 0 {
-                let user: String = sqlx::query_scalar("SELECT user_id FROM payments WHERE id = $1")
-                    .bind(&p.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let user = UserId(user.parse().map_err(|_| Error::Invalid("user id".into()))?);
-                credit(&mut tx, user, cents, &p.currency).await?;
+                credit(&mut tx, owner(&row)?, cents, &p.currency).await?;
             }
             if let Some(lot) = self.reservation_lot(&mut tx, r).await? {
                 let event = Event::new(
@@ -98,35 +79,26 @@ impl ParkingService {
         }
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO gateway_events (event_id, kind, received_at) VALUES ($1, $2, $3)
-             ON CONFLICT (event_id) DO NOTHING",
+        if !rows::first_delivery(
+            &mut *tx,
+            &event.event_id,
+            &event.kind,
+            now.timestamp_millis(),
         )
-        .bind(&event.event_id)
-        .bind(&event.kind)
-        .bind(now.timestamp_millis())
-        .execute(&mut *tx)
-        .await?;
-        if fresh.rows_affected() == 0 {
+        .await?
+        {
             return Ok(false);
         }
-        let row: Option<(String, String, Option<String>, i64, String, String)> = sqlx::query_as(
-            "SELECT id, user_id, reservation_id, amount_cents, currency, method FROM payments WHERE gateway_ref = $1",
-        )
-        .bind(&event.reference)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, user, reservation, amount, currency, method)) = row else {
+        let Some(row) = rows::by_gateway_ref(&mut *tx, &event.reference).await? else {
             return Err(Error::NotFound(format!("payment {}", event.reference)));
         };
-        sqlx::query("UPDATE payments SET status = 'reversed', reason = 'reversed by the gateway', updated_at = $1 WHERE id = $2")
-            .bind(now.timestamp_millis())
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        let user = UserId(user.parse().map_err(|_| Error::Invalid("user id".into()))?);
-        let reservation: Option<ReservationId> =
-            reservation.and_then(|r| r.parse().ok()).map(ReservationId);
+        rows::reverse(&mut *tx, &row.id, now.timestamp_millis()).await?;
+        let user = owner(&row)?;
+        let reservation: Option<ReservationId> = row
+            .reservation_id
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .map(ReservationId);
         let mut cancelled = None;
         if let Some(r) = reservation
             && let Some(lot) = self.reservation_lot(&mut tx, r).await?
@@ -135,13 +107,13 @@ impl ParkingService {
                 now,
                 lot,
                 EventPayload::PaymentFailed(Payment {
-                    payment_id: payment_id(&id)?,
+                    payment_id: payment_id(&row.id)?,
                     reservation_id: Some(r),
                     session_id: None,
-                    amount_cents: Cents(amount),
-                    currency,
+                    amount_cents: Cents(row.amount_cents),
+                    currency: row.currency.clone(),
                     reason: Some("reversed".into()),
-                    method: Some(method),
+                    method: Some(row.method.clone()),
                 }),
             );
             append_event(&mut tx, &event).await?;

@@ -66,7 +66,8 @@ pub async fn insert_user<'c>(
     at: i64,
 ) -> Result<bool> {
     let inserted = sqlx::query(
-        "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
     )
     .bind(id.0.to_string())
     .bind(email)
@@ -74,8 +75,8 @@ pub async fn insert_user<'c>(
     .bind(role)
     .bind(at)
     .execute(db)
-    .await;
-    unless_taken(inserted)
+    .await?;
+    Ok(unless_taken(inserted))
 }
 
 pub async fn user<'c>(db: impl Db<'c>, user: UserId) -> Result<Option<AccountRow>> {
@@ -165,7 +166,8 @@ pub async fn revoke_refresh_token<'c>(db: impl Db<'c>, token_hash: &str, at: i64
 /// A new vehicle. False when `user` has that plate and region already.
 pub async fn insert_vehicle<'c>(db: impl Db<'c>, user: UserId, v: &VehicleRow) -> Result<bool> {
     let inserted = sqlx::query(
-        "INSERT INTO vehicles (id, user_id, plate, region, vehicle_type, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO vehicles (id, user_id, plate, region, vehicle_type, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT DO NOTHING",
     )
     .bind(&v.id)
     .bind(user.0.to_string())
@@ -174,8 +176,8 @@ pub async fn insert_vehicle<'c>(db: impl Db<'c>, user: UserId, v: &VehicleRow) -
     .bind(&v.vehicle_type)
     .bind(v.created_at)
     .execute(db)
-    .await;
-    unless_taken(inserted)
+    .await?;
+    Ok(unless_taken(inserted))
 }
 
 /// `user`'s vehicles, oldest first.

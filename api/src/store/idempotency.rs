@@ -50,7 +50,8 @@ pub async fn insert<'c>(
 ) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until)
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
     )
     .bind(user.0.to_string())
     .bind(key)
@@ -58,8 +59,8 @@ pub async fn insert<'c>(
     .bind(at)
     .bind(locked_until)
     .execute(db)
-    .await;
-    unless_taken(inserted)
+    .await?;
+    Ok(unless_taken(inserted))
 }
 
 pub async fn find<'c>(db: impl Db<'c>, user: UserId, key: &str) -> Result<Option<StoredKey>> {

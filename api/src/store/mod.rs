@@ -199,6 +199,7 @@ pub mod accounts;
 pub mod idempotency;
 pub mod lots;
 pub mod notifications;
+pub mod payments;
 pub mod rates;
 pub mod reservations;
 pub mod stays;
@@ -210,11 +211,6 @@ pub mod waitlist;
 pub trait Db<'c>: sqlx::Executor<'c, Database = Any> {}
 
 impl<'c, T: sqlx::Executor<'c, Database = Any>> Db<'c> for T {}
-
-/// Whether `e` is a unique-constraint violation (a lost race for a unique slot).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
 
 /// How a write lost to a concurrent one. The database rolled the whole transaction back, so
 /// running it again on what has been committed meanwhile is safe; what the caller does next
@@ -251,16 +247,11 @@ pub fn lost_race(e: &Error) -> Option<LostRace> {
     }
 }
 
-/// What an insert that may lose to a row already under its unique key did: `true` inserted,
-/// `false` the key was taken; any other failure is an error.
-fn unless_taken(
-    inserted: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>,
-) -> Result<bool> {
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+/// What an insert `... ON CONFLICT DO NOTHING` that may meet a row already under one of its
+/// unique keys did: `true` inserted, `false` the key was taken. The insert does nothing rather
+/// than fail, so it may run inside a transaction: on PostgreSQL a failed statement aborts it.
+fn unless_taken(inserted: sqlx::any::AnyQueryResult) -> bool {
+    inserted.rows_affected() == 1
 }
 
 /// Record `event` in the outbox inside the caller's transaction (the outbox crate owns the

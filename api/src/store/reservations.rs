@@ -269,6 +269,17 @@ pub async fn find<'c>(db: impl Db<'c>, lookup: Lookup<'_>) -> Result<Option<Rese
 }
 
 /// How many reservations `user` has.
+/// The lot reservation `id` is in.
+pub async fn lot_of<'c>(db: impl Db<'c>, id: ReservationId) -> Result<Option<LotId>> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT lot_id FROM reservations WHERE id = $1")
+            .bind(id.0.to_string())
+            .fetch_optional(db)
+            .await?
+            .map(LotId),
+    )
+}
+
 pub async fn count_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE user_id = $1")

@@ -132,3 +132,41 @@ pub async fn an_entry_that_keeps_losing_its_spot_still_gets_one(app: TestApp) {
     .unwrap();
     assert_eq!(open.len(), 11, "every spot holds one stay");
 }
+
+/// A driver's first top-ups, sent from two devices at once, all credit one balance. On
+/// PostgreSQL the loser of the race to open the balance row used to fail its insert inside
+/// the settling transaction, which aborted it: the request answered 500.
+pub async fn first_top_ups_at_once_all_credit_one_balance(app: TestApp) {
+    let service = app.state.service.clone();
+    app.warm_pool().await;
+    let user = warehouse_schema::UserId::new();
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(12));
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (service, gate) = (service.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wait().await;
+                service
+                    .top_up(
+                        user,
+                        1_000,
+                        Some("EUR".into()),
+                        parkflow_api::payments::PaymentMethod::Wallet {
+                            token: "wal_ok".into(),
+                        },
+                        &format!("device-{i}"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let p = t.await.unwrap().unwrap();
+        assert_eq!(p.status.as_str(), "captured");
+    }
+    assert_eq!(service.balance(user).await.unwrap(), 12_000);
+    assert_eq!(
+        service.balance_currency(user).await.unwrap().as_deref(),
+        Some("EUR")
+    );
+}
