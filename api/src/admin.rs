@@ -5,13 +5,11 @@
 use crate::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue_in};
 use crate::reservations::ReservationStatus;
-use crate::reservations::holding;
 use crate::service::{Lot, ParkingService, check_rate};
-use crate::store::append_event;
+use crate::store::{append_event, desk, lots, reservations};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::Row;
 use uuid::Uuid;
 use warehouse_schema::event::LotCapacityChanged;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
@@ -43,17 +41,18 @@ pub(crate) async fn audit(
     detail: Value,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO admin_audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+    let detail = detail.to_string();
+    desk::audit(
+        conn,
+        desk::NewAuditEntry {
+            at: now.timestamp_millis(),
+            actor: actor.as_str(),
+            action,
+            target,
+            detail: &detail,
+        },
     )
-    .bind(now.timestamp_millis())
-    .bind(actor.as_str())
-    .bind(action)
-    .bind(target)
-    .bind(detail.to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// The fields of a lot an admin may change; `None` keeps the current value.
@@ -161,19 +160,19 @@ fn millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn inquiry_of(r: &sqlx::any::AnyRow, with_email: bool) -> Result<Inquiry> {
-    let id: String = r.get("id");
+fn inquiry_of(r: desk::InquiryRow, with_email: bool) -> Result<Inquiry> {
     Ok(Inquiry {
-        id: id
+        id: r
+            .id
             .parse()
-            .map_err(|_| Error::Invalid(format!("stored inquiry id {id}")))?,
-        email: if with_email { r.get("email") } else { None },
-        reservation_id: r.get("reservation_id"),
-        subject: r.get("subject"),
-        message: r.get("body"),
-        created_at: millis(r.get("created_at")),
-        answer: r.get("answer"),
-        answered_at: r.get::<Option<i64>, _>("answered_at").map(millis),
+            .map_err(|_| Error::Invalid(format!("stored inquiry id {}", r.id)))?,
+        email: if with_email { r.email } else { None },
+        reservation_id: r.reservation_id,
+        subject: r.subject,
+        message: r.body,
+        created_at: millis(r.created_at),
+        answer: r.answer,
+        answered_at: r.answered_at.map(millis),
     })
 }
 
@@ -191,18 +190,12 @@ impl ParkingService {
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
         self.lot_row(&mut tx, lot).await?;
-        sqlx::query(
-            "UPDATE lots SET name = COALESCE($1, name),
-                    default_cents_per_hour = COALESCE($2, default_cents_per_hour),
-                    ev_spots_open_to_cars = COALESCE($3, ev_spots_open_to_cars)
-             WHERE id = $4",
-        )
-        .bind(&name)
-        .bind(change.default_cents_per_hour)
-        .bind(change.ev_spots_open_to_cars.map(i64::from))
-        .bind(lot.0)
-        .execute(&mut *tx)
-        .await?;
+        let edit = lots::LotEdit {
+            name: name.as_deref(),
+            default_cents_per_hour: change.default_cents_per_hour,
+            ev_spots_open_to_cars: change.ev_spots_open_to_cars,
+        };
+        lots::edit(&mut *tx, lot, edit).await?;
         let detail = json!({
             "name": name,
             "defaultCentsPerHour": change.default_cents_per_hour,
@@ -231,27 +224,16 @@ impl ParkingService {
             self.lot_row(&mut conn, lot).await?;
         }
         let now = self.now().timestamp_millis();
-        let rows = sqlx::query(concat!(
-            "SELECT s.id, s.label, s.vehicle_type, s.closed,
-                    (SELECT COUNT(*) FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL) AS occupied,
-                    (SELECT COUNT(*) FROM reservations r WHERE r.spot_id = s.id AND r.end_at > $2 AND ",
-            holding!("r"),
-            ") AS upcoming
-             FROM spots s WHERE s.lot_id = $1 ORDER BY s.label"
-        ))
-        .bind(lot.0)
-        .bind(now)
-        .fetch_all(pool)
-        .await?;
+        let rows = lots::spot_states(pool, lot, now).await?;
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|r| SpotStatus {
-                id: SpotId(r.get("id")),
-                label: r.get("label"),
-                vehicle_type: r.get("vehicle_type"),
-                closed: r.get::<i64, _>("closed") != 0,
-                occupied: r.get::<i64, _>("occupied") > 0,
-                upcoming_reservations: r.get("upcoming"),
+                id: SpotId(r.id),
+                label: r.label,
+                vehicle_type: r.vehicle_type,
+                closed: r.closed != 0,
+                occupied: r.occupied > 0,
+                upcoming_reservations: r.upcoming,
             })
             .collect())
     }
@@ -269,24 +251,12 @@ impl ParkingService {
     ) -> Result<SpotStatus> {
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT label, closed FROM spots WHERE id = $1 AND lot_id = $2")
-                .bind(spot.0)
-                .bind(lot.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (label, was_closed) =
-            row.ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?;
-        if (was_closed != 0) != closed {
+        let (label, was_closed) = lots::spot(&mut *tx, lot, spot.0)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?;
+        if was_closed != closed {
             if closed {
-                let held: i64 = sqlx::query_scalar(concat!(
-                    "SELECT COUNT(*) FROM reservations WHERE spot_id = $1 AND end_at > $2 AND ",
-                    holding!()
-                ))
-                .bind(spot.0)
-                .bind(now.timestamp_millis())
-                .fetch_one(&mut *tx)
-                .await?;
+                let held = lots::holds_on_spot(&mut *tx, spot.0, now.timestamp_millis()).await?;
                 if held > 0 {
                     return Err(Error::conflict(
                         "spot_reserved",
@@ -296,21 +266,13 @@ impl ParkingService {
                     ));
                 }
             }
-            sqlx::query("UPDATE spots SET closed = $1 WHERE id = $2")
-                .bind(i64::from(closed))
-                .bind(spot.0)
-                .execute(&mut *tx)
-                .await?;
-            let open: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM spots WHERE lot_id = $1 AND closed = 0")
-                    .bind(lot.0)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            lots::set_spot_closed(&mut *tx, spot.0, closed).await?;
+            let open = lots::open_spot_count(&mut *tx, lot).await?;
             let event = Event::new(
                 now,
                 lot,
                 EventPayload::LotCapacityChanged(LotCapacityChanged {
-                    capacity: open as i32,
+                    capacity: i32::try_from(open).unwrap_or(i32::MAX),
                 }),
             );
             append_event(&mut tx, &event).await?;
@@ -350,47 +312,33 @@ impl ParkingService {
             return Err(Error::Invalid("`from` must be before `to`".into()));
         }
         let email = q.email.as_deref().map(|e| e.trim().to_lowercase());
-        let rows = sqlx::query(
-            "SELECT r.id, r.lot_id, l.name AS lot_name, s.label, u.email, r.vehicle_type, r.start_at,
-                    r.end_at, r.status, r.quote_cents, r.currency
-             FROM reservations r
-             JOIN lots l ON l.id = r.lot_id
-             JOIN spots s ON s.id = r.spot_id
-             LEFT JOIN users u ON u.id = r.user_id
-             WHERE ($1 IS NULL OR r.lot_id = $1) AND ($2 IS NULL OR r.status = $2)
-               AND ($3 IS NULL OR u.email = $3) AND ($4 IS NULL OR r.end_at > $4)
-               AND ($5 IS NULL OR r.start_at < $5)
-             ORDER BY r.start_at DESC, r.id LIMIT $6",
-        )
-        .bind(q.lot)
-        .bind(q.status.as_deref())
-        .bind(email)
-        .bind(q.from.map(|t| t.timestamp_millis()))
-        .bind(q.to.map(|t| t.timestamp_millis()))
-        .bind(limit)
-        .fetch_all(self.store().pool())
-        .await?;
-        rows.iter()
+        let search = reservations::Search {
+            lot: q.lot,
+            status: q.status.as_deref(),
+            email: email.as_deref(),
+            from: q.from.map(|t| t.timestamp_millis()),
+            to: q.to.map(|t| t.timestamp_millis()),
+        };
+        reservations::search(self.store().pool(), search, limit)
+            .await?
+            .into_iter()
             .map(|r| {
-                let id: String = r.get("id");
                 Ok(ReservationRow {
                     id: ReservationId(
-                        id.parse()
-                            .map_err(|_| Error::Invalid(format!("stored reservation id {id}")))?,
+                        r.id.parse().map_err(|_| {
+                            Error::Invalid(format!("stored reservation id {}", r.id))
+                        })?,
                     ),
-                    lot_id: LotId(r.get("lot_id")),
-                    lot_name: r.get("lot_name"),
-                    spot_label: r.get("label"),
-                    email: r.get("email"),
-                    vehicle_type: r.get("vehicle_type"),
-                    start_at: millis(r.get("start_at")),
-                    end_at: millis(r.get("end_at")),
-                    status: r
-                        .get::<String, _>("status")
-                        .parse()
-                        .map_err(Error::Invalid)?,
-                    quote_cents: r.get("quote_cents"),
-                    currency: r.get("currency"),
+                    lot_id: LotId(r.lot_id),
+                    lot_name: r.lot_name,
+                    spot_label: r.label,
+                    email: r.email,
+                    vehicle_type: r.vehicle_type,
+                    start_at: millis(r.start_at),
+                    end_at: millis(r.end_at),
+                    status: r.status.parse().map_err(Error::Invalid)?,
+                    quote_cents: r.quote_cents,
+                    currency: r.currency,
                 })
             })
             .collect()
@@ -405,18 +353,16 @@ impl ParkingService {
         }
         let id = Uuid::now_v7();
         let now = self.now();
-        sqlx::query(
-            "INSERT INTO inquiries (id, user_id, reservation_id, subject, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
-        .bind(user.0.to_string())
-        .bind(new.reservation_id.map(|r| r.0.to_string()))
-        .bind(&subject)
-        .bind(&message)
-        .bind(now.timestamp_millis())
-        .execute(self.store().writer())
-        .await?;
+        let reservation = new.reservation_id.map(|r| r.0.to_string());
+        let row = desk::NewInquiry {
+            id: &id.to_string(),
+            user,
+            reservation: reservation.as_deref(),
+            subject: &subject,
+            body: &message,
+            created_at: now.timestamp_millis(),
+        };
+        desk::insert_inquiry(self.store().writer(), row).await?;
         Ok(Inquiry {
             id,
             email: None,
@@ -431,36 +377,21 @@ impl ParkingService {
 
     /// A driver's inquiries, newest first.
     pub async fn inquiries_of(&self, user: UserId) -> Result<Vec<Inquiry>> {
-        sqlx::query(
-            "SELECT id, reservation_id, subject, body, created_at, answer, answered_at
-             FROM inquiries WHERE user_id = $1 ORDER BY created_at DESC, id DESC",
-        )
-        .bind(user.0.to_string())
-        .fetch_all(self.store().pool())
-        .await?
-        .iter()
-        .map(|r| inquiry_of(r, false))
-        .collect()
+        desk::inquiries_of(self.store().pool(), user)
+            .await?
+            .into_iter()
+            .map(|r| inquiry_of(r, false))
+            .collect()
     }
 
     /// Inquiries for the admins: the unanswered ones oldest first, then (if asked) the answered
     /// ones newest first; at most `limit`.
     pub async fn inquiries(&self, include_answered: bool, limit: i64) -> Result<Vec<Inquiry>> {
-        sqlx::query(
-            "SELECT i.id, u.email, i.reservation_id, i.subject, i.body, i.created_at, i.answer, i.answered_at
-             FROM inquiries i LEFT JOIN users u ON u.id = i.user_id
-             WHERE i.answered_at IS NULL OR $1 = 1
-             ORDER BY CASE WHEN i.answered_at IS NULL THEN 0 ELSE 1 END,
-                      CASE WHEN i.answered_at IS NULL THEN i.created_at ELSE -i.answered_at END, i.id
-             LIMIT $2",
-        )
-        .bind(i64::from(include_answered))
-        .bind(limit)
-        .fetch_all(self.store().pool())
-        .await?
-        .iter()
-        .map(|r| inquiry_of(r, true))
-        .collect()
+        desk::inquiries(self.store().pool(), include_answered, limit)
+            .await?
+            .into_iter()
+            .map(|r| inquiry_of(r, true))
+            .collect()
     }
 
     /// Answer an inquiry, once; the driver gets the answer as a message.
@@ -468,32 +399,24 @@ impl ParkingService {
         let answer = crate::text::paragraphs("answer", answer, 4000)?;
         let now = self.now();
         let mut tx = self.store().begin_write().await?;
-        let row: Option<(String, String, Option<i64>)> =
-            sqlx::query_as("SELECT user_id, subject, answered_at FROM inquiries WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (user, subject, answered) =
-            row.ok_or_else(|| Error::NotFound(format!("inquiry {id}")))?;
-        if answered.is_some() {
+        let asked = desk::inquiry(&mut *tx, &id.to_string())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("inquiry {id}")))?;
+        // Only an inquiry without an answer takes one: of two admins answering at once, one.
+        let at = now.timestamp_millis();
+        if !desk::answer(&mut *tx, &id.to_string(), &answer, actor.as_str(), at).await? {
             return Err(Error::conflict(
                 "already_answered",
                 "this inquiry has an answer already",
             ));
         }
-        sqlx::query(
-            "UPDATE inquiries SET answer = $1, answered_by = $2, answered_at = $3 WHERE id = $4",
-        )
-        .bind(&answer)
-        .bind(actor.as_str())
-        .bind(now.timestamp_millis())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
         let user_id = UserId(
-            user.parse()
-                .map_err(|_| Error::Invalid(format!("stored user id {user}")))?,
+            asked
+                .user_id
+                .parse()
+                .map_err(|_| Error::Invalid(format!("stored user id {}", asked.user_id)))?,
         );
+        let subject = asked.subject;
         let message = NewNotification {
             user_id,
             kind: NotificationKind::InquiryAnswered,
@@ -513,35 +436,24 @@ impl ParkingService {
         )
         .await?;
         tx.commit().await?;
-        let row = sqlx::query(
-            "SELECT i.id, u.email, i.reservation_id, i.subject, i.body, i.created_at, i.answer, i.answered_at
-             FROM inquiries i LEFT JOIN users u ON u.id = i.user_id WHERE i.id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_one(self.store().pool())
-        .await?;
-        inquiry_of(&row, true)
+        let row = desk::inquiry(self.store().pool(), &id.to_string())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("inquiry {id}")))?;
+        inquiry_of(row, true)
     }
 
     /// The newest `limit` entries of the audit log, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT a.at, a.actor, a.action, a.target, a.detail, u.email
-             FROM admin_audit a LEFT JOIN users u ON a.actor = 'account:' || u.id
-             ORDER BY a.id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.store().pool())
-        .await?;
-        Ok(rows
-            .iter()
+        Ok(desk::audit_log(self.store().pool(), limit)
+            .await?
+            .into_iter()
             .map(|r| AuditEntry {
-                at: millis(r.get("at")),
-                actor: r.get("actor"),
-                actor_email: r.get("email"),
-                action: r.get("action"),
-                target: r.get("target"),
-                detail: r.get("detail"),
+                at: millis(r.at),
+                actor: r.actor,
+                actor_email: r.email,
+                action: r.action,
+                target: r.target,
+                detail: r.detail,
             })
             .collect())
     }

@@ -17,8 +17,9 @@
 //! reservations answers in microseconds.
 
 use crate::error::{Error, Result};
-use crate::reservations::{FreeSpot, SpotColumns, SpotRow, TimeRange, holding};
+use crate::reservations::{FreeSpot, SpotRow, TimeRange};
 use crate::service::ParkingService;
+use crate::store::{lots, reservations};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
@@ -316,20 +317,8 @@ impl ParkingService {
                 let mut conn = pool.acquire().await?;
                 self.lot_row(&mut conn, lot).await?.policy
             };
-            let spots: Vec<SpotColumns> = sqlx::query_as(
-                "SELECT id, label, vehicle_type, latitude, longitude FROM spots
-                 WHERE lot_id = $1 AND closed = 0 ORDER BY id",
-            )
-            .bind(lot.0)
-            .fetch_all(pool)
-            .await?;
-            let holds: Vec<(String, i64, i64, i64)> = sqlx::query_as(concat!(
-                "SELECT id, spot_id, start_at, end_at FROM reservations WHERE lot_id = $1 AND ",
-                holding!()
-            ))
-            .bind(lot.0)
-            .fetch_all(pool)
-            .await?;
+            let spots = lots::open_spots(pool, lot).await?;
+            let holds = reservations::holds_of_lot(pool, lot).await?;
             let spots = spots
                 .into_iter()
                 .map(|(id, label, vt, lat, lng)| {

@@ -13,10 +13,11 @@
 use crate::error::{Error, Result};
 use crate::reservations::cancel_active;
 use crate::service::ParkingService;
-use crate::store::{accounts, idempotency, notifications, waitlist};
+use crate::store::{
+    accounts, desk, idempotency, notifications, payments, reservations, stays, waitlist,
+};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::Row;
 use warehouse_schema::{LotId, ReservationId, UserId};
 
 /// What an erasure did.
@@ -56,64 +57,44 @@ impl ParkingService {
                 })
             })
             .collect();
-        let reservations: Vec<Value> = sqlx::query(
-            "SELECT id, lot_id, spot_id, vehicle_type, plate, start_at, end_at, status, quote_cents, currency, created_at, cancelled_at
-             FROM reservations WHERE user_id = $1 ORDER BY start_at",
-        )
-        .bind(&id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<String, _>("id"), "lotId": r.get::<i64, _>("lot_id"),
-                "spotId": r.get::<i64, _>("spot_id"), "vehicleType": r.get::<String, _>("vehicle_type"),
-                "plate": r.get::<Option<String>, _>("plate"), "startAt": at(Some(r.get("start_at"))),
-                "endAt": at(Some(r.get("end_at"))), "status": r.get::<String, _>("status"),
-                "quoteCents": r.get::<i64, _>("quote_cents"), "currency": r.get::<String, _>("currency"),
-                "createdAt": at(Some(r.get("created_at"))), "cancelledAt": at(r.get("cancelled_at")),
+        let reservations: Vec<Value> = reservations::export_of_user(pool, user)
+            .await?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "lotId": r.lot_id, "spotId": r.spot_id,
+                    "vehicleType": r.vehicle_type, "plate": r.plate,
+                    "startAt": at(Some(r.start_at)), "endAt": at(Some(r.end_at)),
+                    "status": r.status, "quoteCents": r.quote_cents, "currency": r.currency,
+                    "createdAt": at(Some(r.created_at)), "cancelledAt": at(r.cancelled_at),
+                })
             })
-        })
-        .collect();
-        let stays: Vec<Value> = sqlx::query(
-            "SELECT id, lot_id, spot_id, vehicle_type, method, plate, entered_at, exited_at, amount_cents, currency
-             FROM parking_sessions WHERE user_id = $1 ORDER BY entered_at",
-        )
-        .bind(&id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<String, _>("id"), "lotId": r.get::<i64, _>("lot_id"),
-                "spotId": r.get::<i64, _>("spot_id"), "vehicleType": r.get::<String, _>("vehicle_type"),
-                "method": r.get::<String, _>("method"), "plate": r.get::<Option<String>, _>("plate"),
-                "enteredAt": at(Some(r.get("entered_at"))), "exitedAt": at(r.get("exited_at")),
-                "amountCents": r.get::<Option<i64>, _>("amount_cents"),
-                "currency": r.get::<Option<String>, _>("currency"),
+            .collect();
+        let stays: Vec<Value> = stays::export_of_user(pool, user)
+            .await?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "lotId": r.lot_id, "spotId": r.spot_id,
+                    "vehicleType": r.vehicle_type, "method": r.method, "plate": r.plate,
+                    "enteredAt": at(Some(r.entered_at)), "exitedAt": at(r.exited_at),
+                    "amountCents": r.amount_cents, "currency": r.currency,
+                })
             })
-        })
-        .collect();
+            .collect();
         let notifications = crate::notifications::of_user(self.store(), user, i64::MAX).await?;
-        let payments: Vec<Value> = sqlx::query(
-            "SELECT id, purpose, reservation_id, method, last4, amount_cents, currency, status, refunded_cents, created_at
-             FROM payments WHERE user_id = $1 ORDER BY created_at",
-        )
-        .bind(&id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<String, _>("id"), "purpose": r.get::<String, _>("purpose"),
-                "reservationId": r.get::<Option<String>, _>("reservation_id"),
-                "method": r.get::<String, _>("method"), "last4": r.get::<Option<String>, _>("last4"),
-                "amountCents": r.get::<i64, _>("amount_cents"), "currency": r.get::<String, _>("currency"),
-                "status": r.get::<String, _>("status"), "refundedCents": r.get::<i64, _>("refunded_cents"),
-                "createdAt": at(Some(r.get("created_at"))),
+        let payments: Vec<Value> = payments::of_user(pool, user)
+            .await?
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "id": p.id, "purpose": p.purpose, "reservationId": p.reservation_id,
+                    "method": p.method, "last4": p.last4, "amountCents": p.amount_cents,
+                    "currency": p.currency, "status": p.status,
+                    "refundedCents": p.refunded_cents, "createdAt": at(Some(p.created_at)),
+                })
             })
-        })
-        .collect();
+            .collect();
         let inquiries = self.inquiries_of(user).await?;
         let waitlist = self.waitlist_of(user).await?;
         let keyed_requests: Vec<Value> = idempotency::of_user(pool, user)
@@ -153,7 +134,6 @@ impl ParkingService {
 
     /// Erase `user`'s account (see the module documentation), in one transaction.
     pub async fn erase_user(&self, user: UserId, now: DateTime<Utc>) -> Result<Erasure> {
-        let id = user.0.to_string();
         // The gateway is called outside the erasure's transaction; a refused payout stops the
         // erasure before anything is deleted.
         let paid_out_cents = self.pay_out_balance(user).await?;
@@ -161,12 +141,7 @@ impl ParkingService {
         if accounts::role(&mut *tx, user).await?.is_none() {
             return Err(Error::NotFound("account".into()));
         }
-        let upcoming: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT id, lot_id FROM reservations WHERE user_id = $1 AND status = 'active'",
-        )
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let upcoming = reservations::active_of_user(&mut *tx, user).await?;
         let mut out = Erasure {
             paid_out_cents,
             ..Erasure::default()
@@ -183,33 +158,19 @@ impl ParkingService {
                 out.cancelled_reservations += 1;
             }
         }
-        let run = |sql: &'static str| sqlx::query(sql).bind(id.clone());
-        out.anonymised_reservations =
-            run("UPDATE reservations SET plate = NULL, vehicle_id = NULL WHERE user_id = $1")
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        out.anonymised_stays = run("UPDATE parking_sessions SET plate = NULL WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        out.anonymised_reservations = reservations::forget_vehicles(&mut *tx, user).await?;
+        out.anonymised_stays = stays::forget_plates(&mut *tx, user).await?;
         out.deleted_notifications = notifications::delete_user(&mut tx, user).await?;
         // Payments stay as the lot's revenue records, without the gateway token or card digits.
-        run("UPDATE payments SET token = NULL, last4 = NULL WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?;
+        payments::forget_cards(&mut *tx, user).await?;
         // Inquiries are the driver's own words: they go with the account.
-        run("DELETE FROM inquiries WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?;
+        desk::delete_inquiries_of(&mut *tx, user).await?;
         // Waiting is the driver's own wish: it ends with the account, so nothing is booked for
         // an account that no longer exists.
         out.deleted_waitlist_entries = waitlist::delete_user(&mut *tx, user).await?;
         // The answers kept for keyed requests name reservations, payments and plates.
         idempotency::delete_user(&mut *tx, user).await?;
-        run("DELETE FROM balances WHERE user_id = $1")
-            .execute(&mut *tx)
-            .await?;
+        payments::delete_balance(&mut *tx, user).await?;
         out.deleted_vehicles = accounts::delete_user(&mut tx, user).await?;
         tx.commit().await?;
         for (lot, rid) in released {

@@ -1,7 +1,8 @@
 //! Reservations: a spot for a time window `[start, end)`, never double-booked.
 //!
 //! A reservation holds its spot while `active` (booked) or `checked_in` (the car is in) and lets
-//! it go when `completed`, `cancelled` or `no_show`; `holding!` spells that condition once.
+//! it go when `completed`, `cancelled` or `no_show`; `store::holding!` spells that condition
+//! once.
 //!
 //! SQLite checks for an overlapping active reservation and inserts inside one `BEGIN IMMEDIATE`
 //! transaction, which no other writer can interleave with. PostgreSQL runs writers concurrently;
@@ -18,17 +19,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SessionId, SpotId, VehicleType};
-
-/// The SQL condition "this reservation holds its spot", optionally on a table alias.
-macro_rules! holding {
-    () => {
-        "status IN ('active', 'checked_in')"
-    };
-    ($alias:literal) => {
-        concat!($alias, ".status IN ('active', 'checked_in')")
-    };
-}
-pub(crate) use holding;
 
 /// A time window with `start < end`, checked once at construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,59 +284,11 @@ pub(crate) async fn cancel_active(
     Ok(true)
 }
 
-/// "Reservation `r` overlaps `[$3, $4)`" per store. PostgreSQL spells it as the expression of
-/// the `holding_reservations_by_lot_window` GiST index, which leads with the lot: a btree can
-/// bound only one end of an interval, and the exclusion constraint's index (led by the spot,
-/// with another range expression on purpose) would read every lot's overlapping reservations.
-macro_rules! overlaps_window {
-    (sqlite) => {
-        "r.start_at < $4 AND r.end_at > $3"
-    };
-    (postgres) => {
-        "int8range(r.start_at, r.end_at) && int8range($3, $4)"
-    };
-}
-
-/// Open spots of lot `$1` (only spot `$2`, if not null) that no holding reservation other than
-/// `$5` occupies during `[$3, $4)`. SQLite probes its per-spot index for each spot. PostgreSQL
-/// reads the lot's overlapping holds once through the lot-and-window GiST index into a hashed
-/// set: a correlated `NOT EXISTS` there becomes, while the table's statistics are still young,
-/// a nested loop that scans the window once per spot (60 ms instead of 1 ms on a busy lot).
-macro_rules! free_spots_sql {
-    (sqlite) => {
-        concat!(
-            "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
-             WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
-               AND NOT EXISTS (SELECT 1 FROM reservations r
-                               WHERE r.spot_id = s.id AND ",
-            holding!("r"),
-            " AND ",
-            overlaps_window!(sqlite),
-            " AND r.id <> $5)
-             ORDER BY s.id"
-        )
-    };
-    (postgres) => {
-        concat!(
-            "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s
-             WHERE s.lot_id = $1 AND s.closed = 0 AND ($2 IS NULL OR s.id = $2)
-               AND s.id NOT IN (SELECT r.spot_id FROM reservations r
-                                WHERE r.lot_id = $1 AND ",
-            holding!("r"),
-            " AND ",
-            overlaps_window!(postgres),
-            " AND r.id <> $5)
-             ORDER BY s.id"
-        )
-    };
-}
-
 mod book;
 mod change;
 mod read;
 mod spots;
 
-pub(crate) use spots::SpotColumns;
 pub(crate) use spots::SpotRow;
 use spots::*;
 

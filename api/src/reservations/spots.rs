@@ -8,9 +8,6 @@ use crate::store::Backend;
 use sqlx::AnyConnection;
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
-/// `id, label, vehicle_type, latitude, longitude` of a spot.
-pub(crate) type SpotColumns = (i64, String, String, Option<f64>, Option<f64>);
-
 /// An open spot of a lot as read from the store.
 #[derive(Debug, Clone)]
 pub(crate) struct SpotRow {
@@ -30,18 +27,13 @@ pub(super) async fn free_spot_rows(
     only: Option<SpotId>,
     except: Option<ReservationId>,
 ) -> Result<Vec<SpotRow>> {
-    let sql = match backend {
-        Backend::Sqlite => free_spots_sql!(sqlite),
-        Backend::Postgres => free_spots_sql!(postgres),
-    };
-    let rows: Vec<SpotColumns> = sqlx::query_as(sql)
-        .bind(lot.0)
-        .bind(only.map(|s| s.0))
-        .bind(window.start().timestamp_millis())
-        .bind(window.end().timestamp_millis())
-        .bind(except.map(|r| r.0.to_string()).unwrap_or_default())
-        .fetch_all(conn)
-        .await?;
+    let span = (
+        window.start().timestamp_millis(),
+        window.end().timestamp_millis(),
+    );
+    let rows =
+        crate::store::reservations::free_spots(conn, backend, lot, only.map(|s| s.0), span, except)
+            .await?;
     rows.into_iter()
         .map(|(id, label, vt, lat, lng)| {
             Ok(SpotRow {

@@ -155,3 +155,120 @@ pub async fn spot_kind<'c>(db: impl Db<'c>, lot: LotId, spot: i64) -> Result<Opt
             .await?,
     )
 }
+
+/// An admin's change of a lot; `None` keeps the stored value.
+#[derive(Debug, Clone, Copy)]
+pub struct LotEdit<'a> {
+    pub name: Option<&'a str>,
+    pub default_cents_per_hour: Option<i64>,
+    pub ev_spots_open_to_cars: Option<bool>,
+}
+
+pub async fn edit<'c>(db: impl Db<'c>, lot: LotId, e: LotEdit<'_>) -> Result<()> {
+    sqlx::query(
+        "UPDATE lots SET name = COALESCE($1, name),
+                default_cents_per_hour = COALESCE($2, default_cents_per_hour),
+                ev_spots_open_to_cars = COALESCE($3, ev_spots_open_to_cars)
+         WHERE id = $4",
+    )
+    .bind(e.name)
+    .bind(e.default_cents_per_hour)
+    .bind(e.ev_spots_open_to_cars.map(i64::from))
+    .bind(lot.0)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A spot as the admins see it: closed or not, a car in it or not, and how many
+/// reservations that have not ended hold it.
+#[derive(Debug, Clone)]
+pub struct SpotStateRow {
+    pub id: i64,
+    pub label: String,
+    pub vehicle_type: String,
+    pub closed: i64,
+    pub occupied: i64,
+    pub upcoming: i64,
+}
+
+from_row!(SpotStateRow {
+    id,
+    label,
+    vehicle_type,
+    closed,
+    occupied,
+    upcoming
+});
+
+/// Every spot of `lot` by label, with its state at `now`.
+pub async fn spot_states<'c>(db: impl Db<'c>, lot: LotId, now: i64) -> Result<Vec<SpotStateRow>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT s.id, s.label, s.vehicle_type, s.closed,
+                (SELECT COUNT(*) FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL) AS occupied,
+                (SELECT COUNT(*) FROM reservations r WHERE r.spot_id = s.id AND r.end_at > $2 AND ",
+        holding!("r"),
+        ") AS upcoming
+         FROM spots s WHERE s.lot_id = $1 ORDER BY s.label"
+    ))
+    .bind(lot.0)
+    .bind(now)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The label of `spot` in `lot` and whether it is closed.
+pub async fn spot<'c>(db: impl Db<'c>, lot: LotId, spot: i64) -> Result<Option<(String, bool)>> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT label, closed FROM spots WHERE id = $1 AND lot_id = $2")
+            .bind(spot)
+            .bind(lot.0)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(label, closed)| (label, closed != 0)))
+}
+
+/// How many reservations that end after `now` hold `spot`.
+pub async fn holds_on_spot<'c>(db: impl Db<'c>, spot: i64, now: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM reservations WHERE spot_id = $1 AND end_at > $2 AND ",
+        holding!()
+    ))
+    .bind(spot)
+    .bind(now)
+    .fetch_one(db)
+    .await?)
+}
+
+pub async fn set_spot_closed<'c>(db: impl Db<'c>, spot: i64, closed: bool) -> Result<()> {
+    sqlx::query("UPDATE spots SET closed = $1 WHERE id = $2")
+        .bind(i64::from(closed))
+        .bind(spot)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// How many spots of `lot` are open.
+pub async fn open_spot_count<'c>(db: impl Db<'c>, lot: LotId) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM spots WHERE lot_id = $1 AND closed = 0")
+            .bind(lot.0)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// `id, label, vehicle_type, latitude, longitude` of a spot.
+pub type SpotColumns = (i64, String, String, Option<f64>, Option<f64>);
+
+/// The open spots of `lot`, by id.
+pub async fn open_spots<'c>(db: impl Db<'c>, lot: LotId) -> Result<Vec<SpotColumns>> {
+    Ok(sqlx::query_as(
+        "SELECT id, label, vehicle_type, latitude, longitude FROM spots
+         WHERE lot_id = $1 AND closed = 0 ORDER BY id",
+    )
+    .bind(lot.0)
+    .fetch_all(db)
+    .await?)
+}

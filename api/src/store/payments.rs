@@ -22,6 +22,7 @@ pub struct PaymentRow {
     pub reason: Option<String>,
     pub refunded_cents: i64,
     pub gateway_ref: Option<String>,
+    pub created_at: i64,
 }
 
 from_row!(PaymentRow {
@@ -37,10 +38,11 @@ from_row!(PaymentRow {
     reason,
     refunded_cents,
     gateway_ref,
+    created_at,
 });
 
 const COLUMNS: &str = "id, user_id, purpose, reservation_id, method, last4, amount_cents, \
-                       currency, status, reason, refunded_cents, gateway_ref";
+                       currency, status, reason, refunded_cents, gateway_ref, created_at";
 
 /// The payment `user` made under idempotency `key`.
 pub async fn by_key<'c>(db: impl Db<'c>, user: UserId, key: &str) -> Result<Option<PaymentRow>> {
@@ -80,6 +82,25 @@ pub async fn captured_for<'c>(db: impl Db<'c>, r: ReservationId) -> Result<Optio
     .bind(r.0.to_string())
     .fetch_optional(db)
     .await?)
+}
+
+/// Every payment of `user`, oldest first.
+pub async fn of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<PaymentRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM payments WHERE user_id = $1 ORDER BY created_at"
+    )))
+    .bind(user.0.to_string())
+    .fetch_all(db)
+    .await?)
+}
+
+/// Strip gateway tokens and card digits from `user`'s payments (they stay as revenue records).
+pub async fn forget_cards<'c>(db: impl Db<'c>, user: UserId) -> Result<()> {
+    sqlx::query("UPDATE payments SET token = NULL, last4 = NULL WHERE user_id = $1")
+        .bind(user.0.to_string())
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// `user`'s card and wallet top-ups that can still be refunded, newest first.
@@ -342,6 +363,15 @@ pub async fn debit<'c>(db: impl Db<'c>, user: &str, cents: i64, currency: &str) 
 pub async fn paid_back<'c>(db: impl Db<'c>, user: UserId, cents: i64) -> Result<()> {
     sqlx::query("UPDATE balances SET cents = cents - $1 WHERE user_id = $2")
         .bind(cents)
+        .bind(user.0.to_string())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Delete `user`'s balance (paid out before).
+pub async fn delete_balance<'c>(db: impl Db<'c>, user: UserId) -> Result<()> {
+    sqlx::query("DELETE FROM balances WHERE user_id = $1")
         .bind(user.0.to_string())
         .execute(db)
         .await?;

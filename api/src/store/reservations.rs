@@ -4,10 +4,10 @@
 //! no-double-booking guarantee is the store's (SQLite: one writer; PostgreSQL: the
 //! `no_double_booking` exclusion constraint).
 
-use super::Db;
+use super::lots::SpotColumns;
+use super::{Backend, Db};
 use crate::domain::ReservationStatus;
 use crate::error::Result;
-use crate::reservations::holding;
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
 
@@ -319,5 +319,171 @@ pub async fn overlapping_holds<'c>(db: impl Db<'c>, lot: LotId) -> Result<i64> {
     ))
     .bind(lot.0)
     .fetch_one(db)
+    .await?)
+}
+
+/// A reservation as a driver's data export shows it.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub id: String,
+    pub lot_id: i64,
+    pub spot_id: i64,
+    pub vehicle_type: String,
+    pub plate: Option<String>,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub status: String,
+    pub quote_cents: i64,
+    pub currency: String,
+    pub created_at: i64,
+    pub cancelled_at: Option<i64>,
+}
+
+from_row!(ExportRow {
+    id,
+    lot_id,
+    spot_id,
+    vehicle_type,
+    plate,
+    start_at,
+    end_at,
+    status,
+    quote_cents,
+    currency,
+    created_at,
+    cancelled_at,
+});
+
+/// Every reservation of `user`, by start.
+pub async fn export_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<ExportRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, lot_id, spot_id, vehicle_type, plate, start_at, end_at, status, quote_cents,
+                currency, created_at, cancelled_at
+         FROM reservations WHERE user_id = $1 ORDER BY start_at",
+    )
+    .bind(user.0.to_string())
+    .fetch_all(db)
+    .await?)
+}
+
+/// `user`'s reservations that have not started (`active`): id and lot.
+pub async fn active_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, lot_id FROM reservations WHERE user_id = $1 AND status = 'active'",
+    )
+    .bind(user.0.to_string())
+    .fetch_all(db)
+    .await?)
+}
+
+/// Strip plate and vehicle from `user`'s reservations; how many were.
+pub async fn forget_vehicles<'c>(db: impl Db<'c>, user: UserId) -> Result<u64> {
+    Ok(
+        sqlx::query("UPDATE reservations SET plate = NULL, vehicle_id = NULL WHERE user_id = $1")
+            .bind(user.0.to_string())
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// The filters of an admin's reservation search; `None` filters nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Search<'a> {
+    pub lot: Option<i64>,
+    pub status: Option<&'a str>,
+    pub email: Option<&'a str>,
+    /// Ending after.
+    pub from: Option<i64>,
+    /// Starting before.
+    pub to: Option<i64>,
+}
+
+/// A reservation as the admins' search lists it.
+#[derive(Debug, Clone)]
+pub struct SearchRow {
+    pub id: String,
+    pub lot_id: i64,
+    pub lot_name: String,
+    pub label: String,
+    pub email: Option<String>,
+    pub vehicle_type: String,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub status: String,
+    pub quote_cents: i64,
+    pub currency: String,
+}
+
+from_row!(SearchRow {
+    id,
+    lot_id,
+    lot_name,
+    label,
+    email,
+    vehicle_type,
+    start_at,
+    end_at,
+    status,
+    quote_cents,
+    currency,
+});
+
+/// Reservations matching `q`, the latest start first; at most `limit`.
+pub async fn search<'c>(db: impl Db<'c>, q: Search<'_>, limit: i64) -> Result<Vec<SearchRow>> {
+    Ok(sqlx::query_as(
+        "SELECT r.id, r.lot_id, l.name AS lot_name, s.label, u.email, r.vehicle_type, r.start_at,
+                r.end_at, r.status, r.quote_cents, r.currency
+         FROM reservations r
+         JOIN lots l ON l.id = r.lot_id
+         JOIN spots s ON s.id = r.spot_id
+         LEFT JOIN users u ON u.id = r.user_id
+         WHERE ($1 IS NULL OR r.lot_id = $1) AND ($2 IS NULL OR r.status = $2)
+           AND ($3 IS NULL OR u.email = $3) AND ($4 IS NULL OR r.end_at > $4)
+           AND ($5 IS NULL OR r.start_at < $5)
+         ORDER BY r.start_at DESC, r.id LIMIT $6",
+    )
+    .bind(q.lot)
+    .bind(q.status)
+    .bind(q.email)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Open spots of `lot` (only `only`, if given) that no holding reservation other than
+/// `except` occupies during `[start, end)`, by id.
+pub async fn free_spots<'c>(
+    db: impl Db<'c>,
+    backend: Backend,
+    lot: LotId,
+    only: Option<i64>,
+    (start, end): (i64, i64),
+    except: Option<ReservationId>,
+) -> Result<Vec<SpotColumns>> {
+    let sql = match backend {
+        Backend::Sqlite => free_spots_sql!(sqlite),
+        Backend::Postgres => free_spots_sql!(postgres),
+    };
+    Ok(sqlx::query_as(sql)
+        .bind(lot.0)
+        .bind(only)
+        .bind(start)
+        .bind(end)
+        .bind(except.map(|r| r.0.to_string()).unwrap_or_default())
+        .fetch_all(db)
+        .await?)
+}
+
+/// Every reservation holding a spot of `lot`: id, spot, start, end.
+pub async fn holds_of_lot<'c>(db: impl Db<'c>, lot: LotId) -> Result<Vec<(String, i64, i64, i64)>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT id, spot_id, start_at, end_at FROM reservations WHERE lot_id = $1 AND ",
+        holding!()
+    ))
+    .bind(lot.0)
+    .fetch_all(db)
     .await?)
 }

@@ -4,8 +4,7 @@
 
 use super::Db;
 use crate::error::Result;
-use crate::reservations::holding;
-use warehouse_schema::{LotId, ReservationId, SessionId};
+use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
 
 /// A stay opening now.
 #[derive(Debug, Clone)]
@@ -146,4 +145,55 @@ pub async fn open_by_plate<'c>(db: impl Db<'c>, lot: LotId, plate: &str) -> Resu
     .bind(plate)
     .fetch_optional(db)
     .await?)
+}
+
+/// A stay as a driver's data export shows it.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub id: String,
+    pub lot_id: i64,
+    pub spot_id: i64,
+    pub vehicle_type: String,
+    pub method: String,
+    pub plate: Option<String>,
+    pub entered_at: i64,
+    pub exited_at: Option<i64>,
+    pub amount_cents: Option<i64>,
+    pub currency: Option<String>,
+}
+
+from_row!(ExportRow {
+    id,
+    lot_id,
+    spot_id,
+    vehicle_type,
+    method,
+    plate,
+    entered_at,
+    exited_at,
+    amount_cents,
+    currency,
+});
+
+/// Every stay of `user`, by entry.
+pub async fn export_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<ExportRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, lot_id, spot_id, vehicle_type, method, plate, entered_at, exited_at,
+                amount_cents, currency
+         FROM parking_sessions WHERE user_id = $1 ORDER BY entered_at",
+    )
+    .bind(user.0.to_string())
+    .fetch_all(db)
+    .await?)
+}
+
+/// Strip the plate from `user`'s stays; how many were.
+pub async fn forget_plates<'c>(db: impl Db<'c>, user: UserId) -> Result<u64> {
+    Ok(
+        sqlx::query("UPDATE parking_sessions SET plate = NULL WHERE user_id = $1")
+            .bind(user.0.to_string())
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
 }

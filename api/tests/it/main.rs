@@ -300,6 +300,7 @@ use portal::{
 use races::{
     an_entry_that_keeps_losing_its_spot_still_gets_one,
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
+    two_answers_to_one_inquiry_keep_one,
 };
 use reservations::{
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
@@ -309,6 +310,7 @@ use reservations::{
 };
 
 on_both_stores!(
+    two_answers_to_one_inquiry_keep_one,
     first_top_ups_at_once_all_credit_one_balance,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
     lost_races_are_told_apart_from_other_failures,

@@ -170,3 +170,55 @@ pub async fn first_top_ups_at_once_all_credit_one_balance(app: TestApp) {
         Some("EUR")
     );
 }
+
+/// Two admins answer one inquiry at once: one answer is kept, the other is told it came too
+/// late, and the driver gets one message. On PostgreSQL both used to read "unanswered" and
+/// both wrote, the second overwriting the first.
+pub async fn two_answers_to_one_inquiry_keep_one(app: TestApp) {
+    use parkflow_api::admin::{Actor, NewInquiry};
+    let service = app.state.service.clone();
+    app.warm_pool().await;
+    let user = warehouse_schema::UserId::new();
+    let asked = service
+        .open_inquiry(
+            user,
+            NewInquiry {
+                subject: "Gate 2".into(),
+                message: "The gate did not open.".into(),
+                reservation_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (service, gate) = (service.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wait().await;
+                service
+                    .answer_inquiry(&Actor::admin_token(), asked.id, &format!("answer {i}"))
+                    .await
+            })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(i) => kept.push(i.answer.unwrap()),
+            Err(e) => assert_eq!(e.code(), "already_answered", "{e}"),
+        }
+    }
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let mine = service.inquiries_of(user).await.unwrap();
+    assert_eq!(
+        mine[0].answer.as_ref(),
+        Some(&kept[0]),
+        "the answer given is the one kept"
+    );
+    let messages = parkflow_api::notifications::of_user(service.store(), user, 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body, kept[0]);
+}
