@@ -9,51 +9,13 @@ use crate::service::{Lot, ParkingService, check_rate};
 use crate::store::{append_event, desk, lots, reservations};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 use warehouse_schema::event::LotCapacityChanged;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
 
-/// Who did an admin action: an admin account, or a holder of the static admin token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(String);
-
-impl Actor {
-    pub fn account(user: UserId) -> Self {
-        Self(format!("account:{}", user.0))
-    }
-
-    pub fn admin_token() -> Self {
-        Self("admin-token".into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Record `action` on `target` by `actor`, inside the caller's transaction.
-pub(crate) async fn audit(
-    conn: &mut sqlx::AnyConnection,
-    actor: &Actor,
-    action: &str,
-    target: &str,
-    detail: Value,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let detail = detail.to_string();
-    desk::audit(
-        conn,
-        desk::NewAuditEntry {
-            at: now.timestamp_millis(),
-            actor: actor.as_str(),
-            action,
-            target,
-            detail: &detail,
-        },
-    )
-    .await
-}
+pub use crate::domain::Actor;
+pub(crate) use crate::store::desk::audit;
 
 /// The fields of a lot an admin may change; `None` keeps the current value.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -202,7 +164,7 @@ impl ParkingService {
             "evSpotsOpenToCars": change.ev_spots_open_to_cars,
         });
         audit(
-            &mut tx,
+            &mut *tx,
             actor,
             "lot.update",
             &format!("lot {lot}"),
@@ -279,7 +241,7 @@ impl ParkingService {
             let action = if closed { "spot.close" } else { "spot.reopen" };
             let target = format!("lot {lot} spot {label}");
             audit(
-                &mut tx,
+                &mut *tx,
                 actor,
                 action,
                 &target,
@@ -427,7 +389,7 @@ impl ParkingService {
         };
         enqueue_in(&mut tx, &message, now).await?;
         audit(
-            &mut tx,
+            &mut *tx,
             actor,
             "inquiry.answer",
             &format!("inquiry {id}"),

@@ -48,7 +48,7 @@ pub struct ApiConfig {
     /// How stays are charged: grace period, free minutes, billing increment, daily cap.
     pub tariff: crate::tariff::TariffRules,
     /// Minimum prepaid balance for entry, the refund policy and the gateway's webhook secret.
-    pub payments: crate::payments::PaymentsConfig,
+    pub payments: PaymentsConfig,
     /// Reverse proxies whose `X-Forwarded-For` names the client (per-client login limits);
     /// a header from any other peer is ignored, so a client cannot pick its own address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -66,8 +66,56 @@ impl Default for ApiConfig {
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
             tariff: crate::tariff::TariffRules::default(),
-            payments: crate::payments::PaymentsConfig::default(),
+            payments: PaymentsConfig::default(),
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+/// Refunds on cancellation: the share refunded when cancelling at least `before_start_minutes`
+/// before the start; the first tier that applies wins (list them longest notice first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundTier {
+    pub before_start_minutes: u32,
+    pub percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// A driver with a prepaid account needs at least this balance to enter without a
+    /// reservation.
+    pub min_balance_cents: i64,
+    pub refund_policy: Vec<RefundTier>,
+    /// Shared secret of the gateway's webhook signatures (HMAC-SHA256, base64url).
+    pub webhook_secret: Secret,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            min_balance_cents: 0,
+            refund_policy: vec![
+                RefundTier {
+                    before_start_minutes: 24 * 60,
+                    percent: 100,
+                },
+                RefundTier {
+                    before_start_minutes: 60,
+                    percent: 50,
+                },
+            ],
+            webhook_secret: Secret("dev-webhook-secret".into()),
+        }
+    }
+}
+
+impl PaymentsConfig {
+    /// Percent refunded when cancelling `notice_minutes` before the start.
+    pub fn refund_percent(&self, notice_minutes: i64) -> u32 {
+        self.refund_policy
+            .iter()
+            .find(|t| notice_minutes >= i64::from(t.before_start_minutes))
+            .map_or(0, |t| t.percent.min(100))
     }
 }

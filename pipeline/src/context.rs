@@ -1,5 +1,6 @@
 //! A DataFusion session over the lake: committed files only (as the manifests list them), our
 //! scalar functions, and helpers to run SQL into batches of a warehouse table's exact schema.
+//! Also what the refresh and the occupancy job share: the lots CTE and deleting replaced files.
 
 use crate::error::{Error, Result};
 use datafusion::arrow::array::RecordBatch;
@@ -90,4 +91,35 @@ pub fn conform(batch: &RecordBatch, table: Table) -> Result<RecordBatch> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Capacity and time zone per lot as of `as_of`: the latest capacity event wins.
+pub(crate) fn lots_cte(as_of: i64) -> String {
+    format!(
+        "cap AS (
+            SELECT lot_id, capacity FROM (
+                SELECT lot_id, capacity,
+                       ROW_NUMBER() OVER (PARTITION BY lot_id ORDER BY occurred_at DESC, event_id DESC) AS rn
+                FROM fact_parking_event
+                WHERE capacity IS NOT NULL AND CAST(occurred_at AS BIGINT) < {as_of}
+            ) WHERE rn = 1
+        ), reg AS (
+            SELECT lot_id, lot_name, time_zone, latitude, longitude, occurred_at AS registered_at FROM (
+                SELECT lot_id, lot_name, time_zone, latitude, longitude, occurred_at,
+                       ROW_NUMBER() OVER (PARTITION BY lot_id ORDER BY occurred_at, event_id) AS rn
+                FROM fact_parking_event
+                WHERE event_type = 'lot_registered' AND CAST(occurred_at AS BIGINT) < {as_of}
+            ) WHERE rn = 1
+        )"
+    )
+}
+
+/// Delete files a committed manifest no longer lists; a failure leaves a file that the next
+/// writer's `remove_uncommitted` deletes.
+pub(crate) fn delete_replaced(lake: &Lake, files: Vec<String>) {
+    for f in files {
+        if let Err(e) = std::fs::remove_file(lake.absolute(&f)) {
+            tracing::warn!(file = %f, error = %e, "could not delete a replaced file");
+        }
+    }
 }

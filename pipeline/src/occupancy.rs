@@ -127,7 +127,7 @@ pub async fn refresh_occupancy(lake: &Lake, as_of: DateTime<Utc>) -> Result<Occu
     let replaced = files.apply(lake, &mut manifest)?;
     manifest.version = version;
     lake.commit(Section::Derived, &manifest)?;
-    crate::refresh::delete_replaced(lake, replaced);
+    crate::context::delete_replaced(lake, replaced);
     Ok(report)
 }
 
@@ -434,7 +434,7 @@ async fn lots(ctx: &SessionContext, as_of: i64) -> Result<RecordBatch> {
         "WITH {} SELECT reg.lot_id, reg.time_zone, cap.capacity,
                         CAST(reg.registered_at AS BIGINT) AS registered_ms
          FROM reg JOIN cap ON reg.lot_id = cap.lot_id ORDER BY reg.lot_id",
-        crate::refresh::lots_cte(as_of)
+        crate::context::lots_cte(as_of)
     );
     let df = ctx.sql(&sql).await?;
     let schema = df.schema().inner().clone();

@@ -5,6 +5,7 @@
 //! Events at or after `as_of` are ignored, so a run is a faithful picture of that instant, and
 //! the result does not depend on the order in which events arrived.
 
+use crate::context::{delete_replaced, lots_cte};
 use crate::context::{query_as, session};
 use crate::error::Result;
 use crate::occupancy::{self, OccupancyRun};
@@ -151,43 +152,12 @@ fn stays_sql(as_of: i64) -> String {
     )
 }
 
-/// Capacity and time zone per lot as of `as_of`: the latest capacity event wins.
-pub(crate) fn lots_cte(as_of: i64) -> String {
-    format!(
-        "cap AS (
-            SELECT lot_id, capacity FROM (
-                SELECT lot_id, capacity,
-                       ROW_NUMBER() OVER (PARTITION BY lot_id ORDER BY occurred_at DESC, event_id DESC) AS rn
-                FROM fact_parking_event
-                WHERE capacity IS NOT NULL AND CAST(occurred_at AS BIGINT) < {as_of}
-            ) WHERE rn = 1
-        ), reg AS (
-            SELECT lot_id, lot_name, time_zone, latitude, longitude, occurred_at AS registered_at FROM (
-                SELECT lot_id, lot_name, time_zone, latitude, longitude, occurred_at,
-                       ROW_NUMBER() OVER (PARTITION BY lot_id ORDER BY occurred_at, event_id) AS rn
-                FROM fact_parking_event
-                WHERE event_type = 'lot_registered' AND CAST(occurred_at AS BIGINT) < {as_of}
-            ) WHERE rn = 1
-        )"
-    )
-}
-
 fn dim_lot_sql(as_of: i64) -> String {
     format!(
         "WITH {} SELECT reg.lot_id, reg.lot_name, reg.time_zone, reg.latitude, reg.longitude, cap.capacity, reg.registered_at
          FROM reg JOIN cap ON reg.lot_id = cap.lot_id ORDER BY reg.lot_id",
         lots_cte(as_of)
     )
-}
-
-/// Delete files a committed manifest no longer lists; a failure leaves a file that the next
-/// writer's `remove_uncommitted` deletes.
-pub(crate) fn delete_replaced(lake: &Lake, files: Vec<String>) {
-    for f in files {
-        if let Err(e) = std::fs::remove_file(lake.absolute(&f)) {
-            tracing::warn!(file = %f, error = %e, "could not delete a replaced file");
-        }
-    }
 }
 
 /// Write new versions of whole (unpartitioned) derived tables into `manifest`; returns the

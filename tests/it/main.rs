@@ -5,6 +5,7 @@ mod demo;
 mod forecast;
 mod ingest;
 mod kafka;
+mod layers;
 mod portal;
 mod pricing;
 mod push;

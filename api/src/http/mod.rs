@@ -7,9 +7,11 @@
 mod accounts;
 pub mod extract;
 mod gates;
+pub mod idempotency;
 mod inquiries;
 mod lots;
 mod payments;
+pub mod portal;
 mod reservations;
 mod waitlist;
 
@@ -57,7 +59,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
     /// Management's usage report for the admin portal, where this process can read the lake.
-    pub reports: Option<Arc<dyn crate::portal::ReportPages>>,
+    pub reports: Option<Arc<dyn portal::ReportPages>>,
     /// Peers whose `X-Forwarded-For` is believed ([`client_address`]).
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
 }
@@ -130,7 +132,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/gates/{lot_id}/entries", post(gates::entry))
         .route("/v1/gates/{lot_id}/exits", post(gates::exit))
-        .merge(crate::portal::router(state.clone()))
+        .merge(portal::router(state.clone()))
         .fallback(|| async { Error::NotFound("route".into()) })
         .layer(middleware::map_response(envelope_framework_rejections))
         .layer(middleware::from_fn_with_state(

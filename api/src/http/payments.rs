@@ -3,7 +3,7 @@
 use super::AppState;
 use super::extract::*;
 use crate::error::Error;
-use crate::idempotency::Keyed;
+use crate::http::idempotency::Keyed;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -4,7 +4,7 @@ use super::AppState;
 use super::extract::*;
 use crate::accounts::Point;
 use crate::error::Error;
-use crate::idempotency::Keyed;
+use crate::http::idempotency::Keyed;
 use crate::reservations::{NewReservation, ReservationChange, VehicleRef};
 use axum::Json;
 use axum::extract::State;

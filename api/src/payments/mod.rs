@@ -11,15 +11,14 @@
 //!   its spot and tells the driver. Webhook events are handled once per event id.
 
 mod balance;
-mod gateway;
 mod pay;
 mod refunds;
 
 use crate::error::{Error, Result};
-use crate::store::payments::PaymentRow;
-pub use gateway::{
+pub use crate::gateway::{
     ChargeRequest, GatewayError, GatewayFuture, GatewayOutcome, PaymentGateway, SandboxGateway,
 };
+use crate::store::payments::PaymentRow;
 use serde::{Deserialize, Serialize};
 use warehouse_schema::{PaymentId, UserId};
 
@@ -79,53 +78,7 @@ impl PaymentMethod {
     }
 }
 
-/// Refunds on cancellation: the share refunded when cancelling at least `before_start_minutes`
-/// before the start; the first tier that applies wins (list them longest notice first).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundTier {
-    pub before_start_minutes: u32,
-    pub percent: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PaymentsConfig {
-    /// A driver with a prepaid account needs at least this balance to enter without a
-    /// reservation.
-    pub min_balance_cents: i64,
-    pub refund_policy: Vec<RefundTier>,
-    /// Shared secret of the gateway's webhook signatures (HMAC-SHA256, base64url).
-    pub webhook_secret: crate::config::Secret,
-}
-
-impl Default for PaymentsConfig {
-    fn default() -> Self {
-        Self {
-            min_balance_cents: 0,
-            refund_policy: vec![
-                RefundTier {
-                    before_start_minutes: 24 * 60,
-                    percent: 100,
-                },
-                RefundTier {
-                    before_start_minutes: 60,
-                    percent: 50,
-                },
-            ],
-            webhook_secret: crate::config::Secret("dev-webhook-secret".into()),
-        }
-    }
-}
-
-impl PaymentsConfig {
-    /// Percent refunded when cancelling `notice_minutes` before the start.
-    pub fn refund_percent(&self, notice_minutes: i64) -> u32 {
-        self.refund_policy
-            .iter()
-            .find(|t| notice_minutes >= i64::from(t.before_start_minutes))
-            .map_or(0, |t| t.percent.min(100))
-    }
-}
+pub use crate::config::{PaymentsConfig, RefundTier};
 
 /// A stored payment, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -2,7 +2,7 @@
 //! confirmation and its event written in one transaction.
 
 use super::*;
-use crate::availability::Hold;
+use crate::domain::availability::Hold;
 use crate::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation, enqueue_in};
 use crate::service::ParkingService;

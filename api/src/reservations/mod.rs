@@ -9,7 +9,7 @@
 //! its `no_double_booking` exclusion constraint refuses the loser of a race, which then tries
 //! another spot (or is told the spot it asked for is taken).
 
-use crate::availability::SpotPolicy;
+use crate::domain::availability::SpotPolicy;
 use crate::error::{Error, Result};
 use crate::store::append_event;
 use crate::store::reservations as rows;
@@ -19,42 +19,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SessionId, SpotId, VehicleType};
-
-/// A time window with `start < end`, checked once at construction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeRange {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
-
-impl TimeRange {
-    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self> {
-        if start < end {
-            Ok(Self { start, end })
-        } else {
-            Err(Error::Invalid(format!(
-                "the window must end after it starts ({start} .. {end})"
-            )))
-        }
-    }
-
-    pub fn start(&self) -> DateTime<Utc> {
-        self.start
-    }
-
-    pub fn end(&self) -> DateTime<Utc> {
-        self.end
-    }
-
-    pub fn duration(&self) -> Duration {
-        self.end - self.start
-    }
-
-    /// Half-open overlap: touching windows do not overlap.
-    pub fn overlaps(&self, other: &TimeRange) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-}
 
 /// A driver's registered vehicle, named on a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,18 +97,6 @@ pub struct Reservation {
 }
 
 pub use crate::domain::ReservationStatus;
-
-/// A spot that is free for a whole window.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FreeSpot {
-    pub spot_id: SpotId,
-    pub label: String,
-    pub vehicle_type: VehicleType,
-    /// Metres from the point the driver gave (their workplace), when one was given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distance_m: Option<f64>,
-}
 
 /// The signed pass of a reservation, shown as a QR code or sent over NFC at the gate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -289,7 +241,9 @@ mod change;
 mod read;
 mod spots;
 
-pub(crate) use spots::SpotRow;
+pub use crate::domain::TimeRange;
+pub use crate::domain::availability::FreeSpot;
+pub(crate) use crate::domain::availability::SpotRow;
 use spots::*;
 
 /// A vehicle type as a message names it: "a car", "an ev".

@@ -2,20 +2,11 @@
 //! then nearest, then spread by the booking's key), and a spot the driver named.
 
 use super::*;
-use crate::availability::{SpotPolicy, distance_m};
+use crate::domain::availability::{SpotPolicy, distance_m};
 use crate::error::{Error, Result};
 use crate::store::Backend;
 use sqlx::AnyConnection;
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
-
-/// An open spot of a lot as read from the store.
-#[derive(Debug, Clone)]
-pub(crate) struct SpotRow {
-    pub(crate) id: i64,
-    pub(crate) label: String,
-    pub(crate) vehicle_type: VehicleType,
-    pub(crate) position: Option<(f64, f64)>,
-}
 
 /// Open spots of `lot` (only `only`, if given) that no holding reservation other than `except`
 /// occupies during `window`.

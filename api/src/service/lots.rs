@@ -2,10 +2,11 @@
 //! live free counts and the rate now, distances from a point.
 
 use super::*;
-use crate::admin::{Actor, audit};
-use crate::availability::{SpotPolicy, distance_m};
+use crate::domain::Actor;
+use crate::domain::availability::{SpotPolicy, distance_m};
 use crate::error::{Error, Result};
 use crate::store::append_event;
+use crate::store::desk::audit;
 use crate::store::lots;
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -103,7 +104,7 @@ impl ParkingService {
         if let Some(actor) = actor {
             let detail = serde_json::json!({ "name": name, "capacity": capacity });
             audit(
-                &mut tx,
+                &mut *tx,
                 actor,
                 "lot.create",
                 &format!("lot {id}"),

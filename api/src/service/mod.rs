@@ -9,12 +9,13 @@ pub use lots::lot_capacity;
 pub use rates::charge;
 pub(crate) use rates::{check_rate, rate_in_force_conn, scheduled_rates};
 
-use crate::availability::{AvailabilityIndex, SpotPolicy};
 use crate::clock::Clock;
+use crate::config::PaymentsConfig;
+use crate::domain::availability::{AvailabilityIndex, SpotPolicy};
 use crate::error::{Error, Result};
+use crate::gateway::{PaymentGateway, SandboxGateway};
 use crate::metrics::ApiMetrics;
 use crate::passes::PassSigner;
-use crate::payments::{PaymentGateway, PaymentsConfig, SandboxGateway};
 use crate::store::Store;
 use crate::tariff::TariffRules;
 use chrono::{DateTime, Utc};

@@ -2,7 +2,7 @@
 //! it by the tariff (paid from the prepaid balance where the driver has one).
 
 use super::*;
-use crate::availability::SpotPolicy;
+use crate::domain::availability::SpotPolicy;
 use crate::error::{Error, Result};
 use crate::store::stays;
 use crate::store::{LostRace, append_event, lost_race};

@@ -3,28 +3,29 @@
 //! is `crate::admin`'s.
 
 use super::Db;
+use crate::domain::Actor;
 use crate::error::Result;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use warehouse_schema::UserId;
 
-/// One audit entry about to be written.
-#[derive(Debug, Clone, Copy)]
-pub struct NewAuditEntry<'a> {
-    pub at: i64,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub target: &'a str,
-    pub detail: &'a str,
-}
-
-pub async fn audit<'c>(db: impl Db<'c>, e: NewAuditEntry<'_>) -> Result<()> {
+/// Record `action` on `target` by `actor`, inside the caller's transaction.
+pub async fn audit<'c>(
+    db: impl Db<'c>,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: Value,
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO admin_audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(e.at)
-    .bind(e.actor)
-    .bind(e.action)
-    .bind(e.target)
-    .bind(e.detail)
+    .bind(now.timestamp_millis())
+    .bind(actor.as_str())
+    .bind(action)
+    .bind(target)
+    .bind(detail.to_string())
     .execute(db)
     .await?;
     Ok(())

@@ -1,6 +1,6 @@
 //! `idempotency_keys`: one row per (driver, key), bound to the fingerprint of the request that
 //! first used it, holding that request's answer once it has one. The scheme itself (who waits,
-//! what is kept) is `crate::idempotency`; this is only its table.
+//! what is kept) is `crate::http::idempotency`; this is only its table.
 
 use super::{Db, unless_taken};
 use crate::error::Result;
