@@ -161,13 +161,7 @@ impl Accounts {
 
     /// Where `user` works, if they said.
     pub async fn workplace(&self, user: UserId) -> Result<Option<Point>> {
-        let row = rows::user(self.store.pool(), user).await?;
-        Ok(row
-            .and_then(|r| r.workplace_latitude.zip(r.workplace_longitude))
-            .map(|(latitude, longitude)| Point {
-                latitude,
-                longitude,
-            }))
+        workplace_of(&self.store, user).await
     }
 
     pub fn new(
@@ -332,26 +326,47 @@ impl Accounts {
     }
 
     pub async fn vehicles(&self, user: UserId) -> Result<Vec<Vehicle>> {
-        rows::vehicles(self.store.pool(), user)
-            .await?
-            .into_iter()
-            .map(|v| {
-                Ok(Vehicle {
-                    id: v.id.parse().map_err(|e| Error::Invalid(format!("{e}")))?,
-                    plate: v.plate,
-                    region: v.region,
-                    vehicle_type: v.vehicle_type.parse().map_err(Error::Invalid)?,
-                })
-            })
-            .collect()
+        vehicles_of(&self.store, user).await
     }
 
     /// One of `user`'s vehicles; another driver's is not found.
     pub async fn vehicle(&self, user: UserId, id: Uuid) -> Result<Vehicle> {
-        self.vehicles(user)
-            .await?
-            .into_iter()
-            .find(|v| v.id == id)
-            .ok_or_else(|| Error::NotFound(format!("vehicle {id}")))
+        vehicle_of(&self.store, user, id).await
     }
+}
+
+/// `user`'s registered vehicles.
+pub(crate) async fn vehicles_of(store: &Store, user: UserId) -> Result<Vec<Vehicle>> {
+    rows::vehicles(store.pool(), user)
+        .await?
+        .into_iter()
+        .map(|v| {
+            Ok(Vehicle {
+                id: v.id.parse().map_err(|e| Error::Invalid(format!("{e}")))?,
+                plate: v.plate,
+                region: v.region,
+                vehicle_type: v.vehicle_type.parse().map_err(Error::Invalid)?,
+            })
+        })
+        .collect()
+}
+
+/// One of `user`'s vehicles; another driver's is not found.
+pub(crate) async fn vehicle_of(store: &Store, user: UserId, id: Uuid) -> Result<Vehicle> {
+    vehicles_of(store, user)
+        .await?
+        .into_iter()
+        .find(|v| v.id == id)
+        .ok_or_else(|| Error::NotFound(format!("vehicle {id}")))
+}
+
+/// The workplace `user` saved, if any.
+pub(crate) async fn workplace_of(store: &Store, user: UserId) -> Result<Option<Point>> {
+    let row = rows::user(store.pool(), user).await?;
+    Ok(row
+        .and_then(|r| r.workplace_latitude.zip(r.workplace_longitude))
+        .map(|(latitude, longitude)| Point {
+            latitude,
+            longitude,
+        }))
 }

@@ -3,7 +3,6 @@
 //! (`X-Forwarded-For` only from trusted proxies) and the caller's role from the bearer token.
 
 use super::{AppState, Role};
-use crate::accounts::Point;
 use crate::error::Error;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -327,19 +326,9 @@ impl FromRequestParts<AppState> for MaybeCaller {
 }
 
 impl MaybeCaller {
-    /// The point to measure distances from: the one given, else the driver's workplace.
-    pub(crate) async fn near(
-        &self,
-        state: &AppState,
-        given: Option<Point>,
-    ) -> Result<Option<Point>, Error> {
-        if given.is_some() {
-            return Ok(given);
-        }
-        match self.0.as_ref().and_then(|c| c.user) {
-            Some(user) => state.accounts.workplace(user).await,
-            None => Ok(None),
-        }
+    /// The signed-in user, if any.
+    pub(crate) fn user(&self) -> Option<UserId> {
+        self.0.as_ref().and_then(|c| c.user)
     }
 }
 

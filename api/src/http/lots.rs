@@ -32,9 +32,10 @@ pub(super) async fn list_lots(
     caller: MaybeCaller,
     ApiQuery(q): ApiQuery<NearQuery>,
 ) -> Result<impl IntoResponse, Error> {
-    let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
+    let given = parse_near(q.near.as_deref())?.map(Point::pair);
+    let near = state.service.measuring_from(caller.user(), given).await?;
     let lots = match near {
-        Some(p) => state.service.lots_near(p.pair()).await?,
+        Some(p) => state.service.lots_near(p).await?,
         None => state.service.lots().await?,
     };
     Ok(Json(json!({ "lots": lots })))
@@ -104,10 +105,11 @@ pub(super) async fn free_spots(
         .service
         .bookable_window(q.lot_id, q.start_at, q.end_at)
         .await?;
-    let near = caller.near(&state, parse_near(q.near.as_deref())?).await?;
+    let given = parse_near(q.near.as_deref())?.map(Point::pair);
+    let near = state.service.measuring_from(caller.user(), given).await?;
     let spots = state
         .service
-        .free_spots(q.lot_id, window, q.vehicle_type, near.map(Point::pair))
+        .free_spots(q.lot_id, window, q.vehicle_type, near)
         .await?;
     Ok(Json(
         json!({ "lotId": q.lot_id, "startAt": q.start_at, "endAt": q.end_at, "spots": spots }),

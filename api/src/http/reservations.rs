@@ -5,7 +5,7 @@ use super::extract::*;
 use crate::accounts::Point;
 use crate::error::Error;
 use crate::http::idempotency::Keyed;
-use crate::reservations::{NewReservation, ReservationChange, VehicleRef};
+use crate::reservations::{BookingRequest, ChangeRequest, VehicleChoice};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
-use warehouse_schema::{LotId, ReservationId, SpotId, UserId, VehicleType};
+use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -33,20 +33,19 @@ pub(super) struct ReservationBody {
     near: Option<Point>,
 }
 
-/// The driver's vehicle `id` as a reservation names it.
-pub(super) async fn own_vehicle(
-    state: &AppState,
-    user: UserId,
-    id: Uuid,
-) -> Result<(VehicleRef, VehicleType), Error> {
-    let v = state.accounts.vehicle(user, id).await?;
-    Ok((
-        VehicleRef {
-            id: v.id,
-            plate: v.plate,
-        },
-        v.vehicle_type,
-    ))
+/// The vehicle a request names: a type or a registered vehicle, not both.
+fn vehicle_choice(
+    vehicle_type: Option<VehicleType>,
+    vehicle_id: Option<Uuid>,
+) -> Result<Option<VehicleChoice>, Error> {
+    match (vehicle_type, vehicle_id) {
+        (Some(_), Some(_)) => Err(Error::Invalid(
+            "give at most one of vehicleType and vehicleId".into(),
+        )),
+        (Some(vt), None) => Ok(Some(VehicleChoice::Type(vt))),
+        (None, Some(id)) => Ok(Some(VehicleChoice::Registered(id))),
+        (None, None) => Ok(None),
+    }
 }
 
 pub(super) async fn create_reservation(
@@ -58,29 +57,22 @@ pub(super) async fn create_reservation(
     let state = &state;
     keyed
         .run(&state.service, user, |body, key| async move {
-            let (vehicle_type, vehicle) = match (body.vehicle_type, body.vehicle_id) {
-                (Some(vt), None) => (vt, None),
-                (None, Some(id)) => {
-                    let (v, vt) = own_vehicle(state, user, id).await?;
-                    (vt, Some(v))
-                }
-                _ => {
-                    return Err(Error::Invalid(
-                        "give exactly one of vehicleType and vehicleId".into(),
-                    ));
-                }
-            };
-            let near = MaybeCaller(Some(caller)).near(state, body.near).await?;
-            let req = NewReservation {
+            let exactly_one =
+                || Error::Invalid("give exactly one of vehicleType and vehicleId".into());
+            if body.vehicle_type.is_some() && body.vehicle_id.is_some() {
+                return Err(exactly_one());
+            }
+            let vehicle =
+                vehicle_choice(body.vehicle_type, body.vehicle_id)?.ok_or_else(exactly_one)?;
+            let req = BookingRequest {
                 lot_id: body.lot_id,
                 spot_id: body.spot_id,
                 start_at: body.start_at,
                 end_at: body.end_at,
-                vehicle_type,
                 vehicle,
-                near: near.map(Point::pair),
+                near: body.near.map(Point::pair),
             };
-            let (reservation, pass) = state.service.reserve_with_pass(user, req, &key).await?;
+            let (reservation, pass) = state.service.book(user, req, &key).await?;
             let mut out = json!(reservation);
             out["reservationId"] = json!(reservation.id);
             if let Some(pass) = pass {
@@ -115,28 +107,17 @@ pub(super) async fn modify_reservation(
     ApiJson(body): ApiJson<ChangeBody>,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    if body.vehicle_type.is_some() && body.vehicle_id.is_some() {
-        return Err(Error::Invalid(
-            "give at most one of vehicleType and vehicleId".into(),
-        ));
-    }
-    let vehicle = match body.vehicle_id {
-        Some(v) => Some(own_vehicle(&state, user, v).await?),
-        None => None,
-    };
-    let near = MaybeCaller(Some(caller)).near(&state, body.near).await?;
-    let change = ReservationChange {
+    let change = ChangeRequest {
         start_at: body.start_at,
         end_at: body.end_at,
-        vehicle_type: body.vehicle_type,
-        vehicle,
+        vehicle: vehicle_choice(body.vehicle_type, body.vehicle_id)?,
         spot_id: body.spot_id,
-        near: near.map(Point::pair),
+        near: body.near.map(Point::pair),
     };
     Ok(Json(
         state
             .service
-            .modify_reservation(user, ReservationId(id), change)
+            .change(user, ReservationId(id), change)
             .await?,
     ))
 }

@@ -239,11 +239,13 @@ pub(crate) async fn cancel_active(
 mod book;
 mod change;
 mod read;
+mod request;
 mod spots;
 
 pub use crate::domain::TimeRange;
 pub use crate::domain::availability::FreeSpot;
 pub(crate) use crate::domain::availability::SpotRow;
+pub use request::{BookingRequest, ChangeRequest, VehicleChoice};
 use spots::*;
 
 /// A vehicle type as a message names it: "a car", "an ev".
