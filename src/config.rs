@@ -25,7 +25,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub pricing: StepPolicy,
     /// Where notifications go: SMTP relay, push webhook, retries.
-    pub notifications: parkflow_api::delivery::DeliveryConfig,
+    pub notifications: parkflow_delivery::DeliveryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -253,7 +253,7 @@ pub async fn schedule(
         }
     });
     // The notification service: the outbox to in-app, e-mail and push.
-    let deliverer = Arc::new(parkflow_api::delivery::Deliverer::new(
+    let deliverer = Arc::new(parkflow_delivery::Deliverer::new(
         state.service.store().clone(),
         cfg.notifications.clone(),
     )?);

@@ -8,7 +8,6 @@ pub mod auth;
 pub mod availability;
 pub mod clock;
 pub mod config;
-pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod gates;

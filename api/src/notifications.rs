@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::store::Store;
 use crate::store::notifications as rows;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use warehouse_schema::{LotId, UserId};
 
 /// What a message is about.
@@ -177,4 +177,35 @@ fn notification(row: rows::MessageRow) -> Notification {
         created_at: at(row.created_at),
         sent_at: row.sent_at.map(at),
     }
+}
+
+/// A driver's channel choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Preferences {
+    pub email: bool,
+    pub push: bool,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            email: true,
+            push: true,
+        }
+    }
+}
+
+pub async fn preferences(store: &Store, user: UserId) -> Result<Preferences> {
+    let saved = crate::store::notifications::preferences(store.pool(), user).await?;
+    Ok(
+        saved.map_or_else(Preferences::default, |(email, push)| Preferences {
+            email,
+            push,
+        }),
+    )
+}
+
+pub async fn set_preferences(store: &Store, user: UserId, p: Preferences) -> Result<()> {
+    crate::store::notifications::set_preferences(store.writer(), user, p.email, p.push).await
 }

@@ -294,3 +294,28 @@ fn the_api_writes_sql_only_in_its_store() {
         .collect();
     assert!(outside.is_empty(), "SQL outside api/src/store: {outside:?}");
 }
+
+#[test]
+fn the_api_core_builds_no_tls_stack_and_no_mail_client() {
+    let manifest = std::fs::read_to_string(workspace().join("api/Cargo.toml")).unwrap();
+    let normal = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap();
+    for heavy in [
+        "lettre",
+        "rustls",
+        "hyper-rustls",
+        "webpki-roots",
+        "tokio-rustls",
+    ] {
+        assert!(
+            !normal
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{heavy}."))
+                    || l.trim_start().starts_with(&format!("{heavy} "))),
+            "api depends on {heavy}: delivery belongs in parkflow-delivery"
+        );
+    }
+}

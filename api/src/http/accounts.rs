@@ -100,17 +100,17 @@ pub(super) async fn get_preferences(
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
     Ok(Json(
-        crate::delivery::preferences(state.service.store(), user).await?,
+        crate::notifications::preferences(state.service.store(), user).await?,
     ))
 }
 
 pub(super) async fn put_preferences(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(p): ApiJson<crate::delivery::Preferences>,
+    ApiJson(p): ApiJson<crate::notifications::Preferences>,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    crate::delivery::set_preferences(state.service.store(), user, p).await?;
+    crate::notifications::set_preferences(state.service.store(), user, p).await?;
     Ok(Json(p))
 }
 

@@ -1,6 +1,6 @@
 //! `notification_outbox` (one row per message, deduplicated by key), `notification_deliveries`
 //! (one row per message and channel) and `notification_preferences`. What a message says is
-//! `crate::notifications`'s; how it is sent, and retried, is `crate::delivery`'s.
+//! `crate::notifications`'s; how it is sent, and retried, is `parkflow_delivery`'s.
 
 use super::Db;
 use crate::domain::DeliveryStatus;
