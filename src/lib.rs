@@ -8,7 +8,6 @@ pub mod config;
 pub mod demo;
 pub mod forecasting;
 pub mod pricing_eval;
-pub mod push;
 pub mod report;
 pub mod serve;
 pub mod steps;

@@ -328,7 +328,7 @@ pub async fn schedule(
         move || {
             let (lake, data_dir, now) = (l.clone(), data_dir.clone(), service.now());
             async move {
-                let f = crate::push::train(&lake, now, threshold)
+                let f = parkflow_push::train(&lake, now, threshold)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
                 f.save(&data_dir).map_err(|e| format!("{e:#}"))?;
@@ -346,7 +346,7 @@ pub async fn schedule(
             let (service, data_dir) = (service.clone(), data_dir.clone());
             async move {
                 let Some(f) =
-                    crate::push::ForecastFile::load(&data_dir).map_err(|e| format!("{e:#}"))?
+                    parkflow_push::ForecastFile::load(&data_dir).map_err(|e| format!("{e:#}"))?
                 else {
                     // A fresh server has no forecast until the nightly training: nothing to
                     // push yet, which is not a failure.
@@ -355,7 +355,7 @@ pub async fn schedule(
                     );
                     return Ok(JobOutcome { rows: 0 });
                 };
-                let r = crate::push::push_candidates(&service, &f, service.now())
+                let r = parkflow_push::push_candidates(&service, &f, service.now())
                     .await
                     .map_err(|e| format!("{e:#}"))?;
                 Ok(JobOutcome {

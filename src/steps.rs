@@ -238,7 +238,7 @@ pub async fn usage_report(
             l.0
         );
     }
-    crate::report::write_report(&report, out)
+    parkflow_report::write_report(&report, out)
 }
 
 /// The monthly job: refresh the derived tables, then write the usage report of the previous

@@ -2,12 +2,12 @@
 //! push job proposes one message per driver, lot and hour to the notification outbox.
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Utc, Weekday};
-use parkflow::push::{ForecastFile, PushReport, push_candidates, train};
 use parkflow::{Config, serve, steps};
 use parkflow_api::ManualClock;
 use parkflow_api::notifications::unsent;
 use parkflow_api::service::CheckInRequest;
 use parkflow_jobs::RunStatus;
+use parkflow_push::{ForecastFile, PushReport, push_candidates, train};
 use std::sync::Arc;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::{EntryMethod, UserId, VehicleType};

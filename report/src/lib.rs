@@ -1,0 +1,369 @@
+//! Management's usage report as CSV files and one HTML page with charts (plotters, SVG
+//! inline), from the pipeline's [`UsageReport`]: what `parkflow report` writes and the portal's
+//! report page shows. A crate of its own so that plotters is built only here.
+
+use anyhow::Context;
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use warehouse_schema::outputs::UsageReport;
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// Write `report.html` and one CSV per section into `dir`; returns the HTML's path.
+pub fn write_report(r: &UsageReport, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let csv = |name: &str, header: &str, rows: Vec<String>| -> anyhow::Result<()> {
+        let mut text = format!("{header}\n");
+        for row in rows {
+            text += &row;
+            text.push('\n');
+        }
+        std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))
+    };
+    csv(
+        "occupancy_by_hour.csv",
+        "weekday,hour,mean_occupancy",
+        r.occupancy_by_hour
+            .iter()
+            .map(|c| {
+                format!(
+                    "{},{},{:.4}",
+                    WEEKDAYS[c.weekday as usize % 7],
+                    c.hour,
+                    c.mean_occupancy
+                )
+            })
+            .collect(),
+    )?;
+    csv(
+        "peaks.csv",
+        "lot_id,local_time,occupancy",
+        r.peaks
+            .iter()
+            .map(|p| format!("{},{},{:.4}", p.lot_id.0, p.local, p.occupancy))
+            .collect(),
+    )?;
+    csv(
+        "lots.csv",
+        "lot_id,lot_name,capacity,stays,turnover_per_spot_day,revenue_cents,mean_dwell_minutes",
+        r.lots
+            .iter()
+            .map(|l| {
+                format!(
+                    "{},{},{},{},{:.3},{},{:.1}",
+                    l.lot_id.0,
+                    csv_field(&l.lot_name),
+                    l.capacity,
+                    l.stays,
+                    l.turnover,
+                    l.revenue_cents,
+                    l.mean_dwell_minutes
+                )
+            })
+            .collect(),
+    )?;
+    let counted = |rows: &[(String, u64, i64)]| -> Vec<String> {
+        rows.iter()
+            .map(|(k, n, c)| format!("{},{n},{c}", csv_field(k)))
+            .collect()
+    };
+    csv(
+        "revenue_by_vehicle_type.csv",
+        "vehicle_type,stays,revenue_cents",
+        counted(&r.by_vehicle_type),
+    )?;
+    csv(
+        "revenue_by_entry_method.csv",
+        "entry_method,stays,revenue_cents",
+        counted(&r.by_method),
+    )?;
+    csv(
+        "payments_by_method.csv",
+        "payment_method,payments,cents",
+        counted(&r.by_payment_method),
+    )?;
+    let buckets = |rows: &[(String, u64)]| -> Vec<String> {
+        rows.iter()
+            .map(|(k, n)| format!("{},{n}", csv_field(k)))
+            .collect()
+    };
+    csv("dwell_times.csv", "dwell,stays", buckets(&r.dwell))?;
+    csv(
+        "lead_times.csv",
+        "lead_time,reservations",
+        buckets(&r.lead_times),
+    )?;
+    let s = &r.reservations;
+    csv(
+        "reservations.csv",
+        "created,cancelled,no_shows,cancellation_rate,no_show_rate",
+        vec![format!(
+            "{},{},{},{:.4},{:.4}",
+            s.created,
+            s.cancelled,
+            s.no_shows,
+            s.cancellation_rate(),
+            s.no_show_rate()
+        )],
+    )?;
+
+    let path = dir.join("report.html");
+    std::fs::write(&path, html(r)?).context("writing report.html")?;
+    Ok(path)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn money(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, (cents % 100).abs())
+}
+
+fn html(r: &UsageReport) -> anyhow::Result<String> {
+    Ok(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>parkflow usage report</title>\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}{REPORT_STYLE}</style></head><body>\
+         <h1>Usage report</h1>{}</body></html>\n",
+        html_fragment(r)?
+    ))
+}
+
+/// The report's tables' look, in the file and in the admin portal.
+pub const REPORT_STYLE: &str = ".usage-report table{border-collapse:collapse}\
+    .usage-report td,.usage-report th{border:1px solid #ccc;padding:.2em .6em;text-align:right}\
+    .usage-report th{background:#eee}.usage-report td:first-child{text-align:left}";
+
+/// The report's sections (charts, tables) without the page around them: the file's body, and
+/// what the admin portal shows.
+pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
+    let scope = r
+        .lot
+        .map_or("all lots".to_owned(), |l| format!("lot {}", l.0));
+    let mut h = format!(
+        "<div class=\"usage-report\"><p class=\"report-scope\">{} to {}, {}</p>",
+        r.from.format("%Y-%m-%d %H:%M UTC"),
+        r.to.format("%Y-%m-%d %H:%M UTC"),
+        escape(&scope)
+    );
+
+    h += "<h2>Occupancy by hour</h2>";
+    let series = |weekend: bool| -> Vec<(u32, f64)> {
+        (0..24)
+            .filter_map(|hour| {
+                let cells: Vec<f64> = r
+                    .occupancy_by_hour
+                    .iter()
+                    .filter(|c| c.hour == hour && (c.weekday >= 5) == weekend)
+                    .map(|c| c.mean_occupancy)
+                    .collect();
+                (!cells.is_empty()).then(|| (hour, cells.iter().sum::<f64>() / cells.len() as f64))
+            })
+            .collect()
+    };
+    h += &line_chart(
+        "Mean occupancy by local hour",
+        &[("Mon–Fri", series(false)), ("Sat–Sun", series(true))],
+    )?;
+    h += "<table><tr><th>weekday</th>";
+    for hour in 0..24 {
+        let _ = write!(h, "<th>{hour:02}</th>");
+    }
+    h += "</tr>";
+    for (d, name) in WEEKDAYS.iter().enumerate() {
+        let _ = write!(h, "<tr><td>{name}</td>");
+        for hour in 0..24 {
+            let v = r
+                .occupancy_by_hour
+                .iter()
+                .find(|c| c.weekday as usize == d && c.hour == hour)
+                .map_or(String::new(), |c| {
+                    format!("{:.0}%", 100.0 * c.mean_occupancy)
+                });
+            let _ = write!(h, "<td>{v}</td>");
+        }
+        h += "</tr>";
+    }
+    h += "</table>";
+
+    h += "<h2>Peak times</h2><table><tr><th>lot</th><th>local time</th><th>occupancy</th></tr>";
+    for p in &r.peaks {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.0}%</td></tr>",
+            p.lot_id.0,
+            escape(&p.local),
+            100.0 * p.occupancy
+        );
+    }
+    h += "</table>";
+
+    h += "<h2>Lots: turnover, dwell, revenue</h2>";
+    h += &bar_chart(
+        "Revenue by lot",
+        &r.lots
+            .iter()
+            .map(|l| (l.lot_name.clone(), l.revenue_cents as f64 / 100.0))
+            .collect::<Vec<_>>(),
+    )?;
+    h += "<table><tr><th>lot</th><th>capacity</th><th>stays</th><th>stays per spot and day</th>\
+          <th>mean dwell (min)</th><th>revenue</th></tr>";
+    for l in &r.lots {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td></tr>",
+            escape(&l.lot_name),
+            l.capacity,
+            l.stays,
+            l.turnover,
+            l.mean_dwell_minutes,
+            money(l.revenue_cents)
+        );
+    }
+    h += "</table>";
+
+    for (title, rows) in [
+        ("Revenue by vehicle type", &r.by_vehicle_type),
+        ("Revenue by entry method", &r.by_method),
+        ("Payments by method", &r.by_payment_method),
+    ] {
+        let _ = write!(
+            h,
+            "<h2>{title}</h2><table><tr><th></th><th>stays</th><th>revenue</th></tr>"
+        );
+        for (k, n, c) in rows {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{n}</td><td>{}</td></tr>",
+                escape(k),
+                money(*c)
+            );
+        }
+        h += "</table>";
+    }
+
+    h += "<h2>Dwell times</h2>";
+    h += &bar_chart(
+        "Closed stays by length",
+        &r.dwell
+            .iter()
+            .map(|(k, n)| (k.clone(), *n as f64))
+            .collect::<Vec<_>>(),
+    )?;
+
+    let s = &r.reservations;
+    let _ = write!(
+        h,
+        "<h2>Reservations</h2><p>{} made, {} cancelled ({:.1}%), {} no-shows ({:.1}%).</p>",
+        s.created,
+        s.cancelled,
+        100.0 * s.cancellation_rate(),
+        s.no_shows,
+        100.0 * s.no_show_rate()
+    );
+    h += &bar_chart(
+        "How far ahead reservations are made",
+        &r.lead_times
+            .iter()
+            .map(|(k, n)| (k.clone(), *n as f64))
+            .collect::<Vec<_>>(),
+    )?;
+    h += "</div>";
+    Ok(h)
+}
+
+fn chart_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e:?}")
+}
+
+/// A bar chart as inline SVG.
+fn bar_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let top = bars.iter().map(|(_, v)| *v).fold(0.0f64, f64::max).max(1.0) * 1.1;
+        let n = bars.len().max(1) as u32;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0u32..n).into_segmented(), 0f64..top)
+            .map_err(chart_error)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(bars.len().max(1))
+            .x_label_formatter(&|x| match x {
+                SegmentValue::CenterOf(i) => bars
+                    .get(*i as usize)
+                    .map_or(String::new(), |(l, _)| l.clone()),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(chart_error)?;
+        chart
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .style(BLUE.mix(0.6).filled())
+                    .margin(8)
+                    .data(bars.iter().enumerate().map(|(i, (_, v))| (i as u32, *v))),
+            )
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+/// Line series over the hours of the day, as inline SVG.
+fn line_chart(title: &str, series: &[(&str, Vec<(u32, f64)>)]) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0u32..23u32, 0f64..1f64)
+            .map_err(chart_error)?;
+        chart
+            .configure_mesh()
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .draw()
+            .map_err(chart_error)?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(chart_error)?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
