@@ -7,7 +7,6 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::reservations::ReservationStatus;
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::IntoResponse;
 use uuid::Uuid;
@@ -149,17 +148,26 @@ pub(super) async fn answer(
     State(state): State<AppState>,
     axum::Extension(admin): axum::Extension<Admin>,
     Path(id): Path<String>,
-    body: Bytes,
+    PortalForm(f): PortalForm<AnswerForm>,
 ) -> PageResult {
     let id: Uuid = id
         .parse()
         .map_err(|_| PortalError(Error::NotFound(format!("inquiry {id}"))))?;
-    let f = form(&body)?;
+    let answer = f
+        .answer
+        .ok_or_else(|| PortalError(Error::Invalid("`answer` is required".into())))?;
     state
         .service
-        .answer_inquiry(&admin.actor(), id, required(&f, "answer")?)
+        .answer_inquiry(&admin.actor(), id, &answer)
         .await?;
     Ok(see_other("/admin/inquiries"))
+}
+
+/// An admin's answer to an inquiry.
+#[derive(Deserialize)]
+pub(super) struct AnswerForm {
+    #[serde(default, deserialize_with = "blank_is_none")]
+    answer: Option<String>,
 }
 
 pub(super) async fn audit_log(State(state): State<AppState>) -> PageResult {

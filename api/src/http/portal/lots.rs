@@ -6,7 +6,6 @@ use crate::error::Error;
 use crate::http::{AppState, LotPath};
 use crate::service::NewLot;
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde_json::json;
@@ -90,31 +89,75 @@ pub(super) struct NewLotPage {
     vehicle_types: Vec<&'static str>,
 }
 
+/// The new-lot form. Spot counts come as `spots_<vehicle type>`.
+#[derive(Deserialize)]
+pub(super) struct LotForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    time_zone: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    latitude: Option<f64>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    longitude: Option<f64>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    currency: Option<String>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    default_cents_per_hour: Option<i64>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    spots_car: Option<u32>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    spots_ev: Option<u32>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    spots_motorcycle: Option<u32>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    spots_van: Option<u32>,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    ev_spots_open_to_cars: Option<String>,
+}
+
+impl LotForm {
+    fn spots(&self, vt: VehicleType) -> Option<u32> {
+        match vt {
+            VehicleType::Car => self.spots_car,
+            VehicleType::Ev => self.spots_ev,
+            VehicleType::Motorcycle => self.spots_motorcycle,
+            VehicleType::Van => self.spots_van,
+        }
+    }
+}
+
 pub(super) async fn create_lot(
     State(state): State<AppState>,
     axum::Extension(admin): axum::Extension<Admin>,
-    body: Bytes,
+    PortalForm(f): PortalForm<LotForm>,
 ) -> PageResult {
-    let f = form(&body)?;
-    let mut spots = BTreeMap::new();
-    for vt in VehicleType::ALL {
-        if let Some(n) = number::<u32>(&f, &format!("spots_{vt}"))?.filter(|n| *n > 0) {
-            spots.insert(vt, n);
+    let spots: BTreeMap<VehicleType, u32> = VehicleType::ALL
+        .into_iter()
+        .filter_map(|vt| f.spots(vt).filter(|n| *n > 0).map(|n| (vt, n)))
+        .collect();
+    let required = |value: &str, name: &str| {
+        let value = value.trim();
+        if value.is_empty() {
+            Err(PortalError(Error::Invalid(format!("`{name}` is required"))))
+        } else {
+            Ok(value.to_owned())
         }
-    }
+    };
     let new = NewLot {
-        name: required(&f, "name")?.to_owned(),
-        time_zone: required(&f, "time_zone")?.to_owned(),
-        latitude: number(&f, "latitude")?.unwrap_or(0.0),
-        longitude: number(&f, "longitude")?.unwrap_or(0.0),
-        currency: field(&f, "currency").unwrap_or("USD").to_uppercase(),
-        default_cents_per_hour: number(&f, "default_cents_per_hour")?.ok_or_else(|| {
+        name: required(&f.name, "name")?,
+        time_zone: required(&f.time_zone, "time_zone")?,
+        latitude: f.latitude.unwrap_or(0.0),
+        longitude: f.longitude.unwrap_or(0.0),
+        currency: f.currency.as_deref().unwrap_or("USD").to_uppercase(),
+        default_cents_per_hour: f.default_cents_per_hour.ok_or_else(|| {
             PortalError(Error::Invalid(
                 "`default_cents_per_hour` is required".into(),
             ))
         })?,
         spots,
-        ev_spots_open_to_cars: field(&f, "ev_spots_open_to_cars").is_some(),
+        ev_spots_open_to_cars: f.ev_spots_open_to_cars.is_some(),
     };
     let lot = state
         .service
@@ -178,16 +221,24 @@ pub(super) struct LotPage {
     spots: Vec<crate::admin::SpotStatus>,
 }
 
+/// A lot's edit form: a blank field keeps the stored value.
+#[derive(Deserialize)]
+pub(super) struct LotEditForm {
+    #[serde(default, deserialize_with = "blank_is_none")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    default_cents_per_hour: Option<i64>,
+}
+
 pub(super) async fn update_lot(
     State(state): State<AppState>,
     axum::Extension(admin): axum::Extension<Admin>,
     LotPath(lot): LotPath,
-    body: Bytes,
+    PortalForm(f): PortalForm<LotEditForm>,
 ) -> PageResult {
-    let f = form(&body)?;
     let change = LotChange {
-        name: field(&f, "name").map(str::to_owned),
-        default_cents_per_hour: number(&f, "default_cents_per_hour")?,
+        name: f.name,
+        default_cents_per_hour: f.default_cents_per_hour,
         ev_spots_open_to_cars: None,
     };
     state

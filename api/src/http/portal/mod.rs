@@ -27,13 +27,15 @@ use crate::error::Error;
 use crate::http::AppState;
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
@@ -222,7 +224,7 @@ fn session_cookies(t: &SessionTokens) -> Vec<HeaderValue> {
 }
 
 /// An error shown as a page with the error's status.
-struct PortalError(Error);
+pub(super) struct PortalError(Error);
 
 #[derive(Template)]
 #[template(path = "portal/error.html")]
@@ -269,17 +271,60 @@ fn fields(text: &str) -> Result<HashMap<String, String>, PortalError> {
         .map_err(|e| PortalError(Error::BadRequest(format!("malformed form: {e}"))))
 }
 
-fn form(body: &Bytes) -> Result<HashMap<String, String>, PortalError> {
-    fields(std::str::from_utf8(body).map_err(|_| Error::BadRequest("form is not UTF-8".into()))?)
+/// A form post read into `T` by `axum::Form`. A body that is not a form is the portal's 415
+/// page, one that does not parse its 400, a field of the wrong kind its 422 naming the field.
+pub(super) struct PortalForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PortalForm<T> {
+    type Rejection = PortalError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, PortalError> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(FormRejection::FailedToDeserializeForm(e)) => Err(PortalError(Error::BadRequest(
+                format!("malformed form: {}", crate::http::extract::source_of(&e)),
+            ))),
+            Err(FormRejection::FailedToDeserializeFormBody(e)) => Err(PortalError(Error::Invalid(
+                crate::http::extract::source_of(&e),
+            ))),
+            Err(FormRejection::InvalidFormContentType(_)) => Err(PortalError(Error::rejected(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the form as `application/x-www-form-urlencoded`",
+            ))),
+            Err(e) => Err(PortalError(Error::BadRequest(e.body_text()))),
+        }
+    }
+}
+
+/// A form field as HTML sends it: every field is there, an empty one as "". Blank is `None`;
+/// anything else, trimmed, must parse as `T`.
+fn blank_is_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+{
+    let raw = Option::<String>::deserialize(d)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("`{v}` is not a {}", short_type::<T>()))),
+    }
+}
+
+fn short_type<T>() -> &'static str {
+    match std::any::type_name::<T>() {
+        "f64" | "f32" => "number",
+        "i64" | "u32" | "i32" | "u64" => "whole number",
+        _ => "valid value",
+    }
 }
 
 /// A non-empty field, trimmed.
 fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     f.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
-}
-
-fn required<'a>(f: &'a HashMap<String, String>, name: &str) -> Result<&'a str, PortalError> {
-    field(f, name).ok_or_else(|| PortalError(Error::Invalid(format!("`{name}` is required"))))
 }
 
 fn number<T: std::str::FromStr>(

@@ -5,7 +5,6 @@ use crate::accounts::Credentials;
 use crate::error::Error;
 use crate::http::{AppState, ClientIp};
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse};
@@ -32,20 +31,30 @@ pub(super) async fn login_page(RawQuery(q): RawQuery) -> PageResult {
     Ok(login_form(field(&f, "next").unwrap_or("/admin"), None)?.into_response())
 }
 
+/// The sign-in form.
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
 pub(super) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    body: Bytes,
+    PortalForm(f): PortalForm<LoginForm>,
 ) -> PageResult {
-    let f = form(&body)?;
     // Only a path of this portal: never an open redirect to another site.
-    let next = field(&f, "next")
+    let next = Some(f.next.trim())
         .filter(|n| n.starts_with("/admin") && !n.starts_with("//"))
         .unwrap_or("/admin")
         .to_owned();
     let credentials = Credentials {
-        email: field(&f, "email").unwrap_or_default().to_owned(),
-        password: f.get("password").cloned().unwrap_or_default(),
+        email: f.email.trim().to_owned(),
+        password: f.password,
     };
     let tokens = match state.accounts.login(credentials, &ip).await {
         Ok(t) => t,

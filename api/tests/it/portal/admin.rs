@@ -3,6 +3,7 @@
 use crate::{ADMIN, GATE, TestApp, assert_envelope};
 use axum::http::StatusCode;
 use serde_json::json;
+use tower::ServiceExt;
 
 pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(app: TestApp) {
     let session = app.admin_session("ops@example.com").await;
@@ -59,6 +60,27 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
         )
         .await;
     assert_eq!(nan.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        nan.text.contains("`lots` is not a whole number"),
+        "{}",
+        nan.text
+    );
+    // A body that is not a form is refused as such, with the envelope's code.
+    let json_post = parkflow_api::router(app.state.clone())
+        .oneshot(
+            axum::http::Request::builder()
+                .method("POST")
+                .uri("/admin/lots")
+                .header("host", "portal.test")
+                .header("origin", "http://portal.test")
+                .header("cookie", &session)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from("{\"name\": \"X\"}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(json_post.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Rename the lot and change its default rate.
     let edit = app
