@@ -225,6 +225,13 @@ mod tests {
         }
     }
 
+    /// The document as a client sees it: any change to the wire format shows up here, for
+    /// review (`cargo insta review`), before it reaches a client.
+    #[test]
+    fn the_document_is_as_reviewed() {
+        insta::assert_json_snapshot!("openapi", spec());
+    }
+
     #[test]
     fn every_schema_reference_resolves() {
         let text = spec().to_string();

@@ -87,7 +87,7 @@ pub async fn captured_for<'c>(db: impl Db<'c>, r: ReservationId) -> Result<Optio
 /// Every payment of `user`, oldest first.
 pub async fn of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM payments WHERE user_id = $1 ORDER BY created_at"
+        "SELECT {COLUMNS} FROM payments WHERE user_id = $1 ORDER BY created_at, id"
     )))
     .bind(user.0.to_string())
     .fetch_all(db)

@@ -362,3 +362,80 @@ on_both_stores!(
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
     every_text_a_user_sets_is_escaped_on_every_page,
 );
+
+/// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered
+/// with `on_both_stores!`: a scenario written but not listed would never run.
+#[test]
+fn every_scenario_runs_on_both_stores() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    let registered: std::collections::BTreeSet<&str> = main
+        .split(concat!("on_both_stores", "!("))
+        .nth(1)
+        .expect("main.rs registers the scenarios")
+        .split(')')
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut files = vec![dir.clone()];
+    let mut scenarios = Vec::new();
+    while let Some(d) = files.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && path != dir.join("main.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for part in text.split("pub async fn ").skip(1) {
+                    if let Some((name, rest)) = part.split_once('(')
+                        && rest.trim_start().starts_with("app: TestApp")
+                    {
+                        scenarios.push(name.trim().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(scenarios.len() > 40, "{scenarios:?}");
+    let missing: Vec<&String> = scenarios
+        .iter()
+        .filter(|s| !registered.contains(s.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not in on_both_stores!: {missing:?}");
+}
+
+/// `v` with what is random in it named by first appearance: each UUID becomes `[id N]` and
+/// each gate pass `[pass N]`, the same value the same name, so a snapshot still shows which
+/// fields refer to the same record.
+fn stable_ids(v: &Value) -> Value {
+    fn walk(v: &Value, seen: &mut Vec<String>) -> Value {
+        match v {
+            Value::String(s) => {
+                let kind = if s.parse::<uuid::Uuid>().is_ok() {
+                    "id"
+                } else if s.starts_with("pf1.") {
+                    "pass"
+                } else {
+                    return v.clone();
+                };
+                let n = seen.iter().position(|x| x == s).unwrap_or_else(|| {
+                    seen.push(s.clone());
+                    seen.len() - 1
+                });
+                Value::String(format!("[{kind} {}]", n + 1))
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, seen)).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), walk(v, seen)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    walk(v, &mut Vec::new())
+}

@@ -63,6 +63,8 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
     assert_eq!(e["notifications"].as_array().unwrap().len(), 2, "{e}");
     assert_eq!(e["payments"][0]["last4"], "4242", "{e}");
     let user_id = e["account"]["id"].as_str().unwrap().to_owned();
+    // The whole document, field by field, the same on both stores.
+    insta::assert_json_snapshot!("data_export", crate::stable_ids(e));
 
     // Prepaid balance: two top-ups (card, then wallet) and a goodwill credit of 1.00 that no
     // card or wallet can take back. Erasure is refused until the operator settles the credit.
