@@ -16,14 +16,16 @@ use std::sync::Arc;
 use uuid::Uuid;
 use warehouse_schema::{UserId, VehicleType};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
+    #[schema(schema_with = crate::schema::email)]
     pub email: String,
+    #[schema(schema_with = crate::schema::password)]
     pub password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionTokens {
     pub access_token: String,
@@ -33,20 +35,24 @@ pub struct SessionTokens {
     pub expires_in: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewVehicle {
+    #[schema(schema_with = crate::schema::plate)]
     pub plate: String,
+    #[schema(schema_with = crate::schema::line_8)]
     pub region: String,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Vehicle {
     pub id: Uuid,
     pub plate: String,
     pub region: String,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
 }
 
@@ -111,10 +117,12 @@ pub fn normalise_plate(raw: &str) -> Result<String> {
 }
 
 /// A point on the map: latitude and longitude in degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Point {
+    #[schema(schema_with = crate::schema::latitude)]
     pub latitude: f64,
+    #[schema(schema_with = crate::schema::longitude)]
     pub longitude: f64,
 }
 

@@ -79,18 +79,21 @@ pub struct ReservationRow {
     pub currency: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewInquiry {
+    #[schema(schema_with = crate::schema::line_200)]
     pub subject: String,
+    #[schema(schema_with = crate::schema::paragraphs_4000)]
     pub message: String,
     /// The reservation it is about, if any (it must be the driver's own).
     #[serde(default)]
+    #[schema(schema_with = crate::schema::nullable_uuid)]
     pub reservation_id: Option<ReservationId>,
 }
 
 /// A driver's question and, once given, the answer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inquiry {
     pub id: Uuid,

@@ -113,7 +113,7 @@ pub fn about_reservation(
 }
 
 /// A stored message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub id: i64,
@@ -180,7 +180,7 @@ fn notification(row: rows::MessageRow) -> Notification {
 }
 
 /// A driver's channel choices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Preferences {
     pub email: bool,

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use warehouse_schema::{LotId, ReservationId, UserId};
 
 /// What an erasure did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Erasure {
     pub cancelled_reservations: u64,

@@ -14,29 +14,34 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, UserId, VehicleType};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinWaitlist {
+    #[schema(schema_with = crate::schema::id)]
     pub lot_id: LotId,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     /// Book the first spot that frees up, instead of only telling the driver.
     #[serde(default)]
     pub auto_book: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitlistEntry {
     pub id: Uuid,
+    #[schema(value_type = i64)]
     pub lot_id: LotId,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     pub auto_book: bool,
     pub status: WaitlistStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub reservation_id: Option<ReservationId>,
     /// Why a `failed` entry could not be served.
     #[serde(skip_serializing_if = "Option::is_none")]

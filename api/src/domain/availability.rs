@@ -24,11 +24,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
 /// A spot that is free for a whole window.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FreeSpot {
+    #[schema(value_type = i64)]
     pub spot_id: SpotId,
     pub label: String,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     /// Metres from the point the driver gave (their workplace), when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::extract::*;
+use super::wire::*;
 use crate::accounts::{Credentials, NewVehicle, Point};
 use crate::error::Error;
 use axum::Json;
@@ -10,14 +11,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use serde_json::json;
 
 pub(super) async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, Error> {
     let user = state.accounts.register(body).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "userId": user }))))
+    Ok((StatusCode::CREATED, Json(UserCreated { user_id: user })))
 }
 
 pub(super) async fn login(
@@ -58,9 +58,9 @@ pub(super) async fn list_vehicles(
     caller: Caller,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    Ok(Json(
-        json!({ "vehicles": state.accounts.vehicles(user).await? }),
-    ))
+    Ok(Json(Vehicles {
+        vehicles: state.accounts.vehicles(user).await?,
+    }))
 }
 
 pub(super) async fn set_workplace(
@@ -70,7 +70,9 @@ pub(super) async fn set_workplace(
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
     state.accounts.set_workplace(user, at).await?;
-    Ok(Json(json!({ "workplace": at })))
+    Ok(Json(Workplace {
+        workplace: Some(at),
+    }))
 }
 
 pub(super) async fn get_workplace(
@@ -78,9 +80,9 @@ pub(super) async fn get_workplace(
     caller: Caller,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    Ok(Json(
-        json!({ "workplace": state.accounts.workplace(user).await? }),
-    ))
+    Ok(Json(Workplace {
+        workplace: state.accounts.workplace(user).await?,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -130,7 +132,10 @@ pub(super) async fn delete_me(
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
     let erasure = state.service.erase_user(user, state.service.now()).await?;
-    Ok(Json(json!({ "deleted": true, "erasure": erasure })))
+    Ok(Json(Erased {
+        deleted: true,
+        erasure,
+    }))
 }
 
 /// The driver's in-app inbox: their messages, newest first.
@@ -144,5 +149,5 @@ pub(super) async fn list_notifications(
         return Err(Error::Invalid("limit is 1 to 100".into()));
     }
     let items = crate::notifications::of_user(state.service.store(), user, q.limit).await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Notifications { items }))
 }

@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::extract::*;
+use super::wire::*;
 use crate::error::Error;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::json;
 
 pub(super) async fn open_inquiry(
     State(state): State<AppState>,
@@ -24,7 +24,7 @@ pub(super) async fn list_inquiries(
     caller: Caller,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    Ok(Json(
-        json!({ "inquiries": state.service.inquiries_of(user).await? }),
-    ))
+    Ok(Json(Inquiries {
+        inquiries: state.service.inquiries_of(user).await?,
+    }))
 }

@@ -1,6 +1,7 @@
 //! Lots, their rates, and the spots free for a window.
 
 use super::extract::*;
+use super::wire::*;
 use super::{AppState, Role};
 use crate::accounts::Point;
 use crate::error::Error;
@@ -11,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::json;
 use warehouse_schema::{LotId, VehicleType};
 
 #[derive(Deserialize)]
@@ -38,7 +38,7 @@ pub(super) async fn list_lots(
         Some(p) => state.service.lots_near(p).await?,
         None => state.service.lots().await?,
     };
-    Ok(Json(json!({ "lots": lots })))
+    Ok(Json(Lots { lots }))
 }
 
 pub(super) async fn create_lot(
@@ -80,7 +80,7 @@ pub(super) async fn put_rates(
 ) -> Result<impl IntoResponse, Error> {
     caller.require(&[Role::Pricing, Role::Admin], "publish rates")?;
     let published = state.service.publish_rates(lot, body.rates).await?;
-    Ok(Json(json!({ "published": published })))
+    Ok(Json(Published { published }))
 }
 
 #[derive(Deserialize)]
@@ -111,7 +111,10 @@ pub(super) async fn free_spots(
         .service
         .free_spots(q.lot_id, window, q.vehicle_type, near)
         .await?;
-    Ok(Json(
-        json!({ "lotId": q.lot_id, "startAt": q.start_at, "endAt": q.end_at, "spots": spots }),
-    ))
+    Ok(Json(FreeSpots {
+        lot_id: q.lot_id,
+        start_at: q.start_at,
+        end_at: q.end_at,
+        spots,
+    }))
 }

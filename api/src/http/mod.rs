@@ -14,6 +14,7 @@ mod payments;
 pub mod portal;
 mod reservations;
 mod waitlist;
+pub mod wire;
 
 pub use extract::{
     ApiJson, ApiQuery, Caller, ClientIp, Id, LotPath, MaybeCaller, client_address, from_json_value,
@@ -31,7 +32,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
-use serde_json::json;
 use std::sync::Arc;
 
 /// Who is calling: staff and services by static bearer token, drivers (and admin accounts) by
@@ -206,9 +206,9 @@ async fn envelope_framework_rejections(response: Response) -> Response {
     enveloped
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Error> {
+async fn healthz(State(state): State<AppState>) -> Result<Json<wire::Health>, Error> {
     state.service.store().outbox_head().await?;
-    Ok(Json(json!({ "status": "ok" })))
+    Ok(Json(wire::Health { status: "ok" }))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::extract::*;
+use super::wire::*;
 use crate::error::Error;
 use crate::http::idempotency::Keyed;
 use axum::Json;
@@ -84,7 +85,9 @@ pub(super) async fn get_balance(
     caller: Caller,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    Ok(Json(json!({ "cents": state.service.balance(user).await? })))
+    Ok(Json(Balance {
+        cents: state.service.balance(user).await?,
+    }))
 }
 
 /// The gateway's signed events (`X-Gateway-Signature`: HMAC-SHA256 of the body, base64url).
@@ -98,5 +101,5 @@ pub(super) async fn payment_webhook(
         .and_then(|v| v.to_str().ok())
         .ok_or(Error::Unauthorized)?;
     let handled = state.service.gateway_webhook(&body, signature).await?;
-    Ok(Json(json!({ "handled": handled })))
+    Ok(Json(Handled { handled }))
 }

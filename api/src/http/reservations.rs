@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::extract::*;
+use super::wire::*;
 use crate::accounts::Point;
 use crate::error::Error;
 use crate::http::idempotency::Keyed;
@@ -73,12 +74,12 @@ pub(super) async fn create_reservation(
                 near: body.near.map(Point::pair),
             };
             let (reservation, pass) = state.service.book(user, req, &key).await?;
-            let mut out = json!(reservation);
-            out["reservationId"] = json!(reservation.id);
-            if let Some(pass) = pass {
-                out["pass"] = json!(pass);
-            }
-            Ok((StatusCode::CREATED, out))
+            let out = ReservationWithPass {
+                reservation_id: reservation.id,
+                reservation,
+                pass,
+            };
+            Ok((StatusCode::CREATED, json!(out)))
         })
         .await
 }
@@ -165,9 +166,12 @@ pub(super) async fn list_reservations(
         .service
         .reservations_of(user, p.page, p.per_page)
         .await?;
-    Ok(Json(
-        json!({ "items": items, "page": p.page, "perPage": p.per_page, "total": total }),
-    ))
+    Ok(Json(ReservationPage {
+        items,
+        page: p.page,
+        per_page: p.per_page,
+        total,
+    }))
 }
 
 pub(super) async fn get_reservation(
@@ -194,7 +198,9 @@ pub(super) async fn cancel_reservation(
         .service
         .cancel_reservation(user, ReservationId(id))
         .await?;
-    Ok(Json(
-        json!({ "reservationId": r.id, "cancellationId": r.cancellation_id, "status": r.status }),
-    ))
+    Ok(Json(Cancellation {
+        reservation_id: r.id,
+        cancellation_id: r.cancellation_id,
+        status: r.status,
+    }))
 }

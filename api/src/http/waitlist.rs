@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::extract::*;
+use super::wire::*;
 use crate::error::Error;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::json;
 use uuid::Uuid;
 
 pub(super) async fn join_waitlist(
@@ -25,9 +25,9 @@ pub(super) async fn list_waitlist(
     caller: Caller,
 ) -> Result<impl IntoResponse, Error> {
     let user = caller.driver()?;
-    Ok(Json(
-        json!({ "items": state.service.waitlist_of(user).await? }),
-    ))
+    Ok(Json(WaitlistEntries {
+        items: state.service.waitlist_of(user).await?,
+    }))
 }
 
 pub(super) async fn withdraw_waitlist(

@@ -24,11 +24,19 @@ use warehouse_schema::{PaymentId, UserId};
 
 /// How the driver pays. Tokens come from the gateway's client-side SDK; parkflow never sees the
 /// card itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "method", rename_all = "camelCase", deny_unknown_fields)]
 pub enum PaymentMethod {
-    Card { token: String, last4: String },
-    Wallet { token: String },
+    Card {
+        #[schema(schema_with = crate::schema::card_token)]
+        token: String,
+        #[schema(schema_with = crate::schema::last4)]
+        last4: String,
+    },
+    Wallet {
+        #[schema(schema_with = crate::schema::wallet_token)]
+        token: String,
+    },
     Balance,
 }
 
@@ -81,7 +89,7 @@ impl PaymentMethod {
 pub use crate::config::{PaymentsConfig, RefundTier};
 
 /// A stored payment, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRecord {
     pub id: String,
@@ -129,14 +137,16 @@ fn owner(row: &PaymentRow) -> Result<UserId> {
 }
 
 /// A gateway webhook event (the body the gateway posts, signed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookEvent {
+    #[schema(schema_with = crate::schema::non_empty)]
     pub event_id: String,
     /// `payment.reversed` (a chargeback or a late failure).
     #[serde(rename = "type")]
     pub kind: String,
     /// The gateway's reference of the charge.
+    #[schema(schema_with = crate::schema::non_empty)]
     pub reference: String,
 }
 

@@ -72,15 +72,19 @@ pub struct ReservationChange {
     pub near: Option<(f64, f64)>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reservation {
+    #[schema(value_type = String, format = Uuid)]
     pub id: ReservationId,
+    #[schema(value_type = i64)]
     pub lot_id: LotId,
+    #[schema(value_type = i64)]
     pub spot_id: SpotId,
     pub spot_label: String,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vehicle_id: Option<Uuid>,
@@ -93,15 +97,17 @@ pub struct Reservation {
     pub cancellation_id: Option<uuid::Uuid>,
     /// The parking session opened at the gate for this reservation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub session_id: Option<SessionId>,
 }
 
 pub use crate::domain::ReservationStatus;
 
 /// The signed pass of a reservation, shown as a QR code or sent over NFC at the gate.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GatePass {
+    #[schema(value_type = String, format = Uuid)]
     pub reservation_id: ReservationId,
     pub pass: String,
     /// The gate opens for it from `entryFrom` until `entryUntil`.

@@ -35,17 +35,24 @@ pub const MAX_SPOTS_PER_LOT: u32 = 5_000;
 /// An hourly rate above this is refused as a likely unit mistake (cents, not dollars).
 pub const MAX_CENTS_PER_HOUR: i64 = 100_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewLot {
+    #[schema(schema_with = crate::schema::line_200)]
     pub name: String,
+    #[schema(schema_with = crate::schema::time_zone)]
     pub time_zone: String,
+    #[schema(schema_with = crate::schema::latitude)]
     pub latitude: f64,
+    #[schema(schema_with = crate::schema::longitude)]
     pub longitude: f64,
     #[serde(default = "default_currency")]
+    #[schema(schema_with = crate::schema::currency, default = "USD")]
     pub currency: String,
+    #[schema(schema_with = crate::schema::cents)]
     pub default_cents_per_hour: i64,
     /// Number of spots to create per spot type.
+    #[schema(schema_with = crate::schema::spot_counts)]
     pub spots: BTreeMap<VehicleType, u32>,
     /// Let cars use EV spots (as their last choice); by default an EV spot takes only EVs.
     #[serde(default)]
@@ -70,9 +77,10 @@ pub fn currency_code(code: &str) -> Result<String> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lot {
+    #[schema(value_type = i64)]
     pub id: LotId,
     pub name: String,
     pub time_zone: String,
@@ -99,16 +107,20 @@ pub struct CheckInRequest {
     pub user_id: Option<UserId>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckInReceipt {
+    #[schema(value_type = String)]
     pub session_id: SessionId,
+    #[schema(value_type = i64)]
     pub lot_id: LotId,
+    #[schema(value_type = i64)]
     pub spot_id: SpotId,
     pub spot_label: String,
     pub entered_at: DateTime<Utc>,
     /// The reservation this stay belongs to (entry by pass or by a reserved plate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub reservation_id: Option<ReservationId>,
 }
 
@@ -118,26 +130,33 @@ pub struct ExitRequest {
     pub session_id: SessionId,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExitReceipt {
+    #[schema(value_type = String)]
     pub session_id: SessionId,
     pub duration_s: i64,
     pub amount_cents: i64,
     pub currency: String,
     pub cents_per_hour: i64,
+    #[schema(schema_with = crate::schema::band)]
     pub band: TimeBand,
     /// A reserved stay pays its quote, plus any time past the reserved end at the rate above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub reservation_id: Option<ReservationId>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rate {
+    #[schema(schema_with = crate::schema::band)]
     pub band: TimeBand,
+    #[schema(schema_with = crate::schema::day_kind)]
     pub day_kind: DayKind,
+    #[schema(schema_with = crate::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
+    #[schema(schema_with = crate::schema::cents)]
     pub cents_per_hour: i64,
     /// When omitted on publishing: now.
     #[serde(default)]
@@ -157,15 +176,17 @@ impl From<RatePublished> for Rate {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishRates {
+    #[schema(min_items = 1, max_items = 1000)]
     pub rates: Vec<Rate>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RateSchedule {
+    #[schema(value_type = i64)]
     pub lot_id: LotId,
     pub currency: String,
     pub default_cents_per_hour: i64,
