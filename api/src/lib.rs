@@ -17,7 +17,6 @@ pub use http::portal;
 pub mod lifecycle;
 pub mod metrics;
 pub mod notifications;
-pub mod openapi;
 pub mod passes;
 pub mod payments;
 pub mod privacy;

@@ -267,3 +267,8 @@ pub fn top_up_payment() -> RefOr<Schema> {
 pub fn nullable_currency() -> RefOr<Schema> {
     nullable(currency())
 }
+
+/// The gateway webhook events handled.
+pub fn webhook_kind() -> Object {
+    names(vec!["payment.reversed"])
+}

@@ -28,9 +28,11 @@ pub(super) async fn login(
     Ok(Json(state.accounts.login(body, &ip).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = Refresh)]
 pub(super) struct RefreshBody {
+    #[schema(schema_with = crate::schema::non_empty)]
     refresh_token: String,
 }
 

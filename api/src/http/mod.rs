@@ -10,6 +10,7 @@ mod gates;
 pub mod idempotency;
 mod inquiries;
 mod lots;
+pub mod openapi;
 mod payments;
 pub mod portal;
 mod reservations;
@@ -71,8 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts", post(accounts::register))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/refresh", post(accounts::refresh))
-        .route("/openapi.json", get(crate::openapi::document))
-        .route("/docs", get(crate::openapi::docs_page))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs_page))
         .route(
             "/v1/vehicles",
             get(accounts::list_vehicles).post(accounts::add_vehicle),
@@ -228,3 +229,48 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
 }
+
+/// Every body the API reads or answers with, for the OpenAPI document: their schemas, and those
+/// of the types they contain, derived from the Rust types (utoipa).
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    wire::ErrorBody,
+    crate::accounts::Credentials,
+    accounts::RefreshBody,
+    wire::UserCreated,
+    crate::accounts::SessionTokens,
+    crate::accounts::Point,
+    wire::Workplace,
+    crate::accounts::NewVehicle,
+    wire::Vehicles,
+    crate::service::NewLot,
+    wire::Lots,
+    crate::service::PublishRates,
+    wire::Published,
+    crate::service::RateSchedule,
+    crate::notifications::Preferences,
+    wire::Notifications,
+    wire::Balance,
+    crate::waitlist::JoinWaitlist,
+    wire::WaitlistEntries,
+    crate::admin::NewInquiry,
+    wire::Inquiries,
+    crate::payments::PaymentMethod,
+    payments::TopUpBody,
+    crate::payments::PaymentRecord,
+    crate::payments::WebhookEvent,
+    wire::Handled,
+    reservations::ReservationBody,
+    reservations::ChangeBody,
+    wire::ReservationWithPass,
+    wire::ReservationPage,
+    wire::Cancellation,
+    crate::gates::GateEntry,
+    crate::gates::GateExit,
+    crate::service::CheckInReceipt,
+    crate::service::ExitReceipt,
+    wire::FreeSpots,
+    wire::Erased,
+    wire::Health,
+)))]
+pub(crate) struct WireTypes;

@@ -52,13 +52,17 @@ pub(super) async fn pay_reservation(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = TopUp)]
 pub(super) struct TopUpBody {
+    #[schema(schema_with = crate::schema::top_up_cents)]
     amount_cents: i64,
+    #[schema(schema_with = crate::schema::top_up_payment)]
     payment: crate::payments::PaymentMethod,
-    /// The balance's currency (its first top-up fixes it; later ones must match).
+    /// The balance's currency: the first top-up fixes it (default USD), later ones must match.
     #[serde(default)]
+    #[schema(schema_with = crate::schema::nullable_currency)]
     currency: Option<String>,
 }
 

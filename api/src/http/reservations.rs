@@ -17,15 +17,20 @@ use serde_json::json;
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
-#[derive(Deserialize)]
+/// A booking: exactly one of `vehicleType` and `vehicleId` (one of the driver's vehicles).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = NewReservation)]
 pub(super) struct ReservationBody {
+    #[schema(schema_with = crate::schema::id)]
     lot_id: LotId,
     #[serde(default)]
+    #[schema(schema_with = crate::schema::nullable_id)]
     spot_id: Option<SpotId>,
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
     #[serde(default)]
+    #[schema(schema_with = crate::schema::nullable_vehicle_type)]
     vehicle_type: Option<VehicleType>,
     #[serde(default)]
     vehicle_id: Option<Uuid>,
@@ -84,18 +89,23 @@ pub(super) async fn create_reservation(
         .await
 }
 
-#[derive(Deserialize)]
+/// A change before the start: at least one field, at most one of `vehicleType` and
+/// `vehicleId`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ReservationChange)]
 pub(super) struct ChangeBody {
     #[serde(default)]
     start_at: Option<DateTime<Utc>>,
     #[serde(default)]
     end_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(schema_with = crate::schema::nullable_vehicle_type)]
     vehicle_type: Option<VehicleType>,
     #[serde(default)]
     vehicle_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(schema_with = crate::schema::nullable_id)]
     spot_id: Option<SpotId>,
     #[serde(default)]
     near: Option<Point>,

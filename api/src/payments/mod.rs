@@ -91,6 +91,7 @@ pub use crate::config::{PaymentsConfig, RefundTier};
 /// A stored payment, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Payment)]
 pub struct PaymentRecord {
     pub id: String,
     pub purpose: String,
@@ -139,11 +140,13 @@ fn owner(row: &PaymentRow) -> Result<UserId> {
 /// A gateway webhook event (the body the gateway posts, signed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = GatewayEvent)]
 pub struct WebhookEvent {
     #[schema(schema_with = crate::schema::non_empty)]
     pub event_id: String,
     /// `payment.reversed` (a chargeback or a late failure).
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::schema::webhook_kind)]
     pub kind: String,
     /// The gateway's reference of the charge.
     #[schema(schema_with = crate::schema::non_empty)]

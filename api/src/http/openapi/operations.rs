@@ -11,7 +11,7 @@ pub(super) fn operations() -> Vec<Op> {
             "Liveness and database check",
             Anyone,
             None,
-            (200, "Status"),
+            (200, "Health"),
         ),
         op(
             "get",
@@ -188,7 +188,7 @@ pub(super) fn operations() -> Vec<Op> {
             "Erase the driver's account: upcoming reservations cancelled, plates removed, the rest keyed only by the random user id",
             Driver,
             None,
-            (200, "Erasure"),
+            (200, "Erased"),
         ),
         Op {
             params: &[("limit", "query", false, "1 to 100, default 50", Kind::Limit)],

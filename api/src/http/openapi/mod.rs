@@ -209,7 +209,7 @@ mod tests {
     /// HTTP in the API tests: every described operation is routed).
     #[test]
     fn every_route_is_described() {
-        let source = include_str!("../http/mod.rs");
+        let source = include_str!("../mod.rs");
         let routes: Vec<&str> = source
             .split(".route(")
             .skip(1)
