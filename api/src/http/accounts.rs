@@ -12,6 +12,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    summary = "Register a driver",
+    request_body = crate::accounts::Credentials,
+    responses(
+        (status = 201, description = "OK", body = crate::http::wire::UserCreated),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -20,6 +30,16 @@ pub(super) async fn register(
     Ok((StatusCode::CREATED, Json(UserCreated { user_id: user })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    summary = "Log in: a short-lived access token and a refresh token; failed attempts are limited per account and per IP (429)",
+    request_body = crate::accounts::Credentials,
+    responses(
+        (status = 200, description = "OK", body = crate::accounts::SessionTokens),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -36,6 +56,16 @@ pub(super) struct RefreshBody {
     refresh_token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/refresh",
+    summary = "Spend a refresh token for new tokens",
+    request_body = crate::http::accounts::RefreshBody,
+    responses(
+        (status = 200, description = "OK", body = crate::accounts::SessionTokens),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -43,6 +73,17 @@ pub(super) async fn refresh(
     Ok(Json(state.accounts.refresh(&body.refresh_token).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/vehicles",
+    summary = "Register a vehicle (plate, region, vehicle type)",
+    request_body = crate::accounts::NewVehicle,
+    responses(
+        (status = 201, description = "OK", body = crate::accounts::Vehicle),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn add_vehicle(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,6 +96,16 @@ pub(super) async fn add_vehicle(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles",
+    summary = "The driver's vehicles",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Vehicles),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn list_vehicles(
     State(state): State<AppState>,
     caller: Caller,
@@ -65,6 +116,17 @@ pub(super) async fn list_vehicles(
     }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/me/workplace",
+    summary = "Save the driver's workplace: lots and spots nearest to it come first",
+    request_body = crate::accounts::Point,
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Workplace),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn set_workplace(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,6 +139,16 @@ pub(super) async fn set_workplace(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/me/workplace",
+    summary = "The driver's saved workplace",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Workplace),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn get_workplace(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,6 +170,16 @@ pub(super) fn inbox_size() -> i64 {
     50
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/me/notification-preferences",
+    summary = "The driver's channels: e-mail and push (in-app is always on)",
+    responses(
+        (status = 200, description = "OK", body = crate::notifications::Preferences),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn get_preferences(
     State(state): State<AppState>,
     caller: Caller,
@@ -108,6 +190,17 @@ pub(super) async fn get_preferences(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/me/notification-preferences",
+    summary = "Choose the channels: `{\"email\": true, \"push\": false}`",
+    request_body = crate::notifications::Preferences,
+    responses(
+        (status = 200, description = "OK", body = crate::notifications::Preferences),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn put_preferences(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,6 +212,16 @@ pub(super) async fn put_preferences(
 }
 
 /// Everything stored about the calling driver.
+#[utoipa::path(
+    get,
+    path = "/v1/me/export",
+    summary = "Everything stored about the driver: account, vehicles, reservations, stays, messages",
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn export_me(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,6 +231,16 @@ pub(super) async fn export_me(
 }
 
 /// Erase the calling driver's account.
+#[utoipa::path(
+    delete,
+    path = "/v1/me",
+    summary = "Erase the driver's account: upcoming reservations cancelled, plates removed, the rest keyed only by the random user id",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Erased),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn delete_me(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +254,19 @@ pub(super) async fn delete_me(
 }
 
 /// The driver's in-app inbox: their messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications",
+    summary = "The driver's messages, newest first",
+    params(
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 50", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Notifications),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn list_notifications(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,6 +9,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+#[utoipa::path(
+    post,
+    path = "/v1/inquiries",
+    summary = "Ask the operator something (optionally about one of the driver's reservations); admins answer in the portal and the answer arrives as a message",
+    request_body = crate::admin::NewInquiry,
+    responses(
+        (status = 201, description = "OK", body = crate::admin::Inquiry),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn open_inquiry(
     State(state): State<AppState>,
     caller: Caller,
@@ -19,6 +30,16 @@ pub(super) async fn open_inquiry(
     Ok((StatusCode::CREATED, Json(inquiry)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/inquiries",
+    summary = "The driver's inquiries with their answers, newest first",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Inquiries),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn list_inquiries(
     State(state): State<AppState>,
     caller: Caller,

@@ -27,6 +27,18 @@ pub(super) fn parse_near(raw: Option<&str>) -> Result<Option<Point>, Error> {
 
 /// Every lot with free spots and the rate now; with `near=lat,lng` (or a driver's saved
 /// workplace) each with its distance, nearest first.
+#[utoipa::path(
+    get,
+    path = "/v1/lots",
+    summary = "Lots with capacity, free spots and the rate now; nearest first when a point or workplace is known",
+    params(
+        ("near" = Option<String>, Query, description = "latitude,longitude to measure distances from (default: the driver's workplace)", pattern = "^-?(90(\\.0{1,8})?|[1-8]?[0-9](\\.[0-9]{1,8})?),-?(180(\\.0{1,8})?|(1[0-7][0-9]|[1-9]?[0-9])(\\.[0-9]{1,8})?)$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Lots),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn list_lots(
     State(state): State<AppState>,
     caller: MaybeCaller,
@@ -41,6 +53,18 @@ pub(super) async fn list_lots(
     Ok(Json(Lots { lots }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/lots",
+    summary = "Create a lot with spots per vehicle type",
+    description = "Static bearer token of: admin.",
+    request_body = crate::service::NewLot,
+    responses(
+        (status = 201, description = "OK", body = crate::service::Lot),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("staff" = [])),
+)]
 pub(super) async fn create_lot(
     State(state): State<AppState>,
     caller: Caller,
@@ -58,6 +82,18 @@ pub(super) async fn create_lot(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/lots/{lot_id}",
+    summary = "One lot",
+    params(
+        ("lot_id" = i64, Path, description = "lot id", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::service::Lot),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn get_lot(
     State(state): State<AppState>,
     LotPath(lot): LotPath,
@@ -65,6 +101,18 @@ pub(super) async fn get_lot(
     Ok(Json(state.service.lot(lot).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/lots/{lot_id}/rates",
+    summary = "Rates in force and announced",
+    params(
+        ("lot_id" = i64, Path, description = "lot id", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::service::RateSchedule),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn get_rates(
     State(state): State<AppState>,
     LotPath(lot): LotPath,
@@ -72,6 +120,21 @@ pub(super) async fn get_rates(
     Ok(Json(state.service.rate_schedule(lot).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/lots/{lot_id}/rates",
+    summary = "Publish rates (per band, day kind, vehicle type, effective from)",
+    description = "Static bearer token of: pricing or admin.",
+    params(
+        ("lot_id" = i64, Path, description = "lot id", minimum = 1),
+    ),
+    request_body = crate::service::PublishRates,
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Published),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("staff" = [])),
+)]
 pub(super) async fn put_rates(
     State(state): State<AppState>,
     caller: Caller,
@@ -96,6 +159,22 @@ pub(super) struct SpotQuery {
 
 /// Spots free for the whole window (no login needed); nearest to `near` or to the calling
 /// driver's workplace first, within the best fit.
+#[utoipa::path(
+    get,
+    path = "/v1/parkingspots",
+    summary = "Spots free for the whole window, best fit then nearest first; answered from the in-memory availability index",
+    params(
+        ("lot-id" = i64, Query, description = "lot id", minimum = 1),
+        ("start-at" = chrono::DateTime<chrono::Utc>, Query, description = "RFC 3339 with offset"),
+        ("end-at" = chrono::DateTime<chrono::Utc>, Query, description = "RFC 3339 with offset"),
+        ("vehicle-type" = String, Query, description = "car, ev, motorcycle or van", pattern = "^(car|ev|motorcycle|van)$"),
+        ("near" = Option<String>, Query, description = "latitude,longitude to measure distances from (default: the driver's workplace)", pattern = "^-?(90(\\.0{1,8})?|[1-8]?[0-9](\\.[0-9]{1,8})?),-?(180(\\.0{1,8})?|(1[0-7][0-9]|[1-9]?[0-9])(\\.[0-9]{1,8})?)$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::FreeSpots),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn free_spots(
     State(state): State<AppState>,
     caller: MaybeCaller,

@@ -207,11 +207,29 @@ async fn envelope_framework_rejections(response: Response) -> Response {
     enveloped
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "Liveness and database check",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Health),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 async fn healthz(State(state): State<AppState>) -> Result<Json<wire::Health>, Error> {
     state.service.store().outbox_head().await?;
     Ok(Json(wire::Health { status: "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses(
+        (status = 200, description = "OK", body = String, content_type = "application/openmetrics-text"),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
@@ -230,10 +248,59 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Every body the API reads or answers with, for the OpenAPI document: their schemas, and those
-/// of the types they contain, derived from the Rust types (utoipa).
+/// The OpenAPI document, derived from the code: each operation from its handler's
+/// `#[utoipa::path]` (next to the handler, so route and description are written together),
+/// each schema from the Rust type of the body (utoipa's `ToSchema`), the limits the server
+/// enforces from `crate::schema`.
 #[derive(utoipa::OpenApi)]
-#[openapi(components(schemas(
+#[openapi(
+    info(
+        title = "parkflow operational API",
+        description = "Lots, availability, reservations that never double-book, gate passes, entries and exits. Times are RFC 3339 with an offset. Every error is {\"error\": {\"code\", \"message\"}} with a 4xx for bad input."
+    ),
+    paths(
+        openapi::docs::docs_page,
+        healthz,
+        metrics,
+        openapi::document,
+        accounts::register,
+        gates::entry,
+        gates::exit,
+        inquiries::list_inquiries,
+        inquiries::open_inquiry,
+        lots::list_lots,
+        lots::create_lot,
+        lots::get_lot,
+        lots::get_rates,
+        lots::put_rates,
+        accounts::delete_me,
+        payments::get_balance,
+        payments::top_up,
+        accounts::export_me,
+        accounts::get_preferences,
+        accounts::put_preferences,
+        accounts::get_workplace,
+        accounts::set_workplace,
+        accounts::list_notifications,
+        lots::free_spots,
+        payments::payment_webhook,
+        reservations::list_reservations,
+        reservations::create_reservation,
+        reservations::get_reservation,
+        reservations::modify_reservation,
+        reservations::cancel_reservation,
+        reservations::get_pass,
+        payments::pay_reservation,
+        accounts::login,
+        accounts::refresh,
+        accounts::list_vehicles,
+        accounts::add_vehicle,
+        waitlist::list_waitlist,
+        waitlist::join_waitlist,
+        waitlist::withdraw_waitlist,
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(
     wire::ErrorBody,
     crate::accounts::Credentials,
     accounts::RefreshBody,
@@ -272,5 +339,35 @@ async fn metrics(State(state): State<AppState>) -> Response {
     wire::FreeSpots,
     wire::Erased,
     wire::Health,
-)))]
-pub(crate) struct WireTypes;
+))
+)]
+pub(crate) struct ApiDoc;
+
+/// Who may call what: a driver's access token, or a static staff token.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "driver",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("access token from POST /v1/sessions"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "staff",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("static admin, gate or pricing token"))
+                    .build(),
+            ),
+        );
+    }
+}

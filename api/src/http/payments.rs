@@ -33,6 +33,21 @@ pub(super) fn paid(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{reservation_id}/payments",
+    summary = "Pay a reservation by card token, wallet token or balance (Idempotency-Key required; 402 when declined)",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+        ("Idempotency-Key" = String, Header, description = "the same key with the same request returns the first answer again; with another request it is refused (422)", min_length = 1, max_length = 200, pattern = "^[!-~]+$"),
+    ),
+    request_body = crate::payments::PaymentMethod,
+    responses(
+        (status = 201, description = "OK", body = crate::payments::PaymentRecord),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn pay_reservation(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,6 +81,20 @@ pub(super) struct TopUpBody {
     currency: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/me/balance/top-ups",
+    summary = "Top up the prepaid balance by card or wallet token (Idempotency-Key required)",
+    params(
+        ("Idempotency-Key" = String, Header, description = "the same key with the same request returns the first answer again; with another request it is refused (422)", min_length = 1, max_length = 200, pattern = "^[!-~]+$"),
+    ),
+    request_body = crate::http::payments::TopUpBody,
+    responses(
+        (status = 201, description = "OK", body = crate::payments::PaymentRecord),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn top_up(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,6 +113,16 @@ pub(super) async fn top_up(
         .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/me/balance",
+    summary = "The driver's prepaid balance",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Balance),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn get_balance(
     State(state): State<AppState>,
     caller: Caller,
@@ -95,6 +134,16 @@ pub(super) async fn get_balance(
 }
 
 /// The gateway's signed events (`X-Gateway-Signature`: HMAC-SHA256 of the body, base64url).
+#[utoipa::path(
+    post,
+    path = "/v1/payments/webhook",
+    summary = "The payment gateway's signed events (X-Gateway-Signature); each event id is handled once",
+    request_body = crate::payments::WebhookEvent,
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Handled),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub(super) async fn payment_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

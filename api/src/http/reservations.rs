@@ -54,6 +54,20 @@ fn vehicle_choice(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reservations",
+    summary = "Reserve a spot (named, or the best free one) for a window; answers with the price quote and the gate pass",
+    params(
+        ("Idempotency-Key" = String, Header, description = "the same key with the same request returns the first answer again; with another request it is refused (422)", min_length = 1, max_length = 200, pattern = "^[!-~]+$"),
+    ),
+    request_body = crate::http::reservations::ReservationBody,
+    responses(
+        (status = 201, description = "OK", body = crate::http::wire::ReservationWithPass),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn create_reservation(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,6 +125,20 @@ pub(super) struct ChangeBody {
     near: Option<Point>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/reservations/{reservation_id}",
+    summary = "Change window, vehicle or spot before the start, with the same no-overlap guarantee",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+    ),
+    request_body = crate::http::reservations::ChangeBody,
+    responses(
+        (status = 200, description = "OK", body = crate::reservations::Reservation),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn modify_reservation(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +161,19 @@ pub(super) async fn modify_reservation(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reservations/{reservation_id}/pass",
+    summary = "The signed gate pass (QR/NFC) and its entry window",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::reservations::GatePass),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn get_pass(
     State(state): State<AppState>,
     caller: Caller,
@@ -161,6 +202,20 @@ pub(super) fn page_size() -> u32 {
     20
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reservations",
+    summary = "The driver's reservations, latest start first",
+    params(
+        ("page" = Option<i64>, Query, description = "from 1", minimum = 1, maximum = 4294967295.0),
+        ("perPage" = Option<i64>, Query, description = "1 to 100", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::ReservationPage),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn list_reservations(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,6 +239,19 @@ pub(super) async fn list_reservations(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reservations/{reservation_id}",
+    summary = "One of the driver's reservations (others' are 404)",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::reservations::Reservation),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn get_reservation(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,6 +266,19 @@ pub(super) async fn get_reservation(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{reservation_id}/cancel",
+    summary = "Cancel: answers with a cancellation id",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::Cancellation),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn cancel_reservation(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,6 +10,17 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use uuid::Uuid;
 
+#[utoipa::path(
+    post,
+    path = "/v1/waitlist",
+    summary = "Wait for a full lot's window (409 when spots are free); `autoBook` books the first spot that frees up",
+    request_body = crate::waitlist::JoinWaitlist,
+    responses(
+        (status = 201, description = "OK", body = crate::waitlist::WaitlistEntry),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn join_waitlist(
     State(state): State<AppState>,
     caller: Caller,
@@ -20,6 +31,16 @@ pub(super) async fn join_waitlist(
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/waitlist",
+    summary = "The driver's waitlist entries, newest first",
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::WaitlistEntries),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn list_waitlist(
     State(state): State<AppState>,
     caller: Caller,
@@ -30,6 +51,19 @@ pub(super) async fn list_waitlist(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/waitlist/{entry_id}",
+    summary = "Leave the waitlist",
+    params(
+        ("entry_id" = String, Path, description = "waitlist entry id", format = Uuid),
+    ),
+    responses(
+        (status = 204, description = "Done; no body"),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
 pub(super) async fn withdraw_waitlist(
     State(state): State<AppState>,
     caller: Caller,

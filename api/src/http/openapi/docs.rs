@@ -38,6 +38,15 @@ pub(super) fn text(v: &Value) -> String {
 
 /// The docs page: every operation with its parameters, and every schema, from the same
 /// document (rendered by a template that escapes every value).
+#[utoipa::path(
+    get,
+    path = "/docs",
+    summary = "Human-readable API documentation",
+    responses(
+        (status = 200, description = "OK", body = String, content_type = "text/html"),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
 pub async fn docs_page() -> Result<Html<String>, crate::error::Error> {
     use askama::Template;
     let spec = spec();

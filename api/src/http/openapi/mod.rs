@@ -1,204 +1,52 @@
 //! The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json`, and a docs page at
 //! `/docs` rendered from the same document (self-contained: no scripts from elsewhere).
 //!
-//! Written by hand next to the routes; a test checks that every route in `http.rs` is described
-//! and that every described operation is routed.
+//! Derived from the code (`http::ApiDoc`: each handler's `#[utoipa::path]`, each body's
+//! `ToSchema`); a test checks that every route in `http/mod.rs` is described and the API tests
+//! that every described operation is routed.
 
-mod docs;
-mod operations;
-mod schemas;
+pub(crate) mod docs;
 
 pub use docs::docs_page;
-use operations::operations;
-use schemas::schemas;
 
 use axum::Json;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::sync::OnceLock;
+use utoipa::OpenApi;
 
-/// Who may call an operation.
-#[derive(Clone, Copy)]
-enum Who {
-    Anyone,
-    Driver,
-    Staff(&'static str),
-}
-
-struct Op {
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    who: Who,
-    params: &'static [Param],
-    body: Option<&'static str>,
-    ok: (u16, &'static str),
-}
-
-const fn op(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    who: Who,
-    body: Option<&'static str>,
-    ok: (u16, &'static str),
-) -> Op {
-    Op {
-        method,
-        path,
-        summary,
-        who,
-        params: &[],
-        body,
-        ok,
-    }
-}
-
-/// A parameter: name, where it goes, required, description, and the kind of value.
-type Param = (&'static str, &'static str, bool, &'static str, Kind);
-
-/// The value a parameter takes, as the server checks it.
-#[derive(Clone, Copy)]
-enum Kind {
-    LotId,
-    Uuid,
-    Time,
-    Vehicle,
-    Point,
-    Key,
-    Page,
-    PerPage,
-    Limit,
-}
-
-impl Kind {
-    fn schema(self) -> Value {
-        match self {
-            Self::LotId => json!({ "type": "integer", "minimum": 1, "maximum": i64::MAX }),
-            Self::Uuid => json!({ "type": "string", "format": "uuid" }),
-            Self::Time => json!({ "type": "string", "format": "date-time" }),
-            Self::Vehicle => {
-                json!({ "type": "string", "enum": ["car", "ev", "motorcycle", "van"] })
-            }
-            Self::Point => {
-                json!({ "type": "string", "description": "latitude,longitude in degrees",
-                        "pattern": "^-?(90(\\.0{1,8})?|[1-8]?[0-9](\\.[0-9]{1,8})?),-?(180(\\.0{1,8})?|(1[0-7][0-9]|[1-9]?[0-9])(\\.[0-9]{1,8})?)$" })
-            }
-            Self::Key => {
-                json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$" })
-            }
-            Self::Page => json!({ "type": "integer", "minimum": 1, "maximum": u32::MAX }),
-            Self::PerPage | Self::Limit => {
-                json!({ "type": "integer", "minimum": 1, "maximum": 100 })
-            }
-        }
-    }
-}
-
-const NEAR: Param = (
-    "near",
-    "query",
-    false,
-    "latitude,longitude to measure distances from (default: the driver's workplace)",
-    Kind::Point,
-);
-
-const IDEMPOTENCY_KEY: Param = (
-    "Idempotency-Key",
-    "header",
-    true,
-    "the same key with the same request returns the first answer again; with another request it is refused (422)",
-    Kind::Key,
-);
-
-const LOT: Param = ("lot_id", "path", true, "lot id", Kind::LotId);
-
-const RESERVATION: Param = ("reservation_id", "path", true, "reservation id", Kind::Uuid);
-
-fn build() -> Value {
-    let mut paths = Map::new();
-    for o in operations() {
-        let ok = match (o.ok.0, o.ok.1) {
-            (204, _) => json!({ "description": "Done; no body" }),
-            (_, "Html") => {
-                json!({ "description": "OK", "content": { "text/html": { "schema": { "type": "string" } } } })
-            }
-            (_, "OpenMetrics") => {
-                json!({ "description": "OK", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } })
-            }
-            (_, name) => {
-                json!({ "description": "OK", "content": { "application/json": { "schema": schema_ref(name) } } })
-            }
-        };
-        let mut operation = json!({
-            "summary": o.summary,
-            "responses": {
-                o.ok.0.to_string(): ok,
-                "4XX": { "description": "Bad input, missing rights, not found, conflict or too many attempts", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-            },
-        });
-        match o.who {
-            Who::Anyone => {}
-            Who::Driver => {
-                operation["security"] = json!([{ "driver": [] }]);
-            }
-            Who::Staff(which) => {
-                operation["security"] = json!([{ "staff": [] }]);
-                operation["description"] = json!(format!("Static bearer token of: {which}."));
-            }
-        }
-        if !o.params.is_empty() {
-            operation["parameters"] = o
-                .params
-                .iter()
-                .map(|(name, place, required, description, kind)| {
-                    json!({ "name": name, "in": place, "required": required, "description": description, "schema": kind.schema() })
-                })
-                .collect();
-        }
-        if let Some(body) = o.body {
-            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(body) } } });
-        }
-        paths
-            .entry(o.path)
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("path item is an object")
-            .insert(o.method.into(), operation);
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "parkflow operational API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Lots, availability, reservations that never double-book, gate passes, entries and exits. Times are RFC 3339 with an offset. Every error is {\"error\": {\"code\", \"message\"}} with a 4xx for bad input.",
-        },
-        "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {
-                "driver": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "access token from POST /v1/sessions" },
-                "staff": { "type": "http", "scheme": "bearer", "description": "static admin, gate or pricing token" },
-            },
-        },
-    })
-}
-
-fn schema_ref(name: &str) -> Value {
-    if schemas().get(name).is_some() {
-        json!({ "$ref": format!("#/components/schemas/{name}") })
-    } else {
-        json!({ "type": "object", "title": name })
-    }
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    summary = "This document",
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
+pub async fn document() -> Json<Value> {
+    Json(spec().clone())
 }
 
 /// The document, built once.
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
-    SPEC.get_or_init(build)
+    SPEC.get_or_init(|| {
+        let mut doc =
+            serde_json::to_value(crate::http::ApiDoc::openapi()).expect("the document serializes");
+        combinations(&mut doc["components"]["schemas"]);
+        doc
+    })
 }
 
-pub async fn document() -> Json<Value> {
-    Json(spec().clone())
+/// The rules over combinations of fields that JSON Schema states and utoipa's derive cannot:
+/// a booking names exactly one of `vehicleType` and `vehicleId`; a change names at least one
+/// field and at most one of the two. The server checks the same (`http::reservations`).
+fn combinations(schemas: &mut Value) {
+    schemas["NewReservation"]["oneOf"] =
+        serde_json::json!([{ "required": ["vehicleType"] }, { "required": ["vehicleId"] }]);
+    schemas["ReservationChange"]["minProperties"] = 1.into();
+    schemas["ReservationChange"]["not"] =
+        serde_json::json!({ "required": ["vehicleType", "vehicleId"] });
 }
 
 #[cfg(test)]
