@@ -208,6 +208,7 @@ impl ParkingService {
             idempotency_key: key,
             created_at: now.timestamp_millis(),
         };
+        rows::take_turn_on_spot(&mut *tx, backend, chosen.id).await?;
         rows::insert(&mut *tx, &row).await?;
         enqueue_in(
             &mut tx,

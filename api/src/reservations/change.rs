@@ -129,6 +129,7 @@ impl ParkingService {
             plate: plate.clone(),
             quote_cents: quote,
         };
+        rows::take_turn_on_spot(&mut *tx, self.store().backend(), chosen.id).await?;
         if !rows::change(&mut *tx, id, &changed).await? {
             return Err(Error::conflict(
                 "not_active",

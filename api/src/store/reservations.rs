@@ -487,3 +487,18 @@ pub async fn holds_of_lot<'c>(db: impl Db<'c>, lot: LotId) -> Result<Vec<(String
     .fetch_all(db)
     .await?)
 }
+
+/// On PostgreSQL, hold `spot` until the transaction ends: bookings and changes of one spot take
+/// turns (the next one sees the first committed and is refused by the exclusion constraint at
+/// once) instead of inserting at the same instant and waiting on each other's exclusion check,
+/// a deadlock PostgreSQL breaks only after its `deadlock_timeout` (a second, with the
+/// connection held). SQLite's single writer needs no turn.
+pub async fn take_turn_on_spot<'c>(db: impl Db<'c>, backend: Backend, spot: i64) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS turn")
+            .bind(spot)
+            .execute(db)
+            .await?;
+    }
+    Ok(())
+}
