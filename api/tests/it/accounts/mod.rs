@@ -161,7 +161,8 @@ pub async fn accounts_sessions_and_refresh(app: TestApp) {
 
 pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
     let lot = app.with_lot(json!({"car": 2, "ev": 1})).await;
-    let ann = app.with_driver("ann@example.com").await;
+    let driver_ann = app.driver("ann@example.com").await;
+    let ann = driver_ann.token.clone();
     let bob = app.with_driver("bob@example.com").await;
     let start = app.state.service.now() + Duration::hours(2);
     let end = start + Duration::hours(2);
@@ -172,7 +173,7 @@ pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    let first = app.reserve(&ann, Some("k1"), &body).await;
+    let first = driver_ann.book(lot, (start, 2), "ev", "k1").await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert_eq!(
         first.body["spotLabel"], "E-001",
@@ -237,7 +238,7 @@ pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
     );
 
     // Only the owner sees or cancels a reservation.
-    let mine = app.call("GET", "/v1/reservations", Some(&ann), None).await;
+    let mine = driver_ann.get("/v1/reservations").await;
     assert_eq!(
         (
             mine.body["total"].as_i64(),

@@ -1,0 +1,314 @@
+//! What every scenario of the suite shares: the app on a fresh database of either store
+//! (`TestApp::sqlite()`, `TestApp::postgres()`), requests through the real router, and the
+//! typed handles scenarios act through (`app.driver(..)`).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use parkflow_api::{ApiConfig, AppState, ManualClock, router};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub(crate) state: AppState,
+    pub(crate) clock: ManualClock,
+    pub(crate) config: ApiConfig,
+    pub(crate) _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+}
+
+pub const ADMIN: &str = "dev-admin-token";
+pub const GATE: &str = "dev-gate-token";
+pub const PRICING: &str = "dev-pricing-token";
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Drops a test's PostgreSQL database once the test has passed (a failed test leaves its
+/// database behind, to look at).
+pub struct Cleanup(Option<(String, String)>);
+
+impl Cleanup {
+    pub async fn run(self) {
+        let Some((admin, name)) = self.0 else {
+            return;
+        };
+        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+        // FORCE: the test's own pool may still be closing its connections.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+}
+
+/// A fresh PostgreSQL database on the test server, or None (with a note) outside CI.
+pub(crate) async fn postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("PARKFLOW_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PARKFLOW_TEST_POSTGRES_URL must be set in CI"
+        );
+        eprintln!("SKIPPED: PARKFLOW_TEST_POSTGRES_URL is not set (run ./scripts/test)");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("pf_api_{}", uuid::Uuid::now_v7().simple());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+impl TestApp {
+    /// The app on a fresh SQLite file.
+    pub(crate) async fn sqlite() -> Self {
+        Self::new(Db::Sqlite).await.expect("SQLite needs no server")
+    }
+
+    /// The app on a fresh PostgreSQL database, or `None` (with a note) outside CI.
+    pub(crate) async fn postgres() -> Option<Self> {
+        Self::new(Db::Postgres).await
+    }
+
+    /// A registered, signed-in driver to act as.
+    pub(crate) async fn driver(&self, email: &str) -> Driver<'_> {
+        Driver {
+            token: self.with_driver(email).await,
+            app: self,
+        }
+    }
+
+    pub(crate) async fn new(db: Db) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match db {
+            Db::Sqlite => format!("sqlite://{}", dir.path().join("api.db").display()),
+            Db::Postgres => postgres_database().await?,
+        };
+        let config = ApiConfig {
+            database_url,
+            ..ApiConfig::default()
+        };
+        // A Monday morning in Berlin: 09:00 local.
+        let clock = ManualClock::new(t("2026-06-01T07:00:00Z"));
+        let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
+            .await
+            .unwrap();
+        Some(Self {
+            state,
+            clock,
+            config,
+            _dir: dir,
+        })
+    }
+
+    /// What to drop after the test: its PostgreSQL database (nothing on SQLite, whose file
+    /// goes with the temporary directory).
+    pub(crate) fn cleanup(&self) -> Cleanup {
+        let url = &self.config.database_url;
+        let name = url
+            .starts_with("postgres")
+            .then(|| url.rsplit_once('/').map(|(_, name)| name.to_owned()))
+            .flatten();
+        Cleanup(name.and_then(|n| Some((std::env::var("PARKFLOW_TEST_POSTGRES_URL").ok()?, n))))
+    }
+
+    /// Another API process on the same database and clock, with its own availability index.
+    pub(crate) async fn second_process(&self) -> AppState {
+        AppState::open(
+            &self.config,
+            Arc::new(self.clock.clone()),
+            Registry::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        self.call_with(method, uri, token, body, None).await
+    }
+
+    pub(crate) async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        header: Option<(&str, &str)>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(tok) = token {
+            req = req.header("authorization", format!("Bearer {tok}"));
+        }
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Body::from(body.unwrap_or("").to_owned())).unwrap();
+        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { status, body }
+    }
+
+    pub(crate) async fn with_lot(&self, spots: Value) -> i64 {
+        let body = json!({
+            "name": "Lot A", "timeZone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40,
+            "currency": "EUR", "defaultCentsPerHour": 200, "spots": spots
+        });
+        let r = self
+            .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    }
+
+    pub(crate) async fn enter(&self, lot: i64, vehicle: &str) -> Reply {
+        let body = json!({ "vehicleType": vehicle, "method": "qr" }).to_string();
+        self.call(
+            "POST",
+            &format!("/v1/gates/{lot}/entries"),
+            Some(GATE),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Open every pooled connection now: requests released together then truly run together
+    /// instead of queueing behind connection set-up.
+    pub(crate) async fn warm_pool(&self) {
+        let pool = self.state.service.store().pool().clone();
+        let holders: Vec<_> = (0..pool.options().get_max_connections())
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut conn = pool.acquire().await.unwrap();
+                    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                })
+            })
+            .collect();
+        for h in holders {
+            h.await.unwrap();
+        }
+    }
+
+    pub(crate) async fn outbox_types(&self) -> Vec<String> {
+        // Any driver: the same query on both stores.
+        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
+            .fetch_all(self.state.service.store().pool())
+            .await
+            .unwrap()
+    }
+}
+
+pub fn assert_envelope(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+/// `v` with what is random in it named by first appearance: each UUID becomes `[id N]` and
+/// each gate pass `[pass N]`, the same value the same name, so a snapshot still shows which
+/// fields refer to the same record.
+pub fn stable_ids(v: &Value) -> Value {
+    pub(crate) fn walk(v: &Value, seen: &mut Vec<String>) -> Value {
+        match v {
+            Value::String(s) => {
+                let kind = if s.parse::<uuid::Uuid>().is_ok() {
+                    "id"
+                } else if s.starts_with("pf1.") {
+                    "pass"
+                } else {
+                    return v.clone();
+                };
+                let n = seen.iter().position(|x| x == s).unwrap_or_else(|| {
+                    seen.push(s.clone());
+                    seen.len() - 1
+                });
+                Value::String(format!("[{kind} {}]", n + 1))
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, seen)).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), walk(v, seen)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    walk(v, &mut Vec::new())
+}
+
+/// A driver, acting through the API with their own access token.
+pub struct Driver<'a> {
+    pub(crate) app: &'a TestApp,
+    pub(crate) token: String,
+}
+
+impl Driver<'_> {
+    /// Book any spot of `vehicle_type` in `lot` from `start` for `hours`, under `key`; the
+    /// answer as sent.
+    pub(crate) async fn book(
+        &self,
+        lot: i64,
+        (start, hours): (DateTime<Utc>, i64),
+        vehicle_type: &str,
+        key: &str,
+    ) -> Reply {
+        let body = json!({
+            "lotId": lot, "startAt": start, "endAt": start + chrono::Duration::hours(hours),
+            "vehicleType": vehicle_type,
+        });
+        self.app
+            .call_with(
+                "POST",
+                "/v1/reservations",
+                Some(&self.token),
+                Some(&body.to_string()),
+                Some(("idempotency-key", key)),
+            )
+            .await
+    }
+
+    /// `GET` `uri` as this driver.
+    pub(crate) async fn get(&self, uri: &str) -> Reply {
+        self.app.call("GET", uri, Some(&self.token), None).await
+    }
+}
