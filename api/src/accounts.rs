@@ -19,9 +19,9 @@ use warehouse_schema::{UserId, VehicleType};
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
-    #[schema(schema_with = crate::schema::email)]
+    #[schema(schema_with = crate::domain::schema::email)]
     pub email: String,
-    #[schema(schema_with = crate::schema::password)]
+    #[schema(schema_with = crate::domain::schema::password)]
     pub password: String,
 }
 
@@ -38,11 +38,11 @@ pub struct SessionTokens {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewVehicle {
-    #[schema(schema_with = crate::schema::plate)]
+    #[schema(schema_with = crate::domain::schema::plate)]
     pub plate: String,
-    #[schema(schema_with = crate::schema::line_8)]
+    #[schema(schema_with = crate::domain::schema::line_8)]
     pub region: String,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
 }
 
@@ -52,7 +52,7 @@ pub struct Vehicle {
     pub id: Uuid,
     pub plate: String,
     pub region: String,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
 }
 
@@ -120,9 +120,9 @@ pub fn normalise_plate(raw: &str) -> Result<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Point {
-    #[schema(schema_with = crate::schema::latitude)]
+    #[schema(schema_with = crate::domain::schema::latitude)]
     pub latitude: f64,
-    #[schema(schema_with = crate::schema::longitude)]
+    #[schema(schema_with = crate::domain::schema::longitude)]
     pub longitude: f64,
 }
 

@@ -82,13 +82,13 @@ pub struct ReservationRow {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewInquiry {
-    #[schema(schema_with = crate::schema::line_200)]
+    #[schema(schema_with = crate::domain::schema::line_200)]
     pub subject: String,
-    #[schema(schema_with = crate::schema::paragraphs_4000)]
+    #[schema(schema_with = crate::domain::schema::paragraphs_4000)]
     pub message: String,
     /// The reservation it is about, if any (it must be the driver's own).
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_uuid)]
+    #[schema(schema_with = crate::domain::schema::nullable_uuid)]
     pub reservation_id: Option<ReservationId>,
 }
 

@@ -28,20 +28,20 @@ use warehouse_schema::{EntryMethod, LotId, SessionId, UserId, VehicleType};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GateEntry {
     /// How the gate identified the car (`qr`, `nfc`, `plate` or `staff`).
-    #[schema(schema_with = crate::schema::entry_method)]
+    #[schema(schema_with = crate::domain::schema::entry_method)]
     pub method: EntryMethod,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_non_empty)]
+    #[schema(schema_with = crate::domain::schema::nullable_non_empty)]
     pub pass: Option<String>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_plate)]
+    #[schema(schema_with = crate::domain::schema::nullable_plate)]
     pub plate: Option<String>,
     /// Needed for a drive-up whose plate is not registered.
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::nullable_vehicle_type)]
     pub vehicle_type: Option<VehicleType>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_uuid)]
+    #[schema(schema_with = crate::domain::schema::nullable_uuid)]
     pub user_id: Option<UserId>,
 }
 
@@ -50,13 +50,13 @@ pub struct GateEntry {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GateExit {
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_uuid)]
+    #[schema(schema_with = crate::domain::schema::nullable_uuid)]
     pub session_id: Option<SessionId>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_non_empty)]
+    #[schema(schema_with = crate::domain::schema::nullable_non_empty)]
     pub pass: Option<String>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_plate)]
+    #[schema(schema_with = crate::domain::schema::nullable_plate)]
     pub plate: Option<String>,
 }
 

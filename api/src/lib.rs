@@ -21,7 +21,6 @@ pub mod passes;
 pub mod payments;
 pub mod privacy;
 pub mod reservations;
-pub mod schema;
 pub mod service;
 pub mod store;
 pub mod tariff;

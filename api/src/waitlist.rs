@@ -17,11 +17,11 @@ use warehouse_schema::{LotId, ReservationId, UserId, VehicleType};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinWaitlist {
-    #[schema(schema_with = crate::schema::id)]
+    #[schema(schema_with = crate::domain::schema::id)]
     pub lot_id: LotId,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     /// Book the first spot that frees up, instead of only telling the driver.
     #[serde(default)]
@@ -36,7 +36,7 @@ pub struct WaitlistEntry {
     pub lot_id: LotId,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     pub auto_book: bool,
     pub status: WaitlistStatus,

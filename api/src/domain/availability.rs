@@ -30,7 +30,7 @@ pub struct FreeSpot {
     #[schema(value_type = i64)]
     pub spot_id: SpotId,
     pub label: String,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     /// Metres from the point the driver gave (their workplace), when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]

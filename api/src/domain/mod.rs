@@ -3,11 +3,21 @@
 //! records; the HTTP edge turns them into answers.
 
 pub mod availability;
+pub mod schema;
 mod status;
 mod time;
 
 pub use status::{DeliveryStatus, PaymentStatus, ReservationStatus, WaitlistStatus};
 pub use time::TimeRange;
+
+/// The largest lot one request may create; keeps a typo from creating a million spots.
+pub const MAX_SPOTS_PER_LOT: u32 = 5_000;
+
+/// An hourly rate above this is refused as a likely unit mistake (cents, not dollars).
+pub const MAX_CENTS_PER_HOUR: i64 = 100_000;
+
+/// What one top-up of the prepaid balance may be, in cents.
+pub const TOP_UP_CENTS: std::ops::RangeInclusive<i64> = 100..=100_000;
 
 use warehouse_schema::UserId;
 

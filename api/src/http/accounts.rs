@@ -52,7 +52,7 @@ pub(super) async fn login(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = Refresh)]
 pub(super) struct RefreshBody {
-    #[schema(schema_with = crate::schema::non_empty)]
+    #[schema(schema_with = crate::domain::schema::non_empty)]
     refresh_token: String,
 }
 

@@ -251,7 +251,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// The OpenAPI document, derived from the code: each operation from its handler's
 /// `#[utoipa::path]` (next to the handler, so route and description are written together),
 /// each schema from the Rust type of the body (utoipa's `ToSchema`), the limits the server
-/// enforces from `crate::schema`.
+/// enforces from `domain::schema`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(

@@ -71,13 +71,13 @@ pub(super) async fn pay_reservation(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = TopUp)]
 pub(super) struct TopUpBody {
-    #[schema(schema_with = crate::schema::top_up_cents)]
+    #[schema(schema_with = crate::domain::schema::top_up_cents)]
     amount_cents: i64,
-    #[schema(schema_with = crate::schema::top_up_payment)]
+    #[schema(schema_with = crate::domain::schema::top_up_payment)]
     payment: crate::payments::PaymentMethod,
     /// The balance's currency: the first top-up fixes it (default USD), later ones must match.
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_currency)]
+    #[schema(schema_with = crate::domain::schema::nullable_currency)]
     currency: Option<String>,
 }
 

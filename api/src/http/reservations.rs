@@ -22,15 +22,15 @@ use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = NewReservation)]
 pub(super) struct ReservationBody {
-    #[schema(schema_with = crate::schema::id)]
+    #[schema(schema_with = crate::domain::schema::id)]
     lot_id: LotId,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_id)]
+    #[schema(schema_with = crate::domain::schema::nullable_id)]
     spot_id: Option<SpotId>,
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::nullable_vehicle_type)]
     vehicle_type: Option<VehicleType>,
     #[serde(default)]
     vehicle_id: Option<Uuid>,
@@ -114,12 +114,12 @@ pub(super) struct ChangeBody {
     #[serde(default)]
     end_at: Option<DateTime<Utc>>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::nullable_vehicle_type)]
     vehicle_type: Option<VehicleType>,
     #[serde(default)]
     vehicle_id: Option<Uuid>,
     #[serde(default)]
-    #[schema(schema_with = crate::schema::nullable_id)]
+    #[schema(schema_with = crate::domain::schema::nullable_id)]
     spot_id: Option<SpotId>,
     #[serde(default)]
     near: Option<Point>,

@@ -28,13 +28,13 @@ use warehouse_schema::{PaymentId, UserId};
 #[serde(tag = "method", rename_all = "camelCase", deny_unknown_fields)]
 pub enum PaymentMethod {
     Card {
-        #[schema(schema_with = crate::schema::card_token)]
+        #[schema(schema_with = crate::domain::schema::card_token)]
         token: String,
-        #[schema(schema_with = crate::schema::last4)]
+        #[schema(schema_with = crate::domain::schema::last4)]
         last4: String,
     },
     Wallet {
-        #[schema(schema_with = crate::schema::wallet_token)]
+        #[schema(schema_with = crate::domain::schema::wallet_token)]
         token: String,
     },
     Balance,
@@ -142,14 +142,14 @@ fn owner(row: &PaymentRow) -> Result<UserId> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = GatewayEvent)]
 pub struct WebhookEvent {
-    #[schema(schema_with = crate::schema::non_empty)]
+    #[schema(schema_with = crate::domain::schema::non_empty)]
     pub event_id: String,
     /// `payment.reversed` (a chargeback or a late failure).
     #[serde(rename = "type")]
-    #[schema(schema_with = crate::schema::webhook_kind)]
+    #[schema(schema_with = crate::domain::schema::webhook_kind)]
     pub kind: String,
     /// The gateway's reference of the charge.
-    #[schema(schema_with = crate::schema::non_empty)]
+    #[schema(schema_with = crate::domain::schema::non_empty)]
     pub reference: String,
 }
 

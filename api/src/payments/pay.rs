@@ -79,8 +79,13 @@ impl ParkingService {
         if matches!(method, PaymentMethod::Balance) {
             return Err(Error::Invalid("a top-up is paid by card or wallet".into()));
         }
-        if !(100..=100_000).contains(&amount_cents) {
-            return Err(Error::Invalid("a top-up is 100 to 100000 cents".into()));
+        let allowed = crate::domain::TOP_UP_CENTS;
+        if !allowed.contains(&amount_cents) {
+            return Err(Error::Invalid(format!(
+                "a top-up is {} to {} cents",
+                allowed.start(),
+                allowed.end()
+            )));
         }
         let requested = currency
             .map(|c| crate::service::currency_code(&c))

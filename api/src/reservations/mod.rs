@@ -84,7 +84,7 @@ pub struct Reservation {
     pub spot_label: String,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vehicle_id: Option<Uuid>,

@@ -29,30 +29,26 @@ use warehouse_schema::{
     DayKind, EntryMethod, LotId, ReservationId, SessionId, SpotId, TimeBand, UserId, VehicleType,
 };
 
-/// The largest lot one request may create; keeps a typo from creating a million spots.
-pub const MAX_SPOTS_PER_LOT: u32 = 5_000;
-
-/// An hourly rate above this is refused as a likely unit mistake (cents, not dollars).
-pub const MAX_CENTS_PER_HOUR: i64 = 100_000;
+pub use crate::domain::{MAX_CENTS_PER_HOUR, MAX_SPOTS_PER_LOT};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewLot {
-    #[schema(schema_with = crate::schema::line_200)]
+    #[schema(schema_with = crate::domain::schema::line_200)]
     pub name: String,
-    #[schema(schema_with = crate::schema::time_zone)]
+    #[schema(schema_with = crate::domain::schema::time_zone)]
     pub time_zone: String,
-    #[schema(schema_with = crate::schema::latitude)]
+    #[schema(schema_with = crate::domain::schema::latitude)]
     pub latitude: f64,
-    #[schema(schema_with = crate::schema::longitude)]
+    #[schema(schema_with = crate::domain::schema::longitude)]
     pub longitude: f64,
     #[serde(default = "default_currency")]
-    #[schema(schema_with = crate::schema::currency, default = "USD")]
+    #[schema(schema_with = crate::domain::schema::currency, default = "USD")]
     pub currency: String,
-    #[schema(schema_with = crate::schema::cents)]
+    #[schema(schema_with = crate::domain::schema::cents)]
     pub default_cents_per_hour: i64,
     /// Number of spots to create per spot type.
-    #[schema(schema_with = crate::schema::spot_counts)]
+    #[schema(schema_with = crate::domain::schema::spot_counts)]
     pub spots: BTreeMap<VehicleType, u32>,
     /// Let cars use EV spots (as their last choice); by default an EV spot takes only EVs.
     #[serde(default)]
@@ -139,7 +135,7 @@ pub struct ExitReceipt {
     pub amount_cents: i64,
     pub currency: String,
     pub cents_per_hour: i64,
-    #[schema(schema_with = crate::schema::band)]
+    #[schema(schema_with = crate::domain::schema::band)]
     pub band: TimeBand,
     /// A reserved stay pays its quote, plus any time past the reserved end at the rate above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,13 +146,13 @@ pub struct ExitReceipt {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rate {
-    #[schema(schema_with = crate::schema::band)]
+    #[schema(schema_with = crate::domain::schema::band)]
     pub band: TimeBand,
-    #[schema(schema_with = crate::schema::day_kind)]
+    #[schema(schema_with = crate::domain::schema::day_kind)]
     pub day_kind: DayKind,
-    #[schema(schema_with = crate::schema::vehicle_type)]
+    #[schema(schema_with = crate::domain::schema::vehicle_type)]
     pub vehicle_type: VehicleType,
-    #[schema(schema_with = crate::schema::cents)]
+    #[schema(schema_with = crate::domain::schema::cents)]
     pub cents_per_hour: i64,
     /// When omitted on publishing: now.
     #[serde(default)]

@@ -3,6 +3,7 @@
 //! (`#[schema(schema_with = …)]`). Each states what the check in `text.rs`, `accounts.rs` or
 //! the service refuses, so a value valid per the document is one the server takes.
 
+use super::{MAX_CENTS_PER_HOUR, MAX_SPOTS_PER_LOT, TOP_UP_CENTS};
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr, Schema};
 
@@ -93,11 +94,11 @@ pub fn currency() -> Object {
 
 /// A rate or a default rate, in cents per hour.
 pub fn cents() -> Object {
-    integer(0, 100_000).build()
+    integer(0, MAX_CENTS_PER_HOUR).build()
 }
 
 pub fn top_up_cents() -> Object {
-    integer(100, 100_000).build()
+    integer(*TOP_UP_CENTS.start(), *TOP_UP_CENTS.end()).build()
 }
 
 pub fn latitude() -> Object {
@@ -213,11 +214,11 @@ pub fn spot_counts() -> Object {
         .additional_properties(Some(
             utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
         ))
-        .description(Some(
-            "spots per vehicle type: each 0 to 5000, 1 to 5000 in all",
-        ));
+        .description(Some(format!(
+            "spots per vehicle type: each 0 to {MAX_SPOTS_PER_LOT}, 1 to {MAX_SPOTS_PER_LOT} in all"
+        )));
     for vt in warehouse_schema::VehicleType::ALL {
-        counts = counts.property(vt.as_str(), integer(0, 5000));
+        counts = counts.property(vt.as_str(), integer(0, MAX_SPOTS_PER_LOT.into()));
     }
     counts.build()
 }
