@@ -2,8 +2,9 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use parkflow_api::store::{Store, append_event};
+use parkflow_api::store::Store;
 use parkflow_ingest::{EmbeddedIngest, IngestMetrics};
+use parkflow_outbox::append as append_event;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;

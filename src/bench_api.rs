@@ -14,8 +14,8 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
-use parkflow_api::reservations::NewReservation;
-use parkflow_api::service::NewLot;
+use parkflow_api::services::NewLot;
+use parkflow_api::services::reservations::NewReservation;
 use parkflow_api::store::{Backend, Store};
 use parkflow_api::{ApiConfig, AppState, SystemClock};
 use prometheus_client::registry::Registry;
@@ -150,7 +150,8 @@ async fn create_lot(state: &AppState, name: &str, spots: u32) -> anyhow::Result<
     let ev = spots / 10;
     let moto = spots / 20;
     let lot = state
-        .service
+        .services
+        .lots()
         .create_lot(NewLot {
             ev_spots_open_to_cars: false,
             name: name.into(),
@@ -177,7 +178,7 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
         opts.database_url.clone()
     };
     let state = open_state(&database_url, 1).await?;
-    let backend = format!("{:?}", state.service.store().backend());
+    let backend = format!("{:?}", state.services.store().backend());
     let mut out = format!(
         "parkflow bench api — store {backend}, {} spots, {} reservations, {} s at {} connections, \
          {} reservation requests at {} connections\n",
@@ -198,7 +199,8 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
         let (start, end) = random_window(&mut rng, now);
         let req = NewReservation::new(lot, start, end, VehicleType::Car);
         match state
-            .service
+            .services
+            .reservations()
             .reserve(UserId::new(), req, &format!("setup-{i}"))
             .await
         {
@@ -278,7 +280,7 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
     // The same load on SQLite with several connections racing for the file lock (as the store
     // wrote before it had one writer), against one writer, each on a database of its own so
     // neither carries the availability lot: the comparison of this run.
-    if state.service.store().backend() == Backend::Sqlite && opts.database_url.is_empty() {
+    if state.services.store().backend() == Backend::Sqlite && opts.database_url.is_empty() {
         for (name, writers) in [("racing", RACING_WRITERS), ("single", 1)] {
             let url = format!(
                 "sqlite://{}",
@@ -396,7 +398,7 @@ async fn reservations(
         other.extend(o);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let overlaps = state.service.overlapping_holds(lot).await?;
+    let overlaps = state.services.reservations().overlapping_holds(lot).await?;
     let mut reserve_times = times
         .0
         .lock()

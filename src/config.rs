@@ -48,7 +48,7 @@ pub struct JobsConfig {
     /// Push a driver when their probability of arriving in the next hour is at least this.
     pub push_threshold: f64,
     /// Reminders before a reservation, the no-show warning and the no-show cancellation.
-    pub reservation_timers: parkflow_api::lifecycle::ReservationTimers,
+    pub reservation_timers: parkflow_api::services::reservations::lifecycle::ReservationTimers,
 }
 
 /// The default schedules of the periodic jobs.

@@ -85,7 +85,10 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
                     h * 60,
                 );
                 for vt in VehicleType::ALL {
-                    rates.insert((*lot, vt, at), state.service.rate_at(*lot, vt, at).await?);
+                    rates.insert(
+                        (*lot, vt, at),
+                        state.services.lots().rate_at(*lot, vt, at).await?,
+                    );
                 }
             }
         }
@@ -99,7 +102,8 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     });
     let bar = progress_bar(opts.progress, planned.len() as u64, "simulate");
     let mut report =
-        parkflow_simulator::run(&state.service, &clock, planned, sim.end(), |n| bar.inc(n)).await?;
+        parkflow_simulator::run(&state.services, &clock, planned, sim.end(), |n| bar.inc(n))
+            .await?;
     bar.finish_and_clear();
     report.demand = demand;
     report.priced_out = priced_out;
@@ -107,7 +111,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
 
     // Ingest everything the API recorded.
     let mut ingest = steps::embedded_ingest(&cfg, &state, &metrics)?;
-    let head = state.service.store().outbox_head().await?;
+    let head = state.services.store().outbox_head().await?;
     let bar = progress_bar(opts.progress, head as u64, "ingest");
     ingest
         .drain_with(|r| bar.set_position(r.position as u64))
@@ -155,7 +159,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         days: sim.days,
         seed: sim.seed,
         sim: report,
-        outbox_events: state.service.store().outbox_len().await?,
+        outbox_events: state.services.store().outbox_len().await?,
         lake_events: manifest.rows_of(Table::FactParkingEvent),
         dead_letters: manifest.rows_of(Table::DeadLetters),
         refresh,
@@ -163,7 +167,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         backtest,
         rate_changes,
     };
-    state.service.store().close().await;
+    state.services.store().close().await;
     lap("summary", &mut timings);
     Ok((outcome, timings))
 }

@@ -309,7 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "database {} is at the current schema ({} outbox events)",
                 cfg.database_url(),
-                state.service.store().outbox_len().await?
+                state.services.store().outbox_len().await?
             );
         }
         Command::Ingest {

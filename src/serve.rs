@@ -224,7 +224,7 @@ pub async fn schedule(
     }
     // Reminders before a reservation starts, the no-show warning, the no-show cancellation, and
     // the waitlists.
-    let (service, timers) = (state.service.clone(), cfg.jobs.reservation_timers.clone());
+    let (service, timers) = (state.services.clone(), cfg.jobs.reservation_timers.clone());
     timers
         .validate()
         .map_err(|e| anyhow::anyhow!("jobs.reservation_timers: {e}"))?;
@@ -232,17 +232,20 @@ pub async fn schedule(
         let (service, timers) = (service.clone(), timers.clone());
         async move {
             let r = service
+                .reservations()
                 .sweep_reservations(service.now(), &timers)
                 .await
                 .map_err(|e| e.to_string())?;
             // Waiters whose window freed up in another process, or expired.
             let mut served = 0;
             for lot in service
+                .waitlist()
                 .lots_with_waiters()
                 .await
                 .map_err(|e| e.to_string())?
             {
                 served += service
+                    .waitlist()
                     .serve_waitlist(lot)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -254,10 +257,10 @@ pub async fn schedule(
     });
     // The notification service: the outbox to in-app, e-mail and push.
     let deliverer = Arc::new(parkflow_delivery::Deliverer::new(
-        state.service.store().clone(),
+        state.services.store().clone(),
         cfg.notifications.clone(),
     )?);
-    let service = state.service.clone();
+    let service = state.services.clone();
     scheduler.add(
         "notifications",
         scheduled(cfg, "notifications")?,
@@ -273,7 +276,7 @@ pub async fn schedule(
     );
     // Other API processes on the same database change reservations too: drop the lots they
     // touched from this process's availability index, so they load again.
-    let service = state.service.clone();
+    let service = state.services.clone();
     scheduler.add(
         "availability",
         Schedule::Every(std::time::Duration::from_secs(1)),
@@ -281,6 +284,7 @@ pub async fn schedule(
             let service = service.clone();
             async move {
                 let lots = service
+                    .lots()
                     .sync_availability()
                     .await
                     .map_err(|e| e.to_string())?;
@@ -291,7 +295,7 @@ pub async fn schedule(
     // The jobs read the time from the API's clock: the system clock in service, a manual one
     // in tests and simulations.
     let lake = Lake::new(cfg.lake_dir());
-    let (l, service) = (lake.clone(), state.service.clone());
+    let (l, service) = (lake.clone(), state.services.clone());
     scheduler.add("occupancy", scheduled(cfg, "occupancy")?, move || {
         let (lake, now) = (l.clone(), service.now());
         async move {
@@ -309,7 +313,7 @@ pub async fn schedule(
     scheduler.add("pricing", scheduled(cfg, "pricing")?, move || {
         let (cfg, sink, lake, api) = (c.clone(), sink.clone(), l.clone(), api.clone());
         async move {
-            let now = api.service.now();
+            let now = api.services.now();
             let from = now - Duration::days(cfg.jobs.pricing_window_days);
             let changes =
                 steps::price_and_publish(&cfg, &api, sink.as_ref(), &lake, (from, now), now)
@@ -321,7 +325,7 @@ pub async fn schedule(
         }
     });
     let (l, data_dir, threshold) = (lake.clone(), cfg.data_dir.clone(), cfg.jobs.push_threshold);
-    let service = state.service.clone();
+    let service = state.services.clone();
     scheduler.add(
         "forecast-training",
         scheduled(cfg, "forecast-training")?,
@@ -338,7 +342,7 @@ pub async fn schedule(
             }
         },
     );
-    let (service, data_dir) = (state.service.clone(), cfg.data_dir.clone());
+    let (service, data_dir) = (state.services.clone(), cfg.data_dir.clone());
     scheduler.add(
         "push-candidates",
         scheduled(cfg, "push-candidates")?,
@@ -364,7 +368,7 @@ pub async fn schedule(
             }
         },
     );
-    let (data_dir, service) = (cfg.data_dir.clone(), state.service.clone());
+    let (data_dir, service) = (cfg.data_dir.clone(), state.services.clone());
     scheduler.add("report", scheduled(cfg, "report")?, move || {
         let (lake, data_dir, now) = (lake.clone(), data_dir.clone(), service.now());
         async move {

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use parkflow_api::admin::Actor;
+use parkflow_api::services::admin::Actor;
 use parkflow_api::{AppState, Clock};
 use parkflow_ingest::kafka::consume::WarehouseConsumer;
 use parkflow_ingest::kafka::rates::{ApplyError, RatesPublisher};
@@ -55,7 +55,8 @@ pub async fn create_lots(
     let mut out = Vec::with_capacity(plans.len());
     for plan in plans {
         let lot = state
-            .service
+            .services
+            .lots()
             .create_lot_by(Some(&Actor::admin_token()), plan.new_lot())
             .await
             .with_context(|| format!("creating lot {}", plan.name))?;
@@ -70,7 +71,7 @@ pub fn embedded_ingest(
     metrics: &Metrics,
 ) -> anyhow::Result<EmbeddedIngest> {
     Ok(EmbeddedIngest::new(
-        state.service.store().outbox(),
+        state.services.store().outbox(),
         Lake::new(cfg.lake_dir()),
         cfg.ingest.batch_size,
         metrics.ingest.clone(),
@@ -99,7 +100,7 @@ pub async fn relay(cfg: &Config, state: &AppState, metrics: &Metrics) -> anyhow:
         .await
         .context("cannot create the Kafka topics")?;
     Ok(Relay::new(
-        state.service.store().outbox(),
+        state.services.store().outbox(),
         &cfg.kafka,
         metrics.ingest.clone(),
     )?)
@@ -125,8 +126,8 @@ pub async fn warehouse_consumer(
 /// The rates in force now, from the API's typed rate schedules.
 pub async fn current_rates(state: &AppState) -> anyhow::Result<CurrentRates> {
     let mut current = CurrentRates::default();
-    for lot in state.service.lots().await? {
-        let schedule = state.service.rate_schedule(lot.id).await?;
+    for lot in state.services.lots().list().await? {
+        let schedule = state.services.lots().rate_schedule(lot.id).await?;
         current
             .defaults
             .insert(lot.id, schedule.default_cents_per_hour);
@@ -148,7 +149,8 @@ impl RatesSink for ApiRates {
         Box::pin(async move {
             let rates = rates.into_iter().map(Into::into).collect();
             self.0
-                .service
+                .services
+                .lots()
                 .publish_rates(lot, rates)
                 .await
                 .map(|_| ())
@@ -213,7 +215,12 @@ pub async fn apply_rates_message(
     message: RatesMessage,
 ) -> Result<(), ApplyError> {
     let rates = message.rates.into_iter().map(Into::into).collect();
-    match state.service.publish_rates(message.lot_id, rates).await {
+    match state
+        .services
+        .lots()
+        .publish_rates(message.lot_id, rates)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.is_client_error() => Err(ApplyError::Refused(e.to_string())),
         Err(e) => Err(ApplyError::Retry(e.to_string())),

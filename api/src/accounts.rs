@@ -9,7 +9,7 @@ use crate::auth::{
     verify_password,
 };
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 use crate::store::{Store, accounts as rows};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -46,7 +46,7 @@ pub struct ApiConfig {
     /// Lifetime of a refresh token, seconds.
     pub refresh_token_ttl_s: i64,
     /// How stays are charged: grace period, free minutes, billing increment, daily cap.
-    pub tariff: crate::tariff::TariffRules,
+    pub tariff: crate::domain::tariff::TariffRules,
     /// Minimum prepaid balance for entry, the refund policy and the gateway's webhook secret.
     pub payments: PaymentsConfig,
     /// Reverse proxies whose `X-Forwarded-For` names the client (per-client login limits);
@@ -65,7 +65,7 @@ impl Default for ApiConfig {
             token_secret: Secret("dev-token-secret-change-me".into()),
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
-            tariff: crate::tariff::TariffRules::default(),
+            tariff: crate::domain::tariff::TariffRules::default(),
             payments: PaymentsConfig::default(),
             trusted_proxies: Vec::new(),
         }

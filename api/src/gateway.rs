@@ -1,7 +1,7 @@
 //! The payment gateway: the `PaymentGateway` trait parkflow charges and refunds through, and
 //! its deterministic sandbox (`tok_ok`, `tok_decline`, `tok_retry`, `tok_reverse`, `wal_…`).
 
-use crate::error::Result;
+use crate::domain::error::Result;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -3,36 +3,25 @@
 //! transaction; the API never reads the warehouse.
 
 pub mod accounts;
-pub mod admin;
 pub mod auth;
-pub mod availability;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
-pub mod gates;
 pub mod gateway;
 pub mod http;
 pub use http::portal;
-pub mod lifecycle;
 pub mod metrics;
 pub mod notifications;
-pub mod passes;
-pub mod payments;
-pub mod privacy;
-pub mod reservations;
-pub mod service;
+pub mod services;
 pub mod store;
-pub mod tariff;
 pub mod text;
-pub mod waitlist;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ApiConfig, Secret};
-pub use error::{Error, Result};
+pub use domain::error::{Error, Result};
 pub use http::{AppState, Role, Tokens, router};
 pub use metrics::ApiMetrics;
-pub use service::ParkingService;
+pub use services::Services;
 pub use store::Store;
 
 use prometheus_client::registry::Registry;
@@ -77,16 +66,16 @@ impl AppState {
             },
         );
         Ok(Self {
-            service: ParkingService::new(
+            services: Services::new(
                 store,
                 clock,
                 metrics.clone(),
-                passes::PassSigner::new(config.token_secret.expose()),
+                auth::PassSigner::new(config.token_secret.expose()),
             )
             .with_tariff(config.tariff)
             .with_payments(
                 config.payments.clone(),
-                Arc::new(payments::SandboxGateway::default()),
+                Arc::new(services::payments::SandboxGateway::default()),
             ),
             accounts,
             tokens: Arc::new(Tokens {

@@ -2,115 +2,14 @@
 //! by the service that delivers them. A deduplication key makes proposing idempotent: the same
 //! message proposed twice (a job re-run, a retry) is stored once.
 
-use crate::error::Result;
+use crate::domain::error::Result;
 use crate::store::Store;
 use crate::store::notifications as rows;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use warehouse_schema::{LotId, UserId};
+use warehouse_schema::UserId;
 
-/// What a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationKind {
-    /// A reservation was made.
-    ReservationConfirmed,
-    /// A reservation's window, vehicle or spot changed.
-    ReservationModified,
-    /// A reservation was cancelled by the driver.
-    ReservationCancelled,
-    /// "Lot A: 12 spaces left, expected full by 08:40", sent before a driver's likely arrival.
-    ArrivalForecast,
-    /// A reservation starts soon.
-    ReservationReminder,
-    /// A reservation has started and nobody has entered.
-    NoShowWarning,
-    /// A reservation was cancelled because nobody entered.
-    NoShow,
-    /// A payment was declined, failed or reversed, and its reservation cancelled.
-    PaymentProblem,
-    /// A waiter was booked automatically.
-    WaitlistBooked,
-    /// A waiter is told a spot is free for their window.
-    WaitlistSpotFree,
-    /// A waiter could not be served (their window no longer fits the booking rules).
-    WaitlistEnded,
-    /// An admin answered the driver's inquiry.
-    InquiryAnswered,
-}
-
-impl NotificationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ReservationConfirmed => "reservation_confirmed",
-            Self::ReservationModified => "reservation_modified",
-            Self::ReservationCancelled => "reservation_cancelled",
-            Self::ArrivalForecast => "arrival_forecast",
-            Self::ReservationReminder => "reservation_reminder",
-            Self::NoShowWarning => "no_show_warning",
-            Self::NoShow => "no_show",
-            Self::PaymentProblem => "payment_problem",
-            Self::WaitlistBooked => "waitlist_booked",
-            Self::WaitlistSpotFree => "waitlist_spot_free",
-            Self::WaitlistEnded => "waitlist_ended",
-            Self::InquiryAnswered => "inquiry_answered",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewNotification {
-    pub user_id: UserId,
-    pub kind: NotificationKind,
-    /// One message per key, ever.
-    pub dedup_key: String,
-    pub lot_id: Option<LotId>,
-    pub title: String,
-    pub body: String,
-}
-
-/// The message about a reservation event (confirmation, change, cancellation), with its
-/// deduplication key: one per reservation and kind (and, for a change, per new window and spot).
-#[allow(clippy::too_many_arguments)]
-pub fn about_reservation(
-    kind: NotificationKind,
-    user: UserId,
-    lot: LotId,
-    reservation: warehouse_schema::ReservationId,
-    tz: chrono_tz::Tz,
-    window: (DateTime<Utc>, DateTime<Utc>),
-    spot_label: &str,
-    amount: (i64, &str),
-) -> NewNotification {
-    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%a %d %b %H:%M").to_string();
-    let (what, key) = match kind {
-        NotificationKind::ReservationConfirmed => ("Reservation confirmed", "confirmed".to_owned()),
-        NotificationKind::ReservationModified => (
-            "Reservation changed",
-            format!(
-                "modified:{}-{}-{spot_label}",
-                window.0.timestamp_millis(),
-                window.1.timestamp_millis()
-            ),
-        ),
-        _ => ("Reservation cancelled", "cancelled".to_owned()),
-    };
-    NewNotification {
-        user_id: user,
-        kind,
-        dedup_key: format!("reservation:{}:{key}", reservation.0),
-        lot_id: Some(lot),
-        title: what.to_owned(),
-        body: format!(
-            "{what}: spot {spot_label}, {} to {}, {}.{:02} {}",
-            fmt(window.0),
-            fmt(window.1),
-            amount.0 / 100,
-            amount.0 % 100,
-            amount.1
-        ),
-    }
-}
+pub use crate::domain::notification::{NewNotification, NotificationKind, about_reservation};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -128,28 +27,10 @@ pub struct Notification {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// Store `n` unless a message with its key exists. Returns whether it was new.
+/// Store `n` unless a message with its key exists. Returns whether it was new. (A message
+/// that reports a state change is sent with it instead: [`crate::store::Change::notify`].)
 pub async fn enqueue(store: &Store, n: &NewNotification, now: DateTime<Utc>) -> Result<bool> {
-    let mut conn = store.writer().acquire().await?;
-    enqueue_in(&mut conn, n, now).await
-}
-
-/// [`enqueue`] inside the caller's transaction: the message commits with the change it reports.
-pub async fn enqueue_in(
-    conn: &mut sqlx::AnyConnection,
-    n: &NewNotification,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let message = rows::NewMessage {
-        user: n.user_id,
-        kind: n.kind.as_str(),
-        dedup_key: &n.dedup_key,
-        lot: n.lot_id.map(|l| l.0),
-        title: &n.title,
-        body: &n.body,
-        created_at: now.timestamp_millis(),
-    };
-    rows::insert_message(conn, message).await
+    rows::insert_message(store.writer(), rows::NewMessage::of(n, now)).await
 }
 
 /// Messages not delivered yet, oldest first.

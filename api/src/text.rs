@@ -3,7 +3,7 @@
 //! (PostgreSQL cannot hold it in text), and a one-line field (a name, a region, a subject)
 //! holds no line breaks, tabs or vertical tabs either.
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 
 /// A one-line value: no control character at all.
 pub fn line(what: &str, value: &str, max: usize) -> Result<String> {

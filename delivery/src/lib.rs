@@ -28,7 +28,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use parkflow_api::auth::TokenSigner;
 use parkflow_api::config::Secret;
 use parkflow_api::domain::DeliveryStatus;
-use parkflow_api::error::{Error, Result};
+use parkflow_api::domain::error::{Error, Result};
 use parkflow_api::notifications::Preferences;
 use parkflow_api::store::Store;
 use parkflow_api::store::notifications::{self as rows, DueDelivery};

@@ -13,7 +13,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
-use parkflow_api::ParkingService;
+use parkflow_api::Services;
 use parkflow_api::notifications::{NewNotification, NotificationKind, enqueue};
 use parkflow_forecast::driver::{DriverArrival, DriverModel, DriverModelConfig};
 use parkflow_forecast::{LotModel, Measure, Series};
@@ -205,13 +205,13 @@ pub struct PushReport {
 /// Propose a message to every driver of `forecast` likely to arrive at a lot in the local hour
 /// that starts next after `now`.
 pub async fn push_candidates(
-    service: &ParkingService,
+    service: &Services,
     forecast: &ForecastFile,
     now: DateTime<Utc>,
 ) -> anyhow::Result<PushReport> {
     let mut report = PushReport::default();
     let mut lots = std::collections::BTreeMap::new();
-    for lot in service.lots().await? {
+    for lot in service.lots().list().await? {
         lots.insert(lot.id, lot);
     }
     for likely in &forecast.drivers {

@@ -12,8 +12,8 @@ pub mod scenario;
 pub use scenario::{Arrival, ArrivalKind, LotPlan, SimConfig, scenario};
 
 use chrono::{DateTime, Utc};
-use parkflow_api::service::CheckInRequest;
-use parkflow_api::{Error as ApiError, ManualClock, ParkingService};
+use parkflow_api::services::CheckInRequest;
+use parkflow_api::{Error as ApiError, ManualClock, Services};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use warehouse_schema::{LotId, SessionId};
@@ -46,7 +46,7 @@ type Departure = Reverse<(DateTime<Utc>, u64, LotId, SessionId)>;
 /// Replay `arrivals` (already priced and thinned, any order) through the API, ending at `end`:
 /// entries and exits are applied in global time order with the clock set to each instant.
 pub async fn run(
-    service: &ParkingService,
+    service: &Services,
     clock: &ManualClock,
     arrivals: Vec<Arrival>,
     end: DateTime<Utc>,
@@ -70,7 +70,7 @@ pub async fn run(
             plate: a.plate.clone(),
             user_id: a.user_id,
         };
-        match service.check_in(a.lot_id, request).await {
+        match service.gates().check_in(a.lot_id, request).await {
             Ok(receipt) => {
                 report.checked_in += 1;
                 departures.push(Reverse((
@@ -99,7 +99,7 @@ pub async fn run(
 }
 
 async fn depart(
-    service: &ParkingService,
+    service: &Services,
     clock: &ManualClock,
     report: &mut SimReport,
     at: DateTime<Utc>,
@@ -107,7 +107,7 @@ async fn depart(
     session: SessionId,
 ) -> Result<(), Error> {
     clock.set(at);
-    let receipt = service.check_out(lot, session).await?;
+    let receipt = service.gates().check_out(lot, session).await?;
     report.exits += 1;
     report.revenue_cents += receipt.amount_cents;
     Ok(())

@@ -1,7 +1,7 @@
 //! Embedded ingest: crashes at every point of a batch, then resume; dead letters for bad rows.
 
 use chrono::{DateTime, Duration, Utc};
-use parkflow_api::service::CheckInRequest;
+use parkflow_api::services::CheckInRequest;
 use parkflow_api::{ApiConfig, AppState, ManualClock};
 use parkflow_ingest::{EmbeddedIngest, Error, FailPoint, IngestMetrics};
 use prometheus_client::registry::Registry;
@@ -29,15 +29,17 @@ async fn world() -> World {
         .await
         .unwrap();
     let lot = state
-        .service
+        .services
+        .lots()
         .create_lot(crate::support::test_lot("Test", 50))
         .await
         .unwrap();
-    let pool = state.service.store().writer().clone();
+    let pool = state.services.store().writer().clone();
     for i in 0..60i64 {
         clock.set(start + Duration::minutes(10 * i));
         let r = state
-            .service
+            .services
+            .gates()
             .check_in(
                 lot.id,
                 CheckInRequest {
@@ -50,7 +52,12 @@ async fn world() -> World {
             .await
             .unwrap();
         clock.set(start + Duration::minutes(10 * i + 5));
-        state.service.check_out(lot.id, r.session_id).await.unwrap();
+        state
+            .services
+            .gates()
+            .check_out(lot.id, r.session_id)
+            .await
+            .unwrap();
         if i % 20 == 7 {
             for payload in [
                 "{not json".to_owned(),
@@ -78,7 +85,7 @@ async fn world() -> World {
 
 fn ingest(w: &World, batch: usize) -> EmbeddedIngest {
     EmbeddedIngest::new(
-        w.state.service.store().outbox(),
+        w.state.services.store().outbox(),
         w.lake.clone(),
         batch,
         IngestMetrics::default(),
@@ -87,7 +94,7 @@ fn ingest(w: &World, batch: usize) -> EmbeddedIngest {
 }
 
 async fn outbox_len(w: &World) -> usize {
-    w.state.service.store().outbox_len().await.unwrap() as usize
+    w.state.services.store().outbox_len().await.unwrap() as usize
 }
 
 #[tokio::test]

@@ -319,3 +319,44 @@ fn the_api_core_builds_no_tls_stack_and_no_mail_client() {
         );
     }
 }
+
+/// The API's layers and what each may name (ARCHITECTURE.md "Layers"): `domain` names no other
+/// module and no framework (no IO: no sqlx, axum or tokio); `store` and `services` never name
+/// the HTTP edge or axum; only `http` knows status codes and the wire envelope.
+#[test]
+fn the_api_layers_call_downwards_only() {
+    let src = workspace().join("api/src");
+    let mut broken = Vec::new();
+    for file in rust_files(&src) {
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let layer = rel.split('/').next().unwrap().trim_end_matches(".rs");
+        let code = code_of(&std::fs::read_to_string(&file).unwrap());
+        let named = modules_named(&code);
+        let (may_name, frameworks): (&[&str], &[&str]) = match layer {
+            "domain" => (&["domain"], &["sqlx", "axum", "tokio", "StatusCode"]),
+            "store" | "services" => (&[], &["axum", "StatusCode"]),
+            _ => continue,
+        };
+        if layer == "domain" {
+            for m in named.iter().filter(|m| !may_name.contains(&m.as_str())) {
+                broken.push(format!("{rel} names crate::{m}"));
+            }
+        } else if named.contains("http") {
+            broken.push(format!("{rel} names crate::http"));
+        }
+        for f in frameworks {
+            if code.contains(&format!("{f}::")) || code.contains(&format!("use {f}")) {
+                broken.push(format!("{rel} uses {f}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "layer rules broken:\n{}",
+        broken.join("\n")
+    );
+}

@@ -8,9 +8,9 @@ use parkflow::report::LakeReports;
 use parkflow::{Config, serve, steps};
 use parkflow_api::ManualClock;
 use parkflow_api::accounts::Credentials;
-use parkflow_api::admin::NewInquiry;
-use parkflow_api::reservations::NewReservation;
-use parkflow_api::service::CheckInRequest;
+use parkflow_api::services::CheckInRequest;
+use parkflow_api::services::admin::NewInquiry;
+use parkflow_api::services::reservations::NewReservation;
 use parkflow_jobs::RunStatus;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -48,7 +48,7 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
     let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
         .await
         .unwrap();
-    let s = &state.service;
+    let s = &state.services;
 
     // Yesterday's stays in two lots, in the lake for the report: 2 and 3 cars of 45, 90, … min.
     let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
@@ -65,11 +65,11 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
         clock.set(morning);
         let mut sessions = Vec::new();
         for _ in 0..i + 2 {
-            sessions.push(s.check_in(*lot, car()).await.unwrap().session_id);
+            sessions.push(s.gates().check_in(*lot, car()).await.unwrap().session_id);
         }
         for (k, session) in sessions.iter().enumerate() {
             clock.set(morning + Duration::minutes(45 * (k as i64 + 1)));
-            s.check_out(*lot, *session).await.unwrap();
+            s.gates().check_out(*lot, *session).await.unwrap();
         }
     }
     let now = Utc::now();
@@ -95,18 +95,23 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
         now + Duration::hours(3),
         VehicleType::Car,
     );
-    let reservation = s.reserve(driver, booking, "e2e").await.unwrap();
+    let reservation = s
+        .reservations()
+        .reserve(driver, booking, "e2e")
+        .await
+        .unwrap();
     let subject = "Receipt for my booking";
-    s.open_inquiry(
-        driver,
-        NewInquiry {
-            subject: subject.into(),
-            message: "Where do I find the receipt?".into(),
-            reservation_id: Some(reservation.id),
-        },
-    )
-    .await
-    .unwrap();
+    s.admin()
+        .open_inquiry(
+            driver,
+            NewInquiry {
+                subject: subject.into(),
+                message: "Where do I find the receipt?".into(),
+                reservation_id: Some(reservation.id),
+            },
+        )
+        .await
+        .unwrap();
     state
         .accounts
         .register_admin(Credentials {
@@ -178,7 +183,7 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
         seen["live"]["before"].as_i64().unwrap() + 1,
         "{seen}"
     );
-    let live_lot = s.lot(lots[1]).await.unwrap();
+    let live_lot = s.lots().lot(lots[1]).await.unwrap();
     assert_eq!(
         live_lot.capacity - live_lot.free_spots,
         seen["live"]["after"].as_i64().unwrap()
@@ -186,11 +191,11 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
 
     // The lot created in the browser, with its first spot closed.
     let new_lot = LotId(seen["newLot"].as_i64().unwrap());
-    let created = s.lot(new_lot).await.unwrap();
+    let created = s.lots().lot(new_lot).await.unwrap();
     assert_eq!(created.name, "E2E Garage");
     assert_eq!(created.capacity, 2, "3 spots, one closed");
     assert_eq!(seen["capacityAfterClose"], 2);
-    let spots = s.spots(new_lot).await.unwrap();
+    let spots = s.admin().spots(new_lot).await.unwrap();
     let closed: Vec<&str> = spots
         .iter()
         .filter(|s| s.closed)
@@ -209,7 +214,7 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
             .unwrap()
             .contains("Your receipt is in your e-mail.")
     );
-    let mine = s.inquiries_of(driver).await.unwrap();
+    let mine = s.admin().inquiries_of(driver).await.unwrap();
     assert_eq!(
         mine[0].answer.as_deref(),
         Some("Your receipt is in your e-mail.")

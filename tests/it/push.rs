@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Utc, Weekday};
 use parkflow::{Config, serve, steps};
 use parkflow_api::ManualClock;
 use parkflow_api::notifications::unsent;
-use parkflow_api::service::CheckInRequest;
+use parkflow_api::services::CheckInRequest;
 use parkflow_jobs::RunStatus;
 use parkflow_push::{ForecastFile, PushReport, push_candidates, train};
 use std::sync::Arc;
@@ -51,17 +51,39 @@ async fn a_commuter_is_pushed_once_before_their_usual_hour() {
             continue;
         }
         clock.set(local(d, 8, 10));
-        let stay = state.service.check_in(lot, enter(commuter)).await.unwrap();
+        let stay = state
+            .services
+            .gates()
+            .check_in(lot, enter(commuter))
+            .await
+            .unwrap();
         let once = if d == 3 {
             clock.set(local(d, 8, 20));
-            Some(state.service.check_in(lot, enter(visitor)).await.unwrap())
+            Some(
+                state
+                    .services
+                    .gates()
+                    .check_in(lot, enter(visitor))
+                    .await
+                    .unwrap(),
+            )
         } else {
             None
         };
         clock.set(local(d, 17, 0));
-        state.service.check_out(lot, stay.session_id).await.unwrap();
+        state
+            .services
+            .gates()
+            .check_out(lot, stay.session_id)
+            .await
+            .unwrap();
         if let Some(v) = once {
-            state.service.check_out(lot, v.session_id).await.unwrap();
+            state
+                .services
+                .gates()
+                .check_out(lot, v.session_id)
+                .await
+                .unwrap();
         }
     }
     let scheduler = serve::schedule(&cfg, &state, &metrics).await.unwrap();
@@ -106,11 +128,11 @@ async fn a_commuter_is_pushed_once_before_their_usual_hour() {
 
     // At 05:05 the coming hour is 06:00: nobody to push. At 07:05 and again at 07:35 it is
     // 08:00: the commuter, once.
-    let quiet = push_candidates(&state.service, &forecast, local(21, 5, 5))
+    let quiet = push_candidates(&state.services, &forecast, local(21, 5, 5))
         .await
         .unwrap();
     assert_eq!(quiet, PushReport::default());
-    let pushed = push_candidates(&state.service, &forecast, local(21, 7, 5))
+    let pushed = push_candidates(&state.services, &forecast, local(21, 7, 5))
         .await
         .unwrap();
     assert_eq!(
@@ -120,13 +142,13 @@ async fn a_commuter_is_pushed_once_before_their_usual_hour() {
             enqueued: 1
         }
     );
-    let again = push_candidates(&state.service, &forecast, local(21, 7, 35))
+    let again = push_candidates(&state.services, &forecast, local(21, 7, 35))
         .await
         .unwrap();
     assert_eq!(again.enqueued, 0, "one message per driver, lot and hour");
-    let messages = unsent(state.service.store(), 10).await.unwrap();
+    let messages = unsent(state.services.store(), 10).await.unwrap();
     assert_eq!(messages.len(), 1);
-    let lot_row = state.service.lot(lot).await.unwrap();
+    let lot_row = state.services.lots().lot(lot).await.unwrap();
     assert_eq!(messages[0].user_id, commuter.0.to_string());
     assert_eq!(
         messages[0].body,

@@ -3,9 +3,9 @@
 use chrono::{DateTime, Duration, Utc};
 use parkflow::{Config, serve, steps};
 use parkflow_api::ManualClock;
-use parkflow_api::lifecycle::ReservationTimers;
-use parkflow_api::reservations::NewReservation;
-use parkflow_api::service::CheckInRequest;
+use parkflow_api::services::CheckInRequest;
+use parkflow_api::services::reservations::NewReservation;
+use parkflow_api::services::reservations::lifecycle::ReservationTimers;
 use parkflow_jobs::RunStatus;
 use std::sync::Arc;
 use warehouse_schema::lake::Lake;
@@ -28,7 +28,7 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
         ..Default::default()
     });
     let lot: LotId = steps::create_lots(&state, plans).await.unwrap()[0].0;
-    let s = &state.service;
+    let s = &state.services;
     // Three stays on Monday 2026-06-01: 20 min (car, QR), 90 min (EV, NFC), 5 h (car, QR).
     let mut stays = Vec::new();
     for (minutes, vt, method) in [
@@ -38,6 +38,7 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
     ] {
         clock.set(t("2026-06-01T08:00:00Z"));
         let r = s
+            .gates()
             .check_in(
                 lot,
                 CheckInRequest {
@@ -53,13 +54,14 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
     }
     for (session, minutes) in &stays {
         clock.set(t("2026-06-01T08:00:00Z") + Duration::minutes(*minutes));
-        s.check_out(lot, *session).await.unwrap();
+        s.gates().check_out(lot, *session).await.unwrap();
     }
     // Reservations made at 07:00 (for 09:00) and at 06:00 (for two days later): one
     // cancelled, one a no-show.
     clock.set(t("2026-06-01T07:00:00Z"));
     let soon_owner = UserId::new();
     let soon = s
+        .reservations()
         .reserve(
             soon_owner,
             NewReservation::new(
@@ -73,10 +75,11 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
         .await
         .unwrap();
     let paid = s
+        .payments()
         .pay_reservation(
             soon_owner,
             soon.id,
-            parkflow_api::payments::PaymentMethod::Card {
+            parkflow_api::services::payments::PaymentMethod::Card {
                 token: "tok_ok".into(),
                 last4: "4242".into(),
             },
@@ -87,6 +90,7 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
     assert_eq!(paid.status.as_str(), "captured");
     let owner = UserId::new();
     let later = s
+        .reservations()
         .reserve(
             owner,
             NewReservation::new(
@@ -99,9 +103,13 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
         )
         .await
         .unwrap();
-    s.cancel_reservation(owner, later.id).await.unwrap();
+    s.reservations()
+        .cancel_reservation(owner, later.id)
+        .await
+        .unwrap();
     clock.set(t("2026-06-01T10:05:00Z"));
     let swept = s
+        .reservations()
         .sweep_reservations(clock_now(s), &ReservationTimers::default())
         .await
         .unwrap();
@@ -207,7 +215,7 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
     assert!(e.to_string().contains("lot 999"), "{e}");
 }
 
-fn clock_now(s: &parkflow_api::ParkingService) -> DateTime<Utc> {
+fn clock_now(s: &parkflow_api::Services) -> DateTime<Utc> {
     s.now()
 }
 

@@ -22,13 +22,13 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     });
     let lots = steps::create_lots(&state, plans).await.unwrap();
     for (lot, _) in &lots {
-        let req = parkflow_api::service::CheckInRequest {
+        let req = parkflow_api::services::CheckInRequest {
             vehicle_type: warehouse_schema::VehicleType::Car,
             method: warehouse_schema::EntryMethod::Qr,
             plate: None,
             user_id: None,
         };
-        state.service.check_in(*lot, req).await.unwrap();
+        state.services.gates().check_in(*lot, req).await.unwrap();
     }
     let scheduler = serve::schedule(&cfg, &state, &metrics).await.unwrap();
     let names: Vec<&str> = scheduler.jobs().map(|(n, _)| n).collect();
@@ -50,14 +50,15 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     // Another API process on the same database takes a reservation: this process's
     // availability index learns of it through the "availability" job.
     let (lot, _) = lots[0];
-    let window = parkflow_api::reservations::TimeRange::new(
+    let window = parkflow_api::services::reservations::TimeRange::new(
         clock.now() + chrono::Duration::days(1),
         clock.now() + chrono::Duration::days(1) + chrono::Duration::hours(1),
     )
     .unwrap();
     let car = warehouse_schema::VehicleType::Car;
     let free_before = state
-        .service
+        .services
+        .lots()
         .free_spots(lot, window, car, None)
         .await
         .unwrap();
@@ -65,16 +66,23 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
         .await
         .unwrap();
     let taken = other
-        .service
+        .services
+        .reservations()
         .reserve(
             warehouse_schema::UserId::new(),
-            parkflow_api::reservations::NewReservation::new(lot, window.start(), window.end(), car),
+            parkflow_api::services::reservations::NewReservation::new(
+                lot,
+                window.start(),
+                window.end(),
+                car,
+            ),
             "other-process",
         )
         .await
         .unwrap();
     let stale = state
-        .service
+        .services
+        .lots()
         .free_spots(lot, window, car, None)
         .await
         .unwrap();
@@ -87,7 +95,8 @@ async fn scheduled_jobs_ingest_refresh_and_price() {
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
     assert!(run.rows >= 1, "the changed lot was dropped from the index");
     let fresh = state
-        .service
+        .services
+        .lots()
         .free_spots(lot, window, car, None)
         .await
         .unwrap();

@@ -39,8 +39,8 @@ pub fn dead_letter_reasons(lake: &Lake) -> Vec<String> {
 }
 
 /// A lot in UTC with `cars` car spots at $1.00 an hour.
-pub fn test_lot(name: &str, cars: u32) -> parkflow_api::service::NewLot {
-    parkflow_api::service::NewLot {
+pub fn test_lot(name: &str, cars: u32) -> parkflow_api::services::NewLot {
+    parkflow_api::services::NewLot {
         ev_spots_open_to_cars: false,
         name: name.into(),
         time_zone: "UTC".into(),

@@ -8,7 +8,7 @@
 //!
 //! Freshness: a lot is loaded from the store on its first query; every change this process
 //! commits is applied right after its commit (`hold`, `release`); changes made by other processes
-//! sharing the database are picked up by `ParkingService::sync_availability`, which reads the
+//! sharing the database are picked up by `Services::sync_availability`, which reads the
 //! outbox and drops the lots it touched so they load again. Applying is idempotent per
 //! reservation id, so a change seen twice does no harm.
 //!

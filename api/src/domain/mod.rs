@@ -3,10 +3,16 @@
 //! records; the HTTP edge turns them into answers.
 
 pub mod availability;
+pub mod error;
+pub mod money;
+pub mod notification;
+pub mod passes;
 pub mod schema;
 mod status;
+pub mod tariff;
 mod time;
 
+pub use money::Money;
 pub use status::{DeliveryStatus, PaymentStatus, ReservationStatus, WaitlistStatus};
 pub use time::TimeRange;
 

@@ -1,6 +1,6 @@
 //! Time windows: half-open `[start, end)`, never empty.
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 use chrono::{DateTime, Duration, Utc};
 
 /// A time window with `start < end`, checked once at construction.

@@ -5,7 +5,8 @@ use super::AppState;
 use super::extract::*;
 use super::wire::*;
 use crate::accounts::{Credentials, NewVehicle, Point};
-use crate::error::Error;
+use crate::domain::error::Error;
+use crate::http::error::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,7 +26,7 @@ use serde::Deserialize;
 pub(super) async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = state.accounts.register(body).await?;
     Ok((StatusCode::CREATED, Json(UserCreated { user_id: user })))
 }
@@ -44,7 +45,7 @@ pub(super) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<Credentials>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.accounts.login(body, &ip).await?))
 }
 
@@ -69,7 +70,7 @@ pub(super) struct RefreshBody {
 pub(super) async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.accounts.refresh(&body.refresh_token).await?))
 }
 
@@ -88,7 +89,7 @@ pub(super) async fn add_vehicle(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<NewVehicle>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok((
         StatusCode::CREATED,
@@ -109,7 +110,7 @@ pub(super) async fn add_vehicle(
 pub(super) async fn list_vehicles(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(Vehicles {
         vehicles: state.accounts.vehicles(user).await?,
@@ -131,7 +132,7 @@ pub(super) async fn set_workplace(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(at): ApiJson<Point>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     state.accounts.set_workplace(user, at).await?;
     Ok(Json(Workplace {
@@ -152,7 +153,7 @@ pub(super) async fn set_workplace(
 pub(super) async fn get_workplace(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(Workplace {
         workplace: state.accounts.workplace(user).await?,
@@ -183,10 +184,10 @@ pub(super) fn inbox_size() -> i64 {
 pub(super) async fn get_preferences(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(
-        crate::notifications::preferences(state.service.store(), user).await?,
+        crate::notifications::preferences(state.services.store(), user).await?,
     ))
 }
 
@@ -205,9 +206,9 @@ pub(super) async fn put_preferences(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(p): ApiJson<crate::notifications::Preferences>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    crate::notifications::set_preferences(state.service.store(), user, p).await?;
+    crate::notifications::set_preferences(state.services.store(), user, p).await?;
     Ok(Json(p))
 }
 
@@ -225,9 +226,9 @@ pub(super) async fn put_preferences(
 pub(super) async fn export_me(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    Ok(Json(state.service.export_user_data(user).await?))
+    Ok(Json(state.services.privacy().export_user_data(user).await?))
 }
 
 /// Erase the calling driver's account.
@@ -244,9 +245,13 @@ pub(super) async fn export_me(
 pub(super) async fn delete_me(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    let erasure = state.service.erase_user(user, state.service.now()).await?;
+    let erasure = state
+        .services
+        .privacy()
+        .erase_user(user, state.services.now())
+        .await?;
     Ok(Json(Erased {
         deleted: true,
         erasure,
@@ -271,11 +276,11 @@ pub(super) async fn list_notifications(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<Inbox>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     if !(1..=100).contains(&q.limit) {
-        return Err(Error::Invalid("limit is 1 to 100".into()));
+        return Err(Error::Invalid("limit is 1 to 100".into()).into());
     }
-    let items = crate::notifications::of_user(state.service.store(), user, q.limit).await?;
+    let items = crate::notifications::of_user(state.services.store(), user, q.limit).await?;
     Ok(Json(Notifications { items }))
 }

@@ -3,7 +3,8 @@
 //! (`X-Forwarded-For` only from trusted proxies) and the caller's role from the bearer token.
 
 use super::{AppState, Role};
-use crate::error::Error;
+use crate::domain::error::Error;
+use crate::http::error::ApiError;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -19,7 +20,7 @@ use warehouse_schema::{LotId, UserId};
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         // Parsed as a JSON value first, so syntax is the only 400 and every type error (a
@@ -33,20 +34,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Our envelope for axum's own JSON rejections.
-pub(crate) fn json_rejection(e: JsonRejection) -> Error {
+pub(crate) fn json_rejection(e: JsonRejection) -> ApiError {
     let status = e.status();
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::rejected(
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::rejected(
             status,
             "payload_too_large",
             "the request body is larger than the limit",
         ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::rejected(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::rejected(
             status,
             "unsupported_media_type",
             "send the body as JSON with `Content-Type: application/json`",
         ),
-        _ => Error::BadRequest(format!("the body is not valid JSON: {}", source_of(&e))),
+        _ => Error::BadRequest(format!("the body is not valid JSON: {}", source_of(&e))).into(),
     }
 }
 
@@ -61,19 +62,21 @@ pub(crate) fn source_of(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `T` from a JSON object; anything else, or a field of the wrong type, is a 422 that names
 /// the field.
-pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     if !value.is_object() {
-        return Err(Error::Invalid("the body must be a JSON object".into()));
+        return Err(Error::Invalid("the body must be a JSON object".into()).into());
     }
-    serde_path_to_error::deserialize(integral_numbers(value)).map_err(|e| {
-        let path = field_path(e.path());
-        let message = plain_serde_message(&e.inner().to_string());
-        Error::Invalid(if path.is_empty() {
-            message
-        } else {
-            format!("`{path}`: {message}")
+    serde_path_to_error::deserialize(integral_numbers(value))
+        .map_err(|e| {
+            let path = field_path(e.path());
+            let message = plain_serde_message(&e.inner().to_string());
+            Error::Invalid(if path.is_empty() {
+                message
+            } else {
+                format!("`{path}`: {message}")
+            })
         })
-    })
+        .map_err(ApiError::from)
 }
 
 /// JSON does not tell `5` from `5.0`, and neither does JSON Schema's `integer`: a number with
@@ -156,13 +159,14 @@ pub(crate) fn plain_serde_message(message: &str) -> String {
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
             .map_err(|e| Error::Invalid(plain_serde_message(&source_of(&e))))
+            .map_err(ApiError::from)
     }
 }
 
@@ -170,14 +174,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 pub struct Id<T>(pub T);
 
 impl<S: Send + Sync, T: std::str::FromStr> FromRequestParts<S> for Id<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|e: PathRejection| Error::BadRequest(e.body_text()))?;
-        raw.parse::<T>().map(Self).map_err(|_| Error::NotFound(raw))
+        raw.parse::<T>()
+            .map(Self)
+            .map_err(|_| Error::NotFound(raw))
+            .map_err(ApiError::from)
     }
 }
 
@@ -185,14 +192,14 @@ impl<S: Send + Sync, T: std::str::FromStr> FromRequestParts<S> for Id<T> {
 pub struct LotPath(pub LotId);
 
 impl<S: Send + Sync> FromRequestParts<S> for LotPath {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Id(id) = Id::<i64>::from_request_parts(parts, state).await?;
         if id > 0 {
             Ok(Self(LotId(id)))
         } else {
-            Err(Error::NotFound(format!("lot {id}")))
+            Err(Error::NotFound(format!("lot {id}")).into())
         }
     }
 }
@@ -202,7 +209,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LotPath {
 pub struct ClientIp(pub String);
 
 impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -263,7 +270,7 @@ pub struct Caller {
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -308,7 +315,7 @@ pub(crate) fn bearer_token(header: &str) -> Option<&str> {
 pub struct MaybeCaller(pub Option<Caller>);
 
 impl FromRequestParts<AppState> for MaybeCaller {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -333,27 +340,27 @@ impl MaybeCaller {
 }
 
 impl Caller {
-    pub(crate) fn require(&self, allowed: &[Role], action: &'static str) -> Result<(), Error> {
+    pub(crate) fn require(&self, allowed: &[Role], action: &'static str) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())
         } else {
-            Err(Error::Forbidden(action))
+            Err(Error::Forbidden(action).into())
         }
     }
 
     /// Who the audit log names for this caller's admin actions.
-    pub(crate) fn actor(&self) -> crate::admin::Actor {
+    pub(crate) fn actor(&self) -> crate::services::admin::Actor {
         match self.user {
-            Some(user) => crate::admin::Actor::account(user),
-            None => crate::admin::Actor::admin_token(),
+            Some(user) => crate::services::admin::Actor::account(user),
+            None => crate::services::admin::Actor::admin_token(),
         }
     }
 
     /// The driver's own account (reservations and vehicles belong to one).
-    pub(crate) fn driver(&self) -> Result<UserId, Error> {
+    pub(crate) fn driver(&self) -> Result<UserId, ApiError> {
         match (self.role, self.user) {
             (Role::Driver | Role::Admin, Some(user)) => Ok(user),
-            _ => Err(Error::Forbidden("act for a driver")),
+            _ => Err(Error::Forbidden("act for a driver").into()),
         }
     }
 }

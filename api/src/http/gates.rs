@@ -2,8 +2,8 @@
 
 use super::extract::*;
 use super::{AppState, Role};
-use crate::error::Error;
-use crate::gates::{GateEntry, GateExit};
+use crate::http::error::ApiError;
+use crate::services::gates::{GateEntry, GateExit};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,9 +17,9 @@ use axum::response::IntoResponse;
     params(
         ("lot_id" = i64, Path, description = "lot id", minimum = 1),
     ),
-    request_body = crate::gates::GateEntry,
+    request_body = crate::services::gates::GateEntry,
     responses(
-        (status = 201, description = "OK", body = crate::service::CheckInReceipt),
+        (status = 201, description = "OK", body = crate::services::CheckInReceipt),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("staff" = [])),
@@ -29,11 +29,11 @@ pub(super) async fn entry(
     caller: Caller,
     LotPath(lot): LotPath,
     ApiJson(body): ApiJson<GateEntry>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Gate, Role::Admin], "open gates")?;
     Ok((
         StatusCode::CREATED,
-        Json(state.service.enter(lot, body).await?),
+        Json(state.services.gates().enter(lot, body).await?),
     ))
 }
 
@@ -45,9 +45,9 @@ pub(super) async fn entry(
     params(
         ("lot_id" = i64, Path, description = "lot id", minimum = 1),
     ),
-    request_body = crate::gates::GateExit,
+    request_body = crate::services::gates::GateExit,
     responses(
-        (status = 200, description = "OK", body = crate::service::ExitReceipt),
+        (status = 200, description = "OK", body = crate::services::ExitReceipt),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("staff" = [])),
@@ -57,7 +57,7 @@ pub(super) async fn exit(
     caller: Caller,
     LotPath(lot): LotPath,
     ApiJson(body): ApiJson<GateExit>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Gate, Role::Admin], "open gates")?;
-    Ok(Json(state.service.leave(lot, body).await?))
+    Ok(Json(state.services.gates().leave(lot, body).await?))
 }

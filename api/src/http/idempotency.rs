@@ -16,7 +16,8 @@
 //! between its commit and storing the answer here, after which the next retry takes the
 //! expired claim over and finds the effect already there.
 
-use crate::error::{Error, Result};
+use crate::domain::error::Error;
+use crate::http::error::{ApiError, Result};
 use crate::http::from_json_value;
 use crate::store::{Store, idempotency as keys};
 use axum::Json;
@@ -46,7 +47,7 @@ pub struct Keyed<T> {
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let key = key_of(req.headers())?;
@@ -67,7 +68,7 @@ impl<T> Keyed<T> {
     /// (see the module documentation).
     pub async fn run<F, Fut>(
         self,
-        service: &crate::service::ParkingService,
+        service: &crate::services::Services,
         user: UserId,
         action: F,
     ) -> Result<Response>
@@ -101,7 +102,8 @@ fn key_of(headers: &axum::http::HeaderMap) -> Result<String> {
     if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::Invalid(
             "an Idempotency-Key is 1 to 200 visible ASCII characters".into(),
-        ));
+        )
+        .into());
     }
     Ok(key.to_owned())
 }
@@ -217,7 +219,7 @@ async fn claim(
             return Err(Error::unprocessable(
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request; use a new key for a new request",
-            ));
+            ).into());
         }
         if let (Some(status), Some(response)) = (stored.status_code, stored.response) {
             let status = u16::try_from(status)
@@ -236,7 +238,8 @@ async fn claim(
             return Err(Error::conflict(
                 "request_in_progress",
                 "a request with this Idempotency-Key is still in progress; retry shortly",
-            ));
+            )
+            .into());
         }
         tokio::time::sleep(POLL).await;
     }

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::extract::*;
 use super::wire::*;
-use crate::error::Error;
+use crate::http::error::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,9 +13,9 @@ use axum::response::IntoResponse;
     post,
     path = "/v1/inquiries",
     summary = "Ask the operator something (optionally about one of the driver's reservations); admins answer in the portal and the answer arrives as a message",
-    request_body = crate::admin::NewInquiry,
+    request_body = crate::services::admin::NewInquiry,
     responses(
-        (status = 201, description = "OK", body = crate::admin::Inquiry),
+        (status = 201, description = "OK", body = crate::services::admin::Inquiry),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -23,10 +23,10 @@ use axum::response::IntoResponse;
 pub(super) async fn open_inquiry(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<crate::admin::NewInquiry>,
-) -> Result<impl IntoResponse, Error> {
+    ApiJson(body): ApiJson<crate::services::admin::NewInquiry>,
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    let inquiry = state.service.open_inquiry(user, body).await?;
+    let inquiry = state.services.admin().open_inquiry(user, body).await?;
     Ok((StatusCode::CREATED, Json(inquiry)))
 }
 
@@ -43,9 +43,9 @@ pub(super) async fn open_inquiry(
 pub(super) async fn list_inquiries(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(Inquiries {
-        inquiries: state.service.inquiries_of(user).await?,
+        inquiries: state.services.admin().inquiries_of(user).await?,
     }))
 }

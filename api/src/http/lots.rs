@@ -4,8 +4,8 @@ use super::extract::*;
 use super::wire::*;
 use super::{AppState, Role};
 use crate::accounts::Point;
-use crate::error::Error;
-use crate::service::{NewLot, PublishRates};
+use crate::http::error::ApiError;
+use crate::services::{NewLot, PublishRates};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,8 +21,8 @@ pub(super) struct NearQuery {
     near: Option<String>,
 }
 
-pub(super) fn parse_near(raw: Option<&str>) -> Result<Option<Point>, Error> {
-    raw.map(str::parse).transpose()
+pub(super) fn parse_near(raw: Option<&str>) -> Result<Option<Point>, ApiError> {
+    Ok(raw.map(str::parse).transpose()?)
 }
 
 /// Every lot with free spots and the rate now; with `near=lat,lng` (or a driver's saved
@@ -43,12 +43,16 @@ pub(super) async fn list_lots(
     State(state): State<AppState>,
     caller: MaybeCaller,
     ApiQuery(q): ApiQuery<NearQuery>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let given = parse_near(q.near.as_deref())?.map(Point::pair);
-    let near = state.service.measuring_from(caller.user(), given).await?;
+    let near = state
+        .services
+        .reservations()
+        .measuring_from(caller.user(), given)
+        .await?;
     let lots = match near {
-        Some(p) => state.service.lots_near(p).await?,
-        None => state.service.lots().await?,
+        Some(p) => state.services.lots().lots_near(p).await?,
+        None => state.services.lots().list().await?,
     };
     Ok(Json(Lots { lots }))
 }
@@ -58,9 +62,9 @@ pub(super) async fn list_lots(
     path = "/v1/lots",
     summary = "Create a lot with spots per vehicle type",
     description = "Static bearer token of: admin.",
-    request_body = crate::service::NewLot,
+    request_body = crate::services::NewLot,
     responses(
-        (status = 201, description = "OK", body = crate::service::Lot),
+        (status = 201, description = "OK", body = crate::services::Lot),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("staff" = [])),
@@ -69,13 +73,14 @@ pub(super) async fn create_lot(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<NewLot>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Admin], "create lots")?;
     Ok((
         StatusCode::CREATED,
         Json(
             state
-                .service
+                .services
+                .lots()
                 .create_lot_by(Some(&caller.actor()), body)
                 .await?,
         ),
@@ -90,15 +95,15 @@ pub(super) async fn create_lot(
         ("lot_id" = i64, Path, description = "lot id", minimum = 1),
     ),
     responses(
-        (status = 200, description = "OK", body = crate::service::Lot),
+        (status = 200, description = "OK", body = crate::services::Lot),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
 )]
 pub(super) async fn get_lot(
     State(state): State<AppState>,
     LotPath(lot): LotPath,
-) -> Result<impl IntoResponse, Error> {
-    Ok(Json(state.service.lot(lot).await?))
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.services.lots().lot(lot).await?))
 }
 
 #[utoipa::path(
@@ -109,15 +114,15 @@ pub(super) async fn get_lot(
         ("lot_id" = i64, Path, description = "lot id", minimum = 1),
     ),
     responses(
-        (status = 200, description = "OK", body = crate::service::RateSchedule),
+        (status = 200, description = "OK", body = crate::services::RateSchedule),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
 )]
 pub(super) async fn get_rates(
     State(state): State<AppState>,
     LotPath(lot): LotPath,
-) -> Result<impl IntoResponse, Error> {
-    Ok(Json(state.service.rate_schedule(lot).await?))
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.services.lots().rate_schedule(lot).await?))
 }
 
 #[utoipa::path(
@@ -128,7 +133,7 @@ pub(super) async fn get_rates(
     params(
         ("lot_id" = i64, Path, description = "lot id", minimum = 1),
     ),
-    request_body = crate::service::PublishRates,
+    request_body = crate::services::PublishRates,
     responses(
         (status = 200, description = "OK", body = crate::http::wire::Published),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
@@ -140,9 +145,9 @@ pub(super) async fn put_rates(
     caller: Caller,
     LotPath(lot): LotPath,
     ApiJson(body): ApiJson<PublishRates>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Pricing, Role::Admin], "publish rates")?;
-    let published = state.service.publish_rates(lot, body.rates).await?;
+    let published = state.services.lots().publish_rates(lot, body.rates).await?;
     Ok(Json(Published { published }))
 }
 
@@ -179,15 +184,21 @@ pub(super) async fn free_spots(
     State(state): State<AppState>,
     caller: MaybeCaller,
     ApiQuery(q): ApiQuery<SpotQuery>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let window = state
-        .service
+        .services
+        .reservations()
         .bookable_window(q.lot_id, q.start_at, q.end_at)
         .await?;
     let given = parse_near(q.near.as_deref())?.map(Point::pair);
-    let near = state.service.measuring_from(caller.user(), given).await?;
+    let near = state
+        .services
+        .reservations()
+        .measuring_from(caller.user(), given)
+        .await?;
     let spots = state
-        .service
+        .services
+        .lots()
         .free_spots(q.lot_id, window, q.vehicle_type, near)
         .await?;
     Ok(Json(FreeSpots {

@@ -5,6 +5,7 @@
 //! framework's own rejections).
 
 mod accounts;
+pub mod error;
 pub mod extract;
 mod gates;
 pub mod idempotency;
@@ -17,15 +18,16 @@ mod reservations;
 mod waitlist;
 pub mod wire;
 
+pub use error::ApiError;
 pub use extract::{
     ApiJson, ApiQuery, Caller, ClientIp, Id, LotPath, MaybeCaller, client_address, from_json_value,
 };
 
 use crate::accounts::Accounts;
 use crate::config::Secret;
-use crate::error::Error;
+use crate::domain::error::Error;
 use crate::metrics::{ApiMetrics, HttpLabels};
-use crate::service::ParkingService;
+use crate::services::Services;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -54,7 +56,7 @@ pub struct Tokens {
 
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub service: ParkingService,
+    pub services: Services,
     pub accounts: Accounts,
     pub tokens: Arc<Tokens>,
     pub registry: Arc<Registry>,
@@ -134,7 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/gates/{lot_id}/entries", post(gates::entry))
         .route("/v1/gates/{lot_id}/exits", post(gates::exit))
         .merge(portal::router(state.clone()))
-        .fallback(|| async { Error::NotFound("route".into()) })
+        .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
         .layer(middleware::map_response(envelope_framework_rejections))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -197,7 +199,7 @@ async fn envelope_framework_rejections(response: Response) -> Response {
         _ => ("bad_request", "the request was refused"),
     };
     let (mut parts, _) = response.into_parts();
-    let mut enveloped = Error::rejected(status, code, message).into_response();
+    let mut enveloped = ApiError::rejected(status, code, message).into_response();
     // Keep the framework's headers (Allow on a 405), with our body's type and length.
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.remove(axum::http::header::CONTENT_TYPE);
@@ -216,8 +218,8 @@ async fn envelope_framework_rejections(response: Response) -> Response {
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
 )]
-async fn healthz(State(state): State<AppState>) -> Result<Json<wire::Health>, Error> {
-    state.service.store().outbox_head().await?;
+async fn healthz(State(state): State<AppState>) -> Result<Json<wire::Health>, ApiError> {
+    state.services.store().outbox_head().await?;
     Ok(Json(wire::Health { status: "ok" }))
 }
 
@@ -310,32 +312,32 @@ async fn metrics(State(state): State<AppState>) -> Response {
     wire::Workplace,
     crate::accounts::NewVehicle,
     wire::Vehicles,
-    crate::service::NewLot,
+    crate::services::NewLot,
     wire::Lots,
-    crate::service::PublishRates,
+    crate::services::PublishRates,
     wire::Published,
-    crate::service::RateSchedule,
+    crate::services::RateSchedule,
     crate::notifications::Preferences,
     wire::Notifications,
     wire::Balance,
-    crate::waitlist::JoinWaitlist,
+    crate::services::waitlist::JoinWaitlist,
     wire::WaitlistEntries,
-    crate::admin::NewInquiry,
+    crate::services::admin::NewInquiry,
     wire::Inquiries,
-    crate::payments::PaymentMethod,
+    crate::services::payments::PaymentMethod,
     payments::TopUpBody,
-    crate::payments::PaymentRecord,
-    crate::payments::WebhookEvent,
+    crate::services::payments::PaymentRecord,
+    crate::services::payments::WebhookEvent,
     wire::Handled,
     reservations::ReservationBody,
     reservations::ChangeBody,
     wire::ReservationWithPass,
     wire::ReservationPage,
     wire::Cancellation,
-    crate::gates::GateEntry,
-    crate::gates::GateExit,
-    crate::service::CheckInReceipt,
-    crate::service::ExitReceipt,
+    crate::services::gates::GateEntry,
+    crate::services::gates::GateExit,
+    crate::services::CheckInReceipt,
+    crate::services::ExitReceipt,
     wire::FreeSpots,
     wire::Erased,
     wire::Health,

@@ -3,7 +3,8 @@
 use super::AppState;
 use super::extract::*;
 use super::wire::*;
-use crate::error::Error;
+use crate::domain::error::Error;
+use crate::http::error::ApiError;
 use crate::http::idempotency::Keyed;
 use axum::Json;
 use axum::extract::State;
@@ -17,9 +18,9 @@ use warehouse_schema::ReservationId;
 /// A payment that did not go through is a 402 with its reason; the same key gives the same
 /// answer again.
 pub(super) fn paid(
-    p: crate::payments::PaymentRecord,
-) -> Result<(StatusCode, serde_json::Value), Error> {
-    if p.status == crate::payments::PaymentStatus::Captured {
+    p: crate::services::payments::PaymentRecord,
+) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    if p.status == crate::services::payments::PaymentStatus::Captured {
         return Ok((StatusCode::CREATED, json!(p)));
     }
     Err(Error::PaymentRequired {
@@ -30,7 +31,8 @@ pub(super) fn paid(
             p.status,
             p.reason.as_deref().unwrap_or("no reason given")
         ),
-    })
+    }
+    .into())
 }
 
 #[utoipa::path(
@@ -41,9 +43,9 @@ pub(super) fn paid(
         ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
         ("Idempotency-Key" = String, Header, description = "the same key with the same request returns the first answer again; with another request it is refused (422)", min_length = 1, max_length = 200, pattern = "^[!-~]+$"),
     ),
-    request_body = crate::payments::PaymentMethod,
+    request_body = crate::services::payments::PaymentMethod,
     responses(
-        (status = 201, description = "OK", body = crate::payments::PaymentRecord),
+        (status = 201, description = "OK", body = crate::services::payments::PaymentRecord),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -52,14 +54,15 @@ pub(super) async fn pay_reservation(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id<Uuid>,
-    keyed: Keyed<crate::payments::PaymentMethod>,
-) -> Result<Response, Error> {
+    keyed: Keyed<crate::services::payments::PaymentMethod>,
+) -> Result<Response, ApiError> {
     let user = caller.driver()?;
-    let service = &state.service;
+    let service = &state.services;
     keyed
         .run(service, user, |method, key| async move {
             paid(
                 service
+                    .payments()
                     .pay_reservation(user, ReservationId(id), method, &key)
                     .await?,
             )
@@ -74,7 +77,7 @@ pub(super) struct TopUpBody {
     #[schema(schema_with = crate::domain::schema::top_up_cents)]
     amount_cents: i64,
     #[schema(schema_with = crate::domain::schema::top_up_payment)]
-    payment: crate::payments::PaymentMethod,
+    payment: crate::services::payments::PaymentMethod,
     /// The balance's currency: the first top-up fixes it (default USD), later ones must match.
     #[serde(default)]
     #[schema(schema_with = crate::domain::schema::nullable_currency)]
@@ -90,7 +93,7 @@ pub(super) struct TopUpBody {
     ),
     request_body = crate::http::payments::TopUpBody,
     responses(
-        (status = 201, description = "OK", body = crate::payments::PaymentRecord),
+        (status = 201, description = "OK", body = crate::services::payments::PaymentRecord),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -99,13 +102,14 @@ pub(super) async fn top_up(
     State(state): State<AppState>,
     caller: Caller,
     keyed: Keyed<TopUpBody>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let user = caller.driver()?;
-    let service = &state.service;
+    let service = &state.services;
     keyed
         .run(service, user, |body, key| async move {
             paid(
                 service
+                    .payments()
                     .top_up(user, body.amount_cents, body.currency, body.payment, &key)
                     .await?,
             )
@@ -126,10 +130,10 @@ pub(super) async fn top_up(
 pub(super) async fn get_balance(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(Balance {
-        cents: state.service.balance(user).await?,
+        cents: state.services.payments().balance(user).await?,
     }))
 }
 
@@ -138,7 +142,7 @@ pub(super) async fn get_balance(
     post,
     path = "/v1/payments/webhook",
     summary = "The payment gateway's signed events (X-Gateway-Signature); each event id is handled once",
-    request_body = crate::payments::WebhookEvent,
+    request_body = crate::services::payments::WebhookEvent,
     responses(
         (status = 200, description = "OK", body = crate::http::wire::Handled),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
@@ -148,11 +152,15 @@ pub(super) async fn payment_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let signature = headers
         .get("x-gateway-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or(Error::Unauthorized)?;
-    let handled = state.service.gateway_webhook(&body, signature).await?;
+    let handled = state
+        .services
+        .payments()
+        .gateway_webhook(&body, signature)
+        .await?;
     Ok(Json(Handled { handled }))
 }

@@ -4,9 +4,10 @@ use super::AppState;
 use super::extract::*;
 use super::wire::*;
 use crate::accounts::Point;
-use crate::error::Error;
+use crate::domain::error::Error;
+use crate::http::error::ApiError;
 use crate::http::idempotency::Keyed;
-use crate::reservations::{BookingRequest, ChangeRequest, VehicleChoice};
+use crate::services::reservations::{BookingRequest, ChangeRequest, VehicleChoice};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -43,11 +44,11 @@ pub(super) struct ReservationBody {
 fn vehicle_choice(
     vehicle_type: Option<VehicleType>,
     vehicle_id: Option<Uuid>,
-) -> Result<Option<VehicleChoice>, Error> {
+) -> Result<Option<VehicleChoice>, ApiError> {
     match (vehicle_type, vehicle_id) {
-        (Some(_), Some(_)) => Err(Error::Invalid(
-            "give at most one of vehicleType and vehicleId".into(),
-        )),
+        (Some(_), Some(_)) => {
+            Err(Error::Invalid("give at most one of vehicleType and vehicleId".into()).into())
+        }
         (Some(vt), None) => Ok(Some(VehicleChoice::Type(vt))),
         (None, Some(id)) => Ok(Some(VehicleChoice::Registered(id))),
         (None, None) => Ok(None),
@@ -72,15 +73,15 @@ pub(super) async fn create_reservation(
     State(state): State<AppState>,
     caller: Caller,
     keyed: Keyed<ReservationBody>,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let user = caller.driver()?;
     let state = &state;
     keyed
-        .run(&state.service, user, |body, key| async move {
+        .run(&state.services, user, |body, key| async move {
             let exactly_one =
                 || Error::Invalid("give exactly one of vehicleType and vehicleId".into());
             if body.vehicle_type.is_some() && body.vehicle_id.is_some() {
-                return Err(exactly_one());
+                return Err(exactly_one().into());
             }
             let vehicle =
                 vehicle_choice(body.vehicle_type, body.vehicle_id)?.ok_or_else(exactly_one)?;
@@ -92,7 +93,7 @@ pub(super) async fn create_reservation(
                 vehicle,
                 near: body.near.map(Point::pair),
             };
-            let (reservation, pass) = state.service.book(user, req, &key).await?;
+            let (reservation, pass) = state.services.reservations().book(user, req, &key).await?;
             let out = ReservationWithPass {
                 reservation_id: reservation.id,
                 reservation,
@@ -134,7 +135,7 @@ pub(super) struct ChangeBody {
     ),
     request_body = crate::http::reservations::ChangeBody,
     responses(
-        (status = 200, description = "OK", body = crate::reservations::Reservation),
+        (status = 200, description = "OK", body = crate::services::reservations::Reservation),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -144,7 +145,7 @@ pub(super) async fn modify_reservation(
     caller: Caller,
     Id(id): Id<Uuid>,
     ApiJson(body): ApiJson<ChangeBody>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     let change = ChangeRequest {
         start_at: body.start_at,
@@ -155,7 +156,8 @@ pub(super) async fn modify_reservation(
     };
     Ok(Json(
         state
-            .service
+            .services
+            .reservations()
             .change(user, ReservationId(id), change)
             .await?,
     ))
@@ -169,7 +171,7 @@ pub(super) async fn modify_reservation(
         ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
     ),
     responses(
-        (status = 200, description = "OK", body = crate::reservations::GatePass),
+        (status = 200, description = "OK", body = crate::services::reservations::GatePass),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -178,10 +180,14 @@ pub(super) async fn get_pass(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id<Uuid>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(
-        state.service.gate_pass(user, ReservationId(id)).await?,
+        state
+            .services
+            .reservations()
+            .gate_pass(user, ReservationId(id))
+            .await?,
     ))
 }
 
@@ -220,15 +226,14 @@ pub(super) async fn list_reservations(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(p): ApiQuery<Page>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     if p.page == 0 || !(1..=100).contains(&p.per_page) {
-        return Err(Error::Invalid(
-            "page starts at 1; perPage is 1 to 100".into(),
-        ));
+        return Err(Error::Invalid("page starts at 1; perPage is 1 to 100".into()).into());
     }
     let (items, total) = state
-        .service
+        .services
+        .reservations()
         .reservations_of(user, p.page, p.per_page)
         .await?;
     Ok(Json(ReservationPage {
@@ -247,7 +252,7 @@ pub(super) async fn list_reservations(
         ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
     ),
     responses(
-        (status = 200, description = "OK", body = crate::reservations::Reservation),
+        (status = 200, description = "OK", body = crate::services::reservations::Reservation),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -256,11 +261,12 @@ pub(super) async fn get_reservation(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id<Uuid>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(
         state
-            .service
+            .services
+            .reservations()
             .reservation_of(user, ReservationId(id))
             .await?,
     ))
@@ -283,10 +289,11 @@ pub(super) async fn cancel_reservation(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id<Uuid>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     let r = state
-        .service
+        .services
+        .reservations()
         .cancel_reservation(user, ReservationId(id))
         .await?;
     Ok(Json(Cancellation {

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::extract::*;
 use super::wire::*;
-use crate::error::Error;
+use crate::http::error::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,9 +14,9 @@ use uuid::Uuid;
     post,
     path = "/v1/waitlist",
     summary = "Wait for a full lot's window (409 when spots are free); `autoBook` books the first spot that frees up",
-    request_body = crate::waitlist::JoinWaitlist,
+    request_body = crate::services::waitlist::JoinWaitlist,
     responses(
-        (status = 201, description = "OK", body = crate::waitlist::WaitlistEntry),
+        (status = 201, description = "OK", body = crate::services::waitlist::WaitlistEntry),
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
     security(("driver" = [])),
@@ -24,10 +24,10 @@ use uuid::Uuid;
 pub(super) async fn join_waitlist(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<crate::waitlist::JoinWaitlist>,
-) -> Result<impl IntoResponse, Error> {
+    ApiJson(body): ApiJson<crate::services::waitlist::JoinWaitlist>,
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    let entry = state.service.join_waitlist(user, body).await?;
+    let entry = state.services.waitlist().join_waitlist(user, body).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -44,10 +44,10 @@ pub(super) async fn join_waitlist(
 pub(super) async fn list_waitlist(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
     Ok(Json(WaitlistEntries {
-        items: state.service.waitlist_of(user).await?,
+        items: state.services.waitlist().waitlist_of(user).await?,
     }))
 }
 
@@ -68,8 +68,12 @@ pub(super) async fn withdraw_waitlist(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id<Uuid>,
-) -> Result<impl IntoResponse, Error> {
+) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    state.service.withdraw_from_waitlist(user, id).await?;
+    state
+        .services
+        .waitlist()
+        .withdraw_from_waitlist(user, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

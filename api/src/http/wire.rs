@@ -3,14 +3,14 @@
 //! OpenAPI document's schema of it is derived from it.
 
 use crate::accounts::{Point, Vehicle};
-use crate::admin::Inquiry;
 use crate::domain::ReservationStatus;
 use crate::domain::availability::FreeSpot;
 use crate::notifications::Notification;
-use crate::privacy::Erasure;
-use crate::reservations::{GatePass, Reservation};
-use crate::service::Lot;
-use crate::waitlist::WaitlistEntry;
+use crate::services::Lot;
+use crate::services::admin::Inquiry;
+use crate::services::privacy::Erasure;
+use crate::services::reservations::{GatePass, Reservation};
+use crate::services::waitlist::WaitlistEntry;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;

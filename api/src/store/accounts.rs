@@ -3,7 +3,7 @@
 //! reads and writes rows.
 
 use super::{Db, unless_taken};
-use crate::error::Result;
+use crate::domain::error::Result;
 use warehouse_schema::UserId;
 
 /// An account's row, as the export shows it.

@@ -4,7 +4,7 @@
 
 use super::Db;
 use crate::domain::Actor;
-use crate::error::Result;
+use crate::domain::error::Result;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use warehouse_schema::UserId;

@@ -3,7 +3,7 @@
 //! what is kept) is `crate::http::idempotency`; this is only its table.
 
 use super::{Db, unless_taken};
-use crate::error::Result;
+use crate::domain::error::Result;
 use warehouse_schema::UserId;
 
 /// A key as stored.

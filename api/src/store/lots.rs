@@ -1,8 +1,8 @@
 //! `lots` and `spots`: a lot's settings and its spots (with positions). What a valid lot is
-//! (time zone, name, capacity) is `crate::service::lots`'s.
+//! (time zone, name, capacity) is `crate::services::lots`'s.
 
 use super::Db;
-use crate::error::Result;
+use crate::domain::error::Result;
 use warehouse_schema::LotId;
 
 /// A new lot's row.

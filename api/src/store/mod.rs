@@ -12,7 +12,8 @@
 //! concurrently (`writer()` is the pool itself); there, constraints (unique and exclusion) are
 //! what settle races.
 
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
+use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
@@ -164,6 +165,12 @@ impl Store {
         })
     }
 
+    /// A state change made at `now`: its rows, events, audit rows and messages commit together
+    /// (see [`Change`]).
+    pub async fn begin_change(&self, now: DateTime<Utc>) -> Result<Change> {
+        Ok(Change::new(self.begin_write().await?, now))
+    }
+
     /// The outbox of this database.
     pub fn outbox(&self) -> parkflow_outbox::Outbox {
         parkflow_outbox::Outbox::with_writer(self.pool.clone(), self.writer.clone())
@@ -253,6 +260,7 @@ macro_rules! free_spots_sql {
 }
 
 pub mod accounts;
+mod change;
 pub mod desk;
 pub mod idempotency;
 pub mod lots;
@@ -292,7 +300,10 @@ const DEADLOCK_DETECTED: &str = "40P01";
 
 /// Which race `e` says the transaction lost, if that is what it says.
 pub fn lost_race(e: &Error) -> Option<LostRace> {
-    let Error::Storage(sqlx::Error::Database(d)) = e else {
+    let Error::Storage(cause) = e else {
+        return None;
+    };
+    let Some(sqlx::Error::Database(d)) = cause.downcast_ref::<sqlx::Error>() else {
         return None;
     };
     if d.is_unique_violation() {
@@ -312,6 +323,18 @@ fn unless_taken(inserted: sqlx::any::AnyQueryResult) -> bool {
     inserted.rows_affected() == 1
 }
 
-/// Record `event` in the outbox inside the caller's transaction (the outbox crate owns the
-/// table).
-pub use parkflow_outbox::append as append_event;
+pub use change::Change;
+
+/// The driver's errors are storage faults of the core's [`Error`]; only this layer looks
+/// inside them ([`lost_race`]).
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Storage(Box::new(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Storage(Box::new(e))
+    }
+}

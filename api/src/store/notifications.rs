@@ -4,7 +4,9 @@
 
 use super::Db;
 use crate::domain::DeliveryStatus;
-use crate::error::Result;
+use crate::domain::error::Result;
+use crate::domain::notification::NewNotification;
+use chrono::{DateTime, Utc};
 use warehouse_schema::UserId;
 
 /// A message to store.
@@ -17,6 +19,21 @@ pub struct NewMessage<'a> {
     pub title: &'a str,
     pub body: &'a str,
     pub created_at: i64,
+}
+
+impl<'a> NewMessage<'a> {
+    /// The row of `message`, proposed at `now`.
+    pub fn of(message: &'a NewNotification, now: DateTime<Utc>) -> Self {
+        Self {
+            user: message.user_id,
+            kind: message.kind.as_str(),
+            dedup_key: &message.dedup_key,
+            lot: message.lot_id.map(|l| l.0),
+            title: &message.title,
+            body: &message.body,
+            created_at: now.timestamp_millis(),
+        }
+    }
 }
 
 /// A message as stored.

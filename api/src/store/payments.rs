@@ -4,7 +4,7 @@
 
 use super::{Db, unless_taken};
 use crate::domain::PaymentStatus;
-use crate::error::Result;
+use crate::domain::error::Result;
 use warehouse_schema::{ReservationId, UserId};
 
 /// A `payments` row as the API reads it.

@@ -1,9 +1,9 @@
 //! `rates`: hourly rates per lot, time band, day kind and vehicle type, each from its
 //! `effective_from` on (announced ahead, or in force). Which rate a stay pays is
-//! `crate::tariff`'s; what a publication may contain is `crate::service::rates`'s.
+//! `crate::tariff`'s; what a publication may contain is `crate::services::rates`'s.
 
 use super::Db;
-use crate::error::Result;
+use crate::domain::error::Result;
 use warehouse_schema::{LotId, VehicleType};
 
 /// A rate as stored: band, day kind, vehicle type, cents per hour, effective from.

@@ -7,7 +7,7 @@
 use super::lots::SpotColumns;
 use super::{Backend, Db};
 use crate::domain::ReservationStatus;
-use crate::error::Result;
+use crate::domain::error::Result;
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
 

@@ -3,7 +3,7 @@
 //! costs is `crate::tariff`'s; which spot a car gets is the lot's `SpotPolicy`.
 
 use super::Db;
-use crate::error::Result;
+use crate::domain::error::Result;
 use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
 
 /// A stay opening now.

@@ -4,7 +4,7 @@
 
 use super::Db;
 use crate::domain::WaitlistStatus;
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, UserId, VehicleType};

@@ -200,7 +200,7 @@ pub fn uuid_str() -> String {
 
 pub async fn rate_schedule_separates_current_and_upcoming(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1})).await;
-    let now = app.state.service.now();
+    let now = app.state.services.now();
     let rates = json!({"rates": [
         {"band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 250, "effectiveFrom": now - Duration::hours(1)},
         {"band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 275, "effectiveFrom": now + Duration::days(1)},
@@ -257,7 +257,7 @@ pub async fn full_server_on_port_zero_serves_health_and_metrics(app: TestApp) {
 
 pub async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
     use parkflow_api::notifications::{NewNotification, NotificationKind, enqueue, unsent};
-    let store = app.state.service.store();
+    let store = app.state.services.store();
     let lot = app.with_lot(json!({"car": 10})).await;
     let user = warehouse_schema::UserId::new();
     let n = NewNotification {
@@ -268,7 +268,7 @@ pub async fn a_proposed_notification_is_stored_once_per_key(app: TestApp) {
         title: "Lot 1".into(),
         body: "Lot 1: 9 spaces left".into(),
     };
-    let now = app.state.service.now();
+    let now = app.state.services.now();
     assert!(enqueue(store, &n, now).await.unwrap());
     let again = NewNotification {
         body: "Lot 1: 8 spaces left".into(),
@@ -349,4 +349,59 @@ pub async fn concurrent_entries_never_share_a_spot(app: TestApp) {
         .filter(|t| *t == "check_in")
         .count();
     assert_eq!(checkins, 10, "one event per successful entry");
+}
+
+/// A change, its event, its audit row and its message commit together or not at all.
+pub async fn a_change_writes_its_event_audit_and_message_together_or_not_at_all(app: TestApp) {
+    use parkflow_api::domain::Actor;
+    use parkflow_api::notifications::{NewNotification, NotificationKind, of_user};
+    use warehouse_schema::event::LotCapacityChanged;
+    use warehouse_schema::{Event, EventPayload, LotId, UserId};
+    let services = &app.state.services;
+    let store = services.store();
+    let user = UserId::new();
+    let now = services.now();
+    let change = |key: &str| {
+        let key = key.to_owned();
+        async move {
+            let mut change = store.begin_change(now).await.unwrap();
+            change
+                .event(Event::new(
+                    now,
+                    LotId(1),
+                    EventPayload::LotCapacityChanged(LotCapacityChanged { capacity: 9 }),
+                ))
+                .audit(&Actor::admin_token(), "lot.update", "lot 1", json!({}))
+                .notify(NewNotification {
+                    user_id: user,
+                    kind: NotificationKind::InquiryAnswered,
+                    dedup_key: key,
+                    lot_id: None,
+                    title: "t".into(),
+                    body: "b".into(),
+                });
+            change
+        }
+    };
+    let before = (
+        store.outbox_len().await.unwrap(),
+        services.admin().audit_log(100).await.unwrap().len(),
+    );
+    // Given up (explicitly, or dropped on an early return): nothing of it is written.
+    change("k1").await.rollback().await.unwrap();
+    drop(change("k2").await);
+    assert_eq!(store.outbox_len().await.unwrap(), before.0);
+    assert_eq!(
+        services.admin().audit_log(100).await.unwrap().len(),
+        before.1
+    );
+    assert!(of_user(store, user, 10).await.unwrap().is_empty());
+    // Committed: all three.
+    change("k3").await.commit().await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), before.0 + 1);
+    let audit = services.admin().audit_log(100).await.unwrap();
+    assert_eq!(audit.len(), before.1 + 1);
+    let inbox = of_user(store, user, 10).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].kind, "inquiry_answered");
 }

@@ -96,7 +96,7 @@ pub async fn messages_reach_email_and_push_once_with_retries(app: TestApp) {
         .await;
     assert_eq!(got.body, json!({"email": false, "push": false}));
 
-    let pool = app.state.service.store().pool().clone();
+    let pool = app.state.services.store().pool().clone();
     let user_of = |email: String| {
         let pool = pool.clone();
         async move {
@@ -112,8 +112,8 @@ pub async fn messages_reach_email_and_push_once_with_retries(app: TestApp) {
         user_of(email.clone()).await,
         user_of(quiet_email.clone()).await,
     );
-    let store = app.state.service.store();
-    let now = app.state.service.now();
+    let store = app.state.services.store();
+    let now = app.state.services.now();
     for (user, key) in [(driver, "m1"), (silent, "m2")] {
         let n = NewNotification {
             user_id: user,
@@ -346,12 +346,12 @@ pub async fn e_mail_and_push_go_out_over_verified_tls(app: TestApp) {
     app.with_driver(&email).await;
     let id: String = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind(&email)
-        .fetch_one(app.state.service.store().pool())
+        .fetch_one(app.state.services.store().pool())
         .await
         .unwrap();
     let driver = UserId(id.parse().unwrap());
-    let store = app.state.service.store();
-    let now = app.state.service.now();
+    let store = app.state.services.store();
+    let now = app.state.services.now();
     let message = |key: &str| NewNotification {
         user_id: driver,
         kind: NotificationKind::ReservationReminder,

@@ -42,6 +42,7 @@ use accounts::{
     reminders_warnings_and_no_shows_reach_the_inbox_once,
 };
 use basics::{
+    a_change_writes_its_event_audit_and_message_together_or_not_at_all,
     a_proposed_notification_is_stored_once_per_key, bad_input_gets_the_envelope_never_a_500,
     check_in_and_out_charge_the_rates_in_force_during_the_stay,
     concurrent_entries_never_share_a_spot, full_lot_refuses_entry_and_respects_spot_types,
@@ -90,6 +91,7 @@ use reservations::{
 };
 
 on_both_stores!(
+    a_change_writes_its_event_audit_and_message_together_or_not_at_all,
     two_answers_to_one_inquiry_keep_one,
     first_top_ups_at_once_all_credit_one_balance,
     an_entry_that_keeps_losing_its_spot_still_gets_one,

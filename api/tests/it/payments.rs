@@ -5,8 +5,8 @@ use super::{Reply, TestApp};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use parkflow_api::auth::TokenSigner;
-use parkflow_api::payments::{PaymentsConfig, SandboxGateway};
-use parkflow_api::service::CheckInRequest;
+use parkflow_api::services::CheckInRequest;
+use parkflow_api::services::payments::{PaymentsConfig, SandboxGateway};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use warehouse_schema::{EntryMethod, UserId, VehicleType};
@@ -41,14 +41,14 @@ impl TestApp {
     async fn stored_status(&self, reservation: &str) -> String {
         sqlx::query_scalar("SELECT status FROM reservations WHERE id = $1")
             .bind(reservation)
-            .fetch_one(self.state.service.store().pool())
+            .fetch_one(self.state.services.store().pool())
             .await
             .unwrap()
     }
 
     async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(self.state.service.store().pool())
+            .fetch_one(self.state.services.store().pool())
             .await
             .unwrap()
     }
@@ -73,7 +73,7 @@ fn card(token: &str) -> Value {
 pub async fn payments_are_idempotent_and_a_decline_cancels_and_tells(app: TestApp) {
     let lot = app.with_lot(json!({"car": 3})).await;
     let driver = app.with_driver("pay@example.com").await;
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
     let first = app.booked(&driver, lot, start, "r1").await;
 
     let paid = app.pay(&driver, &first, "k1", card("tok_ok")).await;
@@ -183,7 +183,7 @@ pub async fn payments_are_idempotent_and_a_decline_cancels_and_tells(app: TestAp
 pub async fn reversals_balances_and_refunds(app: TestApp) {
     let lot = app.with_lot(json!({"car": 3})).await;
     let driver = app.with_driver("wallet@example.com").await;
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
 
     // Reversed later by the gateway: the reservation is cancelled and the driver told, once.
     let reversed = app.booked(&driver, lot, start, "r1").await;
@@ -192,7 +192,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
     let reference: String =
         sqlx::query_scalar("SELECT gateway_ref FROM payments WHERE reservation_id = $1")
             .bind(&reversed)
-            .fetch_one(app.state.service.store().pool())
+            .fetch_one(app.state.services.store().pool())
             .await
             .unwrap();
     let body =
@@ -261,7 +261,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
         2_000,
         "the replayed top-up credited nothing"
     );
-    let far = app.state.service.now() + Duration::days(2);
+    let far = app.state.services.now() + Duration::days(2);
     let prepaid = app.booked(&driver, lot, far, "r2").await;
     let by_balance = app
         .pay(&driver, &prepaid, "k2", json!({"method": "balance"}))
@@ -300,7 +300,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
     let (status, refunded): (String, i64) =
         sqlx::query_as("SELECT status, refunded_cents FROM payments WHERE reservation_id = $1")
             .bind(&by_card)
-            .fetch_one(app.state.service.store().pool())
+            .fetch_one(app.state.services.store().pool())
             .await
             .unwrap();
     assert_eq!(
@@ -315,7 +315,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
 
     // Not enough for the next one.
     sqlx::query("UPDATE balances SET cents = 10")
-        .execute(app.state.service.store().writer())
+        .execute(app.state.services.store().writer())
         .await
         .unwrap();
     let short = app
@@ -344,7 +344,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
 /// paid from it at exit.
 pub async fn drive_ups_need_the_minimum_balance_and_pay_from_it(app: TestApp) {
     let lot = warehouse_schema::LotId(app.with_lot(json!({"car": 2})).await);
-    let service = app.state.service.clone().with_payments(
+    let service = app.state.services.clone().with_payments(
         PaymentsConfig {
             min_balance_cents: 500,
             ..PaymentsConfig::default()
@@ -358,27 +358,35 @@ pub async fn drive_ups_need_the_minimum_balance_and_pay_from_it(app: TestApp) {
         plate: None,
         user_id: Some(user),
     };
-    let refused = service.check_in(lot, enter()).await.unwrap_err();
+    let refused = service.gates().check_in(lot, enter()).await.unwrap_err();
     assert_eq!(refused.code(), "balance_too_low");
-    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(
+        parkflow_api::http::ApiError::from(refused).status(),
+        StatusCode::PAYMENT_REQUIRED
+    );
     service
+        .payments()
         .top_up(
             user,
             1_000,
             Some("EUR".into()),
-            parkflow_api::payments::PaymentMethod::Wallet {
+            parkflow_api::services::payments::PaymentMethod::Wallet {
                 token: "wal_ok".into(),
             },
             "w1",
         )
         .await
         .unwrap();
-    let stay = service.check_in(lot, enter()).await.unwrap();
+    let stay = service.gates().check_in(lot, enter()).await.unwrap();
     app.clock.set(service.now() + Duration::hours(1));
-    let exit = service.check_out(lot, stay.session_id).await.unwrap();
+    let exit = service
+        .gates()
+        .check_out(lot, stay.session_id)
+        .await
+        .unwrap();
     assert!(exit.amount_cents > 0);
     assert_eq!(
-        service.balance(user).await.unwrap(),
+        service.payments().balance(user).await.unwrap(),
         1_000 - exit.amount_cents
     );
     // Anonymous drive-ups pay at the gate as before.
@@ -386,7 +394,7 @@ pub async fn drive_ups_need_the_minimum_balance_and_pay_from_it(app: TestApp) {
         user_id: None,
         ..enter()
     };
-    service.check_in(lot, anonymous).await.unwrap();
+    service.gates().check_in(lot, anonymous).await.unwrap();
 }
 
 /// The waitlist: the first waiter is booked when a spot frees up (or told, if they only asked
@@ -396,7 +404,7 @@ pub async fn the_first_waiter_gets_the_freed_spot(app: TestApp) {
     let alice = app.with_driver("alice.w@example.com").await;
     let bob = app.with_driver("bob.w@example.com").await;
     let carol = app.with_driver("carol.w@example.com").await;
-    let start = app.state.service.now() + Duration::hours(5);
+    let start = app.state.services.now() + Duration::hours(5);
     let window = |auto: bool| {
         json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1),
                "vehicleType": "car", "autoBook": auto})
@@ -460,7 +468,8 @@ pub async fn the_first_waiter_gets_the_freed_spot(app: TestApp) {
     let carols = app.call("GET", "/v1/waitlist", Some(&carol), None).await;
     assert_eq!(carols.body["items"][0]["status"], "notified");
     app.state
-        .service
+        .services
+        .waitlist()
         .serve_waitlist(warehouse_schema::LotId(lot))
         .await
         .unwrap();

@@ -2,14 +2,14 @@
 //! transaction again (a CI run once met a deadlock between two bookings and answered 500).
 
 use super::TestApp;
-use parkflow_api::error::Error;
+use parkflow_api::domain::error::Error;
 use parkflow_api::store::{Backend, LostRace, lost_race};
 
 /// Each race a write can lose is told apart from any other failure, on the real database: a
 /// unique key taken, an exclusion constraint refusing an overlap, a deadlock broken by
 /// PostgreSQL. A plain mistake is no race.
 pub async fn lost_races_are_told_apart_from_other_failures(app: TestApp) {
-    let store = app.state.service.store();
+    let store = app.state.services.store();
     let writer = store.writer();
     sqlx::query("CREATE TABLE race_probe (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
         .execute(writer)
@@ -84,7 +84,7 @@ pub async fn lost_races_are_told_apart_from_other_failures(app: TestApp) {
 /// and picks again. Losing more times than the old fixed number of attempts (8, with every
 /// loser running for the same next spot) answered 500.
 pub async fn an_entry_that_keeps_losing_its_spot_still_gets_one(app: TestApp) {
-    let store = app.state.service.store();
+    let store = app.state.services.store();
     if store.backend() != Backend::Postgres {
         return; // SQLite's one writer lets no two entries race.
     }
@@ -137,7 +137,7 @@ pub async fn an_entry_that_keeps_losing_its_spot_still_gets_one(app: TestApp) {
 /// PostgreSQL the loser of the race to open the balance row used to fail its insert inside
 /// the settling transaction, which aborted it: the request answered 500.
 pub async fn first_top_ups_at_once_all_credit_one_balance(app: TestApp) {
-    let service = app.state.service.clone();
+    let service = app.state.services.clone();
     app.warm_pool().await;
     let user = warehouse_schema::UserId::new();
     let gate = std::sync::Arc::new(tokio::sync::Barrier::new(12));
@@ -147,11 +147,12 @@ pub async fn first_top_ups_at_once_all_credit_one_balance(app: TestApp) {
             tokio::spawn(async move {
                 gate.wait().await;
                 service
+                    .payments()
                     .top_up(
                         user,
                         1_000,
                         Some("EUR".into()),
-                        parkflow_api::payments::PaymentMethod::Wallet {
+                        parkflow_api::services::payments::PaymentMethod::Wallet {
                             token: "wal_ok".into(),
                         },
                         &format!("device-{i}"),
@@ -164,9 +165,14 @@ pub async fn first_top_ups_at_once_all_credit_one_balance(app: TestApp) {
         let p = t.await.unwrap().unwrap();
         assert_eq!(p.status.as_str(), "captured");
     }
-    assert_eq!(service.balance(user).await.unwrap(), 12_000);
+    assert_eq!(service.payments().balance(user).await.unwrap(), 12_000);
     assert_eq!(
-        service.balance_currency(user).await.unwrap().as_deref(),
+        service
+            .payments()
+            .balance_currency(user)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("EUR")
     );
 }
@@ -175,11 +181,12 @@ pub async fn first_top_ups_at_once_all_credit_one_balance(app: TestApp) {
 /// late, and the driver gets one message. On PostgreSQL both used to read "unanswered" and
 /// both wrote, the second overwriting the first.
 pub async fn two_answers_to_one_inquiry_keep_one(app: TestApp) {
-    use parkflow_api::admin::{Actor, NewInquiry};
-    let service = app.state.service.clone();
+    use parkflow_api::services::admin::{Actor, NewInquiry};
+    let service = app.state.services.clone();
     app.warm_pool().await;
     let user = warehouse_schema::UserId::new();
     let asked = service
+        .admin()
         .open_inquiry(
             user,
             NewInquiry {
@@ -197,6 +204,7 @@ pub async fn two_answers_to_one_inquiry_keep_one(app: TestApp) {
             tokio::spawn(async move {
                 gate.wait().await;
                 service
+                    .admin()
                     .answer_inquiry(&Actor::admin_token(), asked.id, &format!("answer {i}"))
                     .await
             })
@@ -210,7 +218,7 @@ pub async fn two_answers_to_one_inquiry_keep_one(app: TestApp) {
         }
     }
     assert_eq!(kept.len(), 1, "{kept:?}");
-    let mine = service.inquiries_of(user).await.unwrap();
+    let mine = service.admin().inquiries_of(user).await.unwrap();
     assert_eq!(
         mine[0].answer.as_ref(),
         Some(&kept[0]),

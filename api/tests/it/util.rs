@@ -208,7 +208,7 @@ impl TestApp {
     /// Open every pooled connection now: requests released together then truly run together
     /// instead of queueing behind connection set-up.
     pub(crate) async fn warm_pool(&self) {
-        let pool = self.state.service.store().pool().clone();
+        let pool = self.state.services.store().pool().clone();
         let holders: Vec<_> = (0..pool.options().get_max_connections())
             .map(|_| {
                 let pool = pool.clone();
@@ -227,7 +227,7 @@ impl TestApp {
     pub(crate) async fn outbox_types(&self) -> Vec<String> {
         // Any driver: the same query on both stores.
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
-            .fetch_all(self.state.service.store().pool())
+            .fetch_all(self.state.services.store().pool())
             .await
             .unwrap()
     }

@@ -2,7 +2,7 @@
 //! test has its own topics, consumer group, lake and ClickHouse database.
 
 use chrono::{DateTime, Duration, Utc};
-use parkflow_api::service::CheckInRequest;
+use parkflow_api::services::CheckInRequest;
 use parkflow_api::{ApiConfig, AppState, ManualClock};
 use parkflow_ingest::kafka::KafkaConfig;
 use parkflow_ingest::kafka::consume::WarehouseConsumer;
@@ -78,7 +78,8 @@ async fn world_on(brokers: String) -> Option<World> {
         .await
         .unwrap();
     let lot = state
-        .service
+        .services
+        .lots()
         .create_lot(test_lot("Kafka", 500))
         .await
         .unwrap()
@@ -88,7 +89,8 @@ async fn world_on(brokers: String) -> Option<World> {
     for i in 0..200i64 {
         clock.set(start + Duration::minutes(3 * i));
         let r = state
-            .service
+            .services
+            .gates()
             .check_in(
                 lot,
                 CheckInRequest {
@@ -103,7 +105,7 @@ async fn world_on(brokers: String) -> Option<World> {
         open.push(r.session_id);
         if i % 2 == 1 {
             let s = open.remove(0);
-            state.service.check_out(lot, s).await.unwrap();
+            state.services.gates().check_out(lot, s).await.unwrap();
         }
     }
     Some(World {
@@ -118,12 +120,12 @@ async fn world_on(brokers: String) -> Option<World> {
 
 impl World {
     async fn outbox_len(&self) -> usize {
-        self.state.service.store().outbox_len().await.unwrap() as usize
+        self.state.services.store().outbox_len().await.unwrap() as usize
     }
 
     fn relay(&self) -> Relay {
         Relay::new(
-            self.state.service.store().outbox(),
+            self.state.services.store().outbox(),
             &self.kafka,
             IngestMetrics::default(),
         )
@@ -170,7 +172,7 @@ async fn api_events_reach_parquet_and_clickhouse_exactly_once() {
     w.clickhouse.refresh_derived().await.unwrap();
     w.clickhouse.refresh_derived().await.unwrap();
     let count = |t: &str| {
-        let pool = w.state.service.store().pool().clone();
+        let pool = w.state.services.store().pool().clone();
         let sql = format!("SELECT COUNT(*) FROM outbox WHERE event_type = '{t}'");
         async move {
             sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
@@ -220,7 +222,7 @@ async fn consumer_killed_twenty_times_and_relay_resends_lose_and_duplicate_nothi
     // The relay crashed after delivery but before marking a third of the rows: they go again,
     // under new offsets.
     sqlx::query("UPDATE outbox SET published_at = NULL WHERE id % 3 = 0")
-        .execute(w.state.service.store().writer())
+        .execute(w.state.services.store().writer())
         .await
         .unwrap();
     let resent = w.relay().drain().await.unwrap();
@@ -274,7 +276,7 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
     let lot = w.lot.0.to_string();
     let good: String =
         sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'exit' LIMIT 1")
-            .fetch_one(w.state.service.store().pool())
+            .fetch_one(w.state.services.store().pool())
             .await
             .unwrap();
     let good: serde_json::Value = serde_json::from_str(&good).unwrap();
@@ -308,7 +310,7 @@ async fn poison_messages_go_to_the_dlq_with_reasons_and_the_rest_flows() {
     ];
     // The first half of the traffic (the lot is registered), then the poison, then the second
     // half: the consumer must go past the poison.
-    let pool = w.state.service.store().writer().clone();
+    let pool = w.state.services.store().writer().clone();
     let half = (n / 2) as i64;
     sqlx::query("UPDATE outbox SET published_at = 0 WHERE id > $1")
         .bind(half)
@@ -394,7 +396,8 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
     .await
     .unwrap();
     let lot = other
-        .service
+        .services
+        .lots()
         .create_lot(test_lot("Kafka", 500))
         .await
         .unwrap()
@@ -418,10 +421,12 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
         published_at: from,
     };
     // The first API over HTTP's intake.
-    let as_http: Vec<parkflow_api::service::Rate> = rates.iter().cloned().map(Into::into).collect();
+    let as_http: Vec<parkflow_api::services::Rate> =
+        rates.iter().cloned().map(Into::into).collect();
     assert_eq!(
         w.state
-            .service
+            .services
+            .lots()
             .publish_rates(w.lot, as_http.clone())
             .await
             .unwrap(),
@@ -456,8 +461,8 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
         applied, 2,
         "both copies applied (the second changes nothing)"
     );
-    let a = w.state.service.rate_schedule(w.lot).await.unwrap();
-    let b = other.service.rate_schedule(lot).await.unwrap();
+    let a = w.state.services.lots().rate_schedule(w.lot).await.unwrap();
+    let b = other.services.lots().rate_schedule(lot).await.unwrap();
     assert_eq!(
         (a.current, a.upcoming),
         (b.current.clone(), b.upcoming.clone())
@@ -465,7 +470,7 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
     assert_eq!(b.upcoming.len(), 2);
     let published: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'rate_published'")
-            .fetch_one(other.service.store().pool())
+            .fetch_one(other.services.store().pool())
             .await
             .unwrap();
     assert_eq!(
@@ -474,7 +479,12 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
     );
     // The same rates again over HTTP change nothing either.
     assert_eq!(
-        w.state.service.publish_rates(w.lot, as_http).await.unwrap(),
+        w.state
+            .services
+            .lots()
+            .publish_rates(w.lot, as_http)
+            .await
+            .unwrap(),
         0
     );
 }

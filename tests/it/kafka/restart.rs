@@ -87,7 +87,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     };
     w.kafka.batch_size = 50;
     let n = w.outbox_len().await;
-    let pool = w.state.service.store().writer().clone();
+    let pool = w.state.services.store().writer().clone();
     let half = (n / 2) as i64;
     // The first half is relayed and consumed before the restart.
     sqlx::query("UPDATE outbox SET published_at = 0 WHERE id > $1")

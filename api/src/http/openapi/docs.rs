@@ -47,7 +47,7 @@ pub(super) fn text(v: &Value) -> String {
         (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
     ),
 )]
-pub async fn docs_page() -> Result<Html<String>, crate::error::Error> {
+pub async fn docs_page() -> Result<Html<String>, crate::http::error::ApiError> {
     use askama::Template;
     let spec = spec();
     let mut operations = Vec::new();
@@ -89,5 +89,5 @@ pub async fn docs_page() -> Result<Html<String>, crate::error::Error> {
     };
     page.render()
         .map(Html)
-        .map_err(|e| crate::error::Error::Config(format!("docs template: {e}")))
+        .map_err(|e| crate::domain::error::Error::Config(format!("docs template: {e}")).into())
 }

@@ -2,10 +2,10 @@
 //! audit log, management's usage report.
 
 use super::*;
-use crate::admin::ReservationQuery;
-use crate::error::Error;
+use crate::domain::error::Error;
 use crate::http::AppState;
-use crate::reservations::ReservationStatus;
+use crate::services::admin::ReservationQuery;
+use crate::services::reservations::ReservationStatus;
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::IntoResponse;
@@ -24,7 +24,11 @@ pub(super) async fn reservations(
         from: date(&f, "from")?.map(midnight),
         to: date(&f, "to")?.map(|d| midnight(d + chrono::Duration::days(1))),
     };
-    let found = state.service.search_reservations(&query, PAGE_ROWS).await?;
+    let found = state
+        .services
+        .admin()
+        .search_reservations(&query, PAGE_ROWS)
+        .await?;
     let value = |name: &str| field(&f, name).unwrap_or_default().to_owned();
     let statuses = ReservationStatus::ALL
         .iter()
@@ -95,7 +99,8 @@ pub(super) struct ReservationsPage {
 
 pub(super) async fn inquiries(State(state): State<AppState>) -> PageResult {
     let inquiries = state
-        .service
+        .services
+        .admin()
         .inquiries(true, PAGE_ROWS)
         .await?
         .into_iter()
@@ -152,12 +157,13 @@ pub(super) async fn answer(
 ) -> PageResult {
     let id: Uuid = id
         .parse()
-        .map_err(|_| PortalError(Error::NotFound(format!("inquiry {id}"))))?;
+        .map_err(|_| PortalError::from(Error::NotFound(format!("inquiry {id}"))))?;
     let answer = f
         .answer
-        .ok_or_else(|| PortalError(Error::Invalid("`answer` is required".into())))?;
+        .ok_or_else(|| PortalError::from(Error::Invalid("`answer` is required".into())))?;
     state
-        .service
+        .services
+        .admin()
         .answer_inquiry(&admin.actor(), id, &answer)
         .await?;
     Ok(see_other("/admin/inquiries"))
@@ -172,7 +178,8 @@ pub(super) struct AnswerForm {
 
 pub(super) async fn audit_log(State(state): State<AppState>) -> PageResult {
     let entries = state
-        .service
+        .services
+        .admin()
         .audit_log(PAGE_ROWS)
         .await?
         .into_iter()
@@ -208,23 +215,22 @@ pub(super) struct AuditPage {
 
 pub(super) async fn reports(State(state): State<AppState>, RawQuery(q): RawQuery) -> PageResult {
     let f = fields(q.as_deref().unwrap_or_default())?;
-    let today = state.service.now().date_naive();
+    let today = state.services.now().date_naive();
     let from = date(&f, "from")?.unwrap_or(today - chrono::Duration::days(30));
     let to = date(&f, "to")?.unwrap_or(today + chrono::Duration::days(1));
     if from >= to {
-        return Err(PortalError(Error::Invalid(
+        return Err(PortalError::from(Error::Invalid(
             "`from` must be before `to`".into(),
         )));
     }
     let lot = number::<i64>(&f, "lot")?.map(LotId);
     // The report's own HTML (from `ReportPages`), inserted as it is.
-    let report =
-        match &state.reports {
-            None => None,
-            Some(reports) => Some(reports.render(from, to, lot).await.map_err(|message| {
-                PortalError(Error::unprocessable("report_unavailable", message))
-            })?),
-        };
+    let report = match &state.reports {
+        None => None,
+        Some(reports) => Some(reports.render(from, to, lot).await.map_err(|message| {
+            PortalError::from(Error::unprocessable("report_unavailable", message))
+        })?),
+    };
     Ok(render(&ReportsPage {
         title: "Usage report",
         from: from.to_string(),

@@ -1,10 +1,10 @@
 //! The lots pages: the dashboard with live occupancy, a new lot, a lot's settings and spots.
 
 use super::*;
-use crate::admin::LotChange;
-use crate::error::Error;
+use crate::domain::error::Error;
 use crate::http::{AppState, LotPath};
-use crate::service::NewLot;
+use crate::services::NewLot;
+use crate::services::admin::LotChange;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -14,7 +14,7 @@ use warehouse_schema::{LotId, SpotId, VehicleType};
 
 /// The lots with their live occupancy and the car rate in force, for the dashboard's refresh.
 pub(super) async fn live(State(state): State<AppState>) -> PageResult {
-    let lots = state.service.lots().await?;
+    let lots = state.services.lots().list().await?;
     let rows: Vec<_> = lots
         .iter()
         .map(|l| {
@@ -25,7 +25,7 @@ pub(super) async fn live(State(state): State<AppState>) -> PageResult {
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "lots": rows, "at": state.service.now() })).into_response())
+    Ok(axum::Json(json!({ "lots": rows, "at": state.services.now() })).into_response())
 }
 
 pub(super) async fn dashboard(
@@ -34,8 +34,9 @@ pub(super) async fn dashboard(
 ) -> PageResult {
     let email = state.accounts.email(admin.0).await?;
     let lots = state
-        .service
+        .services
         .lots()
+        .list()
         .await?
         .into_iter()
         .map(|l| LotRow {
@@ -50,7 +51,7 @@ pub(super) async fn dashboard(
     Ok(render(&Dashboard {
         title: "Lots",
         email,
-        at: state.service.now().format("%H:%M:%S UTC").to_string(),
+        at: state.services.now().format("%H:%M:%S UTC").to_string(),
         lots,
     })?
     .into_response())
@@ -140,7 +141,9 @@ pub(super) async fn create_lot(
     let required = |value: &str, name: &str| {
         let value = value.trim();
         if value.is_empty() {
-            Err(PortalError(Error::Invalid(format!("`{name}` is required"))))
+            Err(PortalError::from(Error::Invalid(format!(
+                "`{name}` is required"
+            ))))
         } else {
             Ok(value.to_owned())
         }
@@ -152,7 +155,7 @@ pub(super) async fn create_lot(
         longitude: f.longitude.unwrap_or(0.0),
         currency: f.currency.as_deref().unwrap_or("USD").to_uppercase(),
         default_cents_per_hour: f.default_cents_per_hour.ok_or_else(|| {
-            PortalError(Error::Invalid(
+            PortalError::from(Error::Invalid(
                 "`default_cents_per_hour` is required".into(),
             ))
         })?,
@@ -160,16 +163,17 @@ pub(super) async fn create_lot(
         ev_spots_open_to_cars: f.ev_spots_open_to_cars.is_some(),
     };
     let lot = state
-        .service
+        .services
+        .lots()
         .create_lot_by(Some(&admin.actor()), new)
         .await?;
     Ok(see_other(&format!("/admin/lots/{}", lot.id)))
 }
 
 pub(super) async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPath) -> PageResult {
-    let l = state.service.lot(lot).await?;
-    let schedule = state.service.rate_schedule(lot).await?;
-    let spots = state.service.spots(lot).await?;
+    let l = state.services.lots().lot(lot).await?;
+    let schedule = state.services.lots().rate_schedule(lot).await?;
+    let spots = state.services.admin().spots(lot).await?;
     let rates = schedule
         .current
         .iter()
@@ -218,7 +222,7 @@ pub(super) struct LotPage {
     default_cents: i64,
     default_rate: String,
     rates: Vec<RateRow>,
-    spots: Vec<crate::admin::SpotStatus>,
+    spots: Vec<crate::services::admin::SpotStatus>,
 }
 
 /// A lot's edit form: a blank field keeps the stored value.
@@ -242,7 +246,8 @@ pub(super) async fn update_lot(
         ev_spots_open_to_cars: None,
     };
     state
-        .service
+        .services
+        .admin()
         .update_lot(&admin.actor(), lot, change)
         .await?;
     Ok(see_other(&format!("/admin/lots/{lot}")))
@@ -253,16 +258,17 @@ pub(super) async fn close_or_reopen(
     axum::Extension(admin): axum::Extension<Admin>,
     Path((lot, spot, action)): Path<(String, String, String)>,
 ) -> PageResult {
-    let not_found = || PortalError(Error::NotFound(format!("spot {spot} in lot {lot}")));
+    let not_found = || PortalError::from(Error::NotFound(format!("spot {spot} in lot {lot}")));
     let lot = LotId(lot.parse().map_err(|_| not_found())?);
     let spot_id = SpotId(spot.parse().map_err(|_| not_found())?);
     let closed = match action.as_str() {
         "close" => true,
         "reopen" => false,
-        _ => return Err(PortalError(Error::NotFound("route".into()))),
+        _ => return Err(PortalError::from(Error::NotFound("route".into()))),
     };
     state
-        .service
+        .services
+        .admin()
         .set_spot_closed(&admin.actor(), lot, spot_id, closed)
         .await?;
     Ok(see_other(&format!("/admin/lots/{lot}")))

@@ -8,7 +8,7 @@
 //!   `/admin/live.json`), a lot's settings and spots (close, reopen), new lots, the reservation
 //!   search, drivers' inquiries and their answers, the audit log, and management's usage report
 //!   (the same figures as `parkflow report`, when the process has a lake: see [`ReportPages`]).
-//! - Every change goes through [`ParkingService`](crate::ParkingService) with the signed-in
+//! - Every change goes through [`Services`](crate::Services) with the signed-in
 //!   admin as the [`Actor`] of its audit record.
 //! - Errors are pages with the error's 4xx status; a client that does not accept HTML gets the
 //!   API's JSON envelope instead.
@@ -17,14 +17,15 @@ mod desk;
 mod lots;
 mod signin;
 
+use crate::http::error::ApiError;
 use desk::*;
 use lots::*;
 use signin::*;
 
 use crate::accounts::SessionTokens;
-use crate::admin::Actor;
-use crate::error::Error;
+use crate::domain::error::Error;
 use crate::http::AppState;
+use crate::services::admin::Actor;
 use askama::Template;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
@@ -141,7 +142,7 @@ impl IntoResponse for Denied {
 
 async fn authorise(state: &AppState, req: &mut Request) -> Result<Vec<HeaderValue>, Denied> {
     if req.method() == axum::http::Method::POST && !same_origin(req.headers()) {
-        return Err(Denied::Refused(PortalError(Error::Forbidden(
+        return Err(Denied::Refused(PortalError::from(Error::Forbidden(
             "post a form from another site",
         ))));
     }
@@ -172,12 +173,12 @@ async fn authorise(state: &AppState, req: &mut Request) -> Result<Vec<HeaderValu
         );
         return Err(Denied::SignIn(to));
     }
-    Err(Denied::Refused(PortalError(Error::Unauthorized)))
+    Err(Denied::Refused(PortalError::from(Error::Unauthorized)))
 }
 
 fn admit(req: &mut Request, user: UserId, admin: bool) -> Result<(), Denied> {
     if !admin {
-        return Err(Denied::Refused(PortalError(Error::Forbidden(
+        return Err(Denied::Refused(PortalError::from(Error::Forbidden(
             "use the admin portal",
         ))));
     }
@@ -224,7 +225,7 @@ fn session_cookies(t: &SessionTokens) -> Vec<HeaderValue> {
 }
 
 /// An error shown as a page with the error's status.
-pub(super) struct PortalError(Error);
+pub(super) struct PortalError(ApiError);
 
 #[derive(Template)]
 #[template(path = "portal/error.html")]
@@ -236,6 +237,12 @@ struct ErrorPage<'a> {
 
 impl From<Error> for PortalError {
     fn from(e: Error) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<ApiError> for PortalError {
+    fn from(e: ApiError) -> Self {
         Self(e)
     }
 }
@@ -268,7 +275,7 @@ type PageResult = Result<Response, PortalError>;
 fn fields(text: &str) -> Result<HashMap<String, String>, PortalError> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(text)
         .map(|pairs| pairs.into_iter().collect())
-        .map_err(|e| PortalError(Error::BadRequest(format!("malformed form: {e}"))))
+        .map_err(|e| PortalError::from(Error::BadRequest(format!("malformed form: {e}"))))
 }
 
 /// A form post read into `T` by `axum::Form`. A body that is not a form is the portal's 415
@@ -281,18 +288,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PortalForm<T> {
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, PortalError> {
         match axum::Form::<T>::from_request(req, state).await {
             Ok(axum::Form(value)) => Ok(Self(value)),
-            Err(FormRejection::FailedToDeserializeForm(e)) => Err(PortalError(Error::BadRequest(
-                format!("malformed form: {}", crate::http::extract::source_of(&e)),
-            ))),
-            Err(FormRejection::FailedToDeserializeFormBody(e)) => Err(PortalError(Error::Invalid(
-                crate::http::extract::source_of(&e),
-            ))),
-            Err(FormRejection::InvalidFormContentType(_)) => Err(PortalError(Error::rejected(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the form as `application/x-www-form-urlencoded`",
-            ))),
-            Err(e) => Err(PortalError(Error::BadRequest(e.body_text()))),
+            Err(FormRejection::FailedToDeserializeForm(e)) => {
+                Err(PortalError::from(Error::BadRequest(format!(
+                    "malformed form: {}",
+                    crate::http::extract::source_of(&e)
+                ))))
+            }
+            Err(FormRejection::FailedToDeserializeFormBody(e)) => Err(PortalError::from(
+                Error::Invalid(crate::http::extract::source_of(&e)),
+            )),
+            Err(FormRejection::InvalidFormContentType(_)) => {
+                Err(PortalError::from(ApiError::rejected(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the form as `application/x-www-form-urlencoded`",
+                )))
+            }
+            Err(e) => Err(PortalError::from(Error::BadRequest(e.body_text()))),
         }
     }
 }
@@ -333,8 +345,9 @@ fn number<T: std::str::FromStr>(
 ) -> Result<Option<T>, PortalError> {
     field(f, name)
         .map(|v| {
-            v.parse()
-                .map_err(|_| PortalError(Error::Invalid(format!("`{name}` must be a number"))))
+            v.parse().map_err(|_| {
+                PortalError::from(Error::Invalid(format!("`{name}` must be a number")))
+            })
         })
         .transpose()
 }
@@ -343,7 +356,7 @@ fn date(f: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, Po
     field(f, name)
         .map(|v| {
             NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-                PortalError(Error::Invalid(format!(
+                PortalError::from(Error::Invalid(format!(
                     "`{name}` must be a date (YYYY-MM-DD)"
                 )))
             })
@@ -356,7 +369,7 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 }
 
 fn money(cents: i64, currency: &str) -> String {
-    format!("{}.{:02} {currency}", cents / 100, (cents % 100).abs())
+    format!("{} {currency}", crate::domain::Money::from_cents(cents))
 }
 
 fn see_other(to: &str) -> Response {
@@ -368,7 +381,7 @@ fn see_other(to: &str) -> Response {
 fn render(page: &impl Template) -> Result<Html<String>, PortalError> {
     page.render()
         .map(Html)
-        .map_err(|e| PortalError(Error::Config(format!("portal template: {e}"))))
+        .map_err(|e| PortalError::from(Error::Config(format!("portal template: {e}"))))
 }
 
 /// The portal's routes with their session layer, for [`crate::router`].

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::accounts::Credentials;
-use crate::error::Error;
+use crate::domain::error::Error;
+use crate::http::error::ApiError;
 use crate::http::{AppState, ClientIp};
 use askama::Template;
 use axum::extract::{RawQuery, State};
@@ -59,6 +60,7 @@ pub(super) async fn login(
     let tokens = match state.accounts.login(credentials, &ip).await {
         Ok(t) => t,
         Err(e) if e.is_client_error() => {
+            let e = ApiError::from(e);
             let mut r = (e.status(), login_form(&next, Some(&e.to_string()))?).into_response();
             let envelope = json!({ "error": { "code": e.code(), "message": e.to_string() } });
             r.extensions_mut().insert(Envelope(envelope));
@@ -73,7 +75,7 @@ pub(super) async fn login(
         .admin
     {
         state.accounts.revoke(&tokens.refresh_token).await?;
-        let e = Error::Forbidden("use the admin portal");
+        let e = ApiError::from(Error::Forbidden("use the admin portal"));
         return Ok((e.status(), login_form(&next, Some(&e.to_string()))?).into_response());
     }
     let mut r = see_other(&next);

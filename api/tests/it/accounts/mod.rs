@@ -116,7 +116,7 @@ pub async fn accounts_sessions_and_refresh(app: TestApp) {
 
     // Access tokens are short-lived.
     app.clock
-        .set(app.state.service.now() + Duration::minutes(16));
+        .set(app.state.services.now() + Duration::minutes(16));
     envelope(
         &app.call("GET", "/v1/vehicles", Some(&access), None).await,
         StatusCode::UNAUTHORIZED,
@@ -164,7 +164,7 @@ pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
     let driver_ann = app.driver("ann@example.com").await;
     let ann = driver_ann.token.clone();
     let bob = app.with_driver("bob@example.com").await;
-    let start = app.state.service.now() + Duration::hours(2);
+    let start = app.state.services.now() + Duration::hours(2);
     let end = start + Duration::hours(2);
     let body = json!({"lotId": lot, "startAt": start, "endAt": end, "vehicleType": "ev"});
 
@@ -329,12 +329,12 @@ pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
 /// Reminders before the start, a warning after it, the no-show cancellation at last — each once,
 /// in the owner's inbox only; the no-show frees the spot.
 pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) {
-    use parkflow_api::lifecycle::{ReservationTimers, SweepReport};
+    use parkflow_api::services::reservations::lifecycle::{ReservationTimers, SweepReport};
     let lot = app.with_lot(json!({"car": 1})).await;
     let alice = app.with_driver("alice@example.com").await;
     let bob = app.with_driver("bob@example.com").await;
     // Now is 09:00 local (07:00 UTC); Alice reserves 11:00–14:00 local, Bob 15:00–16:00.
-    let start = app.state.service.now() + Duration::hours(2);
+    let start = app.state.services.now() + Duration::hours(2);
     let body = |s: chrono::DateTime<chrono::Utc>, hours: i64| json!({"lotId": lot, "startAt": s, "endAt": s + Duration::hours(hours), "vehicleType": "car"});
     let r = app.reserve(&alice, Some("a"), &body(start, 3)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -345,11 +345,17 @@ pub async fn reminders_warnings_and_no_shows_reach_the_inbox_once(app: TestApp) 
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 
     let timers = &ReservationTimers::default();
-    let service = &app.state.service;
+    let service = &app.state.services;
     let sweep = |minutes_from_start: i64| {
         let at = start + Duration::minutes(minutes_from_start);
         app.clock.set(at);
-        async move { service.sweep_reservations(at, timers).await.unwrap() }
+        async move {
+            service
+                .reservations()
+                .sweep_reservations(at, timers)
+                .await
+                .unwrap()
+        }
     };
     let quiet = SweepReport::default();
     assert_eq!(sweep(-90).await, quiet, "no reminder 90 minutes ahead");

@@ -26,7 +26,7 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
         .call("PUT", "/v1/me/workplace", Some(&token), Some(&workplace))
         .await;
     assert!(w.status.is_success(), "{}", w.body);
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
     let r = app
         .reserve(
             &token,
@@ -46,9 +46,10 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
         )
         .await;
     assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
-    let timers = parkflow_api::lifecycle::ReservationTimers::default();
+    let timers = parkflow_api::services::reservations::lifecycle::ReservationTimers::default();
     app.state
-        .service
+        .services
+        .reservations()
         .sweep_reservations(start - Duration::minutes(50), &timers)
         .await
         .unwrap();
@@ -87,7 +88,7 @@ pub async fn a_driver_exports_then_erases_their_data(app: TestApp) {
             .await;
         assert_eq!(topped.status, StatusCode::CREATED, "{}", topped.body);
     }
-    let pool = app.state.service.store().pool();
+    let pool = app.state.services.store().pool();
     let credit = |cents: i64| {
         sqlx::query("UPDATE balances SET cents = cents + $1 WHERE user_id = (SELECT id FROM users WHERE email = 'carol@example.com')")
             .bind(cents)

@@ -54,7 +54,7 @@ pub async fn a_balance_holds_one_currency(app: TestApp) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "currency_mismatch",
     );
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
     let book = |lot: i64, key: &'static str| {
         let app = &app;
         let driver = driver.clone();
@@ -267,7 +267,7 @@ pub async fn messages_schemes_and_text_hold_up(app: TestApp) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
     let near = app
         .keyed(
             &driver,
@@ -307,7 +307,7 @@ pub async fn messages_schemes_and_text_hold_up(app: TestApp) {
     let ev: i64 =
         sqlx::query_scalar("SELECT id FROM spots WHERE lot_id = $1 AND vehicle_type = 'ev'")
             .bind(lot)
-            .fetch_one(app.state.service.store().pool())
+            .fetch_one(app.state.services.store().pool())
             .await
             .unwrap();
     let wrong_spot = app

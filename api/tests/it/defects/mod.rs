@@ -109,7 +109,7 @@ pub async fn overflowing_spot_counts_are_refused(app: TestApp) {
     }
     assert!(app.outbox_types().await.is_empty(), "no lot was created");
     let spots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spots")
-        .fetch_one(app.state.service.store().pool())
+        .fetch_one(app.state.services.store().pool())
         .await
         .unwrap();
     assert_eq!(spots, 0);
@@ -120,7 +120,7 @@ pub async fn overflowing_spot_counts_are_refused(app: TestApp) {
 pub async fn a_key_reused_for_another_request_is_refused(app: TestApp) {
     let lot = app.with_lot(json!({"car": 2})).await;
     let driver = app.with_driver("reuse@example.com").await;
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
     let window = json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1), "vehicleType": "car"});
     let a = app
         .keyed(&driver, "/v1/reservations", "book-a", window.clone())
@@ -152,7 +152,7 @@ pub async fn a_key_reused_for_another_request_is_refused(app: TestApp) {
         "SELECT COUNT(*) FROM payments WHERE reservation_id = $1 AND status = 'captured'",
     )
     .bind(&b)
-    .fetch_one(app.state.service.store().pool())
+    .fetch_one(app.state.services.store().pool())
     .await
     .unwrap();
     assert_eq!(b_paid, 0, "B was not paid");
@@ -203,7 +203,7 @@ pub async fn a_key_reused_for_another_request_is_refused(app: TestApp) {
 pub async fn concurrent_retries_of_one_booking_all_get_it(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1})).await;
     let driver = app.with_driver("retry@example.com").await;
-    let start = app.state.service.now() + Duration::hours(3);
+    let start = app.state.services.now() + Duration::hours(3);
     let body = json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1), "vehicleType": "car"}).to_string();
     app.warm_pool().await;
     let go = Arc::new(tokio::sync::Barrier::new(20));
@@ -248,7 +248,7 @@ pub async fn concurrent_retries_of_one_booking_all_get_it(app: TestApp) {
 pub async fn waitlist_and_availability_apply_the_booking_rules(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1})).await;
     let driver = app.with_driver("rules@example.com").await;
-    let now = app.state.service.now();
+    let now = app.state.services.now();
     let bad = [
         (now - Duration::hours(2), now - Duration::hours(1)),
         (now + Duration::hours(1), now + Duration::hours(26)),
@@ -334,7 +334,7 @@ pub async fn one_unservable_waiter_does_not_stop_the_queue(app: TestApp) {
     let alice = app.with_driver("alice.q@example.com").await;
     let bob = app.with_driver("bob.q@example.com").await;
     let carol = app.with_driver("carol.q@example.com").await;
-    let now = app.state.service.now();
+    let now = app.state.services.now();
     let start = now + Duration::hours(5);
     let held = app
         .keyed(
@@ -366,7 +366,7 @@ pub async fn one_unservable_waiter_does_not_stop_the_queue(app: TestApp) {
     .bind(start.timestamp_millis())
     .bind((start + Duration::minutes(1500)).timestamp_millis())
     .bind((now - Duration::hours(1)).timestamp_millis())
-    .execute(app.state.service.store().writer())
+    .execute(app.state.services.store().writer())
     .await
     .unwrap();
 
@@ -399,7 +399,8 @@ pub async fn one_unservable_waiter_does_not_stop_the_queue(app: TestApp) {
     assert_eq!(bobs.body["items"][0]["status"], "booked", "{}", bobs.body);
     // The periodic sweep has nothing left to trip on.
     app.state
-        .service
+        .services
+        .waitlist()
         .serve_waitlist(warehouse_schema::LotId(lot))
         .await
         .unwrap();
@@ -411,7 +412,7 @@ pub async fn erasure_ends_waitlist_entries_and_the_export_holds_them(app: TestAp
     let lot = app.with_lot(json!({"car": 1})).await;
     let alice = app.with_driver("alice.e@example.com").await;
     let bob = app.with_driver("bob.e@example.com").await;
-    let start = app.state.service.now() + Duration::hours(5);
+    let start = app.state.services.now() + Duration::hours(5);
     let window = json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1), "vehicleType": "car"});
     let held = app.keyed(&alice, "/v1/reservations", "a", window).await;
     let join = json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1), "vehicleType": "car", "autoBook": true});
@@ -441,7 +442,7 @@ pub async fn erasure_ends_waitlist_entries_and_the_export_holds_them(app: TestAp
         )
         .await;
     assert_eq!(cancelled.status, StatusCode::OK);
-    let pool = app.state.service.store().pool();
+    let pool = app.state.services.store().pool();
     for table in ["reservations", "waitlist", "idempotency_keys"] {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM {table} WHERE user_id = $1"

@@ -178,7 +178,7 @@ pub async fn a_pass_opens_the_gate_once_within_its_window(app: TestApp) {
     assert_eq!(events.iter().filter(|e| *e == "exit").count(), 1);
     let check_in: String =
         sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'check_in'")
-            .fetch_one(app.state.service.store().pool())
+            .fetch_one(app.state.services.store().pool())
             .await
             .unwrap();
     let check_in: Value = serde_json::from_str(&check_in).unwrap();
@@ -362,7 +362,7 @@ pub async fn one_pass_read_twice_at_once_enters_once(app: TestApp) {
     }
     assert_eq!(created, 1);
     let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM parking_sessions")
-        .fetch_one(app.state.service.store().pool())
+        .fetch_one(app.state.services.store().pool())
         .await
         .unwrap();
     assert_eq!(sessions, 1);

@@ -101,7 +101,8 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
     // Close a spot: the lot's capacity drops, and a drive-up finds the lot full after one car.
     let spots = app
         .state
-        .service
+        .services
+        .admin()
         .spots(warehouse_schema::LotId(lot))
         .await
         .unwrap();
@@ -146,7 +147,7 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
         .await;
     assert_eq!(reopen.status, StatusCode::SEE_OTHER);
     let driver = app.with_driver("driver@example.com").await;
-    let start = app.state.service.now() + chrono::Duration::hours(2);
+    let start = app.state.services.now() + chrono::Duration::hours(2);
     let booking = json!({"lotId": lot, "spotId": first, "startAt": start, "endAt": start + chrono::Duration::hours(1), "vehicleType": "car"});
     let booked = app
         .call_with(
@@ -253,7 +254,7 @@ pub async fn admins_manage_lots_spots_and_inquiries_and_each_action_is_audited(a
     );
 
     // Every change above is in the audit log, newest first, with the admin's e-mail.
-    let log = app.state.service.audit_log(50).await.unwrap();
+    let log = app.state.services.admin().audit_log(50).await.unwrap();
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -321,7 +322,7 @@ pub async fn every_text_a_user_sets_is_escaped_on_every_page(app: TestApp) {
         )
         .await;
     assert_eq!(vehicle.status, StatusCode::CREATED, "{}", vehicle.body);
-    let start = app.state.service.now() + chrono::Duration::hours(2);
+    let start = app.state.services.now() + chrono::Duration::hours(2);
     let booked = app
         .call_with(
             "POST",

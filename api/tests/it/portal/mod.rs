@@ -207,7 +207,7 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
 
     // The access token expires after 15 minutes; the refresh cookie renews the session.
     app.clock
-        .set(app.state.service.now() + chrono::Duration::minutes(20));
+        .set(app.state.services.now() + chrono::Duration::minutes(20));
     let renewed = app.page("GET", "/admin", &session, None).await;
     assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
     let fresh = renewed.cookies();
@@ -242,14 +242,14 @@ pub async fn the_portal_needs_an_admin_sign_in(app: TestApp) {
     let out = app.submit("/admin/logout", &session, &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     app.clock
-        .set(app.state.service.now() + chrono::Duration::minutes(20));
+        .set(app.state.services.now() + chrono::Duration::minutes(20));
     let after = app.page("GET", "/admin", &session, None).await;
     assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.text);
 
     // Taking the admin role away closes the portal at once, not when the token expires.
     let demoted = app.admin_session("former@example.com").await;
     sqlx::query("UPDATE users SET role = 'driver' WHERE email = 'former@example.com'")
-        .execute(app.state.service.store().writer())
+        .execute(app.state.services.store().writer())
         .await
         .unwrap();
     let refused = app.page("GET", "/admin", &demoted, None).await;

@@ -1,0 +1,134 @@
+//! Availability as a service: the index (`domain::availability`) answered from memory, loaded
+//! from the store on a lot's first query, and kept fresh across processes through the outbox.
+
+use crate::domain::TimeRange;
+use crate::domain::availability::{AvailabilityIndex, FreeSpot, Hold, IndexedSpot, SpotRow};
+use crate::domain::error::{Error, Result};
+use crate::services::Lots;
+use crate::store::{lots, reservations};
+use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
+
+impl Lots<'_> {
+    /// Spots of `lot` a `vehicle` may use that no reservation holds during `window`: best fit
+    /// first, then nearest to `near` when given. Answered from the availability index.
+    pub async fn free_spots(
+        &self,
+        lot: LotId,
+        window: TimeRange,
+        vehicle: VehicleType,
+        near: Option<(f64, f64)>,
+    ) -> Result<Vec<FreeSpot>> {
+        self.read_index(lot, |index| index.free_spots(lot, window, vehicle, near))
+            .await
+    }
+
+    /// The spots of `lot` the availability index believes free during `window`, except `skip`.
+    pub(crate) async fn unreserved_spots(
+        &self,
+        lot: LotId,
+        window: TimeRange,
+        skip: &[SpotId],
+    ) -> Result<Vec<SpotRow>> {
+        self.read_index(lot, |index| index.unreserved(lot, window, skip))
+            .await
+    }
+
+    /// `read` from the availability index, loading `lot` first when it is not loaded (or was
+    /// dropped again by a concurrent change).
+    async fn read_index<T>(
+        &self,
+        lot: LotId,
+        read: impl Fn(&AvailabilityIndex) -> Option<T>,
+    ) -> Result<T> {
+        for _ in 0..3 {
+            if let Some(answer) = read(self.availability()) {
+                return Ok(answer);
+            }
+            self.load_availability(lot).await?;
+        }
+        Err(Error::conflict(
+            "busy",
+            "availability of this lot is changing too fast; retry",
+        ))
+    }
+
+    /// Read `lot` into the availability index (spots and every holding reservation).
+    async fn load_availability(&self, lot: LotId) -> Result<()> {
+        const ATTEMPTS: usize = 10;
+        let pool = self.store().pool();
+        for _ in 0..ATTEMPTS {
+            let version = self.availability().version(lot);
+            // The lot's row: its spot policy, and `NotFound` for a lot that does not exist.
+            let policy = {
+                let mut conn = pool.acquire().await?;
+                self.lot_row(&mut conn, lot).await?.policy
+            };
+            let spots = lots::open_spots(pool, lot).await?;
+            let holds = reservations::holds_of_lot(pool, lot).await?;
+            let spots = spots
+                .into_iter()
+                .map(|(id, label, vt, lat, lng)| {
+                    Ok(IndexedSpot::new(
+                        SpotId(id),
+                        label,
+                        vt.parse().map_err(Error::Invalid)?,
+                        lat.zip(lng),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let holds = holds
+                .into_iter()
+                .filter_map(|(id, spot, start_ms, end_ms)| {
+                    Some(Hold {
+                        reservation: ReservationId(id.parse().ok()?),
+                        spot: SpotId(spot),
+                        start_ms,
+                        end_ms,
+                    })
+                })
+                .collect::<Vec<_>>();
+            if self
+                .availability()
+                .install(lot, version, policy, spots, holds)
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::conflict(
+            "busy",
+            "availability of this lot is changing too fast; retry",
+        ))
+    }
+
+    /// Drop from the availability index every lot that another process changed: reads the
+    /// outbox after the last position seen. `parkflow serve` runs this every second so that
+    /// several API processes on one database agree.
+    pub async fn sync_availability(&self) -> Result<usize> {
+        let after = self.availability_position();
+        let outbox = self.store().outbox();
+        let head = outbox.head().await?;
+        if head <= after {
+            return Ok(0);
+        }
+        let lots = outbox
+            .lots_with_events(
+                after,
+                head,
+                &[
+                    "reservation_created",
+                    "reservation_modified",
+                    "reservation_cancelled",
+                    "reservation_no_show",
+                    "check_in",
+                    "exit",
+                    "lot_capacity_changed",
+                ],
+            )
+            .await?;
+        for lot in &lots {
+            self.availability().invalidate(LotId(*lot));
+        }
+        self.set_availability_position(head);
+        Ok(lots.len())
+    }
+}

@@ -1,0 +1,205 @@
+//! The use cases of parking, one service per aggregate over one shared context.
+//!
+//! [`Services`] is the context every service shares (store, clock, signers, the availability
+//! index, tariff and payment settings); it is cheap to clone. Each aggregate is a view of it,
+//! reached through an accessor, and owns the use cases of its records:
+//!
+//! | service | use cases | module |
+//! |---|---|---|
+//! | [`Lots`] (`services.lots()`) | lots and spots, rates, live availability | `lots/` |
+//! | [`Reservations`] | book, change, cancel, passes, the no-show/expiry sweep | `reservations/` |
+//! | [`Gates`] | entries by pass, plate or drive-up; exits and their charge | `gates/` |
+//! | [`Payments`] | pay a reservation, prepaid balance, refunds, gateway webhooks | `payments/` |
+//! | [`Waitlist`] | join, withdraw, serve waiters as spots free up | `waitlist.rs` |
+//! | [`Admin`] | lot edits, spot closing, reservation search, inquiries, audit log | `admin.rs` |
+//! | [`Privacy`] | a driver's data export and erasure | `privacy.rs` |
+//!
+//! A service applies `domain` rules and keeps its records through `store`; it may call another
+//! service through the context (`self.lots().lot(id)`), never the HTTP edge. Every state change
+//! and its event commit together (see [`crate::store::Change`]).
+
+pub mod admin;
+pub mod gates;
+pub mod lots;
+pub mod payments;
+pub mod privacy;
+pub mod reservations;
+pub mod waitlist;
+
+pub use gates::{CheckInReceipt, CheckInRequest, ExitReceipt, ExitRequest};
+pub use lots::{
+    DEFAULT_CURRENCY, Lot, NewLot, PublishRates, Rate, RateSchedule, currency_code, lot_capacity,
+};
+pub(crate) use lots::{check_rate, scheduled_rates};
+
+use crate::auth::PassSigner;
+use crate::clock::Clock;
+use crate::config::PaymentsConfig;
+use crate::domain::availability::AvailabilityIndex;
+use crate::domain::tariff::TariffRules;
+use crate::gateway::{PaymentGateway, SandboxGateway};
+use crate::metrics::ApiMetrics;
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+pub use crate::domain::{MAX_CENTS_PER_HOUR, MAX_SPOTS_PER_LOT};
+
+/// The context every service shares. Cloning it is cheap: clones share the store's pools, the
+/// availability index and the payment gateway.
+#[derive(Debug, Clone)]
+pub struct Services {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: ApiMetrics,
+    passes: PassSigner,
+    availability: Arc<AvailabilityIndex>,
+    /// The outbox position up to which other processes' changes were applied to `availability`.
+    availability_position: Arc<AtomicI64>,
+    tariff: TariffRules,
+    payments: Arc<PaymentsConfig>,
+    gateway: Arc<dyn PaymentGateway>,
+}
+
+/// Declares a service: a view of the shared context whose methods are one aggregate's use
+/// cases. Through `Deref` it reads the context (`self.store()`, `self.now()`) and reaches the
+/// other services (`self.reservations()`).
+macro_rules! service {
+    ($(#[$doc:meta])* $name:ident, $accessor:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            cx: &'a Services,
+        }
+
+        impl std::ops::Deref for $name<'_> {
+            type Target = Services;
+
+            fn deref(&self) -> &Services {
+                self.cx
+            }
+        }
+
+        impl Services {
+            $(#[$doc])*
+            pub fn $accessor(&self) -> $name<'_> {
+                $name { cx: self }
+            }
+        }
+    };
+}
+
+service!(
+    /// Lots and their spots, the rates in force and announced, live availability.
+    Lots, lots
+);
+service!(
+    /// Reservations: booking, changes, cancellation, gate passes, the lifecycle sweep.
+    Reservations, reservations
+);
+service!(
+    /// The gates: entries (pass, plate, drive-up) and exits with their charge.
+    Gates, gates
+);
+service!(
+    /// Payments: paying reservations, the prepaid balance, refunds, gateway webhooks.
+    Payments, payments
+);
+service!(
+    /// The waitlist of full windows.
+    Waitlist, waitlist
+);
+service!(
+    /// What lot admins do: lot edits, spots, reservation search, inquiries, the audit log.
+    Admin, admin
+);
+service!(
+    /// A driver's data: export and erasure.
+    Privacy, privacy
+);
+
+impl Services {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: ApiMetrics,
+        passes: PassSigner,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            metrics,
+            passes,
+            availability: Arc::new(AvailabilityIndex::new()),
+            availability_position: Arc::new(AtomicI64::new(0)),
+            tariff: TariffRules::default(),
+            payments: Arc::new(PaymentsConfig::default()),
+            gateway: Arc::new(SandboxGateway::default()),
+        }
+    }
+
+    /// Take payments under `config` through `gateway`.
+    pub fn with_payments(
+        mut self,
+        config: PaymentsConfig,
+        gateway: Arc<dyn PaymentGateway>,
+    ) -> Self {
+        self.payments = Arc::new(config);
+        self.gateway = gateway;
+        self
+    }
+
+    pub fn gateway(&self) -> &dyn PaymentGateway {
+        self.gateway.as_ref()
+    }
+
+    /// The tariff rules a reservation's quote is priced by: the stay's rules without grace
+    /// period or free minutes (those are for drive-ups).
+    pub(crate) fn quote_rules(&self) -> TariffRules {
+        TariffRules {
+            grace_minutes: 0,
+            free_minutes: 0,
+            ..self.tariff
+        }
+    }
+
+    pub(crate) fn payments_config(&self) -> &PaymentsConfig {
+        &self.payments
+    }
+
+    /// Charge stays under `rules` (grace, free minutes, increment, daily cap).
+    pub fn with_tariff(mut self, rules: TariffRules) -> Self {
+        self.tariff = rules;
+        self
+    }
+
+    pub(crate) fn metrics(&self) -> &ApiMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn passes(&self) -> &PassSigner {
+        &self.passes
+    }
+
+    pub(crate) fn availability(&self) -> &AvailabilityIndex {
+        &self.availability
+    }
+
+    pub(crate) fn availability_position(&self) -> i64 {
+        self.availability_position.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_availability_position(&self, position: i64) {
+        self.availability_position
+            .fetch_max(position, Ordering::AcqRel);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}

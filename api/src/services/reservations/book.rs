@@ -1,0 +1,257 @@
+//! Booking: the window checked against the lot's rules, the spot chosen, the reservation, its
+//! confirmation and its event written in one transaction.
+
+use super::*;
+use crate::domain::availability::Hold;
+use crate::domain::error::{Error, Result};
+use crate::notifications::{NotificationKind, about_reservation};
+use crate::services::Reservations;
+use crate::store::reservations as rows;
+use crate::store::{Backend, LostRace, lost_race};
+use chrono::{DateTime, Utc};
+use warehouse_schema::event::ReservationWindow;
+use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
+
+impl Reservations<'_> {
+    /// The window `start..end` checked against `lot`'s booking rules (in the future, within the
+    /// booking horizon, duration in bounds): the one validation behind booking, availability
+    /// and the waitlist, so none of them offers or accepts a window another would refuse.
+    pub async fn bookable_window(
+        &self,
+        lot: LotId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<TimeRange> {
+        self.booking_rules(lot)
+            .await?
+            .window(start, end, self.now())
+    }
+
+    /// `lot`'s booking rules, for checking several windows against one read.
+    pub(crate) async fn booking_rules(&self, lot: LotId) -> Result<LotRules> {
+        let mut conn = self.store().pool().acquire().await?;
+        LotRules::load(&mut conn, lot).await
+    }
+
+    /// Reserve a spot for `user`. The same `idempotency_key` with the same request returns the
+    /// first reservation again; with a different request it is refused.
+    pub async fn reserve(
+        &self,
+        user: UserId,
+        req: NewReservation,
+        idempotency_key: &str,
+    ) -> Result<Reservation> {
+        Ok(self.reserve_with_pass(user, req, idempotency_key).await?.0)
+    }
+
+    /// [`reserve`](Self::reserve), with the gate pass of a reservation that can still open a
+    /// gate (a retry may find it checked in already: then no pass). A new booking's pass is
+    /// issued from what the booking read, without reading it back.
+    pub async fn reserve_with_pass(
+        &self,
+        user: UserId,
+        req: NewReservation,
+        idempotency_key: &str,
+    ) -> Result<(Reservation, Option<GatePass>)> {
+        if idempotency_key.is_empty() || idempotency_key.len() > 200 {
+            return Err(Error::Invalid(
+                "an Idempotency-Key of 1 to 200 characters is required".into(),
+            ));
+        }
+        let window = TimeRange::new(req.start_at, req.end_at)?;
+        if let Some(existing) = self.reservation_by_key(user, idempotency_key).await? {
+            return self.with_pass(user, same_request(existing, &req)?).await;
+        }
+        const ATTEMPTS: usize = 8;
+        // Spots the index offered that the store then refused (another process took them).
+        let mut tried = Vec::new();
+        for attempt in 1..=ATTEMPTS {
+            let outcome = self
+                .try_reserve(user, &req, window, idempotency_key, &mut tried)
+                .await;
+            match outcome.as_ref().err().and_then(lost_race) {
+                // Another booking of the spot committed first, or the two collided in the
+                // exclusion check and this one was rolled back: a named spot is taken, any
+                // other is chosen again from what is free now.
+                Some(LostRace::Exclusion | LostRace::Aborted) => {
+                    if req.spot_id.is_some() || attempt == ATTEMPTS {
+                        return Err(Error::conflict(
+                            "spot_taken",
+                            "the spot was just reserved for an overlapping window",
+                        ));
+                    }
+                }
+                // The same key won a concurrent race: answer as for a retry.
+                Some(LostRace::Unique) => {
+                    let existing = self.reservation_by_key(user, idempotency_key).await?;
+                    let r = match existing {
+                        Some(r) => same_request(r, &req)?,
+                        None => return outcome.map(|(r, _)| (r, None)),
+                    };
+                    return self.with_pass(user, r).await;
+                }
+                None => {
+                    let (r, grace) = outcome?;
+                    self.hold_in_index(&r);
+                    let pass = self.pass_of(user, &r, grace);
+                    return Ok((r, Some(pass)));
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// `r` with its pass when it can still open a gate.
+    pub(super) async fn with_pass(
+        &self,
+        user: UserId,
+        r: Reservation,
+    ) -> Result<(Reservation, Option<GatePass>)> {
+        let pass = match require_active(&r) {
+            Ok(()) => Some(self.gate_pass(user, r.id).await?),
+            Err(_) => None,
+        };
+        Ok((r, pass))
+    }
+
+    pub(super) fn hold_in_index(&self, r: &Reservation) {
+        self.availability().hold(
+            r.lot_id,
+            Hold {
+                reservation: r.id,
+                spot: r.spot_id,
+                start_ms: r.start_at.timestamp_millis(),
+                end_ms: r.end_at.timestamp_millis(),
+            },
+        );
+    }
+
+    /// One booking transaction. On PostgreSQL, a request for any spot takes its candidates from
+    /// the availability index instead of asking the store which spots are free: the exclusion
+    /// constraint refuses a spot the index wrongly believed free, and the spot is added to
+    /// `tried` so the next attempt skips it. When the index offers nothing the store is asked,
+    /// so a stale index never turns a booking away. SQLite has no such constraint: its single
+    /// writer checks and inserts in one transaction.
+    pub(super) async fn try_reserve(
+        &self,
+        user: UserId,
+        req: &NewReservation,
+        window: TimeRange,
+        key: &str,
+        tried: &mut Vec<SpotId>,
+    ) -> Result<(Reservation, i64)> {
+        let now = self.now();
+        let backend = self.store().backend();
+        let from_index = if backend == Backend::Postgres && req.spot_id.is_none() {
+            self.lots()
+                .unreserved_spots(req.lot_id, window, tried)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let mut tx = self.store().begin_change(now).await?;
+        let rules = LotRules::load(&mut tx, req.lot_id).await?;
+        rules.check(window, now)?;
+        let spread = spread_of(key);
+        let best = |free: &[SpotRow]| {
+            best_spot(free, rules.policy, req.vehicle_type, req.near, spread).cloned()
+        };
+        let chosen = match (req.spot_id, best(&from_index)) {
+            (None, Some(hint)) => {
+                tried.push(SpotId(hint.id));
+                hint
+            }
+            (None, None) => {
+                let free = free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
+                best(&free).ok_or_else(|| {
+                    Error::conflict(
+                        "no_spot_available",
+                        format!("no {} spot is free for that window", req.vehicle_type),
+                    )
+                })?
+            }
+            (Some(spot), _) => {
+                let free =
+                    free_spot_rows(&mut tx, backend, req.lot_id, window, Some(spot), None).await?;
+                named_spot(
+                    &mut tx,
+                    req.lot_id,
+                    spot,
+                    rules.policy,
+                    req.vehicle_type,
+                    free,
+                )
+                .await?
+            }
+        };
+        let quote = rules
+            .quote(
+                &mut tx,
+                req.lot_id,
+                window,
+                req.vehicle_type,
+                self.quote_rules(),
+            )
+            .await?;
+
+        let id = ReservationId::new();
+        let row = rows::NewReservationRow {
+            id,
+            lot: req.lot_id,
+            spot: chosen.id,
+            user,
+            vehicle_type: req.vehicle_type.as_str(),
+            vehicle_id: req.vehicle.as_ref().map(|v| v.id.to_string()),
+            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
+            start_at: window.start().timestamp_millis(),
+            end_at: window.end().timestamp_millis(),
+            quote_cents: quote,
+            currency: &rules.currency,
+            idempotency_key: key,
+            created_at: now.timestamp_millis(),
+        };
+        rows::take_turn_on_spot(&mut *tx, backend, chosen.id).await?;
+        rows::insert(&mut *tx, &row).await?;
+        tx.notify(about_reservation(
+            NotificationKind::ReservationConfirmed,
+            user,
+            req.lot_id,
+            id,
+            rules.tz,
+            (window.start(), window.end()),
+            &chosen.label,
+            (quote, &rules.currency),
+        ));
+        let event = Event::new(
+            now,
+            req.lot_id,
+            EventPayload::ReservationCreated(ReservationWindow {
+                reservation_id: id,
+                user_id: user,
+                spot_id: SpotId(chosen.id),
+                start_at: window.start(),
+                end_at: window.end(),
+                vehicle_type: req.vehicle_type,
+            }),
+        );
+        tx.event(event);
+        tx.commit().await?;
+        let reservation = Reservation {
+            id,
+            lot_id: req.lot_id,
+            spot_id: SpotId(chosen.id),
+            spot_label: chosen.label,
+            start_at: window.start(),
+            end_at: window.end(),
+            vehicle_type: req.vehicle_type,
+            vehicle_id: req.vehicle.as_ref().map(|v| v.id),
+            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
+            status: ReservationStatus::Active,
+            quote_cents: quote,
+            currency: rules.currency,
+            cancellation_id: None,
+            session_id: None,
+        };
+        Ok((reservation, rules.entry_grace_minutes))
+    }
+}

@@ -1,0 +1,222 @@
+//! Changing and cancelling a reservation before it starts.
+
+use super::*;
+use crate::domain::error::{Error, Result};
+use crate::notifications::{NotificationKind, about_reservation};
+use crate::services::Reservations;
+use crate::store::reservations as rows;
+use crate::store::{LostRace, lost_race};
+use warehouse_schema::event::ReservationWindow;
+use warehouse_schema::{Event, EventPayload, ReservationId, SpotId, UserId};
+
+impl Reservations<'_> {
+    /// Change `user`'s reservation before it starts: a new window, vehicle or spot, under the
+    /// same rules and the same no-overlap guarantee as a new one. The spot is kept when it
+    /// still fits and is free; otherwise the best free one is chosen (or the one asked for).
+    pub async fn modify_reservation(
+        &self,
+        user: UserId,
+        id: ReservationId,
+        change: ReservationChange,
+    ) -> Result<Reservation> {
+        if change.start_at.is_none()
+            && change.end_at.is_none()
+            && change.vehicle_type.is_none()
+            && change.vehicle.is_none()
+            && change.spot_id.is_none()
+        {
+            return Err(Error::Invalid("nothing to change".into()));
+        }
+        const ATTEMPTS: usize = 8;
+        for attempt in 1..=ATTEMPTS {
+            let outcome = self.try_modify(user, id, &change).await;
+            match outcome.as_ref().err().and_then(lost_race) {
+                Some(LostRace::Exclusion | LostRace::Aborted) => {
+                    if change.spot_id.is_some() || attempt == ATTEMPTS {
+                        return Err(Error::conflict(
+                            "spot_taken",
+                            "the spot was just reserved for an overlapping window",
+                        ));
+                    }
+                }
+                _ => {
+                    let r = outcome?;
+                    self.hold_in_index(&r);
+                    return Ok(r);
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    pub(super) async fn try_modify(
+        &self,
+        user: UserId,
+        id: ReservationId,
+        change: &ReservationChange,
+    ) -> Result<Reservation> {
+        let now = self.now();
+        let mut tx = self.store().begin_change(now).await?;
+        let old = self.own_reservation(&mut tx, user, id).await?;
+        require_active(&old)?;
+        if old.start_at <= now {
+            return Err(Error::conflict(
+                "already_started",
+                format!("reservation {id} has started and can no longer be changed"),
+            ));
+        }
+        let window = TimeRange::new(
+            change.start_at.unwrap_or(old.start_at),
+            change.end_at.unwrap_or(old.end_at),
+        )?;
+        let (vehicle_type, vehicle_id, plate) = match (&change.vehicle, change.vehicle_type) {
+            (Some((v, vt)), _) => (*vt, Some(v.id), Some(v.plate.clone())),
+            // A bare vehicle type no longer names the registered vehicle.
+            (None, Some(vt)) if vt != old.vehicle_type => (vt, None, None),
+            _ => (old.vehicle_type, old.vehicle_id, old.plate.clone()),
+        };
+        let rules = LotRules::load(&mut tx, old.lot_id).await?;
+        rules.check(window, now)?;
+        let backend = self.store().backend();
+        let free = free_spot_rows(
+            &mut tx,
+            backend,
+            old.lot_id,
+            window,
+            change.spot_id,
+            Some(id),
+        )
+        .await?;
+        let chosen = match change.spot_id {
+            Some(spot) => {
+                named_spot(&mut tx, old.lot_id, spot, rules.policy, vehicle_type, free).await?
+            }
+            None => match free.iter().find(|s| {
+                s.id == old.spot_id.0 && rules.policy.rank(vehicle_type, s.vehicle_type).is_some()
+            }) {
+                Some(same) => same.clone(),
+                None => best_spot(
+                    &free,
+                    rules.policy,
+                    vehicle_type,
+                    change.near,
+                    spread_of(&id.to_string()),
+                )
+                .cloned()
+                .ok_or_else(|| {
+                    Error::conflict(
+                        "no_spot_available",
+                        format!("no {vehicle_type} spot is free for that window"),
+                    )
+                })?,
+            },
+        };
+        let quote = rules
+            .quote(
+                &mut tx,
+                old.lot_id,
+                window,
+                vehicle_type,
+                self.quote_rules(),
+            )
+            .await?;
+        let changed = rows::ChangedReservation {
+            spot: chosen.id,
+            start_at: window.start().timestamp_millis(),
+            end_at: window.end().timestamp_millis(),
+            vehicle_type: vehicle_type.as_str(),
+            vehicle_id: vehicle_id.map(|v| v.to_string()),
+            plate: plate.clone(),
+            quote_cents: quote,
+        };
+        rows::take_turn_on_spot(&mut *tx, self.store().backend(), chosen.id).await?;
+        if !rows::change(&mut *tx, id, &changed).await? {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {id} changed meanwhile"),
+            ));
+        }
+        tx.notify(about_reservation(
+            NotificationKind::ReservationModified,
+            user,
+            old.lot_id,
+            id,
+            rules.tz,
+            (window.start(), window.end()),
+            &chosen.label,
+            (quote, &old.currency),
+        ));
+        let event = Event::new(
+            now,
+            old.lot_id,
+            EventPayload::ReservationModified(ReservationWindow {
+                reservation_id: id,
+                user_id: user,
+                spot_id: SpotId(chosen.id),
+                start_at: window.start(),
+                end_at: window.end(),
+                vehicle_type,
+            }),
+        );
+        tx.event(event);
+        tx.commit().await?;
+        Ok(Reservation {
+            spot_id: SpotId(chosen.id),
+            spot_label: chosen.label,
+            start_at: window.start(),
+            end_at: window.end(),
+            vehicle_type,
+            vehicle_id,
+            plate,
+            quote_cents: quote,
+            ..old
+        })
+    }
+
+    /// Cancel `user`'s reservation; someone else's is reported as not found.
+    pub async fn cancel_reservation(&self, user: UserId, id: ReservationId) -> Result<Reservation> {
+        let now = self.now();
+        let mut tx = self.store().begin_change(now).await?;
+        let mut r = self.own_reservation(&mut tx, user, id).await?;
+        require_active(&r)?;
+        let cancellation = uuid::Uuid::now_v7();
+        let cancelled = ReservationStatus::Cancelled;
+        let at = now.timestamp_millis();
+        if !rows::end_active(&mut *tx, id, cancelled, at, Some(cancellation)).await? {
+            return Err(Error::conflict(
+                "not_active",
+                format!("reservation {id} changed meanwhile"),
+            ));
+        }
+        let event = Event::new(
+            now,
+            r.lot_id,
+            EventPayload::ReservationCancelled(warehouse_schema::event::ReservationRef {
+                reservation_id: id,
+                reason: Some("driver".into()),
+            }),
+        );
+        tx.event(event);
+        let tz = self.lots().lot_row(&mut tx, r.lot_id).await?.tz;
+        tx.notify(about_reservation(
+            NotificationKind::ReservationCancelled,
+            user,
+            r.lot_id,
+            id,
+            tz,
+            (r.start_at, r.end_at),
+            &r.spot_label,
+            (r.quote_cents, &r.currency),
+        ));
+        tx.commit().await?;
+        self.waitlist().released(r.lot_id, id).await;
+        r.status = ReservationStatus::Cancelled;
+        r.cancellation_id = Some(cancellation);
+        // Paid? Refund per the policy. The cancellation stands either way; a refund the gateway
+        // refused leaves the payment `captured` on a cancelled reservation, and is logged.
+        if let Err(e) = self.payments().refund_on_cancel(id, r.start_at).await {
+            tracing::error!(reservation = %id, error = %e, "refund after cancellation failed");
+        }
+        Ok(r)
+    }
+}

@@ -1,0 +1,103 @@
+//! The spots a booking may take: the store's free spots for a window, the best of them (fit,
+//! then nearest, then spread by the booking's key), and a spot the driver named.
+
+use super::*;
+use crate::domain::availability::{SpotPolicy, distance_m};
+use crate::domain::error::{Error, Result};
+use crate::store::Backend;
+use sqlx::AnyConnection;
+use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
+
+/// Open spots of `lot` (only `only`, if given) that no holding reservation other than `except`
+/// occupies during `window`.
+pub(super) async fn free_spot_rows(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    lot: LotId,
+    window: TimeRange,
+    only: Option<SpotId>,
+    except: Option<ReservationId>,
+) -> Result<Vec<SpotRow>> {
+    let span = (
+        window.start().timestamp_millis(),
+        window.end().timestamp_millis(),
+    );
+    let rows =
+        crate::store::reservations::free_spots(conn, backend, lot, only.map(|s| s.0), span, except)
+            .await?;
+    rows.into_iter()
+        .map(|(id, label, vt, lat, lng)| {
+            Ok(SpotRow {
+                id,
+                label,
+                vehicle_type: vt.parse().map_err(Error::Invalid)?,
+                position: lat.zip(lng),
+            })
+        })
+        .collect()
+}
+
+/// The best spot for `vehicle` among `free`: the best fit, then the nearest to `near`. Without a
+/// point every best-fit spot is as good as another, and `spread` (a hash of the request) picks
+/// one: concurrent requests then rarely race for the same spot, which on PostgreSQL would make
+/// all but one retry.
+pub(super) fn best_spot(
+    free: &[SpotRow],
+    policy: SpotPolicy,
+    vehicle: VehicleType,
+    near: Option<(f64, f64)>,
+    spread: u64,
+) -> Option<&SpotRow> {
+    let best_fit = free
+        .iter()
+        .filter_map(|s| policy.rank(vehicle, s.vehicle_type))
+        .min()?;
+    let best: Vec<&SpotRow> = free
+        .iter()
+        .filter(|s| policy.rank(vehicle, s.vehicle_type) == Some(best_fit))
+        .collect();
+    match near {
+        Some(n) => {
+            let distance = |s: &SpotRow| s.position.map_or(f64::MAX, |p| distance_m(p, n));
+            best.into_iter()
+                .min_by(|a, b| distance(a).total_cmp(&distance(b)).then(a.id.cmp(&b.id)))
+        }
+        None => best.get((spread % best.len() as u64) as usize).copied(),
+    }
+}
+
+/// A stable hash of `text` (FNV-1a), to spread spot choices.
+pub(super) fn spread_of(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The one spot a request names: it must exist in the lot, fit the vehicle and be free.
+pub(super) async fn named_spot(
+    conn: &mut AnyConnection,
+    lot: LotId,
+    spot: SpotId,
+    policy: SpotPolicy,
+    vehicle: VehicleType,
+    free: Vec<SpotRow>,
+) -> Result<SpotRow> {
+    let kind = crate::store::lots::spot_kind(conn, lot, spot.0).await?;
+    let kind: VehicleType = kind
+        .ok_or_else(|| Error::NotFound(format!("spot {spot} in lot {lot}")))?
+        .parse()
+        .map_err(Error::Invalid)?;
+    if policy.rank(vehicle, kind).is_none() {
+        return Err(Error::Invalid(format!(
+            "{} may not use {} spot",
+            with_article(vehicle),
+            with_article(kind)
+        )));
+    }
+    free.into_iter().next().ok_or_else(|| {
+        Error::conflict(
+            "spot_taken",
+            format!("spot {spot} is reserved for an overlapping window"),
+        )
+    })
+}

@@ -1,0 +1,127 @@
+//! One state change and what reports it, written together.
+//!
+//! A service opens a [`Change`] with [`Store::begin_change`](super::Store::begin_change), writes
+//! its rows through it (it is the write transaction: `&mut *change` is the connection), and
+//! adds what the change must be known by: its events for the outbox, an audit row when an admin
+//! did it, the messages it sends. [`Change::commit`] writes those and commits, in one
+//! transaction, so an event is never recorded without its change, nor a change without its
+//! event; dropping a `Change` without committing rolls everything back.
+
+use super::{desk, notifications as rows};
+use crate::domain::Actor;
+use crate::domain::error::Result;
+use crate::domain::notification::NewNotification;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{Any, AnyConnection, Transaction};
+use std::ops::{Deref, DerefMut};
+use warehouse_schema::Event;
+
+/// An admin action to record in the audit log.
+struct Audit {
+    actor: Actor,
+    action: &'static str,
+    target: String,
+    detail: Value,
+}
+
+/// A write transaction that collects the change's events, audit rows and messages and writes
+/// them at [`commit`](Self::commit).
+pub struct Change {
+    tx: Transaction<'static, Any>,
+    now: DateTime<Utc>,
+    events: Vec<Event>,
+    audits: Vec<Audit>,
+    messages: Vec<NewNotification>,
+}
+
+impl Change {
+    pub(super) fn new(tx: Transaction<'static, Any>, now: DateTime<Utc>) -> Self {
+        Self {
+            tx,
+            now,
+            events: Vec::new(),
+            audits: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    /// When the change happens: the time its audit rows and messages are stamped with.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// Record `event` in the outbox with the change.
+    pub fn event(&mut self, event: Event) -> &mut Self {
+        self.events.push(event);
+        self
+    }
+
+    /// Record that `actor` did `action` on `target` in the audit log with the change.
+    pub fn audit(
+        &mut self,
+        actor: &Actor,
+        action: &'static str,
+        target: impl Into<String>,
+        detail: Value,
+    ) -> &mut Self {
+        self.audits.push(Audit {
+            actor: actor.clone(),
+            action,
+            target: target.into(),
+            detail,
+        });
+        self
+    }
+
+    /// Send `message` once the change commits (a message with a deduplication key already
+    /// stored is not stored again).
+    pub fn notify(&mut self, message: NewNotification) -> &mut Self {
+        self.messages.push(message);
+        self
+    }
+
+    /// Write the events, audit rows and messages, then commit the whole change.
+    pub async fn commit(mut self) -> Result<()> {
+        let now = self.now;
+        for event in &self.events {
+            parkflow_outbox::append(&mut self.tx, event).await?;
+        }
+        for a in &self.audits {
+            desk::audit(
+                &mut *self.tx,
+                &a.actor,
+                a.action,
+                &a.target,
+                a.detail.clone(),
+                now,
+            )
+            .await?;
+        }
+        for m in &self.messages {
+            rows::insert_message(&mut *self.tx, rows::NewMessage::of(m, now)).await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Give the change up: nothing of it is written.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl Deref for Change {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Change {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
