@@ -44,14 +44,7 @@ pub async fn check_in_and_out_charge_the_rates_in_force_during_the_stay(app: Tes
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     app.clock.set(t("2026-06-01T10:30:00Z"));
-    let exit = app
-        .call(
-            "POST",
-            &format!("/v1/gates/{lot}/exits"),
-            Some(GATE),
-            Some(&json!({"sessionId": session}).to_string()),
-        )
-        .await;
+    let exit = app.gate(lot).leave(&session).await;
     assert_eq!(exit.status, StatusCode::OK, "{}", exit.body);
     assert_eq!(exit.body["durationS"], 12_600);
     assert_eq!(exit.body["centsPerHour"], 300);
@@ -60,14 +53,7 @@ pub async fn check_in_and_out_charge_the_rates_in_force_during_the_stay(app: Tes
     assert_eq!(exit.body["currency"], "EUR");
 
     // A second exit of the same stay is a conflict, not a second charge.
-    let again = app
-        .call(
-            "POST",
-            &format!("/v1/gates/{lot}/exits"),
-            Some(GATE),
-            Some(&json!({"sessionId": session}).to_string()),
-        )
-        .await;
+    let again = app.gate(lot).leave(&session).await;
     assert_envelope(&again, StatusCode::CONFLICT, "session_closed");
     assert_eq!(
         app.outbox_types().await,
@@ -100,30 +86,24 @@ pub async fn bad_input_gets_the_envelope_never_a_500(app: TestApp) {
     let lot = app.with_lot(json!({"car": 1})).await;
     let entries = format!("/v1/gates/{lot}/entries");
     assert_envelope(
-        &app.call("POST", &entries, Some(GATE), Some("{not json"))
-            .await,
+        &app.gate(lot).send("entries", "{not json").await,
         StatusCode::BAD_REQUEST,
         "bad_request",
     );
     assert_envelope(
-        &app.call(
-            "POST",
-            &entries,
-            Some(GATE),
-            Some(r#"{"vehicleType":"tank","method":"qr"}"#),
-        )
-        .await,
+        &app.gate(lot)
+            .send("entries", r#"{"vehicleType":"tank","method":"qr"}"#)
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
     assert_envelope(
-        &app.call(
-            "POST",
-            &entries,
-            Some(GATE),
-            Some(r#"{"vehicleType":"car","method":"qr","extra":1}"#),
-        )
-        .await,
+        &app.gate(lot)
+            .send(
+                "entries",
+                r#"{"vehicleType":"car","method":"qr","extra":1}"#,
+            )
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
@@ -180,8 +160,7 @@ pub async fn bad_input_gets_the_envelope_never_a_500(app: TestApp) {
     );
     let bad_lot = json!({"name": "X", "timeZone": "Mars/Base", "latitude": 0.0, "longitude": 0.0, "defaultCentsPerHour": 100, "spots": {"car": 1}});
     assert_envelope(
-        &app.call("POST", "/v1/lots", Some(ADMIN), Some(&bad_lot.to_string()))
-            .await,
+        &app.admin().post("/v1/lots", bad_lot.clone()).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );

@@ -182,27 +182,24 @@ impl TestApp {
         Reply { status, body }
     }
 
+    /// "Lot A" in Berlin with `spots` (per vehicle type), created by the operator's admin.
     pub(crate) async fn with_lot(&self, spots: Value) -> i64 {
-        let body = json!({
-            "name": "Lot A", "timeZone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40,
-            "currency": "EUR", "defaultCentsPerHour": 200, "spots": spots
-        });
-        let r = self
-            .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        r.body["id"].as_i64().unwrap()
+        self.admin().create_lot(spots).await
     }
 
+    /// A drive-up of `vehicle` at `lot`'s entry gate.
     pub(crate) async fn enter(&self, lot: i64, vehicle: &str) -> Reply {
-        let body = json!({ "vehicleType": vehicle, "method": "qr" }).to_string();
-        self.call(
-            "POST",
-            &format!("/v1/gates/{lot}/entries"),
-            Some(GATE),
-            Some(&body),
-        )
-        .await
+        self.gate(lot).drive_up(vehicle).await
+    }
+
+    /// The operator's admin, acting with the admin token.
+    pub(crate) fn admin(&self) -> Admin<'_> {
+        Admin { app: self }
+    }
+
+    /// The gates of `lot`, acting with the gate token.
+    pub(crate) fn gate(&self, lot: i64) -> Gate<'_> {
+        Gate { app: self, lot }
     }
 
     /// Open every pooled connection now: requests released together then truly run together
@@ -310,5 +307,65 @@ impl Driver<'_> {
     /// `GET` `uri` as this driver.
     pub(crate) async fn get(&self, uri: &str) -> Reply {
         self.app.call("GET", uri, Some(&self.token), None).await
+    }
+}
+
+/// The operator's admin, acting through the API with the admin token.
+pub struct Admin<'a> {
+    pub(crate) app: &'a TestApp,
+}
+
+impl Admin<'_> {
+    /// Create "Lot A" in Berlin (EUR, 200 cents an hour) with `spots` per vehicle type; its id.
+    pub(crate) async fn create_lot(&self, spots: Value) -> i64 {
+        let body = json!({
+            "name": "Lot A", "timeZone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40,
+            "currency": "EUR", "defaultCentsPerHour": 200, "spots": spots
+        });
+        let r = self.post("/v1/lots", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    }
+
+    /// `POST` `body` to `uri` as the admin.
+    pub(crate) async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.app
+            .call("POST", uri, Some(ADMIN), Some(&body.to_string()))
+            .await
+    }
+}
+
+/// The entry and exit gates of one lot, acting through the API with the gate token.
+pub struct Gate<'a> {
+    pub(crate) app: &'a TestApp,
+    pub(crate) lot: i64,
+}
+
+impl Gate<'_> {
+    /// An entry presenting `body` (a pass, a plate, or a vehicle type).
+    pub(crate) async fn enter(&self, body: Value) -> Reply {
+        self.send("entries", &body.to_string()).await
+    }
+
+    /// A drive-up of `vehicle` with nothing to present.
+    pub(crate) async fn drive_up(&self, vehicle: &str) -> Reply {
+        self.enter(json!({ "vehicleType": vehicle, "method": "qr" }))
+            .await
+    }
+
+    /// An exit presenting `body` (the stay's session).
+    pub(crate) async fn exit(&self, body: Value) -> Reply {
+        self.send("exits", &body.to_string()).await
+    }
+
+    /// The exit of the stay `session`.
+    pub(crate) async fn leave(&self, session: &str) -> Reply {
+        self.exit(json!({ "sessionId": session })).await
+    }
+
+    /// What a gate sends as it is (malformed bodies included).
+    pub(crate) async fn send(&self, way: &str, body: &str) -> Reply {
+        let uri = format!("/v1/gates/{}/{way}", self.lot);
+        self.app.call("POST", &uri, Some(GATE), Some(body)).await
     }
 }

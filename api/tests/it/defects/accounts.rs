@@ -15,10 +15,7 @@ pub async fn a_balance_holds_one_currency(app: TestApp) {
         "name": "Lot D", "timeZone": "America/New_York", "latitude": 40.7, "longitude": -74.0,
         "defaultCentsPerHour": 300, "spots": {"car": 2}
     });
-    let dollar_lot = app
-        .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
-        .await
-        .body["id"]
+    let dollar_lot = app.admin().post("/v1/lots", body.clone()).await.body["id"]
         .as_i64()
         .unwrap();
     let driver = app.with_driver("cur@example.com").await;
@@ -372,8 +369,6 @@ pub async fn messages_schemes_and_text_hold_up(app: TestApp) {
     }
     let name = json!({"name": "Lot\u{0}", "timeZone": "Europe/Berlin", "latitude": 0.0, "longitude": 0.0,
                       "defaultCentsPerHour": 100, "spots": {"car": 1}});
-    let r = app
-        .call("POST", "/v1/lots", Some(ADMIN), Some(&name.to_string()))
-        .await;
+    let r = app.admin().post("/v1/lots", name.clone()).await;
     envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 }

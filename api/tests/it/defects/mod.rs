@@ -102,9 +102,7 @@ pub async fn overflowing_spot_counts_are_refused(app: TestApp) {
             "name": "Lot X", "timeZone": "Europe/Berlin", "latitude": 52.5, "longitude": 13.4,
             "defaultCentsPerHour": 200, "spots": spots
         });
-        let r = app
-            .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
-            .await;
+        let r = app.admin().post("/v1/lots", body.clone()).await;
         envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     }
     assert!(app.outbox_types().await.is_empty(), "no lot was created");

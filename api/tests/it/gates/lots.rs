@@ -251,22 +251,16 @@ pub async fn ev_spots_take_cars_only_where_the_lot_says_so(app: TestApp) {
     );
     // Drive-ups follow the same rule.
     assert_envelope(
-        &app.gate(
-            closed,
-            "entries",
-            json!({"method": "staff", "vehicleType": "car"}),
-        )
-        .await,
+        &app.gate(closed)
+            .enter(json!({"method": "staff", "vehicleType": "car"}))
+            .await,
         StatusCode::CONFLICT,
         "lot_full",
     );
     let third = create(lot(true, json!({"ev": 1}))).await;
     let r = app
-        .gate(
-            third,
-            "entries",
-            json!({"method": "staff", "vehicleType": "car"}),
-        )
+        .gate(third)
+        .enter(json!({"method": "staff", "vehicleType": "car"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["spotLabel"], "E-001");

@@ -1,7 +1,7 @@
 //! Gate passes, plates and drive-ups at the gate; changing reservations; distances from the
 //! workplace; the OpenAPI document. Over HTTP, on both stores.
 
-use super::{GATE, Reply, TestApp, assert_envelope};
+use super::{Reply, TestApp, assert_envelope};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
@@ -43,16 +43,6 @@ impl TestApp {
             Some(token),
             Some(&body.to_string()),
             Some(("idempotency-key", key)),
-        )
-        .await
-    }
-
-    async fn gate(&self, lot: i64, way: &str, body: Value) -> Reply {
-        self.call(
-            "POST",
-            &format!("/v1/gates/{lot}/{way}"),
-            Some(GATE),
-            Some(&body.to_string()),
         )
         .await
     }
@@ -113,7 +103,7 @@ pub async fn a_pass_opens_the_gate_once_within_its_window(app: TestApp) {
     // Too early, a forged pass, another lot's gate.
     app.set_now(tomorrow(7, 40));
     assert_envelope(
-        &app.gate(lot, "entries", qr(&pass)).await,
+        &app.gate(lot).enter(qr(&pass)).await,
         StatusCode::CONFLICT,
         "outside_entry_window",
     );
@@ -121,28 +111,28 @@ pub async fn a_pass_opens_the_gate_once_within_its_window(app: TestApp) {
     let mut forged = pass.clone();
     forged.replace_range(8..9, if &pass[8..9] == "A" { "B" } else { "A" });
     assert_envelope(
-        &app.gate(lot, "entries", qr(&forged)).await,
+        &app.gate(lot).enter(qr(&forged)).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_pass",
     );
     assert_envelope(
-        &app.gate(lot, "entries", qr("not a pass")).await,
+        &app.gate(lot).enter(qr("not a pass")).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_pass",
     );
     assert_envelope(
-        &app.gate(other_lot, "entries", qr(&pass)).await,
+        &app.gate(other_lot).enter(qr(&pass)).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "wrong_lot",
     );
 
     // In the window: the reserved spot, once.
-    let entry = app.gate(lot, "entries", qr(&pass)).await;
+    let entry = app.gate(lot).enter(qr(&pass)).await;
     assert_eq!(entry.status, StatusCode::CREATED, "{}", entry.body);
     assert_eq!(entry.body["spotId"], spot);
     assert_eq!(entry.body["reservationId"], json!(id));
     assert_envelope(
-        &app.gate(lot, "entries", qr(&pass)).await,
+        &app.gate(lot).enter(qr(&pass)).await,
         StatusCode::CONFLICT,
         "already_entered",
     );
@@ -162,13 +152,13 @@ pub async fn a_pass_opens_the_gate_once_within_its_window(app: TestApp) {
 
     // Leaving half an hour late: the quote plus 30 minutes at the rate in force (200/h).
     app.set_now(tomorrow(10, 30));
-    let exit = app.gate(lot, "exits", json!({"pass": pass})).await;
+    let exit = app.gate(lot).exit(json!({"pass": pass})).await;
     assert_eq!(exit.status, StatusCode::OK, "{}", exit.body);
     assert_eq!(exit.body["amountCents"], quote + 100);
     let token = app.login("p@example.com").await;
     assert_eq!(app.status_of(&token, &id).await, "completed");
     assert_envelope(
-        &app.gate(lot, "exits", json!({"pass": pass})).await,
+        &app.gate(lot).exit(json!({"pass": pass})).await,
         StatusCode::CONFLICT,
         "session_closed",
     );
@@ -216,18 +206,16 @@ pub async fn a_cancelled_or_late_reservation_opens_nothing(app: TestApp) {
     assert_eq!(c.status, StatusCode::OK, "{}", c.body);
     app.set_now(tomorrow(8, 0));
     assert_envelope(
-        &app.gate(
-            lot,
-            "entries",
-            json!({"method": "nfc", "pass": cancelled_pass}),
-        )
-        .await,
+        &app.gate(lot)
+            .enter(json!({"method": "nfc", "pass": cancelled_pass}))
+            .await,
         StatusCode::CONFLICT,
         "not_active",
     );
     app.set_now(tomorrow(9, 16));
     assert_envelope(
-        &app.gate(lot, "entries", json!({"method": "nfc", "pass": late_pass}))
+        &app.gate(lot)
+            .enter(json!({"method": "nfc", "pass": late_pass}))
             .await,
         StatusCode::CONFLICT,
         "outside_entry_window",
@@ -235,7 +223,8 @@ pub async fn a_cancelled_or_late_reservation_opens_nothing(app: TestApp) {
     // After the reservation's end the pass itself has expired.
     app.set_now(tomorrow(10, 0));
     assert_envelope(
-        &app.gate(lot, "entries", json!({"method": "nfc", "pass": late_pass}))
+        &app.gate(lot)
+            .enter(json!({"method": "nfc", "pass": late_pass}))
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "pass_expired",
@@ -255,34 +244,29 @@ pub async fn plates_and_drive_ups_at_the_gate(app: TestApp) {
     // the spot reserved within the drive-up horizon (4 h): the other spot.
     app.set_now(tomorrow(5, 0));
     let early = app
-        .gate(
-            lot,
-            "entries",
-            json!({"method": "plate", "plate": "b-xy-9"}),
-        )
+        .gate(lot)
+        .enter(json!({"method": "plate", "plate": "b-xy-9"}))
         .await;
     assert_eq!(early.status, StatusCode::CREATED, "{}", early.body);
     assert_ne!(early.body["spotId"], reserved_spot);
     assert!(early.body.get("reservationId").is_none(), "{}", early.body);
     // A second drive-up finds the lot full: the last spot is held for the reservation.
     assert_envelope(
-        &app.gate(
-            lot,
-            "entries",
-            json!({"method": "staff", "vehicleType": "car"}),
-        )
-        .await,
+        &app.gate(lot)
+            .enter(json!({"method": "staff", "vehicleType": "car"}))
+            .await,
         StatusCode::CONFLICT,
         "lot_full",
     );
-    let out = app.gate(lot, "exits", json!({"plate": "BXY9"})).await;
+    let out = app.gate(lot).exit(json!({"plate": "BXY9"})).await;
     assert_eq!(out.status, StatusCode::OK, "{}", out.body);
     assert!(out.body.get("reservationId").is_none());
 
     // In the entry window the camera's plate read enters the reservation.
     app.set_now(tomorrow(8, 10));
     let on_time = app
-        .gate(lot, "entries", json!({"method": "plate", "plate": "BXY9"}))
+        .gate(lot)
+        .enter(json!({"method": "plate", "plate": "BXY9"}))
         .await;
     assert_eq!(on_time.status, StatusCode::CREATED, "{}", on_time.body);
     assert_eq!(on_time.body["spotId"], reserved_spot);
@@ -290,28 +274,26 @@ pub async fn plates_and_drive_ups_at_the_gate(app: TestApp) {
 
     // Unknown plates need a vehicle type; a gate body must name something.
     assert_envelope(
-        &app.gate(lot, "entries", json!({"method": "plate", "plate": "NOPE1"}))
+        &app.gate(lot)
+            .enter(json!({"method": "plate", "plate": "NOPE1"}))
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
     assert_envelope(
-        &app.gate(lot, "entries", json!({"method": "qr"})).await,
+        &app.gate(lot).enter(json!({"method": "qr"})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
     assert_envelope(
-        &app.gate(
-            lot,
-            "exits",
-            json!({"plate": "BXY9", "sessionId": uuid::Uuid::now_v7()}),
-        )
-        .await,
+        &app.gate(lot)
+            .exit(json!({"plate": "BXY9", "sessionId": uuid::Uuid::now_v7()}))
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
     assert_envelope(
-        &app.gate(lot, "exits", json!({"plate": "NOPE1"})).await,
+        &app.gate(lot).exit(json!({"plate": "NOPE1"})).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -347,7 +329,8 @@ pub async fn one_pass_read_twice_at_once_enters_once(app: TestApp) {
             let (app, start, pass) = (app.clone(), start.clone(), pass.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                app.gate(lot, "entries", json!({"method": "qr", "pass": pass}))
+                app.gate(lot)
+                    .enter(json!({"method": "qr", "pass": pass}))
                     .await
             })
         })

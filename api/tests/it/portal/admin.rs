@@ -293,9 +293,7 @@ pub async fn every_text_a_user_sets_is_escaped_on_every_page(app: TestApp) {
         "name": lot_name, "timeZone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40,
         "currency": "EUR", "defaultCentsPerHour": 200, "spots": {"car": 2}
     });
-    let lot = app
-        .call("POST", "/v1/lots", Some(ADMIN), Some(&body.to_string()))
-        .await;
+    let lot = app.admin().post("/v1/lots", body.clone()).await;
     assert_eq!(lot.status, StatusCode::CREATED, "{}", lot.body);
     let lot = lot.body["id"].as_i64().unwrap();
     let renamed = app
