@@ -1,5 +1,6 @@
 //! Configuration of the operational API.
 
+use crate::domain::refund::RefundPolicy;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -72,21 +73,14 @@ impl Default for ApiConfig {
     }
 }
 
-/// Refunds on cancellation: the share refunded when cancelling at least `before_start_minutes`
-/// before the start; the first tier that applies wins (list them longest notice first).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundTier {
-    pub before_start_minutes: u32,
-    pub percent: u32,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentsConfig {
     /// A driver with a prepaid account needs at least this balance to enter without a
     /// reservation.
     pub min_balance_cents: i64,
-    pub refund_policy: Vec<RefundTier>,
+    /// Refunds on cancellation, by notice (`domain::refund`).
+    pub refund_policy: RefundPolicy,
     /// Shared secret of the gateway's webhook signatures (HMAC-SHA256, base64url).
     pub webhook_secret: Secret,
 }
@@ -95,27 +89,8 @@ impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
             min_balance_cents: 0,
-            refund_policy: vec![
-                RefundTier {
-                    before_start_minutes: 24 * 60,
-                    percent: 100,
-                },
-                RefundTier {
-                    before_start_minutes: 60,
-                    percent: 50,
-                },
-            ],
+            refund_policy: RefundPolicy::default(),
             webhook_secret: Secret("dev-webhook-secret".into()),
         }
-    }
-}
-
-impl PaymentsConfig {
-    /// Percent refunded when cancelling `notice_minutes` before the start.
-    pub fn refund_percent(&self, notice_minutes: i64) -> u32 {
-        self.refund_policy
-            .iter()
-            .find(|t| notice_minutes >= i64::from(t.before_start_minutes))
-            .map_or(0, |t| t.percent.min(100))
     }
 }

@@ -86,7 +86,8 @@ impl PaymentMethod {
     }
 }
 
-pub use crate::config::{PaymentsConfig, RefundTier};
+pub use crate::config::PaymentsConfig;
+pub use crate::domain::refund::{RefundPolicy, RefundTier};
 
 /// A stored payment, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -174,16 +175,6 @@ fn check_key(key: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refunds_follow_the_notice_given() {
-        let c = PaymentsConfig::default();
-        assert_eq!(c.refund_percent(2 * 24 * 60), 100);
-        assert_eq!(c.refund_percent(24 * 60), 100);
-        assert_eq!(c.refund_percent(90), 50);
-        assert_eq!(c.refund_percent(59), 0);
-        assert_eq!(c.refund_percent(-5), 0, "after the start");
-    }
 
     #[test]
     fn card_details_are_refused_and_never_echoed() {

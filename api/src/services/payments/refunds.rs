@@ -26,10 +26,11 @@ impl Payments<'_> {
         };
         let p = record(&row)?;
         let now = self.now();
-        let percent = self
-            .payments_config()
-            .refund_percent((start_at - now).num_minutes());
-        let cents = Money::from_cents(p.amount_cents).percent(percent)?.cents();
+        let (refund, percent) = self.payments_config().refund_policy.refund(
+            Money::from_cents(p.amount_cents),
+            (start_at - now).num_minutes(),
+        )?;
+        let cents = refund.cents();
         if cents > 0 && p.method != "balance" {
             let reference = row.gateway_ref.as_deref().unwrap_or_default();
             self.gateway()

@@ -62,41 +62,30 @@ impl Reservations<'_> {
         if let Some(existing) = self.reservation_by_key(user, idempotency_key).await? {
             return self.with_pass(user, same_request(existing, &req)?).await;
         }
-        const ATTEMPTS: usize = 8;
         // Spots the index offered that the store then refused (another process took them).
         let mut tried = Vec::new();
-        for attempt in 1..=ATTEMPTS {
+        for attempt in 1..=PLACING_ATTEMPTS {
             let outcome = self
                 .try_reserve(user, &req, window, idempotency_key, &mut tried)
                 .await;
-            match outcome.as_ref().err().and_then(lost_race) {
-                // Another booking of the spot committed first, or the two collided in the
-                // exclusion check and this one was rolled back: a named spot is taken, any
-                // other is chosen again from what is free now.
-                Some(LostRace::Exclusion | LostRace::Aborted) => {
-                    if req.spot_id.is_some() || attempt == ATTEMPTS {
-                        return Err(Error::conflict(
-                            "spot_taken",
-                            "the spot was just reserved for an overlapping window",
-                        ));
+            let Placing::Done(outcome) = placing(outcome, req.spot_id.is_some(), attempt) else {
+                continue;
+            };
+            return match outcome {
+                // The same key won a concurrent race: answer as for a retry.
+                Err(e) if lost_race(&e) == Some(LostRace::Unique) => {
+                    match self.reservation_by_key(user, idempotency_key).await? {
+                        Some(r) => self.with_pass(user, same_request(r, &req)?).await,
+                        None => Err(e),
                     }
                 }
-                // The same key won a concurrent race: answer as for a retry.
-                Some(LostRace::Unique) => {
-                    let existing = self.reservation_by_key(user, idempotency_key).await?;
-                    let r = match existing {
-                        Some(r) => same_request(r, &req)?,
-                        None => return outcome.map(|(r, _)| (r, None)),
-                    };
-                    return self.with_pass(user, r).await;
-                }
-                None => {
-                    let (r, grace) = outcome?;
+                Err(e) => Err(e),
+                Ok((r, grace)) => {
                     self.hold_in_index(&r);
                     let pass = self.pass_of(user, &r, grace);
-                    return Ok((r, Some(pass)));
+                    Ok((r, Some(pass)))
                 }
-            }
+            };
         }
         unreachable!("the last attempt returns")
     }

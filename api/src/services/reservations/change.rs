@@ -5,7 +5,6 @@ use crate::domain::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::reservations as rows;
-use crate::store::{LostRace, lost_race};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, ReservationId, SpotId, UserId};
 
@@ -27,23 +26,12 @@ impl Reservations<'_> {
         {
             return Err(Error::Invalid("nothing to change".into()));
         }
-        const ATTEMPTS: usize = 8;
-        for attempt in 1..=ATTEMPTS {
+        for attempt in 1..=PLACING_ATTEMPTS {
             let outcome = self.try_modify(user, id, &change).await;
-            match outcome.as_ref().err().and_then(lost_race) {
-                Some(LostRace::Exclusion | LostRace::Aborted) => {
-                    if change.spot_id.is_some() || attempt == ATTEMPTS {
-                        return Err(Error::conflict(
-                            "spot_taken",
-                            "the spot was just reserved for an overlapping window",
-                        ));
-                    }
-                }
-                _ => {
-                    let r = outcome?;
-                    self.hold_in_index(&r);
-                    return Ok(r);
-                }
+            if let Placing::Done(outcome) = placing(outcome, change.spot_id.is_some(), attempt) {
+                let r = outcome?;
+                self.hold_in_index(&r);
+                return Ok(r);
             }
         }
         unreachable!("the last attempt returns")

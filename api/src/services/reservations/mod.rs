@@ -11,8 +11,8 @@
 
 use crate::domain::availability::SpotPolicy;
 use crate::domain::error::{Error, Result};
-use crate::store::Change;
 use crate::store::reservations as rows;
+use crate::store::{Change, LostRace};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -212,6 +212,36 @@ impl LotRules {
                 .charge(window.start(), window.end())?
                 .cents,
         )
+    }
+}
+
+/// How many times a booking or a change is tried before it gives up as `spot_taken`.
+pub(super) const PLACING_ATTEMPTS: usize = 8;
+
+/// What a booking or a change does after one attempt at placing a reservation.
+pub(super) enum Placing<T> {
+    /// Try again: the transaction lost its spot and was rolled back whole.
+    Again,
+    /// Answer with this.
+    Done(Result<T>),
+}
+
+/// The one retry rule of bookings and changes: an attempt that lost its spot to an overlapping
+/// booking (another committed first, or PostgreSQL rolled this one back in the exclusion check)
+/// chooses again from what is free now — unless the driver named the spot, or `attempt` was
+/// the last: then the spot is `spot_taken`. Any other outcome is the answer.
+pub(super) fn placing<T>(outcome: Result<T>, named_spot: bool, attempt: usize) -> Placing<T> {
+    match outcome.as_ref().err().and_then(crate::store::lost_race) {
+        Some(LostRace::Exclusion | LostRace::Aborted)
+            if named_spot || attempt >= PLACING_ATTEMPTS =>
+        {
+            Placing::Done(Err(Error::conflict(
+                "spot_taken",
+                "the spot was just reserved for an overlapping window",
+            )))
+        }
+        Some(LostRace::Exclusion | LostRace::Aborted) => Placing::Again,
+        _ => Placing::Done(outcome),
     }
 }
 
