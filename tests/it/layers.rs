@@ -360,3 +360,39 @@ fn the_api_layers_call_downwards_only() {
         broken.join("\n")
     );
 }
+
+/// The outbox table is spelled by the outbox crate alone (its DDL is a migration of the API):
+/// no other crate's code reads or writes it by name.
+#[test]
+fn the_outbox_table_is_named_in_one_module() {
+    let root = workspace();
+    let mut outside = Vec::new();
+    for src in crate_sources() {
+        if src == root.join("outbox/src") {
+            continue;
+        }
+        for file in rust_files(&src) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let upper = code.to_uppercase();
+            let names_it = ["FROM OUTBOX", "INTO OUTBOX", "UPDATE OUTBOX", "JOIN OUTBOX"]
+                .iter()
+                .any(|sql| {
+                    upper.match_indices(sql).any(|(i, m)| {
+                        // `outbox` itself, not `outbox_…` or `outboxes`.
+                        !upper[i + m.len()..]
+                            .chars()
+                            .next()
+                            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    })
+                });
+            if names_it {
+                outside.push(file.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "the outbox table named outside parkflow-outbox: {outside:?}"
+    );
+}
