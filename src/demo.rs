@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::steps;
 use anyhow::Context;
-use chrono::{Duration, DurationRound};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use parkflow_api::ManualClock;
 use parkflow_forecast::{Backtest, Measure, Series};
@@ -30,6 +30,17 @@ pub struct DemoOptions {
     pub data_dir: PathBuf,
     /// Draw progress bars (off in tests).
     pub progress: bool,
+    /// Where the simulated world ends; `None`: now, rounded down to the hour, so that what
+    /// the demo leaves behind is today's data for `report`, `serve` and the portal.
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// The end of the world for `opts`: its own, or the current hour.
+pub fn world_end(opts: &DemoOptions) -> DateTime<Utc> {
+    opts.end.unwrap_or_else(|| {
+        let now = Utc::now();
+        now.duration_trunc(Duration::hours(1)).unwrap_or(now)
+    })
 }
 
 /// Everything the demo computed; equal for two runs with the same options.
@@ -38,6 +49,8 @@ pub struct DemoOutcome {
     pub lots: usize,
     pub days: u32,
     pub seed: u64,
+    /// The simulated period: local midnight of its first day to its end.
+    pub period: (DateTime<Utc>, DateTime<Utc>),
     pub sim: SimReport,
     pub outbox_events: i64,
     pub lake_events: u64,
@@ -59,9 +72,9 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     let sim = SimConfig {
         seed: opts.seed,
         lots: opts.lots,
-        days: opts.days,
         ..SimConfig::default()
-    };
+    }
+    .ending_at(world_end(opts), opts.days);
     let mut timings = Timings::default();
     let mut phase = Instant::now();
     let mut lap = |name: &'static str, timings: &mut Timings| {
@@ -101,9 +114,14 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
             .unwrap_or(sim.reference_cents)
     });
     let bar = progress_bar(opts.progress, planned.len() as u64, "simulate");
-    let mut report =
-        parkflow_simulator::run(&state.services, &clock, planned, sim.end(), |n| bar.inc(n))
-            .await?;
+    let mut report = parkflow_simulator::run(
+        &state.services,
+        &clock,
+        planned,
+        (sim.seed, sim.end()),
+        |n| bar.inc(n),
+    )
+    .await?;
     bar.finish_and_clear();
     report.demand = demand;
     report.priced_out = priced_out;
@@ -156,8 +174,9 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     let manifest = lake.manifest(Section::Ingested)?;
     let outcome = DemoOutcome {
         lots: lots.len(),
-        days: sim.days,
+        days: opts.days,
         seed: sim.seed,
+        period: (sim.day_start(0), sim.end()),
         sim: report,
         outbox_events: state.services.store().outbox_len().await?,
         lake_events: manifest.rows_of(Table::FactParkingEvent),
@@ -238,6 +257,28 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         s,
         "Traffic    {} drivers wanted to park; {} priced out, {} turned away (lot full), {} stays, {} still parked",
         o.sim.demand, o.sim.priced_out, o.sim.turned_away, o.sim.checked_in, o.sim.still_parked
+    );
+    let r = &o.sim;
+    let _ = writeln!(
+        s,
+        "Bookings   {} reservations ({} by the waitlist, {} drivers waited), {} changed, {} cancelled, {} no-shows; {} refused by the booking rules",
+        r.reservations,
+        r.waitlist_booked,
+        r.waitlisted,
+        r.changed,
+        r.cancelled,
+        r.no_shows,
+        r.booking_refused
+    );
+    let _ = writeln!(
+        s,
+        "Payments   {} by card, {} by wallet, {} from prepaid balances ({} top-ups), {} declined",
+        r.paid_card, r.paid_wallet, r.paid_balance, r.top_ups, r.payments_declined
+    );
+    let _ = writeln!(
+        s,
+        "Gates      {} entries by pass, {} by plate, {} drive-ups",
+        r.pass_entries, r.plate_entries, r.drive_ups
     );
     let _ = writeln!(
         s,

@@ -33,10 +33,15 @@ enum Command {
     Demo {
         #[arg(long, default_value_t = 20)]
         lots: usize,
-        #[arg(long, default_value_t = 7)]
+        /// Whole days of history before today (today runs up to the current hour).
+        #[arg(long, default_value_t = 28)]
         days: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Where the simulated world ends (RFC 3339); by default the current hour, so the
+        /// data is today's for `report`, `serve` and the portal.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Serve the API with embedded ingest and the scheduled jobs.
     Serve,
@@ -268,7 +273,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cfg = cfg.with_data_dir(dir);
     }
     match cli.command {
-        Command::Demo { lots, days, seed } => {
+        Command::Demo {
+            lots,
+            days,
+            seed,
+            until,
+        } => {
             anyhow::ensure!(lots > 0 && days > 0, "--lots and --days must be at least 1");
             let opts = DemoOptions {
                 lots,
@@ -276,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 data_dir: cfg.data_dir.clone(),
                 progress: true,
+                end: until,
             };
             eprintln!("parkflow demo: writing to {}", opts.data_dir.display());
             let (outcome, timings) = demo::run(cfg, &opts).await?;

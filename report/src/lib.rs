@@ -128,8 +128,24 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// `1,234.56`: cents as the amount a manager reads, thousands grouped.
 fn money(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, (cents % 100).abs())
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", grouped(abs / 100), abs % 100)
+}
+
+/// `12,345`: a whole number with its thousands grouped.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn html(r: &UsageReport) -> anyhow::Result<String> {
@@ -211,7 +227,7 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
     h += "</table>";
 
     h += "<h2>Lots: turnover, dwell, revenue</h2>";
-    h += &bar_chart(
+    h += &revenue_chart(
         "Revenue by lot",
         &r.lots
             .iter()
@@ -313,6 +329,7 @@ fn bar_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
                     .map_or(String::new(), |(l, _)| l.clone()),
                 _ => String::new(),
             })
+            .y_label_formatter(&|v| grouped(v.max(0.0).round() as u64))
             .draw()
             .map_err(chart_error)?;
         chart
@@ -320,6 +337,56 @@ fn bar_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
                 Histogram::vertical(&chart)
                     .style(BLUE.mix(0.6).filled())
                     .margin(8)
+                    .data(bars.iter().enumerate().map(|(i, (_, v))| (i as u32, *v))),
+            )
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
+/// Amounts per named item as horizontal bars, as inline SVG: one row per item, so names of any
+/// length and number never overlap; the axis reads whole amounts with grouped thousands.
+fn revenue_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
+    const ROW: u32 = 22;
+    let n = bars.len().max(1) as u32;
+    let longest = bars
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    let label_width = (longest * 7 + 16).clamp(60, 320);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 70 + n * ROW)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let top = bars.iter().map(|(_, v)| *v).fold(0.0f64, f64::max).max(1.0) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(0f64..top, (0u32..n).into_segmented())
+            .map_err(chart_error)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(bars.len().max(1))
+            .y_label_formatter(&|y| match y {
+                SegmentValue::CenterOf(i) => bars
+                    .get(*i as usize)
+                    .map_or(String::new(), |(l, _)| l.clone()),
+                _ => String::new(),
+            })
+            .x_labels(6)
+            .x_label_formatter(&|v| grouped(v.max(0.0).round() as u64))
+            .draw()
+            .map_err(chart_error)?;
+        chart
+            .draw_series(
+                Histogram::horizontal(&chart)
+                    .style(BLUE.mix(0.6).filled())
+                    .margin(4)
                     .data(bars.iter().enumerate().map(|(i, (_, v))| (i as u32, *v))),
             )
             .map_err(chart_error)?;
@@ -366,4 +433,46 @@ fn line_chart(title: &str, series: &[(&str, Vec<(u32, f64)>)]) -> anyhow::Result
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_read_as_money_with_grouped_thousands() {
+        assert_eq!(money(3_500_000), "35,000.00");
+        assert_eq!(money(-5), "-0.05");
+        assert_eq!(money(99), "0.99");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(999), "999");
+    }
+
+    #[test]
+    fn revenue_bars_give_every_lot_a_row_of_its_own() {
+        let bars: Vec<(String, f64)> = (1..=20)
+            .map(|i| {
+                (
+                    format!("Lot {i} — Fisherman's Wharf"),
+                    1000.0 * f64::from(i),
+                )
+            })
+            .collect();
+        let svg = revenue_chart("Revenue by lot", &bars).unwrap();
+        // Every name is drawn, once, and the chart grows with the lots (a row each).
+        for (name, _) in &bars {
+            let drawn = escape_svg(name);
+            let lines = svg.lines().filter(|l| l.trim() == drawn).count();
+            assert_eq!(lines, 1, "{name} in {svg}");
+        }
+        assert!(svg.contains("height=\"510\""), "70 + 20 rows of 22 px");
+        assert!(
+            svg.contains("20,000") || svg.contains("15,000"),
+            "grouped amounts on the axis"
+        );
+    }
+
+    fn escape_svg(s: &str) -> String {
+        s.replace('&', "&amp;").replace('\'', "&apos;")
+    }
 }

@@ -21,6 +21,8 @@ pub struct SimConfig {
     pub elasticity: f64,
     /// The rate at which demand is "as planned"; higher rates thin it by the elasticity.
     pub reference_cents: i64,
+    /// Where the world stops, if before the end of its last day (see [`Self::ending_at`]).
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl Default for SimConfig {
@@ -33,6 +35,7 @@ impl Default for SimConfig {
             time_zone: chrono_tz::America::Los_Angeles,
             elasticity: -0.4,
             reference_cents: 200,
+            until: None,
         }
     }
 }
@@ -50,7 +53,18 @@ impl SimConfig {
 
     /// The end of the simulated period.
     pub fn end(&self) -> DateTime<Utc> {
-        self.day_start(self.days)
+        let last = self.day_start(self.days);
+        self.until.map_or(last, |until| until.min(last))
+    }
+
+    /// A world of `days` whole days that ends at `end`: it starts at local midnight `days`
+    /// days before `end`'s local day and runs through that day up to `end`.
+    pub fn ending_at(mut self, end: DateTime<Utc>, days: u32) -> Self {
+        let last_day = end.with_timezone(&self.time_zone).date_naive();
+        self.start = last_day - Duration::days(i64::from(days));
+        self.days = days + 1;
+        self.until = Some(end);
+        self
     }
 }
 
@@ -402,6 +416,27 @@ mod tests {
         assert_eq!(
             count(100, ArrivalKind::Commuter),
             count(200, ArrivalKind::Commuter)
+        );
+    }
+
+    #[test]
+    fn a_world_ending_now_covers_whole_days_up_to_the_end() {
+        let end: DateTime<Utc> = "2026-12-03T15:00:00Z".parse().unwrap(); // 07:00 in LA
+        let cfg = SimConfig::default().ending_at(end, 28);
+        assert_eq!(cfg.start, NaiveDate::from_ymd_opt(2026, 11, 5).unwrap());
+        assert_eq!(cfg.end(), end);
+        assert_eq!(cfg.days, 29, "28 whole days and the day so far");
+        let (all, _, _) = arrivals(
+            &cfg,
+            &numbered_lots(&SimConfig {
+                lots: 2,
+                ..cfg.clone()
+            }),
+            |_, _, _| 200,
+        );
+        assert!(
+            all.iter().any(|a| a.at >= end),
+            "arrivals past the end exist; run drops them"
         );
     }
 

@@ -16,6 +16,7 @@ fn options(dir: &std::path::Path) -> DemoOptions {
         seed: 11,
         data_dir: dir.to_owned(),
         progress: false,
+        end: Some("2026-06-08T17:00:00Z".parse().unwrap()),
     }
 }
 
@@ -89,7 +90,16 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
             buckets += 1;
         }
     }
-    assert_eq!(buckets, 3 * 3 * 96, "every lot, every 15 minutes");
+    // 3 whole days, then the last day up to the end (10:00 in Los Angeles).
+    let (start, end) = o.period;
+    assert_eq!(
+        start,
+        "2026-06-05T07:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+    assert_eq!(end, o.refresh.as_of);
+    assert_eq!(buckets, 3 * (3 * 96 + 40), "every lot, every 15 minutes");
     assert!(
         o.summary.lots.iter().any(|l| l.peak_occupancy > 0.5),
         "some lot gets busy"
@@ -97,13 +107,9 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
 
     // Car rates changed exactly where occupancy left the 60–80 % band (unless at floor or cap).
     let policy = StepPolicy::default();
-    let observed = parkflow_pipeline::band_occupancy(
-        &lake,
-        o.refresh.as_of - chrono::Duration::days(3),
-        o.refresh.as_of,
-    )
-    .await
-    .unwrap();
+    let observed = parkflow_pipeline::band_occupancy(&lake, start, end)
+        .await
+        .unwrap();
     assert!(!observed.is_empty());
     for obs in &observed {
         let change = o.rate_changes.iter().find(|c| {
@@ -147,10 +153,29 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
     assert_eq!(scheduled as usize, o.rate_changes.len());
     pool.close().await;
 
+    // All of parkflow ran, through the service layer.
+    let r = &o.sim;
+    for (what, n) in [
+        ("reservations", r.reservations),
+        ("card payments", r.paid_card),
+        ("wallet payments", r.paid_wallet),
+        ("balance payments", r.paid_balance),
+        ("declined payments", r.payments_declined),
+        ("changes", r.changed),
+        ("cancellations", r.cancelled),
+        ("no-shows", r.no_shows),
+        ("entries by pass", r.pass_entries),
+        ("entries by plate", r.plate_entries),
+        ("drive-ups", r.drive_ups),
+    ] {
+        assert!(n > 0, "no {what}: {r:?}");
+    }
+
     assert!(o.backtest.is_ok(), "{:?}", o.backtest);
     let text = parkflow::demo::render(&o, &timings, dir.path());
     for heading in [
-        "Traffic", "Events", "Revenue", "Peaks", "Forecast", "Pricing", "Timing",
+        "Traffic", "Bookings", "Payments", "Gates", "Events", "Revenue", "Peaks", "Forecast",
+        "Pricing", "Timing",
     ] {
         assert!(text.contains(heading), "{text}");
     }
