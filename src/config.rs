@@ -7,7 +7,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use parkflow_api::ApiConfig;
 use parkflow_ingest::kafka::KafkaConfig;
 use parkflow_ingest::sink::clickhouse::ClickHouseConfig;
-use parkflow_pricing::StepPolicy;
+use parkflow_pricing::PricingConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,8 @@ pub struct Config {
     /// The ClickHouse warehouse; `url` empty (the default) means Parquet only.
     pub clickhouse: ClickHouseConfig,
     pub jobs: JobsConfig,
-    pub pricing: StepPolicy,
+    /// `policy` (`forecast`, the default, or `step`) and the step rule parameters.
+    pub pricing: PricingConfig,
     /// Where notifications go: SMTP relay, push webhook, retries.
     pub notifications: parkflow_delivery::DeliveryConfig,
 }
@@ -81,7 +82,7 @@ impl Default for Config {
                 push_threshold: 0.5,
                 reservation_timers: Default::default(),
             },
-            pricing: StepPolicy::default(),
+            pricing: PricingConfig::default(),
             notifications: Default::default(),
         }
     }
@@ -148,8 +149,11 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.data_dir, PathBuf::from("/srv/pf"));
         assert_eq!(cfg.api.listen, "0.0.0.0:9000");
-        assert_eq!(cfg.pricing.cap, 600);
-        assert_eq!(cfg.pricing.floor, StepPolicy::default().floor);
+        assert_eq!(cfg.pricing.step.cap, 600);
+        assert_eq!(
+            cfg.pricing.step.floor,
+            parkflow_pricing::StepPolicy::default().floor
+        );
         assert_eq!(cfg.database_url(), "sqlite:///srv/pf/parkflow.db");
     }
 

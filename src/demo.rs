@@ -59,6 +59,8 @@ pub struct DemoOutcome {
     pub summary: UsageSummary,
     pub backtest: Result<Backtest, String>,
     pub rate_changes: Vec<RateChange>,
+    /// The policy that priced, and time in band before and (forecast) after.
+    pub pricing: (parkflow_pricing::PolicyName, Option<f64>, Option<f64>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -156,7 +158,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     // Pricing on the whole period, announced for the period that follows.
     let spinner = progress_bar(opts.progress, 0, "price");
     let sink = steps::rates_sink(&cfg, &state)?;
-    let rate_changes = steps::price_and_publish(
+    let priced = steps::price_and_publish(
         &cfg,
         &state,
         sink.as_ref(),
@@ -184,7 +186,8 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         refresh,
         summary,
         backtest,
-        rate_changes,
+        pricing: (priced.policy, priced.in_band_before, priced.in_band_after),
+        rate_changes: priced.changes,
     };
     state.services.store().close().await;
     lap("summary", &mut timings);
@@ -341,9 +344,17 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         .filter(|c| c.vehicle_type == VehicleType::Car)
         .collect();
     let up = car.iter().filter(|c| c.new_cents > c.old_cents).count();
+    let share = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1} %", 100.0 * v));
     let _ = writeln!(
         s,
-        "Pricing    {} car rates changed ({} up, {} down; {} rate rows in all), effective {}",
+        "Pricing    policy {}: time in the target band {} over the period, {} forecast at the new rates",
+        o.pricing.0.as_str(),
+        share(o.pricing.1),
+        share(o.pricing.2)
+    );
+    let _ = writeln!(
+        s,
+        "           {} car rates changed ({} up, {} down; {} rate rows in all), effective {}",
         car.len(),
         up,
         car.len() - up,

@@ -476,7 +476,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = Lake::new(cfg.lake_dir());
             let now = Utc::now();
             let sink = steps::rates_sink(&cfg, &state)?;
-            let changes = steps::price_and_publish(
+            let priced = steps::price_and_publish(
                 &cfg,
                 &state,
                 sink.as_ref(),
@@ -485,8 +485,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 now,
             )
             .await?;
-            println!("published {} rate changes", changes.len());
-            for c in changes {
+            println!(
+                "policy {}: published {} rate changes",
+                priced.policy.as_str(),
+                priced.changes.len()
+            );
+            for c in priced.changes {
                 println!(
                     "lot {} {} {} {}: occupancy {:.1} %, {} → {} cents/h",
                     c.lot_id,

@@ -315,12 +315,12 @@ pub async fn schedule(
         async move {
             let now = api.services.now();
             let from = now - Duration::days(cfg.jobs.pricing_window_days);
-            let changes =
+            let priced =
                 steps::price_and_publish(&cfg, &api, sink.as_ref(), &lake, (from, now), now)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
             Ok(JobOutcome {
-                rows: changes.len() as u64,
+                rows: priced.changes.len() as u64,
             })
         }
     });

@@ -12,14 +12,15 @@ use parkflow_ingest::sink::clickhouse::ClickHouseSink;
 use parkflow_ingest::{EmbeddedIngest, IngestMetrics};
 use parkflow_pricing::publish::PublishFuture;
 use parkflow_pricing::{
-    CurrentRates, PublishError, RateChange, RatesSink, propose, publish_changes,
+    BandKey, CurrentRates, HourlyForecast, PolicyName, PublishError, RateChange, RatesSink,
+    in_band_share, propose, publish_changes,
 };
 use parkflow_simulator::LotPlan;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use warehouse_schema::LotId;
 use warehouse_schema::event::{RatePublished, RatesMessage};
 use warehouse_schema::lake::Lake;
+use warehouse_schema::{DayKind, LotId, TimeBand, VehicleType};
 
 /// Metrics of the non-API components, registered before the API takes the registry.
 #[derive(Debug, Clone)]
@@ -192,8 +193,26 @@ pub fn rates_sink(cfg: &Config, state: &AppState) -> anyhow::Result<Box<dyn Rate
     })
 }
 
-/// Price every lot on its occupancy in `[from, to)` and publish the changes, effective at
-/// `effective_from`, to `sink`.
+/// What one pricing run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Priced {
+    pub policy: PolicyName,
+    pub changes: Vec<RateChange>,
+    /// The share of the period's lot-hours (07:00–midnight, the priced bands) whose occupancy
+    /// was inside the target band.
+    pub in_band_before: Option<f64>,
+    /// The same hours moved to the new rates by the forecast policy's elasticity: the share
+    /// expected inside the band under the published rates.
+    pub in_band_after: Option<f64>,
+}
+
+/// How many weeks of hours the hourly forecast of a band is made of.
+const FORECAST_WEEKS: i64 = 3;
+
+/// Price every lot on its occupancy in `[from, to)` with the policy of `pricing.policy`, and
+/// publish the changes, effective at `effective_from`, to `sink`. The forecast policy gets,
+/// for each (lot, band, day kind), the hours of the last three weeks as the sample of hours
+/// the next period is expected to look like (what `price evaluate` gives it).
 pub async fn price_and_publish(
     cfg: &Config,
     state: &AppState,
@@ -201,12 +220,60 @@ pub async fn price_and_publish(
     lake: &Lake,
     window: (DateTime<Utc>, DateTime<Utc>),
     effective_from: DateTime<Utc>,
-) -> anyhow::Result<Vec<RateChange>> {
+) -> anyhow::Result<Priced> {
     let observed = parkflow_pipeline::band_occupancy(lake, window.0, window.1).await?;
     let current = current_rates(state).await?;
-    let changes = propose(&cfg.pricing, &observed, &|_, _, _| None, &current);
+    let hours = parkflow_pipeline::lot_hours(lake).await?;
+    let since = window.1 - chrono::Duration::weeks(FORECAST_WEEKS);
+    let key = |h: &warehouse_schema::outputs::LotHour| -> BandKey {
+        (
+            h.lot_id,
+            TimeBand::of_local_hour(h.local_hour),
+            if h.local_weekday >= 5 {
+                DayKind::Weekend
+            } else {
+                DayKind::Weekday
+            },
+        )
+    };
+    let mut hourly = HourlyForecast::new();
+    for h in hours
+        .iter()
+        .filter(|h| h.hour_start >= since && h.hour_start < window.1)
+    {
+        hourly.entry(key(h)).or_default().push(h.mean_occupancy);
+    }
+    let policy = cfg.pricing.policy();
+    let changes = propose(policy.as_ref(), &observed, &hourly, &current);
     publish_changes(sink, &changes, effective_from).await?;
-    Ok(changes)
+
+    // Time in band before and (as forecast) after, over the period's priced hours.
+    let band = (cfg.pricing.step.target_low, cfg.pricing.step.target_high);
+    let elasticity = cfg.pricing.forecast_policy().elasticity;
+    let priced: Vec<_> = hours
+        .iter()
+        .filter(|h| h.hour_start >= window.0 && h.hour_start < window.1 && h.local_hour >= 7)
+        .collect();
+    let factor = |h: &warehouse_schema::outputs::LotHour| {
+        let k = key(h);
+        changes
+            .iter()
+            .find(|c| (c.lot_id, c.band, c.day_kind) == k && c.vehicle_type == VehicleType::Car)
+            .map_or(1.0, |c| {
+                (c.new_cents as f64 / c.old_cents.max(1) as f64).powf(elasticity)
+            })
+    };
+    Ok(Priced {
+        policy: cfg.pricing.policy,
+        in_band_before: in_band_share(priced.iter().map(|h| h.mean_occupancy), band),
+        in_band_after: in_band_share(
+            priced
+                .iter()
+                .map(|h| (h.mean_occupancy * factor(h)).min(1.0)),
+            band,
+        ),
+        changes,
+    })
 }
 
 /// Apply a rates message from Kafka through the API's rate intake (what `PUT …/rates` does).

@@ -116,33 +116,53 @@ impl CurrentRates {
     }
 }
 
-/// Apply `policy` to every observed band; returns only rates that actually change. `forecast`
-/// gives the predicted occupancy of a (lot, band, day kind) for policies that use one.
+/// (lot, band, day kind): what a rate is published for (its car rate; other vehicles follow).
+pub type BandKey = (LotId, TimeBand, DayKind);
+
+/// The predicted occupancy ratio of each hour of a band in the next period at the current
+/// rate, per band (empty: no forecast, as for the step rule).
+pub type HourlyForecast = BTreeMap<BandKey, Vec<f64>>;
+
+/// Apply `policy` to every observed band, then let it revise them together (the forecast
+/// policy's revenue guard); returns only rates that actually change. `hourly` is the occupancy
+/// forecast of each band's hours for policies that use one.
 pub fn propose(
     policy: &dyn PricingPolicy,
     observed: &[BandOccupancy],
-    forecast: &dyn Fn(LotId, TimeBand, DayKind) -> Option<f64>,
+    hourly: &HourlyForecast,
     current: &CurrentRates,
 ) -> Vec<RateChange> {
-    let mut changes = Vec::new();
+    let none = Vec::new();
+    let mut bands = Vec::new();
+    let mut decisions = Vec::new();
     for o in observed {
         let Some(car_now) = current.get((o.lot_id, o.band, o.day_kind, VehicleType::Car)) else {
             continue;
         };
+        let hours = hourly.get(&(o.lot_id, o.band, o.day_kind)).unwrap_or(&none);
         let input = BandInput {
             observed: o.mean_occupancy,
             buckets: o.buckets,
-            forecast: forecast(o.lot_id, o.band, o.day_kind),
-            hourly_forecast: &[],
+            forecast: (!hours.is_empty()).then(|| hours.iter().sum::<f64>() / hours.len() as f64),
+            hourly_forecast: hours,
             standard_cents: current.defaults.get(&o.lot_id).copied(),
             periods_since_change: u32::MAX,
         };
-        let car_next = policy.next_rate(&input, car_now);
+        decisions.push(BandDecision {
+            input,
+            current: car_now,
+            next: policy.next_rate(&input, car_now),
+        });
+        bands.push(o);
+    }
+    policy.balance(&mut decisions);
+    let mut changes = Vec::new();
+    for (o, d) in bands.into_iter().zip(&decisions) {
         for vt in VehicleType::ALL {
             let old = current
                 .get((o.lot_id, o.band, o.day_kind, vt))
-                .unwrap_or(car_now);
-            let new = (car_next as f64 * vehicle_factor(vt)).round() as i64;
+                .unwrap_or(d.current);
+            let new = (d.next as f64 * vehicle_factor(vt)).round() as i64;
             if new != old {
                 changes.push(RateChange {
                     lot_id: o.lot_id,
@@ -157,6 +177,86 @@ pub fn propose(
         }
     }
     changes
+}
+
+/// Which policy prices production (`pricing.policy`): the forecast-aware one by default, as it
+/// wins in `parkflow price evaluate` (BENCHMARKS.md), or the SFpark step rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyName {
+    #[default]
+    Forecast,
+    Step,
+}
+
+impl PolicyName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forecast => "forecast",
+            Self::Step => "step",
+        }
+    }
+}
+
+/// The pricing settings: the policy in force, and the step rule's parameters (the forecast
+/// policy takes its target band, floor, cap and evidence threshold from them). In a
+/// configuration file they sit side by side in one table (`[pricing] policy = "step"`,
+/// `cap = 600`); any other key is an error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PricingConfig {
+    pub policy: PolicyName,
+    #[serde(flatten)]
+    pub step: StepPolicy,
+}
+
+impl<'de> Deserialize<'de> for PricingConfig {
+    /// `policy` (optional), then every other key as the step rule's (which refuses a key it
+    /// does not know; serde's `flatten` would let it through).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let policy = match table.remove("policy") {
+            Some(v) => serde_json::from_value(v).map_err(D::Error::custom)?,
+            None => PolicyName::default(),
+        };
+        let step =
+            serde_json::from_value(serde_json::Value::Object(table)).map_err(D::Error::custom)?;
+        Ok(Self { policy, step })
+    }
+}
+
+impl PricingConfig {
+    /// The forecast-aware policy under these settings.
+    pub fn forecast_policy(&self) -> ForecastPolicy {
+        ForecastPolicy {
+            target_low: self.step.target_low,
+            target_high: self.step.target_high,
+            floor: self.step.floor,
+            cap: self.step.cap,
+            min_buckets: self.step.min_buckets,
+            min_periods_between_changes: self.step.min_periods_between_changes,
+            ..ForecastPolicy::default()
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Box<dyn PricingPolicy + Send + Sync> {
+        match self.policy {
+            PolicyName::Forecast => Box::new(self.forecast_policy()),
+            PolicyName::Step => Box::new(self.step.clone()),
+        }
+    }
+}
+
+/// The share of `hours` (occupancy ratios) inside the target band `low..=high`, or `None`
+/// without hours.
+pub fn in_band_share(hours: impl IntoIterator<Item = f64>, (low, high): (f64, f64)) -> Option<f64> {
+    let (mut inside, mut all) = (0usize, 0usize);
+    for h in hours {
+        all += 1;
+        inside += usize::from((low..=high).contains(&h));
+    }
+    (all > 0).then(|| inside as f64 / all as f64)
 }
 
 #[cfg(test)]
@@ -212,7 +312,12 @@ mod tests {
             obs(1, TimeBand::Night, 0.05, 28),
             obs(1, TimeBand::Evening, 0.99, 2), // too little evidence
         ];
-        let changes = propose(&StepPolicy::default(), &observed, &|_, _, _| None, &current);
+        let changes = propose(
+            &StepPolicy::default(),
+            &observed,
+            &HourlyForecast::new(),
+            &current,
+        );
         let car = |band| {
             changes
                 .iter()
@@ -227,5 +332,40 @@ mod tests {
             .find(|c| c.band == TimeBand::Morning && c.vehicle_type == VehicleType::Motorcycle)
             .unwrap();
         assert_eq!((moto.old_cents, moto.new_cents), (200, 113));
+    }
+
+    #[test]
+    fn the_policy_in_force_is_chosen_by_name_and_forecasts_reach_it() {
+        let cfg = PricingConfig::default();
+        assert_eq!(
+            cfg.policy,
+            PolicyName::Forecast,
+            "the evaluated winner by default"
+        );
+        assert_eq!(cfg.policy().name(), ForecastPolicy::default().name());
+        let step = PricingConfig {
+            policy: PolicyName::Step,
+            ..PricingConfig::default()
+        };
+        assert_eq!(step.policy().name(), "SFpark step");
+        // A busy morning forecast to stay busy: the forecast policy raises it; with no
+        // forecast it still moves on what was observed.
+        let current = CurrentRates {
+            rates: BTreeMap::new(),
+            defaults: BTreeMap::from([(LotId(1), 200)]),
+        };
+        let observed = [obs(1, TimeBand::Morning, 0.95, 16)];
+        let hourly = HourlyForecast::from([(
+            (LotId(1), TimeBand::Morning, DayKind::Weekday),
+            vec![0.97; 12],
+        )]);
+        let changes = propose(cfg.policy().as_ref(), &observed, &hourly, &current);
+        let car = changes
+            .iter()
+            .find(|c| c.vehicle_type == VehicleType::Car)
+            .expect("a change");
+        assert!(car.new_cents > 200, "{car:?}");
+        assert_eq!(in_band_share([0.5, 0.7, 0.8, 0.9], (0.6, 0.8)), Some(0.5));
+        assert_eq!(in_band_share([], (0.6, 0.8)), None);
     }
 }

@@ -24,7 +24,16 @@ fn options(dir: &std::path::Path) -> DemoOptions {
 async fn demo_loop_is_complete_consistent_and_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path());
-    let (o, timings) = run(Config::default(), &opts).await.unwrap();
+    // The step rule, whose every published change can be checked against the occupancy below
+    // (the forecast policy, the default, is checked in the pricing crate).
+    let mut cfg = Config::default();
+    cfg.pricing.policy = parkflow_pricing::PolicyName::Step;
+    let (o, timings) = run(cfg.clone(), &opts).await.unwrap();
+    assert_eq!(o.pricing.0, parkflow_pricing::PolicyName::Step);
+    assert!(
+        o.pricing.1.is_some() && o.pricing.2.is_some(),
+        "time in band before and after"
+    );
 
     // Every event the API recorded is in the lake, exactly once.
     assert!(
@@ -181,6 +190,6 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
     }
 
     // Same seed, same world: a second run (over the same directory) gives the same outcome.
-    let (again, _) = run(Config::default(), &opts).await.unwrap();
+    let (again, _) = run(cfg, &opts).await.unwrap();
     assert_eq!(again, o);
 }
