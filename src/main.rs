@@ -409,8 +409,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.as_of, r.stays, r.open_stays, r.occupancy_rows
             );
             println!("{}", serde_json::to_string_pretty(&s)?);
-            let to = to.unwrap_or_else(|| now.date_naive() + Duration::days(1));
-            let from = from.unwrap_or(to - Duration::days(30));
+            let (from, to) = steps::report_days(now, from, to);
             anyhow::ensure!(from < to, "--from must be before --to");
             let lot = lot.map(warehouse_schema::LotId);
             let out =

@@ -294,6 +294,17 @@ pub async fn apply_rates_message(
     }
 }
 
+/// The UTC days `parkflow report` covers: `[from, to)`, by default the 30 days up to and
+/// including today.
+pub fn report_days(
+    now: DateTime<Utc>,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> (chrono::NaiveDate, chrono::NaiveDate) {
+    let to = to.unwrap_or_else(|| now.date_naive() + chrono::Duration::days(1));
+    (from.unwrap_or(to - chrono::Duration::days(30)), to)
+}
+
 /// The usage report of the UTC days `[from, to)` (and one lot, if given) as HTML and CSV in
 /// `out`; returns the HTML's path. An unknown lot is refused.
 pub async fn usage_report(

@@ -193,3 +193,75 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
     let (again, _) = run(cfg, &opts).await.unwrap();
     assert_eq!(again, o);
 }
+
+/// Four weeks of a small world ending now: everything the system does happens, the lake holds
+/// exactly the API's events, the forecast beats its baseline, and `parkflow report` with its
+/// defaults (the last 30 days) finds every section filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DemoOptions {
+        lots: 2,
+        days: 28,
+        seed: 5,
+        data_dir: dir.path().to_owned(),
+        progress: false,
+        end: None,
+    };
+    let (o, _) = run(Config::default(), &opts).await.unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        now - o.period.1 < chrono::Duration::hours(2),
+        "the world ends now: {:?}",
+        o.period
+    );
+    assert_eq!(o.lake_events as i64, o.outbox_events);
+    let r = &o.sim;
+    for (what, n) in [
+        ("reservations", r.reservations),
+        ("card payments", r.paid_card),
+        ("wallet payments", r.paid_wallet),
+        ("balance payments", r.paid_balance),
+        ("cancellations", r.cancelled),
+        ("no-shows", r.no_shows),
+        ("entries by pass", r.pass_entries),
+    ] {
+        assert!(n > 0, "no {what}: {r:?}");
+    }
+    let backtest = o.backtest.as_ref().unwrap();
+    let hour = backtest.at_minutes(60).unwrap();
+    assert!(hour.ratio_to_best_baseline() < 1.0, "{}", backtest.table());
+
+    // What `parkflow report` does with its defaults on this data directory.
+    let lake = Lake::new(dir.path().join("lake"));
+    parkflow_pipeline::refresh(&lake, now).await.unwrap();
+    let (from, to) = parkflow::steps::report_days(now, None, None);
+    let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let report = parkflow_pipeline::usage_report(&lake, at(from), at(to), None)
+        .await
+        .unwrap();
+    assert!(!report.occupancy_by_hour.is_empty());
+    assert!(!report.peaks.is_empty());
+    assert_eq!(report.lots.len(), 2);
+    assert!(
+        report
+            .lots
+            .iter()
+            .all(|l| l.stays > 0 && l.revenue_cents > 0)
+    );
+    assert!(!report.by_vehicle_type.is_empty());
+    assert!(
+        report.by_method.len() >= 3,
+        "pass, plate and drive-up entries"
+    );
+    assert!(
+        report.by_payment_method.len() >= 3,
+        "{:?}",
+        report.by_payment_method
+    );
+    assert!(!report.dwell.is_empty());
+    assert!(report.reservations.created > 0);
+    assert!(report.reservations.cancelled > 0);
+    assert!(report.reservations.no_shows > 0);
+    assert!(!report.lead_times.is_empty());
+}
