@@ -2,12 +2,34 @@
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+use http_body_util::BodyExt;
 use parkflow::Config;
 use parkflow::demo::{DemoOptions, run};
 use parkflow_pricing::StepPolicy;
 use std::collections::HashSet;
+use std::sync::Arc;
+use tower::ServiceExt;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::{Table, VehicleType};
+
+/// Every kind of booking, payment and entry happened in the simulation.
+fn all_of_parkflow_ran(r: &parkflow_simulator::SimReport) {
+    for (what, n) in [
+        ("reservations", r.reservations),
+        ("card payments", r.paid_card),
+        ("wallet payments", r.paid_wallet),
+        ("balance payments", r.paid_balance),
+        ("declined payments", r.payments_declined),
+        ("changes", r.changed),
+        ("cancellations", r.cancelled),
+        ("no-shows", r.no_shows),
+        ("entries by pass", r.pass_entries),
+        ("entries by plate", r.plate_entries),
+        ("drive-ups", r.drive_ups),
+    ] {
+        assert!(n > 0, "no {what}: {r:?}");
+    }
+}
 
 fn options(dir: &std::path::Path) -> DemoOptions {
     DemoOptions {
@@ -163,22 +185,7 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
     pool.close().await;
 
     // All of parkflow ran, through the service layer.
-    let r = &o.sim;
-    for (what, n) in [
-        ("reservations", r.reservations),
-        ("card payments", r.paid_card),
-        ("wallet payments", r.paid_wallet),
-        ("balance payments", r.paid_balance),
-        ("declined payments", r.payments_declined),
-        ("changes", r.changed),
-        ("cancellations", r.cancelled),
-        ("no-shows", r.no_shows),
-        ("entries by pass", r.pass_entries),
-        ("entries by plate", r.plate_entries),
-        ("drive-ups", r.drive_ups),
-    ] {
-        assert!(n > 0, "no {what}: {r:?}");
-    }
+    all_of_parkflow_ran(&o.sim);
 
     assert!(o.backtest.is_ok(), "{:?}", o.backtest);
     let text = parkflow::demo::render(&o, &timings, dir.path());
@@ -216,18 +223,7 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
         o.period
     );
     assert_eq!(o.lake_events as i64, o.outbox_events);
-    let r = &o.sim;
-    for (what, n) in [
-        ("reservations", r.reservations),
-        ("card payments", r.paid_card),
-        ("wallet payments", r.paid_wallet),
-        ("balance payments", r.paid_balance),
-        ("cancellations", r.cancelled),
-        ("no-shows", r.no_shows),
-        ("entries by pass", r.pass_entries),
-    ] {
-        assert!(n > 0, "no {what}: {r:?}");
-    }
+    all_of_parkflow_ran(&o.sim);
     let backtest = o.backtest.as_ref().unwrap();
     let hour = backtest.at_minutes(60).unwrap();
     assert!(hour.ratio_to_best_baseline() < 1.0, "{}", backtest.table());
@@ -264,4 +260,76 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     assert!(report.reservations.cancelled > 0);
     assert!(report.reservations.no_shows > 0);
     assert!(!report.lead_times.is_empty());
+
+    // `parkflow serve` on this data directory: the portal shows the demo's lots and, live, the
+    // cars parked now.
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let (state, _) = parkflow::steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock))
+        .await
+        .unwrap();
+    state
+        .accounts
+        .register_admin(parkflow_api::accounts::Credentials {
+            email: "ops@lots.example".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+    let send = |req: axum::http::Request<axum::body::Body>| {
+        let app = parkflow_api::router(state.clone());
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let cookies: Vec<String> = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+                .collect();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, cookies, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let login = axum::http::Request::post("/admin/login")
+        .header("host", "portal.test")
+        .header("origin", "http://portal.test")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(
+            "email=ops%40lots.example&password=correct+horse+battery&next=%2Fadmin",
+        ))
+        .unwrap();
+    let (status, cookies, _) = send(login).await;
+    assert!(status.is_redirection(), "{status}");
+    let get = |uri: &str| {
+        axum::http::Request::get(uri)
+            .header("host", "portal.test")
+            .header("accept", "text/html")
+            .header("cookie", cookies.join("; "))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let (status, _, page) = send(get("/admin")).await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    for lot in &o.summary.lots {
+        assert!(
+            page.contains(&lot.lot_name.replace('\'', "&#x27;")),
+            "{} not on the dashboard",
+            lot.lot_name
+        );
+    }
+    let (status, _, live) = send(get("/admin/live.json")).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{live}");
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    let occupied: i64 = live["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["occupied"].as_i64().unwrap())
+        .sum();
+    assert_eq!(live["lots"].as_array().unwrap().len(), 2);
+    assert!(
+        occupied as u64 >= o.sim.still_parked,
+        "{live}: {} still parked",
+        o.sim.still_parked
+    );
 }
