@@ -160,7 +160,9 @@ fn html(r: &UsageReport) -> anyhow::Result<String> {
 /// The report's tables' look, in the file and in the admin portal.
 pub const REPORT_STYLE: &str = ".usage-report table{border-collapse:collapse}\
     .usage-report td,.usage-report th{border:1px solid #ccc;padding:.2em .6em;text-align:right}\
-    .usage-report th{background:#eee}.usage-report td:first-child{text-align:left}";
+    .usage-report th{background:#eee}.usage-report td:first-child{text-align:left}\
+    .usage-report table.hours td,.usage-report table.hours th{padding:.1em .2em;font-size:.8em}\
+    .usage-report svg{max-width:100%;height:auto}";
 
 /// The report's sections (charts, tables) without the page around them: the file's body, and
 /// what the admin portal shows.
@@ -193,7 +195,7 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
         "Mean occupancy by local hour",
         &[("Mon–Fri", series(false)), ("Sat–Sun", series(true))],
     )?;
-    h += "<table><tr><th>weekday</th>";
+    h += "<table class=\"hours\"><tr><th>weekday</th>";
     for hour in 0..24 {
         let _ = write!(h, "<th>{hour:02}</th>");
     }
@@ -250,14 +252,26 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
     }
     h += "</table>";
 
-    for (title, rows) in [
-        ("Revenue by vehicle type", &r.by_vehicle_type),
-        ("Revenue by entry method", &r.by_method),
-        ("Payments by method", &r.by_payment_method),
+    for (title, (counted, amount), rows) in [
+        (
+            "Revenue by vehicle type",
+            ("stays", "revenue"),
+            &r.by_vehicle_type,
+        ),
+        (
+            "Revenue by entry method",
+            ("stays", "revenue"),
+            &r.by_method,
+        ),
+        (
+            "Payments by method",
+            ("payments", "amount"),
+            &r.by_payment_method,
+        ),
     ] {
         let _ = write!(
             h,
-            "<h2>{title}</h2><table><tr><th></th><th>stays</th><th>revenue</th></tr>"
+            "<h2>{title}</h2><table><tr><th></th><th>{counted}</th><th>{amount}</th></tr>"
         );
         for (k, n, c) in rows {
             let _ = write!(
@@ -348,14 +362,14 @@ fn bar_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
 /// Amounts per named item as horizontal bars, as inline SVG: one row per item, so names of any
 /// length and number never overlap; the axis reads whole amounts with grouped thousands.
 fn revenue_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
-    const ROW: u32 = 22;
+    const ROW: u32 = 28;
     let n = bars.len().max(1) as u32;
     let longest = bars
         .iter()
         .map(|(l, _)| l.chars().count())
         .max()
         .unwrap_or(0) as u32;
-    let label_width = (longest * 7 + 16).clamp(60, 320);
+    let label_width = (longest * 8 + 16).clamp(60, 340);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 70 + n * ROW)).into_drawing_area();
@@ -372,6 +386,8 @@ fn revenue_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> 
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(bars.len().max(1))
+            .y_label_style(("sans-serif", 13))
+            .x_label_style(("sans-serif", 12))
             .y_label_formatter(&|y| match y {
                 SegmentValue::CenterOf(i) => bars
                     .get(*i as usize)
@@ -465,7 +481,7 @@ mod tests {
             let lines = svg.lines().filter(|l| l.trim() == drawn).count();
             assert_eq!(lines, 1, "{name} in {svg}");
         }
-        assert!(svg.contains("height=\"510\""), "70 + 20 rows of 22 px");
+        assert!(svg.contains("height=\"630\""), "70 + 20 rows of 28 px");
         assert!(
             svg.contains("20,000") || svg.contains("15,000"),
             "grouped amounts on the axis"

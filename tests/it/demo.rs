@@ -261,6 +261,39 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     assert!(report.reservations.no_shows > 0);
     assert!(!report.lead_times.is_empty());
 
+    // The report file as `parkflow report` writes it, read in headless Chromium: every section
+    // there and filled, nothing wider than the page; a screenshot is kept.
+    let out = dir.path().join("reports").join(format!("{from}_{to}"));
+    let html = parkflow::steps::usage_report(&lake, from, to, None, &out)
+        .await
+        .unwrap();
+    if let (Some(chromium), Some(e2e)) = (
+        crate::support::service("PARKFLOW_TEST_CHROMIUM"),
+        crate::support::service("PARKFLOW_TEST_E2E_DIR"),
+    ) {
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-e2e");
+        std::fs::create_dir_all(&shots).unwrap();
+        let run = tokio::process::Command::new("node")
+            .arg("report.mjs")
+            .current_dir(&e2e)
+            .env("CHROMIUM", &chromium)
+            .env("REPORT_HTML", &html)
+            .env("SCREENSHOT_DIR", &shots)
+            .kill_on_drop(true)
+            .output();
+        let run = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+            .await
+            .expect("the browser run finished within 2 minutes")
+            .expect("node runs");
+        assert!(
+            run.status.success(),
+            "report check in Chromium failed:\n{}\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(shots.join("report.png").is_file());
+    }
+
     // `parkflow serve` on this data directory: the portal shows the demo's lots and, live, the
     // cars parked now.
     let cfg = Config::default().with_data_dir(dir.path().to_owned());
