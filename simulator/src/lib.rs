@@ -86,6 +86,10 @@ enum Action {
 
 type Scheduled = Reverse<(DateTime<Utc>, u64, Action)>;
 
+/// What a driver tops a prepaid balance up by, and below what balance they do.
+const TOP_UP_CENTS: i64 = 10_000;
+const TOP_UP_BELOW: i64 = 3_000;
+
 /// How often the simulated `reservations` job runs.
 const SWEEP_EVERY: i64 = 15;
 
@@ -291,13 +295,17 @@ impl World<'_> {
                 token: if declined { "wal_decline" } else { "wal_ok" }.into(),
             },
             Pay::Balance => {
-                if self.topped_up.insert(user) {
+                // A driver paying from a prepaid balance tops it up when it runs low (the
+                // first time, to open it), as the app suggests.
+                if self.topped_up.insert(user) || payments.balance(user).await? < TOP_UP_BELOW {
                     let card = PaymentMethod::Card {
                         token: "tok_ok".into(),
                         last4: "1881".into(),
                     };
                     let top_up = format!("{key}-top-up");
-                    payments.top_up(user, 10_000, None, card, &top_up).await?;
+                    payments
+                        .top_up(user, TOP_UP_CENTS, None, card, &top_up)
+                        .await?;
                     self.report.top_ups += 1;
                 }
                 PaymentMethod::Balance
