@@ -228,20 +228,13 @@ fn progress_bar(visible: bool, len: u64, name: &'static str) -> ProgressBar {
         .with_message(name)
 }
 
+/// `$1,234.56` (`-$0.05`): the report's money with the demo's currency sign.
 fn dollars(cents: i64) -> String {
-    let s = format!("{}", cents.abs() / 100);
-    let mut grouped = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
+    let amount = parkflow_report::money(cents);
+    match amount.strip_prefix('-') {
+        Some(abs) => format!("-${abs}"),
+        None => format!("${amount}"),
     }
-    format!(
-        "{}${grouped}.{:02}",
-        if cents < 0 { "-" } else { "" },
-        cents.abs() % 100
-    )
 }
 
 /// The management summary.

@@ -229,11 +229,11 @@ pub async fn price_and_publish(
         (
             h.lot_id,
             TimeBand::of_local_hour(h.local_hour),
-            if h.local_weekday >= 5 {
-                DayKind::Weekend
-            } else {
-                DayKind::Weekday
-            },
+            // 0 = Monday, as chrono numbers them.
+            u8::try_from(h.local_weekday)
+                .ok()
+                .and_then(|d| chrono::Weekday::try_from(d).ok())
+                .map_or(DayKind::Weekday, DayKind::of),
         )
     };
     let mut hourly = HourlyForecast::new();
@@ -254,15 +254,17 @@ pub async fn price_and_publish(
         .iter()
         .filter(|h| h.hour_start >= window.0 && h.hour_start < window.1 && h.local_hour >= 7)
         .collect();
-    let factor = |h: &warehouse_schema::outputs::LotHour| {
-        let k = key(h);
-        changes
-            .iter()
-            .find(|c| (c.lot_id, c.band, c.day_kind) == k && c.vehicle_type == VehicleType::Car)
-            .map_or(1.0, |c| {
-                (c.new_cents as f64 / c.old_cents.max(1) as f64).powf(elasticity)
-            })
-    };
+    // Each band's demand at its new car rate, relative to the old one.
+    let moved: std::collections::BTreeMap<BandKey, f64> = changes
+        .iter()
+        .filter(|c| c.vehicle_type == VehicleType::Car)
+        .map(|c| {
+            let factor = (c.new_cents as f64 / c.old_cents.max(1) as f64).powf(elasticity);
+            ((c.lot_id, c.band, c.day_kind), factor)
+        })
+        .collect();
+    let factor =
+        |h: &warehouse_schema::outputs::LotHour| moved.get(&key(h)).copied().unwrap_or(1.0);
     Ok(Priced {
         policy: cfg.pricing.policy,
         in_band_before: in_band_share(priced.iter().map(|h| h.mean_occupancy), band),

@@ -129,7 +129,7 @@ fn escape(s: &str) -> String {
 }
 
 /// `1,234.56`: cents as the amount a manager reads, thousands grouped.
-fn money(cents: i64) -> String {
+pub fn money(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let abs = cents.unsigned_abs();
     format!("{sign}{}.{:02}", grouped(abs / 100), abs % 100)

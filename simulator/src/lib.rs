@@ -440,9 +440,7 @@ impl World<'_> {
                 }
                 self.schedule(a.at + a.stay, Action::Depart(a.lot_id, receipt.session_id));
             }
-            Err(ApiError::Conflict {
-                code: "lot_full", ..
-            }) => self.report.turned_away += 1,
+            // The lot is full for this vehicle (or refuses it otherwise): turned away.
             Err(e) if refused(&e) => self.report.turned_away += 1,
             Err(e) => return Err(e.into()),
         }

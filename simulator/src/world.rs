@@ -62,7 +62,9 @@ pub fn intent(seed: u64, a: &Arrival) -> Intent {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ a.seq.wrapping_mul(0xA24B_AED4_963E_E407));
     // A commuter's habit is theirs every day: decided by who they are, not by the day.
     let reserves = match (a.kind, a.user_id) {
-        (ArrivalKind::Commuter, Some(u)) => (u.0.as_u128() % 10) < 3,
+        (ArrivalKind::Commuter, Some(u)) => {
+            (u.0.as_u128() % 10) as f64 / 10.0 < reserve_share(ArrivalKind::Commuter)
+        }
         (kind, _) => rng.random_bool(reserve_share(kind)),
     };
     if !reserves {

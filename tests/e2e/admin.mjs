@@ -1,17 +1,7 @@
 // The admin portal in headless Chromium, signed in for real: run by tests/it/portal.rs, which
 // starts the server, seeds it and checks the store afterwards. Settings come from the
 // environment; what the browser saw is printed as one JSON line. Any failed expectation exits 1.
-import { chromium } from 'playwright-core';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function expect(ok, message) {
-  if (!ok) throw new Error(message);
-}
+import { env, expect, inChromium } from './browser.mjs';
 
 const base = env('PORTAL_URL');
 const email = env('ADMIN_EMAIL');
@@ -115,25 +105,4 @@ async function run(page) {
   return out;
 }
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM'),
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-try {
-  const page = await (await browser.newContext()).newPage();
-  page.setDefaultTimeout(15000);
-  console.log(JSON.stringify(await run(page)));
-} catch (e) {
-  console.error(`admin portal e2e: ${e.stack || e}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+await inChromium('admin portal e2e', run);

@@ -2,17 +2,7 @@
 // Chromium at a laptop's size: every section is there and filled, and nothing is wider than the
 // page. Run by tests/it/demo.rs; what the browser saw is printed as one JSON line, and any
 // failed expectation exits 1.
-import { chromium } from 'playwright-core';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function expect(ok, message) {
-  if (!ok) throw new Error(message);
-}
+import { env, expect, inChromium } from './browser.mjs';
 
 const sections = [
   'Occupancy by hour',
@@ -64,27 +54,4 @@ async function run(page) {
   return seen;
 }
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM'),
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--allow-file-access-from-files',
-  ],
-});
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  console.log(JSON.stringify(await run(page)));
-} catch (e) {
-  console.error(`report e2e: ${e.stack || e}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+await inChromium('report e2e', run, { extraArgs: ['--allow-file-access-from-files'], context: { viewport: { width: 1280, height: 900 } } });

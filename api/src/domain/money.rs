@@ -54,15 +54,6 @@ impl Money {
         Self::fit(share)
     }
 
-    /// `seconds` at `per_hour`, pro rata to the second and rounded up to the cent; no time
-    /// (or negative time) costs nothing.
-    pub fn pro_rata(per_hour: Self, seconds: i64) -> Result<Self> {
-        let cent_ms = (i128::from(seconds.max(0)) * 1000)
-            .checked_mul(i128::from(per_hour.0))
-            .ok_or_else(out_of_range)?;
-        Self::from_cent_millis(cent_ms)
-    }
-
     /// An exact amount in cent-milliseconds of an hourly rate (rate × milliseconds), rounded
     /// up to the cent.
     pub fn from_cent_millis(cent_ms: i128) -> Result<Self> {
@@ -99,10 +90,13 @@ mod tests {
         // Refunds round down, charges up.
         assert_eq!(m(999).percent(50).unwrap(), m(499));
         assert_eq!(m(i64::MAX).percent(100).unwrap(), m(i64::MAX));
-        assert_eq!(Money::pro_rata(m(300), 1).unwrap(), m(1));
-        assert_eq!(Money::pro_rata(m(250), 5400).unwrap(), m(375));
-        assert_eq!(Money::pro_rata(m(250), -5).unwrap(), Money::ZERO);
-        assert!(Money::pro_rata(m(i64::MAX), i64::MAX).is_err());
+        // An hourly rate × milliseconds, rounded up to the cent: 1 s at 300/h is 1 cent,
+        // 90 min at 250/h is 375, nothing is nothing, and an amount past i64 is an error.
+        let ms = |s: i128| s * 1000;
+        assert_eq!(Money::from_cent_millis(ms(1) * 300).unwrap(), m(1));
+        assert_eq!(Money::from_cent_millis(ms(5400) * 250).unwrap(), m(375));
+        assert_eq!(Money::from_cent_millis(0).unwrap(), Money::ZERO);
+        assert!(Money::from_cent_millis(i128::from(i64::MAX) * 3_600_001).is_err());
         assert_eq!(m(123_456).to_string(), "1234.56");
         assert_eq!(m(-5).to_string(), "-0.05");
         assert_eq!(m(i64::MIN).to_string(), "-92233720368547758.08");

@@ -87,16 +87,8 @@ impl Change {
         for event in &self.events {
             parkflow_outbox::append(&mut self.tx, event).await?;
         }
-        for a in &self.audits {
-            desk::audit(
-                &mut *self.tx,
-                &a.actor,
-                a.action,
-                &a.target,
-                a.detail.clone(),
-                now,
-            )
-            .await?;
+        for a in std::mem::take(&mut self.audits) {
+            desk::audit(&mut *self.tx, &a.actor, a.action, &a.target, a.detail, now).await?;
         }
         for m in &self.messages {
             rows::insert_message(&mut *self.tx, rows::NewMessage::of(m, now)).await?;

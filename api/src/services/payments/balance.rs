@@ -39,20 +39,20 @@ impl Payments<'_> {
     /// whose record was lost happen once). A balance that no top-up can take back is refused
     /// (`balance_remaining`) for the operator to settle. Returns the cents paid out.
     pub(crate) async fn pay_out_balance(&self, user: UserId) -> Result<i64> {
-        let mut left = self.balance(user).await?;
-        let mut paid = 0;
-        if left <= 0 {
+        let mut left = Money::from_cents(self.balance(user).await?);
+        let mut paid = Money::ZERO;
+        if left <= Money::ZERO {
             return Ok(0);
         }
         let top_ups = rows::refundable_top_ups(self.store().pool(), user).await?;
         for top_up in top_ups {
-            if left == 0 {
+            if left == Money::ZERO {
                 break;
             }
             let (id, refunded) = (&top_up.id, top_up.refunded_cents);
             let refundable =
                 Money::from_cents(top_up.amount_cents).checked_sub(Money::from_cents(refunded))?;
-            let cents = Money::from_cents(left).min(refundable).cents();
+            let cents = left.min(refundable).cents();
             self.gateway()
                 .refund(
                     top_up.gateway_ref.as_deref().unwrap_or_default(),
@@ -68,23 +68,19 @@ impl Payments<'_> {
                 rows::paid_back(&mut *tx, user, cents).await?;
             }
             tx.commit().await?;
-            left = Money::from_cents(left)
-                .checked_sub(Money::from_cents(cents))?
-                .cents();
-            paid = Money::from_cents(paid)
-                .checked_add(Money::from_cents(cents))?
-                .cents();
+            left = left.checked_sub(Money::from_cents(cents))?;
+            paid = paid.checked_add(Money::from_cents(cents))?;
         }
-        if left > 0 {
+        if left > Money::ZERO {
             return Err(Error::conflict(
                 "balance_remaining",
                 format!(
                     "{} of prepaid balance cannot be paid back to a card or wallet; the operator settles it before the account is erased",
-                    Money::from_cents(left)
+                    left
                 ),
             ));
         }
-        Ok(paid)
+        Ok(paid.cents())
     }
 
     /// `user`'s prepaid balance (0 without an account).
