@@ -222,6 +222,20 @@ pub async fn usage_report(
         })
         .collect::<Result<Vec<_>>>()?;
 
+    let codes = Rows::fetch(
+        &ctx,
+        &format!(
+            "SELECT currency AS c FROM ({stays}) WHERE currency IS NOT NULL
+             UNION SELECT currency AS c FROM ({events})
+                   WHERE event_type = 'payment_captured' AND currency IS NOT NULL
+             ORDER BY 1"
+        ),
+    )
+    .await?;
+    let currencies = (0..codes.len())
+        .map(|i| Ok(codes.str("c", i)?.to_owned()))
+        .collect::<Result<Vec<_>>>()?;
+
     Ok(UsageReport {
         from,
         to,
@@ -235,6 +249,7 @@ pub async fn usage_report(
         dwell,
         reservations,
         lead_times,
+        currencies,
     })
 }
 

@@ -129,14 +129,70 @@ fn escape(s: &str) -> String {
 }
 
 /// `1,234.56`: cents as the amount a manager reads, thousands grouped.
-pub fn money(cents: i64) -> String {
+pub fn money(cents: impl Into<i128>) -> String {
+    let cents: i128 = cents.into();
     let sign = if cents < 0 { "-" } else { "" };
     let abs = cents.unsigned_abs();
     format!("{sign}{}.{:02}", grouped(abs / 100), abs % 100)
 }
 
+/// The currency the report's amounts are written in: the symbol of a currency a manager knows
+/// by its sign, else its code; several currencies (amounts summed across them) are all named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Currency {
+    code: String,
+}
+
+impl Currency {
+    pub fn of(codes: &[String]) -> Self {
+        Self {
+            code: codes.join("+"),
+        }
+    }
+
+    fn symbol(&self) -> Option<&'static str> {
+        match self.code.as_str() {
+            "USD" => Some("$"),
+            "EUR" => Some("€"),
+            "GBP" => Some("£"),
+            "JPY" => Some("¥"),
+            _ => None,
+        }
+    }
+
+    /// `$1,234.56`, `CHF 1,234.56`, or the bare amount when the period has no money.
+    pub fn amount(&self, cents: i64) -> String {
+        match (self.symbol(), self.code.as_str()) {
+            (Some(sign), _) if cents < 0 => format!("-{sign}{}", money(cents.unsigned_abs())),
+            (Some(sign), _) => format!("{sign}{}", money(cents)),
+            (None, "") => money(cents),
+            (None, code) => format!("{code} {}", money(cents)),
+        }
+    }
+
+    /// A whole amount for an axis: `$20,000`, `CHF 20,000`.
+    fn whole(&self, units: f64) -> String {
+        let n = grouped(units.max(0.0).round() as u64);
+        match (self.symbol(), self.code.as_str()) {
+            (Some(sign), _) => format!("{sign}{n}"),
+            (None, "") => n,
+            (None, code) => format!("{code} {n}"),
+        }
+    }
+
+    /// The code for a heading or an axis: `revenue (USD)`.
+    pub fn label(&self, what: &str) -> String {
+        if self.code.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what} ({})", self.code)
+        }
+    }
+}
+
 /// `12,345`: a whole number with its thousands grouped.
-fn grouped(n: u64) -> String {
+fn grouped(n: impl Into<u128>) -> String {
+    let n: u128 = n.into();
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -229,8 +285,10 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
     h += "</table>";
 
     h += "<h2>Lots: turnover, dwell, revenue</h2>";
+    let currency = Currency::of(&r.currencies);
     h += &revenue_chart(
-        "Revenue by lot",
+        &currency.label("Revenue by lot"),
+        &currency,
         &r.lots
             .iter()
             .map(|l| (l.lot_name.clone(), l.revenue_cents as f64 / 100.0))
@@ -247,7 +305,7 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
             l.stays,
             l.turnover,
             l.mean_dwell_minutes,
-            money(l.revenue_cents)
+            currency.amount(l.revenue_cents)
         );
     }
     h += "</table>";
@@ -278,7 +336,7 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
                 h,
                 "<tr><td>{}</td><td>{n}</td><td>{}</td></tr>",
                 escape(k),
-                money(*c)
+                currency.amount(*c)
             );
         }
         h += "</table>";
@@ -361,7 +419,11 @@ fn bar_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
 
 /// Amounts per named item as horizontal bars, as inline SVG: one row per item, so names of any
 /// length and number never overlap; the axis reads whole amounts with grouped thousands.
-fn revenue_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> {
+fn revenue_chart(
+    title: &str,
+    currency: &Currency,
+    bars: &[(String, f64)],
+) -> anyhow::Result<String> {
     const ROW: u32 = 28;
     let n = bars.len().max(1) as u32;
     let longest = bars
@@ -395,7 +457,7 @@ fn revenue_chart(title: &str, bars: &[(String, f64)]) -> anyhow::Result<String> 
                 _ => String::new(),
             })
             .x_labels(6)
-            .x_label_formatter(&|v| grouped(v.max(0.0).round() as u64))
+            .x_label_formatter(&|v| currency.whole(*v))
             .draw()
             .map_err(chart_error)?;
         chart
@@ -460,8 +522,26 @@ mod tests {
         assert_eq!(money(3_500_000), "35,000.00");
         assert_eq!(money(-5), "-0.05");
         assert_eq!(money(99), "0.99");
-        assert_eq!(grouped(1_234_567), "1,234,567");
-        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_234_567u64), "1,234,567");
+        assert_eq!(grouped(999u64), "999");
+    }
+
+    #[test]
+    fn amounts_carry_their_currency() {
+        let of = |codes: &[&str]| {
+            Currency::of(&codes.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(of(&["USD"]).amount(3_500_000), "$35,000.00");
+        assert_eq!(of(&["USD"]).amount(-250), "-$2.50");
+        assert_eq!(of(&["EUR"]).amount(99), "€0.99");
+        assert_eq!(of(&["CHF"]).amount(123_456), "CHF 1,234.56");
+        assert_eq!(of(&["CHF"]).whole(20_000.0), "CHF 20,000");
+        assert_eq!(of(&["EUR", "USD"]).amount(100), "EUR+USD 1.00");
+        assert_eq!(of(&["USD"]).label("revenue"), "revenue (USD)");
+        // A period without money has no currency to name.
+        assert_eq!(of(&[]).amount(0), "0.00");
+        assert_eq!(of(&[]).label("revenue"), "revenue");
+        assert_eq!(money(i64::MIN), "-92,233,720,368,547,758.08");
     }
 
     #[test]
@@ -474,7 +554,8 @@ mod tests {
                 )
             })
             .collect();
-        let svg = revenue_chart("Revenue by lot", &bars).unwrap();
+        let usd = Currency::of(&["USD".to_owned()]);
+        let svg = revenue_chart("Revenue by lot", &usd, &bars).unwrap();
         // Every name is drawn, once, and the chart grows with the lots (a row each).
         for (name, _) in &bars {
             let drawn = escape_svg(name);
@@ -483,8 +564,8 @@ mod tests {
         }
         assert!(svg.contains("height=\"630\""), "70 + 20 rows of 28 px");
         assert!(
-            svg.contains("20,000") || svg.contains("15,000"),
-            "grouped amounts on the axis"
+            svg.contains("$20,000") || svg.contains("$15,000"),
+            "grouped amounts in dollars on the axis"
         );
     }
 

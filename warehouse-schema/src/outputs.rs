@@ -88,6 +88,9 @@ pub struct UsageReport {
     pub reservations: ReservationStats,
     /// (lead-time bucket, reservations made), shortest first.
     pub lead_times: Vec<(String, u64)>,
+    /// The currencies the period's amounts are in (ISO 4217 codes from its stays and payments),
+    /// in code order: one for an operator in one country.
+    pub currencies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -299,6 +299,16 @@ impl SpotPolicy {
                 .then_some(preferred.len())
         })
     }
+
+    /// The spot types `vehicle` may take under this policy, best first.
+    pub fn ranked_spot_types(self, vehicle: VehicleType) -> Vec<VehicleType> {
+        let mut types: Vec<(usize, VehicleType)> = VehicleType::ALL
+            .into_iter()
+            .filter_map(|spot| Some((self.rank(vehicle, spot)?, spot)))
+            .collect();
+        types.sort_unstable();
+        types.into_iter().map(|(_, spot)| spot).collect()
+    }
 }
 
 fn distance_to(spot: &IndexedSpot, near: Option<(f64, f64)>) -> f64 {
@@ -327,6 +337,38 @@ mod tests {
     fn window(a: i64, b: i64) -> TimeRange {
         let at = |h: i64| DateTime::<Utc>::from_timestamp(h * 3600, 0).unwrap();
         TimeRange::new(at(a), at(b)).unwrap()
+    }
+
+    #[test]
+    fn ranked_spot_types_are_the_ranks_in_order() {
+        for ev_spots_open_to_cars in [false, true] {
+            let policy = SpotPolicy {
+                ev_spots_open_to_cars,
+            };
+            for vehicle in VehicleType::ALL {
+                let types = policy.ranked_spot_types(vehicle);
+                let ranks: Vec<usize> = types
+                    .iter()
+                    .map(|t| policy.rank(vehicle, *t).expect("a listed type is usable"))
+                    .collect();
+                assert!(
+                    ranks.windows(2).all(|w| w[0] < w[1]),
+                    "{vehicle}: {ranks:?}"
+                );
+                let usable = VehicleType::ALL
+                    .into_iter()
+                    .filter(|t| policy.rank(vehicle, *t).is_some())
+                    .count();
+                assert_eq!(types.len(), usable, "{vehicle}");
+            }
+        }
+        let open = SpotPolicy {
+            ev_spots_open_to_cars: true,
+        };
+        assert_eq!(
+            open.ranked_spot_types(VehicleType::Car).last(),
+            Some(&VehicleType::Ev)
+        );
     }
 
     fn lot_with(spots: usize) -> AvailabilityIndex {

@@ -65,6 +65,35 @@ pub async fn free_now<'c>(
     .await?)
 }
 
+/// The lowest-id spot of `spot_type` in `lot` that [`free_now`] would list, with its label.
+/// Through the lot-and-type index in id order, it stops at the first free spot instead of
+/// probing every spot of the lot and sending all the free ones back.
+pub async fn first_free_of_type<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    spot_type: &str,
+    (from, until): (i64, i64),
+    mine: Option<ReservationId>,
+) -> Result<Option<(i64, String)>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT s.id, s.label FROM spots s
+         WHERE s.lot_id = $1 AND s.vehicle_type = $5 AND s.closed = 0
+           AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM reservations r
+                           WHERE r.spot_id = s.id AND ",
+        holding!("r"),
+        " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
+         ORDER BY s.id LIMIT 1"
+    ))
+    .bind(lot.0)
+    .bind(from)
+    .bind(until)
+    .bind(mine.map(|r| r.0.to_string()).unwrap_or_default())
+    .bind(spot_type)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// The label of `spot` if it is open and no car is in it.
 pub async fn spot_free<'c>(db: impl Db<'c>, spot: i64) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(

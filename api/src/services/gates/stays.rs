@@ -182,9 +182,33 @@ impl Gates<'_> {
         pick: Pick,
     ) -> Result<(i64, String)> {
         let window = (now.timestamp_millis(), until.timestamp_millis());
-        let free = stays::free_now(conn, lot, window, mine).await?;
-        match pick.choose(&free, policy, vehicle) {
-            Some((id, label)) => Ok((id, label.to_owned())),
+        let chosen = match pick {
+            // The best rank is one spot type: the lowest id of the first type with a free spot.
+            Pick::First => {
+                let mut found = None;
+                for spot_type in policy.ranked_spot_types(vehicle) {
+                    found = stays::first_free_of_type(
+                        &mut *conn,
+                        lot,
+                        spot_type.as_str(),
+                        window,
+                        mine,
+                    )
+                    .await?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                found
+            }
+            Pick::Spread(_) => {
+                let free = stays::free_now(&mut *conn, lot, window, mine).await?;
+                pick.choose(&free, policy, vehicle)
+                    .map(|(id, label)| (id, label.to_owned()))
+            }
+        };
+        match chosen {
+            Some(spot) => Ok(spot),
             None => {
                 self.metrics.lot_full.inc();
                 Err(Error::conflict(

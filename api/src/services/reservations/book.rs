@@ -115,12 +115,13 @@ impl Reservations<'_> {
         );
     }
 
-    /// One booking transaction. On PostgreSQL, a request for any spot takes its candidates from
-    /// the availability index instead of asking the store which spots are free: the exclusion
-    /// constraint refuses a spot the index wrongly believed free, and the spot is added to
-    /// `tried` so the next attempt skips it. When the index offers nothing the store is asked,
-    /// so a stale index never turns a booking away. SQLite has no such constraint: its single
-    /// writer checks and inserts in one transaction.
+    /// One booking transaction. A request for any spot takes its candidate from the availability
+    /// index instead of asking the store which of the lot's spots are free (a probe per spot):
+    /// on PostgreSQL the exclusion constraint refuses a spot the index wrongly believed free, and
+    /// the spot is added to `tried` so the next attempt skips it; SQLite has no such constraint,
+    /// so its single writer checks that one spot in the transaction that inserts. When the index
+    /// offers nothing, or its offer was stale, the store is asked, so a stale index never turns
+    /// a booking away.
     pub(super) async fn try_reserve(
         &self,
         user: UserId,
@@ -131,7 +132,7 @@ impl Reservations<'_> {
     ) -> Result<(Reservation, i64)> {
         let now = self.now();
         let backend = self.store().backend();
-        let from_index = if backend == Backend::Postgres && req.spot_id.is_none() {
+        let from_index = if req.spot_id.is_none() {
             self.lots()
                 .unreserved_spots(req.lot_id, window, tried)
                 .await?
@@ -145,11 +146,20 @@ impl Reservations<'_> {
         let best = |free: &[SpotRow]| {
             best_spot(free, rules.policy, req.vehicle_type, req.near, spread).cloned()
         };
-        let chosen = match (req.spot_id, best(&from_index)) {
-            (None, Some(hint)) => {
+        let hint = match best(&from_index) {
+            Some(hint) => {
                 tried.push(SpotId(hint.id));
-                hint
+                let only = Some(SpotId(hint.id));
+                let free = backend == Backend::Postgres
+                    || !free_spot_rows(&mut tx, backend, req.lot_id, window, only, None)
+                        .await?
+                        .is_empty();
+                free.then_some(hint)
             }
+            None => None,
+        };
+        let chosen = match (req.spot_id, hint) {
+            (None, Some(hint)) => hint,
             (None, None) => {
                 let free = free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
                 best(&free).ok_or_else(|| {
