@@ -6,6 +6,8 @@
 //!    routed to response built); client time from request written to body read.
 //! 2. Reservations: drivers log in, then concurrent connections `POST /v1/reservations` random
 //!    windows on a fresh lot; afterwards one SQL self-join counts overlapping holds (must be 0).
+//!    The rate is printed against the same work done without the API in the same run
+//!    (`bench_reference`: Python's sqlite3, or pgbench).
 //!
 //! Client and server share this machine's cores, as they would on one 2-core box.
 
@@ -272,10 +274,31 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
         bail!("{bad} availability requests failed");
     }
 
-    // 2. Reservations under load.
+    // 2. Reservations under load, then the same work without the API in the same run.
     let booked = reservations(&state, addr, &times, &opts, now).await;
     server.abort();
-    out += &booked?;
+    let (line, rate) = booked?;
+    out += &line;
+    let (reference, what) = match state.services.store().backend() {
+        Backend::Sqlite => (
+            crate::bench_reference::sqlite(dir.path(), opts.reserve_requests, opts.spots)?,
+            "Python's sqlite3, one transaction after another",
+        ),
+        Backend::Postgres => (
+            crate::bench_reference::postgres(
+                dir.path(),
+                &database_url,
+                opts.reserve_connections,
+                opts.seconds,
+            )?,
+            "pgbench, as many clients as booking connections",
+        ),
+    };
+    out += &format!(
+        "the same work without the API ({what}: check, insert, outbox row, commit): \
+         {reference:.0} transactions/s; the API's bookings run at {:.1} % of it\n",
+        100.0 * rate / reference
+    );
 
     // The same load on SQLite with several connections racing for the file lock (as the store
     // wrote before it had one writer), against one writer, each on a database of its own so
@@ -288,7 +311,9 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
             );
             let fresh = open_state(&url, writers).await?;
             let (addr, times, server) = serve(&fresh).await?;
-            let booked = reservations(&fresh, addr, &times, &opts, now).await;
+            let booked = reservations(&fresh, addr, &times, &opts, now)
+                .await
+                .map(|(line, _)| line);
             server.abort();
             out += &format!(
                 "fresh database, {writers} write connection{}: {}",
@@ -346,7 +371,7 @@ async fn reservations(
     times: &ServerTimes,
     opts: &ApiBench,
     now: DateTime<Utc>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, f64)> {
     let lot = create_lot(state, "Bench reservations", opts.spots).await?;
     let mut tokens = Vec::new();
     for i in 0..opts.reserve_connections {
@@ -423,5 +448,5 @@ async fn reservations(
     if overlaps != 0 {
         bail!("{overlaps} overlapping reservations: the no-double-booking guarantee is broken");
     }
-    Ok(out)
+    Ok((out, created as f64 / elapsed))
 }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_occupancy;
+pub mod bench_reference;
 pub mod config;
 pub mod demo;
 pub mod forecasting;

@@ -16,10 +16,10 @@ use crate::series::{Measure, Series, Slot};
 use crate::{Error, Result};
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::{
-    Column as PolarsColumn, CsvReadOptions, DataFrame, DataType, Expr, IntoLazy, NULL, PlSmallStr,
-    PolarsError, SerReader, SortMultipleOptions, StrptimeOptions, TimeUnit, coalesce, col, lit,
-    when,
+    Column as PolarsColumn, DataFrame, DataType, Expr, IntoLazy, NULL, PlSmallStr, PolarsError,
+    SortMultipleOptions, StrptimeOptions, TimeUnit, coalesce, col, lit, when,
 };
+use polars_io::prelude::{CsvReadOptions, SerReader};
 use std::io::{Cursor, Read};
 
 /// Slots of the imported series.

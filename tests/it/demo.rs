@@ -260,6 +260,7 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     assert!(report.reservations.cancelled > 0);
     assert!(report.reservations.no_shows > 0);
     assert!(!report.lead_times.is_empty());
+    assert_eq!(report.currencies, ["USD"], "the demo's lots charge dollars");
 
     // The report file as `parkflow report` writes it, read in headless Chromium: every section
     // there and filled, nothing wider than the page; a screenshot is kept.
@@ -267,6 +268,11 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     let html = parkflow::steps::usage_report(&lake, from, to, None, &out)
         .await
         .unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("Revenue by lot (USD)") && page.contains("<td>$"),
+        "money carries its currency on the chart and in the cells"
+    );
     if let (Some(chromium), Some(e2e)) = (
         crate::support::service("PARKFLOW_TEST_CHROMIUM"),
         crate::support::service("PARKFLOW_TEST_E2E_DIR"),

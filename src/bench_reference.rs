@@ -1,0 +1,184 @@
+//! The yardsticks `parkflow bench api` prints its booking rate against, measured in the same run
+//! on the same machine: the same work — check that a spot is free for a window, insert the
+//! reservation, append an outbox row, commit — done as plainly as the database allows.
+//!
+//! - SQLite: Python's `sqlite3` module (the C library with nothing between), on a fresh file
+//!   with the store's settings (WAL, `synchronous = NORMAL`), one transaction after another.
+//! - PostgreSQL: `pgbench` with a script of the same statements (the insert under an exclusion
+//!   constraint like the store's), 32 clients, against the server the bench used.
+//!
+//! Only the transactions are timed: Python times its loop, and pgbench's rate is the one
+//! "without initial connection time".
+
+use anyhow::{Context, bail};
+use std::path::Path;
+use std::process::Command;
+
+/// The same work as one booking, in Python's sqlite3. Arguments: file, transactions, spots.
+/// Prints "transactions created seconds".
+const SQLITE_SCRIPT: &str = r#"
+import json, random, sqlite3, sys, time, uuid
+path, n, spots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+db = sqlite3.connect(path, isolation_level=None)
+db.execute("PRAGMA journal_mode = WAL")
+db.execute("PRAGMA synchronous = NORMAL")
+db.executescript("""
+CREATE TABLE reservations (id TEXT PRIMARY KEY, spot_id INTEGER NOT NULL, start_at INTEGER NOT NULL,
+                           end_at INTEGER NOT NULL, status TEXT NOT NULL);
+CREATE INDEX holding ON reservations(spot_id, start_at, end_at) WHERE status IN ('active', 'checked_in');
+CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+                     payload TEXT NOT NULL, published_at INTEGER);
+""")
+rng = random.Random(7)
+hour = 3_600_000
+created = 0
+started = time.perf_counter()
+for i in range(n):
+    spot = rng.randrange(1, spots + 1)
+    start = rng.randrange(0, 144) * hour
+    end = start + rng.randrange(1, 5) * hour
+    db.execute("BEGIN IMMEDIATE")
+    taken = db.execute(
+        "SELECT 1 FROM reservations WHERE spot_id = ? AND status IN ('active', 'checked_in')"
+        " AND start_at < ? AND end_at > ? LIMIT 1", (spot, end, start)).fetchone()
+    if taken is None:
+        rid = str(uuid.uuid4())
+        db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, 'active')", (rid, spot, start, end))
+        event = {"type": "reservation_created", "reservation_id": rid, "spot_id": spot,
+                 "start_at": start, "end_at": end}
+        db.execute("INSERT INTO outbox (event_id, payload) VALUES (?, ?)",
+                   (str(uuid.uuid4()), json.dumps(event)))
+        created += 1
+    db.execute("COMMIT")
+print(n, created, time.perf_counter() - started)
+"#;
+
+/// The same work in pgbench's language: a random spot and window, check, insert under the
+/// exclusion constraint (a taken window inserts nothing), outbox row.
+const PGBENCH_SCRIPT: &str = r#"\set spot random(1, 200)
+\set start random(0, 143) * 3600000
+\set len random(1, 4) * 3600000
+BEGIN;
+SELECT 1 FROM bench_ref_reservations WHERE spot_id = :spot AND during && int8range(:start, :start + :len) LIMIT 1;
+INSERT INTO bench_ref_reservations (spot_id, during) VALUES (:spot, int8range(:start, :start + :len)) ON CONFLICT DO NOTHING;
+INSERT INTO bench_ref_outbox (payload) VALUES ('{"type":"reservation_created"}');
+END;
+"#;
+
+/// The tables pgbench books into, made afresh in the bench's database (by psql).
+const PG_SCHEMA: &str = "CREATE EXTENSION IF NOT EXISTS btree_gist;
+DROP TABLE IF EXISTS bench_ref_reservations, bench_ref_outbox;
+CREATE TABLE bench_ref_reservations (id BIGSERIAL PRIMARY KEY, spot_id INT NOT NULL,
+    during INT8RANGE NOT NULL, EXCLUDE USING gist (spot_id WITH =, during WITH &&));
+CREATE TABLE bench_ref_outbox (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL);";
+
+/// Transactions per second of the same work in Python's sqlite3 on a fresh file in `dir`.
+pub fn sqlite(dir: &Path, transactions: usize, spots: u32) -> anyhow::Result<f64> {
+    let file = dir.join("reference.db");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(SQLITE_SCRIPT)
+        .arg(&file)
+        .arg(transactions.to_string())
+        .arg(spots.to_string())
+        .output()
+        .context("running python3 for the SQLite reference")?;
+    if !output.status.success() {
+        bail!(
+            "the SQLite reference failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("the SQLite reference printed {line:?}"))?;
+    match fields[..] {
+        [n, _, seconds] if seconds > 0.0 => Ok(n / seconds),
+        _ => bail!("the SQLite reference printed {line:?}"),
+    }
+}
+
+/// Transactions per second of the same work by pgbench, `clients` at once for `seconds`, on
+/// fresh tables of its own (`bench_ref_*`) in the database at `url`.
+pub fn postgres(dir: &Path, url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    let schema = Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", PG_SCHEMA, url])
+        .output()
+        .context("running psql to make the PostgreSQL reference's tables")?;
+    if !schema.status.success() {
+        bail!(
+            "the PostgreSQL reference's tables: {}",
+            String::from_utf8_lossy(&schema.stderr)
+        );
+    }
+    let script = dir.join("reference.pgbench");
+    std::fs::write(&script, PGBENCH_SCRIPT)?;
+    let output = Command::new(pgbench()?)
+        .args(["-n", "-c", &clients.to_string(), "-j", "2"])
+        .args(["-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .context("running pgbench for the PostgreSQL reference")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    tps_without_connections(&text).with_context(|| format!("pgbench printed {text}"))
+}
+
+/// pgbench's `tps = N (without initial connection time)`.
+fn tps_without_connections(report: &str) -> anyhow::Result<f64> {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("tps = ") && l.contains("without initial connection time"))
+        .context("no tps line")?;
+    let number = line["tps = ".len()..]
+        .split_whitespace()
+        .next()
+        .context("no number")?;
+    Ok(number.parse()?)
+}
+
+/// pgbench on PATH, else beside the newest installed PostgreSQL server.
+fn pgbench() -> anyhow::Result<std::path::PathBuf> {
+    if Command::new("pgbench").arg("--version").output().is_ok() {
+        return Ok("pgbench".into());
+    }
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("pgbench is not on PATH and no PostgreSQL is installed")?
+        .filter_map(|e| Some(e.ok()?.path().join("bin/pgbench")))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().context("no pgbench found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgbench_rate_is_the_one_without_connection_time() {
+        let report = "number of transactions actually processed: 38720\n\
+                      latency average = 8.263 ms\n\
+                      initial connection time = 30.517 ms\n\
+                      tps = 3872.512345 (without initial connection time)\n";
+        assert_eq!(tps_without_connections(report).unwrap(), 3872.512345);
+        assert!(tps_without_connections("tps = 12 (including connections)\n").is_err());
+    }
+
+    #[test]
+    fn the_sqlite_reference_books_and_reports_a_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let rate = sqlite(dir.path(), 200, 20).unwrap();
+        assert!(rate > 0.0, "{rate}");
+    }
+}
