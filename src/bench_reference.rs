@@ -8,7 +8,8 @@
 //!   constraint like the store's), 32 clients, against the server the bench used.
 //!
 //! Only the transactions are timed: Python times its loop, and pgbench's rate is the one
-//! "without initial connection time".
+//! "without initial connection time". The references keep to tables of their own (`event_log`
+//! has the outbox's shape; parkflow's outbox table is named by `parkflow-outbox` alone).
 
 use anyhow::{Context, bail};
 use std::path::Path;
@@ -26,7 +27,7 @@ db.executescript("""
 CREATE TABLE reservations (id TEXT PRIMARY KEY, spot_id INTEGER NOT NULL, start_at INTEGER NOT NULL,
                            end_at INTEGER NOT NULL, status TEXT NOT NULL);
 CREATE INDEX holding ON reservations(spot_id, start_at, end_at) WHERE status IN ('active', 'checked_in');
-CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+CREATE TABLE event_log (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
                      payload TEXT NOT NULL, published_at INTEGER);
 """)
 rng = random.Random(7)
@@ -46,7 +47,7 @@ for i in range(n):
         db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, 'active')", (rid, spot, start, end))
         event = {"type": "reservation_created", "reservation_id": rid, "spot_id": spot,
                  "start_at": start, "end_at": end}
-        db.execute("INSERT INTO outbox (event_id, payload) VALUES (?, ?)",
+        db.execute("INSERT INTO event_log (event_id, payload) VALUES (?, ?)",
                    (str(uuid.uuid4()), json.dumps(event)))
         created += 1
     db.execute("COMMIT")
@@ -61,16 +62,16 @@ const PGBENCH_SCRIPT: &str = r#"\set spot random(1, 200)
 BEGIN;
 SELECT 1 FROM bench_ref_reservations WHERE spot_id = :spot AND during && int8range(:start, :start + :len) LIMIT 1;
 INSERT INTO bench_ref_reservations (spot_id, during) VALUES (:spot, int8range(:start, :start + :len)) ON CONFLICT DO NOTHING;
-INSERT INTO bench_ref_outbox (payload) VALUES ('{"type":"reservation_created"}');
+INSERT INTO bench_ref_event_log (payload) VALUES ('{"type":"reservation_created"}');
 END;
 "#;
 
 /// The tables pgbench books into, made afresh in the bench's database (by psql).
 const PG_SCHEMA: &str = "CREATE EXTENSION IF NOT EXISTS btree_gist;
-DROP TABLE IF EXISTS bench_ref_reservations, bench_ref_outbox;
+DROP TABLE IF EXISTS bench_ref_reservations, bench_ref_event_log;
 CREATE TABLE bench_ref_reservations (id BIGSERIAL PRIMARY KEY, spot_id INT NOT NULL,
     during INT8RANGE NOT NULL, EXCLUDE USING gist (spot_id WITH =, during WITH &&));
-CREATE TABLE bench_ref_outbox (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL);";
+CREATE TABLE bench_ref_event_log (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL);";
 
 /// Transactions per second of the same work in Python's sqlite3 on a fresh file in `dir`.
 pub fn sqlite(dir: &Path, transactions: usize, spots: u32) -> anyhow::Result<f64> {

@@ -258,7 +258,8 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
             .unwrap_or_else(|| panic!("{name} is not in the portal's report: {seen}"));
         assert_eq!(row[1], capacity);
         assert_eq!(row[2], stays);
-        assert_eq!(row[5], format!("{}.{:02}", revenue / 100, revenue % 100));
+        // The lots charge dollars: the cell says so.
+        assert_eq!(row[5], format!("${}.{:02}", revenue / 100, revenue % 100));
         rows += 1;
     }
     assert_eq!(rows, 2, "{lots_csv}");

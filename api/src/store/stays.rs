@@ -39,6 +39,19 @@ pub async fn insert<'c>(db: impl Db<'c>, s: &NewSessionRow<'_>) -> Result<()> {
     Ok(())
 }
 
+/// "Spot `s` has no car in it and no holding reservation other than `$4` during `[$2, $3)`"
+/// (epoch ms): what makes a spot free to enter now, in both queries that look for one.
+macro_rules! free_between {
+    () => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
+             AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.spot_id = s.id AND ",
+            holding!("r"),
+            " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)"
+        )
+    };
+}
+
 /// Open spots of `lot` with no car in them and no reservation other than `mine` holding them
 /// between `from` and `until`: id, label, vehicle type, by id.
 pub async fn free_now<'c>(
@@ -49,13 +62,9 @@ pub async fn free_now<'c>(
 ) -> Result<Vec<(i64, String, String)>> {
     Ok(sqlx::query_as(concat!(
         "SELECT s.id, s.label, s.vehicle_type FROM spots s
-         WHERE s.lot_id = $1 AND s.closed = 0
-           AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
-           AND NOT EXISTS (SELECT 1 FROM reservations r
-                           WHERE r.spot_id = s.id AND ",
-        holding!("r"),
-        " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
-         ORDER BY s.id"
+         WHERE s.lot_id = $1 AND s.closed = 0 AND ",
+        free_between!(),
+        " ORDER BY s.id"
     ))
     .bind(lot.0)
     .bind(from)
@@ -77,13 +86,9 @@ pub async fn first_free_of_type<'c>(
 ) -> Result<Option<(i64, String)>> {
     Ok(sqlx::query_as(concat!(
         "SELECT s.id, s.label FROM spots s
-         WHERE s.lot_id = $1 AND s.vehicle_type = $5 AND s.closed = 0
-           AND NOT EXISTS (SELECT 1 FROM parking_sessions p WHERE p.spot_id = s.id AND p.exited_at IS NULL)
-           AND NOT EXISTS (SELECT 1 FROM reservations r
-                           WHERE r.spot_id = s.id AND ",
-        holding!("r"),
-        " AND r.start_at < $3 AND r.end_at > $2 AND r.id <> $4)
-         ORDER BY s.id LIMIT 1"
+         WHERE s.lot_id = $1 AND s.vehicle_type = $5 AND s.closed = 0 AND ",
+        free_between!(),
+        " ORDER BY s.id LIMIT 1"
     ))
     .bind(lot.0)
     .bind(from)
