@@ -75,22 +75,15 @@ CREATE TABLE bench_ref_event_log (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NUL
 
 /// Transactions per second of the same work in Python's sqlite3 on a fresh file in `dir`.
 pub fn sqlite(dir: &Path, transactions: usize, spots: u32) -> anyhow::Result<f64> {
-    let file = dir.join("reference.db");
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(SQLITE_SCRIPT)
-        .arg(&file)
-        .arg(transactions.to_string())
-        .arg(spots.to_string())
-        .output()
-        .context("running python3 for the SQLite reference")?;
-    if !output.status.success() {
-        bail!(
-            "the SQLite reference failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&output.stdout);
+    let line = run(
+        Command::new("python3")
+            .arg("-c")
+            .arg(SQLITE_SCRIPT)
+            .arg(dir.join("reference.db"))
+            .arg(transactions.to_string())
+            .arg(spots.to_string()),
+        "the SQLite reference (python3)",
+    )?;
     let fields: Vec<f64> = line
         .split_whitespace()
         .map(str::parse)
@@ -105,34 +98,36 @@ pub fn sqlite(dir: &Path, transactions: usize, spots: u32) -> anyhow::Result<f64
 /// Transactions per second of the same work by pgbench, `clients` at once for `seconds`, on
 /// fresh tables of its own (`bench_ref_*`) in the database at `url`.
 pub fn postgres(dir: &Path, url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
-    let schema = Command::new("psql")
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", PG_SCHEMA, url])
-        .output()
-        .context("running psql to make the PostgreSQL reference's tables")?;
-    if !schema.status.success() {
-        bail!(
-            "the PostgreSQL reference's tables: {}",
-            String::from_utf8_lossy(&schema.stderr)
-        );
-    }
+    run(
+        Command::new("psql").args(["-q", "-v", "ON_ERROR_STOP=1", "-c", PG_SCHEMA, url]),
+        "the PostgreSQL reference's tables (psql)",
+    )?;
     let script = dir.join("reference.pgbench");
     std::fs::write(&script, PGBENCH_SCRIPT)?;
-    let output = Command::new(pgbench()?)
-        .args(["-n", "-c", &clients.to_string(), "-j", "2"])
-        .args(["-T", &seconds.to_string(), "-f"])
-        .arg(&script)
-        .arg(url)
+    let text = run(
+        Command::new(pgbench()?)
+            .args(["-n", "-c", &clients.to_string(), "-j", "2"])
+            .args(["-T", &seconds.to_string(), "-f"])
+            .arg(&script)
+            .arg(url),
+        "the PostgreSQL reference (pgbench)",
+    )?;
+    tps_without_connections(&text).with_context(|| format!("pgbench printed {text}"))
+}
+
+/// Run `command` to its end: what it printed, or an error naming `what` with its output.
+fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
+    let output = command
         .output()
-        .context("running pgbench for the PostgreSQL reference")?;
-    let text = String::from_utf8_lossy(&output.stdout);
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
-            "pgbench failed: {}{}",
-            text,
+            "{what} failed: {stdout}{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    tps_without_connections(&text).with_context(|| format!("pgbench printed {text}"))
+    Ok(stdout)
 }
 
 /// pgbench's `tps = N (without initial connection time)`.

@@ -160,23 +160,27 @@ impl Currency {
         }
     }
 
-    /// `$1,234.56`, `CHF 1,234.56`, or the bare amount when the period has no money.
+    /// `$1,234.56`, `-CHF 1,234.56`, or the bare amount when the period has no money.
     pub fn amount(&self, cents: i64) -> String {
-        match (self.symbol(), self.code.as_str()) {
-            (Some(sign), _) if cents < 0 => format!("-{sign}{}", money(cents.unsigned_abs())),
-            (Some(sign), _) => format!("{sign}{}", money(cents)),
-            (None, "") => money(cents),
-            (None, code) => format!("{code} {}", money(cents)),
+        let figure = self.written(money(cents.unsigned_abs()));
+        if cents < 0 {
+            format!("-{figure}")
+        } else {
+            figure
         }
     }
 
     /// A whole amount for an axis: `$20,000`, `CHF 20,000`.
     fn whole(&self, units: f64) -> String {
-        let n = grouped(units.max(0.0).round() as u64);
+        self.written(grouped(units.max(0.0).round() as u64))
+    }
+
+    /// `figure` with the currency's sign or code in front.
+    fn written(&self, figure: String) -> String {
         match (self.symbol(), self.code.as_str()) {
-            (Some(sign), _) => format!("{sign}{n}"),
-            (None, "") => n,
-            (None, code) => format!("{code} {n}"),
+            (Some(sign), _) => format!("{sign}{figure}"),
+            (None, "") => figure,
+            (None, code) => format!("{code} {figure}"),
         }
     }
 
@@ -536,6 +540,7 @@ mod tests {
         assert_eq!(of(&["EUR"]).amount(99), "€0.99");
         assert_eq!(of(&["CHF"]).amount(123_456), "CHF 1,234.56");
         assert_eq!(of(&["CHF"]).whole(20_000.0), "CHF 20,000");
+        assert_eq!(of(&["CHF"]).amount(-5), "-CHF 0.05");
         assert_eq!(of(&["EUR", "USD"]).amount(100), "EUR+USD 1.00");
         assert_eq!(of(&["USD"]).label("revenue"), "revenue (USD)");
         // A period without money has no currency to name.
