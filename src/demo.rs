@@ -268,8 +268,13 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
     );
     let _ = writeln!(
         s,
-        "Payments   {} by card, {} by wallet, {} from prepaid balances ({} top-ups), {} declined",
-        r.paid_card, r.paid_wallet, r.paid_balance, r.top_ups, r.payments_declined
+        "Payments   {} by card, {} by wallet, {} from prepaid balances ({} top-ups), {} declined, {} reversed by the bank later",
+        r.paid_card,
+        r.paid_wallet,
+        r.paid_balance,
+        r.top_ups,
+        r.payments_declined,
+        r.payments_reversed
     );
     let _ = writeln!(
         s,

@@ -73,7 +73,7 @@ enum Command {
         /// First UTC day of the period (default: 30 days before `--to`).
         #[arg(long)]
         from: Option<chrono::NaiveDate>,
-        /// The UTC day after the period (default: tomorrow).
+        /// The UTC day after the period (default: the day after `--as-of`).
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
         #[arg(long)]
@@ -81,6 +81,11 @@ enum Command {
         /// Where the files go (default: `<data_dir>/reports/<from>_<to>`).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The instant the derived tables are built as of: stays still open then count as
+        /// parked up to it (default: the end of the data, the lake's last event; now for an
+        /// empty lake).
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
     },
     /// The arrival and occupancy forecast.
     Forecast {
@@ -399,9 +404,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sink.rows(warehouse_schema::Table::DimLot).await?
             );
         }
-        Command::Report { from, to, lot, out } => {
+        Command::Report {
+            from,
+            to,
+            lot,
+            out,
+            as_of,
+        } => {
             let lake = Lake::new(cfg.lake_dir());
-            let now = Utc::now();
+            let now = steps::report_as_of(&lake, as_of).await?;
             let r = parkflow_pipeline::refresh(&lake, now).await?;
             let s = parkflow_pipeline::usage_summary(&lake).await?;
             println!(

@@ -296,8 +296,23 @@ pub async fn apply_rates_message(
     }
 }
 
+/// The instant `parkflow report` builds the derived tables as of: `given`, else the end of the
+/// data (so a world that ended in the past is reported as it ended, its still-parked cars
+/// parked up to then and not up to today), else now.
+pub async fn report_as_of(
+    lake: &Lake,
+    given: Option<DateTime<Utc>>,
+) -> anyhow::Result<DateTime<Utc>> {
+    Ok(match given {
+        Some(at) => at,
+        None => parkflow_pipeline::data_end(lake)
+            .await?
+            .unwrap_or_else(Utc::now),
+    })
+}
+
 /// The UTC days `parkflow report` covers: `[from, to)`, by default the 30 days up to and
-/// including today.
+/// including the day of `now` (the report's as-of instant).
 pub fn report_days(
     now: DateTime<Utc>,
     from: Option<chrono::NaiveDate>,

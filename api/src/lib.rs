@@ -75,7 +75,9 @@ impl AppState {
             .with_tariff(config.tariff)
             .with_payments(
                 config.payments.clone(),
-                Arc::new(services::payments::SandboxGateway::default()),
+                Arc::new(services::payments::SandboxGateway::new(
+                    &config.payments.webhook_secret,
+                )),
             ),
             accounts,
             tokens: Arc::new(Tokens {

@@ -83,6 +83,23 @@ pub async fn lot_hours(lake: &Lake) -> Result<Vec<LotHour>> {
         .collect()
 }
 
+/// The instant just after the lake's last event (`None` for an empty lake): what "now" is for
+/// the data, when it ends before the wall clock does (a demo with `--until`, an old export).
+pub async fn data_end(lake: &Lake) -> Result<Option<DateTime<Utc>>> {
+    let ctx = ordered_session(lake).await?;
+    let rows = Rows::fetch(
+        &ctx,
+        "SELECT MAX(CAST(occurred_at AS BIGINT)) AS last_ms FROM fact_parking_event",
+    )
+    .await?;
+    match rows.i64_opt("last_ms", 0)? {
+        None => Ok(None),
+        Some(ms) => DateTime::from_timestamp_millis(ms.saturating_add(1))
+            .map(Some)
+            .ok_or_else(|| Error::Shape("last event out of range".into())),
+    }
+}
+
 /// Each lot's time zone, from `dim_lot`.
 pub async fn lot_time_zones(lake: &Lake) -> Result<Vec<(LotId, String)>> {
     let ctx = ordered_session(lake).await?;

@@ -58,6 +58,9 @@ pub struct SimReport {
     pub paid_wallet: u64,
     pub paid_balance: u64,
     pub payments_declined: u64,
+    /// Captured card payments the bank reversed later (the gateway's signed webhook), which
+    /// cancels their reservations.
+    pub payments_reversed: u64,
     pub top_ups: u64,
     pub cancelled: u64,
     pub changed: u64,
@@ -80,6 +83,8 @@ enum Action {
     Arrive(usize),
     /// A stay ends.
     Depart(LotId, SessionId),
+    /// The bank reverses the captured charge with this gateway reference.
+    Reverse(String),
     /// The `reservations` job: reminders, no-shows, the waitlist.
     Sweep,
 }
@@ -176,6 +181,7 @@ pub async fn run(
                 progress(1);
             }
             Action::Depart(lot, session) => world.depart(lot, session).await?,
+            Action::Reverse(reference) => world.reverse(&reference).await?,
             Action::Sweep => world.sweep().await?,
         }
     }
@@ -263,6 +269,13 @@ impl World<'_> {
                 pass: pass.map(|p| p.pass),
             });
             let now = self.clock.now();
+            // The bank claws a reversed charge back halfway to the start.
+            if let Some(sandbox) = self.service.gateway().sandbox() {
+                let halfway = now + (start_at - now) / 2;
+                for reference in sandbox.take_reversals() {
+                    self.schedule(halfway, Action::Reverse(reference));
+                }
+            }
             match then {
                 Then::NoShow => self.drivers[i].stays_home = true,
                 Then::Cancel(share) | Then::Change(share) => {
@@ -287,8 +300,13 @@ impl World<'_> {
     ) -> Result<bool, Error> {
         let payments = self.service.payments();
         let method = match pay {
-            Pay::Card { declined } => PaymentMethod::Card {
-                token: if declined { "tok_decline" } else { "tok_ok" }.into(),
+            Pay::Card { declined, reversed } => PaymentMethod::Card {
+                token: match (declined, reversed) {
+                    (true, _) => "tok_decline",
+                    (false, true) => "tok_reverse",
+                    (false, false) => "tok_ok",
+                }
+                .into(),
                 last4: "4242".into(),
             },
             Pay::Wallet { declined } => PaymentMethod::Wallet {
@@ -468,6 +486,27 @@ impl World<'_> {
         let receipt = self.service.gates().check_out(lot, session).await?;
         self.report.exits += 1;
         self.report.revenue_cents += receipt.amount_cents;
+        Ok(())
+    }
+
+    /// The gateway posts its signed `payment.reversed` webhook: the reservation is cancelled
+    /// and its driver told (at the gate, their pass is refused and they drive up).
+    async fn reverse(&mut self, reference: &str) -> Result<(), Error> {
+        let Some(sandbox) = self.service.gateway().sandbox() else {
+            return Ok(());
+        };
+        let hook = sandbox.reversal_webhook(reference);
+        match self
+            .service
+            .payments()
+            .gateway_webhook(hook.body.as_bytes(), &hook.signature)
+            .await
+        {
+            Ok(true) => self.report.payments_reversed += 1,
+            Ok(false) => {}
+            Err(e) if refused(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
     }
 

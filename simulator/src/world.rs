@@ -2,7 +2,8 @@
 //!
 //! Every arrival of the scenario is a driver. Some reserve ahead — most the same day, some days
 //! ahead (commuters with the habit the evening before) — pay by card, wallet or prepaid
-//! balance (with the sandbox's declines), change or cancel, or never come (the `reservations`
+//! balance (with the sandbox's declines, and a few card payments the bank later reverses),
+//! change or cancel, or never come (the `reservations`
 //! sweep warns and cancels them); a full window sends them to the waitlist. They enter by
 //! pass, commuters without a booking by plate, the rest drive up. What each driver intends is
 //! drawn from its own seeded stream, so the demand is the same whatever the choices.
@@ -17,8 +18,14 @@ use crate::scenario::{Arrival, ArrivalKind};
 /// How a reserving driver pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pay {
-    Card { declined: bool },
-    Wallet { declined: bool },
+    /// By card: declined at once, or captured and (`reversed`) clawed back by the bank later.
+    Card {
+        declined: bool,
+        reversed: bool,
+    },
+    Wallet {
+        declined: bool,
+    },
     Balance,
 }
 
@@ -79,9 +86,13 @@ pub fn intent(seed: u64, a: &Arrival) -> Intent {
         _ => rng.random_range(4 * 24 * 60..7 * 24 * 60),
     };
     let pay = match rng.random_range(0..100) {
-        0..52 => Pay::Card {
-            declined: rng.random_bool(0.04),
-        },
+        0..52 => {
+            let declined = rng.random_bool(0.04);
+            Pay::Card {
+                declined,
+                reversed: !declined && rng.random_bool(0.02),
+            }
+        }
         52..82 => Pay::Wallet {
             declined: rng.random_bool(0.03),
         },
@@ -159,7 +170,14 @@ mod tests {
         assert!(has(&|i| matches!(
             i,
             Intent::Reserve {
-                pay: Pay::Card { declined: true },
+                pay: Pay::Card { declined: true, .. },
+                ..
+            }
+        )));
+        assert!(has(&|i| matches!(
+            i,
+            Intent::Reserve {
+                pay: Pay::Card { reversed: true, .. },
                 ..
             }
         )));

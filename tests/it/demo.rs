@@ -20,6 +20,7 @@ fn all_of_parkflow_ran(r: &parkflow_simulator::SimReport) {
         ("wallet payments", r.paid_wallet),
         ("balance payments", r.paid_balance),
         ("declined payments", r.payments_declined),
+        ("reversed payments", r.payments_reversed),
         ("changes", r.changed),
         ("cancellations", r.cancelled),
         ("no-shows", r.no_shows),
@@ -131,6 +132,32 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
     );
     assert_eq!(end, o.refresh.as_of);
     assert_eq!(buckets, 3 * (3 * 96 + 40), "every lot, every 15 minutes");
+
+    // Later, `parkflow report` with its defaults reports the world as it ended (June), not up to
+    // today: the cars still parked then are not parked for months, and the default period is
+    // the 30 days up to the data's end.
+    let as_of = parkflow::steps::report_as_of(&lake, None).await.unwrap();
+    assert!(
+        as_of <= end + chrono::Duration::milliseconds(1)
+            && end - as_of < chrono::Duration::hours(1),
+        "{as_of} is the data's end, {end}"
+    );
+    let again = parkflow_pipeline::refresh(&lake, as_of).await.unwrap();
+    assert_eq!(again.open_stays, o.sim.still_parked);
+    assert!(
+        (3 * (3 * 96 + 36)..=buckets).contains(&again.occupancy_rows),
+        "{} rows as of the data's end",
+        again.occupancy_rows
+    );
+    let (from, to) = parkflow::steps::report_days(as_of, None, None);
+    assert!(from <= start.date_naive() && to > as_of.date_naive());
+    let given = "2026-06-07T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        parkflow::steps::report_as_of(&lake, Some(given))
+            .await
+            .unwrap(),
+        given
+    );
     assert!(
         o.summary.lots.iter().any(|l| l.peak_occupancy > 0.5),
         "some lot gets busy"

@@ -4,9 +4,8 @@
 use super::{Reply, TestApp};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
-use parkflow_api::auth::TokenSigner;
 use parkflow_api::services::CheckInRequest;
-use parkflow_api::services::payments::{PaymentsConfig, SandboxGateway};
+use parkflow_api::services::payments::{GatewayWebhook, PaymentsConfig, SandboxGateway};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use warehouse_schema::{EntryMethod, UserId, VehicleType};
@@ -195,9 +194,12 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
             .fetch_one(app.state.services.store().pool())
             .await
             .unwrap();
-    let body =
-        json!({"eventId": "evt_1", "type": "payment.reversed", "reference": reference}).to_string();
-    let signature = TokenSigner::new("dev-webhook-secret").signature(body.as_bytes());
+    // The sandbox, playing the bank, claws that charge back: the webhook it signs is the one
+    // the API accepts.
+    let sandbox = app.state.services.gateway().sandbox().unwrap();
+    assert_eq!(sandbox.take_reversals(), [reference.clone()]);
+    assert!(sandbox.take_reversals().is_empty(), "taken once");
+    let GatewayWebhook { body, signature } = sandbox.reversal_webhook(&reference);
     let hook = |sig: String| {
         let body = body.clone();
         let app = &app;

@@ -16,7 +16,8 @@ mod refunds;
 
 use crate::domain::error::{Error, Result};
 pub use crate::gateway::{
-    ChargeRequest, GatewayError, GatewayFuture, GatewayOutcome, PaymentGateway, SandboxGateway,
+    ChargeRequest, GatewayError, GatewayFuture, GatewayOutcome, GatewayWebhook, PaymentGateway,
+    SandboxGateway,
 };
 use crate::store::payments::PaymentRow;
 use serde::{Deserialize, Serialize};
