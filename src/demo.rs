@@ -58,9 +58,9 @@ pub struct DemoOutcome {
     pub refresh: RefreshReport,
     pub summary: UsageSummary,
     pub backtest: Result<Backtest, String>,
-    pub rate_changes: Vec<RateChange>,
-    /// The policy that priced, and time in band before and (forecast) after.
-    pub pricing: (parkflow_pricing::PolicyName, Option<f64>, Option<f64>),
+    /// The pricing run at the end: the policy, what its forecast was made of, time in band
+    /// before and (forecast) after, and the rates it published.
+    pub pricing: crate::steps::Priced,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -186,8 +186,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         refresh,
         summary,
         backtest,
-        pricing: (priced.policy, priced.in_band_before, priced.in_band_after),
-        rate_changes: priced.changes,
+        pricing: priced,
     };
     state.services.store().close().await;
     lap("summary", &mut timings);
@@ -337,7 +336,8 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         }
     }
     let car: Vec<&RateChange> = o
-        .rate_changes
+        .pricing
+        .changes
         .iter()
         .filter(|c| c.vehicle_type == VehicleType::Car)
         .collect();
@@ -346,9 +346,14 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
     let _ = writeln!(
         s,
         "Pricing    policy {}: time in the target band {} over the period, {} forecast at the new rates",
-        o.pricing.0.as_str(),
-        share(o.pricing.1),
-        share(o.pricing.2)
+        o.pricing.policy.as_str(),
+        share(o.pricing.in_band_before),
+        share(o.pricing.in_band_after)
+    );
+    let (model, lots) = o.pricing.model_lots;
+    let _ = writeln!(
+        s,
+        "           hourly forecast priced on: the linfa model's next 24 hours for {model} of {lots} lots, the last three weeks' hours for the rest"
     );
     let _ = writeln!(
         s,
@@ -356,7 +361,7 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         car.len(),
         up,
         car.len() - up,
-        o.rate_changes.len(),
+        o.pricing.changes.len(),
         o.refresh.as_of.format("%Y-%m-%d %H:%M UTC")
     );
     let mut shown = car.clone();

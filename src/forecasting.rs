@@ -2,17 +2,19 @@
 //! imported occupancy CSV, or on weeks of simulated demand.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use parkflow_forecast::driver::{
     DriverArrival, DriverBacktest, DriverModelConfig, backtest_drivers,
 };
 use parkflow_forecast::import::import_occupancy_csv;
-use parkflow_forecast::{Backtest, Measure, Series, backtest};
+use parkflow_forecast::{Backtest, LotModel, Measure, Series, Slot, backtest};
+use parkflow_pricing::{BandKey, HourlyForecast};
 use parkflow_simulator::scenario::{arrivals, numbered_lots};
 use parkflow_simulator::{LotPlan, SimConfig};
 use std::path::PathBuf;
-use warehouse_schema::LotId;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::outputs::LotHour;
+use warehouse_schema::{DayKind, LotId, TimeBand};
 
 /// Where the history comes from.
 #[derive(Debug, Clone)]
@@ -129,6 +131,84 @@ fn both_measures(
     })
 }
 
+/// How many weeks of hours make a band's sample where the model gives no forecast.
+const SAMPLE_WEEKS: i64 = 3;
+
+/// The observed days a lot needs before its next day is the model's: its weekly profile has
+/// then seen every weekday twice.
+const MODEL_MIN_DAYS: usize = 14;
+
+/// The hourly occupancy forecast the forecast pricing policy prices on, made at `until`.
+pub struct BandForecast {
+    /// Each (lot, band, day kind)'s predicted occupancy ratio per hour.
+    pub hourly: HourlyForecast,
+    /// Lots whose next day comes from the linfa model (the rest: their recent weeks only).
+    pub model_lots: usize,
+    pub lots: usize,
+}
+
+/// The (lot, band, day kind) a local hour of a lot is priced in.
+pub fn band_key(lot: LotId, local_hour: u32, local_weekday: u32) -> BandKey {
+    (
+        lot,
+        TimeBand::of_local_hour(local_hour),
+        // 0 = Monday, as chrono numbers them.
+        u8::try_from(local_weekday)
+            .ok()
+            .and_then(|d| chrono::Weekday::try_from(d).ok())
+            .map_or(DayKind::Weekday, DayKind::of),
+    )
+}
+
+/// Each band's hours over the coming period, from the lake's lot-hours before `until`: the
+/// linfa model's forecast of each lot's next 24 hours for the bands of that day's kind, and
+/// for the other bands (and lots with less than two weeks observed, or where the fit fails)
+/// the hours of the last three weeks as the sample the period is expected to look like.
+pub fn band_forecast(hours: &[LotHour], until: DateTime<Utc>) -> BandForecast {
+    let history: Vec<LotHour> = hours
+        .iter()
+        .filter(|h| h.hour_start < until)
+        .cloned()
+        .collect();
+    let since = until - chrono::Duration::weeks(SAMPLE_WEEKS);
+    let mut hourly = HourlyForecast::new();
+    for h in history.iter().filter(|h| h.hour_start >= since) {
+        hourly
+            .entry(band_key(h.lot_id, h.local_hour, h.local_weekday))
+            .or_default()
+            .push(h.mean_occupancy);
+    }
+    let series = Series::from_lot_hours(&history, Measure::Occupancy);
+    let mut model_lots = 0;
+    for s in &series {
+        let enough = s.observed() >= MODEL_MIN_DAYS * s.day();
+        let (Ok(lot), true, true) = (s.key.parse().map(LotId), s.capacity > 0.0, enough) else {
+            continue;
+        };
+        let Ok(model) = LotModel::fit(s, s.slots.len()) else {
+            continue;
+        };
+        let next: Vec<Slot> = model.next_day(s);
+        if next.is_empty() {
+            continue;
+        }
+        let mut predicted = HourlyForecast::new();
+        for slot in next {
+            predicted
+                .entry(band_key(lot, slot.slot_of_day, slot.weekday))
+                .or_default()
+                .push((slot.value.unwrap_or(0.0) / s.capacity).clamp(0.0, 1.0));
+        }
+        hourly.extend(predicted);
+        model_lots += 1;
+    }
+    BandForecast {
+        hourly,
+        model_lots,
+        lots: series.len(),
+    }
+}
+
 /// Hourly lot series of `weeks` of simulated demand for `lots` lots at their default prices.
 pub fn simulated_hours(weeks: u32, lots: usize, seed: u64) -> Vec<LotHour> {
     simulated_history(weeks, lots, seed).0
@@ -162,4 +242,72 @@ pub fn simulated_history(weeks: u32, lots: usize, seed: u64) -> (Vec<LotHour>, V
         parkflow_simulator::history::lot_hours(&cfg, &plans, &all),
         drivers,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_forecasts_the_next_day_and_the_recent_weeks_the_rest() {
+        let mut hours = simulated_hours(4, 2, 7);
+        // Lot 3 has two days of history: too little for the model, so its bands keep their sample.
+        let young: Vec<LotHour> = hours
+            .iter()
+            .filter(|h| h.lot_id == LotId(1))
+            .rev()
+            .take(48)
+            .map(|h| LotHour {
+                lot_id: LotId(3),
+                ..h.clone()
+            })
+            .collect();
+        hours.extend(young);
+        let until = hours.iter().map(|h| h.hour_start).max().unwrap() + chrono::Duration::hours(1);
+        let f = band_forecast(&hours, until);
+        assert_eq!((f.model_lots, f.lots), (2, 3));
+
+        // Lot 1's next day: 24 forecast hours over the bands of its kind, each a ratio.
+        let last = hours
+            .iter()
+            .filter(|h| h.lot_id == LotId(1))
+            .max_by_key(|h| h.hour_start)
+            .unwrap();
+        let next_kind = band_key(LotId(1), 0, (last.local_weekday + 1) % 7).2;
+        let of = |lot: LotId, kind: DayKind| -> Vec<&Vec<f64>> {
+            f.hourly
+                .iter()
+                .filter(|((l, _, k), _)| *l == lot && *k == kind)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        let predicted = of(LotId(1), next_kind);
+        assert_eq!(predicted.iter().map(|v| v.len()).sum::<usize>(), 24);
+        assert!(
+            predicted
+                .iter()
+                .flat_map(|v| v.iter())
+                .all(|o| (0.0..=1.0).contains(o))
+        );
+        assert!(
+            predicted.iter().flat_map(|v| v.iter()).any(|o| *o > 0.1),
+            "a busy hour"
+        );
+        // The other day kind: the recent weeks' hours.
+        let other = if next_kind == DayKind::Weekday {
+            DayKind::Weekend
+        } else {
+            DayKind::Weekday
+        };
+        assert!(of(LotId(1), other).iter().map(|v| v.len()).sum::<usize>() > 24);
+        // The young lot: only its own two days, unforecast.
+        assert_eq!(
+            of(LotId(3), DayKind::Weekday)
+                .iter()
+                .chain(&of(LotId(3), DayKind::Weekend))
+                .map(|v| v.len())
+                .sum::<usize>(),
+            48
+        );
+    }
 }

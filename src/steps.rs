@@ -1,6 +1,7 @@
 //! The steps of the data loop, shared by `demo`, `serve` and the one-shot commands.
 
 use crate::config::Config;
+use crate::forecasting::{band_forecast, band_key};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use parkflow_api::services::admin::Actor;
@@ -12,15 +13,15 @@ use parkflow_ingest::sink::clickhouse::ClickHouseSink;
 use parkflow_ingest::{EmbeddedIngest, IngestMetrics};
 use parkflow_pricing::publish::PublishFuture;
 use parkflow_pricing::{
-    BandKey, CurrentRates, HourlyForecast, PolicyName, PublishError, RateChange, RatesSink,
-    in_band_share, propose, publish_changes,
+    BandKey, CurrentRates, PolicyName, PublishError, RateChange, RatesSink, in_band_share, propose,
+    publish_changes,
 };
 use parkflow_simulator::LotPlan;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use warehouse_schema::event::{RatePublished, RatesMessage};
 use warehouse_schema::lake::Lake;
-use warehouse_schema::{DayKind, LotId, TimeBand, VehicleType};
+use warehouse_schema::{LotId, VehicleType};
 
 /// Metrics of the non-API components, registered before the API takes the registry.
 #[derive(Debug, Clone)]
@@ -197,6 +198,8 @@ pub fn rates_sink(cfg: &Config, state: &AppState) -> anyhow::Result<Box<dyn Rate
 #[derive(Debug, Clone, PartialEq)]
 pub struct Priced {
     pub policy: PolicyName,
+    /// Lots whose next day the linfa model forecast, of all lots priced.
+    pub model_lots: (usize, usize),
     pub changes: Vec<RateChange>,
     /// The share of the period's lot-hours (07:00–midnight, the priced bands) whose occupancy
     /// was inside the target band.
@@ -206,13 +209,10 @@ pub struct Priced {
     pub in_band_after: Option<f64>,
 }
 
-/// How many weeks of hours the hourly forecast of a band is made of.
-const FORECAST_WEEKS: i64 = 3;
-
 /// Price every lot on its occupancy in `[from, to)` with the policy of `pricing.policy`, and
-/// publish the changes, effective at `effective_from`, to `sink`. The forecast policy gets,
-/// for each (lot, band, day kind), the hours of the last three weeks as the sample of hours
-/// the next period is expected to look like (what `price evaluate` gives it).
+/// publish the changes, effective at `effective_from`, to `sink`. The forecast policy gets each
+/// band's hours from [`band_forecast`]: the linfa model's next day, the recent weeks for the
+/// rest.
 pub async fn price_and_publish(
     cfg: &Config,
     state: &AppState,
@@ -224,27 +224,11 @@ pub async fn price_and_publish(
     let observed = parkflow_pipeline::band_occupancy(lake, window.0, window.1).await?;
     let current = current_rates(state).await?;
     let hours = parkflow_pipeline::lot_hours(lake).await?;
-    let since = window.1 - chrono::Duration::weeks(FORECAST_WEEKS);
-    let key = |h: &warehouse_schema::outputs::LotHour| -> BandKey {
-        (
-            h.lot_id,
-            TimeBand::of_local_hour(h.local_hour),
-            // 0 = Monday, as chrono numbers them.
-            u8::try_from(h.local_weekday)
-                .ok()
-                .and_then(|d| chrono::Weekday::try_from(d).ok())
-                .map_or(DayKind::Weekday, DayKind::of),
-        )
-    };
-    let mut hourly = HourlyForecast::new();
-    for h in hours
-        .iter()
-        .filter(|h| h.hour_start >= since && h.hour_start < window.1)
-    {
-        hourly.entry(key(h)).or_default().push(h.mean_occupancy);
-    }
+    let forecast = band_forecast(&hours, window.1);
+    let key =
+        |h: &warehouse_schema::outputs::LotHour| band_key(h.lot_id, h.local_hour, h.local_weekday);
     let policy = cfg.pricing.policy();
-    let changes = propose(policy.as_ref(), &observed, &hourly, &current);
+    let changes = propose(policy.as_ref(), &observed, &forecast.hourly, &current);
     publish_changes(sink, &changes, effective_from).await?;
 
     // Time in band before and (as forecast) after, over the period's priced hours.
@@ -267,6 +251,7 @@ pub async fn price_and_publish(
         |h: &warehouse_schema::outputs::LotHour| moved.get(&key(h)).copied().unwrap_or(1.0);
     Ok(Priced {
         policy: cfg.pricing.policy,
+        model_lots: (forecast.model_lots, forecast.lots),
         in_band_before: in_band_share(priced.iter().map(|h| h.mean_occupancy), band),
         in_band_after: in_band_share(
             priced

@@ -179,6 +179,23 @@ impl LotModel {
         Some(model.apply(&x).clamp(0.0, self.ceiling))
     }
 
+    /// The next day of slots after the series' last one, labelled with where they fall in the
+    /// local week; empty when the last slot was not observed (a forecast starts from an
+    /// observed origin).
+    pub fn next_day(&self, series: &Series) -> Vec<Slot> {
+        let Some(last) = series.slots.len().checked_sub(1) else {
+            return Vec::new();
+        };
+        (1..=series.day())
+            .map_while(|h| {
+                Some(Slot {
+                    value: Some(self.predict(series, last, h)?),
+                    ..label(series, last + h)
+                })
+            })
+            .collect()
+    }
+
     /// The next day of slots after the last observed one: `(slot index, value)`.
     pub fn forecast_next_day(&self, series: &Series) -> Vec<(usize, f64)> {
         let Some(origin) = series.slots.iter().rposition(|s| s.value.is_some()) else {
@@ -304,5 +321,14 @@ mod tests {
         let one_hour = m.predict(&s, origin, 1).unwrap();
         assert!(one_hour > 15.0, "{one_hour}");
         assert_eq!(m.forecast_next_day(&s).len(), 24);
+        // The next day after Sunday 23:00 (day 27) is Monday, hour by hour, near the new level.
+        let next = m.next_day(&s);
+        assert_eq!(next.len(), 24);
+        assert_eq!((next[0].slot_of_day, next[0].weekday), (0, 0));
+        assert_eq!((next[23].slot_of_day, next[23].weekday), (23, 0));
+        assert!(next[0].value.unwrap() > 15.0, "{:?}", next[0]);
+        let mut unobserved = s.clone();
+        unobserved.slots.last_mut().unwrap().value = None;
+        assert!(m.next_day(&unobserved).is_empty());
     }
 }

@@ -52,9 +52,9 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
     let mut cfg = Config::default();
     cfg.pricing.policy = parkflow_pricing::PolicyName::Step;
     let (o, timings) = run(cfg.clone(), &opts).await.unwrap();
-    assert_eq!(o.pricing.0, parkflow_pricing::PolicyName::Step);
+    assert_eq!(o.pricing.policy, parkflow_pricing::PolicyName::Step);
     assert!(
-        o.pricing.1.is_some() && o.pricing.2.is_some(),
+        o.pricing.in_band_before.is_some() && o.pricing.in_band_after.is_some(),
         "time in band before and after"
     );
 
@@ -170,7 +170,7 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
         .unwrap();
     assert!(!observed.is_empty());
     for obs in &observed {
-        let change = o.rate_changes.iter().find(|c| {
+        let change = o.pricing.changes.iter().find(|c| {
             c.lot_id == obs.lot_id
                 && c.band == obs.band
                 && c.day_kind == obs.day_kind
@@ -193,7 +193,8 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
         }
     }
     assert!(
-        o.rate_changes
+        o.pricing
+            .changes
             .iter()
             .any(|c| c.vehicle_type == VehicleType::Car)
     );
@@ -203,12 +204,12 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(published as usize, o.rate_changes.len());
+    assert_eq!(published as usize, o.pricing.changes.len());
     let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rates")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(scheduled as usize, o.rate_changes.len());
+    assert_eq!(scheduled as usize, o.pricing.changes.len());
     pool.close().await;
 
     // All of parkflow ran, through the service layer.
@@ -254,6 +255,13 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     let backtest = o.backtest.as_ref().unwrap();
     let hour = backtest.at_minutes(60).unwrap();
     assert!(hour.ratio_to_best_baseline() < 1.0, "{}", backtest.table());
+    // Production pricing (the forecast policy) priced on the linfa model's next day.
+    assert_eq!(o.pricing.policy, parkflow_pricing::PolicyName::Forecast);
+    assert_eq!(
+        o.pricing.model_lots,
+        (2, 2),
+        "every lot's next day forecast"
+    );
 
     // What `parkflow report` does with its defaults on this data directory.
     let lake = Lake::new(dir.path().join("lake"));
