@@ -15,9 +15,11 @@ use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
 use crate::sink::parquet::ParquetSink;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -65,8 +67,37 @@ impl RecentIds {
     }
 }
 
+/// How often librdkafka reports the statistics the lag gauge is read from.
+const LAG_EVERY_MS: u64 = 1_000;
+
+/// Sets the consumer-lag gauge from librdkafka's statistics: per assigned partition of the
+/// events topic, the high watermark the last fetch response carried minus the committed offset.
+pub struct LagContext {
+    topic: String,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        // librdkafka reports -1 for partitions it has no figure for (not assigned, nothing
+        // fetched or committed yet); those are left out.
+        let lag: i64 = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.gauge.set(lag);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 pub struct WarehouseConsumer {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     dlq: FutureProducer,
     topic: String,
     dlq_topic: String,
@@ -78,8 +109,8 @@ pub struct WarehouseConsumer {
     /// Stop the next batch after the ClickHouse insert, before Parquet (recovery tests only).
     fail_after_clickhouse: bool,
     recent: RecentIds,
-    /// When the lag gauge was last refreshed (it asks the broker, so not every batch).
-    lag_checked: Option<Instant>,
+    /// When the first message arrived: before it, the consumer was joining its group.
+    first_message_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for WarehouseConsumer {
@@ -98,16 +129,17 @@ impl WarehouseConsumer {
         clickhouse: Option<ClickHouseSink>,
         metrics: IngestMetrics,
     ) -> Result<Self> {
-        let consumer: StreamConsumer = cfg
-            .client()?
-            .set("group.id", &cfg.group_id)
-            .set("enable.auto.commit", "false")
+        let consumer: StreamConsumer<LagContext> = cfg
+            .consumer_client(&cfg.group_id)?
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
             .set("enable.partition.eof", "false")
-            .create()?;
+            // The lag gauge comes from these statistics: the high watermark of each fetch
+            // response against the committed offset (no ListOffsets round trip to the broker).
+            .set("statistics.interval.ms", LAG_EVERY_MS.to_string())
+            .create_with_context(LagContext {
+                topic: cfg.events_topic.clone(),
+                gauge: metrics.consumer_lag.clone(),
+            })?;
         consumer.subscribe(&[&cfg.events_topic])?;
         let parquet = ParquetSink::open(lake)?;
         let mut recent = RecentIds::default();
@@ -126,7 +158,7 @@ impl WarehouseConsumer {
             metrics,
             fail_after_clickhouse: false,
             recent,
-            lag_checked: None,
+            first_message_at: None,
         })
     }
 
@@ -144,8 +176,14 @@ impl WarehouseConsumer {
         &self.parquet
     }
 
+    /// When the first message arrived (`None` before): the end of the group join, where a
+    /// throughput figure starts.
+    pub fn first_message_at(&self) -> Option<Instant> {
+        self.first_message_at
+    }
+
     /// Wait up to `first_wait` for a message, then fill the batch for at most the linger time.
-    async fn collect(&self, first_wait: Duration) -> Result<Vec<OwnedMessage>> {
+    async fn collect(&mut self, first_wait: Duration) -> Result<Vec<OwnedMessage>> {
         let mut batch = Vec::new();
         let deadline = Instant::now() + first_wait;
         let mut linger_until: Option<Instant> = None;
@@ -158,7 +196,9 @@ impl WarehouseConsumer {
             match tokio::time::timeout(left, self.consumer.recv()).await {
                 Ok(Ok(m)) => {
                     batch.push(m.detach());
-                    linger_until.get_or_insert_with(|| Instant::now() + self.linger);
+                    let now = Instant::now();
+                    self.first_message_at.get_or_insert(now);
+                    linger_until.get_or_insert(now + self.linger);
                 }
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_) => break,
@@ -171,7 +211,6 @@ impl WarehouseConsumer {
     pub async fn step(&mut self, first_wait: Duration) -> Result<ConsumeReport> {
         let messages = self.collect(first_wait).await?;
         if messages.is_empty() {
-            self.update_lag();
             return Ok(ConsumeReport::default());
         }
         let mut report = ConsumeReport {
@@ -246,7 +285,6 @@ impl WarehouseConsumer {
         self.metrics.batches.inc();
         self.metrics.events.inc_by(report.events);
         self.metrics.dead_letters.inc_by(report.dead_letters);
-        self.update_lag();
         Ok(report)
     }
 
@@ -291,35 +329,6 @@ impl WarehouseConsumer {
         Ok(())
     }
 
-    /// Consumer lag as the broker reports it: high watermark minus this consumer's position, per
-    /// assigned partition, at most every five seconds (each refresh asks the broker).
-    fn update_lag(&mut self) {
-        const EVERY: Duration = Duration::from_secs(5);
-        if self.lag_checked.is_some_and(|t| t.elapsed() < EVERY) {
-            return;
-        }
-        self.lag_checked = Some(Instant::now());
-        let Ok(positions) = self.consumer.position() else {
-            return;
-        };
-        let mut lag = 0i64;
-        for e in positions.elements() {
-            let Ok((_, high)) = self.consumer.fetch_watermarks(
-                e.topic(),
-                e.partition(),
-                Duration::from_millis(500),
-            ) else {
-                return;
-            };
-            let position = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            lag += (high - position).max(0);
-        }
-        self.metrics.consumer_lag.set(lag);
-    }
-
     /// Batches until `idle` passes with no message.
     pub async fn drain(&mut self, idle: Duration) -> Result<ConsumeReport> {
         let mut total = ConsumeReport::default();
@@ -338,25 +347,49 @@ impl WarehouseConsumer {
     }
 }
 
+/// What a plain consumer that only counts messages managed: the ceiling a warehouse consumer
+/// is measured against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawConsume {
+    /// From subscribing to the first message (joining the group, the first fetch).
+    pub join: Duration,
+    pub messages: usize,
+    /// From the first message to the last.
+    pub steady: Duration,
+}
+
+impl RawConsume {
+    /// Messages per second after the first one.
+    pub fn rate(&self) -> f64 {
+        self.messages.saturating_sub(1) as f64 / self.steady.as_secs_f64().max(1e-9)
+    }
+}
+
 /// Read `expected` messages of the events topic with a plain consumer in `group` that does
-/// nothing but count them: the ceiling a warehouse consumer is measured against.
-pub async fn count_messages(cfg: &KafkaConfig, group: &str, expected: usize) -> Result<usize> {
+/// nothing but count them, with the warehouse consumer's client settings.
+pub async fn count_messages(cfg: &KafkaConfig, group: &str, expected: usize) -> Result<RawConsume> {
     let consumer: StreamConsumer = cfg
-        .client()?
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
+        .consumer_client(group)?
+        .set("enable.partition.eof", "false")
         .create()?;
+    let subscribed = Instant::now();
     consumer.subscribe(&[&cfg.events_topic])?;
-    let mut n = 0;
+    let (mut n, mut first, mut last) = (0, None, subscribed);
     while n < expected {
         match tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await {
             Ok(Ok(m)) => {
+                last = Instant::now();
+                first.get_or_insert(last);
                 n += usize::from(m.payload().is_some());
             }
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => break,
         }
     }
-    Ok(n)
+    let first = first.unwrap_or(last);
+    Ok(RawConsume {
+        join: first - subscribed,
+        messages: n,
+        steady: last - first,
+    })
 }

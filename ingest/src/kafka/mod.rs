@@ -38,6 +38,10 @@ pub struct KafkaConfig {
     /// (tansu 0.6) misreports the high watermark after batched produce and then serves nothing
     /// to a consumer resuming inside a batch, so its tests produce one message per batch.
     pub producer_batch_messages: usize,
+    /// How long the group waits for a silent member before rebalancing its partitions away
+    /// (`session.timeout.ms`; Kafka brokers accept 6,000 and up by default). Shorter: a dead
+    /// consumer's partitions move sooner, and joins are quicker on brokers that wait on it.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -53,6 +57,7 @@ impl Default for KafkaConfig {
             batch_linger_ms: 500,
             relay_batch: 5_000,
             producer_batch_messages: 10_000,
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -70,6 +75,20 @@ impl KafkaConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("log_level", "4")
             .set("socket.keepalive.enable", "true");
+        Ok(c)
+    }
+
+    /// [`client`](Self::client) for a consumer in `group`, committing its offsets itself.
+    fn consumer_client(&self, group: &str) -> Result<ClientConfig> {
+        let mut c = self.client()?;
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 5).max(100).to_string(),
+            );
         Ok(c)
     }
 

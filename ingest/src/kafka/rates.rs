@@ -83,13 +83,7 @@ impl RatesConsumer {
     /// Join `group` (one per API deployment; each process reading every message is fine too,
     /// applying is idempotent) on the rates topic.
     pub fn new(cfg: &KafkaConfig, group: &str) -> Result<Self> {
-        let consumer: StreamConsumer = cfg
-            .client()?
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .create()?;
+        let consumer: StreamConsumer = cfg.consumer_client(group)?.create()?;
         consumer.subscribe(&[&cfg.rates_topic])?;
         Ok(Self {
             consumer,

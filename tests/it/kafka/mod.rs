@@ -55,6 +55,8 @@ async fn world_on(brokers: String) -> Option<World> {
         relay_batch: 250,
         // tansu misreports the high watermark after batched produce (see KafkaConfig).
         producer_batch_messages: 1,
+        // Quick joins and rebalances after a killed consumer.
+        session_timeout_ms: 6_000,
     };
     kafka.ensure_topics().await.unwrap();
     let clickhouse = ClickHouseSink::new(&ClickHouseConfig {
@@ -165,9 +167,26 @@ async fn api_events_reach_parquet_and_clickhouse_exactly_once() {
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
     let mut consumer = w.consumer(metrics.clone());
+    // One batch in, the rest waiting: the lag the next statistics report (the fetch-side high
+    // watermark against the committed offsets) is what is left.
+    let first = consumer.step(Wait::from_secs(10)).await.unwrap();
+    assert_eq!(first.events, 100, "{first:?}");
+    tokio::time::sleep(Wait::from_millis(1_500)).await;
+    let second = consumer.step(Wait::from_secs(10)).await.unwrap();
+    let lag = metrics.consumer_lag.get();
+    assert!(
+        lag > 0 && lag <= (n - 100) as i64,
+        "lag {lag} after 100 of {n} events"
+    );
     let r = consumer.drain(Wait::from_secs(3)).await.unwrap();
-    assert_eq!((r.events as usize, r.dead_letters), (n, 0), "{r:?}");
+    assert_eq!(
+        (first.events + second.events + r.events) as usize,
+        n,
+        "{r:?}"
+    );
+    assert_eq!(r.dead_letters, 0);
     w.assert_exactly(n).await;
+    assert_eq!(metrics.consumer_lag.get(), 0, "all consumed and committed");
     // fact_stay and the dimensions follow from the events, also when refreshed twice.
     w.clickhouse.refresh_derived().await.unwrap();
     w.clickhouse.refresh_derived().await.unwrap();
