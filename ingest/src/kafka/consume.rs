@@ -67,6 +67,9 @@ impl RecentIds {
     }
 }
 
+/// The longest a consumer waits to be given partitions before a batch counts as empty.
+const JOIN_LIMIT: Duration = Duration::from_secs(60);
+
 /// How often librdkafka reports the statistics the lag gauge is read from.
 const LAG_EVERY_MS: u64 = 1_000;
 
@@ -111,6 +114,8 @@ pub struct WarehouseConsumer {
     recent: RecentIds,
     /// When the first message arrived: before it, the consumer was joining its group.
     first_message_at: Option<Instant>,
+    /// When the consumer was first seen with partitions assigned.
+    joined_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for WarehouseConsumer {
@@ -159,6 +164,7 @@ impl WarehouseConsumer {
             fail_after_clickhouse: false,
             recent,
             first_message_at: None,
+            joined_at: None,
         })
     }
 
@@ -182,16 +188,33 @@ impl WarehouseConsumer {
         self.first_message_at
     }
 
-    /// Wait up to `first_wait` for a message, then fill the batch for at most the linger time.
+    /// Wait up to `first_wait` for a message — counted from when the consumer has partitions,
+    /// so a group join (seconds on some brokers) does not pass for an empty topic — then fill
+    /// the batch for at most the linger time.
     async fn collect(&mut self, first_wait: Duration) -> Result<Vec<OwnedMessage>> {
         let mut batch = Vec::new();
-        let deadline = Instant::now() + first_wait;
+        let started = Instant::now();
+        let mut deadline = started + first_wait;
         let mut linger_until: Option<Instant> = None;
         while batch.len() < self.batch_size {
+            let joining = self.joined_at.is_none();
+            if joining {
+                if self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                    let now = Instant::now();
+                    self.joined_at = Some(now);
+                    deadline = now + first_wait;
+                } else {
+                    deadline = started + first_wait.max(JOIN_LIMIT);
+                }
+            }
             let until = linger_until.unwrap_or(deadline);
-            let left = until.saturating_duration_since(Instant::now());
+            let mut left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
+            }
+            if joining {
+                // Look at the assignment again soon: the join ends inside `recv`.
+                left = left.min(Duration::from_millis(100));
             }
             match tokio::time::timeout(left, self.consumer.recv()).await {
                 Ok(Ok(m)) => {
@@ -201,7 +224,7 @@ impl WarehouseConsumer {
                     linger_until.get_or_insert(now + self.linger);
                 }
                 Ok(Err(e)) => return Err(e.into()),
-                Err(_) => break,
+                Err(_) => continue,
             }
         }
         Ok(batch)

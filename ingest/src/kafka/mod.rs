@@ -34,9 +34,9 @@ pub struct KafkaConfig {
     pub batch_linger_ms: u64,
     /// Outbox rows per relay round.
     pub relay_batch: i64,
-    /// Messages the producer may put in one record batch. Real Kafka: large. The test broker
-    /// (tansu 0.6) misreports the high watermark after batched produce and then serves nothing
-    /// to a consumer resuming inside a batch, so its tests produce one message per batch.
+    /// Messages the producer may put in one record batch (`batch.num.messages`). The tests
+    /// produce with the default too; nothing in parkflow asks the broker for a high watermark
+    /// (ListOffsets), the lag comes from the consumer's fetch responses.
     pub producer_batch_messages: usize,
     /// How long the group waits for a silent member before rebalancing its partitions away
     /// (`session.timeout.ms`; Kafka brokers accept 6,000 and up by default). Shorter: a dead

@@ -53,10 +53,10 @@ async fn world_on(brokers: String) -> Option<World> {
         batch_size: 100,
         batch_linger_ms: 200,
         relay_batch: 250,
-        // tansu misreports the high watermark after batched produce (see KafkaConfig).
-        producer_batch_messages: 1,
         // Quick joins and rebalances after a killed consumer.
         session_timeout_ms: 6_000,
+        // The producer batches as in production.
+        ..KafkaConfig::default()
     };
     kafka.ensure_topics().await.unwrap();
     let clickhouse = ClickHouseSink::new(&ClickHouseConfig {

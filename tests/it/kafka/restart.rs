@@ -46,12 +46,12 @@ impl Broker {
                 &url,
             ])
             // A path relative to the working directory: the broker's own data file.
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", "sqlite://broker.db"])
             .current_dir(self.dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("tansu starts");
+            .expect("the broker starts");
         self.child = Some(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(self.address()).is_ok() {
@@ -59,7 +59,7 @@ impl Broker {
             }
             std::thread::sleep(Wait::from_millis(100));
         }
-        panic!("tansu did not listen on {}", self.address());
+        panic!("the broker did not listen on {}", self.address());
     }
 
     fn stop(&mut self) {
@@ -78,7 +78,7 @@ impl Drop for Broker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
-    let Some(bin) = service("PARKFLOW_TEST_TANSU_BIN") else {
+    let Some(bin) = service("PARKFLOW_TEST_KAFKA_BIN") else {
         return;
     };
     let mut broker = Broker::start(bin);
