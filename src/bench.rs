@@ -171,14 +171,15 @@ pub async fn ingest_kafka(
 
     let relay = Relay::new(store.outbox(), &kafka, IngestMetrics::default())?;
     let t = Instant::now();
-    let relayed = relay.drain().await?;
+    let (relayed, relay_time) = relay.drain_timed().await?;
     let secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(relayed == written, "relayed {relayed} of {written}");
     let relay_line = |raw: f64| {
         let rate = relayed as f64 / secs;
         format!(
-            "relay outbox → Kafka: {relayed} in {secs:.2} s = {rate:.0} events/s ({:.0}% of raw)\n",
-            100.0 * rate / raw
+            "relay outbox → Kafka: {relayed} in {secs:.2} s = {rate:.0} events/s ({:.0}% of raw)\n  where its rounds spent the time: {}\n",
+            100.0 * rate / raw,
+            relay_time.breakdown()
         )
     };
 
@@ -217,10 +218,12 @@ pub async fn ingest_kafka(
         let mut consumer =
             WarehouseConsumer::new(&cfg, lake.clone(), ch.clone(), IngestMetrics::default())?;
         let mut total = 0u64;
+        let mut time = parkflow_ingest::kafka::consume::BatchTime::default();
         while total < written as u64 {
             let r = consumer.step(std::time::Duration::from_secs(10)).await?;
             anyhow::ensure!(r.messages > 0, "the topic ran dry after {total} messages");
             total += r.events;
+            time.add(&r.time);
         }
         // From the first message on: the group join before it is printed on its own.
         let first = consumer.first_message_at().unwrap_or(created);
@@ -239,8 +242,9 @@ pub async fn ingest_kafka(
         }
         let rate = total as f64 / secs;
         out += &format!(
-            "Kafka → {name}: joined in {join:.2} s, then {total} in {secs:.2} s = {rate:.0} events/s ({:.0}% of raw)\n",
-            100.0 * rate / raw
+            "Kafka → {name}: joined in {join:.2} s, then {total} in {secs:.2} s = {rate:.0} events/s ({:.0}% of raw)\n  where its batches spent the time: {}\n",
+            100.0 * rate / raw,
+            time.breakdown()
         );
     }
     Ok(out)

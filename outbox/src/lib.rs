@@ -114,21 +114,16 @@ impl Outbox {
             .collect())
     }
 
-    /// Mark the rows at `positions` as acknowledged by Kafka at `at_ms`.
+    /// Mark the rows at `positions` (ascending) as acknowledged by Kafka at `at_ms`: one
+    /// statement per run of consecutive ids (a relay round is usually one run).
     pub async fn mark_published(&self, positions: &[i64], at_ms: i64) -> Result<()> {
-        for chunk in positions.chunks(1_000) {
-            // Integers we read from the table: safe to inline (SQLite has no array parameters).
-            let ids = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE outbox SET published_at = $1 WHERE id IN ({ids})"
-            )))
-            .bind(at_ms)
-            .execute(&self.writer)
-            .await?;
+        for (first, last) in runs(positions) {
+            sqlx::query("UPDATE outbox SET published_at = $1 WHERE id BETWEEN $2 AND $3")
+                .bind(at_ms)
+                .bind(first)
+                .bind(last)
+                .execute(&self.writer)
+                .await?;
         }
         Ok(())
     }
@@ -160,9 +155,28 @@ impl Outbox {
     }
 }
 
+/// Ascending ids as runs of consecutive ids: `[1, 2, 3, 7, 8]` → `(1, 3), (7, 8)`.
+fn runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &id in ids {
+        match out.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(id) => *last = id,
+            _ => out.push((id, id)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_make_runs_of_consecutive_ids_only() {
+        assert_eq!(runs(&[1, 2, 3, 7, 8, 10]), [(1, 3), (7, 8), (10, 10)]);
+        assert_eq!(runs(&[]), []);
+        assert_eq!(runs(&[i64::MAX - 1, i64::MAX]), [(i64::MAX - 1, i64::MAX)]);
+    }
     use warehouse_schema::LotId;
     use warehouse_schema::event::{EventPayload, LotRegistered};
 
@@ -221,9 +235,16 @@ mod tests {
         assert_eq!(pending.len(), 3);
         assert_eq!(pending[2].lot_id, 3);
         assert_eq!(pending[2].event_id, events[2].event_id.0.to_string());
-        outbox.mark_published(&[1, 2], 5).await.unwrap();
+        outbox.mark_published(&[1, 3], 5).await.unwrap();
         let left = outbox.unpublished(10).await.unwrap();
-        assert_eq!(left.iter().map(|r| r.position).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            left.iter().map(|r| r.position).collect::<Vec<_>>(),
+            [2],
+            "the row between two acknowledged ones was not acknowledged"
+        );
+        outbox.mark_published(&[2], 6).await.unwrap();
+        let left = outbox.unpublished(10).await.unwrap();
+        assert!(left.is_empty());
         assert_eq!(
             outbox
                 .lots_with_events(1, 3, &["lot_registered"])

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
-use crate::sink::parquet::ParquetSink;
+use crate::sink::parquet::{ParquetSink, WriteTime};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -36,6 +36,68 @@ pub struct ConsumeReport {
     pub skipped: u64,
     /// Events already written under another offset (the relay sent them again).
     pub duplicates: u64,
+    /// Where the time went.
+    pub time: BatchTime,
+}
+
+/// Where a consumer's batches spent their time, phase by phase.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTime {
+    /// Waiting for and copying the messages out of librdkafka (from the first message on).
+    pub receive: Duration,
+    /// Offsets already committed skipped, JSON decoded and validated.
+    pub decode: Duration,
+    /// Relay re-sends dropped by event id.
+    pub dedup: Duration,
+    /// Dead letters to the DLQ topic, acknowledged.
+    pub dlq: Duration,
+    pub clickhouse: Duration,
+    /// The Parquet sink: Arrow build, Parquet encode and files, manifest.
+    pub parquet: WriteTime,
+    /// The offsets committed to Kafka.
+    pub commit: Duration,
+}
+
+impl BatchTime {
+    pub fn add(&mut self, o: &Self) {
+        self.receive += o.receive;
+        self.decode += o.decode;
+        self.dedup += o.dedup;
+        self.dlq += o.dlq;
+        self.clickhouse += o.clickhouse;
+        self.parquet.arrow += o.parquet.arrow;
+        self.parquet.encode += o.parquet.encode;
+        self.parquet.manifest += o.parquet.manifest;
+        self.commit += o.commit;
+    }
+
+    /// Each phase's time and share of the total, in one line.
+    pub fn breakdown(&self) -> String {
+        let phases = [
+            ("receive", self.receive),
+            ("decode+validate", self.decode),
+            ("dedup", self.dedup),
+            ("dlq", self.dlq),
+            ("clickhouse", self.clickhouse),
+            ("arrow", self.parquet.arrow),
+            ("parquet encode+files", self.parquet.encode),
+            ("manifest", self.parquet.manifest),
+            ("commit", self.commit),
+        ];
+        let total: f64 = phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        phases
+            .iter()
+            .filter(|(_, d)| !d.is_zero())
+            .map(|(name, d)| {
+                format!(
+                    "{name} {:.2} s ({:.0}%)",
+                    d.as_secs_f64(),
+                    100.0 * d.as_secs_f64() / total.max(1e-9)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Event ids written recently, oldest forgotten first.
@@ -116,6 +178,8 @@ pub struct WarehouseConsumer {
     first_message_at: Option<Instant>,
     /// When the consumer was first seen with partitions assigned.
     joined_at: Option<Instant>,
+    /// When the batch being collected got its first message.
+    batch_started: Option<Instant>,
 }
 
 impl std::fmt::Debug for WarehouseConsumer {
@@ -165,6 +229,7 @@ impl WarehouseConsumer {
             recent,
             first_message_at: None,
             joined_at: None,
+            batch_started: None,
         })
     }
 
@@ -193,6 +258,7 @@ impl WarehouseConsumer {
     /// the batch for at most the linger time.
     async fn collect(&mut self, first_wait: Duration) -> Result<Vec<OwnedMessage>> {
         let mut batch = Vec::new();
+        self.batch_started = None;
         let started = Instant::now();
         let mut deadline = started + first_wait;
         let mut linger_until: Option<Instant> = None;
@@ -221,6 +287,7 @@ impl WarehouseConsumer {
                     batch.push(m.detach());
                     let now = Instant::now();
                     self.first_message_at.get_or_insert(now);
+                    self.batch_started.get_or_insert(now);
                     linger_until.get_or_insert(now + self.linger);
                 }
                 Ok(Err(e)) => return Err(e.into()),
@@ -236,6 +303,11 @@ impl WarehouseConsumer {
         if messages.is_empty() {
             return Ok(ConsumeReport::default());
         }
+        let mut time = BatchTime {
+            receive: self.batch_started.map(|t| t.elapsed()).unwrap_or_default(),
+            ..BatchTime::default()
+        };
+        let t = Instant::now();
         let mut report = ConsumeReport {
             batches: 1,
             messages: messages.len() as u64,
@@ -275,15 +347,22 @@ impl WarehouseConsumer {
             .iter()
             .map(|&i| fresh[i].key().unwrap_or_default())
             .collect();
+        time.decode = t.elapsed();
         // An event the relay sent again (inside this batch or after an earlier one) counts once.
+        let t = Instant::now();
         let before = events.len();
         let mut seen = HashSet::with_capacity(events.len());
         events.retain(|e| !self.recent.contains(&e.event_id.0) && seen.insert(e.event_id.0));
         report.duplicates = (before - events.len()) as u64;
+        time.dedup = t.elapsed();
 
+        let t = Instant::now();
         self.publish_dead_letters(&dead, &dead_keys).await?;
+        time.dlq = t.elapsed();
         if let Some(ch) = &self.clickhouse {
+            let t = Instant::now();
             ch.insert_events(&events).await?;
+            time.clickhouse = t.elapsed();
         }
         if std::mem::take(&mut self.fail_after_clickhouse) {
             return Err(Error::Injected(FailPoint::BeforeCommit));
@@ -292,8 +371,9 @@ impl WarehouseConsumer {
             .iter()
             .map(|(p, o)| (position_key(&self.topic, *p), *o))
             .collect();
-        self.parquet.write(&events, &dead, positions)?;
+        time.parquet = self.parquet.write(&events, &dead, positions)?;
 
+        let t = Instant::now();
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &next_offsets {
             offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
@@ -302,6 +382,8 @@ impl WarehouseConsumer {
         for e in &events {
             self.recent.insert(e.event_id.0);
         }
+        time.commit = t.elapsed();
+        report.time = time;
 
         report.events = events.len() as u64;
         report.dead_letters = dead.len() as u64;
@@ -366,6 +448,7 @@ impl WarehouseConsumer {
             total.dead_letters += r.dead_letters;
             total.skipped += r.skipped;
             total.duplicates += r.duplicates;
+            total.time.add(&r.time);
         }
     }
 }

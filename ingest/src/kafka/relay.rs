@@ -21,6 +21,41 @@ pub struct RelayReport {
     pub published: usize,
     /// Rows whose delivery failed this round (they are retried).
     pub failed: usize,
+    /// Where the round spent its time.
+    pub time: RelayTime,
+}
+
+/// Where relay rounds spend their time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayTime {
+    /// Reading the unpublished rows from the outbox.
+    pub fetch: std::time::Duration,
+    /// Handing the records to the producer's queue.
+    pub produce: std::time::Duration,
+    /// Waiting for the broker's acknowledgements.
+    pub acks: std::time::Duration,
+    /// Marking the acknowledged rows published.
+    pub mark: std::time::Duration,
+}
+
+impl RelayTime {
+    pub fn add(&mut self, o: &Self) {
+        self.fetch += o.fetch;
+        self.produce += o.produce;
+        self.acks += o.acks;
+        self.mark += o.mark;
+    }
+
+    /// Each phase's time in one line.
+    pub fn breakdown(&self) -> String {
+        format!(
+            "fetch {:.2} s, produce {:.2} s, acks {:.2} s, mark published {:.2} s",
+            self.fetch.as_secs_f64(),
+            self.produce.as_secs_f64(),
+            self.acks.as_secs_f64(),
+            self.mark.as_secs_f64()
+        )
+    }
 }
 
 pub struct Relay {
@@ -72,7 +107,11 @@ impl Relay {
 
     /// Publish one round of unpublished rows; `published == 0` means the outbox is caught up.
     pub async fn step(&self) -> Result<RelayReport> {
+        let mut time = RelayTime::default();
+        let t = std::time::Instant::now();
         let rows = self.outbox.unpublished(self.batch).await?;
+        time.fetch = t.elapsed();
+        let t = std::time::Instant::now();
         let mut pending = Vec::with_capacity(rows.len());
         for row in &rows {
             let key = row.lot_id.to_string();
@@ -92,6 +131,8 @@ impl Relay {
                 }
             }
         }
+        time.produce = t.elapsed();
+        let t = std::time::Instant::now();
         let mut acknowledged = Vec::with_capacity(pending.len());
         let mut failed = 0;
         for (id, delivery) in pending {
@@ -107,24 +148,34 @@ impl Relay {
                 Err(_) => failed += 1,
             }
         }
+        time.acks = t.elapsed();
+        let t = std::time::Instant::now();
         self.outbox
             .mark_published(&acknowledged, Utc::now().timestamp_millis())
             .await?;
+        time.mark = t.elapsed();
         self.metrics.relayed.inc_by(acknowledged.len() as u64);
         Ok(RelayReport {
             published: acknowledged.len(),
             failed,
+            time,
         })
     }
 
     /// Rounds until nothing is left to publish (or a round fails to deliver anything).
     pub async fn drain(&self) -> Result<usize> {
-        let mut total = 0;
+        Ok(self.drain_timed().await?.0)
+    }
+
+    /// [`drain`](Self::drain), with where its rounds spent their time.
+    pub async fn drain_timed(&self) -> Result<(usize, RelayTime)> {
+        let (mut total, mut time) = (0, RelayTime::default());
         loop {
             let r = self.step().await?;
             total += r.published;
+            time.add(&r.time);
             if r.published == 0 {
-                return Ok(total);
+                return Ok((total, time));
             }
         }
     }

@@ -16,6 +16,17 @@ use warehouse_schema::lake::{Lake, Manifest};
 use warehouse_schema::tables::Section;
 use warehouse_schema::{Event, EventPayload, LotDirectory, LotId, Table};
 
+/// Where one [`ParquetSink::write`] spent its time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTime {
+    /// Events (and dead letters) into Arrow record batches.
+    pub arrow: std::time::Duration,
+    /// Parquet encoding and the data files written.
+    pub encode: std::time::Duration,
+    /// The manifest written and renamed into place.
+    pub manifest: std::time::Duration,
+}
+
 #[derive(Debug)]
 pub struct ParquetSink {
     lake: Lake,
@@ -90,7 +101,8 @@ impl ParquetSink {
         events: &[Event],
         dead: &[DeadLetter],
         positions: BTreeMap<String, i64>,
-    ) -> Result<()> {
+    ) -> Result<WriteTime> {
+        let mut time = WriteTime::default();
         let seq = self.manifest.version + 1;
         let mut next = self.manifest.clone();
         next.version = seq;
@@ -107,7 +119,10 @@ impl ParquetSink {
             }
         }
         for (part, (date, day)) in by_date.iter().enumerate() {
+            let t = std::time::Instant::now();
             let batch = events_to_batch(day)?;
+            time.arrow += t.elapsed();
+            let t = std::time::Instant::now();
             self.put(
                 &mut next,
                 Table::FactParkingEvent,
@@ -116,6 +131,7 @@ impl ParquetSink {
                 batch,
                 &mut written,
             )?;
+            time.encode += t.elapsed();
         }
         let mut dead_by_date: BTreeMap<NaiveDate, Vec<&DeadLetter>> = BTreeMap::new();
         for d in dead {
@@ -139,12 +155,14 @@ impl ParquetSink {
             return Err(Error::Injected(FailPoint::BeforeCommit));
         }
         next.positions.extend(positions);
+        let t = std::time::Instant::now();
         self.lake.commit(Section::Ingested, &next)?;
+        time.manifest = t.elapsed();
         self.manifest = next;
         if self.fail_point == Some(FailPoint::AfterCommit) {
             return Err(Error::Injected(FailPoint::AfterCommit));
         }
-        Ok(())
+        Ok(time)
     }
 
     fn put(
