@@ -1,12 +1,14 @@
 //! Events ⇄ Arrow record batches for `fact_parking_event`.
 //!
-//! Both directions are driven by the column table in [`crate::tables`], through the event's JSON
-//! form, so a field added to the contract needs one new column entry and nothing else.
+//! Events → Arrow goes through each event's flat row, typed and in one pass (the hot path of
+//! every ingest batch); Arrow → events is driven by the column table in [`crate::tables`]
+//! through the event's JSON form. A field added to the contract needs its column entry and its
+//! place in the flat row; the round-trip test of every event type fails until both are there.
 
-use crate::event::Event;
+use crate::event::{Event, EventPayload};
 use crate::tables::{Column, FACT_PARKING_EVENT, Kind, Table};
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch,
     StringArray, TimestampMillisecondArray, UInt16Array,
 };
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt16Type};
@@ -28,78 +30,172 @@ pub enum ConvertError {
     Column(&'static str),
 }
 
-/// One record batch of `fact_parking_event` rows, in the order given.
+/// One record batch of `fact_parking_event` rows, in the order given. Each event is read once
+/// into its flat row ([`Flat`]) and the columns are filled in the column table's order; a
+/// column the table names that the flat row does not know is an error, so a field added to the
+/// contract fails the round-trip test until it is added here too.
 pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ConvertError> {
-    let values: Vec<Value> = events
-        .iter()
-        .map(|e| serde_json::to_value(e).expect("events always serialize"))
-        .collect();
+    let rows: Vec<Flat<'_>> = events.iter().map(Flat::of).collect();
     let arrays = FACT_PARKING_EVENT
         .iter()
-        .map(|c| column_from_json(c, &values))
-        .collect();
+        .map(|c| column(c, &rows))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(
         Table::FactParkingEvent.schema(),
         arrays,
     )?)
 }
 
-fn column_from_json(c: &Column, rows: &[Value]) -> ArrayRef {
-    fn get<'v>(c: &Column, v: &'v Value) -> Option<&'v Value> {
-        v.get(c.json).filter(|x| !x.is_null())
+/// One event as its `fact_parking_event` row: the JSON contract's fields, flattened.
+#[derive(Default)]
+struct Flat<'a> {
+    event_id: String,
+    schema_version: u16,
+    event_type: &'static str,
+    occurred_at: i64,
+    lot_id: i64,
+    session_id: Option<String>,
+    user_id: Option<String>,
+    reservation_id: Option<String>,
+    spot_id: Option<i64>,
+    vehicle_type: Option<&'static str>,
+    method: Option<&'a str>,
+    duration_s: Option<i64>,
+    amount_cents: Option<i64>,
+    currency: Option<&'a str>,
+    payment_id: Option<String>,
+    start_at: Option<i64>,
+    end_at: Option<i64>,
+    reason: Option<&'a str>,
+    band: Option<&'static str>,
+    day_kind: Option<&'static str>,
+    cents_per_hour: Option<i64>,
+    effective_from: Option<i64>,
+    capacity: Option<i32>,
+    name: Option<&'a str>,
+    time_zone: Option<&'a str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+impl<'a> Flat<'a> {
+    fn of(e: &'a Event) -> Self {
+        let mut f = Flat {
+            event_id: e.event_id.0.to_string(),
+            schema_version: e.schema_version,
+            event_type: e.payload.type_name(),
+            occurred_at: e.occurred_at.timestamp_millis(),
+            lot_id: e.lot_id.0,
+            ..Flat::default()
+        };
+        match &e.payload {
+            EventPayload::LotRegistered(l) => {
+                f.name = Some(&l.name);
+                f.time_zone = Some(&l.time_zone);
+                f.latitude = Some(l.latitude);
+                f.longitude = Some(l.longitude);
+                f.capacity = Some(l.capacity);
+            }
+            EventPayload::LotCapacityChanged(c) => f.capacity = Some(c.capacity),
+            EventPayload::CheckIn(c) => {
+                f.session_id = Some(c.session_id.0.to_string());
+                f.user_id = c.user_id.map(|u| u.0.to_string());
+                f.reservation_id = c.reservation_id.map(|r| r.0.to_string());
+                f.spot_id = c.spot_id.map(|s| s.0);
+                f.vehicle_type = Some(c.vehicle_type.as_str());
+                f.method = Some(c.method.as_str());
+            }
+            EventPayload::Exit(x) => {
+                f.session_id = Some(x.session_id.0.to_string());
+                f.duration_s = Some(x.duration_s);
+                f.amount_cents = Some(x.amount_cents.0);
+                f.currency = Some(&x.currency);
+            }
+            EventPayload::ReservationCreated(r) | EventPayload::ReservationModified(r) => {
+                f.reservation_id = Some(r.reservation_id.0.to_string());
+                f.user_id = Some(r.user_id.0.to_string());
+                f.spot_id = Some(r.spot_id.0);
+                f.start_at = Some(r.start_at.timestamp_millis());
+                f.end_at = Some(r.end_at.timestamp_millis());
+                f.vehicle_type = Some(r.vehicle_type.as_str());
+            }
+            EventPayload::ReservationCancelled(r) | EventPayload::ReservationNoShow(r) => {
+                f.reservation_id = Some(r.reservation_id.0.to_string());
+                f.reason = r.reason.as_deref();
+            }
+            EventPayload::PaymentCaptured(p)
+            | EventPayload::PaymentFailed(p)
+            | EventPayload::PaymentRefunded(p) => {
+                f.payment_id = Some(p.payment_id.0.to_string());
+                f.reservation_id = p.reservation_id.map(|r| r.0.to_string());
+                f.session_id = p.session_id.map(|s| s.0.to_string());
+                f.amount_cents = Some(p.amount_cents.0);
+                f.currency = Some(&p.currency);
+                f.reason = p.reason.as_deref();
+                f.method = p.method.as_deref();
+            }
+            EventPayload::RatePublished(r) => {
+                f.band = Some(r.band.as_str());
+                f.day_kind = Some(r.day_kind.as_str());
+                f.vehicle_type = Some(r.vehicle_type.as_str());
+                f.cents_per_hour = Some(r.cents_per_hour.0);
+                f.effective_from = Some(r.effective_from.timestamp_millis());
+            }
+        }
+        f
     }
-    let field = |v| get(c, v);
-    match c.kind {
-        Kind::Utf8 => Arc::new(
+}
+
+/// Column `c` of `rows`, by the contract's field name (`c.json`).
+fn column(c: &Column, rows: &[Flat<'_>]) -> Result<ArrayRef, ConvertError> {
+    fn text<'r>(rows: &'r [Flat<'_>], f: impl Fn(&'r Flat<'_>) -> Option<&'r str>) -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    }
+    fn int(rows: &[Flat<'_>], f: impl Fn(&Flat<'_>) -> Option<i64>) -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    }
+    fn time(rows: &[Flat<'_>], f: impl Fn(&Flat<'_>) -> Option<i64>) -> ArrayRef {
+        Arc::new(
             rows.iter()
-                .map(|v| {
-                    field(v).map(|x| match x.as_str() {
-                        Some(s) => std::borrow::Cow::Borrowed(s),
-                        None => std::borrow::Cow::Owned(x.to_string()),
-                    })
-                })
-                .collect::<StringArray>(),
-        ),
-        Kind::Int64 => Arc::new(
-            rows.iter()
-                .map(|v| field(v).and_then(|x| x.as_i64()))
-                .collect::<Int64Array>(),
-        ),
-        Kind::Int32 => Arc::new(
-            rows.iter()
-                .map(|v| field(v).and_then(|x| x.as_i64()).map(|x| x as i32))
-                .collect::<Int32Array>(),
-        ),
-        Kind::UInt16 => Arc::new(
-            rows.iter()
-                .map(|v| field(v).and_then(|x| x.as_u64()).map(|x| x as u16))
-                .collect::<UInt16Array>(),
-        ),
-        Kind::Float64 => Arc::new(
-            rows.iter()
-                .map(|v| field(v).and_then(|x| x.as_f64()))
-                .collect::<Float64Array>(),
-        ),
-        Kind::Boolean => Arc::new(
-            rows.iter()
-                .map(|v| field(v).and_then(|x| x.as_bool()))
-                .collect::<BooleanArray>(),
-        ),
-        Kind::TimestampMs => Arc::new(
-            rows.iter()
-                .map(|v| {
-                    field(v)
-                        .and_then(|x| {
-                            x.as_str()
-                                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        })
-                        .map(|t| t.timestamp_millis())
-                })
+                .map(f)
                 .collect::<TimestampMillisecondArray>()
                 .with_timezone("UTC"),
-        ),
-        Kind::Date32 | Kind::Binary => unreachable!("no event field is a date or binary"),
+        )
     }
+    Ok(match c.json {
+        "event_id" => text(rows, |f| Some(&f.event_id)),
+        "schema_version" => Arc::new(
+            rows.iter()
+                .map(|f| Some(f.schema_version))
+                .collect::<UInt16Array>(),
+        ),
+        "type" => text(rows, |f| Some(f.event_type)),
+        "occurred_at" => time(rows, |f| Some(f.occurred_at)),
+        "lot_id" => int(rows, |f| Some(f.lot_id)),
+        "session_id" => text(rows, |f| f.session_id.as_deref()),
+        "user_id" => text(rows, |f| f.user_id.as_deref()),
+        "reservation_id" => text(rows, |f| f.reservation_id.as_deref()),
+        "spot_id" => int(rows, |f| f.spot_id),
+        "vehicle_type" => text(rows, |f| f.vehicle_type),
+        "method" => text(rows, |f| f.method),
+        "duration_s" => int(rows, |f| f.duration_s),
+        "amount_cents" => int(rows, |f| f.amount_cents),
+        "currency" => text(rows, |f| f.currency),
+        "payment_id" => text(rows, |f| f.payment_id.as_deref()),
+        "start_at" => time(rows, |f| f.start_at),
+        "end_at" => time(rows, |f| f.end_at),
+        "reason" => text(rows, |f| f.reason),
+        "band" => text(rows, |f| f.band),
+        "day_kind" => text(rows, |f| f.day_kind),
+        "cents_per_hour" => int(rows, |f| f.cents_per_hour),
+        "effective_from" => time(rows, |f| f.effective_from),
+        "capacity" => Arc::new(rows.iter().map(|f| f.capacity).collect::<Int32Array>()),
+        "name" => text(rows, |f| f.name),
+        "time_zone" => text(rows, |f| f.time_zone),
+        "latitude" => Arc::new(rows.iter().map(|f| f.latitude).collect::<Float64Array>()),
+        "longitude" => Arc::new(rows.iter().map(|f| f.longitude).collect::<Float64Array>()),
+        _ => return Err(ConvertError::Column(c.name)),
+    })
 }
 
 /// Read events back from a `fact_parking_event` batch (e.g. one read from Parquet).

@@ -86,6 +86,13 @@ fn one_of_each() -> Vec<Event> {
             reason: Some("declined".into()),
             ..payment.clone()
         }),
+        // A stay paid at the exit from the prepaid balance: a session, no reservation.
+        EventPayload::PaymentCaptured(Payment {
+            reservation_id: None,
+            session_id: Some(session),
+            method: Some("balance".into()),
+            ..payment.clone()
+        }),
         EventPayload::PaymentRefunded(payment),
         EventPayload::RatePublished(RatePublished {
             band: TimeBand::Morning,
