@@ -8,8 +8,8 @@
 use crate::event::{Event, EventPayload};
 use crate::tables::{Column, FACT_PARKING_EVENT, Kind, Table};
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch,
-    StringArray, TimestampMillisecondArray, UInt16Array,
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt16Array,
 };
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt16Type};
 use chrono::{DateTime, SecondsFormat, Utc};

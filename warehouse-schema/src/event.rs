@@ -302,7 +302,7 @@ impl Event {
                 check_time(field, v)?;
             }
         }
-        let mut event: Event = serde_json::from_value(value).map_err(|e| {
+        let typed = |e: serde_json::Error| {
             let msg = e.to_string();
             let reason = if msg.starts_with("missing field") {
                 MissingField
@@ -310,7 +310,19 @@ impl Event {
                 InvalidValue
             };
             Rejection::new(reason, msg)
-        })?;
+        };
+        // The envelope field by field and the payload from the same map (its `type` tag picks
+        // the variant, the envelope's keys are ignored): what `#[serde(flatten)]` would do,
+        // without buffering every field of the payload twice.
+        let field = |name: &str| obj.get(name).unwrap_or(&serde_json::Value::Null);
+        let mut event = Event {
+            event_id: EventId::deserialize(field("event_id")).map_err(typed)?,
+            schema_version: u16::try_from(version)
+                .map_err(|_| Rejection::new(InvalidValue, "`schema_version` out of range"))?,
+            occurred_at: DateTime::<Utc>::deserialize(field("occurred_at")).map_err(typed)?,
+            lot_id: LotId::deserialize(field("lot_id")).map_err(typed)?,
+            payload: EventPayload::deserialize(&value).map_err(typed)?,
+        };
         event.occurred_at = event.occurred_at.trunc_subsecs(3);
         event.validate(lots)?;
         Ok(event)
