@@ -197,7 +197,7 @@ pub async fn reversals_balances_and_refunds(app: TestApp) {
     // The sandbox, playing the bank, claws that charge back: the webhook it signs is the one
     // the API accepts.
     let sandbox = app.state.services.gateway().sandbox().unwrap();
-    assert_eq!(sandbox.take_reversals(), [reference.clone()]);
+    assert_eq!(sandbox.take_reversals(), std::slice::from_ref(&reference));
     assert!(sandbox.take_reversals().is_empty(), "taken once");
     let GatewayWebhook { body, signature } = sandbox.reversal_webhook(&reference);
     let hook = |sig: String| {
