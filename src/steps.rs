@@ -288,12 +288,21 @@ pub async fn report_as_of(
     lake: &Lake,
     given: Option<DateTime<Utc>>,
 ) -> anyhow::Result<DateTime<Utc>> {
-    Ok(match given {
-        Some(at) => at,
-        None => parkflow_pipeline::data_end(lake)
+    let now = Utc::now();
+    match given {
+        // Open stays are counted up to `as_of`, so an instant years ahead would fill the
+        // occupancy grid with empty future; the tables describe what has happened.
+        Some(at) => {
+            anyhow::ensure!(
+                at <= now,
+                "--as-of {at} is in the future: the report is built as of an instant that has passed"
+            );
+            Ok(at)
+        }
+        None => Ok(parkflow_pipeline::data_end(lake)
             .await?
-            .unwrap_or_else(Utc::now),
-    })
+            .map_or(now, |end| end.min(now))),
+    }
 }
 
 /// The UTC days `parkflow report` covers: `[from, to)`, by default the 30 days up to and

@@ -158,6 +158,11 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
             .unwrap(),
         given
     );
+    let ahead = chrono::Utc::now() + chrono::Duration::days(365 * 100);
+    let refused = parkflow::steps::report_as_of(&lake, Some(ahead))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("in the future"), "{refused}");
     assert!(
         o.summary.lots.iter().any(|l| l.peak_occupancy > 0.5),
         "some lot gets busy"
