@@ -217,14 +217,17 @@ pub async fn ingest_kafka(
         let created = Instant::now();
         let mut consumer =
             WarehouseConsumer::new(&cfg, lake.clone(), ch.clone(), IngestMetrics::default())?;
-        let mut total = 0u64;
-        let mut time = parkflow_ingest::kafka::consume::BatchTime::default();
-        while total < written as u64 {
+        let mut sum = parkflow_ingest::kafka::consume::ConsumeReport::default();
+        while sum.events < written as u64 {
             let r = consumer.step(std::time::Duration::from_secs(10)).await?;
-            anyhow::ensure!(r.messages > 0, "the topic ran dry after {total} messages");
-            total += r.events;
-            time.add(&r.time);
+            anyhow::ensure!(
+                r.messages > 0,
+                "the topic ran dry after {} events",
+                sum.events
+            );
+            sum.add(&r);
         }
+        let total = sum.events;
         // From the first message on: the group join before it is printed on its own.
         let first = consumer.first_message_at().unwrap_or(created);
         let join = (first - created).as_secs_f64();
@@ -244,7 +247,7 @@ pub async fn ingest_kafka(
         out += &format!(
             "Kafka → {name}: joined in {join:.2} s, then {total} in {secs:.2} s = {rate:.0} events/s ({:.0}% of raw)\n  where its batches spent the time: {}\n",
             100.0 * rate / raw,
-            time.breakdown()
+            sum.time.breakdown()
         );
     }
     Ok(out)

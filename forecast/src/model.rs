@@ -183,15 +183,14 @@ impl LotModel {
     /// local week; empty when the last slot was not observed (a forecast starts from an
     /// observed origin).
     pub fn next_day(&self, series: &Series) -> Vec<Slot> {
-        let Some(last) = series.slots.len().checked_sub(1) else {
+        if series.slots.last().is_none_or(|s| s.value.is_none()) {
             return Vec::new();
-        };
-        (1..=series.day())
-            .map_while(|h| {
-                Some(Slot {
-                    value: Some(self.predict(series, last, h)?),
-                    ..label(series, last + h)
-                })
+        }
+        self.forecast_next_day(series)
+            .into_iter()
+            .map(|(i, v)| Slot {
+                value: Some(v),
+                ..label(series, i)
             })
             .collect()
     }

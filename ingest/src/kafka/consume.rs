@@ -40,6 +40,19 @@ pub struct ConsumeReport {
     pub time: BatchTime,
 }
 
+impl ConsumeReport {
+    /// Add another batch's (or run's) counts and times to these.
+    pub fn add(&mut self, r: &Self) {
+        self.batches += r.batches;
+        self.messages += r.messages;
+        self.events += r.events;
+        self.dead_letters += r.dead_letters;
+        self.skipped += r.skipped;
+        self.duplicates += r.duplicates;
+        self.time.add(&r.time);
+    }
+}
+
 /// Where a consumer's batches spent their time, phase by phase.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchTime {
@@ -59,7 +72,7 @@ pub struct BatchTime {
 }
 
 impl BatchTime {
-    pub fn add(&mut self, o: &Self) {
+    fn add(&mut self, o: &Self) {
         self.receive += o.receive;
         self.decode += o.decode;
         self.dedup += o.dedup;
@@ -442,13 +455,7 @@ impl WarehouseConsumer {
             if r.messages == 0 {
                 return Ok(total);
             }
-            total.batches += r.batches;
-            total.messages += r.messages;
-            total.events += r.events;
-            total.dead_letters += r.dead_letters;
-            total.skipped += r.skipped;
-            total.duplicates += r.duplicates;
-            total.time.add(&r.time);
+            total.add(&r);
         }
     }
 }
