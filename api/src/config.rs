@@ -53,6 +53,9 @@ pub struct ApiConfig {
     /// Reverse proxies whose `X-Forwarded-For` names the client (per-client login limits);
     /// a header from any other peer is ignored, so a client cannot pick its own address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The live streams of lots' free spots and rates (`/v1/lots/{id}/live`).
+    #[serde(default)]
+    pub live: LiveConfig,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +72,7 @@ impl Default for ApiConfig {
             tariff: crate::domain::tariff::TariffRules::default(),
             payments: PaymentsConfig::default(),
             trusted_proxies: Vec::new(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -91,6 +95,34 @@ impl Default for PaymentsConfig {
             min_balance_cents: 0,
             refund_policy: RefundPolicy::default(),
             webhook_secret: Secret("dev-webhook-secret".into()),
+        }
+    }
+}
+
+/// Limits and timing of the live streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Seconds between heartbeats (an SSE comment) on an idle stream, so proxies and clients
+    /// can tell a quiet lot from a dead connection.
+    pub heartbeat_s: u64,
+    /// Milliseconds between reads of the outbox for other processes' changes (this process's
+    /// own changes are pushed as they commit).
+    pub poll_ms: u64,
+    /// Lots watched at most by all the streams one process keeps open (a stream of three
+    /// lots counts three); a stream that would exceed it is refused with 429.
+    pub max_watches: usize,
+    /// Lots one stream may watch at most.
+    pub max_lots_per_stream: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_s: 15,
+            poll_ms: 250,
+            max_watches: 100_000,
+            max_lots_per_stream: 1_000,
         }
     }
 }

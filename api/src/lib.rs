@@ -17,7 +17,7 @@ pub mod store;
 pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ApiConfig, Secret};
+pub use config::{ApiConfig, LiveConfig, Secret};
 pub use domain::error::{Error, Result};
 pub use http::{AppState, Role, Tokens, router};
 pub use metrics::ApiMetrics;
@@ -73,6 +73,7 @@ impl AppState {
                 auth::PassSigner::new(config.token_secret.expose()),
             )
             .with_tariff(config.tariff)
+            .with_live(config.live)
             .with_payments(
                 config.payments.clone(),
                 Arc::new(services::payments::SandboxGateway::new(

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,6 +19,7 @@ pub struct ApiMetrics {
     pub exits: Counter,
     pub lot_full: Counter,
     pub rates_published: Counter,
+    pub live_streams: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
 }
 
@@ -36,6 +38,11 @@ impl ApiMetrics {
             "rates_published",
             "Rate schedule rows published",
             m.rates_published.clone(),
+        );
+        r.register(
+            "live_streams",
+            "Live availability streams open",
+            m.live_streams.clone(),
         );
         r.register(
             "http_requests",

@@ -10,6 +10,7 @@ pub mod extract;
 mod gates;
 pub mod idempotency;
 mod inquiries;
+mod live;
 mod lots;
 pub mod openapi;
 mod payments;
@@ -112,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/export", get(accounts::export_me))
         .route("/v1/lots", get(lots::list_lots).post(lots::create_lot))
         .route("/v1/lots/{lot_id}", get(lots::get_lot))
+        .route("/v1/lots/{lot_id}/live", get(live::lot_live))
+        .route("/v1/live", get(live::lots_live))
         .route(
             "/v1/lots/{lot_id}/rates",
             get(lots::get_rates).put(lots::put_rates),
@@ -273,6 +276,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         lots::list_lots,
         lots::create_lot,
         lots::get_lot,
+        live::lot_live,
+        live::lots_live,
         lots::get_rates,
         lots::put_rates,
         accounts::delete_me,

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod gates;
+pub mod live;
 pub mod lots;
 pub mod payments;
 pub mod privacy;
@@ -60,6 +61,7 @@ pub struct Services {
     tariff: TariffRules,
     payments: Arc<PaymentsConfig>,
     gateway: Arc<dyn PaymentGateway>,
+    live: Arc<live::LiveHub>,
 }
 
 /// Declares a service: a view of the shared context whose methods are one aggregate's use
@@ -107,6 +109,10 @@ service!(
     Payments, payments
 );
 service!(
+    /// Live availability: lots' free spots and rates pushed to watchers as they change.
+    Live, live
+);
+service!(
     /// The waitlist of full windows.
     Waitlist, waitlist
 );
@@ -136,7 +142,23 @@ impl Services {
             tariff: TariffRules::default(),
             payments: Arc::new(PaymentsConfig::default()),
             gateway: Arc::new(SandboxGateway::default()),
+            live: Arc::new(live::LiveHub::new(crate::config::LiveConfig::default())),
         }
+    }
+
+    /// Keep live streams under `config` (heartbeat, polling, limits).
+    pub fn with_live(mut self, config: crate::config::LiveConfig) -> Self {
+        self.live = Arc::new(live::LiveHub::new(config));
+        self
+    }
+
+    /// The live streams' limits and timing.
+    pub fn live_config(&self) -> crate::config::LiveConfig {
+        self.live.config()
+    }
+
+    pub(crate) fn live_hub(&self) -> &live::LiveHub {
+        &self.live
     }
 
     /// Take payments under `config` through `gateway`.

@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Any, AnyConnection, Transaction};
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use tokio::sync::Notify;
 use warehouse_schema::Event;
 
 /// An admin action to record in the audit log.
@@ -33,16 +35,23 @@ pub struct Change {
     events: Vec<Event>,
     audits: Vec<Audit>,
     messages: Vec<NewNotification>,
+    /// The store's change signal, poked once the change committed.
+    committed: Arc<Notify>,
 }
 
 impl Change {
-    pub(super) fn new(tx: Transaction<'static, Any>, now: DateTime<Utc>) -> Self {
+    pub(super) fn new(
+        tx: Transaction<'static, Any>,
+        now: DateTime<Utc>,
+        committed: Arc<Notify>,
+    ) -> Self {
         Self {
             tx,
             now,
             events: Vec::new(),
             audits: Vec::new(),
             messages: Vec::new(),
+            committed,
         }
     }
 
@@ -94,6 +103,9 @@ impl Change {
             rows::insert_message(&mut *self.tx, rows::NewMessage::of(m, now)).await?;
         }
         self.tx.commit().await?;
+        if !self.events.is_empty() {
+            self.committed.notify_one();
+        }
         Ok(())
     }
 

@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -59,6 +61,9 @@ pub struct Store {
     /// The one connection that writes to an SQLite file; on PostgreSQL a clone of `pool`.
     writer: AnyPool,
     backend: Backend,
+    /// Poked after each committed [`Change`]: this process's side of the change signal (other
+    /// processes' changes are seen by reading the outbox, see `services::live`).
+    committed: Arc<Notify>,
 }
 
 impl Store {
@@ -132,6 +137,7 @@ impl Store {
             pool,
             writer,
             backend,
+            committed: Arc::new(Notify::new()),
         })
     }
 
@@ -168,7 +174,17 @@ impl Store {
     /// A state change made at `now`: its rows, events, audit rows and messages commit together
     /// (see [`Change`]).
     pub async fn begin_change(&self, now: DateTime<Utc>) -> Result<Change> {
-        Ok(Change::new(self.begin_write().await?, now))
+        Ok(Change::new(
+            self.begin_write().await?,
+            now,
+            self.committed.clone(),
+        ))
+    }
+
+    /// Wait until a change of this process commits (one that committed since the last wait
+    /// counts too: the wake-up is kept until someone waits).
+    pub async fn committed(&self) {
+        self.committed.notified().await
     }
 
     /// The outbox of this database.

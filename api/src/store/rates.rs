@@ -110,3 +110,23 @@ pub async fn schedule<'c>(db: impl Db<'c>, lot: LotId, now: i64) -> Result<Vec<R
     .fetch_all(db)
     .await?)
 }
+
+/// The earliest rate of `lot` for `vt` announced to start after `now`: band, day kind, cents,
+/// effective from.
+pub async fn next_announced<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    vt: VehicleType,
+    now: i64,
+) -> Result<Option<(String, String, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT band, day_kind, cents_per_hour, effective_from FROM rates
+         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from > $3
+         ORDER BY effective_from, band, day_kind LIMIT 1",
+    )
+    .bind(lot.0)
+    .bind(vt.as_str())
+    .bind(now)
+    .fetch_optional(db)
+    .await?)
+}

@@ -74,6 +74,32 @@ pub async fn free_now<'c>(
     .await?)
 }
 
+/// Per spot type of `lot`: its open spots, how many have a car in them, and how many
+/// [`free_now`] would list for `[from, until)` (epoch ms).
+pub async fn free_count_by_type<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    (from, until): (i64, i64),
+) -> Result<Vec<(String, i64, i64, i64)>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT s.vehicle_type, COUNT(*),
+                SUM(CASE WHEN EXISTS (SELECT 1 FROM parking_sessions o
+                                      WHERE o.spot_id = s.id AND o.exited_at IS NULL)
+                    THEN 1 ELSE 0 END),
+                SUM(CASE WHEN ",
+        free_between!(),
+        " THEN 1 ELSE 0 END)
+         FROM spots s WHERE s.lot_id = $1 AND s.closed = 0
+         GROUP BY s.vehicle_type ORDER BY s.vehicle_type"
+    ))
+    .bind(lot.0)
+    .bind(from)
+    .bind(until)
+    .bind("")
+    .fetch_all(db)
+    .await?)
+}
+
 /// The lowest-id spot of `spot_type` in `lot` that [`free_now`] would list, with its label.
 /// Through the lot-and-type index in id order, it stops at the first free spot instead of
 /// probing every spot of the lot and sending all the free ones back.

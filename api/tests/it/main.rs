@@ -32,6 +32,7 @@ mod basics;
 mod defects;
 mod delivery;
 mod gates;
+mod live;
 mod payments;
 mod portal;
 mod races;
@@ -68,6 +69,10 @@ use gates::{
     openapi_describes_every_route_and_the_docs_page_shows_it, plates_and_drive_ups_at_the_gate,
     reservations_change_before_they_start,
     times_need_an_offset_and_windows_count_local_days_across_dst,
+};
+use live::{
+    live_input_is_checked_and_streams_are_bounded, live_streams_push_each_change_and_resume,
+    several_processes_agree_on_live_state,
 };
 use payments::{
     drive_ups_need_the_minimum_balance_and_pay_from_it,
@@ -143,6 +148,9 @@ on_both_stores!(
     e_mail_and_push_go_out_over_verified_tls,
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
     every_text_a_user_sets_is_escaped_on_every_page,
+    live_streams_push_each_change_and_resume,
+    several_processes_agree_on_live_state,
+    live_input_is_checked_and_streams_are_bounded,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

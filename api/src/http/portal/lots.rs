@@ -8,46 +8,28 @@ use crate::services::admin::LotChange;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use serde_json::json;
 use std::collections::BTreeMap;
 use warehouse_schema::{LotId, SpotId, VehicleType};
-
-/// The lots with their live occupancy and the car rate in force, for the dashboard's refresh.
-pub(super) async fn live(State(state): State<AppState>) -> PageResult {
-    let lots = state.services.lots().list().await?;
-    let rows: Vec<_> = lots
-        .iter()
-        .map(|l| {
-            json!({
-                "id": l.id, "capacity": l.capacity, "freeSpots": l.free_spots,
-                "occupied": l.capacity - l.free_spots,
-                "rate": money(l.current_cents_per_hour, &l.currency),
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "lots": rows, "at": state.services.now() })).into_response())
-}
 
 pub(super) async fn dashboard(
     State(state): State<AppState>,
     axum::Extension(admin): axum::Extension<Admin>,
 ) -> PageResult {
     let email = state.accounts.email(admin.0).await?;
-    let lots = state
-        .services
-        .lots()
-        .list()
-        .await?
-        .into_iter()
-        .map(|l| LotRow {
+    // The same figures the live stream then pushes (`services::live`).
+    let live = state.services.live();
+    let mut lots = Vec::new();
+    for l in state.services.lots().list().await? {
+        let now = live.now_state(l.id).await?;
+        lots.push(LotRow {
             id: l.id,
-            occupied: l.capacity - l.free_spots,
-            rate: money(l.current_cents_per_hour, &l.currency),
             name: l.name,
-            capacity: l.capacity,
-            free: l.free_spots,
-        })
-        .collect();
+            capacity: now.capacity,
+            occupied: now.occupied,
+            free: now.free_spots,
+            rate: money(now.current_cents_per_hour, &now.currency),
+        });
+    }
     Ok(render(&Dashboard {
         title: "Lots",
         email,

@@ -4,8 +4,8 @@
 //!   refresh tokens live in `HttpOnly; SameSite=Strict` cookies scoped to `/admin`; an expired
 //!   access token is refreshed on the next request, and signing out revokes the refresh token.
 //!   Form posts from another origin are refused.
-//! - Pages: lots with live occupancy and the rates in force (refreshed every few seconds from
-//!   `/admin/live.json`), a lot's settings and spots (close, reopen), new lots, the reservation
+//! - Pages: lots with live occupancy and the rates in force (pushed by the live stream
+//!   `/v1/live`, see `services::live`), a lot's settings and spots (close, reopen), new lots, the reservation
 //!   search, drivers' inquiries and their answers, the audit log, and management's usage report
 //!   (the same figures as `parkflow report`, when the process has a lake: see [`ReportPages`]).
 //! - Every change goes through [`Services`](crate::Services) with the signed-in
@@ -76,7 +76,6 @@ impl Admin {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin", get(dashboard))
-        .route("/admin/live.json", get(live))
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/lots", post(create_lot))

@@ -1,0 +1,239 @@
+//! Live availability over Server-Sent Events: a lot's (or several lots') free spots and rates,
+//! pushed as they change. A client that does not ask for `text/event-stream` gets the state
+//! now as JSON and the response ends, so a plain `GET` (a script, a fuzzer) never hangs.
+
+use super::AppState;
+use super::extract::*;
+use crate::domain::error::Error;
+use crate::http::error::ApiError;
+use crate::services::live::{LotLive, LotWatch, StreamSlot};
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::ACCEPT;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use warehouse_schema::LotId;
+
+/// Several lots' live states.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LiveLots {
+    pub lots: Vec<LotLive>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LotsQuery {
+    lots: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/lots/{lot_id}/live",
+    summary = "A lot's free spots per vehicle type and rates, live",
+    description = "With `Accept: text/event-stream`: Server-Sent Events, one `lot` event (JSON data, the event id its outbox position) now and one each time what a driver sees changes (entries, exits, bookings, cancellations, rate publications — of any API process on the database); a comment line every `live.heartbeat_s` seconds. Reconnecting with `Last-Event-ID` sends the lot again only if it changed after that position. Otherwise: the state now as JSON.",
+    params(
+        ("lot_id" = i64, Path, description = "lot id", minimum = 1),
+        ("Last-Event-ID" = Option<i64>, Header, description = "the id of the last event received, to resume a stream", minimum = 0, maximum = 9223372036854775807_i64),
+    ),
+    responses(
+        (status = 200, description = "The state now (JSON), or the stream", content(
+            (crate::services::live::LotLive = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = "4XX", description = "Bad input, not found, or too many lots watched by open streams", body = crate::http::wire::ErrorBody),
+    ),
+)]
+pub(super) async fn lot_live(
+    State(state): State<AppState>,
+    LotPath(lot): LotPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let live = state.services.live();
+    last_event_id(&headers)?;
+    if !wants_stream(&headers) {
+        return Ok(Json(live.now_state(lot).await?).into_response());
+    }
+    stream_of(&state, &[lot], &headers).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/live",
+    summary = "Several lots' free spots and rates, live",
+    description = "As `/v1/lots/{lot_id}/live` for each lot of `lots` on one stream (each event names its lot; the event id is the highest outbox position sent).",
+    params(
+        ("lots" = String, Query, description = "comma-separated lot ids, 1 to `live.max_lots_per_stream` (default 1,000)", pattern = "^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,999}$"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "the id of the last event received, to resume a stream", minimum = 0, maximum = 9223372036854775807_i64),
+    ),
+    responses(
+        (status = 200, description = "The states now (JSON), or the stream", content(
+            (LiveLots = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = "4XX", description = "Bad input, not found, or too many lots watched by open streams", body = crate::http::wire::ErrorBody),
+    ),
+)]
+pub(super) async fn lots_live(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<LotsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let max = state.services.live_config().max_lots_per_stream;
+    let lots = parse_lots(&q.lots, max)?;
+    last_event_id(&headers)?;
+    if !wants_stream(&headers) {
+        let live = state.services.live();
+        let mut states = Vec::with_capacity(lots.len());
+        for lot in lots {
+            states.push(live.now_state(lot).await?);
+        }
+        return Ok(Json(LiveLots { lots: states }).into_response());
+    }
+    stream_of(&state, &lots, &headers).await
+}
+
+/// `1,2,3` → distinct lot ids in the order given. Each is as the document's pattern says: 1 to
+/// 18 digits, no leading zero, nothing around it.
+fn parse_lots(raw: &str, max: usize) -> Result<Vec<LotId>, Error> {
+    let mut lots = Vec::new();
+    for part in raw.split(',') {
+        let id: i64 = Some(part)
+            .filter(|p| {
+                (1..=18).contains(&p.len())
+                    && !p.starts_with('0')
+                    && p.bytes().all(|b| b.is_ascii_digit())
+            })
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| Error::Invalid(format!("lots: `{part}` is not a lot id")))?;
+        if !lots.contains(&LotId(id)) {
+            lots.push(LotId(id));
+        }
+    }
+    if lots.len() > max {
+        return Err(Error::Invalid(format!(
+            "lots: at most {max} lots per stream, got {}",
+            lots.len()
+        )));
+    }
+    Ok(lots)
+}
+
+/// Whether the client asked for an event stream (an `EventSource` always does).
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// The `Last-Event-ID` a reconnecting client sends: an outbox position (checked on every
+/// request, stream or not).
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, Error> {
+    let Some(raw) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let raw = raw.to_str().unwrap_or("").trim();
+    Some(raw)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|r| r.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Error::BadRequest("Last-Event-ID must be the id of an event this stream sent".into())
+        })
+}
+
+async fn stream_of(
+    state: &AppState,
+    lots: &[LotId],
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let last = last_event_id(headers)?;
+    let live = state.services.live();
+    live.start().await?;
+    let slot = live.open_stream(lots.len())?;
+    let mut watches = Vec::with_capacity(lots.len());
+    for lot in lots {
+        watches.push(live.watch(*lot).await?);
+    }
+    let heartbeat = Duration::from_secs(state.services.live_config().heartbeat_s.max(1));
+    let events = events(watches, last, slot);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+        .into_response())
+}
+
+/// The SSE events of `watches`: each lot's state when it is newer than `last`, then each
+/// change. The stream holds `slot` (and the watches): a client that goes away frees both.
+fn events(
+    watches: Vec<LotWatch>,
+    last: Option<i64>,
+    slot: StreamSlot,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let updates = stream::select_all(watches.into_iter().map(|w| Box::pin(updates(w, last))));
+    let mut first = true;
+    updates.map(move |state| {
+        let _holds = &slot;
+        let mut event = Event::default()
+            .event("lot")
+            .id(state.position.to_string())
+            .data(serde_json::to_string(&*state).unwrap_or_default());
+        if std::mem::take(&mut first) {
+            // How long a browser waits before reconnecting after a dropped connection.
+            event = event.retry(Duration::from_secs(2));
+        }
+        Ok(event)
+    })
+}
+
+/// One lot's states newer than `last`, as they come.
+fn updates(watch: LotWatch, last: Option<i64>) -> impl Stream<Item = Arc<LotLive>> {
+    stream::unfold((watch, last, true), |(mut watch, last, first)| async move {
+        let mut first = first;
+        loop {
+            if !first {
+                // The hub dropped the lot (nobody else watched it and ...): end.
+                watch.changed().await.ok()?;
+            }
+            first = false;
+            let state = watch.borrow_and_update().clone();
+            if let Some(state) = state
+                && last.is_none_or(|l| state.position > l)
+            {
+                let position = state.position;
+                return Some((state, (watch, Some(position), false)));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lots_are_ids_distinct_and_bounded() {
+        assert_eq!(parse_lots("3,1,3", 50).unwrap(), vec![LotId(3), LotId(1)]);
+        for bad in [
+            "",
+            "a",
+            "1,,2",
+            "0",
+            "01",
+            "-1",
+            "+1",
+            " 1",
+            "1.5",
+            "1000000000000000000",
+        ] {
+            assert!(parse_lots(bad, 50).is_err(), "{bad}");
+        }
+        assert!(parse_lots("1,2,3", 2).is_err());
+    }
+}
