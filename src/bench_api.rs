@@ -45,7 +45,7 @@ pub struct ApiBench {
 
 /// Server-side latencies in microseconds, per route.
 #[derive(Default)]
-struct ServerTimes(Mutex<BTreeMap<String, Vec<u32>>>);
+pub(crate) struct ServerTimes(Mutex<BTreeMap<String, Vec<u32>>>);
 
 async fn time_requests(times: Arc<ServerTimes>, req: Request, next: Next) -> Response {
     let route = req.uri().path().to_owned();
@@ -70,7 +70,7 @@ async fn time_requests(times: Arc<ServerTimes>, req: Request, next: Next) -> Res
 }
 
 /// The p-th percentile (0..=100) of `v` (sorted in place).
-fn percentile(v: &mut [u32], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [u32], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -80,12 +80,12 @@ fn percentile(v: &mut [u32], p: f64) -> f64 {
 }
 
 /// A keep-alive HTTP/1.1 connection: one request at a time, `Content-Length` bodies.
-struct Connection {
+pub(crate) struct Connection {
     reader: BufReader<TcpStream>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -94,7 +94,7 @@ impl Connection {
     }
 
     /// Send a request and read the whole response: (status, body).
-    async fn send(&mut self, request: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    pub(crate) async fn send(&mut self, request: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
         self.reader.get_mut().write_all(request).await?;
         let mut line = String::new();
         self.reader.read_line(&mut line).await?;
@@ -148,7 +148,7 @@ fn random_window(rng: &mut ChaCha8Rng, now: DateTime<Utc>) -> (DateTime<Utc>, Da
     (start, start + Span::minutes(15 * rng.random_range(4..=16)))
 }
 
-async fn create_lot(state: &AppState, name: &str, spots: u32) -> anyhow::Result<LotId> {
+pub(crate) async fn create_lot(state: &AppState, name: &str, spots: u32) -> anyhow::Result<LotId> {
     let ev = spots / 10;
     let moto = spots / 20;
     let lot = state
@@ -343,7 +343,7 @@ async fn open_state(database_url: &str, writers: u32) -> anyhow::Result<AppState
 }
 
 /// The router on a loopback port, with the server-time middleware around it.
-async fn serve(
+pub(crate) async fn serve(
     state: &AppState,
 ) -> anyhow::Result<(
     SocketAddr,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_live;
 pub mod bench_occupancy;
 pub mod bench_reference;
 pub mod config;

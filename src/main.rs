@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use parkflow::demo::{self, DemoOptions};
 use parkflow::forecasting::Source;
-use parkflow::{Config, bench, bench_api, bench_occupancy, serve, steps};
+use parkflow::{Config, bench, bench_api, bench_live, bench_occupancy, serve, steps};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -225,6 +225,19 @@ enum BenchWhat {
         reserve_requests: usize,
         #[arg(long, default_value_t = 32)]
         reserve_connections: usize,
+    },
+    /// Live availability streams: many open streams, gate entries, the time until every
+    /// watcher of the lot has the update.
+    Live {
+        /// Store to test; default: a fresh SQLite file.
+        #[arg(long, default_value = "")]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 10)]
+        lots: usize,
+        #[arg(long, default_value_t = 200)]
+        entries: usize,
     },
     /// The occupancy job on a generated year-scale lake, next to DuckDB on the same files
     /// (`scripts/bench-occupancy` installs DuckDB and runs this).
@@ -564,6 +577,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 reserve_connections,
             };
             println!("{}", bench_api::api(opts).await?);
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Live {
+                    database_url,
+                    streams,
+                    lots,
+                    entries,
+                },
+        } => {
+            anyhow::ensure!(
+                streams > 0 && (1..=1_000).contains(&lots) && (1..=200 * lots).contains(&entries),
+                "--streams must be positive, --lots 1 to 1000, --entries 1 to 200 per lot"
+            );
+            let opts = bench_live::LiveBench {
+                database_url,
+                streams,
+                lots,
+                entries,
+            };
+            println!("{}", bench_live::live(opts).await?);
         }
         Command::Bench {
             what:
