@@ -39,7 +39,7 @@ pub(super) struct LotsQuery {
     description = "With `Accept: text/event-stream`: Server-Sent Events, one `lot` event (JSON data, the event id its outbox position) now and one each time what a driver sees changes (entries, exits, bookings, cancellations, rate publications — of any API process on the database); a comment line every `live.heartbeat_s` seconds. Reconnecting with `Last-Event-ID` sends the lot again only if it changed after that position. Otherwise: the state now as JSON.",
     params(
         ("lot_id" = i64, Path, description = "lot id", minimum = 1),
-        ("Last-Event-ID" = Option<i64>, Header, description = "the id of the last event received, to resume a stream", minimum = 0, maximum = 9223372036854775807_i64),
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received (an outbox position), to resume a stream", pattern = "^[0-9]{1,18}$"),
     ),
     responses(
         (status = 200, description = "The state now (JSON), or the stream", content(
@@ -69,7 +69,7 @@ pub(super) async fn lot_live(
     description = "As `/v1/lots/{lot_id}/live` for each lot of `lots` on one stream (each event names its lot; the event id is the highest outbox position sent).",
     params(
         ("lots" = String, Query, description = "comma-separated lot ids, 1 to `live.max_lots_per_stream` (default 1,000)", pattern = "^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,999}$"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "the id of the last event received, to resume a stream", minimum = 0, maximum = 9223372036854775807_i64),
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received (an outbox position), to resume a stream", pattern = "^[0-9]{1,18}$"),
     ),
     responses(
         (status = 200, description = "The states now (JSON), or the stream", content(
@@ -133,15 +133,15 @@ fn wants_stream(headers: &HeaderMap) -> bool {
         .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
 }
 
-/// The `Last-Event-ID` a reconnecting client sends: an outbox position (checked on every
-/// request, stream or not).
+/// The `Last-Event-ID` a reconnecting client sends: an outbox position, 1 to 18 digits as the
+/// document says (checked on every request, stream or not).
 fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, Error> {
     let Some(raw) = headers.get("last-event-id") else {
         return Ok(None);
     };
     let raw = raw.to_str().unwrap_or("").trim();
     Some(raw)
-        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|r| (1..=18).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|r| r.parse::<i64>().ok())
         .map(Some)
         .ok_or_else(|| {

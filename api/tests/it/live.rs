@@ -294,7 +294,7 @@ pub async fn live_input_is_checked_and_streams_are_bounded(app: TestApp) {
         )
         .await;
     assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    for bad in ["abc", "-1", "1.5", "", "99999999999999999999"] {
+    for bad in ["abc", "-1", "1.5", "", "null", "1000000000000000000"] {
         let r = stream_reply(&app.state, &format!("/v1/lots/{a}/live"), Some(bad)).await;
         assert_envelope(&r, StatusCode::BAD_REQUEST, "bad_request");
         let r = app

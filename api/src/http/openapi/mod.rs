@@ -34,6 +34,7 @@ pub fn spec() -> &'static Value {
         let mut doc =
             serde_json::to_value(crate::http::ApiDoc::openapi()).expect("the document serializes");
         combinations(&mut doc["components"]["schemas"]);
+        optional_headers_are_not_null(&mut doc["paths"]);
         doc
     })
 }
@@ -47,6 +48,29 @@ fn combinations(schemas: &mut Value) {
     schemas["ReservationChange"]["minProperties"] = 1.into();
     schemas["ReservationChange"]["not"] =
         serde_json::json!({ "required": ["vehicleType", "vehicleId"] });
+}
+
+/// An optional header is absent or has a value: utoipa types an `Option` header as
+/// `[type, "null"]`, which a client would read as leave to send the text `null`.
+fn optional_headers_are_not_null(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in operation.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for p in params.iter_mut().filter(|p| p["in"] == "header") {
+                if let Some(types) = p["schema"]["type"].as_array() {
+                    let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                    if let [one] = kept.as_slice() {
+                        p["schema"]["type"] = one.clone();
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
