@@ -3,6 +3,7 @@
 
 mod demo;
 mod forecast;
+mod gate;
 mod ingest;
 mod kafka;
 mod layers;

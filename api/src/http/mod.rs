@@ -13,6 +13,7 @@ mod inquiries;
 mod live;
 mod lots;
 pub mod openapi;
+mod pages;
 mod payments;
 pub mod portal;
 mod reservations;
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/gates/{lot_id}/entries", post(gates::entry))
         .route("/v1/gates/{lot_id}/exits", post(gates::exit))
         .merge(portal::router(state.clone()))
+        .merge(pages::routes())
         .fallback(|| async { ApiError::from(Error::NotFound("route".into())) })
         .layer(middleware::map_response(envelope_framework_rejections))
         .layer(middleware::from_fn_with_state(

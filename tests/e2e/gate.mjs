@@ -1,0 +1,56 @@
+// The gate page in headless Chromium at a phone's size, as an attendant's handheld with a
+// keyboard-wedge scanner uses it: sign the gate in, scan a pass (typed into the focused input
+// and Enter, which is what a wedge scanner does), read the verdict. Prints what it saw as JSON.
+import { env, expect, inChromium } from './browser.mjs';
+
+const base = env('GATE_URL');
+const lot = env('LOT');
+const pass = env('PASS');
+const token = env('GATE_TOKEN');
+const shots = process.env.SCREENSHOT_DIR;
+
+async function signIn(page, way, tok) {
+  await page.fill('#lot', lot);
+  await page.selectOption('#way', way);
+  await page.fill('#token', tok);
+  await page.click('#setup button[type=submit]');
+  await page.waitForSelector('#scanner:not([hidden])');
+}
+
+async function scan(page, text) {
+  const before = await page.textContent('#verdict');
+  await page.fill('#pass', text);
+  await page.press('#pass', 'Enter');
+  await page.waitForFunction((b) => document.querySelector('#verdict').textContent !== b, before);
+  return {
+    verdict: await page.getAttribute('#verdict', 'class'),
+    word: (await page.textContent('#verdict .word')).trim(),
+    why: (await page.textContent('#verdict .why')).trim(),
+    focused: await page.evaluate(() => document.activeElement && document.activeElement.id),
+  };
+}
+
+await inChromium('gate', async (page) => {
+  const out = {};
+  await page.goto(`${base}/gate`);
+  await signIn(page, 'entries', token);
+  out.where = await page.textContent('#where');
+  out.entry = await scan(page, pass);
+  if (shots) await page.screenshot({ path: `${shots}/gate-open.png`, fullPage: true });
+  out.again = await scan(page, pass);
+  if (shots) await page.screenshot({ path: `${shots}/gate-refused.png`, fullPage: true });
+  out.garbage = await scan(page, 'not-a-pass');
+
+  await page.click('#change');
+  await signIn(page, 'exits', token);
+  out.exit = await scan(page, pass);
+  if (shots) await page.screenshot({ path: `${shots}/gate-exit.png`, fullPage: true });
+
+  await page.click('#change');
+  await signIn(page, 'entries', 'wrong-token');
+  out.badToken = await scan(page, pass);
+  // The token is kept for this tab only, never in lasting storage.
+  out.lasting = await page.evaluate(() => JSON.stringify(window.localStorage));
+  expect(out.entry.word.length > 0, 'no verdict shown');
+  return out;
+}, { context: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true } });

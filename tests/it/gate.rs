@@ -1,0 +1,159 @@
+//! The gate page end to end in headless Chromium (`tests/e2e/gate.mjs`): a real server on
+//! loopback, a driver's booked pass scanned at the entrance and then at the exit, and the
+//! verdicts the attendant reads checked against the store.
+
+use crate::support::service;
+use chrono::{Duration, Utc};
+use parkflow::{Config, steps};
+use parkflow_api::ManualClock;
+use parkflow_api::accounts::Credentials;
+use parkflow_api::services::reservations::NewReservation;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use warehouse_schema::VehicleType;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
+    let Some(chromium) = service("PARKFLOW_TEST_CHROMIUM") else {
+        return;
+    };
+    let Some(e2e_dir) = service("PARKFLOW_TEST_E2E_DIR") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let now = Utc::now();
+    let clock = ManualClock::new(now);
+    let (state, _metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let s = &state.services;
+    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
+        lots: 1,
+        ..Default::default()
+    });
+    let lot = steps::create_lots(&state, plans).await.unwrap()[0].0;
+    let driver = state
+        .accounts
+        .register(Credentials {
+            email: "gate.driver@example.com".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+    // Booked from ten minutes from now: inside the entry window (start ± 15 min) already.
+    let booking = NewReservation::new(
+        lot,
+        now + Duration::minutes(10),
+        now + Duration::minutes(70),
+        VehicleType::Car,
+    );
+    let reservation = s
+        .reservations()
+        .reserve(driver, booking, "gate-e2e")
+        .await
+        .unwrap();
+    let pass = s
+        .reservations()
+        .gate_pass(driver, reservation.id)
+        .await
+        .unwrap()
+        .pass;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app_state = state.clone();
+    let server = tokio::spawn(async move {
+        let app =
+            parkflow_api::router(app_state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).await.unwrap();
+    });
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gate-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg("gate.mjs")
+        .current_dir(&e2e_dir)
+        .env("CHROMIUM", &chromium)
+        .env("GATE_URL", format!("http://{addr}"))
+        .env("LOT", lot.0.to_string())
+        .env("PASS", &pass)
+        .env("GATE_TOKEN", cfg.api_config().gate_token.expose())
+        .env("SCREENSHOT_DIR", &shots)
+        .kill_on_drop(true)
+        .output();
+    let run = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the browser run finished within 2 minutes")
+        .expect("node runs");
+    server.abort();
+    assert!(
+        run.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_slice(
+        run.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+
+    // The pass opened the entrance, to the spot the store gave the stay.
+    assert_eq!(seen["entry"]["verdict"], "open", "{seen}");
+    assert_eq!(seen["entry"]["word"], "OPEN");
+    let stays = s
+        .reservations()
+        .reservation_of(driver, reservation.id)
+        .await;
+    let booked = stays.unwrap();
+    let spot = booked.spot_label.clone();
+    assert_eq!(
+        seen["entry"]["why"].as_str().unwrap(),
+        format!("Go to spot {spot}"),
+        "{seen}"
+    );
+    // The scanner's input keeps the focus for the next car.
+    assert_eq!(seen["entry"]["focused"], "pass");
+
+    // Scanned again, or something that is no pass: refused, with the reason in words.
+    for refused in ["again", "garbage"] {
+        let r = &seen[refused];
+        assert_eq!(r["verdict"], "refused", "{refused}: {seen}");
+        assert_eq!(r["word"], "REFUSED");
+        let why = r["why"].as_str().unwrap();
+        assert!(
+            why.len() > 10 && !why.contains('{') && !why.contains("\"code\""),
+            "{refused}: a reason in words, not JSON: {why}"
+        );
+    }
+
+    // At the exit the same pass pays and opens; the stay is closed in the store.
+    assert_eq!(seen["exit"]["verdict"], "open", "{seen}");
+    assert!(
+        seen["exit"]["why"].as_str().unwrap().starts_with("Paid "),
+        "{seen}"
+    );
+    let done = s
+        .reservations()
+        .reservation_of(driver, reservation.id)
+        .await
+        .unwrap();
+    assert_eq!(done.status.to_string(), "completed");
+
+    // A gate with a wrong token is told so; the token never reaches lasting storage.
+    assert_eq!(seen["badToken"]["verdict"], "refused");
+    assert!(
+        seen["badToken"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("token was refused"),
+        "{seen}"
+    );
+    assert_eq!(seen["lasting"], "{}");
+    for shot in ["gate-open.png", "gate-refused.png", "gate-exit.png"] {
+        assert!(shots.join(shot).exists(), "{shot}");
+    }
+}
