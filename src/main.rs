@@ -1,10 +1,12 @@
 //! The `parkflow` command line.
 
+mod bench_cli;
+
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
 use parkflow::demo::{self, DemoOptions};
 use parkflow::forecasting::Source;
-use parkflow::{Config, bench, bench_api, bench_live, bench_occupancy, serve, steps};
+use parkflow::{Config, serve, steps};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -101,7 +103,7 @@ enum Command {
     /// Measure throughput; prints the figures recorded in BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
-        what: BenchWhat,
+        what: bench_cli::BenchWhat,
     },
 }
 
@@ -190,81 +192,6 @@ enum WarehouseCommand {
     Migrate,
     /// Rebuild fact_stay and the lot, spot and user dimensions from the events.
     Refresh,
-}
-
-#[derive(Subcommand)]
-enum BenchWhat {
-    /// Outbox → Parquet ingest throughput.
-    Ingest {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        #[arg(long, default_value_t = 50_000)]
-        batch: usize,
-        #[arg(long, default_value_t = 100)]
-        lots: i64,
-        /// Through Kafka (`kafka.brokers`) into Parquet, and ClickHouse when `clickhouse.url`
-        /// is set, next to the raw consume rate of the same topic.
-        #[arg(long)]
-        kafka: bool,
-    },
-    /// The API over HTTP on loopback: availability queries, then concurrent reservations.
-    Api {
-        /// Store to test (`postgres://…` for production figures); default: a fresh SQLite file.
-        #[arg(long, default_value = "")]
-        database_url: String,
-        #[arg(long, default_value_t = 200)]
-        spots: u32,
-        #[arg(long, default_value_t = 2_000)]
-        reservations: usize,
-        /// How long to run the availability load.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
-        #[arg(long, default_value_t = 10_000)]
-        reserve_requests: usize,
-        #[arg(long, default_value_t = 32)]
-        reserve_connections: usize,
-    },
-    /// Live availability streams: many open streams, gate entries, the time until every
-    /// watcher of the lot has the update.
-    Live {
-        /// Store to test; default: a fresh SQLite file.
-        #[arg(long, default_value = "")]
-        database_url: String,
-        #[arg(long, default_value_t = 1_000)]
-        streams: usize,
-        #[arg(long, default_value_t = 10)]
-        lots: usize,
-        #[arg(long, default_value_t = 200)]
-        entries: usize,
-    },
-    /// The occupancy job on a generated year-scale lake, next to DuckDB on the same files
-    /// (`scripts/bench-occupancy` installs DuckDB and runs this).
-    Occupancy {
-        #[arg(long, default_value_t = 100_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 1_000)]
-        lots: i64,
-        #[arg(long, default_value_t = 200)]
-        spots: i64,
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-        /// Where the lake is written (and reused by the next run with the same sizes).
-        #[arg(long, default_value = "target/bench/occupancy")]
-        dir: PathBuf,
-        /// A Python that has the `duckdb` package.
-        #[arg(long, default_value = "python3")]
-        python: String,
-    },
-    /// The occupancy job alone on a lake, as `bench occupancy` runs it: figures as JSON.
-    #[command(hide = true)]
-    OccupancyJob {
-        #[arg(long)]
-        lake: PathBuf,
-        #[arg(long)]
-        as_of: DateTime<Utc>,
-    },
 }
 
 #[tokio::main]
@@ -526,109 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Bench {
-            what:
-                BenchWhat::Ingest {
-                    events,
-                    batch,
-                    lots,
-                    kafka,
-                },
-        } => {
-            anyhow::ensure!(
-                events > 0 && batch > 0 && lots > 0,
-                "--events, --batch and --lots must be positive"
-            );
-            if kafka {
-                println!(
-                    "{}",
-                    bench::ingest_kafka(events, lots, &cfg.kafka, &cfg.clickhouse).await?
-                );
-            } else {
-                println!("{}", bench::ingest(events, batch, lots).await?);
-            }
-        }
-        Command::Bench {
-            what:
-                BenchWhat::Api {
-                    database_url,
-                    spots,
-                    reservations,
-                    seconds,
-                    connections,
-                    reserve_requests,
-                    reserve_connections,
-                },
-        } => {
-            anyhow::ensure!(
-                (20..=5_000).contains(&spots)
-                    && seconds > 0
-                    && connections > 0
-                    && reserve_connections > 0,
-                "--spots must be 20 to 5000; --seconds and the connection counts must be positive"
-            );
-            let opts = bench_api::ApiBench {
-                database_url,
-                spots,
-                reservations,
-                seconds,
-                connections,
-                reserve_requests,
-                reserve_connections,
-            };
-            println!("{}", bench_api::api(opts).await?);
-        }
-        Command::Bench {
-            what:
-                BenchWhat::Live {
-                    database_url,
-                    streams,
-                    lots,
-                    entries,
-                },
-        } => {
-            anyhow::ensure!(
-                streams > 0 && (1..=1_000).contains(&lots) && (1..=200 * lots).contains(&entries),
-                "--streams must be positive, --lots 1 to 1000, --entries 1 to 200 per lot"
-            );
-            let opts = bench_live::LiveBench {
-                database_url,
-                streams,
-                lots,
-                entries,
-            };
-            println!("{}", bench_live::live(opts).await?);
-        }
-        Command::Bench {
-            what:
-                BenchWhat::Occupancy {
-                    events,
-                    lots,
-                    spots,
-                    days,
-                    dir,
-                    python,
-                },
-        } => {
-            anyhow::ensure!(
-                events > 0 && lots > 0 && spots > 0 && days > 0,
-                "--events, --lots, --spots and --days must be positive"
-            );
-            let opts = bench_occupancy::OccupancyBench {
-                events,
-                lots,
-                spots,
-                days,
-                dir,
-                python,
-            };
-            println!("{}", bench_occupancy::occupancy(opts).await?);
-        }
-        Command::Bench {
-            what: BenchWhat::OccupancyJob { lake, as_of },
-        } => {
-            println!("{}", bench_occupancy::job(&lake, as_of).await?);
-        }
+        Command::Bench { what } => bench_cli::run(what, &cfg).await?,
     }
     Ok(())
 }
