@@ -76,6 +76,27 @@ pub(super) async fn refresh(
 
 #[utoipa::path(
     post,
+    path = "/v1/sessions/revoke",
+    summary = "Sign out: the refresh token stops working (a token already spent or unknown is no error)",
+    request_body = crate::http::accounts::RefreshBody,
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.refresh_token.is_empty() {
+        return Err(Error::Invalid("refreshToken must not be empty".into()).into());
+    }
+    state.accounts.revoke(&body.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
     path = "/v1/vehicles",
     summary = "Register a vehicle (plate, region, vehicle type)",
     request_body = crate::accounts::NewVehicle,

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts", post(accounts::register))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/refresh", post(accounts::refresh))
+        .route("/v1/sessions/revoke", post(accounts::revoke))
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs_page))
         .route(
@@ -132,6 +133,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/reservations/{reservation_id}/pass",
             get(reservations::get_pass),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/pass/qr",
+            get(reservations::get_pass_qr),
         )
         .route(
             "/v1/reservations/{reservation_id}/cancel",
@@ -299,9 +304,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         reservations::modify_reservation,
         reservations::cancel_reservation,
         reservations::get_pass,
+        reservations::get_pass_qr,
         payments::pay_reservation,
         accounts::login,
         accounts::refresh,
+        accounts::revoke,
         accounts::list_vehicles,
         accounts::add_vehicle,
         waitlist::list_waitlist,

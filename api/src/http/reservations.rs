@@ -165,6 +165,57 @@ pub(super) async fn modify_reservation(
 
 #[utoipa::path(
     get,
+    path = "/v1/reservations/{reservation_id}/pass/qr",
+    summary = "The gate pass as a QR code (SVG, black on white, with its quiet zone)",
+    description = "The same pass as `/pass`, drawn for a phone's screen: a gate's camera or scanner reads it. A reservation that can no longer open a gate has no pass (409).",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+    ),
+    responses(
+        (status = 200, description = "OK", content_type = "image/svg+xml", body = String),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
+pub(super) async fn get_pass_qr(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.driver()?;
+    let pass = state
+        .services
+        .reservations()
+        .gate_pass(user, ReservationId(id))
+        .await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "private, no-store"),
+        ],
+        qr_svg(&pass.pass)?,
+    ))
+}
+
+/// `text` as a QR code in SVG: error correction M, a quiet zone, black modules on white. A
+/// pass is a few hundred ASCII characters, and a code holds 2,331 at level M.
+fn qr_svg(text: &str) -> Result<String, Error> {
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|_| {
+            Error::conflict("pass_unavailable", "this pass cannot be drawn as a QR code")
+        })?;
+    Ok(code
+        .render::<svg::Color>()
+        .min_dimensions(320, 320)
+        .quiet_zone(true)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build())
+}
+
+#[utoipa::path(
+    get,
     path = "/v1/reservations/{reservation_id}/pass",
     summary = "The signed gate pass (QR/NFC) and its entry window",
     params(

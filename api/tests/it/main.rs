@@ -28,6 +28,7 @@ macro_rules! on_both_stores {
 }
 
 mod accounts;
+mod app;
 mod basics;
 mod defects;
 mod delivery;
@@ -42,6 +43,7 @@ use accounts::{
     drivers_reserve_over_http_and_see_only_their_own,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
 };
+use app::the_app_is_served_and_drivers_sign_out_and_show_passes;
 use basics::{
     a_change_writes_its_event_audit_and_message_together_or_not_at_all,
     a_proposed_notification_is_stored_once_per_key, bad_input_gets_the_envelope_never_a_500,
@@ -151,6 +153,7 @@ on_both_stores!(
     live_streams_push_each_change_and_resume,
     several_processes_agree_on_live_state,
     live_input_is_checked_and_streams_are_bounded,
+    the_app_is_served_and_drivers_sign_out_and_show_passes,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

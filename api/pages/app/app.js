@@ -1,0 +1,391 @@
+// parkflow for drivers: find a lot with free spots (live), reserve a window, pay, and open the
+// gate with the pass's QR code — which stays on the phone for when the garage has no signal.
+// Plain browser JavaScript over the JSON API (no build step). Text from the API or a user is
+// only ever set as text, never as HTML; the page's policy allows no inline script.
+'use strict';
+
+const REFRESH_KEY = 'parkflow.refresh';
+const PASS_KEY = (id) => `parkflow.pass.${id}`;
+let access = null; // the access token lives in memory only
+
+// ---------------------------------------------------------------------------------------------
+// Talking to the API
+
+class Failure extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// What went wrong, in words a driver understands (the API's message when it has one).
+function words(e) {
+  if (e instanceof Failure) {
+    if (e.code === 'network') return 'No connection to parkflow. Check your signal and try again.';
+    if (e.status === 401) return 'Please sign in again.';
+    if (e.status === 429) return 'Too many attempts. Wait a moment, then try again.';
+    if (e.message) return e.message.charAt(0).toUpperCase() + e.message.slice(1) + (/[.!?]$/.test(e.message) ? '' : '.');
+    return `Something went wrong (${e.status}). Please try again.`;
+  }
+  return 'Something went wrong. Please try again.';
+}
+
+async function call(method, path, body, { key, auth = true, retried = false, raw = false } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (auth && access) headers.authorization = `Bearer ${access}`;
+  if (key) headers['idempotency-key'] = key;
+  let r;
+  try {
+    r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new Failure(0, 'network', '');
+  }
+  if (r.status === 401 && auth && !retried && (await refresh())) {
+    return call(method, path, body, { key, auth, retried: true, raw });
+  }
+  if (!r.ok) {
+    let err = {};
+    try { err = (await r.json()).error || {}; } catch (e) { /* not JSON */ }
+    throw new Failure(r.status, err.code || 'http', err.message || '');
+  }
+  if (raw) return r.text();
+  return r.status === 204 ? null : r.json();
+}
+
+function keep(tokens) {
+  access = tokens.accessToken;
+  localStorage.setItem(REFRESH_KEY, tokens.refreshToken);
+}
+
+// Spend the refresh token for new tokens (each refresh token works once).
+async function refresh() {
+  const token = localStorage.getItem(REFRESH_KEY);
+  if (!token) return false;
+  try {
+    keep(await call('POST', '/v1/sessions/refresh', { refreshToken: token }, { auth: false }));
+    return true;
+  } catch (e) {
+    if (e instanceof Failure && e.code !== 'network') forget();
+    return false;
+  }
+}
+
+function forget() {
+  access = null;
+  localStorage.removeItem(REFRESH_KEY);
+}
+
+const signedIn = () => !!access;
+
+// ---------------------------------------------------------------------------------------------
+// Building the page
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'text') el.textContent = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+function show(title, ...content) {
+  const view = document.getElementById('view');
+  view.replaceChildren(h('h1', { text: title }), ...content);
+  document.title = `${title} · parkflow`;
+  view.focus();
+  for (const a of document.querySelectorAll('#nav a')) {
+    a.toggleAttribute('aria-current', location.hash.startsWith(a.getAttribute('href')));
+    if (a.hasAttribute('aria-current')) a.setAttribute('aria-current', 'page');
+  }
+}
+
+function toast(message, ok = false) {
+  const t = document.getElementById('toast');
+  t.textContent = message;
+  t.className = ok ? 'ok' : '';
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 6000);
+}
+
+const money = (cents, currency) => {
+  try { return new Intl.NumberFormat(undefined, { style: 'currency', currency }).format(cents / 100); }
+  catch (e) { return `${(cents / 100).toFixed(2)} ${currency}`; }
+};
+const when = (t) => new Date(t).toLocaleString(undefined, { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+const field = (label, input) => [h('label', { for: input.id, text: label }), input];
+
+async function guarded(button, work) {
+  button.disabled = true;
+  try { await work(); } catch (e) { toast(words(e)); } finally { button.disabled = false; }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Screens
+
+function signInScreen(mode = 'signin') {
+  const email = h('input', { id: 'email', type: 'email', autocomplete: 'email', required: true });
+  const password = h('input', {
+    id: 'password', type: 'password', required: true, minlength: 8,
+    autocomplete: mode === 'signin' ? 'current-password' : 'new-password',
+  });
+  const submit = h('button', { type: 'submit', text: mode === 'signin' ? 'Sign in' : 'Create account' });
+  const form = h('form', {
+    class: 'card',
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      guarded(submit, async () => {
+        const creds = { email: email.value.trim(), password: password.value };
+        if (mode === 'register') await call('POST', '/v1/accounts', creds, { auth: false });
+        keep(await call('POST', '/v1/sessions', creds, { auth: false }));
+        location.hash = '#/lots';
+        route();
+      });
+    },
+  }, field('E-mail', email), field('Password', password), submit);
+  const other = mode === 'signin'
+    ? h('p', {}, 'New here? ', h('a', { href: '#/register', text: 'Create an account' }))
+    : h('p', {}, 'Have an account? ', h('a', { href: '#/signin', text: 'Sign in' }));
+  show(mode === 'signin' ? 'Sign in' : 'Create your account', form, other);
+}
+
+let live = null; // the open stream of the lots on screen
+function closeLive() { if (live) { live.close(); live = null; } }
+
+function position() {
+  return new Promise((resolve) => {
+    if (!navigator.geolocation) return resolve(null);
+    navigator.geolocation.getCurrentPosition(
+      (p) => resolve(`${p.coords.latitude.toFixed(6)},${p.coords.longitude.toFixed(6)}`),
+      () => resolve(null),
+      { timeout: 5000, maximumAge: 60000 },
+    );
+  });
+}
+
+async function lotsScreen() {
+  show('Lots near you', h('p', { class: 'muted', text: 'Finding lots…' }));
+  const near = await position();
+  const { lots } = await call('GET', near ? `/v1/lots?near=${near}` : '/v1/lots');
+  const cards = lots.map((l) => h('li', { class: 'card', 'data-lot': l.id },
+    h('div', { class: 'row' },
+      h('h2', { text: l.name }),
+      h('span', { class: 'free', 'aria-live': 'polite', text: `${l.freeSpots} free` })),
+    h('p', { class: 'muted' },
+      `${money(l.currentCentsPerHour, l.currency)} an hour now`,
+      l.distanceM !== undefined ? ` · ${(l.distanceM / 1000).toFixed(1)} km away` : ''),
+    h('a', { href: `#/lot/${l.id}`, text: `Reserve at ${l.name}` })));
+  show('Lots near you',
+    h('p', { class: 'muted', text: near ? 'Nearest first. Free spots update live.' : 'Free spots update live.' }),
+    h('ul', { class: 'plain', id: 'lots' }, cards));
+  closeLive();
+  if (lots.length && window.EventSource) {
+    live = new EventSource(`/v1/live?lots=${lots.map((l) => l.id).join(',')}`);
+    live.addEventListener('lot', (ev) => {
+      const s = JSON.parse(ev.data);
+      const free = document.querySelector(`li[data-lot="${s.lotId}"] .free`);
+      if (!free) return;
+      const n = s.freeFor ? s.freeFor.car : s.freeSpots;
+      free.textContent = `${n} free`;
+      free.classList.toggle('none', n === 0);
+    });
+  }
+}
+
+function nextQuarter(minutesAhead) {
+  const d = new Date(Date.now() + minutesAhead * 60000);
+  d.setMinutes(Math.ceil(d.getMinutes() / 15) * 15, 0, 0);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+async function lotScreen(id) {
+  const lot = await call('GET', `/v1/lots/${id}`);
+  const start = h('input', { id: 'start', type: 'datetime-local', value: nextQuarter(45), required: true });
+  const hours = h('select', { id: 'hours' }, [1, 2, 3, 4, 6, 8].map((n) => h('option', { value: n, text: `${n} h` })));
+  hours.value = '2';
+  const vehicle = h('select', { id: 'vehicle' },
+    ['car', 'ev', 'motorcycle', 'van'].map((v) => h('option', { value: v, text: { car: 'Car', ev: 'Electric car', motorcycle: 'Motorcycle', van: 'Van' }[v] })));
+  const reserve = h('button', { type: 'submit', text: 'Reserve' });
+  const result = h('div', { id: 'result' });
+  const form = h('form', {
+    class: 'card',
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      guarded(reserve, async () => {
+        const startAt = new Date(start.value);
+        const endAt = new Date(startAt.getTime() + Number(hours.value) * 3600000);
+        const body = { lotId: Number(id), startAt: startAt.toISOString(), endAt: endAt.toISOString(), vehicleType: vehicle.value };
+        try {
+          const r = await call('POST', '/v1/reservations', body, { key: crypto.randomUUID() });
+          result.replaceChildren(payCard(r));
+        } catch (e) {
+          if (e.code !== 'no_spot_available') throw e;
+          result.replaceChildren(waitlistCard(body, words(e)));
+        }
+      });
+    },
+  }, field('From', start), field('For', hours), field('Vehicle', vehicle), reserve);
+  show(lot.name,
+    h('p', { class: 'muted' }, `${lot.freeSpots} of ${lot.capacity} spots free now · ${money(lot.currentCentsPerHour, lot.currency)} an hour now`),
+    form, result);
+}
+
+function waitlistCard(body, why) {
+  const join = h('button', { type: 'button', class: 'secondary', text: 'Join the waitlist' });
+  join.addEventListener('click', () => guarded(join, async () => {
+    await call('POST', '/v1/waitlist', { lotId: body.lotId, startAt: body.startAt, endAt: body.endAt, vehicleType: body.vehicleType, autoBook: true });
+    toast('You are on the waitlist: we book the first spot that frees up and tell you.', true);
+  }));
+  return h('div', { class: 'card' }, h('p', { text: why }), join);
+}
+
+function payCard(r) {
+  const method = h('select', { id: 'method' },
+    h('option', { value: 'card', text: 'Card ending 4242' }),
+    h('option', { value: 'wallet', text: 'Wallet' }),
+    h('option', { value: 'balance', text: 'Prepaid balance' }));
+  const pay = h('button', { type: 'button', text: `Pay ${money(r.quoteCents, r.currency)}` });
+  const key = crypto.randomUUID();
+  pay.addEventListener('click', () => guarded(pay, async () => {
+    const m = method.value === 'card' ? { method: 'card', token: 'tok_ok', last4: '4242' }
+      : method.value === 'wallet' ? { method: 'wallet', token: 'wal_ok' } : { method: 'balance' };
+    await call('POST', `/v1/reservations/${r.id}/payments`, m, { key });
+    toast('Paid. Your pass is ready.', true);
+    location.hash = `#/pass/${r.id}`;
+  }));
+  return h('div', { class: 'card', id: 'quote' },
+    h('h2', { text: `Spot ${r.spotLabel} is yours` }),
+    h('p', {}, `${when(r.startAt)} – ${when(r.endAt)}`),
+    h('p', { class: 'quote' }, 'Price: ', h('strong', { text: money(r.quoteCents, r.currency) }), ' at the rates in force for those hours'),
+    field('Pay with', method), pay);
+}
+
+async function passScreen(id) {
+  let kept = JSON.parse(localStorage.getItem(PASS_KEY(id)) || 'null');
+  try {
+    const pass = await call('GET', `/v1/reservations/${id}/pass`);
+    const svg = await call('GET', `/v1/reservations/${id}/pass/qr`, undefined, { raw: true });
+    kept = { svg, entryFrom: pass.entryFrom, entryUntil: pass.entryUntil, pass: pass.pass };
+    localStorage.setItem(PASS_KEY(id), JSON.stringify(kept));
+  } catch (e) {
+    if (!kept) throw e;
+    if (e.code !== 'network') { localStorage.removeItem(PASS_KEY(id)); throw e; }
+  }
+  const url = URL.createObjectURL(new Blob([kept.svg], { type: 'image/svg+xml' }));
+  show('Your pass',
+    h('div', { class: 'card pass' },
+      h('img', { id: 'qr', src: url, alt: 'QR code of your gate pass: hold it to the scanner at the entrance', width: 320, height: 320 }),
+      h('p', { class: 'window' }, `Enter between ${when(kept.entryFrom)} and ${when(kept.entryUntil)}`),
+      h('p', { class: 'muted', text: 'Turn your screen brightness up. The pass works without a signal once opened here.' })));
+}
+
+async function reservationsScreen() {
+  const page = await call('GET', '/v1/reservations?perPage=50');
+  const items = page.items.map((r) => {
+    const actions = [];
+    if (r.status === 'active') {
+      actions.push(h('a', { href: `#/pass/${r.id}`, text: 'Show pass' }));
+      const cancel = h('button', { type: 'button', class: 'danger', text: 'Cancel booking' });
+      cancel.addEventListener('click', () => guarded(cancel, async () => {
+        if (!confirm('Cancel this booking? The refund follows the cancellation policy.')) return;
+        await call('POST', `/v1/reservations/${r.id}/cancel`);
+        localStorage.removeItem(PASS_KEY(r.id));
+        toast('Cancelled. Any refund is on its way; your inbox says how much.', true);
+        reservationsScreen();
+      }));
+      actions.push(cancel);
+    }
+    return h('li', { class: 'card', 'data-reservation': r.id },
+      h('h2', { text: `Spot ${r.spotLabel} · lot ${r.lotId}` }),
+      h('p', {}, `${when(r.startAt)} – ${when(r.endAt)}`),
+      h('p', { class: 'muted' }, `${r.status.replace('_', ' ')} · ${money(r.quoteCents, r.currency)}`),
+      actions);
+  });
+  show('Your bookings', items.length ? h('ul', { class: 'plain' }, items) : h('p', { text: 'No bookings yet.' }));
+}
+
+let inboxTimer = null;
+async function inboxScreen() {
+  const render = async () => {
+    const { items } = await call('GET', '/v1/notifications?limit=50');
+    const list = items.map((n) => h('li', { class: 'card' },
+      h('h2', { text: n.title || n.kind }),
+      h('p', { text: n.body }),
+      h('p', { class: 'muted', text: when(n.createdAt) })));
+    show('Inbox', list.length ? h('ul', { class: 'plain' }, list) : h('p', { text: 'No messages yet.' }));
+  };
+  await render();
+  clearInterval(inboxTimer);
+  inboxTimer = setInterval(() => { if (location.hash === '#/inbox') render().catch(() => {}); }, 15000);
+}
+
+function meScreen() {
+  const exportData = h('button', { type: 'button', class: 'secondary', text: 'Download my data' });
+  exportData.addEventListener('click', () => guarded(exportData, async () => {
+    const data = await call('GET', '/v1/me/export');
+    const a = h('a', { href: URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' })), download: 'parkflow-my-data.json' });
+    a.click();
+  }));
+  const out = h('button', { type: 'button', class: 'secondary', text: 'Sign out' });
+  out.addEventListener('click', () => guarded(out, async () => {
+    const token = localStorage.getItem(REFRESH_KEY);
+    if (token) await call('POST', '/v1/sessions/revoke', { refreshToken: token }, { auth: false }).catch(() => {});
+    forget();
+    location.hash = '#/signin';
+  }));
+  const erase = h('button', { type: 'button', class: 'danger', text: 'Delete my account' });
+  erase.addEventListener('click', () => guarded(erase, async () => {
+    if (!confirm('Delete your account? Upcoming bookings are cancelled and your balance paid back.')) return;
+    await call('DELETE', '/v1/me');
+    forget();
+    localStorage.clear();
+    toast('Your account is deleted.', true);
+    location.hash = '#/signin';
+  }));
+  show('Me', h('div', { class: 'card' }, exportData, out, erase));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+async function route() {
+  const hash = location.hash || '#/lots';
+  const [, screen, id] = hash.split('/');
+  // Opened without a signal, the session could not be renewed then: try again now.
+  if (!signedIn() && localStorage.getItem(REFRESH_KEY)) await refresh();
+  document.getElementById('nav').hidden = !signedIn();
+  if (screen !== 'lots') closeLive();
+  if (!signedIn() && !['signin', 'register'].includes(screen)) {
+    // The pass kept on the phone opens without a session (and without a signal).
+    if (screen === 'pass' && localStorage.getItem(PASS_KEY(id))) return passScreen(id).catch((e) => toast(words(e)));
+    return signInScreen();
+  }
+  try {
+    switch (screen) {
+      case 'signin': return signInScreen('signin');
+      case 'register': return signInScreen('register');
+      case 'lot': return await lotScreen(id);
+      case 'pass': return await passScreen(id);
+      case 'reservations': return await reservationsScreen();
+      case 'inbox': return await inboxScreen();
+      case 'me': return meScreen();
+      default: return await lotsScreen();
+    }
+  } catch (e) {
+    show('Something went wrong', h('p', { text: words(e) }), h('a', { href: '#/lots', text: 'Back to the lots' }));
+  }
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('DOMContentLoaded', async () => {
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
+  await refresh();
+  route();
+});

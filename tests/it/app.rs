@@ -1,0 +1,166 @@
+//! The drivers' app end to end in headless Chromium (`tests/e2e/driver.mjs`): a new driver
+//! signs up, finds the lot nearest to the phone, reserves, pays and opens the pass; the QR code
+//! read back from a screenshot opens the gate page; a second driver's app sees the lot's free
+//! count drop, pushed live; axe-core finds no serious or critical violation on any screen.
+
+use crate::support::service;
+use parkflow::{Config, steps};
+use parkflow_api::SystemClock;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const DRIVER: &str = "new.driver@example.com";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() {
+    let Some(chromium) = service("PARKFLOW_TEST_CHROMIUM") else {
+        return;
+    };
+    let Some(e2e_dir) = service("PARKFLOW_TEST_E2E_DIR") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    // The browser books at the real time: the server's clock is the system's.
+    let (state, _metrics) = steps::open_api(&cfg, Arc::new(SystemClock)).await.unwrap();
+    let s = &state.services;
+    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
+        lots: 3,
+        ..Default::default()
+    });
+    let lots = steps::create_lots(&state, plans).await.unwrap();
+    let (lot, _) = lots[1];
+    let here = s.lots().lot(lot).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app_state = state.clone();
+    let server = tokio::spawn(async move {
+        let app =
+            parkflow_api::router(app_state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).await.unwrap();
+    });
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("app-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg("driver.mjs")
+        .current_dir(&e2e_dir)
+        .env("CHROMIUM", &chromium)
+        .env("APP_URL", format!("http://{addr}"))
+        .env("LOT", lot.0.to_string())
+        .env("LATITUDE", here.latitude.to_string())
+        .env("LONGITUDE", here.longitude.to_string())
+        .env("DRIVER_EMAIL", DRIVER)
+        .env("WATCHER_EMAIL", "watcher@example.com")
+        .env("GATE_TOKEN", cfg.api_config().gate_token.expose())
+        .env("SCREENSHOT_DIR", &shots)
+        .kill_on_drop(true)
+        .output();
+    let run = tokio::time::timeout(std::time::Duration::from_secs(180), run)
+        .await
+        .expect("the browser run finished within 3 minutes")
+        .expect("node runs");
+    server.abort();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.lines().rfind(|l| !l.is_empty()).unwrap()).unwrap();
+
+    // The phone stands at the lot: it is listed first, with its distance.
+    assert_eq!(seen["firstLot"], lot.0.to_string(), "{seen}");
+    assert!(
+        seen["distance"].as_str().unwrap().contains("km away"),
+        "{seen}"
+    );
+
+    // The booking is the store's, paid, with the quote the app showed.
+    let id: String = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(DRIVER)
+        .fetch_one(s.store().pool())
+        .await
+        .expect("the driver signed up");
+    let driver = warehouse_schema::UserId(id.parse().unwrap());
+    let (mine, _) = s
+        .reservations()
+        .reservations_of(driver, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1, "{seen}");
+    let r = &mine[0];
+    assert_eq!(r.lot_id, lot);
+    assert!(seen["quote"].as_str().unwrap().contains(&format!(
+        "{}",
+        parkflow_api::domain::Money::from_cents(r.quote_cents)
+    )));
+
+    // The QR code read off the screen is the pass, and it opened the gate.
+    let pass = s.reservations().gate_pass(driver, r.id).await;
+    // (Entered: the reservation no longer has a pass to give; the gate said OPEN.)
+    assert!(pass.is_err(), "the pass was used at the gate");
+    assert!(
+        seen["decoded"].as_str().unwrap().starts_with("pf1."),
+        "{seen}"
+    );
+    assert_eq!(seen["gate"]["verdict"], "open", "{seen}");
+    assert!(
+        seen["gate"]["why"]
+            .as_str()
+            .unwrap()
+            .contains(&r.spot_label)
+    );
+    assert_eq!(
+        seen["offlineWindow"], seen["window"],
+        "the pass shows offline"
+    );
+
+    // The watcher saw the free count drop within a second, pushed.
+    let before: i64 = seen["freeBefore"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let after: i64 = seen["freeAfter"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(after, before - 1, "{seen}");
+    assert!(seen["watcherMs"].as_u64().unwrap() < 1_000, "{seen}");
+
+    // The inbox has the confirmation; the bookings list shows it checked in.
+    assert!(!seen["inbox"].as_array().unwrap().is_empty(), "{seen}");
+    assert!(
+        seen["status"].as_str().unwrap().contains("checked in"),
+        "{seen}"
+    );
+
+    // Signing out revoked the refresh token.
+    assert_eq!(seen["refreshAfterSignOut"], 401, "{seen}");
+
+    // No serious or critical accessibility violation on any screen; no script error.
+    assert_eq!(seen["violations"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["pageErrors"], serde_json::json!([]), "{seen}");
+    for shot in [
+        "app-register",
+        "app-lots",
+        "app-lot",
+        "app-quote",
+        "app-pass",
+        "app-bookings",
+        "app-inbox",
+        "app-me",
+    ] {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}");
+    }
+}
