@@ -142,6 +142,33 @@ try {
   await driver.goto(`${base}/#/reservations`);
   await driver.waitForSelector('li[data-reservation]');
   out.status = await driver.textContent('li[data-reservation] p.muted');
+
+  // A second booking two days ahead, paid, then cancelled: the app says what came back.
+  await driver.goto(`${base}/#/lot/${lot}`);
+  await driver.waitForSelector('#start');
+  await driver.fill('#start', localInput(2 * 24 * 60));
+  await driver.selectOption('#hours', '2');
+  await driver.click('form button[type=submit]');
+  await driver.waitForSelector('#quote');
+  out.secondQuote = await driver.textContent('#quote .quote strong');
+  await driver.selectOption('#method', 'wallet');
+  await driver.click('#quote button');
+  await driver.waitForSelector('#qr');
+  await driver.goto(`${base}/#/reservations`);
+  await driver.waitForSelector('li[data-reservation] button.danger');
+  // Moved an hour later first (before it starts), then cancelled.
+  const booking = driver.locator('li[data-reservation]', { has: driver.locator('button.danger') });
+  await booking.locator('summary').click();
+  await booking.locator('input[type=datetime-local]').fill(localInput(2 * 24 * 60 + 60));
+  await booking.locator('button[type=submit]').click();
+  await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('Moved'));
+  out.moved = await driver.textContent('#toast');
+  await driver.waitForSelector('li[data-reservation] button.danger');
+  driver.once('dialog', (d) => d.accept());
+  await driver.click('li[data-reservation] button.danger');
+  await driver.waitForSelector('#toast:not([hidden])');
+  out.cancelled = await driver.textContent('#toast');
+  await driver.waitForSelector('li[data-reservation]');
   out.violations.push(...(await audit(driver, 'app-bookings')));
   await driver.goto(`${base}/#/inbox`);
   await driver.waitForSelector('main li, main p');

@@ -90,8 +90,11 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         .reservations_of(driver, 1, 10)
         .await
         .unwrap();
-    assert_eq!(mine.len(), 1, "{seen}");
-    let r = &mine[0];
+    assert_eq!(mine.len(), 2, "{seen}");
+    let r = mine
+        .iter()
+        .find(|r| r.status.as_str() == "checked_in")
+        .expect("the first booking entered");
     assert_eq!(r.lot_id, lot);
     assert!(seen["quote"].as_str().unwrap().contains(&format!(
         "{}",
@@ -143,6 +146,24 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     assert!(
         seen["status"].as_str().unwrap().contains("checked in"),
         "{seen}"
+    );
+
+    // The second booking, cancelled two days ahead: the policy gave everything back, and the
+    // app said how much.
+    // (Moved an hour later before that: the payment stays what was paid.)
+    assert!(
+        mine.iter().any(|r| r.status.as_str() == "cancelled"),
+        "the second booking was cancelled"
+    );
+    assert!(
+        seen["moved"].as_str().unwrap().starts_with("Moved: spot "),
+        "{seen}"
+    );
+    let paid = seen["secondQuote"].as_str().unwrap();
+    let told = seen["cancelled"].as_str().unwrap();
+    assert!(
+        told.contains(&format!("Cancelled. {paid} is refunded")),
+        "{told} (paid {paid})"
     );
 
     // Signing out revoked the refresh token.

@@ -205,13 +205,17 @@ function nextQuarter(minutesAhead) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
+const KINDS = { car: 'Car', ev: 'Electric car', motorcycle: 'Motorcycle', van: 'Van' };
+
 async function lotScreen(id) {
-  const lot = await call('GET', `/v1/lots/${id}`);
+  const [lot, { vehicles }] = await Promise.all([call('GET', `/v1/lots/${id}`), call('GET', '/v1/vehicles')]);
   const start = h('input', { id: 'start', type: 'datetime-local', value: nextQuarter(45), required: true });
   const hours = h('select', { id: 'hours' }, [1, 2, 3, 4, 6, 8].map((n) => h('option', { value: n, text: `${n} h` })));
   hours.value = '2';
+  // The driver's saved vehicles first (the gate also knows them by plate), then any type.
   const vehicle = h('select', { id: 'vehicle' },
-    ['car', 'ev', 'motorcycle', 'van'].map((v) => h('option', { value: v, text: { car: 'Car', ev: 'Electric car', motorcycle: 'Motorcycle', van: 'Van' }[v] })));
+    vehicles.map((v) => h('option', { value: `id:${v.id}`, text: `${v.plate} (${KINDS[v.vehicleType]})` })),
+    Object.entries(KINDS).map(([v, name]) => h('option', { value: `type:${v}`, text: `A ${name.toLowerCase()}` })));
   const reserve = h('button', { type: 'submit', text: 'Reserve' });
   const result = h('div', { id: 'result' });
   const form = h('form', {
@@ -221,13 +225,16 @@ async function lotScreen(id) {
       guarded(reserve, async () => {
         const startAt = new Date(start.value);
         const endAt = new Date(startAt.getTime() + Number(hours.value) * 3600000);
-        const body = { lotId: Number(id), startAt: startAt.toISOString(), endAt: endAt.toISOString(), vehicleType: vehicle.value };
+        const [how, what] = vehicle.value.split(/:(.*)/s);
+        const body = { lotId: Number(id), startAt: startAt.toISOString(), endAt: endAt.toISOString() };
+        if (how === 'id') body.vehicleId = what; else body.vehicleType = what;
         try {
           const r = await call('POST', '/v1/reservations', body, { key: crypto.randomUUID() });
           result.replaceChildren(payCard(r));
         } catch (e) {
           if (e.code !== 'no_spot_available') throw e;
-          result.replaceChildren(waitlistCard(body, words(e)));
+          const saved = vehicles.find((v) => v.id === body.vehicleId);
+          result.replaceChildren(waitlistCard(body, words(e), saved ? saved.vehicleType : body.vehicleType));
         }
       });
     },
@@ -237,10 +244,10 @@ async function lotScreen(id) {
     form, result);
 }
 
-function waitlistCard(body, why) {
+function waitlistCard(body, why, vehicleType) {
   const join = h('button', { type: 'button', class: 'secondary', text: 'Join the waitlist' });
   join.addEventListener('click', () => guarded(join, async () => {
-    await call('POST', '/v1/waitlist', { lotId: body.lotId, startAt: body.startAt, endAt: body.endAt, vehicleType: body.vehicleType, autoBook: true });
+    await call('POST', '/v1/waitlist', { lotId: body.lotId, startAt: body.startAt, endAt: body.endAt, vehicleType, autoBook: true });
     toast('You are on the waitlist: we book the first spot that frees up and tell you.', true);
   }));
   return h('div', { class: 'card' }, h('p', { text: why }), join);
@@ -294,13 +301,15 @@ async function reservationsScreen() {
       actions.push(h('a', { href: `#/pass/${r.id}`, text: 'Show pass' }));
       const cancel = h('button', { type: 'button', class: 'danger', text: 'Cancel booking' });
       cancel.addEventListener('click', () => guarded(cancel, async () => {
-        if (!confirm('Cancel this booking? The refund follows the cancellation policy.')) return;
-        await call('POST', `/v1/reservations/${r.id}/cancel`);
+        if (!window.confirm('Cancel this booking? The refund follows the cancellation policy.')) return;
+        const c = await call('POST', `/v1/reservations/${r.id}/cancel`);
         localStorage.removeItem(PASS_KEY(r.id));
-        toast('Cancelled. Any refund is on its way; your inbox says how much.', true);
+        toast(c.refundedCents > 0
+          ? `Cancelled. ${money(c.refundedCents, c.currency)} is refunded to how you paid.`
+          : 'Cancelled. No refund under the cancellation policy.', true);
         reservationsScreen();
       }));
-      actions.push(cancel);
+      actions.push(changeForm(r), cancel);
     }
     return h('li', { class: 'card', 'data-reservation': r.id },
       h('h2', { text: `Spot ${r.spotLabel} · lot ${r.lotId}` }),
@@ -309,6 +318,32 @@ async function reservationsScreen() {
       actions);
   });
   show('Your bookings', items.length ? h('ul', { class: 'plain' }, items) : h('p', { text: 'No bookings yet.' }));
+}
+
+// Move a booking to another window before it starts (the same spot if it is free then, else
+// another of the lot; never a double booking).
+function changeForm(r) {
+  const n = r.id.slice(0, 8);
+  const start = h('input', { id: `start-${n}`, type: 'datetime-local', required: true });
+  const d = new Date(r.startAt);
+  const p2 = (x) => String(x).padStart(2, '0');
+  start.value = `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}T${p2(d.getHours())}:${p2(d.getMinutes())}`;
+  const hours = h('select', { id: `hours-${n}` }, [1, 2, 3, 4, 6, 8].map((x) => h('option', { value: x, text: `${x} h` })));
+  hours.value = String(Math.max(1, Math.round((new Date(r.endAt) - d) / 3600000)));
+  const save = h('button', { type: 'submit', class: 'secondary', text: 'Change time' });
+  return h('details', {}, h('summary', { text: 'Change time' }), h('form', {
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      guarded(save, async () => {
+        const startAt = new Date(start.value);
+        const endAt = new Date(startAt.getTime() + Number(hours.value) * 3600000);
+        const moved = await call('PATCH', `/v1/reservations/${r.id}`, { startAt: startAt.toISOString(), endAt: endAt.toISOString() });
+        localStorage.removeItem(PASS_KEY(r.id));
+        toast(`Moved: spot ${moved.spotLabel}, ${when(moved.startAt)}, ${money(moved.quoteCents, moved.currency)}.`, true);
+        reservationsScreen();
+      });
+    },
+  }, field('New start', start), field('For', hours), save));
 }
 
 let inboxTimer = null;

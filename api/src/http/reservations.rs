@@ -342,14 +342,17 @@ pub(super) async fn cancel_reservation(
     Id(id): Id<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = caller.driver()?;
-    let r = state
+    let cancelled = state
         .services
         .reservations()
         .cancel_reservation(user, ReservationId(id))
         .await?;
+    let r = cancelled.reservation;
     Ok(Json(Cancellation {
         reservation_id: r.id,
         cancellation_id: r.cancellation_id,
         status: r.status,
+        refunded_cents: cancelled.refunded_cents,
+        currency: r.currency,
     }))
 }

@@ -126,6 +126,10 @@ pub struct Cancellation {
     pub reservation_id: ReservationId,
     pub cancellation_id: Option<Uuid>,
     pub status: ReservationStatus,
+    /// What the refund policy gave back of the payment (0: not paid, nothing under the policy
+    /// this close to the start, or the gateway refused — the cancellation stands).
+    pub refunded_cents: i64,
+    pub currency: String,
 }
 
 #[derive(Serialize, ToSchema)]

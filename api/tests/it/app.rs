@@ -121,9 +121,21 @@ pub async fn the_app_is_served_and_drivers_sign_out_and_show_passes(app: TestApp
         .call("GET", &format!("/v1/reservations/{id}/pass/qr"), None, None)
         .await;
     assert_envelope(&r, StatusCode::UNAUTHORIZED, "unauthorized");
-    // A cancelled booking has no pass to draw.
-    let cancel = driver
-        .app
+    // Paid, then cancelled two hours ahead: the default policy gives half back, and the
+    // cancellation says so. A cancelled booking has no pass to draw.
+    let quote = booked.body["quoteCents"].as_i64().unwrap();
+    let pay = json!({"method": "card", "token": "tok_ok", "last4": "4242"}).to_string();
+    let paid = app
+        .call_with(
+            "POST",
+            &format!("/v1/reservations/{id}/payments"),
+            Some(&driver.token),
+            Some(&pay),
+            Some(("idempotency-key", "qr-pay-1")),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    let cancel = app
         .call(
             "POST",
             &format!("/v1/reservations/{id}/cancel"),
@@ -132,6 +144,8 @@ pub async fn the_app_is_served_and_drivers_sign_out_and_show_passes(app: TestApp
         )
         .await;
     assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+    assert_eq!(cancel.body["refundedCents"], quote / 2, "{}", cancel.body);
+    assert_eq!(cancel.body["currency"], "EUR");
     let r = driver.get(&format!("/v1/reservations/{id}/pass/qr")).await;
     assert!(r.status.is_client_error(), "{}", r.status);
     assert!(r.body["error"]["code"].is_string());

@@ -162,7 +162,7 @@ impl Reservations<'_> {
     }
 
     /// Cancel `user`'s reservation; someone else's is reported as not found.
-    pub async fn cancel_reservation(&self, user: UserId, id: ReservationId) -> Result<Reservation> {
+    pub async fn cancel_reservation(&self, user: UserId, id: ReservationId) -> Result<Cancelled> {
         let now = self.now();
         let mut tx = self.store().begin_change(now).await?;
         let mut r = self.own_reservation(&mut tx, user, id).await?;
@@ -202,9 +202,25 @@ impl Reservations<'_> {
         r.cancellation_id = Some(cancellation);
         // Paid? Refund per the policy. The cancellation stands either way; a refund the gateway
         // refused leaves the payment `captured` on a cancelled reservation, and is logged.
-        if let Err(e) = self.payments().refund_on_cancel(id, r.start_at).await {
-            tracing::error!(reservation = %id, error = %e, "refund after cancellation failed");
-        }
-        Ok(r)
+        let refunded_cents = match self.payments().refund_on_cancel(id, r.start_at).await {
+            Ok(cents) => cents,
+            Err(e) => {
+                tracing::error!(reservation = %id, error = %e, "refund after cancellation failed");
+                0
+            }
+        };
+        Ok(Cancelled {
+            reservation: r,
+            refunded_cents,
+        })
     }
+}
+
+/// A reservation its driver cancelled, and what of its payment the refund policy gave back:
+/// 0 when it was not paid, when the policy refunds nothing this close to the start, or when
+/// the gateway refused the refund (logged; the cancellation stands).
+#[derive(Debug, Clone)]
+pub struct Cancelled {
+    pub reservation: Reservation,
+    pub refunded_cents: i64,
 }

@@ -228,6 +228,7 @@ pub async fn idempotency_key_returns_the_first_answer(app: TestApp) {
             .cancel_reservation(user, first.id)
             .await
             .unwrap()
+            .reservation
             .status
             .as_str(),
         "cancelled"
