@@ -79,6 +79,14 @@ try {
   out.violations.push(...(await audit(driver, 'app-lot')));
   await driver.fill('#start', localInput(10));
   await driver.selectOption('#hours', '1');
+  // The price before booking, with what it is made of.
+  await driver.waitForFunction(() => {
+    const s = new Date(document.querySelector('#start').value);
+    const e = new Date(s.getTime() + Number(document.querySelector('#hours').value) * 3600000);
+    return document.querySelector('#price').dataset.for === `${s.toISOString()}/${e.toISOString()}/car`;
+  });
+  out.preview = await driver.textContent('#price .total strong');
+  out.previewParts = await driver.locator('#price li').allTextContents();
   await driver.click('form button[type=submit]');
   await driver.waitForSelector('#quote');
   const booked = Date.now();
@@ -166,7 +174,7 @@ try {
   await driver.waitForSelector('li[data-reservation] button.danger');
   driver.once('dialog', (d) => d.accept());
   await driver.click('li[data-reservation] button.danger');
-  await driver.waitForSelector('#toast:not([hidden])');
+  await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('Cancelled'));
   out.cancelled = await driver.textContent('#toast');
   await driver.waitForSelector('li[data-reservation]');
   out.violations.push(...(await audit(driver, 'app-bookings')));

@@ -101,6 +101,16 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         parkflow_api::domain::Money::from_cents(r.quote_cents)
     )));
 
+    // The price shown before booking was the booking's, with the rate it is made of.
+    let booked_price = seen["quote"].as_str().unwrap();
+    assert!(booked_price.contains(seen["preview"].as_str().unwrap()), "{seen}");
+    let parts = seen["previewParts"].as_array().unwrap();
+    assert!(!parts.is_empty(), "{seen}");
+    assert!(
+        parts.iter().all(|p| p.as_str().unwrap().contains(" an hour")),
+        "{seen}"
+    );
+
     // The QR code read off the screen is the pass, and it opened the gate.
     let pass = s.reservations().gate_pass(driver, r.id).await;
     // (Entered: the reservation no longer has a pass to give; the gate said OPEN.)

@@ -218,13 +218,41 @@ async function lotScreen(id) {
     Object.entries(KINDS).map(([v, name]) => h('option', { value: `type:${v}`, text: `A ${name.toLowerCase()}` })));
   const reserve = h('button', { type: 'submit', text: 'Reserve' });
   const result = h('div', { id: 'result' });
+  const price = h('div', { id: 'price', 'aria-live': 'polite' });
+  const window_ = () => {
+    const startAt = new Date(start.value);
+    return [startAt, new Date(startAt.getTime() + Number(hours.value) * 3600000)];
+  };
+  const kindOf = () => {
+    const [how, what] = vehicle.value.split(/:(.*)/s);
+    return how === 'id' ? (vehicles.find((v) => v.id === what) || {}).vehicleType : what;
+  };
+  // The price before booking, and what it is made of: the same tariff the booking uses.
+  const preview = async () => {
+    const [startAt, endAt] = window_();
+    if (Number.isNaN(startAt.getTime())) return;
+    const asked = `${startAt.toISOString()}/${endAt.toISOString()}/${kindOf()}`;
+    const current = () => { const [s2, e2] = window_(); return `${s2.toISOString()}/${e2.toISOString()}/${kindOf()}` === asked; };
+    try {
+      const q = await call('GET', `/v1/lots/${id}/quote?start-at=${encodeURIComponent(startAt.toISOString())}&end-at=${encodeURIComponent(endAt.toISOString())}&vehicle-type=${kindOf()}`);
+      if (!current()) return; // the form changed meanwhile: a newer preview follows
+      price.dataset.for = asked;
+      const span = (m) => (m >= 60 ? `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ''}` : `${m} min`);
+      price.replaceChildren(h('div', { class: 'card' },
+        h('p', { class: 'total' }, 'Price: ', h('strong', { text: money(q.quoteCents, q.currency) })),
+        h('ul', {}, q.parts.map((p) => h('li', { text: `${span(p.minutes)} of ${p.dayKind} ${p.band} at ${money(p.centsPerHour, q.currency)} an hour` }))),
+        q.dailyCapCents ? h('p', { class: 'muted', text: `At most ${money(q.dailyCapCents, q.currency)} a day.` }) : null));
+    } catch (e) {
+      if (current()) price.replaceChildren(h('p', { class: 'muted', text: words(e) }));
+    }
+  };
+  for (const input of [start, hours, vehicle]) input.addEventListener('change', preview);
   const form = h('form', {
     class: 'card',
     onsubmit: (ev) => {
       ev.preventDefault();
       guarded(reserve, async () => {
-        const startAt = new Date(start.value);
-        const endAt = new Date(startAt.getTime() + Number(hours.value) * 3600000);
+        const [startAt, endAt] = window_();
         const [how, what] = vehicle.value.split(/:(.*)/s);
         const body = { lotId: Number(id), startAt: startAt.toISOString(), endAt: endAt.toISOString() };
         if (how === 'id') body.vehicleId = what; else body.vehicleType = what;
@@ -241,7 +269,8 @@ async function lotScreen(id) {
   }, field('From', start), field('For', hours), field('Vehicle', vehicle), reserve);
   show(lot.name,
     h('p', { class: 'muted' }, `${lot.freeSpots} of ${lot.capacity} spots free now · ${money(lot.currentCentsPerHour, lot.currency)} an hour now`),
-    form, result);
+    form, price, result);
+  preview();
 }
 
 function waitlistCard(body, why, vehicleType) {

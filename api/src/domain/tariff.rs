@@ -73,6 +73,16 @@ pub struct Tariff {
     rates: BTreeMap<(TimeBand, DayKind), BTreeMap<DateTime<Utc>, i64>>,
 }
 
+/// One stretch of a window at one hourly rate: what a quote is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatePart {
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub band: TimeBand,
+    pub day_kind: DayKind,
+    pub cents_per_hour: i64,
+}
+
 /// What a stay costs, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
@@ -113,6 +123,42 @@ impl Tariff {
             .get(&key)
             .and_then(|m| m.range(..=at).next_back().map(|(_, c)| *c))
             .unwrap_or(self.default_cents_per_hour)
+    }
+
+    /// The stretches of `[start, end)` at one rate each, in order (neighbours of the same band,
+    /// day kind and rate merged): the rates [`charge`](Self::charge) bills the window at.
+    pub fn parts(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<RatePart> {
+        let mut bounds: Vec<DateTime<Utc>> = self
+            .boundaries(start, end)
+            .into_iter()
+            .filter(|t| *t < end)
+            .collect();
+        bounds.push(end);
+        let mut parts: Vec<RatePart> = Vec::new();
+        for w in bounds.windows(2) {
+            let (from, until) = (w[0], w[1]);
+            if until <= from {
+                continue;
+            }
+            let part = RatePart {
+                from,
+                until,
+                band: TimeBand::at(from, self.tz),
+                day_kind: DayKind::at(from, self.tz),
+                cents_per_hour: self.rate_at(from),
+            };
+            match parts.last_mut() {
+                Some(last)
+                    if (last.band, last.day_kind, last.cents_per_hour)
+                        == (part.band, part.day_kind, part.cents_per_hour)
+                        && last.until == from =>
+                {
+                    last.until = until;
+                }
+                _ => parts.push(part),
+            }
+        }
+        parts
     }
 
     /// The charge for a stay from `entered` to `exited`.
@@ -242,6 +288,29 @@ mod tests {
                 },
             ],
         )
+    }
+
+    #[test]
+    fn a_window_is_made_of_its_bands_each_at_its_rate() {
+        // Monday 2026-06-01 10:30–13:00 in Berlin (UTC+2): morning at 300 until 11:00, then
+        // midday at 400 (its hours merged into one stretch).
+        let (start, end) = (t("2026-06-01T08:30:00Z"), t("2026-06-01T11:00:00Z"));
+        let parts = banded(TariffRules::default()).parts(start, end);
+        let seen: Vec<_> = parts
+            .iter()
+            .map(|p| (p.band, p.day_kind, p.cents_per_hour, p.from, p.until))
+            .collect();
+        let nine = t("2026-06-01T09:00:00Z");
+        assert_eq!(
+            seen,
+            [
+                (TimeBand::Morning, DayKind::Weekday, 300, start, nine),
+                (TimeBand::Midday, DayKind::Weekday, 400, nine, end),
+            ]
+        );
+        // A window inside one band is one stretch; an empty one has none.
+        assert_eq!(flat(TariffRules::default(), 250).parts(nine, end).len(), 1);
+        assert!(flat(TariffRules::default(), 250).parts(end, end).is_empty());
     }
 
     #[test]

@@ -208,3 +208,42 @@ pub(super) async fn free_spots(
         spots,
     }))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct QuoteQuery {
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    vehicle_type: VehicleType,
+}
+
+/// What booking a window would cost, and what the price is made of (no login needed).
+#[utoipa::path(
+    get,
+    path = "/v1/lots/{lot_id}/quote",
+    summary = "The price of booking a window now, and its stretches at each hourly rate",
+    description = "The window is checked by the booking rules (in the future, within the booking horizon, 30 to 1440 minutes) and priced by the same tariff as a booking: a reservation made now for it has this `quoteCents`.",
+    params(
+        ("lot_id" = i64, Path, description = "lot id", minimum = 1),
+        ("start-at" = chrono::DateTime<chrono::Utc>, Query, description = "RFC 3339 with offset"),
+        ("end-at" = chrono::DateTime<chrono::Utc>, Query, description = "RFC 3339 with offset"),
+        ("vehicle-type" = String, Query, description = "car, ev, motorcycle or van", pattern = "^(car|ev|motorcycle|van)$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::services::reservations::Quote),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
+pub(super) async fn quote(
+    State(state): State<AppState>,
+    LotPath(lot): LotPath,
+    ApiQuery(q): ApiQuery<QuoteQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .reservations()
+            .quote_window(lot, (q.start_at, q.end_at), q.vehicle_type)
+            .await?,
+    ))
+}

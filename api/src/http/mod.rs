@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lots", get(lots::list_lots).post(lots::create_lot))
         .route("/v1/lots/{lot_id}", get(lots::get_lot))
         .route("/v1/lots/{lot_id}/live", get(live::lot_live))
+        .route("/v1/lots/{lot_id}/quote", get(lots::quote))
         .route("/v1/live", get(live::lots_live))
         .route(
             "/v1/lots/{lot_id}/rates",
@@ -284,6 +285,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         lots::create_lot,
         lots::get_lot,
         live::lot_live,
+        lots::quote,
         live::lots_live,
         lots::get_rates,
         lots::put_rates,

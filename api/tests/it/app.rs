@@ -150,3 +150,100 @@ pub async fn the_app_is_served_and_drivers_sign_out_and_show_passes(app: TestApp
     assert!(r.status.is_client_error(), "{}", r.status);
     assert!(r.body["error"]["code"].is_string());
 }
+
+pub async fn a_quote_before_booking_is_the_bookings_price_and_says_why(app: TestApp) {
+    let lot = app.with_lot(json!({ "car": 2 })).await;
+    // Weekday mornings 3.00, middays 4.00 an hour (the lot's default is 2.00).
+    let from = app.state.services.now() - chrono::Duration::hours(1);
+    let rates = json!({ "rates": [
+        { "band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 300, "effectiveFrom": from },
+        { "band": "midday", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 400, "effectiveFrom": from },
+    ]});
+    let put = app
+        .call(
+            "PUT",
+            &format!("/v1/lots/{lot}/rates"),
+            Some(PRICING),
+            Some(&rates.to_string()),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+
+    // Monday 10:30–12:30 in Berlin: half an hour of morning, an hour and a half of midday.
+    let (start, end) = ("2026-06-01T08:30:00Z", "2026-06-01T10:30:00Z");
+    let uri = format!("/v1/lots/{lot}/quote?start-at={start}&end-at={end}&vehicle-type=car");
+    let q = app.call("GET", &uri, None, None).await;
+    assert_eq!(q.status, StatusCode::OK, "{}", q.body);
+    assert_eq!(q.body["quoteCents"], 150 + 600, "{}", q.body);
+    assert_eq!(q.body["currency"], "EUR");
+    let parts: Vec<(String, i64, i64)> = q.body["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["band"].as_str().unwrap().to_owned(),
+                p["centsPerHour"].as_i64().unwrap(),
+                p["minutes"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("morning".to_owned(), 300, 30),
+            ("midday".to_owned(), 400, 90)
+        ]
+    );
+
+    // Booking that window now costs what the quote said.
+    let driver = app.driver("quoted@example.com").await;
+    let booked = driver.book(lot, (t(start), 2), "car", "quoted-1").await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    assert_eq!(booked.body["quoteCents"], q.body["quoteCents"]);
+
+    // The booking rules apply to a quote too.
+    for (start, end, code) in [
+        (
+            "2026-06-01T06:00:00Z",
+            "2026-06-01T07:30:00Z",
+            "validation_failed",
+        ),
+        (
+            "2026-06-01T08:30:00Z",
+            "2026-06-01T08:40:00Z",
+            "validation_failed",
+        ),
+        (
+            "2026-07-01T08:30:00Z",
+            "2026-07-01T09:30:00Z",
+            "validation_failed",
+        ),
+    ] {
+        let uri = format!("/v1/lots/{lot}/quote?start-at={start}&end-at={end}&vehicle-type=car");
+        let r = app.call("GET", &uri, None, None).await;
+        assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/lots/999/quote?start-at={start}&end-at={end}&vehicle-type=car"),
+            None,
+            None,
+        )
+        .await;
+    assert_envelope(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/lots/{lot}/quote?start-at={start}&end-at={end}&vehicle-type=boat"),
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        r.status.is_client_error() && r.body["error"]["code"].is_string(),
+        "{}",
+        r.body
+    );
+}

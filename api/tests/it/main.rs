@@ -43,7 +43,10 @@ use accounts::{
     drivers_reserve_over_http_and_see_only_their_own,
     reminders_warnings_and_no_shows_reach_the_inbox_once,
 };
-use app::the_app_is_served_and_drivers_sign_out_and_show_passes;
+use app::{
+    a_quote_before_booking_is_the_bookings_price_and_says_why,
+    the_app_is_served_and_drivers_sign_out_and_show_passes,
+};
 use basics::{
     a_change_writes_its_event_audit_and_message_together_or_not_at_all,
     a_proposed_notification_is_stored_once_per_key, bad_input_gets_the_envelope_never_a_500,
@@ -154,6 +157,7 @@ on_both_stores!(
     several_processes_agree_on_live_state,
     live_input_is_checked_and_streams_are_bounded,
     the_app_is_served_and_drivers_sign_out_and_show_passes,
+    a_quote_before_booking_is_the_bookings_price_and_says_why,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -206,12 +206,30 @@ impl LotRules {
         vehicle: VehicleType,
         rules: crate::domain::tariff::TariffRules,
     ) -> Result<i64> {
+        Ok(self
+            .tariff(conn, lot, window, vehicle, rules)
+            .await?
+            .charge(window.start(), window.end())?
+            .cents)
+    }
+
+    /// The tariff a booking of `window` for `vehicle` is priced by: the rates published so far
+    /// for the window, under `rules`. A quote and its explanation both come from it.
+    async fn tariff(
+        &self,
+        conn: &mut AnyConnection,
+        lot: LotId,
+        window: TimeRange,
+        vehicle: VehicleType,
+        rules: crate::domain::tariff::TariffRules,
+    ) -> Result<crate::domain::tariff::Tariff> {
         let rates = crate::services::scheduled_rates(conn, lot, vehicle, window.end()).await?;
-        Ok(
-            crate::domain::tariff::Tariff::new(rules, self.tz, self.default_cents_per_hour, rates)
-                .charge(window.start(), window.end())?
-                .cents,
-        )
+        Ok(crate::domain::tariff::Tariff::new(
+            rules,
+            self.tz,
+            self.default_cents_per_hour,
+            rates,
+        ))
     }
 }
 
@@ -275,6 +293,7 @@ pub(crate) async fn cancel_active(
 mod book;
 mod change;
 pub mod lifecycle;
+mod quote;
 mod read;
 mod request;
 mod spots;
@@ -282,6 +301,7 @@ mod spots;
 pub use crate::domain::TimeRange;
 pub use crate::domain::availability::FreeSpot;
 pub(crate) use crate::domain::availability::SpotRow;
+pub use quote::{Quote, QuotePart};
 pub use request::{BookingRequest, ChangeRequest, VehicleChoice};
 use spots::*;
 
