@@ -45,6 +45,17 @@ pub async fn of_user(store: &Store, user: UserId, limit: i64) -> Result<Vec<Noti
     Ok(found.into_iter().map(notification).collect())
 }
 
+/// `user`'s messages after message `after`, oldest first (at most `limit`).
+pub async fn of_user_after(
+    store: &Store,
+    user: UserId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Notification>> {
+    let found = rows::of_user_after(store.pool(), user, after, limit).await?;
+    Ok(found.into_iter().map(notification).collect())
+}
+
 fn notification(row: rows::MessageRow) -> Notification {
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
     Notification {

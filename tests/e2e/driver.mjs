@@ -179,8 +179,28 @@ try {
   await driver.waitForSelector('li[data-reservation]');
   out.violations.push(...(await audit(driver, 'app-bookings')));
   await driver.goto(`${base}/#/inbox`);
-  await driver.waitForSelector('main li, main p');
+  await driver.waitForSelector('#inbox');
   out.inbox = await driver.locator('main li h2').allTextContents();
+  // A message written while the inbox is open shows without a reload: the driver books from
+  // another device (the API directly), and the confirmation appears.
+  const login = await fetch(`${base}/v1/sessions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: env('DRIVER_EMAIL'), password: 'correct horse battery' }),
+  });
+  const { accessToken } = await login.json();
+  const shown = await driver.locator('li[data-message]').count();
+  const start = new Date(Date.now() + 3 * 24 * 3600 * 1000);
+  start.setUTCMinutes(0, 0, 0);
+  const sent = Date.now();
+  const other = await fetch(`${base}/v1/reservations`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${accessToken}`, 'idempotency-key': 'other-device-1' },
+    body: JSON.stringify({ lotId: Number(lot), startAt: start.toISOString(), endAt: new Date(start.getTime() + 3600000).toISOString(), vehicleType: 'car' }),
+  });
+  expect(other.status === 201, `booking from another device answered ${other.status}`);
+  await driver.waitForFunction((n) => document.querySelectorAll('li[data-message]').length > n, shown, { timeout: 5000 });
+  out.inboxPushMs = Date.now() - sent;
+  out.inboxNewest = await driver.textContent('#inbox li:first-child h2');
   out.violations.push(...(await audit(driver, 'app-inbox')));
   await driver.goto(`${base}/#/me`);
   await driver.waitForSelector('text=Sign out');

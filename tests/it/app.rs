@@ -90,7 +90,7 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         .reservations_of(driver, 1, 10)
         .await
         .unwrap();
-    assert_eq!(mine.len(), 2, "{seen}");
+    assert_eq!(mine.len(), 3, "{seen}");
     let r = mine
         .iter()
         .find(|r| r.status.as_str() == "checked_in")
@@ -103,11 +103,16 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
 
     // The price shown before booking was the booking's, with the rate it is made of.
     let booked_price = seen["quote"].as_str().unwrap();
-    assert!(booked_price.contains(seen["preview"].as_str().unwrap()), "{seen}");
+    assert!(
+        booked_price.contains(seen["preview"].as_str().unwrap()),
+        "{seen}"
+    );
     let parts = seen["previewParts"].as_array().unwrap();
     assert!(!parts.is_empty(), "{seen}");
     assert!(
-        parts.iter().all(|p| p.as_str().unwrap().contains(" an hour")),
+        parts
+            .iter()
+            .all(|p| p.as_str().unwrap().contains(" an hour")),
         "{seen}"
     );
 
@@ -150,6 +155,10 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         .unwrap();
     assert_eq!(after, before - 1, "{seen}");
     assert!(seen["watcherMs"].as_u64().unwrap() < 1_000, "{seen}");
+
+    // A booking made elsewhere while the inbox was open appeared there, pushed.
+    assert!(seen["inboxPushMs"].as_u64().unwrap() < 1_000, "{seen}");
+    assert_eq!(seen["inboxNewest"], "Reservation confirmed", "{seen}");
 
     // The inbox has the confirmation; the bookings list shows it checked in.
     assert!(!seen["inbox"].as_array().unwrap().is_empty(), "{seen}");

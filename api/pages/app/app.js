@@ -375,19 +375,65 @@ function changeForm(r) {
   }, field('New start', start), field('For', hours), save));
 }
 
-let inboxTimer = null;
+// Read a Server-Sent Events stream that needs the driver's token (an `EventSource` cannot send
+// one): `onEvent(id, data)` per event; reconnects after a dropped connection, from the last id.
+async function follow(path, lastId, onEvent, signal) {
+  while (!signal.aborted) {
+    try {
+      const headers = { accept: 'text/event-stream', authorization: `Bearer ${access}` };
+      if (lastId) headers['last-event-id'] = String(lastId);
+      const r = await fetch(path, { headers, signal });
+      if (r.status === 401 && !(await refresh())) return;
+      if (!r.ok || !r.body) throw new Error(String(r.status));
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let id = null; let data = '';
+          for (const line of block.split('\n')) {
+            if (line.startsWith('id:')) id = line.slice(3).trim();
+            else if (line.startsWith('data:')) data += line.slice(5).trim();
+          }
+          if (data) { lastId = id || lastId; onEvent(id, JSON.parse(data)); }
+        }
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+    }
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
+}
+
+let inboxFollow = null;
+function stopInbox() { if (inboxFollow) { inboxFollow.abort(); inboxFollow = null; } }
+
+function messageCard(n) {
+  return h('li', { class: 'card', 'data-message': n.id },
+    h('h2', { text: n.title || n.kind }),
+    h('p', { text: n.body }),
+    h('p', { class: 'muted', text: when(n.createdAt) }));
+}
+
+// The inbox: the latest messages, then each new one as it is written (pushed, no polling).
 async function inboxScreen() {
-  const render = async () => {
-    const { items } = await call('GET', '/v1/notifications?limit=50');
-    const list = items.map((n) => h('li', { class: 'card' },
-      h('h2', { text: n.title || n.kind }),
-      h('p', { text: n.body }),
-      h('p', { class: 'muted', text: when(n.createdAt) })));
-    show('Inbox', list.length ? h('ul', { class: 'plain' }, list) : h('p', { text: 'No messages yet.' }));
-  };
-  await render();
-  clearInterval(inboxTimer);
-  inboxTimer = setInterval(() => { if (location.hash === '#/inbox') render().catch(() => {}); }, 15000);
+  const { items } = await call('GET', '/v1/notifications?limit=50');
+  const list = h('ul', { class: 'plain', id: 'inbox', 'aria-live': 'polite' }, items.map(messageCard));
+  const empty = h('p', { text: 'No messages yet.', hidden: items.length > 0 });
+  show('Inbox', empty, list);
+  stopInbox();
+  inboxFollow = new AbortController();
+  const newest = items.length ? Math.max(...items.map((n) => n.id)) : 0;
+  follow('/v1/notifications/live', newest, (id, n) => {
+    if (document.querySelector(`li[data-message="${n.id}"]`)) return;
+    empty.hidden = true;
+    list.prepend(messageCard(n));
+  }, inboxFollow.signal);
 }
 
 function meScreen() {
@@ -426,6 +472,7 @@ async function route() {
   if (!signedIn() && localStorage.getItem(REFRESH_KEY)) await refresh();
   document.getElementById('nav').hidden = !signedIn();
   if (screen !== 'lots') closeLive();
+  if (screen !== 'inbox') stopInbox();
   if (!signedIn() && !['signin', 'register'].includes(screen)) {
     // The pass kept on the phone opens without a session (and without a signal).
     if (screen === 'pass' && localStorage.getItem(PASS_KEY(id))) return passScreen(id).catch((e) => toast(words(e)));

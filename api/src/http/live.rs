@@ -1,11 +1,12 @@
 //! Live availability over Server-Sent Events: a lot's (or several lots') free spots and rates,
-//! pushed as they change. A client that does not ask for `text/event-stream` gets the state
+//! pushed as they change; and a driver's new messages. A client that does not ask for `text/event-stream` gets the state
 //! now as JSON and the response ends, so a plain `GET` (a script, a fuzzer) never hangs.
 
 use super::AppState;
 use super::extract::*;
 use crate::domain::error::Error;
 use crate::http::error::ApiError;
+use crate::notifications;
 use crate::services::live::{LotLive, LotWatch, StreamSlot};
 use axum::Json;
 use axum::extract::State;
@@ -96,6 +97,70 @@ pub(super) async fn lots_live(
         return Ok(Json(LiveLots { lots: states }).into_response());
     }
     stream_of(&state, &lots, &headers).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/live",
+    summary = "The driver's new messages, live",
+    description = "With `Accept: text/event-stream`: Server-Sent Events, one `message` event per new message of the driver (JSON data as in `/v1/notifications`, the event id the message id), from any API process; a comment line every `live.heartbeat_s` seconds. With `Last-Event-ID` the messages after that one come first. Otherwise: the messages after `Last-Event-ID` (all when absent) as JSON, oldest first, at most 100.",
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last message received", pattern = "^[0-9]{1,18}$"),
+    ),
+    responses(
+        (status = 200, description = "The messages (JSON), or the stream", content(
+            (crate::http::wire::Notifications = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = "4XX", description = "Bad input, missing rights, or too many open streams", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
+pub(super) async fn inbox_live(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = caller.driver()?;
+    let last = last_event_id(&headers)?;
+    let store = state.services.store().clone();
+    if !wants_stream(&headers) {
+        let items = notifications::of_user_after(&store, user, last.unwrap_or(0), 100).await?;
+        return Ok(Json(crate::http::wire::Notifications { items }).into_response());
+    }
+    let live = state.services.live();
+    live.start().await?;
+    let slot = live.open_stream(1)?;
+    let watch = live.watch_inbox(user);
+    // Without a resume point, only what arrives from now on.
+    let after = last.unwrap_or_else(|| live.inbox_position());
+    let heartbeat = Duration::from_secs(state.services.live_config().heartbeat_s.max(1));
+    let messages = stream::unfold(
+        (watch, after, last.is_some(), store),
+        move |(mut watch, after, now, store)| async move {
+            if !now {
+                watch.changed().await.ok()?;
+            }
+            let new = notifications::of_user_after(&store, user, after, 100)
+                .await
+                .unwrap_or_default();
+            let next = new.last().map_or(after, |m| m.id);
+            Some((new, (watch, next, false, store)))
+        },
+    )
+    .flat_map(stream::iter)
+    .map(move |m| {
+        let _holds = &slot;
+        Ok::<_, Infallible>(
+            Event::default()
+                .event("message")
+                .id(m.id.to_string())
+                .data(serde_json::to_string(&m).unwrap_or_default()),
+        )
+    });
+    Ok(Sse::new(messages)
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+        .into_response())
 }
 
 /// `1,2,3` → distinct lot ids in the order given. Each is as the document's pattern says: 1 to

@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
             put(accounts::set_workplace).get(accounts::get_workplace),
         )
         .route("/v1/notifications", get(accounts::list_notifications))
+        .route("/v1/notifications/live", get(live::inbox_live))
         .route("/v1/me", delete(accounts::delete_me))
         .route("/v1/me/balance", get(payments::get_balance))
         .route(
@@ -287,6 +288,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         live::lot_live,
         lots::quote,
         live::lots_live,
+        live::inbox_live,
         lots::get_rates,
         lots::put_rates,
         accounts::delete_me,

@@ -14,7 +14,7 @@ use super::Live;
 use crate::config::LiveConfig;
 use crate::domain::error::{Error, Result};
 use crate::services::lots::rate_in_force_conn;
-use crate::store::{rates, stays};
+use crate::store::{notifications as messages, rates, stays};
 use chrono::{DateTime, Duration, Utc};
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OnceCell, watch};
-use warehouse_schema::{LotId, VehicleType};
+use warehouse_schema::{LotId, UserId, VehicleType};
 
 /// The event types that change what a lot's live state shows.
 const LIVE_EVENTS: &[&str] = &[
@@ -96,6 +96,9 @@ pub struct AnnouncedRate {
     pub effective_from: DateTime<Utc>,
 }
 
+/// A watched inbox: the id of the newest message known for its driver.
+pub type InboxWatch = watch::Receiver<i64>;
+
 /// A watched lot's state; `None` until the first computation (the watch is registered before
 /// computing, so a change committed meanwhile is not missed).
 pub type LotWatch = watch::Receiver<Option<Arc<LotLive>>>;
@@ -107,6 +110,10 @@ pub struct LiveHub {
     lots: Mutex<HashMap<LotId, watch::Sender<Option<Arc<LotLive>>>>>,
     /// The outbox position up to which changes were applied.
     position: AtomicI64,
+    /// Drivers whose inbox is watched: the newest message id known for each.
+    inboxes: Mutex<HashMap<UserId, watch::Sender<i64>>>,
+    /// The message id up to which new messages were told to their drivers' watchers.
+    inbox_position: AtomicI64,
     /// Lots watched by open streams (see [`StreamSlot`]).
     watches: Arc<AtomicUsize>,
     started: OnceCell<()>,
@@ -118,6 +125,8 @@ impl LiveHub {
             config,
             lots: Mutex::new(HashMap::new()),
             position: AtomicI64::new(0),
+            inboxes: Mutex::new(HashMap::new()),
+            inbox_position: AtomicI64::new(0),
             watches: Arc::new(AtomicUsize::new(0)),
             started: OnceCell::new(),
         }
@@ -131,6 +140,10 @@ impl LiveHub {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<LotId, watch::Sender<Option<Arc<LotLive>>>>> {
         self.lots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inboxes(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, watch::Sender<i64>>> {
+        self.inboxes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -159,6 +172,8 @@ impl Live<'_> {
             .get_or_try_init(|| async {
                 let head = self.store().outbox_head().await?;
                 hub.position.fetch_max(head, Ordering::AcqRel);
+                let newest = messages::head(self.store().pool()).await?;
+                hub.inbox_position.fetch_max(newest, Ordering::AcqRel);
                 let services = (*self.cx).clone();
                 tokio::spawn(async move { services.live().follow().await });
                 Ok::<_, Error>(())
@@ -178,6 +193,9 @@ impl Live<'_> {
             }
             if let Err(e) = self.catch_up().await {
                 tracing::warn!(error = %e, "live: reading the outbox failed; retrying");
+            }
+            if let Err(e) = self.catch_up_inboxes().await {
+                tracing::warn!(error = %e, "live: reading new messages failed; retrying");
             }
         }
     }
@@ -225,6 +243,66 @@ impl Live<'_> {
         }
         hub.position.fetch_max(head, Ordering::AcqRel);
         Ok(pushed)
+    }
+
+    /// Tell the watchers of each driver who got a message since the last look (any process's
+    /// message: read from the messages table by id). How many inboxes were told.
+    pub async fn catch_up_inboxes(&self) -> Result<usize> {
+        const BATCH: i64 = 10_000;
+        let hub = self.live_hub();
+        let mut told = 0;
+        loop {
+            let after = hub.inbox_position.load(Ordering::Acquire);
+            let watched = {
+                let mut inboxes = hub.inboxes();
+                inboxes.retain(|_, tx| tx.receiver_count() > 0);
+                !inboxes.is_empty()
+            };
+            if !watched {
+                let newest = messages::head(self.store().pool()).await?;
+                hub.inbox_position.fetch_max(newest, Ordering::AcqRel);
+                return Ok(told);
+            }
+            let new = messages::recipients_after(self.store().pool(), after, BATCH).await?;
+            let Some(&(last, _)) = new.last() else {
+                return Ok(told);
+            };
+            {
+                let inboxes = hub.inboxes();
+                for (id, user) in &new {
+                    let Ok(user) = user.parse().map(UserId) else {
+                        continue;
+                    };
+                    if let Some(tx) = inboxes.get(&user) {
+                        tx.send_modify(|newest| *newest = (*newest).max(*id));
+                        told += 1;
+                    }
+                }
+            }
+            hub.inbox_position.fetch_max(last, Ordering::AcqRel);
+            if (new.len() as i64) < BATCH {
+                return Ok(told);
+            }
+        }
+    }
+
+    /// The message id up to which new messages were told to their watchers.
+    pub fn inbox_position(&self) -> i64 {
+        self.live_hub().inbox_position.load(Ordering::Acquire)
+    }
+
+    /// Watch `user`'s inbox: the receiver changes when a message for them arrives.
+    pub fn watch_inbox(&self, user: UserId) -> InboxWatch {
+        let hub = self.live_hub();
+        let mut inboxes = hub.inboxes();
+        match inboxes.get(&user) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(hub.inbox_position.load(Ordering::Acquire));
+                inboxes.insert(user, tx);
+                rx
+            }
+        }
     }
 
     /// Watch `lot` (not found: an error). The receiver's first value may be `None` for a

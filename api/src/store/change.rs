@@ -103,7 +103,7 @@ impl Change {
             rows::insert_message(&mut *self.tx, rows::NewMessage::of(m, now)).await?;
         }
         self.tx.commit().await?;
-        if !self.events.is_empty() {
+        if !self.events.is_empty() || !self.messages.is_empty() {
             self.committed.notify_one();
         }
         Ok(())

@@ -131,6 +131,47 @@ pub async fn of_user<'c>(db: impl Db<'c>, user: UserId, limit: i64) -> Result<Ve
     .await?)
 }
 
+/// `user`'s messages after message `after`, oldest first.
+pub async fn of_user_after<'c>(
+    db: impl Db<'c>,
+    user: UserId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM notification_outbox WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    )))
+    .bind(user.0.to_string())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The newest message's id (0 when there is none).
+pub async fn head<'c>(db: impl Db<'c>) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM notification_outbox")
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// Who the messages after `after` are for: (message id, user id), by id.
+pub async fn recipients_after<'c>(
+    db: impl Db<'c>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, user_id FROM notification_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
 /// `user`'s channel choices as stored (None: never saved), e-mail then push.
 pub async fn preferences<'c>(db: impl Db<'c>, user: UserId) -> Result<Option<(bool, bool)>> {
     let row: Option<(i64, i64)> =

@@ -67,7 +67,20 @@ impl SseReader {
 
 /// Open a stream of `uri` on `state`'s router (with `Last-Event-ID: last` when given).
 pub async fn open_stream(state: &AppState, uri: &str, last: Option<i64>) -> SseReader {
+    open_stream_as(state, uri, last, None).await
+}
+
+/// [`open_stream`] with a bearer `token`.
+pub async fn open_stream_as(
+    state: &AppState,
+    uri: &str,
+    last: Option<i64>,
+    token: Option<&str>,
+) -> SseReader {
     let mut req = Request::get(uri).header("accept", "text/event-stream");
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
     if let Some(last) = last {
         req = req.header("last-event-id", last.to_string());
     }
@@ -349,4 +362,115 @@ pub async fn live_input_is_checked_and_streams_are_bounded(app: TestApp) {
         "{:?}",
         two.comments
     );
+}
+
+pub async fn a_drivers_new_messages_are_pushed_from_any_process(app: TestApp) {
+    let lot = app.with_lot(json!({ "car": 3 })).await;
+    let driver = app.driver("inbox.live@example.com").await;
+    let other = app.driver("someone.else.live@example.com").await;
+    let mut inbox = open_stream_as(
+        &app.state,
+        "/v1/notifications/live",
+        None,
+        Some(&driver.token),
+    )
+    .await;
+    // Nothing old is replayed without a resume point.
+    assert!(inbox.next(Duration::from_millis(400)).await.is_none());
+
+    // A booking's confirmation arrives as it is written; another driver's does not.
+    let start = app.state.services.now() + chrono::Duration::hours(3);
+    let theirs = other.book(lot, (start, 1), "car", "live-inbox-0").await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+    let booked = driver.book(lot, (start, 1), "car", "live-inbox-1").await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let first = inbox.next(SOON).await.expect("the confirmation is pushed");
+    assert_eq!(first.event.as_deref(), Some("message"));
+    assert_eq!(
+        first.data["kind"], "reservation_confirmed",
+        "{:?}",
+        first.data
+    );
+    assert_eq!(first.data["userId"], driver_id(&driver).await);
+    let first_id = first.id.unwrap();
+    assert_eq!(first.data["id"], first_id);
+
+    // One written by another API process on the database comes too.
+    let second = app.second_process().await;
+    let id = booked.body["id"].as_str().unwrap();
+    let cancel = Request::post(format!("/v1/reservations/{id}/cancel"))
+        .header("authorization", format!("Bearer {}", driver.token))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router(second).oneshot(cancel).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cancelled = inbox
+        .next(SOON)
+        .await
+        .expect("the other process's message is pushed");
+    assert_eq!(
+        cancelled.data["kind"], "reservation_cancelled",
+        "{:?}",
+        cancelled.data
+    );
+    let cancelled_id = cancelled.id.unwrap();
+
+    // Resuming: up to date gets nothing until something new; behind gets what it missed.
+    let mut resumed = open_stream_as(
+        &app.state,
+        "/v1/notifications/live",
+        Some(cancelled_id),
+        Some(&driver.token),
+    )
+    .await;
+    assert!(resumed.next(Duration::from_millis(400)).await.is_none());
+    let mut behind = open_stream_as(
+        &app.state,
+        "/v1/notifications/live",
+        Some(first_id),
+        Some(&driver.token),
+    )
+    .await;
+    assert_eq!(behind.next(SOON).await.unwrap().id, Some(cancelled_id));
+
+    // As JSON: the messages after the one given, oldest first.
+    let r = app
+        .call_with(
+            "GET",
+            "/v1/notifications/live",
+            Some(&driver.token),
+            None,
+            Some(("last-event-id", &first_id.to_string())),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ids: Vec<i64> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![cancelled_id]);
+
+    // A driver's stream needs the driver.
+    let r = app.call("GET", "/v1/notifications/live", None, None).await;
+    assert_envelope(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = app
+        .call("GET", "/v1/notifications/live", Some(ADMIN), None)
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+
+    // Closing the streams frees their slots.
+    let live = app.state.services.live();
+    assert_eq!(live.open_watches(), 3);
+    drop((inbox, resumed, behind));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(live.open_watches(), 0);
+}
+
+/// The user id the API gave `driver` (from their data export).
+async fn driver_id(driver: &Driver<'_>) -> Value {
+    let export = driver.get("/v1/me/export").await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.body);
+    export.body["account"]["id"].clone()
 }

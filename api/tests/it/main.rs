@@ -76,6 +76,7 @@ use gates::{
     times_need_an_offset_and_windows_count_local_days_across_dst,
 };
 use live::{
+    a_drivers_new_messages_are_pushed_from_any_process,
     live_input_is_checked_and_streams_are_bounded, live_streams_push_each_change_and_resume,
     several_processes_agree_on_live_state,
 };
@@ -158,6 +159,7 @@ on_both_stores!(
     live_input_is_checked_and_streams_are_bounded,
     the_app_is_served_and_drivers_sign_out_and_show_passes,
     a_quote_before_booking_is_the_bookings_price_and_says_why,
+    a_drivers_new_messages_are_pushed_from_any_process,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered
