@@ -172,7 +172,7 @@ try {
   await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('Moved'));
   out.moved = await driver.textContent('#toast');
   await driver.waitForSelector('li[data-reservation] button.danger');
-  driver.once('dialog', (d) => d.accept());
+  driver.once('dialog', (d) => { out.confirm = d.message(); d.accept(); });
   await driver.click('li[data-reservation] button.danger');
   await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('Cancelled'));
   out.cancelled = await driver.textContent('#toast');

@@ -179,6 +179,11 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         "{seen}"
     );
     let paid = seen["secondQuote"].as_str().unwrap();
+    let asked = seen["confirm"].as_str().unwrap();
+    assert!(
+        asked.contains(&format!("You get {paid} back (100%")),
+        "the refund is shown before cancelling: {asked}"
+    );
     let told = seen["cancelled"].as_str().unwrap();
     assert!(
         told.contains(&format!("Cancelled. {paid} is refunded")),

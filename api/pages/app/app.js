@@ -330,7 +330,11 @@ async function reservationsScreen() {
       actions.push(h('a', { href: `#/pass/${r.id}`, text: 'Show pass' }));
       const cancel = h('button', { type: 'button', class: 'danger', text: 'Cancel booking' });
       cancel.addEventListener('click', () => guarded(cancel, async () => {
-        if (!window.confirm('Cancel this booking? The refund follows the cancellation policy.')) return;
+        const back = await call('GET', `/v1/reservations/${r.id}/refund`);
+        const terms = back.paidCents === 0 ? 'Nothing was paid for it.'
+          : back.refundCents > 0 ? `You get ${money(back.refundCents, back.currency)} back (${back.percent}% under the cancellation policy).`
+            : 'It starts too soon for a refund under the cancellation policy.';
+        if (!window.confirm(`Cancel this booking? ${terms}`)) return;
         const c = await call('POST', `/v1/reservations/${r.id}/cancel`);
         localStorage.removeItem(PASS_KEY(r.id));
         toast(c.refundedCents > 0

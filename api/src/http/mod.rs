@@ -141,6 +141,10 @@ pub fn router(state: AppState) -> Router {
             get(reservations::get_pass_qr),
         )
         .route(
+            "/v1/reservations/{reservation_id}/refund",
+            get(reservations::refund_if_cancelled),
+        )
+        .route(
             "/v1/reservations/{reservation_id}/cancel",
             post(reservations::cancel_reservation),
         )
@@ -309,6 +313,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         reservations::cancel_reservation,
         reservations::get_pass,
         reservations::get_pass_qr,
+        reservations::refund_if_cancelled,
         payments::pay_reservation,
         accounts::login,
         accounts::refresh,

@@ -324,6 +324,34 @@ pub(super) async fn get_reservation(
 }
 
 #[utoipa::path(
+    get,
+    path = "/v1/reservations/{reservation_id}/refund",
+    summary = "What cancelling the reservation now would refund, by the cancellation policy",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::services::reservations::RefundQuote),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
+pub(super) async fn refund_if_cancelled(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.driver()?;
+    Ok(Json(
+        state
+            .services
+            .reservations()
+            .refund_if_cancelled(user, ReservationId(id))
+            .await?,
+    ))
+}
+
+#[utoipa::path(
     post,
     path = "/v1/reservations/{reservation_id}/cancel",
     summary = "Cancel: answers with a cancellation id",

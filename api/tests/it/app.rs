@@ -135,6 +135,14 @@ pub async fn the_app_is_served_and_drivers_sign_out_and_show_passes(app: TestApp
         )
         .await;
     assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    // Before deciding, the driver sees what cancelling would give back.
+    let preview = driver.get(&format!("/v1/reservations/{id}/refund")).await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert_eq!(preview.body["paidCents"], quote);
+    assert_eq!(preview.body["refundCents"], quote / 2);
+    assert_eq!(preview.body["percent"], 50);
+    let r = other.get(&format!("/v1/reservations/{id}/refund")).await;
+    assert_envelope(&r, StatusCode::NOT_FOUND, "not_found");
     let cancel = app
         .call(
             "POST",
@@ -144,7 +152,11 @@ pub async fn the_app_is_served_and_drivers_sign_out_and_show_passes(app: TestApp
         )
         .await;
     assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
-    assert_eq!(cancel.body["refundedCents"], quote / 2, "{}", cancel.body);
+    assert_eq!(
+        cancel.body["refundedCents"], preview.body["refundCents"],
+        "{}",
+        cancel.body
+    );
     assert_eq!(cancel.body["currency"], "EUR");
     let r = driver.get(&format!("/v1/reservations/{id}/pass/qr")).await;
     assert!(r.status.is_client_error(), "{}", r.status);

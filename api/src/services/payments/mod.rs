@@ -14,6 +14,8 @@ mod balance;
 mod pay;
 mod refunds;
 
+pub use refunds::RefundPreview;
+
 use crate::domain::error::{Error, Result};
 pub use crate::gateway::{
     ChargeRequest, GatewayError, GatewayFuture, GatewayOutcome, GatewayWebhook, PaymentGateway,

@@ -13,6 +13,14 @@ use chrono::{DateTime, Utc};
 use warehouse_schema::event::Payment;
 use warehouse_schema::{Cents, Event, EventPayload, ReservationId};
 
+/// What cancelling a reservation now would refund (all 0 when nothing was paid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefundPreview {
+    pub paid_cents: i64,
+    pub refund_cents: i64,
+    pub percent: u32,
+}
+
 impl Payments<'_> {
     /// Refund the captured payment of reservation `r` cancelled by the driver, per the policy:
     /// to the card or wallet through the gateway, or back to the balance. Returns the cents.
@@ -26,10 +34,7 @@ impl Payments<'_> {
         };
         let p = record(&row)?;
         let now = self.now();
-        let (refund, percent) = self.payments_config().refund_policy.refund(
-            Money::from_cents(p.amount_cents),
-            (start_at - now).num_minutes(),
-        )?;
+        let (refund, percent) = self.refund_due(p.amount_cents, start_at)?;
         let cents = refund.cents();
         if cents > 0 && p.method != "balance" {
             let reference = row.gateway_ref.as_deref().unwrap_or_default();
@@ -62,6 +67,33 @@ impl Payments<'_> {
         }
         tx.commit().await?;
         Ok(cents)
+    }
+
+    /// What cancelling reservation `r`, starting at `start_at`, now would give back of its
+    /// captured payment: the same policy and arithmetic as the refund itself.
+    pub(crate) async fn refund_preview(
+        &self,
+        r: ReservationId,
+        start_at: DateTime<Utc>,
+    ) -> Result<RefundPreview> {
+        let Some(row) = rows::captured_for(self.store().pool(), r).await? else {
+            return Ok(RefundPreview::default());
+        };
+        let p = record(&row)?;
+        let (refund, percent) = self.refund_due(p.amount_cents, start_at)?;
+        Ok(RefundPreview {
+            paid_cents: p.amount_cents,
+            refund_cents: refund.cents(),
+            percent,
+        })
+    }
+
+    /// The refund of `paid_cents` by the policy, cancelling now before `start_at`.
+    fn refund_due(&self, paid_cents: i64, start_at: DateTime<Utc>) -> Result<(Money, u32)> {
+        self.payments_config().refund_policy.refund(
+            Money::from_cents(paid_cents),
+            (start_at - self.now()).num_minutes(),
+        )
     }
 
     /// A signed gateway webhook. Returns false for an event already handled.

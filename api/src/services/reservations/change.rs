@@ -162,6 +162,24 @@ impl Reservations<'_> {
     }
 
     /// Cancel `user`'s reservation; someone else's is reported as not found.
+    /// What cancelling `user`'s active reservation `id` now would refund.
+    pub async fn refund_if_cancelled(
+        &self,
+        user: UserId,
+        id: ReservationId,
+    ) -> Result<RefundQuote> {
+        let r = self.reservation_of(user, id).await?;
+        require_active(&r)?;
+        let preview = self.payments().refund_preview(id, r.start_at).await?;
+        Ok(RefundQuote {
+            reservation_id: id,
+            paid_cents: preview.paid_cents,
+            refund_cents: preview.refund_cents,
+            percent: preview.percent,
+            currency: r.currency,
+        })
+    }
+
     pub async fn cancel_reservation(&self, user: UserId, id: ReservationId) -> Result<Cancelled> {
         let now = self.now();
         let mut tx = self.store().begin_change(now).await?;
@@ -214,6 +232,21 @@ impl Reservations<'_> {
             refunded_cents,
         })
     }
+}
+
+/// What cancelling a reservation now would give back, before the driver decides.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundQuote {
+    #[schema(value_type = String, format = Uuid)]
+    pub reservation_id: ReservationId,
+    /// What was paid for it (0: not paid).
+    pub paid_cents: i64,
+    /// What cancelling now would refund, by the policy.
+    pub refund_cents: i64,
+    /// The policy's share for this much notice.
+    pub percent: u32,
+    pub currency: String,
 }
 
 /// A reservation its driver cancelled, and what of its payment the refund policy gave back:

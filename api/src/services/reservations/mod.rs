@@ -301,6 +301,7 @@ mod spots;
 pub use crate::domain::TimeRange;
 pub use crate::domain::availability::FreeSpot;
 pub(crate) use crate::domain::availability::SpotRow;
+pub use change::{Cancelled, RefundQuote};
 pub use quote::{Quote, QuotePart};
 pub use request::{BookingRequest, ChangeRequest, VehicleChoice};
 use spots::*;
