@@ -1,7 +1,21 @@
 // The gate page in headless Chromium at a phone's size, as an attendant's handheld with a
 // keyboard-wedge scanner uses it: sign the gate in, scan a pass (typed into the focused input
 // and Enter, which is what a wedge scanner does), read the verdict. Prints what it saw as JSON.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { env, expect, inChromium } from './browser.mjs';
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+// Serious and critical accessibility violations of the page as it is now.
+async function audit(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${name}: ${v.id} (${v.impact}) ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
 
 const base = env('GATE_URL');
 const lot = env('LOT');
@@ -31,14 +45,18 @@ async function scan(page, text) {
 }
 
 await inChromium('gate', async (page) => {
-  const out = {};
+  const out = { violations: [] };
   await page.goto(`${base}/gate`);
+  await page.waitForSelector('#setup:not([hidden])');
+  out.violations.push(...(await audit(page, 'gate-setup')));
   await signIn(page, 'entries', token);
   out.where = await page.textContent('#where');
   out.entry = await scan(page, pass);
   if (shots) await page.screenshot({ path: `${shots}/gate-open.png`, fullPage: true });
+  out.violations.push(...(await audit(page, 'gate-open')));
   out.again = await scan(page, pass);
   if (shots) await page.screenshot({ path: `${shots}/gate-refused.png`, fullPage: true });
+  out.violations.push(...(await audit(page, 'gate-refused')));
   out.garbage = await scan(page, 'not-a-pass');
 
   await page.click('#change');

@@ -153,6 +153,8 @@ async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
         "{seen}"
     );
     assert_eq!(seen["lasting"], "{}");
+    // axe-core: no serious or critical accessibility violation, set up, open or refused.
+    assert_eq!(seen["violations"], serde_json::json!([]), "{seen}");
     for shot in ["gate-open.png", "gate-refused.png", "gate-exit.png"] {
         assert!(shots.join(shot).exists(), "{shot}");
     }
