@@ -66,6 +66,13 @@ try {
   out.violations.push(...(await audit(driver, 'app-register')));
   await signUp(driver, env('DRIVER_EMAIL'));
   out.violations.push(...(await audit(driver, 'app-lots')));
+  // Installable: the manifest is linked and the service worker that keeps the app's files is
+  // running (the offline reload below is served by it).
+  out.installable = await driver.evaluate(async () => {
+    const reg = await navigator.serviceWorker.ready;
+    const manifest = await (await fetch(document.querySelector('link[rel=manifest]').href)).json();
+    return { worker: !!reg.active, display: manifest.display, start: manifest.start_url };
+  });
   out.firstLot = await driver.getAttribute('#lots li:first-child', 'data-lot');
   out.distance = await driver.textContent(`li[data-lot="${lot}"] p.muted`);
 

@@ -71,6 +71,13 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     let seen: Value =
         serde_json::from_str(stdout.lines().rfind(|l| !l.is_empty()).unwrap()).unwrap();
 
+    // Installable as an app: the service worker runs, the manifest says standalone.
+    assert_eq!(
+        seen["installable"],
+        serde_json::json!({"worker": true, "display": "standalone", "start": "/#/lots"}),
+        "{seen}"
+    );
+
     // The phone stands at the lot: it is listed first, with its distance.
     assert_eq!(seen["firstLot"], lot.0.to_string(), "{seen}");
     assert!(

@@ -61,6 +61,33 @@ async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
         .unwrap()
         .pass;
 
+    // A second driver's booking, whose pass the camera reads.
+    let second = state
+        .accounts
+        .register(Credentials {
+            email: "camera.driver@example.com".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+    let booking = NewReservation::new(
+        lot,
+        now + Duration::minutes(5),
+        now + Duration::minutes(65),
+        VehicleType::Car,
+    );
+    let seen_by_camera = s
+        .reservations()
+        .reserve(second, booking, "gate-e2e-camera")
+        .await
+        .unwrap();
+    let camera_pass = s
+        .reservations()
+        .gate_pass(second, seen_by_camera.id)
+        .await
+        .unwrap()
+        .pass;
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app_state = state.clone();
@@ -78,6 +105,7 @@ async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
         .env("GATE_URL", format!("http://{addr}"))
         .env("LOT", lot.0.to_string())
         .env("PASS", &pass)
+        .env("CAMERA_PASS", &camera_pass)
         .env("GATE_TOKEN", cfg.api_config().gate_token.expose())
         .env("SCREENSHOT_DIR", &shots)
         .kill_on_drop(true)
@@ -155,7 +183,22 @@ async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
     assert_eq!(seen["lasting"], "{}");
     // axe-core: no serious or critical accessibility violation, set up, open or refused.
     assert_eq!(seen["violations"], serde_json::json!([]), "{seen}");
-    for shot in ["gate-open.png", "gate-refused.png", "gate-exit.png"] {
+    // The camera read the second pass and the gate opened for it.
+    assert_eq!(seen["cameraButton"], true, "{seen}");
+    assert_eq!(seen["camera"]["streaming"], true, "{seen}");
+    assert_eq!(seen["camera"]["verdict"], "open", "{seen}");
+    let entered = s
+        .reservations()
+        .reservation_of(second, seen_by_camera.id)
+        .await
+        .unwrap();
+    assert_eq!(entered.status.as_str(), "checked_in");
+    for shot in [
+        "gate-open.png",
+        "gate-refused.png",
+        "gate-exit.png",
+        "gate-camera.png",
+    ] {
         assert!(shots.join(shot).exists(), "{shot}");
     }
 }
