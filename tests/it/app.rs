@@ -3,21 +3,16 @@
 //! read back from a screenshot opens the gate page; a second driver's app sees the lot's free
 //! count drop, pushed live; axe-core finds no serious or critical violation on any screen.
 
-use crate::support::service;
+use crate::support::{Browser, serve_on_loopback};
 use parkflow::{Config, steps};
 use parkflow_api::SystemClock;
-use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 const DRIVER: &str = "new.driver@example.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() {
-    let Some(chromium) = service("PARKFLOW_TEST_CHROMIUM") else {
-        return;
-    };
-    let Some(e2e_dir) = service("PARKFLOW_TEST_E2E_DIR") else {
+    let Some(browser) = Browser::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -33,43 +28,29 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     let (lot, _) = lots[1];
     let here = s.lots().lot(lot).await.unwrap();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app_state = state.clone();
-    let server = tokio::spawn(async move {
-        let app =
-            parkflow_api::router(app_state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app).await.unwrap();
-    });
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("app-e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg("driver.mjs")
-        .current_dir(&e2e_dir)
-        .env("CHROMIUM", &chromium)
-        .env("APP_URL", format!("http://{addr}"))
-        .env("LOT", lot.0.to_string())
-        .env("LATITUDE", here.latitude.to_string())
-        .env("LONGITUDE", here.longitude.to_string())
-        .env("DRIVER_EMAIL", DRIVER)
-        .env("WATCHER_EMAIL", "watcher@example.com")
-        .env("GATE_TOKEN", cfg.api_config().gate_token.expose())
-        .env("SCREENSHOT_DIR", &shots)
-        .kill_on_drop(true)
-        .output();
-    let run = tokio::time::timeout(std::time::Duration::from_secs(180), run)
-        .await
-        .expect("the browser run finished within 3 minutes")
-        .expect("node runs");
-    server.abort();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "browser run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let (base, server) = serve_on_loopback(state.clone()).await;
+    let (lot_id, lat, lng) = (
+        lot.0.to_string(),
+        here.latitude.to_string(),
+        here.longitude.to_string(),
     );
-    let seen: Value =
-        serde_json::from_str(stdout.lines().rfind(|l| !l.is_empty()).unwrap()).unwrap();
+    let gate_token = cfg.api_config().gate_token.expose().to_owned();
+    let (seen, shots) = browser
+        .run(
+            "driver.mjs",
+            "app-e2e",
+            &[
+                ("APP_URL", &base),
+                ("LOT", &lot_id),
+                ("LATITUDE", &lat),
+                ("LONGITUDE", &lng),
+                ("DRIVER_EMAIL", DRIVER),
+                ("WATCHER_EMAIL", "watcher@example.com"),
+                ("GATE_TOKEN", &gate_token),
+            ],
+        )
+        .await;
+    server.abort();
 
     // Installable as an app: the service worker runs, the manifest says standalone.
     assert_eq!(

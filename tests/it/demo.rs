@@ -313,30 +313,11 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
         page.contains("Revenue by lot (USD)") && page.contains("<td>$"),
         "money carries its currency on the chart and in the cells"
     );
-    if let (Some(chromium), Some(e2e)) = (
-        crate::support::service("PARKFLOW_TEST_CHROMIUM"),
-        crate::support::service("PARKFLOW_TEST_E2E_DIR"),
-    ) {
-        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-e2e");
-        std::fs::create_dir_all(&shots).unwrap();
-        let run = tokio::process::Command::new("node")
-            .arg("report.mjs")
-            .current_dir(&e2e)
-            .env("CHROMIUM", &chromium)
-            .env("REPORT_HTML", &html)
-            .env("SCREENSHOT_DIR", &shots)
-            .kill_on_drop(true)
-            .output();
-        let run = tokio::time::timeout(std::time::Duration::from_secs(120), run)
-            .await
-            .expect("the browser run finished within 2 minutes")
-            .expect("node runs");
-        assert!(
-            run.status.success(),
-            "report check in Chromium failed:\n{}\n{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        );
+    if let Some(browser) = crate::support::Browser::available() {
+        let html = html.display().to_string();
+        let (_, shots) = browser
+            .run("report.mjs", "report-e2e", &[("REPORT_HTML", &html)])
+            .await;
         assert!(shots.join("report.png").is_file());
     }
 

@@ -2,23 +2,18 @@
 //! loopback, a driver's booked pass scanned at the entrance and then at the exit, and the
 //! verdicts the attendant reads checked against the store.
 
-use crate::support::service;
+use crate::support::{Browser, serve_on_loopback};
 use chrono::{Duration, Utc};
 use parkflow::{Config, steps};
 use parkflow_api::ManualClock;
 use parkflow_api::accounts::Credentials;
 use parkflow_api::services::reservations::NewReservation;
-use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use warehouse_schema::VehicleType;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
-    let Some(chromium) = service("PARKFLOW_TEST_CHROMIUM") else {
-        return;
-    };
-    let Some(e2e_dir) = service("PARKFLOW_TEST_E2E_DIR") else {
+    let Some(browser) = Browser::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -88,46 +83,23 @@ async fn an_attendant_scans_passes_at_the_gate_page_in_headless_chromium() {
         .unwrap()
         .pass;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app_state = state.clone();
-    let server = tokio::spawn(async move {
-        let app =
-            parkflow_api::router(app_state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app).await.unwrap();
-    });
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gate-e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg("gate.mjs")
-        .current_dir(&e2e_dir)
-        .env("CHROMIUM", &chromium)
-        .env("GATE_URL", format!("http://{addr}"))
-        .env("LOT", lot.0.to_string())
-        .env("PASS", &pass)
-        .env("CAMERA_PASS", &camera_pass)
-        .env("GATE_TOKEN", cfg.api_config().gate_token.expose())
-        .env("SCREENSHOT_DIR", &shots)
-        .kill_on_drop(true)
-        .output();
-    let run = tokio::time::timeout(std::time::Duration::from_secs(120), run)
-        .await
-        .expect("the browser run finished within 2 minutes")
-        .expect("node runs");
+    let (base, server) = serve_on_loopback(state.clone()).await;
+    let lot_id = lot.0.to_string();
+    let gate_token = cfg.api_config().gate_token.expose().to_owned();
+    let (seen, shots) = browser
+        .run(
+            "gate.mjs",
+            "gate-e2e",
+            &[
+                ("GATE_URL", &base),
+                ("LOT", &lot_id),
+                ("PASS", &pass),
+                ("CAMERA_PASS", &camera_pass),
+                ("GATE_TOKEN", &gate_token),
+            ],
+        )
+        .await;
     server.abort();
-    assert!(
-        run.status.success(),
-        "browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_slice(
-        run.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| !l.is_empty())
-            .unwrap(),
-    )
-    .unwrap();
 
     // The pass opened the entrance, to the spot the store gave the stay.
     assert_eq!(seen["entry"]["verdict"], "open", "{seen}");

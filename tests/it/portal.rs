@@ -2,7 +2,7 @@
 //! playwright-core): a real server on loopback, a real sign-in with an admin account, and the
 //! store and the lake's report checked against what the browser did and saw.
 
-use crate::support::service;
+use crate::support::{Browser, serve_on_loopback};
 use chrono::{Duration, Utc};
 use parkflow::report::LakeReports;
 use parkflow::{Config, serve, steps};
@@ -12,8 +12,6 @@ use parkflow_api::services::CheckInRequest;
 use parkflow_api::services::admin::NewInquiry;
 use parkflow_api::services::reservations::NewReservation;
 use parkflow_jobs::RunStatus;
-use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use warehouse_schema::lake::Lake;
 use warehouse_schema::{EntryMethod, LotId, VehicleType};
@@ -33,10 +31,7 @@ fn car() -> CheckInRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_works_the_portal_in_headless_chromium() {
-    let Some(chromium) = service("PARKFLOW_TEST_CHROMIUM") else {
-        return;
-    };
-    let Some(e2e_dir) = service("PARKFLOW_TEST_E2E_DIR") else {
+    let Some(browser) = Browser::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -132,50 +127,31 @@ async fn an_admin_works_the_portal_in_headless_chromium() {
 
     // Serve the portal on loopback, with the lake's report.
     let app_state = state.clone().with_reports(Arc::new(LakeReports { lake }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let app =
-            parkflow_api::router(app_state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app).await.unwrap();
-    });
-
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal-e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg("admin.mjs")
-        .current_dir(&e2e_dir)
-        .env("CHROMIUM", &chromium)
-        .env("PORTAL_URL", format!("http://{addr}"))
-        .env("ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("ADMIN_PASSWORD", PASSWORD)
-        .env("GATE_TOKEN", cfg.api_config().gate_token.expose())
-        .env("LIVE_LOT", lots[1].0.to_string())
-        .env("DRIVER_EMAIL", DRIVER_EMAIL)
-        .env("INQUIRY_SUBJECT", subject)
-        .env("REPORT_FROM", yesterday.to_string())
-        .env("REPORT_TO", tomorrow.to_string())
-        .env("SCREENSHOT_DIR", &shots)
-        .kill_on_drop(true)
-        .output();
-    let run = tokio::time::timeout(std::time::Duration::from_secs(180), run)
-        .await
-        .expect("the browser run finished within 3 minutes")
-        .expect("node runs");
-    server.abort();
-    assert!(
-        run.status.success(),
-        "browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+    let (base, server) = serve_on_loopback(app_state).await;
+    let gate_token = cfg.api_config().gate_token.expose().to_owned();
+    let (live_lot, from, to) = (
+        lots[1].0.to_string(),
+        yesterday.to_string(),
+        tomorrow.to_string(),
     );
-    let seen: Value = serde_json::from_slice(
-        run.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| !l.is_empty())
-            .unwrap(),
-    )
-    .unwrap();
+    let (seen, _shots) = browser
+        .run(
+            "admin.mjs",
+            "portal-e2e",
+            &[
+                ("PORTAL_URL", &base),
+                ("ADMIN_EMAIL", ADMIN_EMAIL),
+                ("ADMIN_PASSWORD", PASSWORD),
+                ("GATE_TOKEN", &gate_token),
+                ("LIVE_LOT", &live_lot),
+                ("DRIVER_EMAIL", DRIVER_EMAIL),
+                ("INQUIRY_SUBJECT", subject),
+                ("REPORT_FROM", &from),
+                ("REPORT_TO", &to),
+            ],
+        )
+        .await;
+    server.abort();
 
     // Live occupancy moved with the gate entry; the store agrees.
     assert_eq!(

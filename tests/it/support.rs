@@ -66,3 +66,69 @@ pub fn service(var: &str) -> Option<String> {
         }
     }
 }
+
+/// Headless Chromium and the browser scripts of `tests/e2e/` (playwright-core), as
+/// `scripts/test` installs them.
+pub struct Browser {
+    chromium: String,
+    scripts: String,
+}
+
+impl Browser {
+    /// The browser, or None outside CI when it is not installed (in CI: the test fails).
+    pub fn available() -> Option<Self> {
+        Some(Self {
+            chromium: service("PARKFLOW_TEST_CHROMIUM")?,
+            scripts: service("PARKFLOW_TEST_E2E_DIR")?,
+        })
+    }
+
+    /// Run `tests/e2e/<script>` with `env` (and `CHROMIUM`, and `SCREENSHOT_DIR` = the
+    /// test's `shots` folder under the target's tmp dir), within three minutes; the test fails
+    /// if the script does. What the script printed last (its JSON line), and the shots' folder.
+    pub async fn run(
+        &self,
+        script: &str,
+        shots: &str,
+        env: &[(&str, &str)],
+    ) -> (serde_json::Value, std::path::PathBuf) {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut node = tokio::process::Command::new("node");
+        node.arg(script)
+            .current_dir(&self.scripts)
+            .env("CHROMIUM", &self.chromium)
+            .env("SCREENSHOT_DIR", &dir)
+            .kill_on_drop(true);
+        for (name, value) in env {
+            node.env(name, value);
+        }
+        let run = tokio::time::timeout(std::time::Duration::from_secs(180), node.output())
+            .await
+            .expect("the browser run finished within 3 minutes")
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{script} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let last = stdout.lines().rfind(|l| !l.is_empty()).unwrap_or("null");
+        (serde_json::from_str(last).unwrap_or_default(), dir)
+    }
+}
+
+/// `state`'s API, portal and pages on a loopback port, as `parkflow serve` runs them (with the
+/// client's address): the base URL, and the server's task (abort it when done).
+pub async fn serve_on_loopback(
+    state: parkflow_api::AppState,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let app = parkflow_api::router(state)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), server)
+}
