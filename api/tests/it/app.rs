@@ -171,15 +171,7 @@ pub async fn a_quote_before_booking_is_the_bookings_price_and_says_why(app: Test
         { "band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 300, "effectiveFrom": from },
         { "band": "midday", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 400, "effectiveFrom": from },
     ]});
-    let put = app
-        .call(
-            "PUT",
-            &format!("/v1/lots/{lot}/rates"),
-            Some(PRICING),
-            Some(&rates.to_string()),
-        )
-        .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    app.publish_rates(lot, rates).await;
 
     // Monday 10:30–12:30 in Berlin: half an hour of morning, an hour and a half of midday.
     let (start, end) = ("2026-06-01T08:30:00Z", "2026-06-01T10:30:00Z");

@@ -34,15 +34,7 @@ pub async fn check_in_and_out_charge_the_rates_in_force_during_the_stay(app: Tes
         {"band": "midday", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 300,
          "effectiveFrom": "2026-06-01T08:00:00Z"}
     ]});
-    let r = app
-        .call(
-            "PUT",
-            &format!("/v1/lots/{lot}/rates"),
-            Some(PRICING),
-            Some(&rates.to_string()),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.publish_rates(lot, rates).await;
     app.clock.set(t("2026-06-01T10:30:00Z"));
     let exit = app.gate(lot).leave(&session).await;
     assert_eq!(exit.status, StatusCode::OK, "{}", exit.body);

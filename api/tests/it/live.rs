@@ -181,15 +181,7 @@ pub async fn live_streams_push_each_change_and_resume(app: TestApp) {
         { "band": "morning", "dayKind": "weekday", "vehicleType": "car", "centsPerHour": 350,
           "effectiveFrom": from },
     ]});
-    let put = app
-        .call(
-            "PUT",
-            &format!("/v1/lots/{lot}/rates"),
-            Some(PRICING),
-            Some(&rates.to_string()),
-        )
-        .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    app.publish_rates(lot, rates).await;
     let announced = watcher.next(SOON).await.expect("the publication is pushed");
     assert_eq!(announced.data["nextRateChange"]["centsPerHour"], 350);
     assert_eq!(announced.data["nextRateChange"]["band"], "morning");

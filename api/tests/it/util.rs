@@ -187,6 +187,16 @@ impl TestApp {
         self.admin().create_lot(spots).await
     }
 
+    /// Publish `rates` (`{"rates": [...]}`) for `lot` as the pricing service does; it must be
+    /// accepted.
+    pub(crate) async fn publish_rates(&self, lot: i64, rates: Value) {
+        let uri = format!("/v1/lots/{lot}/rates");
+        let r = self
+            .call("PUT", &uri, Some(PRICING), Some(&rates.to_string()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+
     /// A drive-up of `vehicle` at `lot`'s entry gate.
     pub(crate) async fn enter(&self, lot: i64, vehicle: &str) -> Reply {
         self.gate(lot).drive_up(vehicle).await
