@@ -53,6 +53,10 @@ pub struct DemoOutcome {
     pub period: (DateTime<Utc>, DateTime<Utc>),
     pub sim: SimReport,
     pub outbox_events: i64,
+    /// How the events went from the API to the lake.
+    pub ingest_path: String,
+    /// The ClickHouse database the run wrote to, when it went through Kafka and ClickHouse.
+    pub clickhouse_database: Option<String>,
     pub lake_events: u64,
     pub dead_letters: u64,
     pub refresh: RefreshReport,
@@ -69,7 +73,7 @@ pub struct Timings {
 }
 
 pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome, Timings)> {
-    let cfg = cfg.with_data_dir(opts.data_dir.clone());
+    let cfg = own_topics(cfg.with_data_dir(opts.data_dir.clone()));
     reset(&cfg)?;
     let sim = SimConfig {
         seed: opts.seed,
@@ -129,13 +133,11 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     report.priced_out = priced_out;
     lap("simulate", &mut timings);
 
-    // Ingest everything the API recorded.
-    let mut ingest = steps::embedded_ingest(&cfg, &state, &metrics)?;
+    // Ingest everything the API recorded: embedded, or through Kafka when it is configured.
+    let mut ingest = steps::Ingest::open(&cfg, &state, &metrics).await?;
     let head = state.services.store().outbox_head().await?;
     let bar = progress_bar(opts.progress, head as u64, "ingest");
-    ingest
-        .drain_with(|r| bar.set_position(r.position as u64))
-        .await?;
+    ingest.drain_with(|n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     lap("ingest", &mut timings);
 
@@ -167,6 +169,12 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         sim.end(),
     )
     .await?;
+    // Through Kafka the changes went out on the rates topic: the API applies them from there,
+    // as every API process does.
+    let lots_changed: std::collections::BTreeSet<_> =
+        priced.changes.iter().map(|c| c.lot_id).collect();
+    let group = format!("{}-demo-rates", cfg.kafka.group_id);
+    steps::apply_published_rates(&cfg, &state, &group, lots_changed.len()).await?;
     // The published rates are events too: ingest them so the lake holds everything.
     ingest.drain().await?;
     spinner.finish_and_clear();
@@ -181,6 +189,21 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         period: (sim.day_start(0), sim.end()),
         sim: report,
         outbox_events: state.services.store().outbox_len().await?,
+        clickhouse_database: (cfg.kafka.is_enabled() && cfg.clickhouse.is_enabled())
+            .then(|| cfg.clickhouse.database.clone()),
+        ingest_path: if cfg.kafka.is_enabled() {
+            let warehouse = if cfg.clickhouse.is_enabled() {
+                format!("Parquet + ClickHouse database {}", cfg.clickhouse.database)
+            } else {
+                "Parquet".into()
+            };
+            format!(
+                "outbox → relay → Kafka topic {} → consumer group → {warehouse}; rates back over {}",
+                cfg.kafka.events_topic, cfg.kafka.rates_topic
+            )
+        } else {
+            "outbox → Parquet (embedded)".into()
+        },
         lake_events: manifest.rows_of(Table::FactParkingEvent),
         dead_letters: manifest.rows_of(Table::DeadLetters),
         refresh,
@@ -191,6 +214,24 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     state.services.store().close().await;
     lap("summary", &mut timings);
     Ok((outcome, timings))
+}
+
+/// A demo through Kafka (and ClickHouse) writes to topics and a database of its own run, so a
+/// run never reads an earlier run's events: `<topic>-demo-<run>`, `<database>_demo_<run>`.
+fn own_topics(mut cfg: Config) -> Config {
+    if !cfg.kafka.is_enabled() {
+        return cfg;
+    }
+    let run = Utc::now().format("%Y%m%d%H%M%S%3f").to_string();
+    let k = &mut cfg.kafka;
+    for topic in [&mut k.events_topic, &mut k.dlq_topic, &mut k.rates_topic] {
+        *topic = format!("{topic}-demo-{run}");
+    }
+    k.group_id = format!("{}-demo-{run}", k.group_id);
+    if cfg.clickhouse.is_enabled() {
+        cfg.clickhouse.database = format!("{}_demo_{run}", cfg.clickhouse.database);
+    }
+    cfg
 }
 
 /// Start from nothing so that the same seed gives the same result.
@@ -282,8 +323,8 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
     );
     let _ = writeln!(
         s,
-        "Events     {} recorded by the API, {} in the lake, {} dead letters",
-        o.outbox_events, o.lake_events, o.dead_letters
+        "Events     {} recorded by the API, {} in the lake, {} dead letters ({})",
+        o.outbox_events, o.lake_events, o.dead_letters, o.ingest_path
     );
     let _ = writeln!(
         s,

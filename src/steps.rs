@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use warehouse_schema::event::{RatePublished, RatesMessage};
 use warehouse_schema::lake::Lake;
-use warehouse_schema::{LotId, VehicleType};
+use warehouse_schema::{LotId, Table, VehicleType};
 
 /// Metrics of the non-API components, registered before the API takes the registry.
 #[derive(Debug, Clone)]
@@ -80,7 +80,116 @@ pub fn embedded_ingest(
     )?)
 }
 
-/// The ClickHouse sink, when `clickhouse.url` is set.
+/// Moving what the API recorded into the warehouse: embedded (outbox → lake), or with
+/// `kafka.brokers` set the distributed path (outbox → relay → Kafka → consumer group → lake and
+/// ClickHouse).
+pub enum Ingest {
+    Embedded(EmbeddedIngest),
+    Distributed {
+        relay: Relay,
+        consumer: Box<WarehouseConsumer>,
+        lake: Lake,
+        outbox: parkflow_outbox::Outbox,
+    },
+}
+
+impl Ingest {
+    /// The path `cfg` names (ClickHouse's tables created where it is configured).
+    pub async fn open(cfg: &Config, state: &AppState, metrics: &Metrics) -> anyhow::Result<Self> {
+        if !cfg.kafka.is_enabled() {
+            return Ok(Self::Embedded(embedded_ingest(cfg, state, metrics)?));
+        }
+        if let Some(clickhouse) = clickhouse_sink(cfg)? {
+            clickhouse.migrate().await?;
+        }
+        Ok(Self::Distributed {
+            relay: relay(cfg, state, metrics).await?,
+            consumer: Box::new(warehouse_consumer(cfg, metrics).await?),
+            lake: Lake::new(cfg.lake_dir()),
+            outbox: state.services.store().outbox(),
+        })
+    }
+
+    /// Move everything recorded so far; `progress` gets the events in the lake after each
+    /// batch. The distributed path waits until the lake holds every event the API recorded
+    /// (at most `DISTRIBUTED_WAIT` without progress).
+    pub async fn drain_with(&mut self, mut progress: impl FnMut(u64)) -> anyhow::Result<()> {
+        const DISTRIBUTED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+        match self {
+            Self::Embedded(ingest) => {
+                ingest.drain_with(|r| progress(r.position as u64)).await?;
+            }
+            Self::Distributed {
+                relay,
+                consumer,
+                lake,
+                outbox,
+            } => {
+                relay.drain().await?;
+                let recorded = outbox.len().await? as u64;
+                let in_lake = |lake: &Lake| -> anyhow::Result<u64> {
+                    let m = lake.manifest(warehouse_schema::tables::Section::Ingested)?;
+                    Ok(m.rows_of(Table::FactParkingEvent) + m.rows_of(Table::DeadLetters))
+                };
+                let mut last_progress = tokio::time::Instant::now();
+                loop {
+                    let have = in_lake(lake)?;
+                    progress(have);
+                    if have >= recorded {
+                        return Ok(());
+                    }
+                    if last_progress.elapsed() > DISTRIBUTED_WAIT {
+                        anyhow::bail!(
+                            "the consumer group wrote {have} of the {recorded} events the API recorded"
+                        );
+                    }
+                    if consumer
+                        .step(std::time::Duration::from_secs(5))
+                        .await?
+                        .messages
+                        > 0
+                    {
+                        last_progress = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn drain(&mut self) -> anyhow::Result<()> {
+        self.drain_with(|_| {}).await
+    }
+}
+
+/// With Kafka, pricing's changes go out on the rates topic: apply the `messages` published
+/// there to this API, as every API process's rates consumer does (`group` names this reader).
+pub async fn apply_published_rates(
+    cfg: &Config,
+    state: &AppState,
+    group: &str,
+    messages: usize,
+) -> anyhow::Result<usize> {
+    if !cfg.kafka.is_enabled() || messages == 0 {
+        return Ok(0);
+    }
+    let consumer = parkflow_ingest::kafka::rates::RatesConsumer::new(&cfg.kafka, group)?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut applied = 0;
+    while applied < messages {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{applied} of the {messages} rates messages came back from Kafka"
+        );
+        applied += consumer
+            .step(std::time::Duration::from_secs(2), |m| {
+                apply_rates_message(state, m)
+            })
+            .await?;
+    }
+    Ok(applied)
+}
+
 /// The ClickHouse sink, for commands that need one: an error naming the setting when it is
 /// not configured.
 pub fn required_clickhouse_sink(cfg: &Config) -> anyhow::Result<ClickHouseSink> {
