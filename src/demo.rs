@@ -55,8 +55,10 @@ pub struct DemoOutcome {
     pub outbox_events: i64,
     /// How the events went from the API to the lake.
     pub ingest_path: String,
-    /// The ClickHouse database the run wrote to, when it went through Kafka and ClickHouse.
+    /// The ClickHouse database the run wrote to, when it went through Kafka and ClickHouse,
+    /// and the stay figures it answers with (after its derived tables were rebuilt).
     pub clickhouse_database: Option<String>,
+    pub clickhouse_stays: Option<parkflow_ingest::sink::clickhouse::StayTotals>,
     pub lake_events: u64,
     pub dead_letters: u64,
     pub refresh: RefreshReport,
@@ -181,6 +183,14 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     lap("price", &mut timings);
 
     let summary = parkflow_pipeline::usage_summary(&lake).await?;
+    // Through ClickHouse, the warehouse answers the same stay figures from its own tables.
+    let clickhouse_stays = match steps::clickhouse_sink(&cfg)? {
+        Some(clickhouse) if cfg.kafka.is_enabled() => {
+            clickhouse.refresh_derived().await?;
+            Some(clickhouse.stay_totals().await?)
+        }
+        _ => None,
+    };
     let manifest = lake.manifest(Section::Ingested)?;
     let outcome = DemoOutcome {
         lots: lots.len(),
@@ -189,8 +199,8 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         period: (sim.day_start(0), sim.end()),
         sim: report,
         outbox_events: state.services.store().outbox_len().await?,
-        clickhouse_database: (cfg.kafka.is_enabled() && cfg.clickhouse.is_enabled())
-            .then(|| cfg.clickhouse.database.clone()),
+        clickhouse_database: clickhouse_stays.map(|_| cfg.clickhouse.database.clone()),
+        clickhouse_stays,
         ingest_path: if cfg.kafka.is_enabled() {
             let warehouse = if cfg.clickhouse.is_enabled() {
                 format!("Parquet + ClickHouse database {}", cfg.clickhouse.database)
@@ -326,6 +336,26 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         "Events     {} recorded by the API, {} in the lake, {} dead letters ({})",
         o.outbox_events, o.lake_events, o.dead_letters, o.ingest_path
     );
+    if let Some(c) = &o.clickhouse_stays {
+        let _ = writeln!(
+            s,
+            "ClickHouse {} stays ({} open), revenue {}: {} the lake's",
+            c.stays,
+            c.open_stays,
+            dollars(c.revenue_cents),
+            if (c.stays, c.open_stays, c.revenue_cents)
+                == (
+                    o.summary.stays,
+                    o.summary.open_stays,
+                    o.summary.revenue_cents
+                )
+            {
+                "the same as"
+            } else {
+                "NOT the same as"
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "Revenue    {} from {} completed stays (mean stay {:.0} min); mean occupancy {:.1} %",

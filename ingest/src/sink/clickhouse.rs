@@ -195,4 +195,30 @@ impl ClickHouseSink {
             .fetch_one::<(u64, u64)>()
             .await?)
     }
+
+    /// The usage summary's stay figures from ClickHouse (`fact_stay` after replays collapsed,
+    /// as `refresh_derived` builds it): stays, of them still open, and revenue in cents.
+    pub async fn stay_totals(&self) -> Result<StayTotals> {
+        let (stays, open_stays, revenue_cents) = self
+            .client
+            .query(&format!(
+                "SELECT count(), toUInt64(sum(is_open)), toInt64(sum(ifNull(amount_cents, 0))) FROM {}.fact_stay FINAL",
+                self.database
+            ))
+            .fetch_one::<(u64, u64, i64)>()
+            .await?;
+        Ok(StayTotals {
+            stays,
+            open_stays,
+            revenue_cents,
+        })
+    }
+}
+
+/// What ClickHouse says of the stays: the same figures as the lake's usage summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StayTotals {
+    pub stays: u64,
+    pub open_stays: u64,
+    pub revenue_cents: i64,
 }

@@ -23,6 +23,7 @@ fn story(o: &DemoOutcome) -> DemoOutcome {
     DemoOutcome {
         ingest_path: String::new(),
         clickhouse_database: None,
+        clickhouse_stays: None,
         ..o.clone()
     }
 }
