@@ -158,9 +158,25 @@ try {
   await driver.waitForSelector('li[data-reservation]');
   out.status = await driver.textContent('li[data-reservation] p.muted');
 
-  // A second booking two days ahead, paid, then cancelled: the app says what came back.
+  // The driver saves their car and their workplace.
+  await driver.goto(`${base}/#/me`);
+  await driver.waitForSelector('#vehicles');
+  await driver.fill('#plate', 'b-pf 25');
+  await driver.fill('#region', 'B');
+  await driver.selectOption('#kind', 'car');
+  await driver.click('#vehicles button[type=submit]');
+  await driver.waitForSelector('#vehicles li');
+  out.vehicles = await driver.locator('#vehicles li').allTextContents();
+  await driver.click('#workplace button');
+  await driver.waitForFunction(() => document.querySelector('#workplace p').textContent.startsWith('Saved at'));
+  out.workplace = await driver.textContent('#workplace p');
+  out.violations.push(...(await audit(driver, 'app-me-saved')));
+
+  // A second booking two days ahead with the saved car, paid, then cancelled: the app says
+  // what came back.
   await driver.goto(`${base}/#/lot/${lot}`);
   await driver.waitForSelector('#start');
+  await driver.selectOption('#vehicle', { label: 'BPF25 (Car)' });
   await driver.fill('#start', localInput(2 * 24 * 60));
   await driver.selectOption('#hours', '2');
   await driver.click('form button[type=submit]');

@@ -158,9 +158,16 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     // The second booking, cancelled two days ahead: the policy gave everything back, and the
     // app said how much.
     // (Moved an hour later before that: the payment stays what was paid.)
+    let second = mine
+        .iter()
+        .find(|r| r.status.as_str() == "cancelled")
+        .expect("the second booking was cancelled");
+    // It was booked with the car the driver saved on the Me screen.
+    assert_eq!(second.plate.as_deref(), Some("BPF25"), "{seen}");
+    assert_eq!(seen["vehicles"], serde_json::json!(["BPF25 (B) — Car"]));
     assert!(
-        mine.iter().any(|r| r.status.as_str() == "cancelled"),
-        "the second booking was cancelled"
+        seen["workplace"].as_str().unwrap().starts_with("Saved at"),
+        "{seen}"
     );
     assert!(
         seen["moved"].as_str().unwrap().starts_with("Moved: spot "),
@@ -185,6 +192,7 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     assert_eq!(seen["violations"], serde_json::json!([]), "{seen}");
     assert_eq!(seen["pageErrors"], serde_json::json!([]), "{seen}");
     for shot in [
+        "app-me-saved",
         "app-register",
         "app-lots",
         "app-lot",

@@ -440,7 +440,39 @@ async function inboxScreen() {
   }, inboxFollow.signal);
 }
 
-function meScreen() {
+async function meScreen() {
+  const [{ vehicles }, { workplace }] = await Promise.all([call('GET', '/v1/vehicles'), call('GET', '/v1/me/workplace')]);
+  // My vehicles: booked by choosing one, recognised at the gate by plate.
+  const plate = h('input', { id: 'plate', required: true, autocomplete: 'off', maxlength: 24 });
+  const region = h('input', { id: 'region', required: true, value: 'D', maxlength: 8 });
+  const kind = h('select', { id: 'kind' }, Object.entries(KINDS).map(([v, name]) => h('option', { value: v, text: name })));
+  const add = h('button', { type: 'submit', class: 'secondary', text: 'Add vehicle' });
+  const cars = h('form', {
+    class: 'card',
+    id: 'vehicles',
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      guarded(add, async () => {
+        const v = await call('POST', '/v1/vehicles', { plate: plate.value, region: region.value.trim(), vehicleType: kind.value });
+        toast(`${v.plate} is saved.`, true);
+        meScreen();
+      });
+    },
+  }, h('h2', { text: 'My vehicles' }),
+  vehicles.length ? h('ul', {}, vehicles.map((v) => h('li', { text: `${v.plate} (${v.region}) — ${KINDS[v.vehicleType]}` }))) : h('p', { class: 'muted', text: 'None saved yet.' }),
+  field('Plate', plate), field('Region', region), field('Type', kind), add);
+  // My workplace: lots near it come first when the phone does not say where it is.
+  const here = h('button', { type: 'button', class: 'secondary', text: 'Use where I am now as my workplace' });
+  here.addEventListener('click', () => guarded(here, async () => {
+    const p = await position();
+    if (!p) { toast('Your browser did not tell where you are.'); return; }
+    const [latitude, longitude] = p.split(',').map(Number);
+    await call('PUT', '/v1/me/workplace', { latitude, longitude });
+    toast('Workplace saved: lots near it come first.', true);
+    meScreen();
+  }));
+  const work = h('div', { class: 'card', id: 'workplace' }, h('h2', { text: 'My workplace' }),
+    h('p', { class: 'muted', text: workplace ? `Saved at ${workplace.latitude.toFixed(4)}, ${workplace.longitude.toFixed(4)}.` : 'Not saved.' }), here);
   const exportData = h('button', { type: 'button', class: 'secondary', text: 'Download my data' });
   exportData.addEventListener('click', () => guarded(exportData, async () => {
     const data = await call('GET', '/v1/me/export');
@@ -463,7 +495,7 @@ function meScreen() {
     toast('Your account is deleted.', true);
     location.hash = '#/signin';
   }));
-  show('Me', h('div', { class: 'card' }, exportData, out, erase));
+  show('Me', cars, work, h('div', { class: 'card' }, exportData, out, erase));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,7 +522,7 @@ async function route() {
       case 'pass': return await passScreen(id);
       case 'reservations': return await reservationsScreen();
       case 'inbox': return await inboxScreen();
-      case 'me': return meScreen();
+      case 'me': return await meScreen();
       default: return await lotsScreen();
     }
   } catch (e) {
