@@ -266,6 +266,24 @@ impl WarehouseConsumer {
         self.first_message_at
     }
 
+    /// The partitions of the events topic this consumer holds now (the group splits them
+    /// between its members).
+    pub fn assigned_partitions(&self) -> Vec<i32> {
+        let mut partitions: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|a| {
+                a.elements()
+                    .iter()
+                    .filter(|e| e.topic() == self.topic)
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .unwrap_or_default();
+        partitions.sort_unstable();
+        partitions
+    }
+
     /// Wait up to `first_wait` for a message — counted from when the consumer has partitions,
     /// so a group join (seconds on some brokers) does not pass for an empty topic — then fill
     /// the batch for at most the linger time.

@@ -24,6 +24,7 @@ use warehouse_schema::{EntryMethod, VehicleType};
 use crate::support::{dead_letter_reasons, lake_event_ids, service, test_lot};
 
 mod demo;
+mod group;
 mod restart;
 
 struct World {
