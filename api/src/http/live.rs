@@ -134,14 +134,14 @@ pub(super) async fn inbox_live(
     let watch = live.watch_inbox(user);
     // Without a resume point, only what arrives from now on.
     let after = last.unwrap_or_else(|| live.inbox_position());
-    let heartbeat = Duration::from_secs(state.services.live_config().heartbeat_s.max(1));
+    const PAGE: i64 = 100;
     let messages = stream::unfold(
         (watch, after, last.is_some(), store),
         move |(mut watch, after, now, store)| async move {
             if !now {
                 watch.changed().await.ok()?;
             }
-            let new = notifications::of_user_after(&store, user, after, 100)
+            let new = notifications::of_user_after(&store, user, after, PAGE)
                 .await
                 .unwrap_or_default();
             let next = new.last().map_or(after, |m| m.id);
@@ -158,9 +158,7 @@ pub(super) async fn inbox_live(
                 .data(serde_json::to_string(&m).unwrap_or_default()),
         )
     });
-    Ok(Sse::new(messages)
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response())
+    Ok(sse(&state, messages))
 }
 
 /// `1,2,3` → distinct lot ids in the order given. Each is as the document's pattern says: 1 to
@@ -227,11 +225,19 @@ async fn stream_of(
     for lot in lots {
         watches.push(live.watch(*lot).await?);
     }
+    Ok(sse(state, events(watches, last, slot)))
+}
+
+/// `events` as a Server-Sent Events response, with a heartbeat comment every
+/// `live.heartbeat_s` seconds.
+fn sse(
+    state: &AppState,
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
     let heartbeat = Duration::from_secs(state.services.live_config().heartbeat_s.max(1));
-    let events = events(watches, last, slot);
-    Ok(Sse::new(events)
+    Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response())
+        .into_response()
 }
 
 /// The SSE events of `watches`: each lot's state when it is newer than `last`, then each

@@ -13,7 +13,7 @@
 use super::Live;
 use crate::config::LiveConfig;
 use crate::domain::error::{Error, Result};
-use crate::services::lots::rate_in_force_conn;
+use crate::services::lots::{AVAILABILITY_EVENTS, rate_in_force_conn};
 use crate::store::{notifications as messages, rates, stays};
 use chrono::{DateTime, Duration, Utc};
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,18 +23,6 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OnceCell, watch};
 use warehouse_schema::{LotId, UserId, VehicleType};
-
-/// The event types that change what a lot's live state shows.
-const LIVE_EVENTS: &[&str] = &[
-    "check_in",
-    "exit",
-    "reservation_created",
-    "reservation_modified",
-    "reservation_cancelled",
-    "reservation_no_show",
-    "lot_capacity_changed",
-    "rate_published",
-];
 
 /// A lot as a driver's app shows it, live.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -217,10 +205,12 @@ impl Live<'_> {
         };
         let mut pushed = 0;
         if !watched.is_empty() {
+            // What changes free spots, and rate publications.
+            let live_events = [AVAILABILITY_EVENTS, &["rate_published"]].concat();
             let changed = self
                 .store()
                 .outbox()
-                .lots_with_events(after, head, LIVE_EVENTS)
+                .lots_with_events(after, head, &live_events)
                 .await?;
             for lot in changed.into_iter().map(LotId) {
                 if !watched.contains(&lot) {

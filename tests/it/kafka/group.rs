@@ -13,27 +13,16 @@ async fn two_consumers_in_one_group_split_the_partitions_and_keep_exactly_once()
     let Some(clickhouse_url) = service("PARKFLOW_TEST_CLICKHOUSE_URL") else {
         return;
     };
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let kafka = KafkaConfig {
-        brokers,
-        events_topic: format!("events-{id}"),
-        dlq_topic: format!("dlq-{id}"),
-        rates_topic: format!("rates-{id}"),
-        group_id: format!("group-{id}"),
-        partitions: 6,
-        batch_size: 200,
-        session_timeout_ms: 6_000,
-        ..KafkaConfig::default()
-    };
-    kafka.ensure_topics().await.unwrap();
-    let clickhouse = ClickHouseSink::new(&ClickHouseConfig {
-        url: clickhouse_url,
-        database: format!("pf_test_{id}"),
-        validation: false,
-        ..ClickHouseConfig::default()
-    })
-    .unwrap();
-    clickhouse.migrate().await.unwrap();
+    let (kafka, clickhouse) = fresh_path(
+        KafkaConfig {
+            brokers,
+            partitions: 6,
+            batch_size: 200,
+            ..KafkaConfig::default()
+        },
+        clickhouse_url,
+    )
+    .await;
 
     // Twelve lots (the key is the lot, so their events spread over the partitions), thirty
     // entries each.

@@ -44,32 +44,19 @@ async fn world() -> Option<World> {
 
 async fn world_on(brokers: String) -> Option<World> {
     let clickhouse_url = service("PARKFLOW_TEST_CLICKHOUSE_URL")?;
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let kafka = KafkaConfig {
-        brokers,
-        events_topic: format!("events-{id}"),
-        dlq_topic: format!("dlq-{id}"),
-        rates_topic: format!("rates-{id}"),
-        group_id: format!("group-{id}"),
-        partitions: 3,
-        batch_size: 100,
-        batch_linger_ms: 200,
-        relay_batch: 250,
-        // Quick joins and rebalances after a killed consumer.
-        session_timeout_ms: 6_000,
-        // The producer batches as in production.
-        ..KafkaConfig::default()
-    };
-    kafka.ensure_topics().await.unwrap();
-    let clickhouse = ClickHouseSink::new(&ClickHouseConfig {
-        url: clickhouse_url,
-        database: format!("pf_test_{id}"),
-        // The test server is ClickHouse 18.16 (see SERVICES.md).
-        validation: false,
-        ..ClickHouseConfig::default()
-    })
-    .unwrap();
-    clickhouse.migrate().await.unwrap();
+    let (kafka, clickhouse) = fresh_path(
+        KafkaConfig {
+            brokers,
+            partitions: 3,
+            batch_size: 100,
+            batch_linger_ms: 200,
+            relay_batch: 250,
+            // The producer batches as in production.
+            ..KafkaConfig::default()
+        },
+        clickhouse_url,
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = ApiConfig {
@@ -120,6 +107,31 @@ async fn world_on(brokers: String) -> Option<World> {
         clickhouse,
         lot,
     })
+}
+
+/// `kafka` on topics and a group of its own (created), with quick joins and rebalances after a
+/// killed consumer; and a ClickHouse database of its own at `clickhouse_url` (migrated).
+async fn fresh_path(kafka: KafkaConfig, clickhouse_url: String) -> (KafkaConfig, ClickHouseSink) {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let kafka = KafkaConfig {
+        events_topic: format!("events-{id}"),
+        dlq_topic: format!("dlq-{id}"),
+        rates_topic: format!("rates-{id}"),
+        group_id: format!("group-{id}"),
+        session_timeout_ms: 6_000,
+        ..kafka
+    };
+    kafka.ensure_topics().await.unwrap();
+    let clickhouse = ClickHouseSink::new(&ClickHouseConfig {
+        url: clickhouse_url,
+        database: format!("pf_test_{id}"),
+        // The test server is ClickHouse 18.16 (see SERVICES.md).
+        validation: false,
+        ..ClickHouseConfig::default()
+    })
+    .unwrap();
+    clickhouse.migrate().await.unwrap();
+    (kafka, clickhouse)
 }
 
 impl World {

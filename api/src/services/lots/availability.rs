@@ -8,6 +8,18 @@ use crate::services::Lots;
 use crate::store::{lots, reservations};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
+/// The event types that change which spots of a lot are free: what makes another process's
+/// change drop a lot from this process's index (and what the live streams watch, with rates).
+pub(crate) const AVAILABILITY_EVENTS: &[&str] = &[
+    "reservation_created",
+    "reservation_modified",
+    "reservation_cancelled",
+    "reservation_no_show",
+    "check_in",
+    "exit",
+    "lot_capacity_changed",
+];
+
 impl Lots<'_> {
     /// Spots of `lot` a `vehicle` may use that no reservation holds during `window`: best fit
     /// first, then nearest to `near` when given. Answered from the availability index.
@@ -111,19 +123,7 @@ impl Lots<'_> {
             return Ok(0);
         }
         let lots = outbox
-            .lots_with_events(
-                after,
-                head,
-                &[
-                    "reservation_created",
-                    "reservation_modified",
-                    "reservation_cancelled",
-                    "reservation_no_show",
-                    "check_in",
-                    "exit",
-                    "lot_capacity_changed",
-                ],
-            )
+            .lots_with_events(after, head, AVAILABILITY_EVENTS)
             .await?;
         for lot in &lots {
             self.availability().invalidate(LotId(*lot));

@@ -2,6 +2,8 @@
 //! live free counts and the rate now, distances from a point.
 
 mod availability;
+
+pub(crate) use availability::AVAILABILITY_EVENTS;
 mod rates;
 
 pub use rates::{PublishRates, Rate, RateSchedule};
