@@ -141,11 +141,14 @@ pub(super) async fn inbox_live(
             if !now {
                 watch.changed().await.ok()?;
             }
+            // A failed read sends nothing and moves nothing: the next wake-up reads again.
             let new = notifications::of_user_after(&store, user, after, PAGE)
                 .await
                 .unwrap_or_default();
             let next = new.last().map_or(after, |m| m.id);
-            Some((new, (watch, next, false, store)))
+            // A full page may not be all: read the rest at once, not at the next message.
+            let more = new.len() as i64 == PAGE;
+            Some((new, (watch, next, more, store)))
         },
     )
     .flat_map(stream::iter)

@@ -452,6 +452,35 @@ pub async fn a_drivers_new_messages_are_pushed_from_any_process(app: TestApp) {
         .await;
     assert!(r.status.is_client_error(), "{}", r.status);
 
+    // A burst larger than one read (150 messages at once, written outside any change, so
+    // the follower finds them by polling) arrives whole, without waiting for another message.
+    {
+        use parkflow_api::notifications::{NewNotification, NotificationKind, enqueue};
+        let user =
+            warehouse_schema::UserId(driver_id(&driver).await.as_str().unwrap().parse().unwrap());
+        let now = app.state.services.now();
+        for i in 0..150 {
+            let n = NewNotification {
+                user_id: user,
+                kind: NotificationKind::ArrivalForecast,
+                dedup_key: format!("burst-{i}"),
+                lot_id: Some(warehouse_schema::LotId(lot)),
+                title: format!("Burst {i}"),
+                body: "Lot A has spaces left".into(),
+            };
+            assert!(enqueue(app.state.services.store(), &n, now).await.unwrap());
+        }
+        let mut got = Vec::new();
+        while got.len() < 150 {
+            let Some(e) = inbox.next(SOON).await else {
+                panic!("only {} of the 150 messages came", got.len());
+            };
+            got.push(e.data["title"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(got.first().map(String::as_str), Some("Burst 0"));
+        assert_eq!(got.last().map(String::as_str), Some("Burst 149"));
+    }
+
     // Closing the streams frees their slots.
     let live = app.state.services.live();
     assert_eq!(live.open_watches(), 3);
