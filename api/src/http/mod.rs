@@ -141,6 +141,10 @@ pub fn router(state: AppState) -> Router {
             get(reservations::get_pass_qr),
         )
         .route(
+            "/v1/reservations/{reservation_id}/extension",
+            get(reservations::extension_preview).post(reservations::extend_reservation),
+        )
+        .route(
             "/v1/reservations/{reservation_id}/refund",
             get(reservations::refund_if_cancelled),
         )
@@ -314,6 +318,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         reservations::get_pass,
         reservations::get_pass_qr,
         reservations::refund_if_cancelled,
+        reservations::extension_preview,
+        reservations::extend_reservation,
         payments::pay_reservation,
         accounts::login,
         accounts::refresh,
@@ -355,6 +361,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     reservations::ReservationBody,
     reservations::ChangeBody,
     wire::ReservationWithPass,
+    wire::ExtensionDone,
+    reservations::ExtensionBody,
+    crate::services::reservations::ExtensionPreview,
+    crate::services::reservations::SpotChoice,
+    crate::services::reservations::Settlement,
     wire::ReservationPage,
     wire::Cancellation,
     crate::services::gates::GateEntry,

@@ -163,6 +163,97 @@ pub(super) async fn modify_reservation(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct ExtensionQuery {
+    end_at: DateTime<Utc>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/reservations/{reservation_id}/extension",
+    summary = "What extending a booking or a stay in progress to a later end would cost, and whether its spot stays free",
+    description = "The extra time is priced at the rates in force; the booked time keeps its price. When the spot is reserved by someone else within the extra time, a booking whose car is not in yet is offered spots free for the whole longer window.",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+        ("end-at" = chrono::DateTime<chrono::Utc>, Query, description = "the new end, RFC 3339 with offset"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::services::reservations::ExtensionPreview),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
+pub(super) async fn extension_preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+    ApiQuery(q): ApiQuery<ExtensionQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.driver()?;
+    Ok(Json(
+        state
+            .services
+            .reservations()
+            .extension_preview(user, ReservationId(id), q.end_at)
+            .await?,
+    ))
+}
+
+/// An extension: the new end, and (before the car is in) another spot for the whole window.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = Extension)]
+pub(super) struct ExtensionBody {
+    end_at: DateTime<Utc>,
+    /// One of the preview's alternatives, when the reservation's own spot is taken.
+    #[serde(default)]
+    #[schema(schema_with = crate::domain::schema::nullable_id)]
+    spot_id: Option<SpotId>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/{reservation_id}/extension",
+    summary = "Extend a booking or a stay in progress to a later end, never overlapping another booking",
+    description = "The extra time is priced as the preview says and added to the quote: an unpaid booking pays the new total, a paid one or a stay in progress pays it at the exit (`dueCents`). The pass follows the new end.",
+    params(
+        ("reservation_id" = String, Path, description = "reservation id", format = Uuid),
+        ("Idempotency-Key" = String, Header, description = "the same key with the same request returns the first answer again; with another request it is refused (422)", min_length = 1, max_length = 200, pattern = "^[!-~]+$"),
+    ),
+    request_body = crate::http::reservations::ExtensionBody,
+    responses(
+        (status = 200, description = "OK", body = crate::http::wire::ExtensionDone),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
+pub(super) async fn extend_reservation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+    keyed: Keyed<ExtensionBody>,
+) -> Result<Response, ApiError> {
+    let user = caller.driver()?;
+    let state = &state;
+    keyed
+        .run(&state.services, user, |body, _key| async move {
+            let done = state
+                .services
+                .reservations()
+                .extend(user, ReservationId(id), body.end_at, body.spot_id)
+                .await?;
+            let out = ExtensionDone {
+                reservation: done.reservation,
+                pass: done.pass,
+                extra_cents: done.extra_cents,
+                settlement: done.settlement,
+            };
+            Ok((StatusCode::OK, json!(out)))
+        })
+        .await
+}
+
 #[utoipa::path(
     get,
     path = "/v1/reservations/{reservation_id}/pass/qr",

@@ -110,6 +110,18 @@ pub struct ReservationWithPass {
     pub pass: Option<GatePass>,
 }
 
+/// An extension made: the reservation with its new end and quote, its new pass (while its car
+/// is not in yet), and what the extra time cost and how it is paid.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionDone {
+    pub reservation: Reservation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<GatePass>,
+    pub extra_cents: i64,
+    pub settlement: crate::services::reservations::Settlement,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationPage {

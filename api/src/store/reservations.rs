@@ -116,6 +116,30 @@ pub async fn change<'c>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Extend a holding reservation (booked, or its car in) that still ends at `old_end` to end at
+/// `end`, on `spot`, now quoted `quote_cents`. False when it changed meanwhile (ended, or
+/// extended by another request).
+pub async fn extend<'c>(
+    db: impl Db<'c>,
+    id: ReservationId,
+    old_end: i64,
+    (spot, end, quote_cents): (i64, i64, i64),
+) -> Result<bool> {
+    let done = sqlx::query(concat!(
+        "UPDATE reservations SET spot_id = $1, end_at = $2, quote_cents = $3
+         WHERE id = $4 AND end_at = $5 AND ",
+        holding!()
+    ))
+    .bind(spot)
+    .bind(end)
+    .bind(quote_cents)
+    .bind(id.0.to_string())
+    .bind(old_end)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The car of an `active` reservation entered, opening stay `session`. False when it was not
 /// active any more (it entered already, or was cancelled meanwhile).
 pub async fn check_in<'c>(db: impl Db<'c>, id: ReservationId, session: SessionId) -> Result<bool> {

@@ -97,6 +97,7 @@ use races::{
 use reservations::{
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
+    bookings_and_stays_extend_at_the_rates_in_force, extensions_never_overlap_under_a_race,
     idempotency_key_returns_the_first_answer, store_agrees_with_a_brute_force_oracle,
     two_hundred_concurrent_requests_for_one_spot_book_it_once,
 };
@@ -134,6 +135,8 @@ on_both_stores!(
     idempotency_key_returns_the_first_answer,
     two_hundred_concurrent_requests_for_one_spot_book_it_once,
     store_agrees_with_a_brute_force_oracle,
+    bookings_and_stays_extend_at_the_rates_in_force,
+    extensions_never_overlap_under_a_race,
     lot_creation_writes_lot_spots_and_event,
     check_in_and_out_charge_the_rates_in_force_during_the_stay,
     full_lot_refuses_entry_and_respects_spot_types,

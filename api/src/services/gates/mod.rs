@@ -71,7 +71,12 @@ pub struct ExitReceipt {
     #[schema(value_type = String)]
     pub session_id: SessionId,
     pub duration_s: i64,
+    /// What the stay cost: the tariff over a drive-up stay; a reserved stay's quote plus any
+    /// time past its end.
     pub amount_cents: i64,
+    /// What is still to pay here: the cost less what was paid for the reservation ahead, or
+    /// taken from the driver's prepaid balance.
+    pub due_cents: i64,
     pub currency: String,
     pub cents_per_hour: i64,
     #[schema(schema_with = crate::domain::schema::band)]

@@ -291,13 +291,25 @@ impl Gates<'_> {
                 format!("parking session {session} has already exited"),
             ));
         }
-        if reservation.is_none()
-            && let Some(user) = &row.user_id
-        {
-            self.payments()
-                .pay_stay_from_balance(&mut tx, lot, session, user, amount, &info.currency, now)
-                .await?;
-        }
+        // What is still to pay at the exit: a reserved stay owes its charge less what was paid
+        // for the reservation ahead (an extension or an overstay of a paid booking is due here);
+        // a drive-up of a driver with a prepaid account is paid from the balance.
+        let due = match (reservation, &row.user_id) {
+            (Some(r), _) => {
+                let paid = crate::store::payments::captured_for(&mut *tx, r)
+                    .await?
+                    .map_or(0, |p| p.amount_cents);
+                amount.saturating_sub(paid).max(0)
+            }
+            (None, Some(user)) => {
+                let from_balance = self
+                    .payments()
+                    .pay_stay_from_balance(&mut tx, lot, session, user, amount, &info.currency, now)
+                    .await?;
+                if from_balance { 0 } else { amount }
+            }
+            (None, None) => amount,
+        };
         if let Some(r) = reservation {
             crate::store::reservations::complete(&mut *tx, r).await?;
         }
@@ -322,6 +334,7 @@ impl Gates<'_> {
             session_id: session,
             duration_s,
             amount_cents: amount,
+            due_cents: due,
             currency: info.currency,
             cents_per_hour,
             band,

@@ -292,6 +292,7 @@ pub(crate) async fn cancel_active(
 
 mod book;
 mod change;
+mod extend;
 pub mod lifecycle;
 mod quote;
 mod read;
@@ -302,6 +303,7 @@ pub use crate::domain::TimeRange;
 pub use crate::domain::availability::FreeSpot;
 pub(crate) use crate::domain::availability::SpotRow;
 pub use change::{Cancelled, RefundQuote};
+pub use extend::{Extended, ExtensionPreview, Settlement, SpotChoice};
 pub use quote::{Quote, QuotePart};
 pub use request::{BookingRequest, ChangeRequest, VehicleChoice};
 use spots::*;

@@ -59,18 +59,7 @@ impl Reservations<'_> {
             .tariff(&mut conn, lot, window, vehicle, pricing)
             .await?;
         let charge = tariff.charge(window.start(), window.end())?;
-        let parts = tariff
-            .parts(window.start(), window.end())
-            .into_iter()
-            .map(|p| QuotePart {
-                minutes: (p.until - p.from).num_minutes(),
-                from: p.from,
-                until: p.until,
-                band: p.band,
-                day_kind: p.day_kind,
-                cents_per_hour: p.cents_per_hour,
-            })
-            .collect();
+        let parts = quote_parts(&tariff, window.start(), window.end());
         Ok(Quote {
             lot_id: lot,
             start_at: window.start(),
@@ -82,4 +71,24 @@ impl Reservations<'_> {
             daily_cap_cents: pricing.daily_cap_cents,
         })
     }
+}
+
+/// The stretches of `from..until` under `tariff`, each at one hourly rate, as a quote shows them.
+pub(super) fn quote_parts(
+    tariff: &crate::domain::tariff::Tariff,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<QuotePart> {
+    tariff
+        .parts(from, until)
+        .into_iter()
+        .map(|p| QuotePart {
+            minutes: (p.until - p.from).num_minutes(),
+            from: p.from,
+            until: p.until,
+            band: p.band,
+            day_kind: p.day_kind,
+            cents_per_hour: p.cents_per_hour,
+        })
+        .collect()
 }

@@ -60,7 +60,7 @@ impl TestApp {
     }
 
     /// A fresh access token (the old one expires 15 minutes after a jump of the clock).
-    async fn login(&self, email: &str) -> String {
+    pub(crate) async fn login(&self, email: &str) -> String {
         let creds = json!({"email": email, "password": "correct horse battery"}).to_string();
         let s = self.call("POST", "/v1/sessions", None, Some(&creds)).await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.body);

@@ -9,7 +9,11 @@ use serde_json::json;
 use std::sync::Arc;
 use warehouse_schema::{LotId, ReservationId, SpotId, UserId, VehicleType};
 
+mod extend;
 mod oracle;
+pub use extend::{
+    bookings_and_stays_extend_at_the_rates_in_force, extensions_never_overlap_under_a_race,
+};
 pub use oracle::store_agrees_with_a_brute_force_oracle;
 
 pub(super) fn request(
