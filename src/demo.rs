@@ -433,7 +433,7 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         up,
         car.len() - up,
         o.pricing.changes.len(),
-        o.refresh.as_of.format("%Y-%m-%d %H:%M UTC")
+        o.pricing.effective_from.format("%Y-%m-%d %H:%M UTC")
     );
     let mut shown = car.clone();
     shown.sort_by(|a, b| {

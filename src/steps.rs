@@ -310,6 +310,8 @@ pub struct Priced {
     /// Lots whose next day the linfa model forecast, of all lots priced.
     pub model_lots: (usize, usize),
     pub changes: Vec<RateChange>,
+    /// When the published rates take effect.
+    pub effective_from: DateTime<Utc>,
     /// The share of the period's lot-hours (07:00–midnight, the priced bands) whose occupancy
     /// was inside the target band.
     pub in_band_before: Option<f64>,
@@ -319,7 +321,8 @@ pub struct Priced {
 }
 
 /// Price every lot on its occupancy in `[from, to)` with the policy of `pricing.policy`, and
-/// publish the changes, effective at `effective_from`, to `sink`. The forecast policy gets each
+/// publish the changes, announced at `announced_at` and effective `pricing.notice_days` later,
+/// to `sink`. The forecast policy gets each
 /// band's hours from [`band_forecast`]: the linfa model's next day, the recent weeks for the
 /// rest.
 pub async fn price_and_publish(
@@ -328,8 +331,9 @@ pub async fn price_and_publish(
     sink: &dyn RatesSink,
     lake: &Lake,
     window: (DateTime<Utc>, DateTime<Utc>),
-    effective_from: DateTime<Utc>,
+    announced_at: DateTime<Utc>,
 ) -> anyhow::Result<Priced> {
+    let effective_from = cfg.pricing.effective_from(announced_at);
     let observed = parkflow_pipeline::band_occupancy(lake, window.0, window.1).await?;
     let current = current_rates(state).await?;
     let hours = parkflow_pipeline::lot_hours(lake).await?;
@@ -337,7 +341,13 @@ pub async fn price_and_publish(
     let key =
         |h: &warehouse_schema::outputs::LotHour| band_key(h.lot_id, h.local_hour, h.local_weekday);
     let policy = cfg.pricing.policy();
-    let changes = propose(policy.as_ref(), &observed, &forecast.hourly, &current);
+    let changes = propose(
+        policy.as_ref(),
+        &observed,
+        &forecast.hourly,
+        &current,
+        window,
+    );
     publish_changes(sink, &changes, effective_from).await?;
 
     // Time in band before and (as forecast) after, over the period's priced hours.
@@ -361,6 +371,7 @@ pub async fn price_and_publish(
     Ok(Priced {
         policy: cfg.pricing.policy,
         model_lots: (forecast.model_lots, forecast.lots),
+        effective_from,
         in_band_before: in_band_share(priced.iter().map(|h| h.mean_occupancy), band),
         in_band_after: in_band_share(
             priced

@@ -9,13 +9,17 @@
 pub mod policy;
 pub mod publish;
 
-pub use policy::{BandDecision, BandInput, ForecastPolicy, PricingPolicy, StaticPricing};
+pub use policy::{
+    BandDecision, BandInput, ForecastPolicy, PolicyTerms, PricingPolicy, StaticPricing,
+};
 pub use publish::{PublishError, RatesSink, publish_changes, rates_by_lot};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use warehouse_schema::event::{RateBound, RateReason};
 use warehouse_schema::outputs::BandOccupancy;
-use warehouse_schema::{DayKind, LotId, TimeBand, VehicleType};
+use warehouse_schema::{Cents, DayKind, LotId, TimeBand, VehicleType};
 
 /// The step rule's parameters. Rates are cents per hour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +102,8 @@ pub struct RateChange {
     pub occupancy: f64,
     pub old_cents: i64,
     pub new_cents: i64,
+    /// Why, as the rate will carry it.
+    pub reason: RateReason,
 }
 
 /// The rates currently in force, with each lot's default for bands that have none.
@@ -123,14 +129,16 @@ pub type BandKey = (LotId, TimeBand, DayKind);
 /// rate, per band (empty: no forecast, as for the step rule).
 pub type HourlyForecast = BTreeMap<BandKey, Vec<f64>>;
 
-/// Apply `policy` to every observed band, then let it revise them together (the forecast
-/// policy's revenue guard); returns only rates that actually change. `hourly` is the occupancy
-/// forecast of each band's hours for policies that use one.
+/// Apply `policy` to every observed band (the occupancy of `period`), then let it revise them
+/// together (the forecast policy's revenue guard); returns only rates that actually change,
+/// each with its reason. `hourly` is the occupancy forecast of each band's hours for policies
+/// that use one.
 pub fn propose(
     policy: &dyn PricingPolicy,
     observed: &[BandOccupancy],
     hourly: &HourlyForecast,
     current: &CurrentRates,
+    period: (DateTime<Utc>, DateTime<Utc>),
 ) -> Vec<RateChange> {
     let none = Vec::new();
     let mut bands = Vec::new();
@@ -155,28 +163,79 @@ pub fn propose(
         });
         bands.push(o);
     }
+    let proposed: Vec<i64> = decisions.iter().map(|d| d.next).collect();
     policy.balance(&mut decisions);
+    let terms = policy.terms();
     let mut changes = Vec::new();
-    for (o, d) in bands.into_iter().zip(&decisions) {
+    for ((o, d), first) in bands.into_iter().zip(&decisions).zip(proposed) {
+        let bound = if d.next != first {
+            Some(RateBound::RevenueGuard)
+        } else if d.next == terms.floor && d.next <= d.current {
+            Some(RateBound::Floor)
+        } else if d.next == terms.cap && d.next >= d.current {
+            Some(RateBound::Cap)
+        } else {
+            None
+        };
+        let forecast_at_new = terms.elasticity.zip(d.input.forecast).map(|(e, _)| {
+            moved_mean(
+                d.input.hourly_forecast,
+                d.input.forecast,
+                d.next,
+                d.current,
+                e,
+            )
+        });
         for vt in VehicleType::ALL {
+            let factor = vehicle_factor(vt);
             let old = current
                 .get((o.lot_id, o.band, o.day_kind, vt))
                 .unwrap_or(d.current);
-            let new = (d.next as f64 * vehicle_factor(vt)).round() as i64;
-            if new != old {
-                changes.push(RateChange {
-                    lot_id: o.lot_id,
-                    band: o.band,
-                    day_kind: o.day_kind,
-                    vehicle_type: vt,
-                    occupancy: o.mean_occupancy,
-                    old_cents: old,
-                    new_cents: new,
-                });
+            let new = (d.next as f64 * factor).round() as i64;
+            if new == old {
+                continue;
             }
+            let scaled = |cents: i64| Cents((cents as f64 * factor).round() as i64);
+            changes.push(RateChange {
+                lot_id: o.lot_id,
+                band: o.band,
+                day_kind: o.day_kind,
+                vehicle_type: vt,
+                occupancy: o.mean_occupancy,
+                old_cents: old,
+                new_cents: new,
+                reason: RateReason {
+                    policy: policy.name().to_owned(),
+                    observed_occupancy: o.mean_occupancy.clamp(0.0, 1.0),
+                    observed_from: period.0,
+                    observed_to: period.1,
+                    target_low: terms.target.0,
+                    target_high: terms.target.1,
+                    forecast_at_previous: d.input.forecast.map(|f| f.clamp(0.0, 1.0)),
+                    forecast_at_new,
+                    elasticity: terms.elasticity,
+                    previous_cents: Cents(old),
+                    step_cents: new - old,
+                    floor_cents: scaled(terms.floor),
+                    cap_cents: scaled(terms.cap.min(i64::MAX / 2)),
+                    bound,
+                },
+            });
         }
     }
     changes
+}
+
+/// The mean forecast occupancy of a band moved from rate `current` to `next` by `elasticity`
+/// (each hour capped at full), from its hours or, without them, its mean.
+fn moved_mean(hours: &[f64], mean: Option<f64>, next: i64, current: i64, elasticity: f64) -> f64 {
+    let factor = (next as f64 / current.max(1) as f64).powf(elasticity);
+    let moved = |o: f64| (o * factor).clamp(0.0, 1.0);
+    if hours.is_empty() {
+        moved(mean.unwrap_or(0.0))
+    } else {
+        hours.iter().map(|&o| moved(o)).sum::<f64>() / hours.len() as f64
+    }
 }
 
 /// Which policy prices production (`pricing.policy`): the forecast-aware one by default, as it
@@ -202,12 +261,28 @@ impl PolicyName {
 /// policy takes its target band, floor, cap and evidence threshold from them). In a
 /// configuration file they sit side by side in one table (`[pricing] policy = "step"`,
 /// `cap = 600`); any other key is an error.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PricingConfig {
     pub policy: PolicyName,
+    /// Days between a pricing run and the day its new rates take effect: drivers are told
+    /// ahead (and those with a habit at the lot and band get a message).
+    pub notice_days: u32,
     #[serde(flatten)]
     pub step: StepPolicy,
 }
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        Self {
+            policy: PolicyName::default(),
+            notice_days: DEFAULT_NOTICE_DAYS,
+            step: StepPolicy::default(),
+        }
+    }
+}
+
+/// How far ahead new rates are announced by default.
+pub const DEFAULT_NOTICE_DAYS: u32 = 7;
 
 impl<'de> Deserialize<'de> for PricingConfig {
     /// `policy` (optional), then every other key as the step rule's (which refuses a key it
@@ -219,9 +294,20 @@ impl<'de> Deserialize<'de> for PricingConfig {
             Some(v) => serde_json::from_value(v).map_err(D::Error::custom)?,
             None => PolicyName::default(),
         };
+        let notice_days = match table.remove("notice_days") {
+            Some(v) => serde_json::from_value(v).map_err(D::Error::custom)?,
+            None => DEFAULT_NOTICE_DAYS,
+        };
+        if notice_days > 90 {
+            return Err(D::Error::custom("pricing.notice_days must be 0 to 90"));
+        }
         let step =
             serde_json::from_value(serde_json::Value::Object(table)).map_err(D::Error::custom)?;
-        Ok(Self { policy, step })
+        Ok(Self {
+            policy,
+            notice_days,
+            step,
+        })
     }
 }
 
@@ -237,6 +323,14 @@ impl PricingConfig {
             min_periods_between_changes: self.step.min_periods_between_changes,
             ..ForecastPolicy::default()
         }
+    }
+
+    /// When rates decided at `announced_at` take effect: `notice_days` later, at the top of
+    /// that hour.
+    pub fn effective_from(&self, announced_at: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::{DurationRound, TimeDelta};
+        let at = announced_at + TimeDelta::days(i64::from(self.notice_days));
+        at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
     }
 
     /// The policy in force.
@@ -289,6 +383,12 @@ mod tests {
         assert_eq!(p.step(0.95, 800), 800);
     }
 
+    /// The observed period of the tests' pricing runs.
+    fn week() -> (DateTime<Utc>, DateTime<Utc>) {
+        let to = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        (to - chrono::Duration::days(7), to)
+    }
+
     fn obs(lot: i64, band: TimeBand, occ: f64, buckets: u64) -> BandOccupancy {
         BandOccupancy {
             lot_id: LotId(lot),
@@ -317,6 +417,7 @@ mod tests {
             &observed,
             &HourlyForecast::new(),
             &current,
+            week(),
         );
         let car = |band| {
             changes
@@ -324,6 +425,19 @@ mod tests {
                 .find(|c| c.band == band && c.vehicle_type == VehicleType::Car)
         };
         assert_eq!(car(TimeBand::Morning).unwrap().new_cents, 225);
+        // Each change says why, and the reason checks out against its rate.
+        let why = &car(TimeBand::Morning).unwrap().reason;
+        assert_eq!(why.policy, "SFpark step");
+        assert_eq!(
+            (why.observed_occupancy, why.target_low, why.target_high),
+            (0.92, 0.6, 0.8)
+        );
+        assert_eq!((why.previous_cents.0, why.step_cents), (200, 25));
+        assert_eq!((why.observed_from, why.observed_to), week());
+        assert_eq!(why.bound, None);
+        for c in &changes {
+            assert_eq!(c.reason.check(c.new_cents), Ok(()), "{c:?}");
+        }
         assert!(car(TimeBand::Midday).is_none());
         assert_eq!(car(TimeBand::Night).unwrap().new_cents, 150);
         assert!(car(TimeBand::Evening).is_none());
@@ -359,12 +473,20 @@ mod tests {
             (LotId(1), TimeBand::Morning, DayKind::Weekday),
             vec![0.97; 12],
         )]);
-        let changes = propose(cfg.policy().as_ref(), &observed, &hourly, &current);
+        let changes = propose(cfg.policy().as_ref(), &observed, &hourly, &current, week());
         let car = changes
             .iter()
             .find(|c| c.vehicle_type == VehicleType::Car)
             .expect("a change");
         assert!(car.new_cents > 200, "{car:?}");
+        // The forecast policy says what it expects at the old and the new rate.
+        let why = &car.reason;
+        assert_eq!(why.elasticity, Some(-0.3));
+        let (before, after) = (
+            why.forecast_at_previous.unwrap(),
+            why.forecast_at_new.unwrap(),
+        );
+        assert!(after < before, "a raise lowers the forecast: {why:?}");
         assert_eq!(in_band_share([0.5, 0.7, 0.8, 0.9], (0.6, 0.8)), Some(0.5));
         assert_eq!(in_band_share([], (0.6, 0.8)), None);
     }

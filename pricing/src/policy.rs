@@ -31,8 +31,21 @@ impl BandInput<'_> {
     }
 }
 
+/// What a policy's decisions are explained by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyTerms {
+    /// The target band of occupancy.
+    pub target: (f64, f64),
+    pub floor: i64,
+    pub cap: i64,
+    /// The price elasticity of occupancy it assumes, if it uses one.
+    pub elasticity: Option<f64>,
+}
+
 pub trait PricingPolicy {
     fn name(&self) -> &'static str;
+    /// The terms its decisions are explained by.
+    fn terms(&self) -> PolicyTerms;
     /// The car rate (cents per hour) for the next period.
     fn next_rate(&self, input: &BandInput<'_>, current: i64) -> i64;
     /// Revise the next rates of many bands together (each `next` from [`Self::next_rate`]), e.g.
@@ -57,6 +70,15 @@ impl PricingPolicy for StaticPricing {
         "static"
     }
 
+    fn terms(&self) -> PolicyTerms {
+        PolicyTerms {
+            target: (0.0, 1.0),
+            floor: 0,
+            cap: i64::MAX,
+            elasticity: None,
+        }
+    }
+
     fn next_rate(&self, _: &BandInput<'_>, current: i64) -> i64 {
         current
     }
@@ -65,6 +87,15 @@ impl PricingPolicy for StaticPricing {
 impl PricingPolicy for StepPolicy {
     fn name(&self) -> &'static str {
         "SFpark step"
+    }
+
+    fn terms(&self) -> PolicyTerms {
+        PolicyTerms {
+            target: (self.target_low, self.target_high),
+            floor: self.floor,
+            cap: self.cap,
+            elasticity: None,
+        }
     }
 
     fn next_rate(&self, input: &BandInput<'_>, current: i64) -> i64 {
@@ -180,6 +211,15 @@ const FULL: f64 = 0.98;
 impl PricingPolicy for ForecastPolicy {
     fn name(&self) -> &'static str {
         "forecast-aware"
+    }
+
+    fn terms(&self) -> PolicyTerms {
+        PolicyTerms {
+            target: (self.target_low, self.target_high),
+            floor: self.floor,
+            cap: self.cap,
+            elasticity: Some(self.elasticity),
+        }
     }
 
     fn next_rate(&self, input: &BandInput<'_>, current: i64) -> i64 {

@@ -39,6 +39,7 @@ pub fn rates_by_lot(
             vehicle_type: c.vehicle_type,
             cents_per_hour: Cents(c.new_cents),
             effective_from,
+            reason: Some(c.reason.clone()),
         });
     }
     by_lot
@@ -82,6 +83,22 @@ mod tests {
             occupancy: 0.9,
             old_cents: 200,
             new_cents: 225,
+            reason: warehouse_schema::event::RateReason {
+                policy: "SFpark step".into(),
+                observed_occupancy: 0.9,
+                observed_from: DateTime::from_timestamp(1_699_000_000, 0).unwrap(),
+                observed_to: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                target_low: 0.6,
+                target_high: 0.8,
+                forecast_at_previous: None,
+                forecast_at_new: None,
+                elasticity: None,
+                previous_cents: Cents(200),
+                step_cents: 25,
+                floor_cents: Cents(50),
+                cap_cents: Cents(800),
+                bound: None,
+            },
         };
         let changes = [
             change(2, TimeBand::Morning),
@@ -93,6 +110,9 @@ mod tests {
         assert_eq!(by_lot[&LotId(2)].len(), 2);
         assert_eq!(by_lot[&LotId(2)][1].cents_per_hour, Cents(225));
         assert_eq!(by_lot[&LotId(1)][0].effective_from, at);
+        // Each rate carries its reason, and the reason checks out against the rate.
+        let why = by_lot[&LotId(1)][0].reason.as_ref().unwrap();
+        assert_eq!(why.check(225), Ok(()));
         let sink = Recorder::default();
         futures_lite(publish_changes(&sink, &changes, at)).unwrap();
         assert_eq!(*sink.0.lock().unwrap(), [(LotId(1), 1), (LotId(2), 2)]);

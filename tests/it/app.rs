@@ -27,6 +27,36 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     let lots = steps::create_lots(&state, plans).await.unwrap();
     let (lot, _) = lots[1];
     let here = s.lots().lot(lot).await.unwrap();
+    // Pricing has raised every car rate of the lot, with its reason: the app says why.
+    let now = chrono::Utc::now();
+    let raised = |band, day_kind| parkflow_api::services::Rate {
+        reason: Some(parkflow_api::domain::rate_reason::RateReason {
+            policy: "forecast-aware".into(),
+            observed_occupancy: 0.91,
+            observed_from: now - chrono::Duration::days(28),
+            observed_to: now - chrono::Duration::days(7),
+            target_low: 0.6,
+            target_high: 0.8,
+            forecast_at_previous: Some(0.9),
+            forecast_at_new: Some(0.86),
+            elasticity: Some(-0.3),
+            previous_cents: 200,
+            step_cents: 25,
+            floor_cents: 50,
+            cap_cents: 800,
+            bound: None,
+        }),
+        ..parkflow_api::services::Rate::new(
+            (band, day_kind, warehouse_schema::VehicleType::Car),
+            225,
+            Some(now - chrono::Duration::days(7)),
+        )
+    };
+    let rates = warehouse_schema::TimeBand::ALL
+        .into_iter()
+        .flat_map(|b| warehouse_schema::DayKind::ALL.map(|d| raised(b, d)))
+        .collect();
+    s.lots().publish_rates(lot, rates).await.unwrap();
 
     let (base, server) = serve_on_loopback(state.clone()).await;
     let (lot_id, lat, lng) = (
@@ -101,6 +131,14 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         parts
             .iter()
             .all(|p| p.as_str().unwrap().contains(" an hour")),
+        "{seen}"
+    );
+    // Each stretch says why its rate is what it is.
+    assert!(
+        parts.iter().all(|p| {
+            let p = p.as_str().unwrap();
+            p.contains("were 91 % full from") && p.contains("above the 60–80 % target: +0.25")
+        }),
         "{seen}"
     );
 

@@ -215,6 +215,16 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
         .await
         .unwrap();
     assert_eq!(scheduled as usize, o.pricing.changes.len());
+    // Each carries its reason, announced ahead by the notice.
+    let unexplained: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rates WHERE reason IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(unexplained, 0);
+    assert_eq!(
+        o.pricing.effective_from,
+        parkflow_pricing::PricingConfig::default().effective_from(end)
+    );
     pool.close().await;
 
     // All of parkflow ran, through the service layer.

@@ -175,6 +175,7 @@ mod tests {
                 vehicle_type: VehicleType::Car,
                 cents_per_hour: Cents(275),
                 effective_from: at,
+                reason: None,
             }),
         );
         let mut out = Vec::new();

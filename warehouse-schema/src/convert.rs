@@ -67,6 +67,8 @@ struct Flat<'a> {
     start_at: Option<i64>,
     end_at: Option<i64>,
     reason: Option<&'a str>,
+    /// A rate's reason, as JSON text in the `reason` column.
+    reason_text: Option<String>,
     band: Option<&'static str>,
     day_kind: Option<&'static str>,
     cents_per_hour: Option<i64>,
@@ -135,6 +137,10 @@ impl<'a> Flat<'a> {
                 f.method = p.method.as_deref();
             }
             EventPayload::RatePublished(r) => {
+                f.reason_text = r
+                    .reason
+                    .as_ref()
+                    .map(|why| serde_json::to_string(why).expect("a reason serializes"));
                 f.band = Some(r.band.as_str());
                 f.day_kind = Some(r.day_kind.as_str());
                 f.vehicle_type = Some(r.vehicle_type.as_str());
@@ -184,7 +190,7 @@ fn column(c: &Column, rows: &[Flat<'_>]) -> Result<ArrayRef, ConvertError> {
         "payment_id" => text(rows, |f| f.payment_id.as_deref()),
         "start_at" => time(rows, |f| f.start_at),
         "end_at" => time(rows, |f| f.end_at),
-        "reason" => text(rows, |f| f.reason),
+        "reason" => text(rows, |f| f.reason.or(f.reason_text.as_deref())),
         "band" => text(rows, |f| f.band),
         "day_kind" => text(rows, |f| f.day_kind),
         "cents_per_hour" => int(rows, |f| f.cents_per_hour),

@@ -100,6 +100,31 @@ fn one_of_each() -> Vec<Event> {
             vehicle_type: VehicleType::Car,
             cents_per_hour: Cents(275),
             effective_from: at + Duration::days(1),
+            reason: None,
+        }),
+        // A rate with its reason: an object in the event, JSON text in the lake's column.
+        EventPayload::RatePublished(RatePublished {
+            band: TimeBand::Midday,
+            day_kind: DayKind::Weekday,
+            vehicle_type: VehicleType::Car,
+            cents_per_hour: Cents(325),
+            effective_from: at + Duration::days(7),
+            reason: Some(warehouse_schema::event::RateReason {
+                policy: "forecast-aware".into(),
+                observed_occupancy: 0.91,
+                observed_from: at - Duration::days(7),
+                observed_to: at,
+                target_low: 0.6,
+                target_high: 0.8,
+                forecast_at_previous: Some(0.9),
+                forecast_at_new: Some(0.87),
+                elasticity: Some(-0.3),
+                previous_cents: Cents(300),
+                step_cents: 25,
+                floor_cents: Cents(50),
+                cap_cents: Cents(800),
+                bound: None,
+            }),
         }),
     ];
     payloads

@@ -240,7 +240,10 @@ async function lotScreen(id) {
       const span = (m) => (m >= 60 ? `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ''}` : `${m} min`);
       price.replaceChildren(h('div', { class: 'card' },
         h('p', { class: 'total' }, 'Price: ', h('strong', { text: money(q.quoteCents, q.currency) })),
-        h('ul', {}, q.parts.map((p) => h('li', { text: `${span(p.minutes)} of ${p.dayKind} ${p.band} at ${money(p.centsPerHour, q.currency)} an hour` }))),
+        h('ul', {}, q.parts.map((p) => h('li', {},
+          h('span', { text: `${span(p.minutes)} of ${p.dayKind} ${p.band} at ${money(p.centsPerHour, q.currency)} an hour` }),
+          // Why pricing set that rate, in a sentence.
+          p.explanation ? h('p', { class: 'muted why', text: p.explanation }) : null))),
         q.dailyCapCents ? h('p', { class: 'muted', text: `At most ${money(q.dailyCapCents, q.currency)} a day.` }) : null));
     } catch (e) {
       if (current()) price.replaceChildren(h('p', { class: 'muted', text: words(e) }));

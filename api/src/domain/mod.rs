@@ -7,6 +7,7 @@ pub mod error;
 pub mod money;
 pub mod notification;
 pub mod passes;
+pub mod rate_reason;
 pub mod refund;
 pub mod schema;
 mod status;

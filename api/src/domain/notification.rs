@@ -34,6 +34,8 @@ pub enum NotificationKind {
     WaitlistEnded,
     /// An admin answered the driver's inquiry.
     InquiryAnswered,
+    /// A new rate, and why, announced ahead to drivers who park at that lot and time.
+    RateAnnounced,
 }
 
 impl NotificationKind {
@@ -51,6 +53,7 @@ impl NotificationKind {
             Self::WaitlistSpotFree => "waitlist_spot_free",
             Self::WaitlistEnded => "waitlist_ended",
             Self::InquiryAnswered => "inquiry_answered",
+            Self::RateAnnounced => "rate_announced",
         }
     }
 }

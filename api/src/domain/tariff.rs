@@ -81,6 +81,8 @@ pub struct RatePart {
     pub band: TimeBand,
     pub day_kind: DayKind,
     pub cents_per_hour: i64,
+    /// When the published rate it is charged at took effect (none: the lot's default).
+    pub rate_from: Option<DateTime<Utc>>,
 }
 
 /// What a stay costs, and how.
@@ -118,11 +120,16 @@ impl Tariff {
 
     /// The hourly rate in force at `at`.
     pub fn rate_at(&self, at: DateTime<Utc>) -> i64 {
+        self.published_at(at)
+            .map_or(self.default_cents_per_hour, |(_, c)| c)
+    }
+
+    /// The published rate in force at `at`: when it took effect, and its cents per hour.
+    fn published_at(&self, at: DateTime<Utc>) -> Option<(DateTime<Utc>, i64)> {
         let key = (TimeBand::at(at, self.tz), DayKind::at(at, self.tz));
         self.rates
             .get(&key)
-            .and_then(|m| m.range(..=at).next_back().map(|(_, c)| *c))
-            .unwrap_or(self.default_cents_per_hour)
+            .and_then(|m| m.range(..=at).next_back().map(|(from, c)| (*from, *c)))
     }
 
     /// The stretches of `[start, end)` at one rate each, in order (neighbours of the same band,
@@ -146,6 +153,7 @@ impl Tariff {
                 band: TimeBand::at(from, self.tz),
                 day_kind: DayKind::at(from, self.tz),
                 cents_per_hour: self.rate_at(from),
+                rate_from: self.published_at(from).map(|(at, _)| at),
             };
             match parts.last_mut() {
                 Some(last)

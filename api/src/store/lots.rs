@@ -136,6 +136,14 @@ pub async fn settings<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<LotSetti
 }
 
 /// The currency `lot` charges in.
+/// The name of `lot`.
+pub async fn name<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT name FROM lots WHERE id = $1")
+        .bind(lot.0)
+        .fetch_optional(db)
+        .await?)
+}
+
 pub async fn currency<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>> {
     Ok(
         sqlx::query_scalar("SELECT currency FROM lots WHERE id = $1")

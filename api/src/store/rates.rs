@@ -6,8 +6,9 @@ use super::Db;
 use crate::domain::error::Result;
 use warehouse_schema::{LotId, VehicleType};
 
-/// A rate as stored: band, day kind, vehicle type, cents per hour, effective from.
-pub type RateRow = (String, String, String, i64, i64);
+/// A rate as stored: band, day kind, vehicle type, cents per hour, effective from, and why
+/// (the contract's reason as JSON text).
+pub type RateRow = (String, String, String, i64, i64, Option<String>);
 
 /// The rates of `lot` for `vt` that start by `until`: band, day kind, effective from, cents.
 pub async fn of_vehicle<'c>(
@@ -34,6 +35,46 @@ pub struct RateKey<'a> {
     pub day_kind: &'a str,
     pub vehicle_type: &'a str,
     pub effective_from: i64,
+}
+
+/// The reasons of `lot`'s rates for `vt` that start by `until` and have one: band, day kind,
+/// effective from, reason.
+pub async fn reasons_of_vehicle<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    vt: VehicleType,
+    until: i64,
+) -> Result<Vec<(String, String, i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT band, day_kind, effective_from, reason FROM rates
+         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3 AND reason IS NOT NULL",
+    )
+    .bind(lot.0)
+    .bind(vt.as_str())
+    .bind(until)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The latest rate for band, day kind and vehicle type of `key` in force at its
+/// `effective_from`, with its start and its reason.
+pub async fn in_force_explained<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    key: RateKey<'_>,
+) -> Result<Option<(i64, i64, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT cents_per_hour, effective_from, reason FROM rates
+         WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
+         ORDER BY effective_from DESC LIMIT 1",
+    )
+    .bind(lot.0)
+    .bind(key.band)
+    .bind(key.day_kind)
+    .bind(key.vehicle_type)
+    .bind(key.effective_from)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// The latest rate for band, day kind and vehicle type of `key` in force at its
@@ -68,19 +109,21 @@ pub async fn exact<'c>(db: impl Db<'c>, lot: LotId, key: RateKey<'_>) -> Result<
     .await?)
 }
 
-/// Store `cents_per_hour` under `key` (replacing what was announced under it).
+/// Store `cents_per_hour` under `key`, with its `reason` (replacing what was announced under
+/// it).
 pub async fn upsert<'c>(
     db: impl Db<'c>,
     lot: LotId,
     key: RateKey<'_>,
-    cents_per_hour: i64,
+    (cents_per_hour, reason): (i64, Option<&str>),
     published_at: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO rates (lot_id, band, day_kind, vehicle_type, effective_from, cents_per_hour, published_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO rates (lot_id, band, day_kind, vehicle_type, effective_from, cents_per_hour, published_at, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (lot_id, band, day_kind, vehicle_type, effective_from)
-         DO UPDATE SET cents_per_hour = excluded.cents_per_hour, published_at = excluded.published_at",
+         DO UPDATE SET cents_per_hour = excluded.cents_per_hour, published_at = excluded.published_at,
+                       reason = excluded.reason",
     )
     .bind(lot.0)
     .bind(key.band)
@@ -89,6 +132,7 @@ pub async fn upsert<'c>(
     .bind(key.effective_from)
     .bind(cents_per_hour)
     .bind(published_at)
+    .bind(reason)
     .execute(db)
     .await?;
     Ok(())
@@ -98,7 +142,8 @@ pub async fn upsert<'c>(
 /// those announced after it, in start order.
 pub async fn schedule<'c>(db: impl Db<'c>, lot: LotId, now: i64) -> Result<Vec<RateRow>> {
     Ok(sqlx::query_as(
-        "SELECT r.band, r.day_kind, r.vehicle_type, r.cents_per_hour, r.effective_from FROM rates r
+        "SELECT r.band, r.day_kind, r.vehicle_type, r.cents_per_hour, r.effective_from, r.reason
+         FROM rates r
          WHERE r.lot_id = $1 AND (r.effective_from > $2 OR r.effective_from = (
              SELECT MAX(x.effective_from) FROM rates x
              WHERE x.lot_id = r.lot_id AND x.band = r.band AND x.day_kind = r.day_kind

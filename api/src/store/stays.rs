@@ -20,6 +20,23 @@ pub struct NewSessionRow<'a> {
     pub reservation: Option<ReservationId>,
 }
 
+/// The entries of known drivers into `lot` since `since` (epoch ms): driver, entered at,
+/// vehicle type.
+pub async fn known_entries<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    since: i64,
+) -> Result<Vec<(String, i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT user_id, entered_at, vehicle_type FROM parking_sessions
+         WHERE lot_id = $1 AND entered_at >= $2 AND user_id IS NOT NULL",
+    )
+    .bind(lot.0)
+    .bind(since)
+    .fetch_all(db)
+    .await?)
+}
+
 pub async fn insert<'c>(db: impl Db<'c>, s: &NewSessionRow<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)

@@ -446,6 +446,7 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
             vehicle_type: VehicleType::Car,
             cents_per_hour: Cents(cents),
             effective_from: from,
+            reason: None,
         })
         .collect();
     let message = RatesMessage {

@@ -156,19 +156,18 @@ pub(super) async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPat
     let l = state.services.lots().lot(lot).await?;
     let schedule = state.services.lots().rate_schedule(lot).await?;
     let spots = state.services.admin().spots(lot).await?;
-    let rates = schedule
-        .current
-        .iter()
-        .map(|r| RateRow {
-            band: r.band.as_str(),
-            days: r.day_kind.as_str(),
-            vehicle: r.vehicle_type.as_str(),
-            per_hour: money(r.cents_per_hour, &schedule.currency),
-            since: r.effective_from.map_or(String::new(), |t| {
-                t.format("%Y-%m-%d %H:%M UTC").to_string()
-            }),
-        })
-        .collect();
+    let row = |r: &crate::services::Rate| RateRow {
+        band: r.band.as_str(),
+        days: r.day_kind.as_str(),
+        vehicle: r.vehicle_type.as_str(),
+        per_hour: money(r.cents_per_hour, &schedule.currency),
+        since: r.effective_from.map_or(String::new(), |t| {
+            t.format("%Y-%m-%d %H:%M UTC").to_string()
+        }),
+        why: r.explanation.clone().unwrap_or_default(),
+    };
+    let rates = schedule.current.iter().map(row).collect();
+    let announced = schedule.upcoming.iter().map(row).collect();
     Ok(render(&LotPage {
         title: l.name.clone(),
         id: l.id,
@@ -179,6 +178,7 @@ pub(super) async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPat
         default_cents: schedule.default_cents_per_hour,
         default_rate: money(schedule.default_cents_per_hour, &schedule.currency),
         rates,
+        announced,
         spots,
     })?
     .into_response())
@@ -190,6 +190,8 @@ pub(super) struct RateRow {
     vehicle: &'static str,
     per_hour: String,
     since: String,
+    /// Why pricing set it, in a sentence (blank for a rate set by hand).
+    why: String,
 }
 
 #[derive(Template)]
@@ -204,6 +206,8 @@ pub(super) struct LotPage {
     default_cents: i64,
     default_rate: String,
     rates: Vec<RateRow>,
+    /// Rates announced to start later.
+    announced: Vec<RateRow>,
     spots: Vec<crate::services::admin::SpotStatus>,
 }
 

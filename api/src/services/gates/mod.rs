@@ -81,6 +81,12 @@ pub struct ExitReceipt {
     pub cents_per_hour: i64,
     #[schema(schema_with = crate::domain::schema::band)]
     pub band: TimeBand,
+    /// Why pricing set the rate in force at the exit (none for the lot's default or a rate set
+    /// by hand), and that in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_reason: Option<crate::domain::rate_reason::RateReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_explanation: Option<String>,
     /// A reserved stay pays its quote, plus any time past the reserved end at the rate above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]

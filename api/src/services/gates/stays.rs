@@ -6,7 +6,7 @@ use crate::domain::Money;
 use crate::domain::availability::SpotPolicy;
 use crate::domain::error::{Error, Result};
 use crate::domain::tariff::{Tariff, TariffRules};
-use crate::services::lots::{rate_in_force_conn, scheduled_rates};
+use crate::services::lots::{rate_in_force_explained, scheduled_rates};
 use crate::store::stays;
 use crate::store::{Change, LostRace, lost_race};
 use chrono::{DateTime, Utc};
@@ -240,9 +240,13 @@ impl Gates<'_> {
         let entered_at = row.entered_at;
         let duration_s = ((now.timestamp_millis() - entered_at) / 1000).max(0);
         let band = TimeBand::at(now, info.tz);
-        let cents_per_hour = rate_in_force_conn(&mut tx, lot, vt, info.tz, now)
-            .await?
-            .unwrap_or(info.default_cents_per_hour);
+        let in_force =
+            rate_in_force_explained(&mut tx, (lot, vt), (info.tz, &info.currency), now).await?;
+        let (cents_per_hour, why) = match in_force {
+            Some((cents, why)) => (cents, why),
+            None => (info.default_cents_per_hour, None),
+        };
+        let (rate_reason, rate_explanation) = why.map_or((None, None), |(r, s)| (Some(r), Some(s)));
         let reservation: Option<ReservationId> = row
             .reservation_id
             .as_deref()
@@ -338,6 +342,8 @@ impl Gates<'_> {
             currency: info.currency,
             cents_per_hour,
             band,
+            rate_reason,
+            rate_explanation,
             reservation_id: reservation,
         })
     }

@@ -7,7 +7,9 @@ pub(crate) use availability::AVAILABILITY_EVENTS;
 mod rates;
 
 pub use rates::{PublishRates, Rate, RateSchedule};
-pub(crate) use rates::{check_rate, rate_in_force_conn, scheduled_rates};
+pub(crate) use rates::{
+    RateReasons, check_rate, rate_in_force_conn, rate_in_force_explained, scheduled_rates,
+};
 
 use super::Lots;
 use crate::domain::Actor;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::MAX_CENTS_PER_HOUR;
 use crate::domain::error::{Error, Result};
+use crate::domain::rate_reason::{RateAt, RateReason};
 use crate::domain::tariff::ScheduledRate;
 use crate::store::rates::{self as rows, RateKey};
 use chrono::{DateTime, Utc};
@@ -25,17 +26,113 @@ pub struct Rate {
     /// When omitted on publishing: now.
     #[serde(default)]
     pub effective_from: Option<DateTime<Utc>>,
+    /// Why pricing set it (none for a rate set by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RateReason>,
+    /// The reason in one sentence (in answers only).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub explanation: Option<String>,
+}
+
+impl Rate {
+    /// A rate set by hand, with no reason.
+    pub fn new(
+        (band, day_kind, vehicle_type): (TimeBand, DayKind, VehicleType),
+        cents_per_hour: i64,
+        effective_from: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            band,
+            day_kind,
+            vehicle_type,
+            cents_per_hour,
+            effective_from,
+            reason: None,
+            explanation: None,
+        }
+    }
 }
 
 impl From<RatePublished> for Rate {
     /// A rate as pricing announces it on the rates topic.
     fn from(r: RatePublished) -> Self {
         Self {
-            band: r.band,
-            day_kind: r.day_kind,
-            vehicle_type: r.vehicle_type,
-            cents_per_hour: r.cents_per_hour.0,
-            effective_from: Some(r.effective_from),
+            reason: r.reason.map(RateReason::from),
+            ..Self::new(
+                (r.band, r.day_kind, r.vehicle_type),
+                r.cents_per_hour.0,
+                Some(r.effective_from),
+            )
+        }
+    }
+}
+
+/// The reasons of a lot's published rates for one vehicle type, with what their sentences
+/// need: a quote's or a receipt's stretches are explained from here.
+pub(crate) struct RateReasons {
+    by_start: std::collections::BTreeMap<(TimeBand, DayKind, i64), RateReason>,
+    tz: Tz,
+    currency: String,
+}
+
+impl RateReasons {
+    /// The reasons of `lot`'s rates for `vt` that start by `until`.
+    pub(crate) async fn load(
+        conn: &mut sqlx::AnyConnection,
+        (lot, vt): (LotId, VehicleType),
+        until: DateTime<Utc>,
+        (tz, currency): (Tz, &str),
+    ) -> Result<Self> {
+        let mut by_start = std::collections::BTreeMap::new();
+        for (band, day_kind, from, text) in
+            rows::reasons_of_vehicle(conn, lot, vt, until.timestamp_millis()).await?
+        {
+            if let (Ok(band), Ok(day_kind), Some(why)) =
+                (band.parse(), day_kind.parse(), stored_reason(Some(&text)))
+            {
+                by_start.insert((band, day_kind, from), why);
+            }
+        }
+        Ok(Self {
+            by_start,
+            tz,
+            currency: currency.to_owned(),
+        })
+    }
+
+    /// Why the rate of `band` and `day_kind` published from `from` is what it is, with its
+    /// sentence (none for the lot's default, or a rate set by hand).
+    pub(crate) fn of(
+        &self,
+        band: TimeBand,
+        day_kind: DayKind,
+        from: Option<DateTime<Utc>>,
+    ) -> Option<(RateReason, String)> {
+        let from = from?;
+        let why = self
+            .by_start
+            .get(&(band, day_kind, from.timestamp_millis()))?;
+        let sentence = why.sentence(RateAt {
+            band,
+            day_kind,
+            effective_from: from,
+            tz: self.tz,
+            currency: &self.currency,
+        });
+        Some((why.clone(), sentence))
+    }
+}
+
+/// A stored reason (the contract's JSON text) as the API shows it; an unreadable one is
+/// logged and left out rather than failing the answer.
+pub(crate) fn stored_reason(text: Option<&str>) -> Option<RateReason> {
+    let text = text?;
+    match serde_json::from_str::<warehouse_schema::event::RateReason>(text) {
+        Ok(r) => Some(r.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "a stored rate reason does not parse");
+            None
         }
     }
 }
@@ -100,6 +197,44 @@ pub(crate) async fn rate_in_force_conn(
     rows::in_force(conn, lot, key).await
 }
 
+/// The published rate a vehicle of type `vt` pays in `lot` at `at`, if any, with its reason
+/// and the reason's sentence.
+pub(crate) async fn rate_in_force_explained(
+    conn: &mut sqlx::AnyConnection,
+    (lot, vt): (LotId, VehicleType),
+    (tz, currency): (Tz, &str),
+    at: DateTime<Utc>,
+) -> Result<Option<(i64, Option<(RateReason, String)>)>> {
+    let (band, day_kind) = (TimeBand::at(at, tz), DayKind::at(at, tz));
+    let key = RateKey {
+        band: band.as_str(),
+        day_kind: day_kind.as_str(),
+        vehicle_type: vt.as_str(),
+        effective_from: at.timestamp_millis(),
+    };
+    let Some((cents, from, reason)) = rows::in_force_explained(conn, lot, key).await? else {
+        return Ok(None);
+    };
+    let explained = stored_reason(reason.as_deref())
+        .zip(DateTime::from_timestamp_millis(from))
+        .map(|(why, from)| {
+            let sentence = why.sentence(RateAt {
+                band,
+                day_kind,
+                effective_from: from,
+                tz,
+                currency,
+            });
+            (why, sentence)
+        });
+    Ok(Some((cents, explained)))
+}
+
+/// Entries in one band and day kind that make a driver a regular there…
+const HABIT_ENTRIES: usize = 3;
+/// …within this many weeks.
+const HABIT_WEEKS: i64 = 4;
+
 pub(crate) fn check_rate(cents: i64) -> Result<()> {
     if (0..=MAX_CENTS_PER_HOUR).contains(&cents) {
         Ok(())
@@ -121,11 +256,15 @@ impl Lots<'_> {
         }
         for r in &rates {
             check_rate(r.cents_per_hour)?;
+            if let Some(why) = &r.reason {
+                why.check(r.cents_per_hour).map_err(Error::Invalid)?;
+            }
         }
         let now = self.now();
         let mut tx = self.store().begin_change(now).await?;
-        self.lot_row(&mut tx, lot).await?;
+        let info = self.lot_row(&mut tx, lot).await?;
         let mut changed = 0;
+        let mut announced = Vec::new();
         for r in &rates {
             let from = r.effective_from.unwrap_or(now);
             let key = RateKey {
@@ -139,7 +278,14 @@ impl Lots<'_> {
             }
             changed += 1;
             let at = now.timestamp_millis();
-            rows::upsert(&mut *tx, lot, key, r.cents_per_hour, at).await?;
+            let contract = r
+                .reason
+                .clone()
+                .map(warehouse_schema::event::RateReason::from);
+            let text = contract
+                .as_ref()
+                .map(|why| serde_json::to_string(why).expect("a reason serializes"));
+            rows::upsert(&mut *tx, lot, key, (r.cents_per_hour, text.as_deref()), at).await?;
             let event = Event::new(
                 now,
                 lot,
@@ -149,13 +295,92 @@ impl Lots<'_> {
                     vehicle_type: r.vehicle_type,
                     cents_per_hour: Cents(r.cents_per_hour),
                     effective_from: from,
+                    reason: contract,
                 }),
             );
             tx.event(event);
+            if from > now
+                && let Some(why) = &r.reason
+            {
+                let at = RateAt {
+                    band: r.band,
+                    day_kind: r.day_kind,
+                    effective_from: from,
+                    tz: info.tz,
+                    currency: &info.currency,
+                };
+                announced.push((r, why.sentence(at)));
+            }
         }
+        self.tell_regulars(&mut tx, (lot, info.tz, &info.currency), &announced, now)
+            .await?;
         tx.commit().await?;
         self.metrics.rates_published.inc_by(changed as u64);
         Ok(changed)
+    }
+
+    /// Inside the publishing change: each driver with a habit at `lot` — at least
+    /// [`HABIT_ENTRIES`] entries in the last [`HABIT_WEEKS`] weeks in a band and day kind whose
+    /// rate for their vehicle is `announced` ahead — gets one message about it, with its reason.
+    async fn tell_regulars(
+        &self,
+        change: &mut crate::store::Change,
+        (lot, tz, currency): (LotId, Tz, &str),
+        announced: &[(&Rate, String)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        use crate::notifications::{NewNotification, NotificationKind};
+        use std::collections::BTreeMap;
+        if announced.is_empty() {
+            return Ok(());
+        }
+        let since = (now - chrono::Duration::weeks(HABIT_WEEKS)).timestamp_millis();
+        let entries = crate::store::stays::known_entries(&mut **change, lot, since).await?;
+        let name = crate::store::lots::name(&mut **change, lot)
+            .await?
+            .unwrap_or_else(|| format!("Lot {lot}"));
+        let mut habits: BTreeMap<(TimeBand, DayKind, String, String), usize> = BTreeMap::new();
+        for (user, at, vt) in entries {
+            let Some(at) = DateTime::from_timestamp_millis(at) else {
+                continue;
+            };
+            let key = (TimeBand::at(at, tz), DayKind::at(at, tz), vt, user);
+            *habits.entry(key).or_default() += 1;
+        }
+        for (rate, sentence) in announced {
+            let from = rate.effective_from.unwrap_or(now);
+            let local = from.with_timezone(&tz).format("%a %-d %b");
+            for ((band, day_kind, vt, user), n) in &habits {
+                let theirs = (*band, *day_kind, vt.as_str())
+                    == (rate.band, rate.day_kind, rate.vehicle_type.as_str());
+                let Ok(user) = user.parse::<uuid::Uuid>() else {
+                    continue;
+                };
+                if !theirs || *n < HABIT_ENTRIES {
+                    continue;
+                }
+                let previous = rate.reason.as_ref().map_or(0, |r| r.previous_cents);
+                change.notify(NewNotification {
+                    user_id: warehouse_schema::UserId(user),
+                    kind: NotificationKind::RateAnnounced,
+                    dedup_key: format!(
+                        "rate:{lot}:{}:{}:{}:{}",
+                        rate.band.as_str(),
+                        rate.day_kind.as_str(),
+                        rate.vehicle_type.as_str(),
+                        from.timestamp_millis()
+                    ),
+                    lot_id: Some(lot),
+                    title: format!("{name}: a new rate from {local}"),
+                    body: format!(
+                        "{name}, where you often park: {} → {} {currency} an hour. {sentence}",
+                        crate::domain::Money::from_cents(previous),
+                        crate::domain::Money::from_cents(rate.cents_per_hour),
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The rates in force now and those announced for later.
@@ -165,14 +390,30 @@ impl Lots<'_> {
         let now = self.now().timestamp_millis();
         let stored = rows::schedule(&mut *conn, lot, now).await?;
         let (mut current, mut upcoming) = (Vec::new(), Vec::new());
-        for (band, day_kind, vt, cents, from) in stored {
-            let rate = Rate {
-                band: band.parse().map_err(Error::Invalid)?,
-                day_kind: day_kind.parse().map_err(Error::Invalid)?,
-                vehicle_type: vt.parse().map_err(Error::Invalid)?,
-                cents_per_hour: cents,
-                effective_from: DateTime::from_timestamp_millis(from),
-            };
+        for (band, day_kind, vt, cents, from, reason) in stored {
+            let mut rate = Rate::new(
+                (
+                    band.parse().map_err(Error::Invalid)?,
+                    day_kind.parse().map_err(Error::Invalid)?,
+                    vt.parse().map_err(Error::Invalid)?,
+                ),
+                cents,
+                DateTime::from_timestamp_millis(from),
+            );
+            rate.reason = stored_reason(reason.as_deref());
+            rate.explanation = rate
+                .reason
+                .as_ref()
+                .zip(rate.effective_from)
+                .map(|(why, at)| {
+                    why.sentence(RateAt {
+                        band: rate.band,
+                        day_kind: rate.day_kind,
+                        effective_from: at,
+                        tz: info.tz,
+                        currency: &info.currency,
+                    })
+                });
             if from > now {
                 upcoming.push(rate)
             } else {

@@ -258,6 +258,9 @@ impl Reservations<'_> {
             )
             .await?;
         let extra = tariff.charge(old.end_at, new_end)?.cents;
+        let reasons = rules
+            .reasons(conn, old.lot_id, window, old.vehicle_type)
+            .await?;
         let quote = Money::from_cents(old.quote_cents)
             .checked_add(Money::from_cents(extra))?
             .cents();
@@ -298,7 +301,7 @@ impl Reservations<'_> {
             extra_cents: extra,
             quote_cents: quote,
             currency: old.currency.clone(),
-            parts: quote_parts(&tariff, old.end_at, new_end),
+            parts: quote_parts(&tariff, &reasons, old.end_at, new_end),
             spot_stays_free: own.is_some(),
             alternatives: alternatives
                 .into_iter()

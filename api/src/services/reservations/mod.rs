@@ -213,6 +213,23 @@ impl LotRules {
             .cents)
     }
 
+    /// The reasons of the rates a booking of `window` for `vehicle` may be priced at.
+    async fn reasons(
+        &self,
+        conn: &mut AnyConnection,
+        lot: LotId,
+        window: TimeRange,
+        vehicle: VehicleType,
+    ) -> Result<crate::services::lots::RateReasons> {
+        crate::services::lots::RateReasons::load(
+            conn,
+            (lot, vehicle),
+            window.end(),
+            (self.tz, &self.currency),
+        )
+        .await
+    }
+
     /// The tariff a booking of `window` for `vehicle` is priced by: the rates published so far
     /// for the window, under `rules`. A quote and its explanation both come from it.
     async fn tariff(

@@ -41,6 +41,12 @@ pub struct QuotePart {
     pub day_kind: DayKind,
     pub cents_per_hour: i64,
     pub minutes: i64,
+    /// Why pricing set this rate (none for the lot's default or a rate set by hand).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::domain::rate_reason::RateReason>,
+    /// The reason in one sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 impl Reservations<'_> {
@@ -59,7 +65,8 @@ impl Reservations<'_> {
             .tariff(&mut conn, lot, window, vehicle, pricing)
             .await?;
         let charge = tariff.charge(window.start(), window.end())?;
-        let parts = quote_parts(&tariff, window.start(), window.end());
+        let reasons = rules.reasons(&mut conn, lot, window, vehicle).await?;
+        let parts = quote_parts(&tariff, &reasons, window.start(), window.end());
         Ok(Quote {
             lot_id: lot,
             start_at: window.start(),
@@ -73,22 +80,31 @@ impl Reservations<'_> {
     }
 }
 
-/// The stretches of `from..until` under `tariff`, each at one hourly rate, as a quote shows them.
+/// The stretches of `from..until` under `tariff`, each at one hourly rate and with its reason,
+/// as a quote shows them.
 pub(super) fn quote_parts(
     tariff: &crate::domain::tariff::Tariff,
+    reasons: &crate::services::lots::RateReasons,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Vec<QuotePart> {
     tariff
         .parts(from, until)
         .into_iter()
-        .map(|p| QuotePart {
-            minutes: (p.until - p.from).num_minutes(),
-            from: p.from,
-            until: p.until,
-            band: p.band,
-            day_kind: p.day_kind,
-            cents_per_hour: p.cents_per_hour,
+        .map(|p| {
+            let (reason, explanation) = reasons
+                .of(p.band, p.day_kind, p.rate_from)
+                .map_or((None, None), |(r, s)| (Some(r), Some(s)));
+            QuotePart {
+                minutes: (p.until - p.from).num_minutes(),
+                from: p.from,
+                until: p.until,
+                band: p.band,
+                day_kind: p.day_kind,
+                cents_per_hour: p.cents_per_hour,
+                reason,
+                explanation,
+            }
         })
         .collect()
 }

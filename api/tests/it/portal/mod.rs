@@ -47,7 +47,7 @@ impl TestApp {
     }
 
     /// A browser-like request: HTML accepted, cookies sent, an optional form body.
-    async fn page(
+    pub(crate) async fn page(
         &self,
         method: &str,
         uri: &str,
@@ -96,7 +96,7 @@ impl TestApp {
     }
 
     /// An admin account signed in to the portal: its `Cookie` header.
-    async fn admin_session(&self, email: &str) -> String {
+    pub(crate) async fn admin_session(&self, email: &str) -> String {
         self.state
             .accounts
             .register_admin(Credentials {

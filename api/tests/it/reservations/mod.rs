@@ -422,13 +422,11 @@ pub async fn a_quote_prices_each_band_of_the_window(app: TestApp) {
     s.lots()
         .publish_rates(
             LotId(lot),
-            vec![Rate {
-                band: TimeBand::Midday,
-                day_kind: DayKind::Weekday,
-                vehicle_type: VehicleType::Car,
-                cents_per_hour: 300,
-                effective_from: None,
-            }],
+            vec![Rate::new(
+                (TimeBand::Midday, DayKind::Weekday, VehicleType::Car),
+                300,
+                None,
+            )],
         )
         .await
         .unwrap();
