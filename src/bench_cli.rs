@@ -70,6 +70,23 @@ pub enum BenchWhat {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// How far the free-spot chances (`GET /v1/lots/{id}/arrival`) can be trusted: the
+    /// reliability table and the Brier score against climatology, on the lake by default, on an
+    /// occupancy CSV, or on simulated weeks.
+    Arrival {
+        /// An occupancy time-series CSV (`SystemCodeNumber,Capacity,Occupancy,LastUpdated`).
+        #[arg(long, conflicts_with = "simulate")]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        simulate: bool,
+        #[arg(long, default_value_t = 8, requires = "simulate")]
+        weeks: u32,
+        #[arg(long, default_value_t = 20, requires = "simulate")]
+        lots: usize,
+        /// Days scored at the end of each series.
+        #[arg(long, default_value_t = 7)]
+        test_days: usize,
+    },
     /// The occupancy job alone on a lake, as `bench occupancy` runs it: figures as JSON.
     #[command(hide = true)]
     OccupancyJob {
@@ -83,6 +100,32 @@ pub enum BenchWhat {
 /// Run the benchmark `what` and print its figures.
 pub async fn run(what: BenchWhat, cfg: &Config) -> anyhow::Result<()> {
     match what {
+        BenchWhat::Arrival {
+            csv,
+            simulate,
+            weeks,
+            lots,
+            test_days,
+        } => {
+            use parkflow::forecasting::Source;
+            anyhow::ensure!(test_days > 0, "--test-days must be positive");
+            let source = match (csv, simulate) {
+                (Some(path), _) => Source::Csv(path),
+                (None, true) => Source::Simulated {
+                    weeks,
+                    lots,
+                    seed: 42,
+                },
+                (None, false) => Source::Lake(cfg.lake_dir()),
+            };
+            let started = std::time::Instant::now();
+            let (r, import) = parkflow::forecasting::reliability_source(&source, test_days).await?;
+            if let Some(import) = import {
+                println!("import: {import}");
+            }
+            print!("{}", r.table());
+            println!("took {:.1} s", started.elapsed().as_secs_f64());
+        }
         BenchWhat::Ingest {
             events,
             batch,

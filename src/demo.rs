@@ -64,6 +64,8 @@ pub struct DemoOutcome {
     pub refresh: RefreshReport,
     pub summary: UsageSummary,
     pub backtest: Result<Backtest, String>,
+    /// Forecast hours with a free-spot chance published to the API, over how many lots.
+    pub arrival_forecast: (usize, usize),
     /// The pricing run at the end: the policy, what its forecast was made of, time in band
     /// before and (forecast) after, and the rates it published.
     pub pricing: crate::steps::Priced,
@@ -156,6 +158,11 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     let backtest =
         parkflow_forecast::backtest(&Series::from_lot_hours(&hours, Measure::Arrivals), 1)
             .map_err(|e| e.to_string());
+    // The next day's forecast as the nightly job leaves it: the push file, and each lot's
+    // chance of a free spot per hour, published to the API (`GET /v1/lots/{id}/arrival`).
+    let trained = parkflow_push::train(&lake, sim.end(), cfg.jobs.push_threshold).await?;
+    trained.save(&cfg.data_dir)?;
+    let arrival_hours = parkflow_push::publish_arrival(&state.services, &trained).await?;
     spinner.finish_and_clear();
     lap("forecast", &mut timings);
 
@@ -219,6 +226,14 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         refresh,
         summary,
         backtest,
+        arrival_forecast: (
+            arrival_hours,
+            trained
+                .lots
+                .iter()
+                .filter(|l| !l.free_chance.is_empty())
+                .count(),
+        ),
         pricing: priced,
     };
     state.services.store().close().await;
@@ -406,6 +421,11 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
             let _ = writeln!(s, "Forecast   not evaluated: {e}");
         }
     }
+    let (hours, lots) = o.arrival_forecast;
+    let _ = writeln!(
+        s,
+        "           the next day's chance of a free spot published for {lots} lots ({hours} lot-hours): GET /v1/lots/{{id}}/arrival?at=…&vehicle-type=car"
+    );
     let car: Vec<&RateChange> = o
         .pricing
         .changes

@@ -76,6 +76,49 @@ fn csv_backtest(path: &std::path::Path, test_days: usize) -> anyhow::Result<Repo
     })
 }
 
+/// The occupancy series of `source`, with what the importer did for a CSV.
+pub async fn occupancy_series(source: &Source) -> anyhow::Result<(Vec<Series>, Option<String>)> {
+    match source {
+        Source::Lake(dir) => {
+            let hours = parkflow_pipeline::lot_hours(&Lake::new(dir.clone())).await?;
+            anyhow::ensure!(
+                !hours.is_empty(),
+                "the lake at {} has no occupancy yet: run `parkflow report` after ingest",
+                dir.display()
+            );
+            Ok((Series::from_lot_hours(&hours, Measure::Occupancy), None))
+        }
+        Source::Csv(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let (series, import) = import_occupancy_csv(std::io::BufReader::new(file))
+                    .with_context(|| format!("importing {}", path.display()))?;
+                Ok((series, Some(import.summary())))
+            })
+            .await
+            .context("the CSV import stopped")?
+        }
+        Source::Simulated { weeks, lots, seed } => {
+            let (hours, _) = simulated_history(*weeks, *lots, *seed);
+            Ok((Series::from_lot_hours(&hours, Measure::Occupancy), None))
+        }
+    }
+}
+
+/// The reliability of the free-spot chances on `source`'s last `test_days` days.
+pub async fn reliability_source(
+    source: &Source,
+    test_days: usize,
+) -> anyhow::Result<(parkflow_forecast::Reliability, Option<String>)> {
+    let (series, import) = occupancy_series(source).await?;
+    let r = tokio::task::spawn_blocking(move || parkflow_forecast::reliability(&series, test_days))
+        .await
+        .context("the reliability backtest stopped")??;
+    Ok((r, import))
+}
+
 /// Run the backtest of `source` over its last `test_days` days.
 pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Result<Report> {
     match source {

@@ -331,11 +331,15 @@ pub async fn schedule(
         scheduled(cfg, "forecast-training")?,
         move || {
             let (lake, data_dir, now) = (l.clone(), data_dir.clone(), service.now());
+            let service = service.clone();
             async move {
                 let f = parkflow_push::train(&lake, now, threshold)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
                 f.save(&data_dir).map_err(|e| format!("{e:#}"))?;
+                parkflow_push::publish_arrival(&service, &f)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
                 Ok(JobOutcome {
                     rows: (f.lots.len() + f.drivers.len()) as u64,
                 })

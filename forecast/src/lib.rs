@@ -7,6 +7,8 @@
 //! - [`backtest`]: rolling-origin evaluation against persistence and same-slot-last-week.
 //! - [`driver`]: the probability that a known driver arrives at a lot in an hour, from their
 //!   own history, with precision and recall against "same hour last week".
+//! - [`free_spot`]: the chance of a free spot at a time, from the occupancy forecast and its
+//!   own error distribution, and its reliability table and Brier score against climatology.
 //! - [`import`]: the public `SystemCodeNumber,Capacity,Occupancy,LastUpdated` CSV format,
 //!   cleaned.
 //!
@@ -14,11 +16,13 @@
 
 pub mod backtest;
 pub mod driver;
+pub mod free_spot;
 pub mod import;
 pub mod model;
 pub mod series;
 
 pub use backtest::{Backtest, HorizonRow, Scores, backtest};
+pub use free_spot::{FreeSpotModel, Reliability, reliability};
 pub use model::LotModel;
 pub use series::{Measure, Series, Slot};
 

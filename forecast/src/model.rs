@@ -74,7 +74,7 @@ fn cell(slots_per_day: usize, s: &Slot) -> usize {
 }
 
 /// The label of slot `i`, also past the end of the series (the local clock stepped on).
-fn label(series: &Series, i: usize) -> Slot {
+pub(crate) fn label(series: &Series, i: usize) -> Slot {
     if let Some(s) = series.slots.get(i) {
         return *s;
     }

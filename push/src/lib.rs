@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use parkflow_api::Services;
 use parkflow_api::notifications::{NewNotification, NotificationKind, enqueue};
 use parkflow_forecast::driver::{DriverArrival, DriverModel, DriverModelConfig};
-use parkflow_forecast::{LotModel, Measure, Series};
+use parkflow_forecast::{FreeSpotModel, LotModel, Measure, Series};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use warehouse_schema::lake::Lake;
@@ -39,6 +39,10 @@ pub struct LotForecast {
     pub lot_id: LotId,
     pub capacity: f64,
     pub hours: Vec<(DateTime<Utc>, f64)>,
+    /// The chance of a free spot in each of `hours` (empty while the lot's history is too
+    /// short for the error distribution: `FreeSpotModel` needs nine days).
+    #[serde(default)]
+    pub free_chance: Vec<f64>,
 }
 
 /// A driver likely to arrive at a lot in a local hour.
@@ -133,14 +137,27 @@ pub async fn train(
             continue;
         };
         let origin = series.slots.len() - 1;
+        let next = model.forecast_next_day(&series);
+        // The chance of a free spot in each forecast hour, from the same history.
+        let free_chance = match FreeSpotModel::fit(&series, series.slots.len()) {
+            Ok(free) => next
+                .iter()
+                .map(|(i, _)| free.chance(&series, origin, i - origin))
+                .collect::<Option<Vec<f64>>>()
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::info!(lot = %lot, error = %e, "no free-spot chances for this lot yet");
+                Vec::new()
+            }
+        };
         lots.push(LotForecast {
             lot_id: lot,
             capacity: series.capacity,
-            hours: model
-                .forecast_next_day(&series)
+            hours: next
                 .into_iter()
                 .map(|(i, v)| (last + Duration::hours((i - origin) as i64), v))
                 .collect(),
+            free_chance,
         });
     }
 
@@ -178,6 +195,36 @@ pub async fn train(
         lots,
         drivers,
     })
+}
+
+/// Publish each lot's free-spot chances of `f` to the API, where `GET /v1/lots/{id}/arrival`
+/// reads them (any API process on the same database). Returns the hours published.
+pub async fn publish_arrival(service: &Services, f: &ForecastFile) -> anyhow::Result<usize> {
+    let mut published = 0;
+    for lot in f
+        .lots
+        .iter()
+        .filter(|l| l.free_chance.len() == l.hours.len())
+    {
+        let hours: Vec<parkflow_api::services::lots::ForecastHour> = lot
+            .hours
+            .iter()
+            .zip(&lot.free_chance)
+            .map(|(&(hour_start, occupancy), &free_chance)| {
+                parkflow_api::services::lots::ForecastHour {
+                    hour_start,
+                    occupancy,
+                    free_chance,
+                }
+            })
+            .collect();
+        published += service
+            .lots()
+            .publish_arrival_forecast(lot.lot_id, f.trained_at, &hours)
+            .await
+            .with_context(|| format!("publishing the arrival forecast of lot {}", lot.lot_id))?;
+    }
+    Ok(published)
 }
 
 async fn lot_zones(lake: &Lake) -> anyhow::Result<std::collections::BTreeMap<LotId, Tz>> {
@@ -274,6 +321,7 @@ mod tests {
                     (t("2026-06-01T07:00:00Z"), 77.0),
                     (t("2026-06-01T08:00:00Z"), 117.0),
                 ],
+                free_chance: Vec::new(),
             }],
             drivers: vec![],
         };

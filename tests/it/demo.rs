@@ -221,6 +221,9 @@ async fn demo_loop_is_complete_consistent_and_reproducible() {
         .await
         .unwrap();
     assert_eq!(unexplained, 0);
+    // Three days are too few for the free-spot chances' error distribution (nine needed): none
+    // published, and the four-week test below has them.
+    assert_eq!(o.arrival_forecast, (0, 0));
     assert_eq!(
         o.pricing.effective_from,
         parkflow_pricing::PricingConfig::default().effective_from(end)
@@ -277,6 +280,8 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
         (2, 2),
         "every lot's next day forecast"
     );
+    // The next day's free-spot chances were published for both lots, a day of hours each.
+    assert_eq!(o.arrival_forecast, (48, 2));
 
     // What `parkflow report` does with its defaults on this data directory.
     let lake = Lake::new(dir.path().join("lake"));

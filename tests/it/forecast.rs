@@ -150,3 +150,71 @@ async fn a_missing_or_foreign_csv_is_refused_with_a_reason() {
         .unwrap();
     assert!(format!("{err:#}").contains("SystemCodeNumber"), "{err:#}");
 }
+
+/// Six weeks of one car park of 100 spaces that fills at midday on most weekdays (readings
+/// every half hour from 08:00 to 17:00).
+fn filling_feed() -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut csv = String::from("SystemCodeNumber,Capacity,Occupancy,LastUpdated\n");
+    let first = NaiveDate::from_ymd_opt(2016, 10, 3).unwrap();
+    for day in 0..42 {
+        let date = first + Duration::days(day);
+        let weekend = date.weekday().num_days_from_monday() >= 5;
+        let peak = if weekend {
+            0.6
+        } else if rng.random_range(0..4) == 0 {
+            0.9
+        } else {
+            1.15
+        };
+        for half_hour in 16..=34 {
+            let minute = half_hour * 30;
+            let shape = 1.0 - ((minute as f64 - 780.0) / 300.0).powi(2);
+            let occupancy =
+                (100.0 * peak * shape.max(0.1) + rng.random_range(-4.0..4.0)).round() as i64;
+            let at = format!("{date} {:02}:{:02}:00", minute / 60, minute % 60);
+            let _ = writeln!(csv, "Midtown,100,{},{at}", occupancy.max(0));
+        }
+    }
+    csv
+}
+
+#[tokio::test]
+async fn free_spot_chances_have_a_reliability_table_on_a_csv_and_on_simulated_weeks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("filling.csv");
+    std::fs::write(&path, filling_feed()).unwrap();
+    let (r, import) = parkflow::forecasting::reliability_source(&Source::Csv(path), 7)
+        .await
+        .unwrap();
+    let table = r.table();
+    assert!(import.unwrap().contains("1 car parks kept"), "{table}");
+    assert_eq!((r.lots, r.slot_minutes, r.test_days), (1, 30, 7));
+    assert_eq!(r.bins.iter().map(|b| b.n).sum::<usize>(), r.n);
+    // The car park is full at some midday hours: chances below one half are given, and the
+    // spots were free less often where the chances were low than where they were high.
+    assert!(r.base_rate < 0.95, "{table}");
+    let low: Vec<_> = r.bins[..5].iter().filter(|b| b.n > 0).collect();
+    assert!(!low.is_empty(), "{table}");
+    let low_free = low.iter().map(|b| b.free_share * b.n as f64).sum::<f64>()
+        / low.iter().map(|b| b.n as f64).sum::<f64>();
+    assert!(low_free < r.bins[9].free_share, "{table}");
+    assert!(
+        r.brier < r.base_rate * (1.0 - r.base_rate),
+        "better than a coin of the base rate: {table}"
+    );
+    assert!(table.contains("Brier score") && table.contains("climatology"));
+
+    let (sim, _) = parkflow::forecasting::reliability_source(
+        &Source::Simulated {
+            weeks: 4,
+            lots: 3,
+            seed: 42,
+        },
+        7,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sim.lots, 3);
+    assert!(sim.n > 3 * 7 * 24 * 20, "{}", sim.table());
+}

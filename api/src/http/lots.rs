@@ -217,6 +217,43 @@ pub(super) struct QuoteQuery {
     vehicle_type: VehicleType,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct ArrivalQuery {
+    at: DateTime<Utc>,
+    vehicle_type: VehicleType,
+}
+
+/// The chance of a free spot on arrival (no login needed).
+#[utoipa::path(
+    get,
+    path = "/v1/lots/{lot_id}/arrival",
+    summary = "The chance of finding a free spot when arriving at a time, and whether a reservation is still possible",
+    description = "From the occupancy forecast the forecast-training job publishes (the next day of hours), each hour's chance from the forecast with its own error distribution, blended with the lot's history at that hour; 0 when every spot the vehicle may use is reserved then. 409 `no_forecast` when no forecast covers the time.",
+    params(
+        ("lot_id" = i64, Path, description = "lot id", minimum = 1),
+        ("at" = chrono::DateTime<chrono::Utc>, Query, description = "the arrival, RFC 3339 with offset"),
+        ("vehicle-type" = String, Query, description = "car, ev, motorcycle or van", pattern = "^(car|ev|motorcycle|van)$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::services::lots::ArrivalChance),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+)]
+pub(super) async fn arrival(
+    State(state): State<AppState>,
+    LotPath(lot): LotPath,
+    ApiQuery(q): ApiQuery<ArrivalQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .lots()
+            .arrival_chance(lot, q.at, q.vehicle_type)
+            .await?,
+    ))
+}
+
 /// What booking a window would cost, and what the price is made of (no login needed).
 #[utoipa::path(
     get,

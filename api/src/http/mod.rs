@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lots/{lot_id}", get(lots::get_lot))
         .route("/v1/lots/{lot_id}/live", get(live::lot_live))
         .route("/v1/lots/{lot_id}/quote", get(lots::quote))
+        .route("/v1/lots/{lot_id}/arrival", get(lots::arrival))
         .route("/v1/live", get(live::lots_live))
         .route(
             "/v1/lots/{lot_id}/rates",
@@ -319,6 +320,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         reservations::get_pass_qr,
         reservations::refund_if_cancelled,
         reservations::extension_preview,
+        lots::arrival,
         reservations::extend_reservation,
         payments::pay_reservation,
         accounts::login,

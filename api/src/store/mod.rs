@@ -278,6 +278,7 @@ macro_rules! free_spots_sql {
 pub mod accounts;
 mod change;
 pub mod desk;
+pub mod forecasts;
 pub mod idempotency;
 pub mod lots;
 pub mod notifications;

@@ -95,7 +95,10 @@ use races::{
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
     two_answers_to_one_inquiry_keep_one,
 };
-use reasons::a_rates_reason_reaches_drivers_admins_quotes_and_receipts;
+use reasons::{
+    a_rates_reason_reaches_drivers_admins_quotes_and_receipts,
+    arrival_chances_come_from_the_published_forecast,
+};
 use reservations::{
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
@@ -140,6 +143,7 @@ on_both_stores!(
     bookings_and_stays_extend_at_the_rates_in_force,
     extensions_never_overlap_under_a_race,
     a_rates_reason_reaches_drivers_admins_quotes_and_receipts,
+    arrival_chances_come_from_the_published_forecast,
     lot_creation_writes_lot_spots_and_event,
     check_in_and_out_charge_the_rates_in_force_during_the_stay,
     full_lot_refuses_entry_and_respects_spot_types,

@@ -211,3 +211,129 @@ pub async fn a_rates_reason_reaches_drivers_admins_quotes_and_receipts(app: Test
     assert_eq!(by_hand["centsPerHour"], 300, "{}", schedule.body);
     assert!(by_hand.get("reason").is_none() && by_hand.get("explanation").is_none());
 }
+
+/// The chance of a free spot on arrival comes from the forecast the training job published,
+/// is 0 where every spot the vehicle may use is reserved, and says whether a reservation is
+/// still possible.
+pub async fn arrival_chances_come_from_the_published_forecast(app: TestApp) {
+    use parkflow_api::services::lots::ForecastHour;
+    let lot = app.with_lot(json!({"car": 2})).await;
+    let s = &app.state.services;
+    let hour = |at: &str, occupancy, free_chance| ForecastHour {
+        hour_start: t(at),
+        occupancy,
+        free_chance,
+    };
+    let trained = t("2026-06-01T06:55:00Z");
+    let refused = s
+        .lots()
+        .publish_arrival_forecast(
+            LotId(lot),
+            trained,
+            &[hour("2026-06-01T07:00:00Z", 1.0, 1.5)],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "validation_failed");
+    let published = s
+        .lots()
+        .publish_arrival_forecast(
+            LotId(lot),
+            trained,
+            &[
+                hour("2026-06-01T07:00:00Z", 1.2, 0.8),
+                hour("2026-06-01T08:00:00Z", 2.0, 0.1),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(published, 2);
+    let app = &app;
+    let ask = |at: &str, vehicle: &str| {
+        let uri = format!(
+            "/v1/lots/{lot}/arrival?at={}&vehicle-type={vehicle}",
+            at.replace(':', "%3A")
+        );
+        async move { app.call("GET", &uri, None, None).await }
+    };
+    let soon = ask("2026-06-01T07:30:00Z", "car").await;
+    assert_eq!(soon.status, StatusCode::OK, "{}", soon.body);
+    assert_eq!(soon.body["freeChance"], 0.8);
+    assert_eq!(soon.body["forecastOccupancy"], 1.2);
+    assert_eq!(soon.body["capacity"], 2);
+    assert_eq!(soon.body["hourStart"], "2026-06-01T07:00:00Z");
+    assert_eq!(soon.body["trainedAt"], "2026-06-01T06:55:00Z");
+    assert_eq!(soon.body["reservableSpots"], 2);
+    assert!(soon.body.get("notReservable").is_none());
+    // No spot a van may use (vans park on van spots only): no chance, whatever the forecast.
+    let van = ask("2026-06-01T07:30:00Z", "van").await;
+    assert_eq!(van.body["freeChance"], 0.0, "{}", van.body);
+    assert_eq!(van.body["reservableSpots"], 0);
+
+    // Both spots reserved from 08:00: nothing free on arrival then, nothing to reserve.
+    for key in ["a", "b"] {
+        let r = s
+            .reservations()
+            .reserve(
+                UserId::new(),
+                parkflow_api::services::reservations::NewReservation::new(
+                    LotId(lot),
+                    t("2026-06-01T08:00:00Z"),
+                    t("2026-06-01T09:00:00Z"),
+                    VehicleType::Car,
+                ),
+                key,
+            )
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let full = ask("2026-06-01T08:15:00Z", "car").await;
+    assert_eq!(full.status, StatusCode::OK, "{}", full.body);
+    assert_eq!(full.body["freeChance"], 0.0);
+    assert_eq!(full.body["forecastOccupancy"], 2.0);
+    assert_eq!(full.body["reservableSpots"], 0);
+    assert!(
+        full.body["notReservable"]
+            .as_str()
+            .unwrap()
+            .contains("no car spot")
+    );
+
+    // Past, beyond the forecast, or an unknown lot: told so.
+    assert_envelope(
+        &ask("2026-06-01T05:00:00Z", "car").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let beyond = ask("2026-06-02T12:00:00Z", "car").await;
+    assert_envelope(&beyond, StatusCode::CONFLICT, "no_forecast");
+    assert!(
+        beyond.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the forecast covers 2026-06-01 07:00:00 UTC to 2026-06-01 09:00:00 UTC"),
+        "{}",
+        beyond.body
+    );
+    let nowhere = app
+        .call(
+            "GET",
+            "/v1/lots/999999/arrival?at=2026-06-01T07%3A30%3A00Z&vehicle-type=car",
+            None,
+            None,
+        )
+        .await;
+    assert_envelope(&nowhere, StatusCode::NOT_FOUND, "not_found");
+    // A new training replaces the hours it covers.
+    s.lots()
+        .publish_arrival_forecast(
+            LotId(lot),
+            t("2026-06-01T07:55:00Z"),
+            &[hour("2026-06-01T08:00:00Z", 1.0, 0.6)],
+        )
+        .await
+        .unwrap();
+    let again = ask("2026-06-01T08:15:00Z", "car").await;
+    assert_eq!(again.body["forecastOccupancy"], 1.0, "{}", again.body);
+    assert_eq!(again.body["trainedAt"], "2026-06-01T07:55:00Z");
+}

@@ -1,11 +1,13 @@
 //! Lots and their spots: creation (spots laid out in rows around the lot's centre), reads with
 //! live free counts and the rate now, distances from a point.
 
+mod arrival;
 mod availability;
 
 pub(crate) use availability::AVAILABILITY_EVENTS;
 mod rates;
 
+pub use arrival::{ArrivalChance, ForecastHour};
 pub use rates::{PublishRates, Rate, RateSchedule};
 pub(crate) use rates::{
     RateReasons, check_rate, rate_in_force_conn, rate_in_force_explained, scheduled_rates,

@@ -171,6 +171,11 @@ impl LotRules {
         Ok(window)
     }
 
+    /// The shortest booking these rules accept.
+    pub(crate) fn shortest(&self) -> Duration {
+        Duration::minutes(self.min_minutes)
+    }
+
     fn check(&self, window: TimeRange, now: DateTime<Utc>) -> Result<()> {
         if window.start() <= now {
             return Err(Error::Invalid(
