@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod forecasting;
 pub mod pricing_eval;
+pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod steps;

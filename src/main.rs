@@ -142,6 +142,20 @@ enum PriceCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// What a policy would have done over the lake's recorded stays (thinned or grown by the
+    /// price elasticity where its rates differ), next to what happened: per lot and overall.
+    Replay {
+        #[arg(long, value_enum)]
+        policy: parkflow::replay::ReplayPolicy,
+        /// Start of the period (default: 28 days before `--to`).
+        #[arg(long)]
+        from: Option<chrono::DateTime<Utc>>,
+        /// End of the period (default: the end of the lake's data).
+        #[arg(long)]
+        to: Option<chrono::DateTime<Utc>>,
+        #[arg(long)]
+        lot: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -420,6 +434,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
             });
             print!("{}", e.render());
+        }
+        Command::Price {
+            what:
+                Some(PriceCommand::Replay {
+                    policy,
+                    from,
+                    to,
+                    lot,
+                }),
+        } => {
+            let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
+            let lake = Lake::new(cfg.lake_dir());
+            let to = match to {
+                Some(t) => t,
+                None => parkflow_pipeline::data_end(&lake)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("the lake has no events to replay"))?,
+            };
+            let from = from.unwrap_or(to - Duration::days(28));
+            let chosen: Box<dyn parkflow_pricing::PricingPolicy + Send + Sync> = match policy {
+                parkflow::replay::ReplayPolicy::Static => Box::new(parkflow_pricing::StaticPricing),
+                parkflow::replay::ReplayPolicy::Step => Box::new(cfg.pricing.step.clone()),
+                parkflow::replay::ReplayPolicy::Forecast => Box::new(cfg.pricing.forecast_policy()),
+            };
+            let r = parkflow::replay::replay(
+                &state,
+                &lake,
+                (from, to),
+                lot.map(warehouse_schema::LotId),
+                chosen.as_ref(),
+            )
+            .await?;
+            print!("{}", r.render());
         }
         Command::Price { what: None } => {
             let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;

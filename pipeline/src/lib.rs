@@ -13,7 +13,8 @@ pub mod udf;
 pub use error::{Error, Result};
 pub use occupancy::{BUCKET_MS, OccupancyRun, refresh_occupancy};
 pub use queries::{
-    band_occupancy, data_end, driver_entries, lot_hours, lot_time_zones, usage_summary,
+    band_occupancy, data_end, driver_entries, lot_hours, lot_time_zones, recorded_stays,
+    usage_summary,
 };
 pub use refresh::{RefreshReport, refresh};
 pub use report::usage_report;

@@ -9,7 +9,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::prelude::SessionContext;
 use warehouse_schema::lake::Lake;
-use warehouse_schema::outputs::{BandOccupancy, DriverEntry, LotHour, LotPeak, UsageSummary};
+use warehouse_schema::outputs::{
+    BandOccupancy, DriverEntry, LotHour, LotPeak, RecordedStay, UsageSummary,
+};
 use warehouse_schema::{DayKind, LotId, TimeBand};
 
 /// Mean occupancy per lot, band and day kind for buckets in `[from, to)`.
@@ -114,6 +116,39 @@ pub async fn lot_time_zones(lake: &Lake) -> Result<Vec<(LotId, String)>> {
                 LotId(rows.i64("lot_id", i)?),
                 rows.str("time_zone", i)?.to_owned(),
             ))
+        })
+        .collect()
+}
+
+/// The stays entering in `[from, to)`, in lot and entry order.
+pub async fn recorded_stays(
+    lake: &Lake,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<RecordedStay>> {
+    let ctx = ordered_session(lake).await?;
+    let sql = format!(
+        "SELECT lot_id, vehicle_type, CAST(entered_at AS BIGINT) AS entered_ms,
+                CAST(exited_at AS BIGINT) AS exited_ms, amount_cents
+         FROM fact_stay
+         WHERE CAST(entered_at AS BIGINT) >= {} AND CAST(entered_at AS BIGINT) < {}
+         ORDER BY lot_id, entered_ms, session_id",
+        from.timestamp_millis(),
+        to.timestamp_millis()
+    );
+    let rows = Rows::fetch(&ctx, &sql).await?;
+    let at = |ms: i64| {
+        DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::Shape("time out of range".into()))
+    };
+    (0..rows.len())
+        .map(|i| {
+            Ok(RecordedStay {
+                lot_id: LotId(rows.i64("lot_id", i)?),
+                vehicle_type: rows.str("vehicle_type", i)?.to_owned(),
+                entered_at: at(rows.i64("entered_ms", i)?)?,
+                exited_at: rows.i64_opt("exited_ms", i)?.map(at).transpose()?,
+                amount_cents: rows.i64_opt("amount_cents", i)?,
+            })
         })
         .collect()
 }
@@ -242,7 +277,7 @@ impl Rows {
         Ok(cast(c, to)?)
     }
 
-    fn i64_opt(&self, name: &str, i: usize) -> Result<Option<i64>> {
+    pub(crate) fn i64_opt(&self, name: &str, i: usize) -> Result<Option<i64>> {
         let c = self.col(name, &DataType::Int64)?;
         let a = c.as_primitive::<Int64Type>();
         Ok((!a.is_null(i)).then(|| a.value(i)))

@@ -416,3 +416,55 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
         o.sim.still_parked
     );
 }
+
+/// `parkflow price replay` on a demo's history: replaying the policy that ran (no rate moved in
+/// the period: static) reproduces the lake's own figures — time in band from the occupancy
+/// job, revenue from the stays' charges, no changes — and another policy moves rates and
+/// demand with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_policy_that_ran_reproduces_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DemoOptions {
+        lots: 2,
+        days: 21,
+        seed: 8,
+        data_dir: dir.path().to_owned(),
+        progress: false,
+        end: Some("2026-06-22T00:00:00Z".parse().unwrap()),
+    };
+    let (o, _) = run(Config::default(), &opts).await.unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let (state, _) = parkflow::steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock))
+        .await
+        .unwrap();
+    let lake = Lake::new(dir.path().join("lake"));
+    let period = o.period;
+    let replay = |policy: &'static dyn parkflow_pricing::PricingPolicy| {
+        let (state, lake) = (&state, &lake);
+        async move {
+            parkflow::replay::replay(state, lake, period, None, policy)
+                .await
+                .unwrap()
+        }
+    };
+    let same = replay(&parkflow_pricing::StaticPricing).await;
+    let (replayed, recorded) = same.overall();
+    assert!(recorded.lot_hours > 2 * 20 * 17, "{}", same.render());
+    assert_eq!(replayed, recorded, "{}", same.render());
+    for (lot, r, a) in &same.lots {
+        assert_eq!(r, a, "lot {lot}: {}", same.render());
+    }
+    assert_eq!(recorded.revenue_cents, o.sim.revenue_cents);
+    assert_eq!(
+        recorded.changes, 0,
+        "the demo's rates take effect after its end"
+    );
+
+    // The step rule moves rates where occupancy left the band, and demand responds.
+    static STEP: std::sync::LazyLock<StepPolicy> = std::sync::LazyLock::new(StepPolicy::default);
+    let moved = replay(&*STEP).await;
+    let (r, a) = moved.overall();
+    assert!(r.changes > 0, "{}", moved.render());
+    assert_ne!(r.revenue_cents, a.revenue_cents, "{}", moved.render());
+    assert!(moved.render().contains("replay of SFpark step pricing"));
+}

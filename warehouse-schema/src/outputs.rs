@@ -33,6 +33,18 @@ pub struct LotHour {
     pub capacity: i32,
 }
 
+/// One recorded stay, as pricing's replay plays it again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedStay {
+    pub lot_id: LotId,
+    pub vehicle_type: String,
+    pub entered_at: DateTime<Utc>,
+    /// None while the car is still in.
+    pub exited_at: Option<DateTime<Utc>>,
+    /// What the stay was charged (none while open).
+    pub amount_cents: Option<i64>,
+}
+
 /// One stay's entry by a known driver, in the lot's local time (driver-level forecasting).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriverEntry {

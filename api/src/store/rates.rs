@@ -156,6 +156,17 @@ pub async fn schedule<'c>(db: impl Db<'c>, lot: LotId, now: i64) -> Result<Vec<R
     .await?)
 }
 
+/// Every rate ever published for `lot`, in start order.
+pub async fn history<'c>(db: impl Db<'c>, lot: LotId) -> Result<Vec<RateRow>> {
+    Ok(sqlx::query_as(
+        "SELECT band, day_kind, vehicle_type, cents_per_hour, effective_from, reason FROM rates
+         WHERE lot_id = $1 ORDER BY effective_from, band, day_kind, vehicle_type",
+    )
+    .bind(lot.0)
+    .fetch_all(db)
+    .await?)
+}
+
 /// The earliest rate of `lot` for `vt` announced to start after `now`: band, day kind, cents,
 /// effective from.
 pub async fn next_announced<'c>(

@@ -429,6 +429,27 @@ impl Lots<'_> {
         })
     }
 
+    /// Every rate ever published for `lot`, in start order (what a replay of history needs).
+    pub async fn rate_history(&self, lot: LotId) -> Result<Vec<Rate>> {
+        rows::history(self.store.pool(), lot)
+            .await?
+            .into_iter()
+            .map(|(band, day_kind, vt, cents, from, reason)| {
+                let mut rate = Rate::new(
+                    (
+                        band.parse().map_err(Error::Invalid)?,
+                        day_kind.parse().map_err(Error::Invalid)?,
+                        vt.parse().map_err(Error::Invalid)?,
+                    ),
+                    cents,
+                    DateTime::from_timestamp_millis(from),
+                );
+                rate.reason = stored_reason(reason.as_deref());
+                Ok(rate)
+            })
+            .collect()
+    }
+
     /// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot default if none was
     /// published).
     pub async fn rate_at(&self, lot: LotId, vt: VehicleType, at: DateTime<Utc>) -> Result<i64> {
