@@ -155,6 +155,13 @@ enum PriceCommand {
         to: Option<chrono::DateTime<Utc>>,
         #[arg(long)]
         lot: Option<i64>,
+        /// Replay over an occupancy CSV (`SystemCodeNumber,Capacity,Occupancy,LastUpdated`)
+        /// instead of the lake.
+        #[arg(long, conflicts_with_all = ["from", "to", "lot"])]
+        csv: Option<PathBuf>,
+        /// The CSV's hourly rate (it records none), in cents.
+        #[arg(long, default_value_t = 200, requires = "csv")]
+        cents_per_hour: i64,
     },
 }
 
@@ -442,8 +449,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     from,
                     to,
                     lot,
+                    csv,
+                    cents_per_hour,
                 }),
         } => {
+            let chosen: Box<dyn parkflow_pricing::PricingPolicy + Send + Sync> = match policy {
+                parkflow::replay::ReplayPolicy::Static => Box::new(parkflow_pricing::StaticPricing),
+                parkflow::replay::ReplayPolicy::Step => Box::new(cfg.pricing.step.clone()),
+                parkflow::replay::ReplayPolicy::Forecast => Box::new(cfg.pricing.forecast_policy()),
+            };
+            if let Some(path) = csv {
+                let source = parkflow::forecasting::Source::Csv(path);
+                let (series, _) = parkflow::forecasting::occupancy_series(&source).await?;
+                let r = parkflow::replay::replay_series(&series, cents_per_hour, chosen.as_ref())?;
+                print!("{}", r.render());
+                return Ok(());
+            }
             let (state, _) = steps::open_api(&cfg, Arc::new(parkflow_api::SystemClock)).await?;
             let lake = Lake::new(cfg.lake_dir());
             let to = match to {
@@ -453,11 +474,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("the lake has no events to replay"))?,
             };
             let from = from.unwrap_or(to - Duration::days(28));
-            let chosen: Box<dyn parkflow_pricing::PricingPolicy + Send + Sync> = match policy {
-                parkflow::replay::ReplayPolicy::Static => Box::new(parkflow_pricing::StaticPricing),
-                parkflow::replay::ReplayPolicy::Step => Box::new(cfg.pricing.step.clone()),
-                parkflow::replay::ReplayPolicy::Forecast => Box::new(cfg.pricing.forecast_policy()),
-            };
             let r = parkflow::replay::replay(
                 &state,
                 &lake,

@@ -75,9 +75,12 @@ impl Figures {
 #[derive(Debug, Clone)]
 pub struct Replay {
     pub policy: &'static str,
-    pub period: (DateTime<Utc>, DateTime<Utc>),
+    /// The replayed period (none for a CSV: its whole series).
+    pub period: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Recorded stays replayed (slots with a reading, for a CSV).
     pub stays: usize,
-    pub lots: Vec<(LotId, Figures, Figures)>,
+    /// Per lot (or car park): replayed, recorded.
+    pub lots: Vec<(String, Figures, Figures)>,
 }
 
 impl Replay {
@@ -92,23 +95,31 @@ impl Replay {
     }
 
     pub fn render(&self) -> String {
-        let mut s = format!(
-            "replay of {} pricing over {} to {} ({} recorded stays, {} lots); recorded figures in brackets\n",
-            self.policy,
-            self.period.0.format("%Y-%m-%d %H:%M UTC"),
-            self.period.1.format("%Y-%m-%d %H:%M UTC"),
-            self.stays,
-            self.lots.len()
-        );
+        let mut s = match self.period {
+            Some((from, to)) => format!(
+                "replay of {} pricing over {} to {} ({} recorded stays, {} lots); recorded figures in brackets\n",
+                self.policy,
+                from.format("%Y-%m-%d %H:%M UTC"),
+                to.format("%Y-%m-%d %H:%M UTC"),
+                self.stays,
+                self.lots.len()
+            ),
+            None => format!(
+                "replay of {} pricing over an occupancy CSV ({} readings, {} car parks; lot-hours are slots from 07:00, turn-aways the demand above capacity); recorded figures in brackets\n",
+                self.policy,
+                self.stays,
+                self.lots.len()
+            ),
+        };
         let _ = writeln!(
             s,
-            "{:<8} {:>22} {:>20} {:>26} {:>16} {:>16}",
+            "{:<14} {:>22} {:>20} {:>26} {:>16} {:>16}",
             "lot", "time in band", "turn-aways", "revenue", "changes", "mean change"
         );
         let row = |s: &mut String, name: &str, r: &Figures, a: &Figures| {
             let _ = writeln!(
                 s,
-                "{:<8} {:>8.1} % ({:>5.1} %) {:>10} ({:>6}) {:>12} ({:>11}) {:>7} ({:>6}) {:>7.0}¢ ({:>5.0}¢)",
+                "{:<14} {:>8.1} % ({:>5.1} %) {:>10} ({:>6}) {:>12} ({:>11}) {:>7} ({:>6}) {:>7.0}¢ ({:>5.0}¢)",
                 name,
                 100.0 * r.in_band_share(),
                 100.0 * a.in_band_share(),
@@ -123,7 +134,7 @@ impl Replay {
             );
         };
         for (lot, r, a) in &self.lots {
-            row(&mut s, &lot.to_string(), r, a);
+            row(&mut s, lot, r, a);
         }
         let (r, a) = self.overall();
         row(&mut s, "all", &r, &a);
@@ -257,8 +268,7 @@ pub async fn replay(
     let mut replayed: BTreeMap<LotId, Figures> =
         lots.keys().map(|l| (*l, Figures::default())).collect();
     let mut visits: Vec<Visit> = Vec::new();
-    let mut since_change: BTreeMap<Key, u32> = BTreeMap::new();
-    let mut past: BTreeMap<Key, Vec<(Vec<f64>, i64)>> = BTreeMap::new();
+    let mut pricer = Pricer::new(elasticity);
     let mut week_start = from;
     let mut played = Played::default();
     while week_start < to {
@@ -312,16 +322,185 @@ pub async fn replay(
                 }
             }
         }
+        for (k, old, new) in pricer.decide(policy, week_hours, &mut rates, |lot| {
+            lots[&lot].default_cents
+        }) {
+            let f = replayed.get_mut(&k.0).expect("a known lot");
+            f.changes += 1;
+            f.changed_cents += (new - old).abs();
+        }
+        week_start = week_end;
+    }
+    for (lot, f) in &mut replayed {
+        let info = &lots[lot];
+        let hours = played.hours.get(lot).map_or(&[][..], Vec::as_slice);
+        let (n, inside) = in_band(info, hours, from, (low, high));
+        f.lot_hours = n;
+        f.in_band = inside;
+        f.turned_away = played.turned_away.get(lot).copied().unwrap_or(0);
+        f.revenue_cents = played.revenue.get(lot).copied().unwrap_or(0);
+    }
+    Ok(Replay {
+        policy: policy.name(),
+        period: Some((from, to)),
+        stays: in_period,
+        lots: lots
+            .keys()
+            .map(|l| (l.to_string(), replayed[l], recorded[l]))
+            .collect(),
+    })
+}
+
+/// Replay `policy` over the car parks of an occupancy CSV (the importer's series). A CSV knows
+/// no prices: every band starts at `cents_per_hour`, and revenue is vehicles × time × rate. A
+/// slot's demand under a replayed rate is its recorded occupancy moved by the elasticity; what
+/// exceeds the capacity is turned away (vehicles, summed over slots). "Lot-hours" count slots
+/// from 07:00 here. The record is the same series at the constant rate: no changes, nobody
+/// counted as turned away.
+pub fn replay_series(
+    series: &[parkflow_forecast::Series],
+    cents_per_hour: i64,
+    policy: &dyn PricingPolicy,
+) -> anyhow::Result<Replay> {
+    use parkflow_forecast::Slot;
+    anyhow::ensure!(
+        (1..=100_000).contains(&cents_per_hour),
+        "--cents-per-hour must be 1 to 100000"
+    );
+    let terms = policy.terms();
+    let (low, high) = if policy.name() == StaticPricing.name() {
+        let p = parkflow_pricing::StepPolicy::default();
+        (p.target_low, p.target_high)
+    } else {
+        terms.target
+    };
+    let elasticity = terms
+        .elasticity
+        .unwrap_or(parkflow_pricing::ForecastPolicy::default().elasticity);
+    type SlotKey = (usize, TimeBand, DayKind);
+    let key = |i: usize, s: &parkflow_forecast::Series, slot: &Slot| -> SlotKey {
+        let hour = slot.slot_of_day / s.slots_per_hour() as u32;
+        let kind = if slot.is_weekend() {
+            DayKind::Weekend
+        } else {
+            DayKind::Weekday
+        };
+        (i, TimeBand::of_local_hour(hour), kind)
+    };
+    let mut rates: BTreeMap<SlotKey, i64> = BTreeMap::new();
+    for (i, _) in series.iter().enumerate() {
+        for band in TimeBand::ALL {
+            for kind in DayKind::ALL {
+                rates.insert((i, band, kind), cents_per_hour);
+            }
+        }
+    }
+    let mut pricer = Pricer::new(elasticity);
+    let mut replayed = vec![Figures::default(); series.len()];
+    let mut recorded = vec![Figures::default(); series.len()];
+    let mut excess = vec![0.0f64; series.len()];
+    let mut readings = 0;
+    let weeks = series
+        .iter()
+        .map(|s| s.slots.len().div_ceil(s.week()))
+        .max()
+        .unwrap_or(0);
+    for w in 0..weeks {
+        let mut week: BTreeMap<SlotKey, Vec<f64>> = BTreeMap::new();
+        for (i, s) in series.iter().enumerate() {
+            let capacity = s.capacity.max(1.0);
+            let slot_hours = 24.0 / s.slots_per_day as f64;
+            let span = (w * s.week()).min(s.slots.len())..((w + 1) * s.week()).min(s.slots.len());
+            for slot in &s.slots[span] {
+                let Some(v) = slot.value else {
+                    continue;
+                };
+                readings += 1;
+                let k = key(i, s, slot);
+                let rate = rates[&k];
+                let demand = v * (rate as f64 / cents_per_hour as f64).powf(elasticity);
+                let occupied = demand.min(capacity);
+                excess[i] += (demand - capacity).max(0.0);
+                let daytime = slot.slot_of_day / s.slots_per_hour() as u32 >= 7;
+                for (f, occ, cents) in [
+                    (&mut replayed[i], occupied, rate),
+                    (&mut recorded[i], v.min(capacity), cents_per_hour),
+                ] {
+                    f.revenue_cents += (occ * slot_hours * cents as f64).round() as i64;
+                    if daytime {
+                        f.lot_hours += 1;
+                        f.in_band += usize::from((low..=high).contains(&(occ / capacity)));
+                    }
+                }
+                week.entry(k).or_default().push(occupied / capacity);
+            }
+        }
+        if w + 1 == weeks {
+            break;
+        }
+        for ((i, ..), old, new) in
+            pricer.decide(policy, week, &mut rates, |_: usize| cents_per_hour)
+        {
+            replayed[i].changes += 1;
+            replayed[i].changed_cents += (new - old).abs();
+        }
+    }
+    for (f, e) in replayed.iter_mut().zip(&excess) {
+        f.turned_away = *e as usize;
+    }
+    Ok(Replay {
+        policy: policy.name(),
+        period: None,
+        stays: readings,
+        lots: series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key.clone(), replayed[i], recorded[i]))
+            .collect(),
+    })
+}
+
+/// A policy's weekly decisions over replayed weeks: what each band saw in the weeks before
+/// (moved to the current rate by the elasticity), and how long each rate has held.
+struct Pricer<K> {
+    elasticity: f64,
+    past: BTreeMap<K, Vec<(Vec<f64>, i64)>>,
+    since_change: BTreeMap<K, u32>,
+}
+
+impl<K: Ord + Copy> Pricer<K> {
+    fn new(elasticity: f64) -> Self {
+        Self {
+            elasticity,
+            past: BTreeMap::new(),
+            since_change: BTreeMap::new(),
+        }
+    }
+
+    /// The policy's next rates after a week whose occupancy (shares, each `hours` of a band a
+    /// quarter-hour bucket's weight of 4) was `week`: `rates` updated, the changes returned as
+    /// (band, old, new). `standard` is a lot's standard rate, for the revenue guard.
+    fn decide<L>(
+        &mut self,
+        policy: &dyn PricingPolicy,
+        week: BTreeMap<K, Vec<f64>>,
+        rates: &mut BTreeMap<K, i64>,
+        standard: impl Fn(L) -> i64,
+    ) -> Vec<(K, i64, i64)>
+    where
+        K: Into<(L, TimeBand, DayKind)>,
+    {
         let mut prepared = Vec::new();
-        for (k, hours) in week_hours {
+        for (k, hours) in week {
             let current = rates[&k];
             let observed = hours.iter().sum::<f64>() / hours.len().max(1) as f64;
-            let history = past.entry(k).or_default();
+            let history = self.past.entry(k).or_default();
             history.push((hours.clone(), current));
+            let e = self.elasticity;
             let sample: Vec<f64> = history[history.len().saturating_sub(3)..]
                 .iter()
                 .flat_map(|(hs, rate)| {
-                    let f = (current as f64 / (*rate).max(1) as f64).powf(elasticity);
+                    let f = (current as f64 / (*rate).max(1) as f64).powf(e);
                     hs.iter().map(move |o| (o * f).min(1.0))
                 })
                 .collect();
@@ -337,8 +516,8 @@ pub async fn replay(
                     buckets: *buckets,
                     forecast: *mean,
                     hourly_forecast: sample,
-                    standard_cents: Some(lots[&k.0].default_cents),
-                    periods_since_change: *since_change.get(k).unwrap_or(&u32::MAX),
+                    standard_cents: Some(standard((*k).into().0)),
+                    periods_since_change: *self.since_change.get(k).unwrap_or(&u32::MAX),
                 };
                 BandDecision {
                     input,
@@ -348,38 +527,19 @@ pub async fn replay(
             })
             .collect();
         policy.balance(&mut decisions);
+        let mut changes = Vec::new();
         for ((k, ..), d) in prepared.iter().zip(&decisions) {
-            let since = since_change.entry(*k).or_insert(u32::MAX);
+            let since = self.since_change.entry(*k).or_insert(u32::MAX);
             if d.next == d.current {
                 *since = since.saturating_add(1);
             } else {
-                let f = replayed.get_mut(&k.0).expect("a known lot");
-                f.changes += 1;
-                f.changed_cents += (d.next - d.current).abs();
+                changes.push((*k, d.current, d.next));
                 *since = 1;
                 rates.insert(*k, d.next);
             }
         }
-        week_start = week_end;
+        changes
     }
-    for (lot, f) in &mut replayed {
-        let info = &lots[lot];
-        let hours = played.hours.get(lot).map_or(&[][..], Vec::as_slice);
-        let (n, inside) = in_band(info, hours, from, (low, high));
-        f.lot_hours = n;
-        f.in_band = inside;
-        f.turned_away = played.turned_away.get(lot).copied().unwrap_or(0);
-        f.revenue_cents = played.revenue.get(lot).copied().unwrap_or(0);
-    }
-    Ok(Replay {
-        policy: policy.name(),
-        period: (from, to),
-        stays: in_period,
-        lots: lots
-            .keys()
-            .map(|l| (*l, replayed[l], recorded[l]))
-            .collect(),
-    })
 }
 
 /// Lot-hours from 07:00 local among `hours` (shares of capacity from `from` on), and those in

@@ -218,3 +218,31 @@ async fn free_spot_chances_have_a_reliability_table_on_a_csv_and_on_simulated_we
     assert_eq!(sim.lots, 3);
     assert!(sim.n > 3 * 7 * 24 * 20, "{}", sim.table());
 }
+
+/// `parkflow price replay --csv`: on an imported occupancy feed the constant rate is the policy
+/// that ran, and replaying it gives the feed's own figures; the forecast policy moves rates.
+#[tokio::test]
+async fn a_replay_over_an_occupancy_csv_reproduces_it_under_the_policy_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("filling.csv");
+    std::fs::write(&path, filling_feed()).unwrap();
+    let (series, _) = parkflow::forecasting::occupancy_series(&Source::Csv(path))
+        .await
+        .unwrap();
+    let same =
+        parkflow::replay::replay_series(&series, 200, &parkflow_pricing::StaticPricing).unwrap();
+    let (replayed, recorded) = same.overall();
+    assert_eq!(replayed, recorded, "{}", same.render());
+    assert!(recorded.lot_hours > 6 * 7 * 10 && recorded.revenue_cents > 0);
+    let moved = parkflow::replay::replay_series(
+        &series,
+        200,
+        &parkflow_pricing::PricingConfig::default().forecast_policy(),
+    )
+    .unwrap();
+    let (r, a) = moved.overall();
+    assert!(r.changes > 0, "{}", moved.render());
+    assert_ne!(r.in_band, a.in_band, "{}", moved.render());
+    assert!(moved.render().contains("over an occupancy CSV"));
+    assert!(parkflow::replay::replay_series(&series, 0, &parkflow_pricing::StaticPricing).is_err());
+}
