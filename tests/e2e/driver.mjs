@@ -92,6 +92,13 @@ try {
     const e = new Date(s.getTime() + Number(document.querySelector('#hours').value) * 3600000);
     return document.querySelector('#price').dataset.for === `${s.toISOString()}/${e.toISOString()}/car`;
   });
+  // The chance of a free spot on arrival, from the lot's published forecast.
+  await driver.waitForFunction(() => {
+    const s = new Date(document.querySelector('#start').value);
+    const e = new Date(s.getTime() + Number(document.querySelector('#hours').value) * 3600000);
+    return document.querySelector('#chance').dataset.for === `${s.toISOString()}/${e.toISOString()}/car`;
+  });
+  out.chance = await driver.textContent('#chance');
   out.preview = await driver.textContent('#price .total strong');
   out.previewParts = await driver.locator('#price li').allTextContents();
   await driver.click('form button[type=submit]');
@@ -194,6 +201,12 @@ try {
   await booking.locator('button[type=submit]').click();
   await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('Moved'));
   out.moved = await driver.textContent('#toast');
+  // Extended by an hour: paid already, so the extra hour is due at the exit.
+  await driver.waitForSelector('li[data-reservation] button.danger');
+  driver.once('dialog', (d) => { out.extendConfirm = d.message(); d.accept(); });
+  await booking.locator('button.extend').click();
+  await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('Extended'));
+  out.extended = await driver.textContent('#toast');
   await driver.waitForSelector('li[data-reservation] button.danger');
   driver.once('dialog', (d) => { out.confirm = d.message(); d.accept(); });
   await driver.click('li[data-reservation] button.danger');

@@ -4,6 +4,7 @@
 //! count drop, pushed live; axe-core finds no serious or critical violation on any screen.
 
 use crate::support::{Browser, serve_on_loopback};
+use chrono::DurationRound;
 use parkflow::{Config, steps};
 use parkflow_api::SystemClock;
 use std::sync::Arc;
@@ -57,6 +58,19 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         .flat_map(|b| warehouse_schema::DayKind::ALL.map(|d| raised(b, d)))
         .collect();
     s.lots().publish_rates(lot, rates).await.unwrap();
+    // The forecast-training job's chances of a free spot for the next two days.
+    let hour = now.duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let forecast: Vec<_> = (0..48)
+        .map(|h| parkflow_api::services::lots::ForecastHour {
+            hour_start: hour + chrono::Duration::hours(h),
+            occupancy: 10.0,
+            free_chance: 0.85,
+        })
+        .collect();
+    s.lots()
+        .publish_arrival_forecast(lot, now, &forecast)
+        .await
+        .unwrap();
 
     let (base, server) = serve_on_loopback(state.clone()).await;
     let (lot_id, lat, lng) = (
@@ -133,6 +147,14 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
             .all(|p| p.as_str().unwrap().contains(" an hour")),
         "{seen}"
     );
+    // Before booking, the chance of a free spot on arrival then.
+    assert!(
+        seen["chance"]
+            .as_str()
+            .unwrap()
+            .starts_with("85 % chance of a free spot if you just drive up then (about 10 of "),
+        "{seen}"
+    );
     // Each stretch says why its rate is what it is.
     assert!(
         parts.iter().all(|p| {
@@ -199,6 +221,21 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     );
     assert!(
         seen["moved"].as_str().unwrap().starts_with("Moved: spot "),
+        "{seen}"
+    );
+    // Extended by an hour after paying: the extra hour is due at the exit, and said so first.
+    assert!(
+        seen["extendConfirm"]
+            .as_str()
+            .unwrap()
+            .contains("more (added to what you pay at the exit)?"),
+        "{seen}"
+    );
+    assert!(
+        seen["extended"]
+            .as_str()
+            .unwrap()
+            .starts_with("Extended until "),
         "{seen}"
     );
     let paid = seen["secondQuote"].as_str().unwrap();

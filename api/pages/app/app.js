@@ -219,6 +219,7 @@ async function lotScreen(id) {
   const reserve = h('button', { type: 'submit', text: 'Reserve' });
   const result = h('div', { id: 'result' });
   const price = h('div', { id: 'price', 'aria-live': 'polite' });
+  const chance = h('p', { id: 'chance', class: 'muted', 'aria-live': 'polite' });
   const window_ = () => {
     const startAt = new Date(start.value);
     return [startAt, new Date(startAt.getTime() + Number(hours.value) * 3600000)];
@@ -248,6 +249,16 @@ async function lotScreen(id) {
     } catch (e) {
       if (current()) price.replaceChildren(h('p', { class: 'muted', text: words(e) }));
     }
+    // The chance of a free spot on arrival then, from the lot's forecast (none beyond it).
+    try {
+      const a = await call('GET', `/v1/lots/${id}/arrival?at=${encodeURIComponent(startAt.toISOString())}&vehicle-type=${kindOf()}`, undefined, { auth: false });
+      if (!current()) return;
+      chance.dataset.for = asked;
+      chance.textContent = `${Math.round(a.freeChance * 100)} % chance of a free spot if you just drive up then (about ${Math.round(a.forecastOccupancy)} of ${a.capacity} spots taken, as forecast).`
+        + (a.reservableSpots > 0 ? ' Reserve to be sure.' : '');
+    } catch (e) {
+      if (current()) { chance.dataset.for = asked; chance.textContent = ''; }
+    }
   };
   for (const input of [start, hours, vehicle]) input.addEventListener('change', preview);
   const form = h('form', {
@@ -272,7 +283,7 @@ async function lotScreen(id) {
   }, field('From', start), field('For', hours), field('Vehicle', vehicle), reserve);
   show(lot.name,
     h('p', { class: 'muted' }, `${lot.freeSpots} of ${lot.capacity} spots free now · ${money(lot.currentCentsPerHour, lot.currency)} an hour now`),
-    form, price, result);
+    form, chance, price, result);
   preview();
 }
 
@@ -345,7 +356,9 @@ async function reservationsScreen() {
           : 'Cancelled. No refund under the cancellation policy.', true);
         reservationsScreen();
       }));
-      actions.push(changeForm(r), cancel);
+      actions.push(changeForm(r), extendButton(r), cancel);
+    } else if (r.status === 'checked_in') {
+      actions.push(extendButton(r));
     }
     return h('li', { class: 'card', 'data-reservation': r.id },
       h('h2', { text: `Spot ${r.spotLabel} · lot ${r.lotId}` }),
@@ -354,6 +367,31 @@ async function reservationsScreen() {
       actions);
   });
   show('Your bookings', items.length ? h('ul', { class: 'plain' }, items) : h('p', { text: 'No bookings yet.' }));
+}
+
+// Extend a booking, or the stay in progress, by an hour: the price of the extra hour and how
+// it is paid first; before the car is in, another spot when the booked one is taken then.
+function extendButton(r) {
+  const extend = h('button', { type: 'button', class: 'secondary extend', text: 'Extend by 1 hour' });
+  extend.addEventListener('click', () => guarded(extend, async () => {
+    const endAt = new Date(new Date(r.endAt).getTime() + 3600000).toISOString();
+    const p = await call('GET', `/v1/reservations/${r.id}/extension?end-at=${encodeURIComponent(endAt)}`);
+    const paid = p.settlement === 'at_exit' ? 'added to what you pay at the exit' : 'paid with the booking';
+    let body = { endAt };
+    if (!p.spotStaysFree) {
+      const other = p.alternatives[0];
+      if (!other) { toast('Your spot is booked by someone else right after, and no other spot is free for the longer time.'); return; }
+      if (!window.confirm(`Your spot is booked right after. Move to spot ${other.label} and stay until ${when(endAt)} for ${money(p.extraCents, p.currency)} more (${paid})?`)) return;
+      body = { endAt, spotId: other.spotId };
+    } else if (!window.confirm(`Stay until ${when(endAt)} for ${money(p.extraCents, p.currency)} more (${paid})?`)) {
+      return;
+    }
+    const done = await call('POST', `/v1/reservations/${r.id}/extension`, body, { key: crypto.randomUUID() });
+    localStorage.removeItem(PASS_KEY(r.id));
+    toast(`Extended until ${when(done.reservation.endAt)}, spot ${done.reservation.spotLabel}: ${money(done.extraCents, done.reservation.currency)} more.`, true);
+    reservationsScreen();
+  }));
+  return extend;
 }
 
 // Move a booking to another window before it starts (the same spot if it is free then, else
