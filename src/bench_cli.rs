@@ -74,15 +74,8 @@ pub enum BenchWhat {
     /// reliability table and the Brier score against climatology, on the lake by default, on an
     /// occupancy CSV, or on simulated weeks.
     Arrival {
-        /// An occupancy time-series CSV (`SystemCodeNumber,Capacity,Occupancy,LastUpdated`).
-        #[arg(long, conflicts_with = "simulate")]
-        csv: Option<PathBuf>,
-        #[arg(long)]
-        simulate: bool,
-        #[arg(long, default_value_t = 8, requires = "simulate")]
-        weeks: u32,
-        #[arg(long, default_value_t = 20, requires = "simulate")]
-        lots: usize,
+        #[command(flatten)]
+        from: parkflow::forecasting::SourceArgs,
         /// Days scored at the end of each series.
         #[arg(long, default_value_t = 7)]
         test_days: usize,
@@ -100,24 +93,9 @@ pub enum BenchWhat {
 /// Run the benchmark `what` and print its figures.
 pub async fn run(what: BenchWhat, cfg: &Config) -> anyhow::Result<()> {
     match what {
-        BenchWhat::Arrival {
-            csv,
-            simulate,
-            weeks,
-            lots,
-            test_days,
-        } => {
-            use parkflow::forecasting::Source;
+        BenchWhat::Arrival { from, test_days } => {
             anyhow::ensure!(test_days > 0, "--test-days must be positive");
-            let source = match (csv, simulate) {
-                (Some(path), _) => Source::Csv(path),
-                (None, true) => Source::Simulated {
-                    weeks,
-                    lots,
-                    seed: 42,
-                },
-                (None, false) => Source::Lake(cfg.lake_dir()),
-            };
+            let source = from.source(cfg.lake_dir());
             let started = std::time::Instant::now();
             let (r, import) = parkflow::forecasting::reliability_source(&source, test_days).await?;
             if let Some(import) = import {

@@ -29,6 +29,39 @@ pub enum Source {
     },
 }
 
+/// Where a forecast command reads its history: the lake by default.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// An occupancy time-series CSV (`SystemCodeNumber,Capacity,Occupancy,LastUpdated`) to
+    /// import and use instead of the lake.
+    #[arg(long, conflicts_with = "simulate")]
+    pub csv: Option<PathBuf>,
+    /// Weeks of simulated demand instead of the lake.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Weeks to simulate.
+    #[arg(long, default_value_t = 8, requires = "simulate")]
+    pub weeks: u32,
+    /// Lots to simulate.
+    #[arg(long, default_value_t = 20, requires = "simulate")]
+    pub lots: usize,
+}
+
+impl SourceArgs {
+    /// The source these arguments name (simulated weeks with seed 42), or the lake at `lake`.
+    pub fn source(self, lake: PathBuf) -> Source {
+        match (self.csv, self.simulate) {
+            (Some(path), _) => Source::Csv(path),
+            (None, true) => Source::Simulated {
+                weeks: self.weeks,
+                lots: self.lots,
+                seed: 42,
+            },
+            (None, false) => Source::Lake(lake),
+        }
+    }
+}
+
 /// The backtest tables of one source.
 pub struct Report {
     /// What the importer did, for a CSV.

@@ -171,18 +171,8 @@ enum ForecastCommand {
     /// default, on an occupancy CSV (`SystemCodeNumber,Capacity,Occupancy,LastUpdated`), or on
     /// simulated weeks.
     Backtest {
-        /// An occupancy time-series CSV to import and backtest instead of the lake.
-        #[arg(long, conflicts_with = "simulate")]
-        csv: Option<PathBuf>,
-        /// Backtest on weeks of simulated demand instead of the lake.
-        #[arg(long)]
-        simulate: bool,
-        /// Weeks to simulate.
-        #[arg(long, default_value_t = 8, requires = "simulate")]
-        weeks: u32,
-        /// Lots to simulate.
-        #[arg(long, default_value_t = 20, requires = "simulate")]
-        lots: usize,
+        #[command(flatten)]
+        from: parkflow::forecasting::SourceArgs,
         /// Days held out at the end (default: 7 for a CSV or simulation, 1 for the lake).
         #[arg(long)]
         test_days: Option<usize>,
@@ -390,24 +380,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("usage report: {}", path.display());
         }
         Command::Forecast {
-            what:
-                ForecastCommand::Backtest {
-                    csv,
-                    simulate,
-                    weeks,
-                    lots,
-                    test_days,
-                },
+            what: ForecastCommand::Backtest { from, test_days },
         } => {
-            let source = match (csv, simulate) {
-                (Some(path), _) => Source::Csv(path),
-                (None, true) => Source::Simulated {
-                    weeks,
-                    lots,
-                    seed: 42,
-                },
-                (None, false) => Source::Lake(cfg.lake_dir()),
-            };
+            let source = from.source(cfg.lake_dir());
             let default_days = if matches!(source, Source::Lake(_)) {
                 1
             } else {

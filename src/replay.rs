@@ -193,16 +193,7 @@ pub async fn replay(
     anyhow::ensure!(from < to, "--from must be before --to");
     let from = from.duration_trunc(Duration::hours(1))?;
     let to = to.duration_trunc(Duration::hours(1))?;
-    let terms = policy.terms();
-    let (low, high) = if policy.name() == StaticPricing.name() {
-        let p = parkflow_pricing::StepPolicy::default();
-        (p.target_low, p.target_high)
-    } else {
-        terms.target
-    };
-    let elasticity = terms
-        .elasticity
-        .unwrap_or(parkflow_pricing::ForecastPolicy::default().elasticity);
+    let ((low, high), elasticity) = judged_by(policy);
 
     let mut lots: BTreeMap<LotId, LotInfo> = BTreeMap::new();
     for l in state.services.lots().list().await? {
@@ -367,16 +358,7 @@ pub fn replay_series(
         (1..=100_000).contains(&cents_per_hour),
         "--cents-per-hour must be 1 to 100000"
     );
-    let terms = policy.terms();
-    let (low, high) = if policy.name() == StaticPricing.name() {
-        let p = parkflow_pricing::StepPolicy::default();
-        (p.target_low, p.target_high)
-    } else {
-        terms.target
-    };
-    let elasticity = terms
-        .elasticity
-        .unwrap_or(parkflow_pricing::ForecastPolicy::default().elasticity);
+    let ((low, high), elasticity) = judged_by(policy);
     type SlotKey = (usize, TimeBand, DayKind);
     let key = |i: usize, s: &parkflow_forecast::Series, slot: &Slot| -> SlotKey {
         let hour = slot.slot_of_day / s.slots_per_hour() as u32;
@@ -458,6 +440,23 @@ pub fn replay_series(
             .map(|(i, s)| (s.key.clone(), replayed[i], recorded[i]))
             .collect(),
     })
+}
+
+/// The target band a replay's time in band is judged on (the step rule's for `static`, which
+/// has none), and the elasticity demand answers a replayed rate with (the forecast policy's
+/// for policies that assume none).
+fn judged_by(policy: &dyn PricingPolicy) -> ((f64, f64), f64) {
+    let terms = policy.terms();
+    let band = if policy.name() == StaticPricing.name() {
+        let p = parkflow_pricing::StepPolicy::default();
+        (p.target_low, p.target_high)
+    } else {
+        terms.target
+    };
+    let elasticity = terms
+        .elasticity
+        .unwrap_or(parkflow_pricing::ForecastPolicy::default().elasticity);
+    (band, elasticity)
 }
 
 /// A policy's weekly decisions over replayed weeks: what each band saw in the weeks before

@@ -234,14 +234,7 @@ pub fn backtest(series: &[Series], test_days: usize) -> Result<Backtest> {
         }
     }
     if lots == 0 {
-        return Err(Error::NotEnoughHistory(format!(
-            "no series long enough: {}",
-            skipped
-                .iter()
-                .map(|(k, why)| format!("{k} ({why})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(crate::none_long_enough(&skipped));
     }
     let slot_minutes = (24 * 60 / day) as u32;
     Ok(Backtest {

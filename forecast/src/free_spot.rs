@@ -300,14 +300,7 @@ pub fn reliability(series: &[Series], test_days: usize) -> Result<Reliability> {
         }
     }
     if lots == 0 {
-        return Err(Error::NotEnoughHistory(format!(
-            "no series long enough: {}",
-            skipped
-                .iter()
-                .map(|(k, why)| format!("{k} ({why})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(crate::none_long_enough(&skipped));
     }
     let per = |sum: f64| sum / n.max(1) as f64;
     Ok(Reliability {

@@ -37,3 +37,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error of a backtest that found no series long enough, naming each and why.
+pub(crate) fn none_long_enough(skipped: &[(String, String)]) -> Error {
+    Error::NotEnoughHistory(format!(
+        "no series long enough: {}",
+        skipped
+            .iter()
+            .map(|(k, why)| format!("{k} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}

@@ -77,23 +77,6 @@ pub async fn in_force_explained<'c>(
     .await?)
 }
 
-/// The latest rate for band, day kind and vehicle type of `key` in force at its
-/// `effective_from`.
-pub async fn in_force<'c>(db: impl Db<'c>, lot: LotId, key: RateKey<'_>) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT cents_per_hour FROM rates
-         WHERE lot_id = $1 AND band = $2 AND day_kind = $3 AND vehicle_type = $4 AND effective_from <= $5
-         ORDER BY effective_from DESC LIMIT 1",
-    )
-    .bind(lot.0)
-    .bind(key.band)
-    .bind(key.day_kind)
-    .bind(key.vehicle_type)
-    .bind(key.effective_from)
-    .fetch_optional(db)
-    .await?)
-}
-
 /// The rate stored under exactly `key`.
 pub async fn exact<'c>(db: impl Db<'c>, lot: LotId, key: RateKey<'_>) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar(

@@ -124,6 +124,21 @@ impl RateReasons {
     }
 }
 
+/// A stored rate row as the API shows it, with its reason (no sentence yet).
+fn stored_rate((band, day_kind, vt, cents, from, reason): rows::RateRow) -> Result<Rate> {
+    let mut rate = Rate::new(
+        (
+            band.parse().map_err(Error::Invalid)?,
+            day_kind.parse().map_err(Error::Invalid)?,
+            vt.parse().map_err(Error::Invalid)?,
+        ),
+        cents,
+        DateTime::from_timestamp_millis(from),
+    );
+    rate.reason = stored_reason(reason.as_deref());
+    Ok(rate)
+}
+
 /// A stored reason (the contract's JSON text) as the API shows it; an unreadable one is
 /// logged and left out rather than failing the answer.
 pub(crate) fn stored_reason(text: Option<&str>) -> Option<RateReason> {
@@ -194,7 +209,9 @@ pub(crate) async fn rate_in_force_conn(
         vehicle_type: vt.as_str(),
         effective_from: at.timestamp_millis(),
     };
-    rows::in_force(conn, lot, key).await
+    Ok(rows::in_force_explained(conn, lot, key)
+        .await?
+        .map(|(cents, ..)| cents))
 }
 
 /// The published rate a vehicle of type `vt` pays in `lot` at `at`, if any, with its reason
@@ -390,17 +407,9 @@ impl Lots<'_> {
         let now = self.now().timestamp_millis();
         let stored = rows::schedule(&mut *conn, lot, now).await?;
         let (mut current, mut upcoming) = (Vec::new(), Vec::new());
-        for (band, day_kind, vt, cents, from, reason) in stored {
-            let mut rate = Rate::new(
-                (
-                    band.parse().map_err(Error::Invalid)?,
-                    day_kind.parse().map_err(Error::Invalid)?,
-                    vt.parse().map_err(Error::Invalid)?,
-                ),
-                cents,
-                DateTime::from_timestamp_millis(from),
-            );
-            rate.reason = stored_reason(reason.as_deref());
+        for row in stored {
+            let from = row.4;
+            let mut rate = stored_rate(row)?;
             rate.explanation = rate
                 .reason
                 .as_ref()
@@ -434,19 +443,7 @@ impl Lots<'_> {
         rows::history(self.store.pool(), lot)
             .await?
             .into_iter()
-            .map(|(band, day_kind, vt, cents, from, reason)| {
-                let mut rate = Rate::new(
-                    (
-                        band.parse().map_err(Error::Invalid)?,
-                        day_kind.parse().map_err(Error::Invalid)?,
-                        vt.parse().map_err(Error::Invalid)?,
-                    ),
-                    cents,
-                    DateTime::from_timestamp_millis(from),
-                );
-                rate.reason = stored_reason(reason.as_deref());
-                Ok(rate)
-            })
+            .map(stored_rate)
             .collect()
     }
 

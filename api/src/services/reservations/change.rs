@@ -5,7 +5,6 @@ use crate::domain::error::{Error, Result};
 use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::reservations as rows;
-use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, ReservationId, SpotId, UserId};
 
 impl Reservations<'_> {
@@ -124,31 +123,7 @@ impl Reservations<'_> {
                 format!("reservation {id} changed meanwhile"),
             ));
         }
-        tx.notify(about_reservation(
-            NotificationKind::ReservationModified,
-            user,
-            old.lot_id,
-            id,
-            rules.tz,
-            (window.start(), window.end()),
-            &chosen.label,
-            (quote, &old.currency),
-        ));
-        let event = Event::new(
-            now,
-            old.lot_id,
-            EventPayload::ReservationModified(ReservationWindow {
-                reservation_id: id,
-                user_id: user,
-                spot_id: SpotId(chosen.id),
-                start_at: window.start(),
-                end_at: window.end(),
-                vehicle_type,
-            }),
-        );
-        tx.event(event);
-        tx.commit().await?;
-        Ok(Reservation {
+        let r = Reservation {
             spot_id: SpotId(chosen.id),
             spot_label: chosen.label,
             start_at: window.start(),
@@ -158,7 +133,10 @@ impl Reservations<'_> {
             plate,
             quote_cents: quote,
             ..old
-        })
+        };
+        record_modified(&mut tx, &r, user, rules.tz, now);
+        tx.commit().await?;
+        Ok(r)
     }
 
     /// Cancel `user`'s reservation; someone else's is reported as not found.

@@ -8,10 +8,8 @@ use super::quote::quote_parts;
 use super::*;
 use crate::domain::Money;
 use crate::domain::error::{Error, Result};
-use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::reservations as rows;
-use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{ReservationId, SpotId, UserId};
 
 /// How many other spots a preview offers when the reservation's own is taken.
@@ -161,29 +159,6 @@ impl Reservations<'_> {
                 format!("reservation {id} changed meanwhile"),
             ));
         }
-        tx.notify(about_reservation(
-            NotificationKind::ReservationModified,
-            user,
-            old.lot_id,
-            id,
-            plan.tz,
-            (old.start_at, new_end),
-            &chosen.label,
-            (quote, &old.currency),
-        ));
-        tx.event(Event::new(
-            now,
-            old.lot_id,
-            EventPayload::ReservationModified(ReservationWindow {
-                reservation_id: id,
-                user_id: user,
-                spot_id: SpotId(chosen.id),
-                start_at: old.start_at,
-                end_at: new_end,
-                vehicle_type: old.vehicle_type,
-            }),
-        ));
-        tx.commit().await?;
         let reservation = Reservation {
             spot_id: SpotId(chosen.id),
             spot_label: chosen.label,
@@ -191,6 +166,8 @@ impl Reservations<'_> {
             quote_cents: quote,
             ..plan.old
         };
+        record_modified(&mut tx, &reservation, user, plan.tz, now);
+        tx.commit().await?;
         let pass = (reservation.status == ReservationStatus::Active)
             .then(|| self.pass_of(user, &reservation, plan.grace));
         Ok(Extended {

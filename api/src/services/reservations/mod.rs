@@ -285,6 +285,39 @@ pub(super) fn placing<T>(outcome: Result<T>, named_spot: bool, attempt: usize) -
     }
 }
 
+/// Inside `change`: reservation `r` (as it is now) got a new window, spot or vehicle — its
+/// driver's message and its `reservation_modified` event, one path for changes and extensions.
+pub(super) fn record_modified(
+    change: &mut Change,
+    r: &Reservation,
+    user: warehouse_schema::UserId,
+    tz: Tz,
+    now: DateTime<Utc>,
+) {
+    change.notify(crate::notifications::about_reservation(
+        crate::notifications::NotificationKind::ReservationModified,
+        user,
+        r.lot_id,
+        r.id,
+        tz,
+        (r.start_at, r.end_at),
+        &r.spot_label,
+        (r.quote_cents, &r.currency),
+    ));
+    change.event(Event::new(
+        now,
+        r.lot_id,
+        EventPayload::ReservationModified(warehouse_schema::event::ReservationWindow {
+            reservation_id: r.id,
+            user_id: user,
+            spot_id: r.spot_id,
+            start_at: r.start_at,
+            end_at: r.end_at,
+            vehicle_type: r.vehicle_type,
+        }),
+    ));
+}
+
 /// Cancel reservation `r` of `lot` if it is still `active`, with its `reservation_cancelled`
 /// event, inside the caller's transaction (for cancellations the driver did not ask for: a
 /// failed payment, an erased account). Returns whether it was active.
