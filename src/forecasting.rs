@@ -111,6 +111,20 @@ fn csv_backtest(path: &std::path::Path, test_days: usize) -> anyhow::Result<Repo
 
 /// The occupancy series of `source`, with what the importer did for a CSV.
 pub async fn occupancy_series(source: &Source) -> anyhow::Result<(Vec<Series>, Option<String>)> {
+    series_of(source, Measure::Occupancy).await
+}
+
+/// The series of `source` that says whether a spot was free: for the lake and simulated weeks
+/// the most vehicles present in each hour, for a CSV its readings.
+pub async fn free_spot_series(source: &Source) -> anyhow::Result<(Vec<Series>, Option<String>)> {
+    series_of(source, Measure::Peak).await
+}
+
+/// `measure` per lot-hour of the lake or simulated weeks; a CSV's readings whatever it is.
+async fn series_of(
+    source: &Source,
+    measure: Measure,
+) -> anyhow::Result<(Vec<Series>, Option<String>)> {
     match source {
         Source::Lake(dir) => {
             let hours = parkflow_pipeline::lot_hours(&Lake::new(dir.clone())).await?;
@@ -119,7 +133,7 @@ pub async fn occupancy_series(source: &Source) -> anyhow::Result<(Vec<Series>, O
                 "the lake at {} has no occupancy yet: run `parkflow report` after ingest",
                 dir.display()
             );
-            Ok((Series::from_lot_hours(&hours, Measure::Occupancy), None))
+            Ok((Series::from_lot_hours(&hours, measure), None))
         }
         Source::Csv(path) => {
             let path = path.clone();
@@ -135,7 +149,7 @@ pub async fn occupancy_series(source: &Source) -> anyhow::Result<(Vec<Series>, O
         }
         Source::Simulated { weeks, lots, seed } => {
             let (hours, _) = simulated_history(*weeks, *lots, *seed);
-            Ok((Series::from_lot_hours(&hours, Measure::Occupancy), None))
+            Ok((Series::from_lot_hours(&hours, measure), None))
         }
     }
 }
@@ -145,7 +159,7 @@ pub async fn reliability_source(
     source: &Source,
     test_days: usize,
 ) -> anyhow::Result<(parkflow_forecast::Reliability, Option<String>)> {
-    let (series, import) = occupancy_series(source).await?;
+    let (series, import) = free_spot_series(source).await?;
     let r = tokio::task::spawn_blocking(move || parkflow_forecast::reliability(&series, test_days))
         .await
         .context("the reliability backtest stopped")??;

@@ -8,9 +8,10 @@
 //! free: no normal curve is assumed, and a lot whose forecasts run high or low is corrected by
 //! its own history.
 //!
-//! "A spot was free" is the slot's value at most capacity − 1: for the lake's hourly series the
-//! mean occupancy over the hour (a lot full for part of an hour counts as free), for an imported
-//! CSV the reading of the slot.
+//! "A spot was free" is the slot's value at most capacity − 1. The model is fitted on the series
+//! it is given: for the lake and simulated weeks the most vehicles present in each hour
+//! (`Measure::Peak`: in the lake at the hour's quarter-hour marks), so a chance is that of a
+//! spot free throughout the hour; for an imported CSV the slot's reading.
 //!
 //! [`reliability`] scores the chances on the last days of each series: it bins them and reports,
 //! per bin, how often a spot was in fact free (the reliability table), and the Brier score

@@ -162,7 +162,9 @@ impl LotModel {
             .map(|h| fit_horizon(series, &profile, until, h))
             .collect::<Result<Vec<_>>>()?;
         let ceiling = match series.measure {
-            crate::Measure::Occupancy if series.capacity > 0.0 => series.capacity,
+            crate::Measure::Occupancy | crate::Measure::Peak if series.capacity > 0.0 => {
+                series.capacity
+            }
             _ => f64::INFINITY,
         };
         Ok(Self {

@@ -29,6 +29,9 @@ pub enum Measure {
     Arrivals,
     /// Vehicles parked (mean over the slot, or the reading nearest to its start).
     Occupancy,
+    /// The most vehicles present in the slot (a spot was free throughout when it is below
+    /// capacity).
+    Peak,
 }
 
 impl Measure {
@@ -36,6 +39,7 @@ impl Measure {
         match self {
             Self::Arrivals => "arrivals",
             Self::Occupancy => "occupancy",
+            Self::Peak => "peak occupancy",
         }
     }
 }
@@ -102,6 +106,7 @@ impl Series {
                     let value = match measure {
                         Measure::Arrivals => h.arrivals,
                         Measure::Occupancy => h.mean_occupancy * f64::from(h.capacity),
+                        Measure::Peak => h.peak_present,
                     };
                     slots.push(Slot {
                         slot_of_day: h.local_hour,

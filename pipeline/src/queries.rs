@@ -61,7 +61,7 @@ pub async fn lot_hours(lake: &Lake) -> Result<Vec<LotHour>> {
                       MIN(local_time_key) / 4 AS local_hour,
                       MIN(date_part('dow', local_date)) AS dow,
                       SUM(arrivals) AS arrivals, AVG(occupancy_ratio) AS mean_occupancy,
-                      MIN(capacity) AS capacity
+                      MAX(cars_present) AS peak_present, MIN(capacity) AS capacity
                FROM occupancy_15m
                GROUP BY lot_id, CAST(bucket_start AS BIGINT) / 3600000
                ORDER BY lot_id, hour";
@@ -79,6 +79,7 @@ pub async fn lot_hours(lake: &Lake) -> Result<Vec<LotHour>> {
                 local_weekday: ((dow + 6) % 7) as u32,
                 arrivals: rows.f64("arrivals", i)?,
                 mean_occupancy: rows.f64("mean_occupancy", i)?,
+                peak_present: rows.f64("peak_present", i)?,
                 capacity: rows.i64("capacity", i)? as i32,
             })
         })

@@ -138,17 +138,20 @@ pub async fn train(
         };
         let origin = series.slots.len() - 1;
         let next = model.forecast_next_day(&series);
-        // The chance of a free spot in each forecast hour, from the same history.
-        let free_chance = match FreeSpotModel::fit(&series, series.slots.len()) {
-            Ok(free) => next
+        // The chance of a free spot in each forecast hour: from the most cars present in each
+        // hour of the same history (a spot free throughout the hour).
+        let peak = Series::from_lot_hours(mine, Measure::Peak).pop();
+        let free_chance = match peak.map(|p| (FreeSpotModel::fit(&p, p.slots.len()), p)) {
+            Some((Ok(free), peak)) => next
                 .iter()
-                .map(|(i, _)| free.chance(&series, origin, i - origin))
+                .map(|(i, _)| free.chance(&peak, origin, i - origin))
                 .collect::<Option<Vec<f64>>>()
                 .unwrap_or_default(),
-            Err(e) => {
+            Some((Err(e), _)) => {
                 tracing::info!(lot = %lot, error = %e, "no free-spot chances for this lot yet");
                 Vec::new()
             }
+            None => Vec::new(),
         };
         lots.push(LotForecast {
             lot_id: lot,

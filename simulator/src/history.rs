@@ -56,8 +56,10 @@ pub fn play(
         let mut occupied = 0u32;
         let mut since = start;
         let mut departures: BinaryHeap<Reverse<DateTime<Utc>>> = BinaryHeap::new();
+        // The most cars present in each hour.
+        let mut peak = vec![0.0; hours];
         let mut advance = |to: DateTime<Utc>, occupied: u32, since: &mut DateTime<Utc>| {
-            add_car_time(&mut parked, start, *since, to, occupied);
+            add_car_time(&mut parked, &mut peak, start, (*since, to), occupied);
             *since = to;
         };
         let mut lot_arrivals = by_lot.remove(lot).unwrap_or_default();
@@ -95,6 +97,7 @@ pub fn play(
                 local_weekday: local.weekday().num_days_from_monday(),
                 arrivals: arrived[h],
                 mean_occupancy: parked[h] / 3600.0 / f64::from(capacity.max(1)),
+                peak_present: peak[h],
                 capacity: capacity as i32,
             });
         }
@@ -102,12 +105,13 @@ pub fn play(
     played
 }
 
-/// Add `occupied` cars parked from `from` to `to` to the hourly car-seconds.
+/// Add `occupied` cars parked from `from` to `to` to the hourly car-seconds, and to the most
+/// present in each hour they span.
 fn add_car_time(
     parked: &mut [f64],
+    peak: &mut [f64],
     start: DateTime<Utc>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
     occupied: u32,
 ) {
     if occupied == 0 || to <= from {
@@ -120,6 +124,9 @@ fn add_car_time(
         let until = hour_end.min(to);
         if let Some(slot) = parked.get_mut(h) {
             *slot += f64::from(occupied) * (until - t).num_milliseconds() as f64 / 1000.0;
+        }
+        if let Some(most) = peak.get_mut(h) {
+            *most = f64::max(*most, f64::from(occupied));
         }
         t = until;
     }
@@ -148,6 +155,12 @@ mod tests {
                 .iter()
                 .all(|h| (0.0..=1.0 + 1e-9).contains(&h.mean_occupancy))
         );
+        // The most cars present in an hour is at least its mean and at most the capacity.
+        assert!(hours.iter().all(|h| {
+            let mean = h.mean_occupancy * f64::from(h.capacity);
+            h.peak_present + 1e-9 >= mean && h.peak_present <= f64::from(h.capacity)
+        }));
+        assert!(hours.iter().any(|h| h.peak_present > 0.0));
         // Weekday mornings are busier than 03:00.
         let at = |hour: u32| -> f64 {
             hours

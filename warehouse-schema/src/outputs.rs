@@ -30,6 +30,9 @@ pub struct LotHour {
     pub local_weekday: u32,
     pub arrivals: f64,
     pub mean_occupancy: f64,
+    /// The most vehicles present in the hour: in the lake, at its quarter-hour marks (the
+    /// occupancy job's `cars_present`); a spot was free throughout when this is below capacity.
+    pub peak_present: f64,
     pub capacity: i32,
 }
 

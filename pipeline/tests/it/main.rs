@@ -366,6 +366,9 @@ async fn refresh_replaces_derived_tables_and_feeds_queries() {
     assert_eq!(hours.len(), 24);
     assert_eq!(hours[8].arrivals, 1.0);
     assert_eq!(hours[8].local_weekday, 0);
+    // The most cars present at the hour's quarter-hour marks: the car, from 08:00 to 10:00.
+    let peaks: Vec<f64> = hours[7..=10].iter().map(|h| h.peak_present).collect();
+    assert_eq!(peaks, [0.0, 1.0, 1.0, 0.0]);
 
     let s = parkflow_pipeline::usage_summary(&lake).await.unwrap();
     assert_eq!((s.stays, s.revenue_cents), (1, 100));
