@@ -59,6 +59,8 @@ pub struct DemoOutcome {
     /// and the stay figures it answers with (after its derived tables were rebuilt).
     pub clickhouse_database: Option<String>,
     pub clickhouse_stays: Option<parkflow_ingest::sink::clickhouse::StayTotals>,
+    /// Each lot's most cars present at a quarter-hour mark, by ClickHouse.
+    pub clickhouse_peaks: Option<Vec<(i64, i64)>>,
     pub lake_events: u64,
     pub dead_letters: u64,
     pub refresh: RefreshReport,
@@ -191,12 +193,15 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
 
     let summary = parkflow_pipeline::usage_summary(&lake).await?;
     // Through ClickHouse, the warehouse answers the same stay figures from its own tables.
-    let clickhouse_stays = match steps::clickhouse_sink(&cfg)? {
+    let (clickhouse_stays, clickhouse_peaks) = match steps::clickhouse_sink(&cfg)? {
         Some(clickhouse) if cfg.kafka.is_enabled() => {
             clickhouse.refresh_derived().await?;
-            Some(clickhouse.stay_totals().await?)
+            (
+                Some(clickhouse.stay_totals().await?),
+                Some(clickhouse.peak_present(sim.end()).await?),
+            )
         }
-        _ => None,
+        _ => (None, None),
     };
     let manifest = lake.manifest(Section::Ingested)?;
     let outcome = DemoOutcome {
@@ -208,6 +213,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
         outbox_events: state.services.store().outbox_len().await?,
         clickhouse_database: clickhouse_stays.map(|_| cfg.clickhouse.database.clone()),
         clickhouse_stays,
+        clickhouse_peaks,
         ingest_path: if cfg.kafka.is_enabled() {
             let warehouse = if cfg.clickhouse.is_enabled() {
                 format!("Parquet + ClickHouse database {}", cfg.clickhouse.database)
@@ -365,6 +371,23 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
                     o.summary.revenue_cents
                 )
             {
+                "the same as"
+            } else {
+                "NOT the same as"
+            }
+        );
+    }
+    if let Some(peaks) = &o.clickhouse_peaks {
+        let lake: Vec<(i64, i64)> = o
+            .summary
+            .lots
+            .iter()
+            .map(|l| (l.lot_id.0, l.max_cars_present))
+            .collect();
+        let _ = writeln!(
+            s,
+            "           each lot's most cars present at a quarter-hour: {} the lake's",
+            if *peaks == lake {
                 "the same as"
             } else {
                 "NOT the same as"

@@ -215,6 +215,42 @@ impl ClickHouseSink {
     }
 }
 
+/// Quarter-hour marks, as the lake's occupancy job counts `cars_present` at its buckets' starts.
+const QUARTER_MS: i64 = 900_000;
+
+impl ClickHouseSink {
+    /// Each lot's most cars present at a quarter-hour mark before `as_of` (a stay counts at the
+    /// marks in `[entered, exited)`, an open one up to `as_of`): the lake's usage summary's
+    /// `max_cars_present`, from ClickHouse's `fact_stay`. Only marks of complete quarters count,
+    /// as only complete buckets are written to the lake.
+    pub async fn peak_present(
+        &self,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(i64, i64)>> {
+        let as_of = as_of.timestamp_millis();
+        // `range(n)` and `arrayMap`: ClickHouse 18.16 has no two-argument `range`.
+        let sql = format!(
+            "SELECT lot_id, toInt64(max(present)) FROM (
+                 SELECT lot_id, mark, count() AS present FROM (
+                     SELECT lot_id, arrayJoin(arrayMap(i -> first + toInt64(i), range(toUInt64(greatest(last, first) - first)))) AS mark
+                     FROM (
+                         SELECT lot_id,
+                                toInt64(intDiv(entered_at + {q} - 1, {q})) AS first,
+                                toInt64(intDiv(least(ifNull(exited_at, toInt64({as_of})), toInt64({as_of})) + {q} - 1, {q})) AS last
+                         FROM {db}.fact_stay FINAL
+                     )
+                 )
+                 WHERE mark * {q} + {q} <= {as_of}
+                 GROUP BY lot_id, mark
+             )
+             GROUP BY lot_id ORDER BY lot_id",
+            q = QUARTER_MS,
+            db = self.database,
+        );
+        Ok(self.client.query(&sql).fetch_all::<(i64, i64)>().await?)
+    }
+}
+
 /// What ClickHouse says of the stays: the same figures as the lake's usage summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StayTotals {

@@ -24,6 +24,7 @@ fn story(o: &DemoOutcome) -> DemoOutcome {
         ingest_path: String::new(),
         clickhouse_database: None,
         clickhouse_stays: None,
+        clickhouse_peaks: None,
         ..o.clone()
     }
 }
@@ -94,6 +95,15 @@ async fn the_demo_through_kafka_and_clickhouse_tells_the_same_story_as_embedded(
         ..ClickHouseConfig::default()
     })
     .unwrap();
+    // ClickHouse answers each lot's occupancy peak as the lake does.
+    let lake_peaks: Vec<(i64, i64)> = embedded
+        .summary
+        .lots
+        .iter()
+        .map(|l| (l.lot_id.0, l.max_cars_present))
+        .collect();
+    assert!(lake_peaks.iter().all(|p| p.1 > 0), "{lake_peaks:?}");
+    assert_eq!(distributed.clickhouse_peaks, Some(lake_peaks));
     let (rows, ids) = clickhouse.event_counts().await.unwrap();
     assert_eq!(
         (rows, ids),
