@@ -73,6 +73,18 @@ pub struct DemoOutcome {
     pub pricing: crate::steps::Priced,
 }
 
+impl DemoOutcome {
+    /// Each lot's most cars present at a quarter-hour mark, by the lake (lot id, cars): what
+    /// `clickhouse_peaks` must equal.
+    pub fn lake_peaks(&self) -> Vec<(i64, i64)> {
+        self.summary
+            .lots
+            .iter()
+            .map(|l| (l.lot_id.0, l.max_cars_present))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
     pub phases: Vec<(&'static str, std::time::Duration)>,
@@ -378,12 +390,7 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         );
     }
     if let Some(peaks) = &o.clickhouse_peaks {
-        let lake: Vec<(i64, i64)> = o
-            .summary
-            .lots
-            .iter()
-            .map(|l| (l.lot_id.0, l.max_cars_present))
-            .collect();
+        let lake = o.lake_peaks();
         let _ = writeln!(
             s,
             "           each lot's most cars present at a quarter-hour: {} the lake's",

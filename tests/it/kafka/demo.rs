@@ -96,12 +96,7 @@ async fn the_demo_through_kafka_and_clickhouse_tells_the_same_story_as_embedded(
     })
     .unwrap();
     // ClickHouse answers each lot's occupancy peak as the lake does.
-    let lake_peaks: Vec<(i64, i64)> = embedded
-        .summary
-        .lots
-        .iter()
-        .map(|l| (l.lot_id.0, l.max_cars_present))
-        .collect();
+    let lake_peaks = embedded.lake_peaks();
     assert!(lake_peaks.iter().all(|p| p.1 > 0), "{lake_peaks:?}");
     assert_eq!(distributed.clickhouse_peaks, Some(lake_peaks));
     let (rows, ids) = clickhouse.event_counts().await.unwrap();
