@@ -37,17 +37,17 @@ pub struct RateKey<'a> {
     pub effective_from: i64,
 }
 
-/// The reasons of `lot`'s rates for `vt` that start by `until` and have one: band, day kind,
-/// effective from, reason.
-pub async fn reasons_of_vehicle<'c>(
+/// [`of_vehicle`] with each rate's reason (the contract's JSON text; none for a rate set by
+/// hand): what a quote needs to price a window and say why.
+pub async fn of_vehicle_explained<'c>(
     db: impl Db<'c>,
     lot: LotId,
     vt: VehicleType,
     until: i64,
-) -> Result<Vec<(String, String, i64, String)>> {
+) -> Result<Vec<(String, String, i64, i64, Option<String>)>> {
     Ok(sqlx::query_as(
-        "SELECT band, day_kind, effective_from, reason FROM rates
-         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3 AND reason IS NOT NULL",
+        "SELECT band, day_kind, effective_from, cents_per_hour, reason FROM rates
+         WHERE lot_id = $1 AND vehicle_type = $2 AND effective_from <= $3",
     )
     .bind(lot.0)
     .bind(vt.as_str())

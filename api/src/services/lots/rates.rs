@@ -76,31 +76,34 @@ pub(crate) struct RateReasons {
     currency: String,
 }
 
-impl RateReasons {
-    /// The reasons of `lot`'s rates for `vt` that start by `until`.
-    pub(crate) async fn load(
-        conn: &mut sqlx::AnyConnection,
-        (lot, vt): (LotId, VehicleType),
-        until: DateTime<Utc>,
-        (tz, currency): (Tz, &str),
-    ) -> Result<Self> {
-        let mut by_start = std::collections::BTreeMap::new();
-        for (band, day_kind, from, text) in
-            rows::reasons_of_vehicle(conn, lot, vt, until.timestamp_millis()).await?
-        {
-            if let (Ok(band), Ok(day_kind), Some(why)) =
-                (band.parse(), day_kind.parse(), stored_reason(Some(&text)))
-            {
-                by_start.insert((band, day_kind, from), why);
-            }
+/// The published rates of `lot` for `vt` that can apply up to `until`, for the tariff engine,
+/// and their reasons, from one read.
+pub(crate) async fn explained_rates(
+    conn: &mut sqlx::AnyConnection,
+    (lot, vt): (LotId, VehicleType),
+    until: DateTime<Utc>,
+    (tz, currency): (Tz, &str),
+) -> Result<(Vec<ScheduledRate>, RateReasons)> {
+    let mut rates = Vec::new();
+    let mut by_start = std::collections::BTreeMap::new();
+    for (band, day_kind, from, cents, text) in
+        rows::of_vehicle_explained(conn, lot, vt, until.timestamp_millis()).await?
+    {
+        let rate = scheduled(&band, &day_kind, from, cents)?;
+        if let Some(why) = stored_reason(text.as_deref()) {
+            by_start.insert((rate.band, rate.day_kind, from), why);
         }
-        Ok(Self {
-            by_start,
-            tz,
-            currency: currency.to_owned(),
-        })
+        rates.push(rate);
     }
+    let reasons = RateReasons {
+        by_start,
+        tz,
+        currency: currency.to_owned(),
+    };
+    Ok((rates, reasons))
+}
 
+impl RateReasons {
     /// Why the rate of `band` and `day_kind` published from `from` is what it is, with its
     /// sentence (none for the lot's default, or a rate set by hand).
     pub(crate) fn of(
@@ -184,16 +187,19 @@ pub(crate) async fn scheduled_rates(
     rows::of_vehicle(conn, lot, vt, until.timestamp_millis())
         .await?
         .into_iter()
-        .map(|(band, day_kind, from, cents)| {
-            Ok(ScheduledRate {
-                band: band.parse().map_err(Error::Invalid)?,
-                day_kind: day_kind.parse().map_err(Error::Invalid)?,
-                effective_from: DateTime::from_timestamp_millis(from)
-                    .ok_or_else(|| Error::Invalid("rate start out of range".into()))?,
-                cents_per_hour: cents,
-            })
-        })
+        .map(|(band, day_kind, from, cents)| scheduled(&band, &day_kind, from, cents))
         .collect()
+}
+
+/// A stored rate as the tariff engine takes it.
+fn scheduled(band: &str, day_kind: &str, from: i64, cents: i64) -> Result<ScheduledRate> {
+    Ok(ScheduledRate {
+        band: band.parse().map_err(Error::Invalid)?,
+        day_kind: day_kind.parse().map_err(Error::Invalid)?,
+        effective_from: DateTime::from_timestamp_millis(from)
+            .ok_or_else(|| Error::Invalid("rate start out of range".into()))?,
+        cents_per_hour: cents,
+    })
 }
 
 pub(crate) async fn rate_in_force_conn(

@@ -225,8 +225,8 @@ impl Reservations<'_> {
                 "the car is in: a stay in progress is extended on its own spot",
             ));
         }
-        let tariff = rules
-            .tariff(
+        let (tariff, reasons) = rules
+            .explained_tariff(
                 conn,
                 old.lot_id,
                 window,
@@ -235,9 +235,6 @@ impl Reservations<'_> {
             )
             .await?;
         let extra = tariff.charge(old.end_at, new_end)?.cents;
-        let reasons = rules
-            .reasons(conn, old.lot_id, window, old.vehicle_type)
-            .await?;
         let quote = Money::from_cents(old.quote_cents)
             .checked_add(Money::from_cents(extra))?
             .cents();

@@ -218,21 +218,29 @@ impl LotRules {
             .cents)
     }
 
-    /// The reasons of the rates a booking of `window` for `vehicle` may be priced at.
-    async fn reasons(
+    /// [`tariff`](Self::tariff) with the reasons of its rates, from one read: what a quote
+    /// shows.
+    async fn explained_tariff(
         &self,
         conn: &mut AnyConnection,
         lot: LotId,
         window: TimeRange,
         vehicle: VehicleType,
-    ) -> Result<crate::services::lots::RateReasons> {
-        crate::services::lots::RateReasons::load(
+        rules: crate::domain::tariff::TariffRules,
+    ) -> Result<(
+        crate::domain::tariff::Tariff,
+        crate::services::lots::RateReasons,
+    )> {
+        let (rates, reasons) = crate::services::lots::explained_rates(
             conn,
             (lot, vehicle),
             window.end(),
             (self.tz, &self.currency),
         )
-        .await
+        .await?;
+        let tariff =
+            crate::domain::tariff::Tariff::new(rules, self.tz, self.default_cents_per_hour, rates);
+        Ok((tariff, reasons))
     }
 
     /// The tariff a booking of `window` for `vehicle` is priced by: the rates published so far

@@ -61,11 +61,10 @@ impl Reservations<'_> {
         let rules = LotRules::load(&mut conn, lot).await?;
         let window = rules.window(start, end, self.now())?;
         let pricing = self.quote_rules();
-        let tariff = rules
-            .tariff(&mut conn, lot, window, vehicle, pricing)
+        let (tariff, reasons) = rules
+            .explained_tariff(&mut conn, lot, window, vehicle, pricing)
             .await?;
         let charge = tariff.charge(window.start(), window.end())?;
-        let reasons = rules.reasons(&mut conn, lot, window, vehicle).await?;
         let parts = quote_parts(&tariff, &reasons, window.start(), window.end());
         Ok(Quote {
             lot_id: lot,
