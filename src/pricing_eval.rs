@@ -158,6 +158,91 @@ fn hourly_forecast(history: &[(Vec<f64>, i64)], current: i64, elasticity: f64) -
         .collect()
 }
 
+/// A policy's weekly decisions over weeks played again (here, and in `parkflow price replay`):
+/// what each band saw in the weeks before, moved to the current rate by the elasticity, and how
+/// long each rate has held.
+pub(crate) struct Pricer<K> {
+    elasticity: f64,
+    /// Per band: each past week's mean occupancy, and its hours, with the rate of that week.
+    means: BTreeMap<K, Vec<(f64, i64)>>,
+    hours: BTreeMap<K, Vec<(Vec<f64>, i64)>>,
+    since_change: BTreeMap<K, u32>,
+}
+
+impl<K: Ord + Copy> Pricer<K> {
+    pub(crate) fn new(elasticity: f64) -> Self {
+        Self {
+            elasticity,
+            means: BTreeMap::new(),
+            hours: BTreeMap::new(),
+            since_change: BTreeMap::new(),
+        }
+    }
+
+    /// The policy's next rates after a week whose hourly occupancy per band was `week` (each
+    /// hour weighs four quarter-hour buckets): `rates` updated, the changes returned as (band,
+    /// old, new). `standard` is a lot's standard rate, for the revenue guard.
+    pub(crate) fn decide<L>(
+        &mut self,
+        policy: &dyn PricingPolicy,
+        week: BTreeMap<K, Vec<f64>>,
+        rates: &mut BTreeMap<K, i64>,
+        standard: impl Fn(L) -> i64,
+    ) -> Vec<(K, i64, i64)>
+    where
+        K: Into<(L, TimeBand, DayKind)>,
+    {
+        // Each band's forecast, then its next rate, then all rates together.
+        let mut prepared = Vec::with_capacity(week.len());
+        for (k, hours) in week {
+            let current = rates[&k];
+            let observed = hours.iter().sum::<f64>() / hours.len().max(1) as f64;
+            let buckets = 4 * hours.len() as u64;
+            let past = self.means.entry(k).or_default();
+            past.push((observed, current));
+            let mean_forecast = forecast(past, current, self.elasticity);
+            let past_hours = self.hours.entry(k).or_default();
+            past_hours.push((hours, current));
+            let hours_forecast = hourly_forecast(past_hours, current, self.elasticity);
+            prepared.push((k, current, observed, buckets, mean_forecast, hours_forecast));
+        }
+        let mut decisions: Vec<BandDecision<'_>> = prepared
+            .iter()
+            .map(
+                |(k, current, observed, buckets, mean_forecast, hours_forecast)| {
+                    let input = BandInput {
+                        observed: *observed,
+                        buckets: *buckets,
+                        forecast: *mean_forecast,
+                        hourly_forecast: hours_forecast,
+                        standard_cents: Some(standard((*k).into().0)),
+                        periods_since_change: *self.since_change.get(k).unwrap_or(&u32::MAX),
+                    };
+                    BandDecision {
+                        input,
+                        current: *current,
+                        next: policy.next_rate(&input, *current),
+                    }
+                },
+            )
+            .collect();
+        // The operator's revenue is guarded over all its lots at once.
+        policy.balance(&mut decisions);
+        let mut changes = Vec::new();
+        for ((k, ..), d) in prepared.iter().zip(&decisions) {
+            let since = self.since_change.entry(*k).or_insert(u32::MAX);
+            if d.next == d.current {
+                *since = since.saturating_add(1);
+            } else {
+                changes.push((*k, d.current, d.next));
+                *since = 1;
+                rates.insert(*k, d.next);
+            }
+        }
+        changes
+    }
+}
+
 fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy) -> PolicyResult {
     let elasticity = ForecastPolicy::default().elasticity;
     let mut rates: BTreeMap<Key, i64> = BTreeMap::new();
@@ -169,9 +254,7 @@ fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy)
         }
     }
     let mut weekly_rates = Vec::new();
-    let mut since_change: BTreeMap<Key, u32> = BTreeMap::new();
-    let mut history: BTreeMap<Key, Vec<(f64, i64)>> = BTreeMap::new();
-    let mut hourly: BTreeMap<Key, Vec<(Vec<f64>, i64)>> = BTreeMap::new();
+    let mut pricer = Pricer::new(elasticity);
     let standard: BTreeMap<LotId, i64> = plans.iter().map(|(l, p)| (*l, p.default_cents)).collect();
     let mut all: Vec<Arrival> = Vec::new();
     let (mut changes, mut moved) = (0usize, 0i64);
@@ -205,52 +288,9 @@ fn run(base: &SimConfig, plans: &[(LotId, LotPlan)], policy: &dyn PricingPolicy)
                     .push(h.mean_occupancy);
             }
         }
-        // Each band's forecast, then its next rate, then all rates together.
-        let mut prepared = Vec::with_capacity(week_hours.len());
-        for (k, hours) in week_hours {
-            let current = rates[&k];
-            let observed = hours.iter().sum::<f64>() / hours.len() as f64;
-            let buckets = 4 * hours.len() as u64;
-            let past = history.entry(k).or_default();
-            past.push((observed, current));
-            let mean_forecast = forecast(past, current, elasticity);
-            let past_hours = hourly.entry(k).or_default();
-            past_hours.push((hours, current));
-            let hours_forecast = hourly_forecast(past_hours, current, elasticity);
-            prepared.push((k, current, observed, buckets, mean_forecast, hours_forecast));
-        }
-        let mut decisions: Vec<BandDecision<'_>> = prepared
-            .iter()
-            .map(
-                |(k, current, observed, buckets, mean_forecast, hours_forecast)| {
-                    let input = BandInput {
-                        observed: *observed,
-                        buckets: *buckets,
-                        forecast: *mean_forecast,
-                        hourly_forecast: hours_forecast,
-                        standard_cents: Some(standard[&k.0]),
-                        periods_since_change: *since_change.get(k).unwrap_or(&u32::MAX),
-                    };
-                    BandDecision {
-                        input,
-                        current: *current,
-                        next: policy.next_rate(&input, *current),
-                    }
-                },
-            )
-            .collect();
-        // The operator's revenue is guarded over all its lots at once.
-        policy.balance(&mut decisions);
-        for ((k, ..), d) in prepared.iter().zip(&decisions) {
-            let since = since_change.entry(*k).or_insert(u32::MAX);
-            if d.next == d.current {
-                *since = since.saturating_add(1);
-            } else {
-                changes += 1;
-                moved += (d.next - d.current).abs();
-                *since = 1;
-                rates.insert(*k, d.next);
-            }
+        for (_, old, new) in pricer.decide(policy, week_hours, &mut rates, |lot| standard[&lot]) {
+            changes += 1;
+            moved += (new - old).abs();
         }
     }
     let evaluated_from = base.day_start(7);

@@ -19,11 +19,10 @@
 //! `lake.rs` replays the lake; `csv.rs` an imported occupancy feed; both share the weekly
 //! decisions (`Pricer`) and the figures here.
 
+use crate::pricing_eval::Pricer;
 use chrono::{DateTime, Utc};
-use parkflow_pricing::{BandDecision, BandInput, PricingPolicy, StaticPricing};
-use std::collections::BTreeMap;
+use parkflow_pricing::{PricingPolicy, StaticPricing};
 use std::fmt::Write;
-use warehouse_schema::{DayKind, TimeBand};
 
 mod csv;
 mod lake;
@@ -166,86 +165,4 @@ fn judged_by(policy: &dyn PricingPolicy) -> ((f64, f64), f64) {
         .elasticity
         .unwrap_or(parkflow_pricing::ForecastPolicy::default().elasticity);
     (band, elasticity)
-}
-
-/// A policy's weekly decisions over replayed weeks: what each band saw in the weeks before
-/// (moved to the current rate by the elasticity), and how long each rate has held.
-struct Pricer<K> {
-    elasticity: f64,
-    past: BTreeMap<K, Vec<(Vec<f64>, i64)>>,
-    since_change: BTreeMap<K, u32>,
-}
-
-impl<K: Ord + Copy> Pricer<K> {
-    fn new(elasticity: f64) -> Self {
-        Self {
-            elasticity,
-            past: BTreeMap::new(),
-            since_change: BTreeMap::new(),
-        }
-    }
-
-    /// The policy's next rates after a week whose occupancy (shares, each `hours` of a band a
-    /// quarter-hour bucket's weight of 4) was `week`: `rates` updated, the changes returned as
-    /// (band, old, new). `standard` is a lot's standard rate, for the revenue guard.
-    fn decide<L>(
-        &mut self,
-        policy: &dyn PricingPolicy,
-        week: BTreeMap<K, Vec<f64>>,
-        rates: &mut BTreeMap<K, i64>,
-        standard: impl Fn(L) -> i64,
-    ) -> Vec<(K, i64, i64)>
-    where
-        K: Into<(L, TimeBand, DayKind)>,
-    {
-        let mut prepared = Vec::new();
-        for (k, hours) in week {
-            let current = rates[&k];
-            let observed = hours.iter().sum::<f64>() / hours.len().max(1) as f64;
-            let history = self.past.entry(k).or_default();
-            history.push((hours.clone(), current));
-            let e = self.elasticity;
-            let sample: Vec<f64> = history[history.len().saturating_sub(3)..]
-                .iter()
-                .flat_map(|(hs, rate)| {
-                    let f = (current as f64 / (*rate).max(1) as f64).powf(e);
-                    hs.iter().map(move |o| (o * f).min(1.0))
-                })
-                .collect();
-            let mean =
-                (!sample.is_empty()).then(|| sample.iter().sum::<f64>() / sample.len() as f64);
-            prepared.push((k, current, observed, 4 * hours.len() as u64, mean, sample));
-        }
-        let mut decisions: Vec<BandDecision<'_>> = prepared
-            .iter()
-            .map(|(k, current, observed, buckets, mean, sample)| {
-                let input = BandInput {
-                    observed: *observed,
-                    buckets: *buckets,
-                    forecast: *mean,
-                    hourly_forecast: sample,
-                    standard_cents: Some(standard((*k).into().0)),
-                    periods_since_change: *self.since_change.get(k).unwrap_or(&u32::MAX),
-                };
-                BandDecision {
-                    input,
-                    current: *current,
-                    next: policy.next_rate(&input, *current),
-                }
-            })
-            .collect();
-        policy.balance(&mut decisions);
-        let mut changes = Vec::new();
-        for ((k, ..), d) in prepared.iter().zip(&decisions) {
-            let since = self.since_change.entry(*k).or_insert(u32::MAX);
-            if d.next == d.current {
-                *since = since.saturating_add(1);
-            } else {
-                changes.push((*k, d.current, d.next));
-                *since = 1;
-                rates.insert(*k, d.next);
-            }
-        }
-        changes
-    }
 }
