@@ -27,14 +27,7 @@ async fn two_consumers_in_one_group_split_the_partitions_and_keep_exactly_once()
     // Twelve lots (the key is the lot, so their events spread over the partitions), thirty
     // entries each.
     let dir = tempfile::tempdir().unwrap();
-    let config = ApiConfig {
-        database_url: format!("sqlite://{}", dir.path().join("db.sqlite").display()),
-        ..ApiConfig::default()
-    };
-    let clock = ManualClock::new("2026-06-01T08:00:00Z".parse().unwrap());
-    let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
-        .await
-        .unwrap();
+    let (state, _clock) = sqlite_api(dir.path(), "2026-06-01T08:00:00Z".parse().unwrap()).await;
     for l in 0..12 {
         let lot = state
             .services

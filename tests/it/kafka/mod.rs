@@ -42,6 +42,19 @@ async fn world() -> Option<World> {
     world_on(service("PARKFLOW_TEST_KAFKA_BROKERS")?).await
 }
 
+/// An API on a fresh SQLite file in `dir`, on a manual clock at `start`.
+async fn sqlite_api(dir: &std::path::Path, start: DateTime<Utc>) -> (AppState, ManualClock) {
+    let config = ApiConfig {
+        database_url: format!("sqlite://{}", dir.join("db.sqlite").display()),
+        ..ApiConfig::default()
+    };
+    let clock = ManualClock::new(start);
+    let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
+        .await
+        .unwrap();
+    (state, clock)
+}
+
 async fn world_on(brokers: String) -> Option<World> {
     let clickhouse_url = service("PARKFLOW_TEST_CLICKHOUSE_URL")?;
     let (kafka, clickhouse) = fresh_path(
@@ -59,15 +72,8 @@ async fn world_on(brokers: String) -> Option<World> {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = ApiConfig {
-        database_url: format!("sqlite://{}", dir.path().join("db.sqlite").display()),
-        ..ApiConfig::default()
-    };
     let start: DateTime<Utc> = "2026-06-01T20:00:00Z".parse().unwrap();
-    let clock = ManualClock::new(start);
-    let state = AppState::open(&config, Arc::new(clock.clone()), Registry::default())
-        .await
-        .unwrap();
+    let (state, clock) = sqlite_api(dir.path(), start).await;
     let lot = state
         .services
         .lots()
