@@ -63,6 +63,7 @@ async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<
                 spot_id: Some(SpotId(rng.random_range(1..=200))),
                 vehicle_type: VehicleType::Car,
                 method: EntryMethod::Qr,
+                monthly_pass_id: None,
             }),
         );
         let exit = Event::new(

@@ -244,6 +244,7 @@ fn generate(lake: &Lake, opts: &OccupancyBench) -> anyhow::Result<u64> {
                     spot_id: Some(SpotId(lot.0 * 1_000 + rng.random_range(1..=opts.spots))),
                     vehicle_type,
                     method: EntryMethod::Qr,
+                    monthly_pass_id: None,
                 }),
             ));
             let exit_at = entry + Duration::seconds(stay_s);

@@ -222,8 +222,8 @@ pub async fn schedule(
             }
         });
     }
-    // Reminders before a reservation starts, the no-show warning, the no-show cancellation, and
-    // the waitlists.
+    // Reminders before a reservation starts, the no-show warning, the no-show cancellation, the
+    // waitlists, and the monthly passes' renewals.
     let (service, timers) = (state.services.clone(), cfg.jobs.reservation_timers.clone());
     timers
         .validate()
@@ -250,8 +250,15 @@ pub async fn schedule(
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            // Monthly passes: renewal reminders, renewals and ends at their periods' end.
+            let p = service
+                .monthly_passes()
+                .sweep_passes(service.now())
+                .await
+                .map_err(|e| e.to_string())?;
+            let passes = p.reminders + p.renewed + p.ended + p.lapsed + p.settled;
             Ok(JobOutcome {
-                rows: (r.reminders + r.warnings + r.no_shows + served) as u64,
+                rows: (r.reminders + r.warnings + r.no_shows + served + passes) as u64,
             })
         }
     });

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS {db}.fact_parking_event (
     lot_name Nullable(String),
     time_zone Nullable(String),
     latitude Nullable(Float64),
-    longitude Nullable(Float64)
+    longitude Nullable(Float64),
+    monthly_pass_id Nullable(String)
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(event_date)
 ORDER BY (lot_id, occurred_at, event_id)

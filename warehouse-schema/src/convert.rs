@@ -78,6 +78,7 @@ struct Flat<'a> {
     time_zone: Option<&'a str>,
     latitude: Option<f64>,
     longitude: Option<f64>,
+    monthly_pass_id: Option<String>,
 }
 
 impl<'a> Flat<'a> {
@@ -106,6 +107,7 @@ impl<'a> Flat<'a> {
                 f.spot_id = c.spot_id.map(|s| s.0);
                 f.vehicle_type = Some(c.vehicle_type.as_str());
                 f.method = Some(c.method.as_str());
+                f.monthly_pass_id = c.monthly_pass_id.map(|m| m.0.to_string());
             }
             EventPayload::Exit(x) => {
                 f.session_id = Some(x.session_id.0.to_string());
@@ -135,6 +137,16 @@ impl<'a> Flat<'a> {
                 f.currency = Some(&p.currency);
                 f.reason = p.reason.as_deref();
                 f.method = p.method.as_deref();
+            }
+            EventPayload::MonthlyPassPurchased(m) | EventPayload::MonthlyPassRenewed(m) => {
+                f.monthly_pass_id = Some(m.monthly_pass_id.0.to_string());
+                f.user_id = Some(m.user_id.0.to_string());
+                f.vehicle_type = Some(m.vehicle_type.as_str());
+                f.start_at = Some(m.start_at.timestamp_millis());
+                f.end_at = Some(m.end_at.timestamp_millis());
+                f.amount_cents = Some(m.amount_cents.0);
+                f.currency = Some(&m.currency);
+                f.spot_id = m.spot_id.map(|s| s.0);
             }
             EventPayload::RatePublished(r) => {
                 f.reason_text = r
@@ -200,19 +212,20 @@ fn column(c: &Column, rows: &[Flat<'_>]) -> Result<ArrayRef, ConvertError> {
         "time_zone" => text(rows, |f| f.time_zone),
         "latitude" => Arc::new(rows.iter().map(|f| f.latitude).collect::<Float64Array>()),
         "longitude" => Arc::new(rows.iter().map(|f| f.longitude).collect::<Float64Array>()),
+        "monthly_pass_id" => text(rows, |f| f.monthly_pass_id.as_deref()),
         _ => return Err(ConvertError::Column(c.name)),
     })
 }
 
-/// Read events back from a `fact_parking_event` batch (e.g. one read from Parquet).
+/// Read events back from a `fact_parking_event` batch (e.g. one read from Parquet). A nullable
+/// column the batch lacks (a file written before the column was added) reads as null.
 pub fn batch_to_events(batch: &RecordBatch) -> Result<Vec<Event>, ConvertError> {
     let columns: Vec<(&Column, &ArrayRef)> = FACT_PARKING_EVENT
         .iter()
-        .map(|c| {
-            batch
-                .column_by_name(c.name)
-                .map(|a| (c, a))
-                .ok_or(ConvertError::Column(c.name))
+        .filter_map(|c| match batch.column_by_name(c.name) {
+            Some(a) => Some(Ok((c, a))),
+            None if c.nullable => None,
+            None => Some(Err(ConvertError::Column(c.name))),
         })
         .collect::<Result<_, _>>()?;
     (0..batch.num_rows())

@@ -6,7 +6,9 @@
 //! the values, and says why when it refuses (that reason is what a dead letter carries).
 
 use crate::band::{DayKind, TimeBand};
-use crate::ids::{EventId, LotId, PaymentId, ReservationId, SessionId, SpotId, UserId};
+use crate::ids::{
+    EventId, LotId, MonthlyPassId, PaymentId, ReservationId, SessionId, SpotId, UserId,
+};
 use crate::vehicle::{EntryMethod, VehicleType};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -53,10 +55,14 @@ pub enum EventPayload {
     PaymentFailed(Payment),
     PaymentRefunded(Payment),
     RatePublished(RatePublished),
+    /// A driver bought a monthly pass: its first period, paid.
+    MonthlyPassPurchased(MonthlyPassPeriod),
+    /// A monthly pass renewed for another period, paid.
+    MonthlyPassRenewed(MonthlyPassPeriod),
 }
 
 /// Every value of the `type` field, in contract order.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "lot_registered",
     "lot_capacity_changed",
     "check_in",
@@ -69,6 +75,8 @@ pub const EVENT_TYPES: [&str; 12] = [
     "payment_failed",
     "payment_refunded",
     "rate_published",
+    "monthly_pass_purchased",
+    "monthly_pass_renewed",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +105,9 @@ pub struct CheckIn {
     pub spot_id: Option<SpotId>,
     pub vehicle_type: VehicleType,
     pub method: EntryMethod,
+    /// The monthly pass the car entered on (its holder parks free inside the pass's rights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_pass_id: Option<MonthlyPassId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +150,22 @@ pub struct Payment {
     /// entry method for check-ins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+}
+
+/// One paid period of a monthly pass (its purchase or a renewal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthlyPassPeriod {
+    pub monthly_pass_id: MonthlyPassId,
+    pub user_id: UserId,
+    pub vehicle_type: VehicleType,
+    /// The period the payment covers, `[start_at, end_at)`.
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub amount_cents: Cents,
+    pub currency: String,
+    /// The spot kept for the holder in this period, when the pass keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_id: Option<SpotId>,
 }
 
 /// The payment methods a `method` of a payment event may name.
@@ -313,6 +340,8 @@ impl EventPayload {
             Self::PaymentFailed(_) => "payment_failed",
             Self::PaymentRefunded(_) => "payment_refunded",
             Self::RatePublished(_) => "rate_published",
+            Self::MonthlyPassPurchased(_) => "monthly_pass_purchased",
+            Self::MonthlyPassRenewed(_) => "monthly_pass_renewed",
         }
     }
 }
@@ -514,6 +543,12 @@ impl Event {
                 {
                     return invalid(format!("unknown payment method {m:?}"));
                 }
+            }
+            EventPayload::MonthlyPassPurchased(m) | EventPayload::MonthlyPassRenewed(m) => {
+                if m.start_at >= m.end_at {
+                    return invalid("a pass period's start_at must be before its end_at".into());
+                }
+                check_amount(m.amount_cents, &m.currency)?;
             }
             EventPayload::RatePublished(r) if r.cents_per_hour.0 < 0 => {
                 return invalid(format!(

@@ -78,3 +78,8 @@ uuid_id!(
     /// One payment attempt at the gateway.
     PaymentId
 );
+uuid_id!(
+    /// A driver's monthly pass of a lot: rights to park on given days and hours, renewed each
+    /// month.
+    MonthlyPassId
+);

@@ -15,7 +15,7 @@ pub mod vehicle;
 
 pub use band::{DayKind, TimeBand};
 pub use event::{Cents, Event, EventPayload, LotDirectory, RejectReason, Rejection};
-pub use ids::{EventId, LotId, PaymentId, ReservationId, SessionId, SpotId, UserId};
+pub use ids::{EventId, LotId, MonthlyPassId, PaymentId, ReservationId, SessionId, SpotId, UserId};
 pub use tables::Table;
 pub use vehicle::{EntryMethod, VehicleType};
 

@@ -101,6 +101,7 @@ pub mod col {
     pub const OCCUPANCY_RATIO: &str = "occupancy_ratio";
     pub const ARRIVALS: &str = "arrivals";
     pub const DEPARTURES: &str = "departures";
+    pub const MONTHLY_PASS_ID: &str = "monthly_pass_id";
 }
 
 use Kind::*;
@@ -136,6 +137,8 @@ pub const FACT_PARKING_EVENT: &[Column] = &[
     opt("time_zone", Utf8),
     opt("latitude", Float64),
     opt("longitude", Float64),
+    // Added after the first lakes were written: files without it read it as null.
+    opt("monthly_pass_id", Utf8),
 ];
 
 /// `fact_stay`: one row per stay (open stays included, flagged), derived from check-in and exit.

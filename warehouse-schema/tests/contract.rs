@@ -40,6 +40,17 @@ fn one_of_each() -> Vec<Event> {
         reason: None,
         method: Some("card".into()),
     };
+    let monthly_pass = warehouse_schema::MonthlyPassId::new();
+    let period = warehouse_schema::event::MonthlyPassPeriod {
+        monthly_pass_id: monthly_pass,
+        user_id: user,
+        vehicle_type: VehicleType::Car,
+        start_at: at,
+        end_at: at + Duration::days(31),
+        amount_cents: Cents(9_900),
+        currency: "EUR".into(),
+        spot_id: Some(SpotId(9)),
+    };
     let payloads = vec![
         EventPayload::LotRegistered(LotRegistered {
             name: "Lot A".into(),
@@ -56,6 +67,7 @@ fn one_of_each() -> Vec<Event> {
             spot_id: Some(SpotId(7)),
             vehicle_type: VehicleType::Ev,
             method: EntryMethod::Qr,
+            monthly_pass_id: None,
         }),
         EventPayload::CheckIn(CheckIn {
             session_id: SessionId::new(),
@@ -64,6 +76,7 @@ fn one_of_each() -> Vec<Event> {
             spot_id: None,
             vehicle_type: VehicleType::Motorcycle,
             method: EntryMethod::Plate,
+            monthly_pass_id: None,
         }),
         EventPayload::Exit(Exit {
             session_id: session,
@@ -125,6 +138,22 @@ fn one_of_each() -> Vec<Event> {
                 cap_cents: Cents(800),
                 bound: None,
             }),
+        }),
+        // A pass holder's entry.
+        EventPayload::CheckIn(CheckIn {
+            session_id: SessionId::new(),
+            user_id: Some(user),
+            reservation_id: None,
+            spot_id: Some(SpotId(9)),
+            vehicle_type: VehicleType::Car,
+            method: EntryMethod::Plate,
+            monthly_pass_id: Some(monthly_pass),
+        }),
+        EventPayload::MonthlyPassPurchased(period.clone()),
+        // A floating pass (no spot kept) renewed.
+        EventPayload::MonthlyPassRenewed(warehouse_schema::event::MonthlyPassPeriod {
+            spot_id: None,
+            ..period
         }),
     ];
     payloads
@@ -298,6 +327,7 @@ proptest! {
                     Event::new(entry, LotId(*lot), EventPayload::CheckIn(CheckIn {
                         session_id: s, user_id: None, reservation_id: None, spot_id: None,
                         vehicle_type: VehicleType::Car, method: EntryMethod::Nfc,
+                        monthly_pass_id: None,
                     })),
                     Event::new(entry + Duration::seconds(*dur), LotId(*lot), EventPayload::Exit(Exit {
                         session_id: s, duration_s: *dur, amount_cents: Cents(*cents), currency: "USD".into(),

@@ -2,12 +2,13 @@
 //! under a key derived from the token secret for passes only.
 
 use super::TokenSigner;
-use crate::domain::passes::{PassClaims, PassError};
+use crate::domain::passes::{MonthlyPassClaims, PassClaims, PassError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 
 const PREFIX: &str = "pf1";
+const MONTHLY_PREFIX: &str = "pm1";
 
 /// Issues and checks passes with its own key.
 #[derive(Debug, Clone)]
@@ -25,8 +26,18 @@ impl PassSigner {
     }
 
     pub fn issue(&self, claims: &PassClaims) -> String {
+        self.sign(PREFIX, claims)
+    }
+
+    /// The code of a monthly pass: the same key, its own prefix, so neither kind passes for the
+    /// other.
+    pub fn issue_monthly(&self, claims: &MonthlyPassClaims) -> String {
+        self.sign(MONTHLY_PREFIX, claims)
+    }
+
+    fn sign(&self, prefix: &str, claims: &impl serde::Serialize) -> String {
         let body = format!(
-            "{PREFIX}.{}",
+            "{prefix}.{}",
             B64.encode(serde_json::to_vec(claims).expect("pass claims serialize"))
         );
         let sig = self.signer.signature(body.as_bytes());
@@ -35,21 +46,49 @@ impl PassSigner {
 
     /// The claims of an authentic pass that has not expired at `now`.
     pub fn verify(&self, pass: &str, now: DateTime<Utc>) -> Result<PassClaims, PassError> {
-        let pass = pass.trim();
-        let (body, sig) = pass.rsplit_once('.').ok_or(PassError::Invalid)?;
-        let (prefix, claims) = body.split_once('.').ok_or(PassError::Invalid)?;
-        if prefix != PREFIX || !self.signer.verify_signature(body.as_bytes(), sig) {
-            return Err(PassError::Invalid);
-        }
-        let claims: PassClaims = B64
-            .decode(claims)
-            .ok()
-            .and_then(|c| serde_json::from_slice(&c).ok())
-            .ok_or(PassError::Invalid)?;
+        let claims: PassClaims = self.open(PREFIX, pass)?;
         if claims.expired_at(now) {
             return Err(PassError::Expired);
         }
         Ok(claims)
+    }
+
+    /// The claims of a monthly pass's code; none when `pass` is not one (a reservation's pass).
+    pub fn verify_monthly(
+        &self,
+        pass: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Result<MonthlyPassClaims, PassError>> {
+        let of_kind = pass
+            .trim()
+            .strip_prefix(MONTHLY_PREFIX)
+            .is_some_and(|rest| rest.starts_with('.'));
+        if !of_kind {
+            return None;
+        }
+        Some(
+            self.open::<MonthlyPassClaims>(MONTHLY_PREFIX, pass)
+                .and_then(|c| {
+                    if c.expires_at <= now.timestamp() {
+                        Err(PassError::Expired)
+                    } else {
+                        Ok(c)
+                    }
+                }),
+        )
+    }
+
+    fn open<C: serde::de::DeserializeOwned>(&self, want: &str, pass: &str) -> Result<C, PassError> {
+        let pass = pass.trim();
+        let (body, sig) = pass.rsplit_once('.').ok_or(PassError::Invalid)?;
+        let (prefix, claims) = body.split_once('.').ok_or(PassError::Invalid)?;
+        if prefix != want || !self.signer.verify_signature(body.as_bytes(), sig) {
+            return Err(PassError::Invalid);
+        }
+        B64.decode(claims)
+            .ok()
+            .and_then(|c| serde_json::from_slice(&c).ok())
+            .ok_or(PassError::Invalid)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod availability;
 pub mod error;
 pub mod money;
+pub mod monthly;
 pub mod notification;
 pub mod passes;
 pub mod rate_reason;

@@ -36,6 +36,8 @@ pub enum NotificationKind {
     InquiryAnswered,
     /// A new rate, and why, announced ahead to drivers who park at that lot and time.
     RateAnnounced,
+    /// A monthly pass was bought, renews soon, renewed, or ended.
+    MonthlyPass,
 }
 
 impl NotificationKind {
@@ -54,6 +56,7 @@ impl NotificationKind {
             Self::WaitlistEnded => "waitlist_ended",
             Self::InquiryAnswered => "inquiry_answered",
             Self::RateAnnounced => "rate_announced",
+            Self::MonthlyPass => "monthly_pass",
         }
     }
 }

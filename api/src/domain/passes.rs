@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use warehouse_schema::{LotId, ReservationId, UserId};
+use warehouse_schema::{LotId, MonthlyPassId, ReservationId, UserId};
 
 /// What a pass says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,4 +41,16 @@ impl PassClaims {
     pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at <= now.timestamp()
     }
+}
+
+/// What a monthly pass's code says: the pass and its lot, void after the current period. The
+/// gate still reads the pass (a cancelled or lapsed pass opens nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthlyPassClaims {
+    #[serde(rename = "m")]
+    pub pass_id: MonthlyPassId,
+    #[serde(rename = "l")]
+    pub lot_id: LotId,
+    #[serde(rename = "exp")]
+    pub expires_at: i64,
 }

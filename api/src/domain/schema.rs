@@ -273,3 +273,49 @@ pub fn nullable_currency() -> RefOr<Schema> {
 pub fn webhook_kind() -> Object {
     names(vec!["payment.reversed"])
 }
+
+/// The weekdays a monthly pass covers.
+pub fn pass_days() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(names(super::monthly::DAY_NAMES.to_vec()))
+        .min_items(Some(1))
+        .max_items(Some(7))
+        .description(Some("weekdays covered; repeats count once"))
+        .build()
+}
+
+pub fn from_hour() -> Object {
+    integer(0, 23)
+        .description(Some("first local hour covered"))
+        .build()
+}
+
+pub fn until_hour() -> Object {
+    integer(1, 24)
+        .description(Some(
+            "local hour the rights end (exclusive, later than fromHour; 24 = midnight)",
+        ))
+        .build()
+}
+
+pub fn pass_price() -> Object {
+    let (low, high) = (
+        *super::monthly::PRICE_CENTS.start(),
+        *super::monthly::PRICE_CENTS.end(),
+    );
+    integer(low, high).build()
+}
+
+pub fn pass_spots() -> Object {
+    integer(1, MAX_SPOTS_PER_LOT.into())
+        .description(Some("passes held at once; at most the lot's open spots"))
+        .build()
+}
+
+pub fn vehicle_types() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(vehicle_type())
+        .min_items(Some(1))
+        .max_items(Some(8))
+        .build()
+}

@@ -11,6 +11,7 @@
 
 use super::Money;
 use super::error::Result;
+use super::monthly::Rights;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,8 @@ pub struct Tariff {
     default_cents_per_hour: i64,
     /// Per band and day kind, the rates by `effective_from`.
     rates: BTreeMap<(TimeBand, DayKind), BTreeMap<DateTime<Utc>, i64>>,
+    /// Hours a monthly pass covers: charged nothing.
+    free: Option<Rights>,
 }
 
 /// One stretch of a window at one hourly rate: what a quote is made of.
@@ -115,6 +118,25 @@ impl Tariff {
             tz,
             default_cents_per_hour,
             rates: by_key,
+            free: None,
+        }
+    }
+
+    /// This tariff for the holder of a monthly pass: the hours inside `rights` cost nothing.
+    pub fn free_during(self, rights: Rights) -> Self {
+        Self {
+            free: Some(rights),
+            ..self
+        }
+    }
+
+    /// What an hour started at `at` is billed: nothing inside a pass's rights, else the rate in
+    /// force. Rights are whole local hours and every local hour start is a boundary of
+    /// [`charge`](Self::charge), so one stretch is wholly inside or outside them.
+    fn billed_rate_at(&self, at: DateTime<Utc>) -> i64 {
+        match self.free {
+            Some(rights) if rights.covers(at, self.tz) => 0,
+            _ => self.rate_at(at),
         }
     }
 
@@ -200,7 +222,7 @@ impl Tariff {
             if k1 <= k0 {
                 continue;
             }
-            let rate = self.rate_at(s);
+            let rate = self.billed_rate_at(s);
             let day = s.with_timezone(&self.tz).date_naive();
             *per_day.entry(day).or_default() +=
                 i128::from(k1 - k0) * i128::from(inc_ms) * i128::from(rate);
@@ -319,6 +341,26 @@ mod tests {
         // A window inside one band is one stretch; an empty one has none.
         assert_eq!(flat(TariffRules::default(), 250).parts(nine, end).len(), 1);
         assert!(flat(TariffRules::default(), 250).parts(end, end).is_empty());
+    }
+
+    #[test]
+    fn a_pass_holder_pays_only_the_hours_outside_the_rights() {
+        let rights = Rights::new(&["mon".to_owned()], 8, 18).unwrap();
+        let tariff = flat(TariffRules::default(), 200).free_during(rights);
+        // Monday 2026-06-01 07:30–18:30 Berlin (UTC+2): 30 min before and 30 min after.
+        let c = tariff
+            .charge(t("2026-06-01T05:30:00Z"), t("2026-06-01T16:30:00Z"))
+            .unwrap();
+        assert_eq!(c.cents, 100 + 100);
+        // Wholly inside: free; on Tuesday (not covered): the full tariff.
+        let inside = tariff
+            .charge(t("2026-06-01T07:00:00Z"), t("2026-06-01T09:00:00Z"))
+            .unwrap();
+        assert_eq!(inside.cents, 0);
+        let tuesday = tariff
+            .charge(t("2026-06-02T07:00:00Z"), t("2026-06-02T09:00:00Z"))
+            .unwrap();
+        assert_eq!(tuesday.cents, 400);
     }
 
     #[test]

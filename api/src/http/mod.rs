@@ -12,6 +12,7 @@ pub mod idempotency;
 mod inquiries;
 mod live;
 mod lots;
+mod monthly;
 pub mod openapi;
 mod pages;
 mod payments;
@@ -152,6 +153,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/reservations/{reservation_id}/cancel",
             post(reservations::cancel_reservation),
+        )
+        .route(
+            "/v1/lots/{lot_id}/pass-products",
+            get(monthly::list_products).post(monthly::create_product),
+        )
+        .route(
+            "/v1/lots/{lot_id}/pass-products/{product_id}",
+            delete(monthly::retire_product),
+        )
+        .route(
+            "/v1/me/monthly-passes",
+            get(monthly::list_passes).post(monthly::buy_pass),
+        )
+        .route(
+            "/v1/me/monthly-passes/{pass_id}",
+            get(monthly::get_pass).delete(monthly::cancel_pass),
         )
         .route("/v1/gates/{lot_id}/entries", post(gates::entry))
         .route("/v1/gates/{lot_id}/exits", post(gates::exit))
@@ -331,6 +348,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         waitlist::list_waitlist,
         waitlist::join_waitlist,
         waitlist::withdraw_waitlist,
+        monthly::list_products,
+        monthly::create_product,
+        monthly::retire_product,
+        monthly::buy_pass,
+        monthly::list_passes,
+        monthly::get_pass,
+        monthly::cancel_pass,
     ),
     modifiers(&SecuritySchemes),
     components(schemas(
@@ -377,6 +401,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
     wire::FreeSpots,
     wire::Erased,
     wire::Health,
+    crate::services::monthly::NewProduct,
+    crate::services::monthly::Product,
+    crate::services::monthly::BuyPass,
+    crate::services::monthly::MonthlyPass,
+    wire::PassProducts,
+    wire::MonthlyPasses,
 ))
 )]
 pub(crate) struct ApiDoc;

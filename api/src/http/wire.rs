@@ -153,3 +153,13 @@ pub struct FreeSpots {
     pub end_at: DateTime<Utc>,
     pub spots: Vec<FreeSpot>,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct PassProducts {
+    pub items: Vec<crate::services::monthly::Product>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MonthlyPasses {
+    pub items: Vec<crate::services::monthly::MonthlyPass>,
+}

@@ -10,6 +10,7 @@
 //! | [`Reservations`] | book, change, cancel, passes, the no-show/expiry sweep | `reservations/` |
 //! | [`Gates`] | entries by pass, plate or drive-up; exits and their charge | `gates/` |
 //! | [`Payments`] | pay a reservation, prepaid balance, refunds, gateway webhooks | `payments/` |
+//! | [`MonthlyPasses`] | pass products, buying, renewal and reminders, cancellation | `monthly/` |
 //! | [`Waitlist`] | join, withdraw, serve waiters as spots free up | `waitlist.rs` |
 //! | [`Admin`] | lot edits, spot closing, reservation search, inquiries, audit log | `admin.rs` |
 //! | [`Privacy`] | a driver's data export and erasure | `privacy.rs` |
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod gates;
 pub mod live;
 pub mod lots;
+pub mod monthly;
 pub mod payments;
 pub mod privacy;
 pub mod reservations;
@@ -111,6 +113,11 @@ service!(
 service!(
     /// Live availability: lots' free spots and rates pushed to watchers as they change.
     Live, live
+);
+service!(
+    /// Monthly passes: products per lot, purchases, renewals and cancellations, the holders a
+    /// gate recognises.
+    MonthlyPasses, monthly_passes
 );
 service!(
     /// The waitlist of full windows.

@@ -281,6 +281,7 @@ pub mod desk;
 pub mod forecasts;
 pub mod idempotency;
 pub mod lots;
+pub mod monthly;
 pub mod notifications;
 pub mod payments;
 pub mod rates;

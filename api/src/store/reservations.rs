@@ -27,13 +27,17 @@ pub struct NewReservationRow<'a> {
     pub currency: &'a str,
     pub idempotency_key: &'a str,
     pub created_at: i64,
+    /// Set for the spot a monthly pass keeps for its holder in one period: not a booking, so
+    /// never listed, reminded, swept as a no-show or entered as one.
+    pub monthly_pass: Option<warehouse_schema::MonthlyPassId>,
 }
 
 pub async fn insert<'c>(db: impl Db<'c>, r: &NewReservationRow<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, vehicle_id, plate, start_at,
-                                   end_at, status, quote_cents, currency, idempotency_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                   end_at, status, quote_cents, currency, idempotency_key, created_at,
+                                   monthly_pass_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(r.id.0.to_string())
     .bind(r.lot.0)
@@ -49,6 +53,7 @@ pub async fn insert<'c>(db: impl Db<'c>, r: &NewReservationRow<'_>) -> Result<()
     .bind(r.currency)
     .bind(r.idempotency_key)
     .bind(r.created_at)
+    .bind(r.monthly_pass.map(|m| m.0.to_string()))
     .execute(db)
     .await?;
     Ok(())
@@ -165,6 +170,7 @@ pub async fn arriving_by_plate<'c>(
     Ok(sqlx::query_as(
         "SELECT id, user_id FROM reservations
          WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
+           AND monthly_pass_id IS NULL
          ORDER BY start_at LIMIT 1",
     )
     .bind(lot.0)
@@ -203,7 +209,7 @@ pub async fn active_starting_by<'c>(db: impl Db<'c>, to: i64) -> Result<Vec<DueR
     Ok(sqlx::query_as(
         "SELECT r.id, r.user_id, r.lot_id, l.name, l.time_zone, s.label, r.start_at
          FROM reservations r JOIN lots l ON l.id = r.lot_id JOIN spots s ON s.id = r.spot_id
-         WHERE r.status = 'active' AND r.start_at <= $1
+         WHERE r.status = 'active' AND r.start_at <= $1 AND r.monthly_pass_id IS NULL
          ORDER BY r.start_at, r.id",
     )
     .bind(to)
@@ -270,12 +276,12 @@ from_row!(ReservationRow {
 pub async fn find<'c>(db: impl Db<'c>, lookup: Lookup<'_>) -> Result<Option<ReservationRow>> {
     let (condition, a, b) = match lookup {
         Lookup::Own { id, user } => (
-            "r.id = $1 AND r.user_id = $2",
+            "r.id = $1 AND r.user_id = $2 AND r.monthly_pass_id IS NULL",
             id.0.to_string(),
             user.0.to_string(),
         ),
         Lookup::ByKey { user, key } => (
-            "r.user_id = $1 AND r.idempotency_key = $2",
+            "r.user_id = $1 AND r.idempotency_key = $2 AND r.monthly_pass_id IS NULL",
             user.0.to_string(),
             key.to_owned(),
         ),
@@ -305,12 +311,12 @@ pub async fn lot_of<'c>(db: impl Db<'c>, id: ReservationId) -> Result<Option<Lot
 }
 
 pub async fn count_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE user_id = $1")
-            .bind(user.0.to_string())
-            .fetch_one(db)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM reservations WHERE user_id = $1 AND monthly_pass_id IS NULL",
     )
+    .bind(user.0.to_string())
+    .fetch_one(db)
+    .await?)
 }
 
 /// The ids of a page of `user`'s reservations, latest start first.
@@ -321,7 +327,8 @@ pub async fn page_of_user<'c>(
     offset: i64,
 ) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM reservations WHERE user_id = $1 ORDER BY start_at DESC, id LIMIT $2 OFFSET $3",
+        "SELECT id FROM reservations WHERE user_id = $1 AND monthly_pass_id IS NULL
+         ORDER BY start_at DESC, id LIMIT $2 OFFSET $3",
     )
     .bind(user.0.to_string())
     .bind(limit)

@@ -4,7 +4,7 @@
 
 use super::Db;
 use crate::domain::error::Result;
-use warehouse_schema::{LotId, ReservationId, SessionId, UserId};
+use warehouse_schema::{LotId, MonthlyPassId, ReservationId, SessionId, UserId};
 
 /// A stay opening now.
 #[derive(Debug, Clone)]
@@ -18,6 +18,7 @@ pub struct NewSessionRow<'a> {
     pub user: Option<String>,
     pub entered_at: i64,
     pub reservation: Option<ReservationId>,
+    pub monthly_pass: Option<MonthlyPassId>,
 }
 
 /// The entries of known drivers into `lot` since `since` (epoch ms): driver, entered at,
@@ -39,8 +40,9 @@ pub async fn known_entries<'c>(
 
 pub async fn insert<'c>(db: impl Db<'c>, s: &NewSessionRow<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at, reservation_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, plate, user_id, entered_at,
+                                       reservation_id, monthly_pass_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(s.id.0.to_string())
     .bind(s.lot.0)
@@ -51,6 +53,7 @@ pub async fn insert<'c>(db: impl Db<'c>, s: &NewSessionRow<'_>) -> Result<()> {
     .bind(s.user.as_deref())
     .bind(s.entered_at)
     .bind(s.reservation.map(|r| r.0.to_string()))
+    .bind(s.monthly_pass.map(|m| m.0.to_string()))
     .execute(db)
     .await?;
     Ok(())
@@ -163,6 +166,7 @@ pub struct ExitRow {
     pub user_id: Option<String>,
     pub quote_cents: Option<i64>,
     pub end_at: Option<i64>,
+    pub monthly_pass_id: Option<String>,
 }
 
 from_row!(ExitRow {
@@ -172,7 +176,8 @@ from_row!(ExitRow {
     reservation_id,
     user_id,
     quote_cents,
-    end_at
+    end_at,
+    monthly_pass_id
 });
 
 pub async fn for_exit<'c>(
@@ -181,7 +186,8 @@ pub async fn for_exit<'c>(
     lot: LotId,
 ) -> Result<Option<ExitRow>> {
     Ok(sqlx::query_as(
-        "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, p.user_id, r.quote_cents, r.end_at
+        "SELECT p.vehicle_type, p.entered_at, p.exited_at, p.reservation_id, p.user_id, r.quote_cents, r.end_at,
+                p.monthly_pass_id
          FROM parking_sessions p LEFT JOIN reservations r ON r.id = p.reservation_id
          WHERE p.id = $1 AND p.lot_id = $2",
     )

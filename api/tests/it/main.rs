@@ -34,6 +34,7 @@ mod defects;
 mod delivery;
 mod gates;
 mod live;
+mod monthly;
 mod payments;
 mod portal;
 mod races;
@@ -80,6 +81,11 @@ use live::{
     a_drivers_new_messages_are_pushed_from_any_process,
     live_input_is_checked_and_streams_are_bounded, live_streams_push_each_change_and_resume,
     several_processes_agree_on_live_state,
+};
+use monthly::{
+    pass_holders_enter_free_inside_their_rights_and_pay_outside,
+    passes_renew_with_a_reminder_and_end_when_cancelled,
+    the_last_place_of_a_pass_is_sold_once_under_a_race,
 };
 use payments::{
     drive_ups_need_the_minimum_balance_and_pay_from_it,
@@ -170,6 +176,9 @@ on_both_stores!(
     the_app_is_served_and_drivers_sign_out_and_show_passes,
     a_quote_before_booking_is_the_bookings_price_and_says_why,
     a_drivers_new_messages_are_pushed_from_any_process,
+    pass_holders_enter_free_inside_their_rights_and_pay_outside,
+    passes_renew_with_a_reminder_and_end_when_cancelled,
+    the_last_place_of_a_pass_is_sold_once_under_a_race,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -101,6 +101,7 @@ fn stay_of(
             spot_id: Some(SpotId(1)),
             vehicle_type,
             method: EntryMethod::Nfc,
+            monthly_pass_id: None,
         }),
     )];
     if let Some(x) = exit {

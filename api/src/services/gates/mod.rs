@@ -23,9 +23,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use warehouse_schema::{
-    EntryMethod, LotId, ReservationId, SessionId, SpotId, TimeBand, UserId, VehicleType,
+    EntryMethod, LotId, MonthlyPassId, ReservationId, SessionId, SpotId, TimeBand, UserId,
+    VehicleType,
 };
 
+mod holders;
 mod pick;
 mod stays;
 
@@ -57,6 +59,10 @@ pub struct CheckInReceipt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub reservation_id: Option<ReservationId>,
+    /// The monthly pass the car entered on (by its code or its plate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub monthly_pass_id: Option<MonthlyPassId>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +97,10 @@ pub struct ExitReceipt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub reservation_id: Option<ReservationId>,
+    /// A pass holder's stay: free inside the pass's rights, the tariff outside them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub monthly_pass_id: Option<MonthlyPassId>,
 }
 
 /// What an entry scanner sends.
@@ -130,7 +140,7 @@ pub struct GateExit {
     pub plate: Option<String>,
 }
 
-fn pass_error(e: PassError) -> Error {
+pub(crate) fn pass_error(e: PassError) -> Error {
     match e {
         PassError::Invalid => Error::unprocessable("invalid_pass", e.to_string()),
         PassError::Expired => Error::unprocessable("pass_expired", e.to_string()),
@@ -140,6 +150,11 @@ fn pass_error(e: PassError) -> Error {
 impl Gates<'_> {
     /// Open a stay for whatever the entry scanner presented.
     pub async fn enter(&self, lot: LotId, entry: GateEntry) -> Result<CheckInReceipt> {
+        if let Some(pass) = &entry.pass
+            && let Some(holder) = self.monthly_passes().holder(lot, Some(pass), None).await?
+        {
+            return self.enter_holder(holder, entry.method).await;
+        }
         if let Some(pass) = &entry.pass {
             let claims = self.passes().verify(pass, self.now()).map_err(pass_error)?;
             if claims.lot_id != lot {
@@ -163,6 +178,13 @@ impl Gates<'_> {
                 return self
                     .enter_reservation(lot, user, reservation, entry.method)
                     .await;
+            }
+            if let Some(holder) = self
+                .monthly_passes()
+                .holder(lot, None, Some(&plate))
+                .await?
+            {
+                return self.enter_holder(holder, entry.method).await;
             }
             let registered =
                 crate::store::accounts::first_owner_of_plate(self.store().pool(), &plate).await?;
@@ -322,6 +344,7 @@ impl Gates<'_> {
                     plate: r.plate.as_deref(),
                     user: Some(user),
                     reservation: Some(r.id),
+                    monthly_pass: None,
                 },
                 now,
             )
@@ -335,6 +358,26 @@ impl Gates<'_> {
     pub async fn leave(&self, lot: LotId, exit: GateExit) -> Result<ExitReceipt> {
         let session = match (&exit.session_id, &exit.pass, &exit.plate) {
             (Some(session), None, None) => *session,
+            (None, Some(pass), None)
+                if self.passes().verify_monthly(pass, self.now()).is_some() =>
+            {
+                let holder = self
+                    .monthly_passes()
+                    .holder(lot, Some(pass), None)
+                    .await?
+                    .ok_or_else(|| Error::unprocessable("invalid_pass", "no such monthly pass"))?;
+                let found =
+                    stay_rows::open_by_plate(self.store().pool(), lot, &holder.plate).await?;
+                found
+                    .and_then(|s| s.parse().ok())
+                    .map(SessionId)
+                    .ok_or_else(|| {
+                        Error::conflict(
+                            "not_entered",
+                            format!("monthly pass {} has no stay to close", holder.pass),
+                        )
+                    })?
+            }
             (None, Some(pass), None) => {
                 // A pass identifies its stay even after it expired (an overstay pays extra).
                 let claims = self

@@ -1,7 +1,7 @@
 //! How an entry picks its spot among the free ones, and the stay it is about to open.
 
 use crate::domain::availability::SpotPolicy;
-use warehouse_schema::{EntryMethod, LotId, ReservationId, UserId, VehicleType};
+use warehouse_schema::{EntryMethod, LotId, MonthlyPassId, ReservationId, UserId, VehicleType};
 
 /// How an entry chooses among the spots equally good for its vehicle: the first (lowest id),
 /// or, after losing one to a concurrent entry, one at random so the losers spread out.
@@ -50,6 +50,8 @@ pub(crate) struct NewStay<'a> {
     pub(crate) plate: Option<&'a str>,
     pub(crate) user: Option<UserId>,
     pub(crate) reservation: Option<ReservationId>,
+    /// The monthly pass a holder entered on.
+    pub(crate) monthly_pass: Option<MonthlyPassId>,
 }
 
 #[cfg(test)]

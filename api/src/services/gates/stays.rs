@@ -12,7 +12,8 @@ use crate::store::{Change, LostRace, lost_race};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::{CheckIn, Exit};
 use warehouse_schema::{
-    Cents, Event, EventPayload, LotId, ReservationId, SessionId, SpotId, TimeBand, VehicleType,
+    Cents, Event, EventPayload, LotId, MonthlyPassId, ReservationId, SessionId, SpotId, TimeBand,
+    VehicleType,
 };
 
 impl Gates<'_> {
@@ -115,6 +116,7 @@ impl Gates<'_> {
                     plate: req.plate.as_deref(),
                     user: req.user_id,
                     reservation: None,
+                    monthly_pass: None,
                 },
                 now,
             )
@@ -144,6 +146,7 @@ impl Gates<'_> {
             user: stay.user.map(|u| u.0.to_string()),
             entered_at: now.timestamp_millis(),
             reservation: stay.reservation,
+            monthly_pass: stay.monthly_pass,
         };
         stays::insert(&mut **change, &row).await?;
         let event = Event::new(
@@ -156,6 +159,7 @@ impl Gates<'_> {
                 spot_id: Some(SpotId(spot_id)),
                 vehicle_type: stay.vehicle_type,
                 method: stay.method,
+                monthly_pass_id: stay.monthly_pass,
             }),
         );
         let entered_at = event.occurred_at;
@@ -167,6 +171,7 @@ impl Gates<'_> {
             spot_label: label,
             entered_at,
             reservation_id: stay.reservation,
+            monthly_pass_id: stay.monthly_pass,
         })
     }
 
@@ -252,6 +257,15 @@ impl Gates<'_> {
             .as_deref()
             .and_then(|r| r.parse().ok())
             .map(ReservationId);
+        let monthly_pass: Option<MonthlyPassId> = row
+            .monthly_pass_id
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .map(MonthlyPassId);
+        let holder = match monthly_pass {
+            Some(id) => self.monthly_passes().holder_by_id(&mut tx, id).await?,
+            None => None,
+        };
         let tariff = scheduled_rates(&mut tx, lot, vt, now).await?;
         let entered = DateTime::from_timestamp_millis(entered_at).unwrap_or(now);
         let amount = match reservation {
@@ -282,10 +296,14 @@ impl Gates<'_> {
                     .checked_add(Money::from_cents(over))?
                     .cents()
             }
+            // A pass holder's stay is free inside the pass's rights.
             None => {
-                Tariff::new(self.tariff, info.tz, info.default_cents_per_hour, tariff)
-                    .charge(entered, now)?
-                    .cents
+                let mut by_tariff =
+                    Tariff::new(self.tariff, info.tz, info.default_cents_per_hour, tariff);
+                if let Some(holder) = holder {
+                    by_tariff = by_tariff.free_during(holder.rights);
+                }
+                by_tariff.charge(entered, now)?.cents
             }
         };
         let at = now.timestamp_millis();
@@ -345,6 +363,7 @@ impl Gates<'_> {
             rate_reason,
             rate_explanation,
             reservation_id: reservation,
+            monthly_pass_id: monthly_pass,
         })
     }
 }

@@ -44,7 +44,7 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Card { .. } => "card",
             Self::Wallet { .. } => "wallet",
@@ -52,7 +52,7 @@ impl PaymentMethod {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let token_ok = |t: &str, prefix: &str| {
             t.starts_with(prefix)
                 && t.len() <= 64
@@ -81,11 +81,37 @@ impl PaymentMethod {
         Ok(())
     }
 
-    fn token(&self) -> Option<&str> {
+    pub(crate) fn token(&self) -> Option<&str> {
         match self {
             Self::Card { token, .. } | Self::Wallet { token } => Some(token),
             Self::Balance => None,
         }
+    }
+
+    pub(crate) fn last4(&self) -> Option<&str> {
+        match self {
+            Self::Card { last4, .. } => Some(last4),
+            _ => None,
+        }
+    }
+
+    /// The method as a record kept it (a monthly pass pays its renewals the way it was bought).
+    pub(crate) fn from_stored(
+        method: &str,
+        token: Option<&str>,
+        last4: Option<&str>,
+    ) -> Option<Self> {
+        Some(match method {
+            "card" => Self::Card {
+                token: token?.to_owned(),
+                last4: last4?.to_owned(),
+            },
+            "wallet" => Self::Wallet {
+                token: token?.to_owned(),
+            },
+            "balance" => Self::Balance,
+            _ => return None,
+        })
     }
 }
 

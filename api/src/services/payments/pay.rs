@@ -109,6 +109,40 @@ impl Payments<'_> {
         self.resume(user, p, method).await
     }
 
+    /// Charge `amount_cents` for a period of a monthly pass by `method`. A repeated `key` (the
+    /// purchase's, or a renewal's own) carries the first payment to its end instead of
+    /// charging again.
+    pub(crate) async fn pay_monthly_pass(
+        &self,
+        user: UserId,
+        method: PaymentMethod,
+        (amount_cents, currency): (i64, &str),
+        key: &str,
+    ) -> Result<PaymentRecord> {
+        method.validate()?;
+        if let Some(existing) = self.payment_by_key(user, key).await? {
+            return self.resume(user, existing, method).await;
+        }
+        if matches!(method, PaymentMethod::Balance)
+            && let Some(held) = self.balance_currency(user).await?
+            && held != currency
+        {
+            return Err(currency_mismatch(&held, currency));
+        }
+        let p = self
+            .insert_payment(
+                user,
+                "monthly_pass",
+                None,
+                &method,
+                amount_cents,
+                currency,
+                key,
+            )
+            .await?;
+        self.resume(user, p, method).await
+    }
+
     pub(super) async fn payment_by_key(
         &self,
         user: UserId,

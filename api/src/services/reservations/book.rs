@@ -208,6 +208,7 @@ impl Reservations<'_> {
             currency: &rules.currency,
             idempotency_key: key,
             created_at: now.timestamp_millis(),
+            monthly_pass: None,
         };
         rows::take_turn_on_spot(&mut *tx, backend, chosen.id).await?;
         rows::insert(&mut *tx, &row).await?;

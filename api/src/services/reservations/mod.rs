@@ -356,6 +356,7 @@ pub(crate) async fn cancel_active(
 mod book;
 mod change;
 mod extend;
+mod keep;
 pub mod lifecycle;
 mod quote;
 mod read;
@@ -367,6 +368,7 @@ pub use crate::domain::availability::FreeSpot;
 pub(crate) use crate::domain::availability::SpotRow;
 pub use change::{Cancelled, RefundQuote};
 pub use extend::{Extended, ExtensionPreview, Settlement, SpotChoice};
+pub(crate) use keep::{KeptSpot, SpotToKeep};
 pub use quote::{Quote, QuotePart};
 pub use request::{BookingRequest, ChangeRequest, VehicleChoice};
 use spots::*;
