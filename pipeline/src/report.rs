@@ -11,7 +11,10 @@ use crate::queries::Rows;
 use chrono::{DateTime, Utc};
 use warehouse_schema::LotId;
 use warehouse_schema::lake::Lake;
-use warehouse_schema::outputs::{HourCell, LotUsage, ReportPeak, ReservationStats, UsageReport};
+use warehouse_schema::outputs::{
+    HourCell, LotUsage, PassStats, ReportPeak, ReservationStats, UsageReport,
+};
+use warehouse_schema::tables::col;
 
 /// Dwell buckets: (label, upper bound in minutes), shortest first.
 const DWELL: [(&str, i64); 7] = [
@@ -191,6 +194,25 @@ pub async fn usage_report(
         cancelled: counts.i64_or_zero("cancelled", 0)? as u64,
         no_shows: counts.i64_or_zero("no_shows", 0)? as u64,
     };
+    let passes = Rows::fetch(
+        &ctx,
+        &format!(
+            "SELECT SUM(CASE WHEN event_type = 'monthly_pass_purchased' THEN 1 ELSE 0 END) AS bought,
+                    SUM(CASE WHEN event_type = 'monthly_pass_renewed' THEN 1 ELSE 0 END) AS renewed,
+                    SUM(CASE WHEN event_type IN ('monthly_pass_purchased', 'monthly_pass_renewed')
+                             THEN amount_cents ELSE 0 END) AS revenue,
+                    SUM(CASE WHEN event_type = 'check_in' AND {pass} IS NOT NULL THEN 1 ELSE 0 END) AS entries
+             FROM ({events})",
+            pass = col::MONTHLY_PASS_ID
+        ),
+    )
+    .await?;
+    let monthly_passes = PassStats {
+        purchased: passes.i64_or_zero("bought", 0)? as u64,
+        renewed: passes.i64_or_zero("renewed", 0)? as u64,
+        revenue_cents: passes.i64_or_zero("revenue", 0)?,
+        entries: passes.i64_or_zero("entries", 0)? as u64,
+    };
     let lead_rows = Rows::fetch(
         &ctx,
         &format!(
@@ -227,7 +249,8 @@ pub async fn usage_report(
         &format!(
             "SELECT currency AS c FROM ({stays}) WHERE currency IS NOT NULL
              UNION SELECT currency AS c FROM ({events})
-                   WHERE event_type = 'payment_captured' AND currency IS NOT NULL
+                   WHERE event_type IN ('payment_captured', 'monthly_pass_purchased', 'monthly_pass_renewed')
+                     AND currency IS NOT NULL
              ORDER BY 1"
         ),
     )
@@ -249,6 +272,7 @@ pub async fn usage_report(
         dwell,
         reservations,
         lead_times,
+        monthly_passes,
         currencies,
     })
 }

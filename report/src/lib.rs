@@ -107,6 +107,15 @@ pub fn write_report(r: &UsageReport, dir: &Path) -> anyhow::Result<PathBuf> {
             s.no_show_rate()
         )],
     )?;
+    let p = &r.monthly_passes;
+    csv(
+        "monthly_passes.csv",
+        "purchased,renewed,revenue_cents,entries",
+        vec![format!(
+            "{},{},{},{}",
+            p.purchased, p.renewed, p.revenue_cents, p.entries
+        )],
+    )?;
 
     let path = dir.join("report.html");
     std::fs::write(&path, html(r)?).context("writing report.html")?;
@@ -372,6 +381,15 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
             .map(|(k, n)| (k.clone(), *n as f64))
             .collect::<Vec<_>>(),
     )?;
+    let p = &r.monthly_passes;
+    let _ = write!(
+        h,
+        "<h2>Monthly passes</h2><p>{} bought, {} renewed, {} in periods sold; holders entered {} times.</p>",
+        p.purchased,
+        p.renewed,
+        currency.amount(p.revenue_cents),
+        p.entries
+    );
     h += "</div>";
     Ok(h)
 }

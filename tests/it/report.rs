@@ -227,3 +227,125 @@ fn local_hour_of(_r: &warehouse_schema::outputs::UsageReport, utc_hour: u32) -> 
         .with_timezone(&tz)
         .hour()
 }
+
+/// A pass bought and renewed, and its holder's entry, reach the lake as events and the report
+/// as its monthly-pass figures (the HTML page and the CSV too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_passes_reach_the_lake_and_the_report() {
+    use parkflow_api::accounts::{Credentials, NewVehicle};
+    use parkflow_api::services::monthly::{BuyPass, NewProduct};
+    use parkflow_api::services::payments::PaymentMethod;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let clock = ManualClock::new(t("2026-06-01T05:00:00Z"));
+    let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
+        lots: 1,
+        ..Default::default()
+    });
+    let lot: LotId = steps::create_lots(&state, plans).await.unwrap()[0].0;
+    let s = &state.services;
+    let product = s
+        .monthly_passes()
+        .create_product(
+            &parkflow_api::domain::Actor::admin_token(),
+            lot,
+            NewProduct {
+                name: "Every day".into(),
+                days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                    .map(String::from)
+                    .to_vec(),
+                from_hour: 0,
+                until_hour: 24,
+                vehicle_types: vec![VehicleType::Car],
+                price_cents: 12_000,
+                spots: 5,
+                keeps_spot: false,
+            },
+        )
+        .await
+        .unwrap();
+    let user = state
+        .accounts
+        .register(Credentials {
+            email: "holder@example.com".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+    let car = state
+        .accounts
+        .add_vehicle(
+            user,
+            NewVehicle {
+                plate: "M PF 7".into(),
+                region: "M".into(),
+                vehicle_type: VehicleType::Car,
+            },
+        )
+        .await
+        .unwrap();
+    let card = PaymentMethod::Card {
+        token: "tok_ok".into(),
+        last4: "4242".into(),
+    };
+    let pass = s
+        .monthly_passes()
+        .buy(
+            user,
+            BuyPass {
+                product_id: product.id,
+                vehicle_id: car.id,
+                payment: card,
+            },
+            "k",
+        )
+        .await
+        .unwrap();
+    // Its holder parks two hours, free; a month later it renews.
+    clock.set(t("2026-06-01T08:00:00Z"));
+    let entry = s
+        .gates()
+        .enter(
+            lot,
+            serde_json::from_value(serde_json::json!({"method": "plate", "plate": "M PF 7"}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entry.monthly_pass_id, Some(pass.id));
+    clock.set(t("2026-06-01T10:00:00Z"));
+    let exit = s.gates().check_out(lot, entry.session_id).await.unwrap();
+    assert_eq!(exit.amount_cents, 0);
+    clock.set(t("2026-07-01T05:00:00Z"));
+    let swept = s.monthly_passes().sweep_passes(s.now()).await.unwrap();
+    assert_eq!(swept.renewed, 1, "{swept:?}");
+    clock.set(t("2026-07-02T00:00:00Z"));
+    let scheduler = serve::schedule(&cfg, &state, &metrics).await.unwrap();
+    let run = scheduler.run_now("ingest").await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+
+    let lake = Lake::new(cfg.lake_dir());
+    let r = parkflow_pipeline::usage_report(
+        &lake,
+        t("2026-06-01T00:00:00Z"),
+        t("2026-07-02T00:00:00Z"),
+        None,
+    )
+    .await
+    .unwrap();
+    let p = &r.monthly_passes;
+    assert_eq!((p.purchased, p.renewed, p.entries), (1, 1, 1), "{p:?}");
+    assert_eq!(p.revenue_cents, 24_000);
+    let out = dir.path().join("report");
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let html = steps::usage_report(&lake, day("2026-06-01"), day("2026-07-02"), None, &out)
+        .await
+        .unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("1 bought, 1 renewed"), "{page}");
+    let csv = std::fs::read_to_string(out.join("monthly_passes.csv")).unwrap();
+    assert_eq!(csv.lines().nth(1), Some("1,1,24000,1"), "{csv}");
+}

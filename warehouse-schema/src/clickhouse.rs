@@ -27,6 +27,12 @@ pub fn ddl(db: &str) -> Vec<String> {
     FILES.iter().flat_map(|f| statements(f, db)).collect()
 }
 
+/// Columns added to a table after databases were first created with it: (table, column, type).
+/// `CREATE TABLE IF NOT EXISTS` leaves an older table as it is, and ClickHouse 18.16 has no
+/// `ADD COLUMN IF NOT EXISTS`, so a migration adds each one its table lacks.
+pub const ADDED_COLUMNS: [(&str, &str, &str); 1] =
+    [("fact_parking_event", "monthly_pass_id", "Nullable(String)")];
+
 /// The statements that rebuild `fact_stay` and the lot, spot and user dimensions from
 /// `fact_parking_event` in database `db` (idempotent: see the file's header).
 pub fn refresh(db: &str) -> Vec<String> {

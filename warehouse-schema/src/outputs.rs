@@ -103,6 +103,8 @@ pub struct UsageReport {
     pub reservations: ReservationStats,
     /// (lead-time bucket, reservations made), shortest first.
     pub lead_times: Vec<(String, u64)>,
+    /// Monthly passes sold and renewed, what they brought in, and their holders' entries.
+    pub monthly_passes: PassStats,
     /// The currencies the period's amounts are in (ISO 4217 codes from its stays and payments),
     /// in code order: one for an operator in one country.
     pub currencies: Vec<String>,
@@ -133,6 +135,16 @@ pub struct LotUsage {
     pub turnover: f64,
     pub revenue_cents: i64,
     pub mean_dwell_minutes: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PassStats {
+    pub purchased: u64,
+    pub renewed: u64,
+    /// Cents of the periods sold (purchases and renewals).
+    pub revenue_cents: i64,
+    /// Entries of holders on their pass.
+    pub entries: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

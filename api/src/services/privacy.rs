@@ -95,6 +95,7 @@ impl Privacy<'_> {
                 })
             })
             .collect();
+        let monthly_passes = self.monthly_passes().passes_of(user).await?;
         let inquiries = self.admin().inquiries_of(user).await?;
         let waitlist = self.waitlist().waitlist_of(user).await?;
         let keyed_requests: Vec<Value> = idempotency::of_user(pool, user)
@@ -126,6 +127,7 @@ impl Privacy<'_> {
             "payments": payments,
             "inquiries": inquiries,
             "waitlist": waitlist,
+            "monthlyPasses": monthly_passes,
             "keyedRequests": keyed_requests,
             "balanceCents": balance,
             "balanceCurrency": balance_currency,
@@ -158,6 +160,27 @@ impl Privacy<'_> {
                 out.cancelled_reservations += 1;
             }
         }
+        // Passes end with the account (nothing renews for it): their places and kept spots are
+        // given back, and they keep no plate or gateway token.
+        for pass in crate::store::monthly::passes_of_user(&mut *tx, user).await? {
+            let id = warehouse_schema::MonthlyPassId(
+                pass.id
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("stored pass id {}", pass.id)))?,
+            );
+            if crate::store::monthly::end_pass(&mut *tx, id, "ended", now.timestamp_millis())
+                .await?
+            {
+                crate::store::monthly::give_back_place(&mut *tx, &pass.product_id).await?;
+                if let Some(hold) = &pass.hold_id {
+                    crate::store::monthly::release_hold(&mut *tx, hold).await?;
+                    if let Ok(hold) = hold.parse() {
+                        released.push((LotId(pass.lot_id), ReservationId(hold)));
+                    }
+                }
+            }
+        }
+        crate::store::monthly::forget_user(&mut *tx, user).await?;
         out.anonymised_reservations = reservations::forget_vehicles(&mut *tx, user).await?;
         out.anonymised_stays = stays::forget_plates(&mut *tx, user).await?;
         out.deleted_notifications = notifications::delete_user(&mut tx, user).await?;

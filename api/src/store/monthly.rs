@@ -446,3 +446,15 @@ pub async fn pending_since<'c>(db: impl Db<'c>, before: i64) -> Result<Vec<PassR
     .fetch_all(db)
     .await?)
 }
+
+/// Strip plate, vehicle and gateway token from `user`'s passes (their account is erased).
+pub async fn forget_user<'c>(db: impl Db<'c>, user: UserId) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE monthly_passes SET plate = '', vehicle_id = '', token = NULL, last4 = NULL
+         WHERE user_id = $1",
+    )
+    .bind(user.0.to_string())
+    .execute(db)
+    .await?
+    .rows_affected())
+}

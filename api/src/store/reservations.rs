@@ -390,7 +390,7 @@ pub async fn export_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<Exp
     Ok(sqlx::query_as(
         "SELECT id, lot_id, spot_id, vehicle_type, plate, start_at, end_at, status, quote_cents,
                 currency, created_at, cancelled_at
-         FROM reservations WHERE user_id = $1 ORDER BY start_at",
+         FROM reservations WHERE user_id = $1 AND monthly_pass_id IS NULL ORDER BY start_at",
     )
     .bind(user.0.to_string())
     .fetch_all(db)
@@ -400,7 +400,8 @@ pub async fn export_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<Exp
 /// `user`'s reservations that have not started (`active`): id and lot.
 pub async fn active_of_user<'c>(db: impl Db<'c>, user: UserId) -> Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT id, lot_id FROM reservations WHERE user_id = $1 AND status = 'active'",
+        "SELECT id, lot_id FROM reservations
+         WHERE user_id = $1 AND status = 'active' AND monthly_pass_id IS NULL",
     )
     .bind(user.0.to_string())
     .fetch_all(db)

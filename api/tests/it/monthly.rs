@@ -83,8 +83,13 @@ impl TestApp {
     }
 
     async fn free_spot_labels(&self, lot: i64) -> Vec<String> {
+        // An hour tomorrow.
+        let start = self.state.services.now() + chrono::Duration::days(1);
+        let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let uri = format!(
-            "/v1/parkingspots?lot-id={lot}&start-at=2026-06-02T08:00:00Z&end-at=2026-06-02T09:00:00Z&vehicle-type=car"
+            "/v1/parkingspots?lot-id={lot}&start-at={}&end-at={}&vehicle-type=car",
+            at(start),
+            at(start + chrono::Duration::hours(1))
         );
         let r = self.call("GET", &uri, None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -253,6 +258,22 @@ pub async fn pass_holders_enter_free_inside_their_rights_and_pay_outside(app: Te
         )
         .await;
     assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+
+    // The holder's export holds the pass; erasing the account ends it, and its place and kept
+    // spot are free again.
+    let token = app.sign_in("holder@example.com").await;
+    let export = app.call("GET", "/v1/me/export", Some(&token), None).await;
+    assert_eq!(
+        export.body["monthlyPasses"][0]["id"], pass["id"],
+        "{}",
+        export.body
+    );
+    let erased = app.call("DELETE", "/v1/me", Some(&token), None).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.body);
+    assert_eq!(app.available(lot).await, 1);
+    assert!(app.free_spot_labels(lot).await.contains(&kept));
+    let after = gate.enter(json!({"method": "qr", "pass": code})).await;
+    assert_envelope(&after, StatusCode::UNPROCESSABLE_ENTITY, "pass_expired");
 
     // Purchases and holders' entries are events for the lake.
     let types = app.outbox_types().await;

@@ -105,6 +105,25 @@ impl ClickHouseSink {
         for statement in warehouse_schema::clickhouse::ddl(&self.database) {
             self.client.query(&statement).execute().await?;
         }
+        for (table, column, kind) in warehouse_schema::clickhouse::ADDED_COLUMNS {
+            let present: u64 = self
+                .client
+                .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                .bind(&self.database)
+                .bind(table)
+                .bind(column)
+                .fetch_one()
+                .await?;
+            if present == 0 {
+                let db = &self.database;
+                self.client
+                    .query(&format!(
+                        "ALTER TABLE {db}.{table} ADD COLUMN {column} {kind}"
+                    ))
+                    .execute()
+                    .await?;
+            }
+        }
         Ok(())
     }
 

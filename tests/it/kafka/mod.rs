@@ -528,3 +528,58 @@ async fn rates_over_kafka_give_the_same_table_as_over_http_once() {
         0
     );
 }
+
+/// A ClickHouse database made before a column was added gains it when migrated (twice is
+/// harmless), and takes events carrying it: a pass holder's entry keeps its pass there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_clickhouse_table_gains_the_columns_added_since() {
+    use warehouse_schema::event::CheckIn;
+    use warehouse_schema::{Event, EventPayload, LotId, MonthlyPassId, SessionId};
+    let Some(url) = service("PARKFLOW_TEST_CLICKHOUSE_URL") else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let sink = ClickHouseSink::new(&ClickHouseConfig {
+        url,
+        database: format!("pf_test_{id}"),
+        validation: false,
+        ..ClickHouseConfig::default()
+    })
+    .unwrap();
+    let db = sink.database().to_owned();
+    let run = |sql: String| {
+        let sink = sink.clone();
+        async move { sink.client().query(&sql).execute().await.unwrap() }
+    };
+    // The table as first released: without the columns added since.
+    run(format!("CREATE DATABASE {db}")).await;
+    let first = warehouse_schema::clickhouse::ddl(&db)[0]
+        .replace(",\n    monthly_pass_id Nullable(String)", "");
+    assert!(first.contains("fact_parking_event") && !first.contains("monthly_pass_id"));
+    run(first).await;
+    sink.migrate().await.unwrap();
+    sink.migrate().await.unwrap();
+    let entry = Event::new(
+        Utc::now(),
+        LotId(1),
+        EventPayload::CheckIn(CheckIn {
+            session_id: SessionId::new(),
+            user_id: None,
+            reservation_id: None,
+            spot_id: None,
+            vehicle_type: VehicleType::Car,
+            method: EntryMethod::Plate,
+            monthly_pass_id: Some(MonthlyPassId::new()),
+        }),
+    );
+    sink.insert_events(&[entry]).await.unwrap();
+    let with_pass: u64 = sink
+        .client()
+        .query(&format!(
+            "SELECT count() FROM {db}.fact_parking_event WHERE monthly_pass_id IS NOT NULL"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(with_pass, 1);
+}
