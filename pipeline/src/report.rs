@@ -199,6 +199,7 @@ pub async fn usage_report(
         &format!(
             "SELECT SUM(CASE WHEN event_type = 'monthly_pass_purchased' THEN 1 ELSE 0 END) AS bought,
                     SUM(CASE WHEN event_type = 'monthly_pass_renewed' THEN 1 ELSE 0 END) AS renewed,
+                    SUM(CASE WHEN event_type = 'monthly_pass_ended' THEN 1 ELSE 0 END) AS ended,
                     SUM(CASE WHEN event_type IN ('monthly_pass_purchased', 'monthly_pass_renewed')
                              THEN amount_cents ELSE 0 END) AS revenue,
                     SUM(CASE WHEN event_type = 'check_in' AND {pass} IS NOT NULL THEN 1 ELSE 0 END) AS entries
@@ -210,6 +211,7 @@ pub async fn usage_report(
     let monthly_passes = PassStats {
         purchased: passes.i64_or_zero("bought", 0)? as u64,
         renewed: passes.i64_or_zero("renewed", 0)? as u64,
+        ended: passes.i64_or_zero("ended", 0)? as u64,
         revenue_cents: passes.i64_or_zero("revenue", 0)?,
         entries: passes.i64_or_zero("entries", 0)? as u64,
     };

@@ -110,10 +110,10 @@ pub fn write_report(r: &UsageReport, dir: &Path) -> anyhow::Result<PathBuf> {
     let p = &r.monthly_passes;
     csv(
         "monthly_passes.csv",
-        "purchased,renewed,revenue_cents,entries",
+        "purchased,renewed,ended,revenue_cents,entries",
         vec![format!(
-            "{},{},{},{}",
-            p.purchased, p.renewed, p.revenue_cents, p.entries
+            "{},{},{},{},{}",
+            p.purchased, p.renewed, p.ended, p.revenue_cents, p.entries
         )],
     )?;
 
@@ -384,9 +384,10 @@ pub fn html_fragment(r: &UsageReport) -> anyhow::Result<String> {
     let p = &r.monthly_passes;
     let _ = write!(
         h,
-        "<h2>Monthly passes</h2><p>{} bought, {} renewed, {} in periods sold; holders entered {} times.</p>",
+        "<h2>Monthly passes</h2><p>{} bought, {} renewed, {} ended, {} in periods sold; holders entered {} times.</p>",
         p.purchased,
         p.renewed,
+        p.ended,
         currency.amount(p.revenue_cents),
         p.entries
     );

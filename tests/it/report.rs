@@ -345,7 +345,7 @@ async fn monthly_passes_reach_the_lake_and_the_report() {
         .await
         .unwrap();
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("1 bought, 1 renewed"), "{page}");
+    assert!(page.contains("1 bought, 1 renewed, 0 ended"), "{page}");
     let csv = std::fs::read_to_string(out.join("monthly_passes.csv")).unwrap();
-    assert_eq!(csv.lines().nth(1), Some("1,1,24000,1"), "{csv}");
+    assert_eq!(csv.lines().nth(1), Some("1,1,0,24000,1"), "{csv}");
 }

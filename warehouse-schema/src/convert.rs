@@ -148,6 +148,10 @@ impl<'a> Flat<'a> {
                 f.currency = Some(&m.currency);
                 f.spot_id = m.spot_id.map(|s| s.0);
             }
+            EventPayload::MonthlyPassEnded(m) => {
+                f.monthly_pass_id = Some(m.monthly_pass_id.0.to_string());
+                f.reason = Some(&m.reason);
+            }
             EventPayload::RatePublished(r) => {
                 f.reason_text = r
                     .reason

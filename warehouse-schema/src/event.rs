@@ -59,10 +59,13 @@ pub enum EventPayload {
     MonthlyPassPurchased(MonthlyPassPeriod),
     /// A monthly pass renewed for another period, paid.
     MonthlyPassRenewed(MonthlyPassPeriod),
+    /// A monthly pass ended: cancelled at its period's end, a renewal refused, its first
+    /// payment refused, or its holder's account erased (the `reason`).
+    MonthlyPassEnded(MonthlyPassEnd),
 }
 
 /// Every value of the `type` field, in contract order.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "lot_registered",
     "lot_capacity_changed",
     "check_in",
@@ -77,6 +80,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "rate_published",
     "monthly_pass_purchased",
     "monthly_pass_renewed",
+    "monthly_pass_ended",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +171,18 @@ pub struct MonthlyPassPeriod {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spot_id: Option<SpotId>,
 }
+
+/// Why a monthly pass ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthlyPassEnd {
+    pub monthly_pass_id: MonthlyPassId,
+    /// `cancelled`, `lapsed`, `payment_failed` or `account_deleted`.
+    pub reason: String,
+}
+
+/// The reasons a `monthly_pass_ended` event may give.
+pub const PASS_END_REASONS: [&str; 4] =
+    ["cancelled", "lapsed", "payment_failed", "account_deleted"];
 
 /// The payment methods a `method` of a payment event may name.
 pub const PAYMENT_METHODS: [&str; 3] = ["card", "wallet", "balance"];
@@ -342,6 +358,7 @@ impl EventPayload {
             Self::RatePublished(_) => "rate_published",
             Self::MonthlyPassPurchased(_) => "monthly_pass_purchased",
             Self::MonthlyPassRenewed(_) => "monthly_pass_renewed",
+            Self::MonthlyPassEnded(_) => "monthly_pass_ended",
         }
     }
 }
@@ -549,6 +566,9 @@ impl Event {
                     return invalid("a pass period's start_at must be before its end_at".into());
                 }
                 check_amount(m.amount_cents, &m.currency)?;
+            }
+            EventPayload::MonthlyPassEnded(m) if !PASS_END_REASONS.contains(&m.reason.as_str()) => {
+                return invalid(format!("unknown reason {:?} for a pass's end", m.reason));
             }
             EventPayload::RatePublished(r) if r.cents_per_hour.0 < 0 => {
                 return invalid(format!(

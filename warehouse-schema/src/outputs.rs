@@ -141,6 +141,8 @@ pub struct LotUsage {
 pub struct PassStats {
     pub purchased: u64,
     pub renewed: u64,
+    /// Passes that ended (cancelled, lapsed, unpaid, erased).
+    pub ended: u64,
     /// Cents of the periods sold (purchases and renewals).
     pub revenue_cents: i64,
     /// Entries of holders on their pass.

@@ -150,6 +150,10 @@ fn one_of_each() -> Vec<Event> {
             monthly_pass_id: Some(monthly_pass),
         }),
         EventPayload::MonthlyPassPurchased(period.clone()),
+        EventPayload::MonthlyPassEnded(warehouse_schema::event::MonthlyPassEnd {
+            monthly_pass_id: monthly_pass,
+            reason: "lapsed".into(),
+        }),
         // A floating pass (no spot kept) renewed.
         EventPayload::MonthlyPassRenewed(warehouse_schema::event::MonthlyPassPeriod {
             spot_id: None,

@@ -172,6 +172,12 @@ impl Privacy<'_> {
                 .await?
             {
                 crate::store::monthly::give_back_place(&mut *tx, &pass.product_id).await?;
+                tx.event(crate::services::monthly::ended_event(
+                    now,
+                    LotId(pass.lot_id),
+                    id,
+                    "account_deleted",
+                ));
                 if let Some(hold) = &pass.hold_id {
                     crate::store::monthly::release_hold(&mut *tx, hold).await?;
                     if let Ok(hold) = hold.parse() {

@@ -418,6 +418,13 @@ pub async fn passes_renew_with_a_reminder_and_end_when_cancelled(app: TestApp) {
         .call("GET", "/v1/me/monthly-passes", Some(&saver), None)
         .await;
     assert_eq!(mine.body["items"][0]["status"], "lapsed", "{}", mine.body);
+    // Each end is an event: the cancelled pass, the lapsed one.
+    let types = app.outbox_types().await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "monthly_pass_ended").count(),
+        2,
+        "{types:?}"
+    );
 }
 
 /// Many drivers buy the last place at once: exactly one gets it, and kept spots never overlap.

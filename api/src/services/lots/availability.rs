@@ -18,6 +18,10 @@ pub(crate) const AVAILABILITY_EVENTS: &[&str] = &[
     "check_in",
     "exit",
     "lot_capacity_changed",
+    // A pass's kept spot is taken with its purchase or renewal and given back with its end.
+    "monthly_pass_purchased",
+    "monthly_pass_renewed",
+    "monthly_pass_ended",
 ];
 
 impl Lots<'_> {

@@ -259,6 +259,7 @@ impl MonthlyPasses<'_> {
         } else if rows::end_pass(&mut *change, id, "payment_failed", now.timestamp_millis()).await?
         {
             self.give_back(&mut change, &row).await?;
+            change.event(ended_event(now, lot, id, "payment_failed"));
         }
         change.commit().await?;
         if !captured {

@@ -164,6 +164,24 @@ fn product(row: ProductRow) -> Result<Product> {
     })
 }
 
+/// The event of pass `id` of `lot` ending for `reason` (one of
+/// `warehouse_schema::event::PASS_END_REASONS`).
+pub(crate) fn ended_event(
+    now: DateTime<Utc>,
+    lot: LotId,
+    id: MonthlyPassId,
+    reason: &str,
+) -> warehouse_schema::Event {
+    warehouse_schema::Event::new(
+        now,
+        lot,
+        warehouse_schema::EventPayload::MonthlyPassEnded(warehouse_schema::event::MonthlyPassEnd {
+            monthly_pass_id: id,
+            reason: reason.to_owned(),
+        }),
+    )
+}
+
 fn millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

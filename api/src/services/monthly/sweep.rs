@@ -185,6 +185,12 @@ impl MonthlyPasses<'_> {
             return Ok(PeriodEnd::Moved);
         }
         self.give_back(&mut change, row).await?;
+        let reason = if status == "lapsed" {
+            "lapsed"
+        } else {
+            "cancelled"
+        };
+        change.event(ended_event(now, LotId(row.lot_id), id, reason));
         if status == "lapsed" {
             change.notify(NewNotification {
                 user_id: self.holder_of(row)?.user,
