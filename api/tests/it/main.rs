@@ -94,7 +94,8 @@ use payments::{
 };
 use portal::{
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
-    every_text_a_user_sets_is_escaped_on_every_page, the_portal_needs_an_admin_sign_in,
+    admins_sell_monthly_passes_from_the_lot_page, every_text_a_user_sets_is_escaped_on_every_page,
+    the_portal_needs_an_admin_sign_in,
 };
 use races::{
     an_entry_that_keeps_losing_its_spot_still_gets_one,
@@ -179,6 +180,7 @@ on_both_stores!(
     pass_holders_enter_free_inside_their_rights_and_pay_outside,
     passes_renew_with_a_reminder_and_end_when_cancelled,
     the_last_place_of_a_pass_is_sold_once_under_a_race,
+    admins_sell_monthly_passes_from_the_lot_page,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -166,6 +166,7 @@ pub(super) async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPat
         }),
         why: r.explanation.clone().unwrap_or_default(),
     };
+    let (products, pass_counts) = super::passes::products_of(&state, lot).await?;
     let rates = schedule.current.iter().map(row).collect();
     let announced = schedule.upcoming.iter().map(row).collect();
     Ok(render(&LotPage {
@@ -180,6 +181,10 @@ pub(super) async fn lot_page(State(state): State<AppState>, LotPath(lot): LotPat
         rates,
         announced,
         spots,
+        products,
+        pass_counts,
+        days: crate::domain::monthly::DAY_NAMES.to_vec(),
+        vehicle_types: VehicleType::ALL.iter().map(|v| v.as_str()).collect(),
     })?
     .into_response())
 }
@@ -209,6 +214,12 @@ pub(super) struct LotPage {
     /// Rates announced to start later.
     announced: Vec<RateRow>,
     spots: Vec<crate::services::admin::SpotStatus>,
+    /// Monthly pass products (retired ones too) and the passes per state.
+    products: Vec<super::passes::ProductRow>,
+    pass_counts: String,
+    /// The new-product form's checkboxes.
+    days: Vec<&'static str>,
+    vehicle_types: Vec<&'static str>,
 }
 
 /// A lot's edit form: a blank field keeps the stored value.

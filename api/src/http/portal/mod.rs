@@ -15,11 +15,13 @@
 
 mod desk;
 mod lots;
+mod passes;
 mod signin;
 
 use crate::http::error::ApiError;
 use desk::*;
 use lots::*;
+use passes::*;
 use signin::*;
 
 use crate::accounts::SessionTokens;
@@ -84,6 +86,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/lots/{lot_id}/spots/{spot_id}/{action}",
             post(close_or_reopen),
+        )
+        .route("/admin/lots/{lot_id}/pass-products", post(create_product))
+        .route(
+            "/admin/lots/{lot_id}/pass-products/{product_id}/retire",
+            post(retire_product),
         )
         .route("/admin/reservations", get(reservations))
         .route("/admin/inquiries", get(inquiries))

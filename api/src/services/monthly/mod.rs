@@ -276,6 +276,11 @@ impl MonthlyPasses<'_> {
         product(row)
     }
 
+    /// `lot`'s passes per state, for the portal.
+    pub async fn count_by_status(&self, lot: LotId) -> Result<Vec<(String, i64)>> {
+        rows::count_by_status(self.store().pool(), lot).await
+    }
+
     /// `user`'s passes, newest first.
     pub async fn passes_of(&self, user: UserId) -> Result<Vec<MonthlyPass>> {
         rows::passes_of_user(self.store().pool(), user)

@@ -13,10 +13,12 @@ use std::collections::HashMap;
 use tower::ServiceExt;
 
 mod admin;
+mod passes;
 pub use admin::{
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
     every_text_a_user_sets_is_escaped_on_every_page,
 };
+pub use passes::admins_sell_monthly_passes_from_the_lot_page;
 
 const PASSWORD: &str = "correct horse battery";
 
