@@ -238,6 +238,28 @@ try {
   out.inboxPushMs = Date.now() - sent;
   out.inboxNewest = await driver.textContent('#inbox li:first-child h2');
   out.violations.push(...(await audit(driver, 'app-inbox')));
+
+  // A monthly pass for the saved car, bought on the lot's page; its code shown; its renewal
+  // stopped on the Me screen.
+  await driver.goto(`${base}/#/lot/${lot}`);
+  await driver.waitForSelector('#pass-offers .buy-pass');
+  out.passOffer = await driver.textContent('#pass-offers .offer p');
+  await driver.click('#pass-offers .buy-pass');
+  await driver.waitForSelector('#monthly-passes li[data-pass]');
+  out.passBought = await driver.textContent('#toast');
+  out.monthlyPass = await driver.textContent('#monthly-passes li p');
+  out.violations.push(...(await audit(driver, 'app-me-pass')));
+  await driver.click('#monthly-passes a');
+  await driver.waitForSelector('#qr');
+  await driver.waitForFunction(() => document.querySelector('#qr').complete && document.querySelector('#qr').naturalWidth > 0);
+  out.monthlyPassCode = await driver.textContent('.pass .window');
+  await driver.goto(`${base}/#/me`);
+  await driver.waitForSelector('#monthly-passes .stop-renewal');
+  await driver.click('#monthly-passes .stop-renewal');
+  await driver.waitForFunction(() => document.querySelector('#toast').textContent.startsWith('It ends on'));
+  await driver.waitForFunction(() => !document.querySelector('#monthly-passes .stop-renewal'));
+  out.passStopped = await driver.textContent('#monthly-passes li p');
+
   await driver.goto(`${base}/#/me`);
   await driver.waitForSelector('text=Sign out');
   out.violations.push(...(await audit(driver, 'app-me')));

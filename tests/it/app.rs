@@ -72,6 +72,26 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         .await
         .unwrap();
 
+    // A monthly pass on sale: every day, all day, cars, no spot kept.
+    s.monthly_passes()
+        .create_product(
+            &parkflow_api::domain::Actor::admin_token(),
+            lot,
+            parkflow_api::services::monthly::NewProduct {
+                name: "Any time".into(),
+                days: parkflow_api::domain::monthly::DAY_NAMES
+                    .map(String::from)
+                    .to_vec(),
+                from_hour: 0,
+                until_hour: 24,
+                vehicle_types: vec![warehouse_schema::VehicleType::Car],
+                price_cents: 9_900,
+                spots: 10,
+                keeps_spot: false,
+            },
+        )
+        .await
+        .unwrap();
     let (base, server) = serve_on_loopback(state.clone()).await;
     let (lot_id, lat, lng) = (
         lot.0.to_string(),
@@ -250,6 +270,45 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
         "{told} (paid {paid})"
     );
 
+    // A monthly pass bought in the app for the saved car: active, its code drawn, its renewal
+    // stopped from the Me screen (it runs to its period's end).
+    assert!(
+        seen["passOffer"]
+            .as_str()
+            .unwrap()
+            .contains("Any time mon–sun 00–24 h, any free spot · 10 left"),
+        "{seen}"
+    );
+    assert!(
+        seen["passBought"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your Any time pass is active until "),
+        "{seen}"
+    );
+    let held = seen["monthlyPass"].as_str().unwrap();
+    assert!(
+        held.starts_with("Any time · BPF25 · mon–sun 00–24 h · active, renews "),
+        "{seen}"
+    );
+    assert!(
+        seen["monthlyPassCode"]
+            .as_str()
+            .unwrap()
+            .starts_with("BPF25 · mon–sun 00–24 h free · until "),
+        "{seen}"
+    );
+    assert!(
+        seen["passStopped"]
+            .as_str()
+            .unwrap()
+            .contains("active, ends "),
+        "{seen}"
+    );
+    let passes = s.monthly_passes().passes_of(driver).await.unwrap();
+    assert_eq!(passes.len(), 1);
+    assert!(passes[0].status == "active" && !passes[0].renews);
+
     // Signing out revoked the refresh token.
     assert_eq!(seen["refreshAfterSignOut"], 401, "{seen}");
 
@@ -258,6 +317,7 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     assert_eq!(seen["pageErrors"], serde_json::json!([]), "{seen}");
     for shot in [
         "app-me-saved",
+        "app-me-pass",
         "app-register",
         "app-lots",
         "app-lot",

@@ -96,7 +96,7 @@ function h(tag, attrs = {}, ...children) {
 
 function show(title, ...content) {
   const view = document.getElementById('view');
-  view.replaceChildren(h('h1', { text: title }), ...content);
+  view.replaceChildren(h('h1', { text: title }), ...content.filter((c) => c !== null && c !== undefined));
   document.title = `${title} · parkflow`;
   view.focus();
   for (const a of document.querySelectorAll('#nav a')) {
@@ -283,8 +283,68 @@ async function lotScreen(id) {
   }, field('From', start), field('For', hours), field('Vehicle', vehicle), reserve);
   show(lot.name,
     h('p', { class: 'muted' }, `${lot.freeSpots} of ${lot.capacity} spots free now · ${money(lot.currentCentsPerHour, lot.currency)} an hour now`),
-    form, chance, price, result);
+    form, chance, price, result, await passOffers(id, vehicles).catch(() => null));
   preview();
+}
+
+// The lot's monthly passes, each bought for one of the driver's saved vehicles it covers.
+async function passOffers(lotId, vehicles) {
+  const { items } = await call('GET', `/v1/lots/${lotId}/pass-products`, undefined, { auth: false });
+  if (!items.length) return null;
+  return h('div', { class: 'card', id: 'pass-offers' }, h('h2', { text: 'Monthly passes' }),
+    items.map((p) => {
+      const fits = vehicles.filter((v) => p.vehicleTypes.includes(v.vehicleType));
+      const pick = h('select', { class: 'pass-vehicle', 'aria-label': `Vehicle for ${p.name}` },
+        fits.map((v) => h('option', { value: v.id, text: v.plate })));
+      const buy = h('button', { type: 'button', class: 'buy-pass', text: `Buy for ${money(p.priceCents, p.currency)} a month` });
+      const key = crypto.randomUUID();
+      buy.addEventListener('click', () => guarded(buy, async () => {
+        const card = { method: 'card', token: 'tok_ok', last4: '4242' };
+        const pass = await call('POST', '/v1/me/monthly-passes', { productId: p.id, vehicleId: pick.value, payment: card }, { key });
+        toast(`Your ${pass.name} pass is active until ${when(pass.periodEnd)}.`, true);
+        location.hash = '#/me';
+      }));
+      const terms = `${p.rights}, ${p.keepsSpot ? 'a spot kept for you' : 'any free spot'} · ${p.available} left`;
+      return h('div', { class: 'offer', 'data-product': p.id },
+        h('p', {}, h('strong', { text: p.name }), ' ', h('span', { text: terms })),
+        fits.length && p.available > 0 ? [h('label', {}, 'Vehicle ', pick), buy]
+          : h('p', { class: 'muted', text: p.available > 0 ? 'Save a vehicle it covers under Me to buy it.' : 'Sold out.' }));
+    }));
+}
+
+// A monthly pass's gate code, as a QR code (the plate opens the gate too).
+async function monthlyPassScreen(id) {
+  const pass = await call('GET', `/v1/me/monthly-passes/${id}`);
+  const svg = await call('GET', `/v1/me/monthly-passes/${id}/qr`, undefined, { raw: true });
+  const url = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
+  show(pass.name,
+    h('div', { class: 'card pass' },
+      h('img', { id: 'qr', src: url, alt: 'QR code of your monthly pass: hold it to the scanner at the entrance', width: 320, height: 320 }),
+      h('p', { class: 'window', text: `${pass.plate} · ${pass.rights} free · until ${when(pass.periodEnd)}` }),
+      h('p', { class: 'muted', text: 'Your plate opens the gate too.' })));
+}
+
+// The driver's monthly passes, with the code of an active one and the cancellation.
+function monthlyPassesCard(passes) {
+  return h('div', { class: 'card', id: 'monthly-passes' }, h('h2', { text: 'My monthly passes' }),
+    passes.length ? h('ul', {}, passes.map((p) => {
+      const until = p.status !== 'active' ? '' : p.renews ? `, renews ${when(p.periodEnd)}` : `, ends ${when(p.periodEnd)}`;
+      const spot = p.spotLabel ? ` · spot ${p.spotLabel}` : '';
+      const li = h('li', { 'data-pass': p.id }, h('p', { text: `${p.name} · ${p.plate} · ${p.rights} · ${p.status}${until}${spot}` }));
+      if (p.status === 'active') {
+        li.append(h('a', { href: `#/monthly/${p.id}`, text: 'Show code' }));
+        if (p.renews) {
+          const stop = h('button', { type: 'button', class: 'secondary stop-renewal', text: 'Stop renewing' });
+          stop.addEventListener('click', () => guarded(stop, async () => {
+            const ended = await call('DELETE', `/v1/me/monthly-passes/${p.id}`);
+            toast(`It ends on ${when(ended.periodEnd)} and will not renew.`, true);
+            meScreen();
+          }));
+          li.append(stop);
+        }
+      }
+      return li;
+    })) : h('p', { class: 'muted', text: 'None. Lots that sell them list them on their page.' }));
 }
 
 function waitlistCard(body, why, vehicleType) {
@@ -482,7 +542,8 @@ async function inboxScreen() {
 }
 
 async function meScreen() {
-  const [{ vehicles }, { workplace }] = await Promise.all([call('GET', '/v1/vehicles'), call('GET', '/v1/me/workplace')]);
+  const [{ vehicles }, { workplace }, { items: passes }] = await Promise.all([
+    call('GET', '/v1/vehicles'), call('GET', '/v1/me/workplace'), call('GET', '/v1/me/monthly-passes')]);
   // My vehicles: booked by choosing one, recognised at the gate by plate.
   const plate = h('input', { id: 'plate', required: true, autocomplete: 'off', maxlength: 24 });
   const region = h('input', { id: 'region', required: true, value: 'D', maxlength: 8 });
@@ -536,7 +597,7 @@ async function meScreen() {
     toast('Your account is deleted.', true);
     location.hash = '#/signin';
   }));
-  show('Me', cars, work, h('div', { class: 'card' }, exportData, out, erase));
+  show('Me', cars, monthlyPassesCard(passes), work, h('div', { class: 'card' }, exportData, out, erase));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,6 +622,7 @@ async function route() {
       case 'register': return signInScreen('register');
       case 'lot': return await lotScreen(id);
       case 'pass': return await passScreen(id);
+      case 'monthly': return await monthlyPassScreen(id);
       case 'reservations': return await reservationsScreen();
       case 'inbox': return await inboxScreen();
       case 'me': return await meScreen();

@@ -170,6 +170,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/me/monthly-passes/{pass_id}",
             get(monthly::get_pass).delete(monthly::cancel_pass),
         )
+        .route(
+            "/v1/me/monthly-passes/{pass_id}/qr",
+            get(monthly::get_pass_qr),
+        )
         .route("/v1/gates/{lot_id}/entries", post(gates::entry))
         .route("/v1/gates/{lot_id}/exits", post(gates::exit))
         .merge(portal::router(state.clone()))
@@ -355,6 +359,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         monthly::list_passes,
         monthly::get_pass,
         monthly::cancel_pass,
+        monthly::get_pass_qr,
     ),
     modifiers(&SecuritySchemes),
     components(schemas(

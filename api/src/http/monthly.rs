@@ -201,3 +201,43 @@ pub(super) async fn cancel_pass(
             .await?,
     ))
 }
+
+#[utoipa::path(
+    get,
+    path = "/v1/me/monthly-passes/{pass_id}/qr",
+    summary = "An active monthly pass's gate code as a QR code (SVG); a pass that is not active has none (409)",
+    params(("pass_id" = String, Path, description = "monthly pass id", format = Uuid)),
+    responses(
+        (status = 200, description = "OK", content_type = "image/svg+xml", body = String),
+        (status = "4XX", description = "Bad input, missing rights, not found, conflict or too many attempts", body = crate::http::wire::ErrorBody),
+    ),
+    security(("driver" = [])),
+)]
+pub(super) async fn get_pass_qr(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller.driver()?;
+    let pass = state
+        .services
+        .monthly_passes()
+        .pass_of(user, MonthlyPassId(id))
+        .await?;
+    let code = pass.pass.ok_or_else(|| {
+        Error::conflict(
+            "pass_unavailable",
+            format!(
+                "monthly pass {} is {}: it opens no gate",
+                pass.id, pass.status
+            ),
+        )
+    })?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "private, no-store"),
+        ],
+        super::reservations::qr_svg(&code)?,
+    ))
+}

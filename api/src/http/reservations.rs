@@ -290,7 +290,7 @@ pub(super) async fn get_pass_qr(
 
 /// `text` as a QR code in SVG: error correction M, a quiet zone, black modules on white. A
 /// pass is a few hundred ASCII characters, and a code holds 2,331 at level M.
-fn qr_svg(text: &str) -> Result<String, Error> {
+pub(super) fn qr_svg(text: &str) -> Result<String, Error> {
     use qrcode::render::svg;
     let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
         .map_err(|_| {
