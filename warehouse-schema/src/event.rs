@@ -180,13 +180,18 @@ pub struct MonthlyPassPeriod {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthlyPassEnd {
     pub monthly_pass_id: MonthlyPassId,
-    /// `cancelled`, `lapsed`, `payment_failed` or `account_deleted`.
+    /// `cancelled`, `lapsed`, `payment_failed`, `payment_reversed` or `account_deleted`.
     pub reason: String,
 }
 
 /// The reasons a `monthly_pass_ended` event may give.
-pub const PASS_END_REASONS: [&str; 4] =
-    ["cancelled", "lapsed", "payment_failed", "account_deleted"];
+pub const PASS_END_REASONS: [&str; 5] = [
+    "cancelled",
+    "lapsed",
+    "payment_failed",
+    "payment_reversed",
+    "account_deleted",
+];
 
 /// The payment methods a `method` of a payment event may name.
 pub const PAYMENT_METHODS: [&str; 3] = ["card", "wallet", "balance"];

@@ -54,3 +54,11 @@ CREATE INDEX monthly_passes_by_end ON monthly_passes(status, period_end);
 
 ALTER TABLE reservations ADD COLUMN monthly_pass_id TEXT;
 ALTER TABLE parking_sessions ADD COLUMN monthly_pass_id TEXT;
+
+-- A payment of a monthly pass's period names the pass (a reversal by the bank ends it).
+ALTER TABLE payments ADD COLUMN monthly_pass_id TEXT;
+-- One stay at a time on a pass, and one live pass per plate and lot, under any concurrency.
+CREATE UNIQUE INDEX one_open_stay_per_pass ON parking_sessions(monthly_pass_id)
+    WHERE exited_at IS NULL AND monthly_pass_id IS NOT NULL;
+CREATE UNIQUE INDEX one_live_pass_per_plate ON monthly_passes(lot_id, plate)
+    WHERE status IN ('pending', 'active');

@@ -162,29 +162,11 @@ impl Privacy<'_> {
         }
         // Passes end with the account (nothing renews for it): their places and kept spots are
         // given back, and they keep no plate or gateway token.
-        for pass in crate::store::monthly::passes_of_user(&mut *tx, user).await? {
-            let id = warehouse_schema::MonthlyPassId(
-                pass.id
-                    .parse()
-                    .map_err(|_| Error::Invalid(format!("stored pass id {}", pass.id)))?,
-            );
-            if crate::store::monthly::end_pass(&mut *tx, id, "ended", now.timestamp_millis())
-                .await?
-            {
-                crate::store::monthly::give_back_place(&mut *tx, &pass.product_id).await?;
-                tx.event(crate::services::monthly::ended_event(
-                    now,
-                    LotId(pass.lot_id),
-                    id,
-                    "account_deleted",
-                ));
-                if let Some(hold) = &pass.hold_id {
-                    crate::store::monthly::release_hold(&mut *tx, hold).await?;
-                    if let Ok(hold) = hold.parse() {
-                        released.push((LotId(pass.lot_id), ReservationId(hold)));
-                    }
-                }
-            }
+        let passes = crate::store::monthly::passes_of_user(&mut *tx, user).await?;
+        for pass in &passes {
+            self.monthly_passes()
+                .end_within(&mut tx, pass, ("ended", "account_deleted"), now)
+                .await?;
         }
         crate::store::monthly::forget_user(&mut *tx, user).await?;
         out.anonymised_reservations = reservations::forget_vehicles(&mut *tx, user).await?;
@@ -204,6 +186,9 @@ impl Privacy<'_> {
         tx.commit().await?;
         for (lot, rid) in released {
             self.availability().release(lot, rid);
+        }
+        for pass in &passes {
+            self.monthly_passes().unindex(pass);
         }
         Ok(out)
     }

@@ -23,6 +23,7 @@ pub struct PaymentRow {
     pub refunded_cents: i64,
     pub gateway_ref: Option<String>,
     pub created_at: i64,
+    pub monthly_pass_id: Option<String>,
 }
 
 from_row!(PaymentRow {
@@ -39,10 +40,12 @@ from_row!(PaymentRow {
     refunded_cents,
     gateway_ref,
     created_at,
+    monthly_pass_id,
 });
 
 const COLUMNS: &str = "id, user_id, purpose, reservation_id, method, last4, amount_cents, \
-                       currency, status, reason, refunded_cents, gateway_ref, created_at";
+                       currency, status, reason, refunded_cents, gateway_ref, created_at, \
+                       monthly_pass_id";
 
 /// The payment `user` made under idempotency `key`.
 pub async fn by_key<'c>(db: impl Db<'c>, user: UserId, key: &str) -> Result<Option<PaymentRow>> {
@@ -130,6 +133,8 @@ pub struct NewPayment<'a> {
     pub currency: &'a str,
     pub idempotency_key: &'a str,
     pub now: i64,
+    /// The monthly pass whose period this pays.
+    pub monthly_pass: Option<String>,
 }
 
 /// Record `p` as `pending`; `false` when `user` already has a payment under its key.
@@ -138,8 +143,8 @@ pub async fn insert_pending<'c>(db: impl Db<'c>, p: &NewPayment<'_>) -> Result<b
         sqlx::query(
             "INSERT INTO payments (id, user_id, purpose, reservation_id, method, token, last4,
                                    amount_cents, currency, status, idempotency_key, created_at,
-                                   updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $11)
+                                   updated_at, monthly_pass_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $11, $12)
              ON CONFLICT DO NOTHING",
         )
         .bind(p.id)
@@ -153,6 +158,7 @@ pub async fn insert_pending<'c>(db: impl Db<'c>, p: &NewPayment<'_>) -> Result<b
         .bind(p.currency)
         .bind(p.idempotency_key)
         .bind(p.now)
+        .bind(p.monthly_pass.as_deref())
         .execute(db)
         .await?,
     ))

@@ -230,6 +230,16 @@ pub async fn open_by_plate<'c>(db: impl Db<'c>, lot: LotId, plate: &str) -> Resu
     .await?)
 }
 
+/// The open stay on monthly pass `pass`, if any (at most one: a unique index).
+pub async fn open_of_pass<'c>(db: impl Db<'c>, pass: MonthlyPassId) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM parking_sessions WHERE monthly_pass_id = $1 AND exited_at IS NULL",
+    )
+    .bind(pass.0.to_string())
+    .fetch_optional(db)
+    .await?)
+}
+
 /// A stay as a driver's data export shows it.
 #[derive(Debug, Clone)]
 pub struct ExportRow {

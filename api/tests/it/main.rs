@@ -83,6 +83,7 @@ use live::{
     several_processes_agree_on_live_state,
 };
 use monthly::{
+    a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_reversed,
     pass_holders_enter_free_inside_their_rights_and_pay_outside,
     passes_renew_with_a_reminder_and_end_when_cancelled,
     the_last_place_of_a_pass_is_sold_once_under_a_race,
@@ -181,6 +182,7 @@ on_both_stores!(
     passes_renew_with_a_reminder_and_end_when_cancelled,
     the_last_place_of_a_pass_is_sold_once_under_a_race,
     admins_sell_monthly_passes_from_the_lot_page,
+    a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_reversed,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -464,3 +464,118 @@ pub async fn the_last_place_of_a_pass_is_sold_once_under_a_race(app: TestApp) {
     .unwrap();
     assert_eq!(overlapping, 0);
 }
+
+/// One stay at a time on a pass and one live pass per plate, with gates and buyers racing; a
+/// payment the bank reverses ends its pass, gives its place back and tells the holder.
+pub async fn a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_reversed(
+    app: TestApp,
+) {
+    let lot = app.with_lot(json!({"car": 4})).await;
+    let product = app.pass_product(lot, 4, false).await;
+    let (token, car) = app.holder_with("racer@example.com", "B RV 1", "car").await;
+    let app = Arc::new(app);
+
+    // Four purchases for one car under four keys at once: one pass.
+    let buys: Vec<_> = (0..4)
+        .map(|i| {
+            let (app, token, product, car) =
+                (app.clone(), token.clone(), product.clone(), car.clone());
+            tokio::spawn(async move {
+                app.buy_pass(&token, &format!("k{i}"), &product, &car, card())
+                    .await
+            })
+        })
+        .collect();
+    let mut bought = 0;
+    for task in buys {
+        let r = task.await.unwrap();
+        match r.status {
+            StatusCode::CREATED => bought += 1,
+            _ => assert_envelope(&r, StatusCode::CONFLICT, "already_held"),
+        }
+    }
+    assert_eq!(bought, 1);
+    assert_eq!(app.available(lot).await, 3);
+
+    // Four gates read the plate at once: one stay.
+    let entries: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.gate(lot)
+                    .enter(json!({"method": "plate", "plate": "B RV 1"}))
+                    .await
+            })
+        })
+        .collect();
+    let mut entered = 0;
+    for task in entries {
+        let r = task.await.unwrap();
+        match r.status {
+            StatusCode::CREATED => entered += 1,
+            _ => assert_envelope(&r, StatusCode::CONFLICT, "already_entered"),
+        }
+    }
+    assert_eq!(entered, 1);
+
+    // Another driver's pass paid with a charge the bank later reverses.
+    let (other, other_car) = app
+        .holder_with("reversed@example.com", "B RV 2", "car")
+        .await;
+    let card_to_reverse = json!({"method": "card", "token": "tok_reverse", "last4": "0005"});
+    let r = app
+        .buy_pass(&other, "r", &product, &other_car, card_to_reverse)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(app.available(lot).await, 2);
+    let sandbox = app.state.services.gateway().sandbox().unwrap();
+    let references = sandbox.take_reversals();
+    assert_eq!(references.len(), 1);
+    let hook = sandbox.reversal_webhook(&references[0]);
+    let handled = app
+        .call_with(
+            "POST",
+            "/v1/payments/webhook",
+            None,
+            Some(&hook.body),
+            Some(("x-gateway-signature", &hook.signature)),
+        )
+        .await;
+    assert_eq!(handled.status, StatusCode::OK, "{}", handled.body);
+    let pass = app
+        .call("GET", "/v1/me/monthly-passes", Some(&other), None)
+        .await;
+    assert_eq!(
+        pass.body["items"][0]["status"], "payment_failed",
+        "{}",
+        pass.body
+    );
+    assert_eq!(app.available(lot).await, 3);
+    let inbox = app
+        .call("GET", "/v1/notifications", Some(&other), None)
+        .await;
+    assert!(
+        inbox
+            .body
+            .to_string()
+            .contains("the monthly pass for BRV2 has ended"),
+        "{}",
+        inbox.body
+    );
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'monthly_pass_ended'")
+            .fetch_all(app.state.services.store().pool())
+            .await
+            .unwrap();
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("payment_reversed"), "{reasons:?}");
+    let at_gate = app
+        .gate(lot)
+        .enter(json!({"method": "plate", "plate": "B RV 2", "vehicleType": "car"}))
+        .await;
+    assert!(
+        at_gate.body.get("monthlyPassId").is_none(),
+        "{}",
+        at_gate.body
+    );
+}

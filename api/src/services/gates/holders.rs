@@ -11,14 +11,6 @@ impl Gates<'_> {
         holder: Holder,
         method: EntryMethod,
     ) -> Result<CheckInReceipt> {
-        let inside =
-            stay_rows::open_by_plate(self.store().pool(), holder.lot, &holder.plate).await?;
-        if inside.is_some() {
-            return Err(Error::conflict(
-                "already_entered",
-                format!("{} is already in lot {}", holder.plate, holder.lot),
-            ));
-        }
         let holder = &holder;
         self.entering(|pick| self.try_enter_holder(holder, method, pick))
             .await
@@ -33,6 +25,19 @@ impl Gates<'_> {
         let now = self.now();
         let lot = holder.lot;
         let mut tx = self.store().begin_change(now).await?;
+        // One stay at a time on a pass (and the car is not in already): checked in the entry's
+        // own transaction, and by a unique index when two gates read the pass at once — the
+        // loser's next attempt finds the winner's stay here.
+        let inside = match stay_rows::open_of_pass(&mut *tx, holder.pass).await? {
+            Some(stay) => Some(stay),
+            None => stay_rows::open_by_plate(&mut *tx, lot, &holder.plate).await?,
+        };
+        if inside.is_some() {
+            return Err(Error::conflict(
+                "already_entered",
+                format!("{} is already in lot {lot}", holder.plate),
+            ));
+        }
         let info = self.lots().lot_row(&mut tx, lot).await?;
         let kept_free = match holder.kept {
             Some((_, spot)) => stay_rows::spot_free(&mut *tx, spot)

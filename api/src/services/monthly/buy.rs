@@ -100,12 +100,16 @@ impl MonthlyPasses<'_> {
             }
         }
         match outcome {
-            // The same key won a concurrent purchase: carry that one on.
+            // The same key won a concurrent purchase: carry that one on. Otherwise another
+            // purchase for the same plate won (one live pass per plate and lot).
             Err(e) if lost_race(&e) == Some(LostRace::Unique) => {
-                let row = rows::pass(self.store().pool(), rows::PassLookup::ByKey(user, key))
-                    .await?
-                    .ok_or(e)?;
-                self.settle_first_period(row, Some(req.payment)).await
+                match rows::pass(self.store().pool(), rows::PassLookup::ByKey(user, key)).await? {
+                    Some(row) => self.settle_first_period(row, Some(req.payment)).await,
+                    None => Err(Error::conflict(
+                        "already_held",
+                        format!("{} already has a monthly pass at lot {lot}", vehicle.plate),
+                    )),
+                }
             }
             Err(e) => Err(e),
             Ok(kept) => {
@@ -222,7 +226,7 @@ impl MonthlyPasses<'_> {
         let paid = self
             .payments()
             .pay_monthly_pass(
-                user,
+                (user, id),
                 method,
                 (row.price_cents, &row.currency),
                 &payment_key(id, 1),
@@ -256,10 +260,9 @@ impl MonthlyPasses<'_> {
                     ),
                 });
             }
-        } else if rows::end_pass(&mut *change, id, "payment_failed", now.timestamp_millis()).await?
-        {
-            self.give_back(&mut change, &row).await?;
-            change.event(ended_event(now, lot, id, "payment_failed"));
+        } else {
+            self.end_within(&mut change, &row, ("payment_failed", "payment_failed"), now)
+                .await?;
         }
         change.commit().await?;
         if !captured {
@@ -268,21 +271,31 @@ impl MonthlyPasses<'_> {
         refused_if_unpaid(self.pass_of(user, id).await?)
     }
 
-    /// Give a pass's place and kept spot back, inside `change`.
-    pub(super) async fn give_back(
+    /// End pass `row` inside `change` as `status` (`payment_failed`, `ended`, `lapsed`) for
+    /// `reason` (one of `warehouse_schema::event::PASS_END_REASONS`): its place and kept spot
+    /// given back and its `monthly_pass_ended` event written. False when it had ended already.
+    /// Every end of a pass comes here; after the commit, [`unindex`](Self::unindex) the row.
+    pub(crate) async fn end_within(
         &self,
         change: &mut crate::store::Change,
         row: &PassRow,
-    ) -> Result<()> {
+        (status, reason): (&str, &str),
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let id = parse_pass_id(&row.id)?;
+        if !rows::end_pass(&mut **change, id, status, now.timestamp_millis()).await? {
+            return Ok(false);
+        }
         rows::give_back_place(&mut **change, &row.product_id).await?;
         if let Some(hold) = &row.hold_id {
             rows::release_hold(&mut **change, hold).await?;
         }
-        Ok(())
+        change.event(ended_event(now, LotId(row.lot_id), id, reason));
+        Ok(true)
     }
 
     /// Drop a released kept spot from the availability index (after the change committed).
-    pub(super) fn unindex(&self, row: &PassRow) {
+    pub(crate) fn unindex(&self, row: &PassRow) {
         if let Some(hold) = row.hold_id.as_deref().and_then(|h| h.parse().ok()) {
             self.availability()
                 .release(LotId(row.lot_id), warehouse_schema::ReservationId(hold));

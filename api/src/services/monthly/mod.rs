@@ -166,7 +166,7 @@ fn product(row: ProductRow) -> Result<Product> {
 
 /// The event of pass `id` of `lot` ending for `reason` (one of
 /// `warehouse_schema::event::PASS_END_REASONS`).
-pub(crate) fn ended_event(
+fn ended_event(
     now: DateTime<Utc>,
     lot: LotId,
     id: MonthlyPassId,

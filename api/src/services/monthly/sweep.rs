@@ -98,7 +98,7 @@ impl MonthlyPasses<'_> {
         let paid = self
             .payments()
             .pay_monthly_pass(
-                holder.user,
+                (holder.user, id),
                 method,
                 (row.price_cents, &row.currency),
                 &payment_key(id, next),
@@ -181,16 +181,17 @@ impl MonthlyPasses<'_> {
     async fn finish(&self, row: &PassRow, status: &str, now: DateTime<Utc>) -> Result<PeriodEnd> {
         let id = parse_pass_id(&row.id)?;
         let mut change = self.store().begin_change(now).await?;
-        if !rows::end_pass(&mut *change, id, status, now.timestamp_millis()).await? {
-            return Ok(PeriodEnd::Moved);
-        }
-        self.give_back(&mut change, row).await?;
         let reason = if status == "lapsed" {
             "lapsed"
         } else {
             "cancelled"
         };
-        change.event(ended_event(now, LotId(row.lot_id), id, reason));
+        if !self
+            .end_within(&mut change, row, (status, reason), now)
+            .await?
+        {
+            return Ok(PeriodEnd::Moved);
+        }
         if status == "lapsed" {
             change.notify(NewNotification {
                 user_id: self.holder_of(row)?.user,

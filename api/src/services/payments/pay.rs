@@ -55,9 +55,9 @@ impl Payments<'_> {
                 "reservation",
                 Some(reservation),
                 &method,
-                r.quote_cents,
-                &r.currency,
+                (r.quote_cents, &r.currency),
                 key,
+                None,
             )
             .await?;
         self.resume(user, p, method).await
@@ -104,7 +104,15 @@ impl Payments<'_> {
             return self.resume(user, existing, method).await;
         }
         let p = self
-            .insert_payment(user, "top_up", None, &method, amount_cents, &currency, key)
+            .insert_payment(
+                user,
+                "top_up",
+                None,
+                &method,
+                (amount_cents, &currency),
+                key,
+                None,
+            )
             .await?;
         self.resume(user, p, method).await
     }
@@ -114,7 +122,7 @@ impl Payments<'_> {
     /// charging again.
     pub(crate) async fn pay_monthly_pass(
         &self,
-        user: UserId,
+        (user, pass): (UserId, warehouse_schema::MonthlyPassId),
         method: PaymentMethod,
         (amount_cents, currency): (i64, &str),
         key: &str,
@@ -135,9 +143,9 @@ impl Payments<'_> {
                 "monthly_pass",
                 None,
                 &method,
-                amount_cents,
-                currency,
+                (amount_cents, currency),
                 key,
+                Some(pass),
             )
             .await?;
         self.resume(user, p, method).await
@@ -162,9 +170,9 @@ impl Payments<'_> {
         purpose: &str,
         reservation: Option<ReservationId>,
         method: &PaymentMethod,
-        amount: i64,
-        currency: &str,
+        (amount, currency): (i64, &str),
         key: &str,
+        monthly_pass: Option<warehouse_schema::MonthlyPassId>,
     ) -> Result<PaymentRecord> {
         let id = PaymentId::new().0.to_string();
         let last4 = match method {
@@ -183,6 +191,7 @@ impl Payments<'_> {
             currency,
             idempotency_key: key,
             now: self.now().timestamp_millis(),
+            monthly_pass: monthly_pass.map(|m| m.0.to_string()),
         };
         // When the same key raced in from another request, its row is the payment.
         rows::insert_pending(self.store().writer(), &payment).await?;

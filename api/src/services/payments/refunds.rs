@@ -132,6 +132,24 @@ impl Payments<'_> {
             .as_deref()
             .and_then(|r| r.parse().ok())
             .map(ReservationId);
+        // A reversed payment of a monthly pass's period ends the pass.
+        let pass = match row.monthly_pass_id.as_deref().and_then(|m| m.parse().ok()) {
+            Some(id) => {
+                crate::store::monthly::pass(
+                    &mut *tx,
+                    crate::store::monthly::PassLookup::Id(warehouse_schema::MonthlyPassId(id)),
+                )
+                .await?
+            }
+            None => None,
+        };
+        let mut pass_ended = false;
+        if let Some(pass) = &pass {
+            pass_ended = self
+                .monthly_passes()
+                .end_within(&mut tx, pass, ("payment_failed", "payment_reversed"), now)
+                .await?;
+        }
         let mut cancelled = None;
         if let Some(r) = reservation
             && let Some(lot) = self.reservation_lot(&mut tx, r).await?
@@ -155,6 +173,19 @@ impl Payments<'_> {
             }
         }
         tx.commit().await?;
+        if let Some(pass) = pass.filter(|_| pass_ended) {
+            self.monthly_passes().unindex(&pass);
+            self.tell(
+                user,
+                warehouse_schema::LotId(pass.lot_id),
+                &format!("monthly-pass:{}:payment_reversed", pass.id),
+                format!(
+                    "Your payment was reversed by your bank; the monthly pass for {} has ended",
+                    pass.plate
+                ),
+            )
+            .await?;
+        }
         if let Some((r, lot)) = cancelled {
             self.waitlist().released(lot, r).await;
             self.tell(
