@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// The weekday names the wire uses, Monday first.
 pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// At most this many entries in a product's `days` (repeats count once, but the list is bounded).
+pub const MAX_DAY_ENTRIES: usize = 7;
+/// At most this many entries in a product's `vehicleTypes`.
+pub const MAX_VEHICLE_TYPE_ENTRIES: usize = 8;
+
 /// A pass's price must be within this, in cents.
 pub const PRICE_CENTS: std::ops::RangeInclusive<i64> = 100..=1_000_000;
 
@@ -32,6 +37,11 @@ impl Rights {
     /// `until_hour`; `validation_failed` when the hours are not `0 ≤ from < until ≤ 24` or no
     /// day is named.
     pub fn new(days: &[String], from_hour: u8, until_hour: u8) -> Result<Self> {
+        if days.len() > MAX_DAY_ENTRIES {
+            return Err(Error::Invalid(format!(
+                "days lists at most {MAX_DAY_ENTRIES} weekdays"
+            )));
+        }
         let mut mask = 0u8;
         for d in days {
             let i = DAY_NAMES
@@ -192,6 +202,7 @@ mod tests {
         assert!(Rights::new(&days(&["mon"]), 7, 7).is_err());
         assert!(Rights::new(&days(&["mon"]), 0, 25).is_err());
         assert!(Rights::from_stored(300, 7, 19).is_err());
+        assert!(Rights::new(&days(&["mon"; 8]), 7, 19).is_err());
         let ok = ProductLimits {
             price_cents: 9_900,
             spots: 10,

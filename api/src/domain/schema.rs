@@ -279,7 +279,7 @@ pub fn pass_days() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(names(super::monthly::DAY_NAMES.to_vec()))
         .min_items(Some(1))
-        .max_items(Some(7))
+        .max_items(Some(super::monthly::MAX_DAY_ENTRIES))
         .description(Some("weekdays covered; repeats count once"))
         .build()
 }
@@ -316,6 +316,6 @@ pub fn vehicle_types() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(vehicle_type())
         .min_items(Some(1))
-        .max_items(Some(8))
+        .max_items(Some(super::monthly::MAX_VEHICLE_TYPE_ENTRIES))
         .build()
 }

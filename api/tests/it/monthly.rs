@@ -258,6 +258,20 @@ pub async fn pass_holders_enter_free_inside_their_rights_and_pay_outside(app: Te
         )
         .await;
     assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    // Lists longer than the document allows are refused as it says (repeats or not).
+    let long = json!({
+        "name": "Long", "days": ["mon"], "fromHour": 8, "untilHour": 9,
+        "vehicleTypes": vec!["ev"; 9], "priceCents": 100, "spots": 1, "keepsSpot": false,
+    });
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/lots/{lot}/pass-products"),
+            Some(ADMIN),
+            Some(&long.to_string()),
+        )
+        .await;
+    assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 
     // The holder's export holds the pass; erasing the account ends it, and its place and kept
     // spot are free again.

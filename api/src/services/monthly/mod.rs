@@ -196,10 +196,11 @@ impl MonthlyPasses<'_> {
     ) -> Result<Product> {
         let name = crate::text::line("name", &new.name, 200)?;
         let rights = Rights::new(&new.days, new.from_hour, new.until_hour)?;
-        if new.vehicle_types.is_empty() {
-            return Err(Error::Invalid(
-                "a product covers at least one vehicle type".into(),
-            ));
+        let max = crate::domain::monthly::MAX_VEHICLE_TYPE_ENTRIES;
+        if new.vehicle_types.is_empty() || new.vehicle_types.len() > max {
+            return Err(Error::Invalid(format!(
+                "vehicleTypes lists 1 to {max} vehicle types"
+            )));
         }
         let info = self.lots().lot(lot).await?;
         ProductLimits {
