@@ -17,17 +17,14 @@ fn t(s: &str) -> DateTime<Utc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::default().with_data_dir(dir.path().to_owned());
-    let clock = ManualClock::new(t("2026-06-01T05:00:00Z"));
-    let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
-        lots: 1,
-        ..Default::default()
-    });
-    let lot: LotId = steps::create_lots(&state, plans).await.unwrap()[0].0;
+    let OneLot {
+        dir,
+        cfg,
+        clock,
+        state,
+        metrics,
+        lot,
+    } = one_lot().await;
     let s = &state.services;
     // Three stays on Monday 2026-06-01: 20 min (car, QR), 90 min (EV, NFC), 5 h (car, QR).
     let mut stays = Vec::new();
@@ -215,6 +212,39 @@ async fn the_usage_report_adds_up_and_is_written_as_html_and_csv() {
     assert!(e.to_string().contains("lot 999"), "{e}");
 }
 
+/// A data directory with the API open on it, one simulated lot, and a manual clock at Monday
+/// 2026-06-01 05:00 UTC.
+struct OneLot {
+    dir: tempfile::TempDir,
+    cfg: Config,
+    clock: ManualClock,
+    state: parkflow_api::AppState,
+    metrics: steps::Metrics,
+    lot: LotId,
+}
+
+async fn one_lot() -> OneLot {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default().with_data_dir(dir.path().to_owned());
+    let clock = ManualClock::new(t("2026-06-01T05:00:00Z"));
+    let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
+        lots: 1,
+        ..Default::default()
+    });
+    let lot: LotId = steps::create_lots(&state, plans).await.unwrap()[0].0;
+    OneLot {
+        dir,
+        cfg,
+        clock,
+        state,
+        metrics,
+        lot,
+    }
+}
+
 fn clock_now(s: &parkflow_api::Services) -> DateTime<Utc> {
     s.now()
 }
@@ -235,17 +265,14 @@ async fn monthly_passes_reach_the_lake_and_the_report() {
     use parkflow_api::accounts::{Credentials, NewVehicle};
     use parkflow_api::services::monthly::{BuyPass, NewProduct};
     use parkflow_api::services::payments::PaymentMethod;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::default().with_data_dir(dir.path().to_owned());
-    let clock = ManualClock::new(t("2026-06-01T05:00:00Z"));
-    let (state, metrics) = steps::open_api(&cfg, Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let plans = parkflow_simulator::scenario(&parkflow_simulator::SimConfig {
-        lots: 1,
-        ..Default::default()
-    });
-    let lot: LotId = steps::create_lots(&state, plans).await.unwrap()[0].0;
+    let OneLot {
+        dir,
+        cfg,
+        clock,
+        state,
+        metrics,
+        lot,
+    } = one_lot().await;
     let s = &state.services;
     let product = s
         .monthly_passes()

@@ -3,7 +3,7 @@
 //! their rights, the tariff outside), renewal with its reminder, cancellation at the period's
 //! end, a lapsed renewal, and the last place sold once under a race.
 
-use super::{ADMIN, Reply, TestApp, assert_envelope, t};
+use super::{ADMIN, Reply, TestApp, assert_envelope, successes, t};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -290,15 +290,7 @@ pub async fn pass_holders_enter_free_inside_their_rights_and_pay_outside(app: Te
     assert_envelope(&after, StatusCode::UNPROCESSABLE_ENTITY, "pass_expired");
 
     // Purchases and holders' entries are events for the lake.
-    let types = app.outbox_types().await;
-    assert_eq!(
-        types
-            .iter()
-            .filter(|t| *t == "monthly_pass_purchased")
-            .count(),
-        1,
-        "{types:?}"
-    );
+    assert_eq!(app.outbox_count("monthly_pass_purchased").await, 1);
     let with_pass: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM outbox WHERE event_type = 'check_in' AND payload LIKE '%monthly_pass_id%'",
     )
@@ -354,11 +346,7 @@ pub async fn passes_renew_with_a_reminder_and_end_when_cancelled(app: TestApp) {
         app.state.services.gateway().sandbox().unwrap().captured(),
         2
     );
-    assert!(
-        app.outbox_types()
-            .await
-            .contains(&"monthly_pass_renewed".to_owned())
-    );
+    assert_eq!(app.outbox_count("monthly_pass_renewed").await, 1);
 
     // Cancelled: it runs to the end of July, then ends, and its place and spot are free.
     let cancelled = app
@@ -433,12 +421,7 @@ pub async fn passes_renew_with_a_reminder_and_end_when_cancelled(app: TestApp) {
         .await;
     assert_eq!(mine.body["items"][0]["status"], "lapsed", "{}", mine.body);
     // Each end is an event: the cancelled pass, the lapsed one.
-    let types = app.outbox_types().await;
-    assert_eq!(
-        types.iter().filter(|t| *t == "monthly_pass_ended").count(),
-        2,
-        "{types:?}"
-    );
+    assert_eq!(app.outbox_count("monthly_pass_ended").await, 2);
 }
 
 /// Many drivers buy the last place at once: exactly one gets it, and kept spots never overlap.
@@ -460,14 +443,12 @@ pub async fn the_last_place_of_a_pass_is_sold_once_under_a_race(app: TestApp) {
             tokio::spawn(async move { app.buy_pass(&token, "race", &product, &car, card()).await })
         })
         .collect();
-    let mut sold = 0;
-    for task in tasks {
-        let r = task.await.unwrap();
-        match r.status {
-            StatusCode::CREATED => sold += 1,
-            _ => assert_envelope(&r, StatusCode::CONFLICT, "sold_out"),
-        }
-    }
+    let sold = successes(
+        tasks,
+        StatusCode::CREATED,
+        (StatusCode::CONFLICT, "sold_out"),
+    )
+    .await;
     assert_eq!(sold, 1);
     assert_eq!(app.available(lot).await, 0);
     let overlapping = parkflow_api::store::reservations::overlapping_holds(
@@ -500,15 +481,8 @@ pub async fn a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_rev
             })
         })
         .collect();
-    let mut bought = 0;
-    for task in buys {
-        let r = task.await.unwrap();
-        match r.status {
-            StatusCode::CREATED => bought += 1,
-            _ => assert_envelope(&r, StatusCode::CONFLICT, "already_held"),
-        }
-    }
-    assert_eq!(bought, 1);
+    let refused = (StatusCode::CONFLICT, "already_held");
+    assert_eq!(successes(buys, StatusCode::CREATED, refused).await, 1);
     assert_eq!(app.available(lot).await, 3);
 
     // Four gates read the plate at once: one stay.
@@ -522,15 +496,8 @@ pub async fn a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_rev
             })
         })
         .collect();
-    let mut entered = 0;
-    for task in entries {
-        let r = task.await.unwrap();
-        match r.status {
-            StatusCode::CREATED => entered += 1,
-            _ => assert_envelope(&r, StatusCode::CONFLICT, "already_entered"),
-        }
-    }
-    assert_eq!(entered, 1);
+    let refused = (StatusCode::CONFLICT, "already_entered");
+    assert_eq!(successes(entries, StatusCode::CREATED, refused).await, 1);
 
     // Another driver's pass paid with a charge the bank later reverses.
     let (other, other_car) = app

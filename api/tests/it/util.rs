@@ -231,6 +231,15 @@ impl TestApp {
         }
     }
 
+    /// How many events of type `event_type` the outbox holds.
+    pub(crate) async fn outbox_count(&self, event_type: &str) -> usize {
+        self.outbox_types()
+            .await
+            .iter()
+            .filter(|t| *t == event_type)
+            .count()
+    }
+
     pub(crate) async fn outbox_types(&self) -> Vec<String> {
         // Any driver: the same query on both stores.
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
@@ -238,6 +247,25 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// How many of the racing requests `tasks` answered `ok`; every other answer must be the
+/// envelope of `refused` (status and code).
+pub async fn successes(
+    tasks: Vec<tokio::task::JoinHandle<Reply>>,
+    ok: StatusCode,
+    refused: (StatusCode, &str),
+) -> usize {
+    let mut n = 0;
+    for task in tasks {
+        let r = task.await.unwrap();
+        if r.status == ok {
+            n += 1;
+        } else {
+            assert_envelope(&r, refused.0, refused.1);
+        }
+    }
+    n
 }
 
 pub fn assert_envelope(r: &Reply, status: StatusCode, code: &str) {

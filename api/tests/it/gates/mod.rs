@@ -335,15 +335,11 @@ pub async fn one_pass_read_twice_at_once_enters_once(app: TestApp) {
             })
         })
         .collect();
-    let mut created = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
-        match r.status {
-            StatusCode::CREATED => created += 1,
-            _ => assert_eq!(r.body["error"]["code"], "already_entered", "{}", r.body),
-        }
-    }
-    assert_eq!(created, 1);
+    let refused = (StatusCode::CONFLICT, "already_entered");
+    assert_eq!(
+        super::successes(tasks, StatusCode::CREATED, refused).await,
+        1
+    );
     let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM parking_sessions")
         .fetch_one(app.state.services.store().pool())
         .await
