@@ -16,17 +16,17 @@ impl TestApp {
             "fromHour": 8, "untilHour": 18, "vehicleTypes": ["car"], "priceCents": 9900,
             "spots": spots, "keepsSpot": keeps_spot,
         });
-        let r = self
-            .call(
-                "POST",
-                &format!("/v1/lots/{lot}/pass-products"),
-                Some(ADMIN),
-                Some(&body.to_string()),
-            )
-            .await;
+        let r = self.post_product(lot, &body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         assert_eq!(r.body["rights"], "mon–fri 08–18 h");
         r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The admin puts `body` on sale at `lot`: the answer as sent.
+    async fn post_product(&self, lot: i64, body: &Value) -> Reply {
+        let uri = format!("/v1/lots/{lot}/pass-products");
+        self.call("POST", &uri, Some(ADMIN), Some(&body.to_string()))
+            .await
     }
 
     /// A driver with one registered vehicle: their token and the vehicle's id.
@@ -249,28 +249,14 @@ pub async fn pass_holders_enter_free_inside_their_rights_and_pay_outside(app: Te
         "name": "Nights", "days": ["mon"], "fromHour": 18, "untilHour": 8,
         "vehicleTypes": ["car"], "priceCents": 9900, "spots": 1, "keepsSpot": false,
     });
-    let r = app
-        .call(
-            "POST",
-            &format!("/v1/lots/{lot}/pass-products"),
-            Some(ADMIN),
-            Some(&inverted.to_string()),
-        )
-        .await;
+    let r = app.post_product(lot, &inverted).await;
     assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     // Lists longer than the document allows are refused as it says (repeats or not).
     let long = json!({
         "name": "Long", "days": ["mon"], "fromHour": 8, "untilHour": 9,
         "vehicleTypes": vec!["ev"; 9], "priceCents": 100, "spots": 1, "keepsSpot": false,
     });
-    let r = app
-        .call(
-            "POST",
-            &format!("/v1/lots/{lot}/pass-products"),
-            Some(ADMIN),
-            Some(&long.to_string()),
-        )
-        .await;
+    let r = app.post_product(lot, &long).await;
     assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 
     // The holder's export holds the pass; erasing the account ends it, and its place and kept
