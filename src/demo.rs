@@ -139,7 +139,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     });
     let bar = progress_bar(opts.progress, planned.len() as u64, "simulate");
     let mut report = parkflow_simulator::run(
-        &state.services,
+        (&state.services, &state.accounts),
         &clock,
         planned,
         (sim.seed, sim.end()),
@@ -363,6 +363,11 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
         s,
         "Gates      {} entries by pass, {} by plate, {} drive-ups",
         r.pass_entries, r.plate_entries, r.drive_ups
+    );
+    let _ = writeln!(
+        s,
+        "Passes     {} monthly passes bought; their holders entered {} times (free inside the pass's hours)",
+        r.passes_bought, r.holder_entries
     );
     let _ = writeln!(
         s,

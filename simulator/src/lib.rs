@@ -7,6 +7,7 @@
 //! real API service layer with a manual clock; it never writes events itself.
 
 pub mod history;
+mod passes;
 pub mod scenario;
 pub mod world;
 
@@ -70,6 +71,10 @@ pub struct SimReport {
     pub pass_entries: u64,
     pub plate_entries: u64,
     pub drive_ups: u64,
+    /// Monthly passes commuters bought as the world began, and their holders' entries (by
+    /// plate, free inside the pass's hours).
+    pub passes_bought: u64,
+    pub holder_entries: u64,
 }
 
 /// Something that happens at an instant: the heap orders them by time, then by `seq`.
@@ -115,7 +120,7 @@ struct Driver {
 /// sweeps in global time order, with the clock set to each instant. Each driver's choices come
 /// from [`world::intent`] under `seed`.
 pub async fn run(
-    service: &Services,
+    (service, accounts): (&Services, &parkflow_api::accounts::Accounts),
     clock: &ManualClock,
     arrivals: Vec<Arrival>,
     (seed, end): (u64, DateTime<Utc>),
@@ -132,6 +137,7 @@ pub async fn run(
         topped_up: HashSet::new(),
         timers: ReservationTimers::default(),
         seed,
+        holders: passes::Holders::new(),
     };
     let mut arrivals = arrivals;
     arrivals.sort_by_key(|a| (a.at, a.lot_id, a.seq));
@@ -160,6 +166,9 @@ pub async fn run(
             stays_home: false,
         });
     }
+    let (holders, bought) = passes::sell(service, accounts, seed, &world.drivers).await?;
+    world.holders = holders;
+    world.report.passes_bought = bought;
     let mut sweep = start + Duration::minutes(SWEEP_EVERY);
     while sweep < end {
         world.schedule(sweep, Action::Sweep);
@@ -200,6 +209,8 @@ struct World<'a> {
     topped_up: HashSet<UserId>,
     timers: ReservationTimers,
     seed: u64,
+    /// Commuters holding a monthly pass, and the account that holds it.
+    holders: passes::Holders,
 }
 
 /// Whether `e` is the refusal an expected situation gets (a full lot, a taken spot, a closed
@@ -442,6 +453,30 @@ impl World<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
+        // A pass holder's plate opens the gate on the pass.
+        if a.user_id.is_some_and(|u| self.holders.contains_key(&u)) {
+            let entry = GateEntry {
+                method: EntryMethod::Plate,
+                pass: None,
+                plate: a.plate.clone(),
+                vehicle_type: Some(a.vehicle_type),
+                user_id: None,
+            };
+            match gates.enter(a.lot_id, entry).await {
+                Ok(receipt) => {
+                    self.report.checked_in += 1;
+                    if receipt.monthly_pass_id.is_some() {
+                        self.report.holder_entries += 1;
+                    } else {
+                        self.report.plate_entries += 1;
+                    }
+                    self.schedule(a.at + a.stay, Action::Depart(a.lot_id, receipt.session_id));
+                }
+                Err(e) if refused(&e) => self.report.turned_away += 1,
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(());
+        }
         let request = CheckInRequest {
             vehicle_type: a.vehicle_type,
             method: a.method,
@@ -518,6 +553,8 @@ impl World<'_> {
             .sweep_reservations(now, &self.timers)
             .await?;
         self.report.no_shows += swept.no_shows as u64;
+        // Monthly passes: reminders and renewals at their periods' end.
+        self.service.monthly_passes().sweep_passes(now).await?;
         let waiting: BTreeSet<LotId> = self
             .service
             .waitlist()

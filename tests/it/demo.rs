@@ -27,6 +27,8 @@ fn all_of_parkflow_ran(r: &parkflow_simulator::SimReport) {
         ("entries by pass", r.pass_entries),
         ("entries by plate", r.plate_entries),
         ("drive-ups", r.drive_ups),
+        ("monthly passes bought", r.passes_bought),
+        ("entries on a monthly pass", r.holder_entries),
     ] {
         assert!(n > 0, "no {what}: {r:?}");
     }
@@ -315,6 +317,9 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     assert!(report.reservations.cancelled > 0);
     assert!(report.reservations.no_shows > 0);
     assert!(!report.lead_times.is_empty());
+    // Commuters' monthly passes: bought through the API, their holders' entries in the lake.
+    let passes = &report.monthly_passes;
+    assert!(passes.purchased > 0 && passes.entries > 0, "{passes:?}");
     assert_eq!(report.currencies, ["USD"], "the demo's lots charge dollars");
 
     // The report file as `parkflow report` writes it, read in headless Chromium: every section
