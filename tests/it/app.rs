@@ -307,7 +307,7 @@ async fn a_new_driver_books_pays_and_enters_with_the_app_in_headless_chromium() 
     );
     let passes = s.monthly_passes().passes_of(driver).await.unwrap();
     assert_eq!(passes.len(), 1);
-    assert!(passes[0].status == "active" && !passes[0].renews);
+    assert!(passes[0].status == parkflow_api::domain::PassStatus::Active && !passes[0].renews);
 
     // Signing out revoked the refresh token.
     assert_eq!(seen["refreshAfterSignOut"], 401, "{seen}");

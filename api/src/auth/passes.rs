@@ -59,11 +59,7 @@ impl PassSigner {
         pass: &str,
         now: DateTime<Utc>,
     ) -> Option<Result<MonthlyPassClaims, PassError>> {
-        let of_kind = pass
-            .trim()
-            .strip_prefix(MONTHLY_PREFIX)
-            .is_some_and(|rest| rest.starts_with('.'));
-        if !of_kind {
+        if !self.is_monthly(pass) {
             return None;
         }
         Some(
@@ -76,6 +72,13 @@ impl PassSigner {
                     }
                 }),
         )
+    }
+
+    /// Whether `pass` is of the monthly kind (by its prefix; not whether it is authentic).
+    pub fn is_monthly(&self, pass: &str) -> bool {
+        pass.trim()
+            .strip_prefix(MONTHLY_PREFIX)
+            .is_some_and(|rest| rest.starts_with('.'))
     }
 
     fn open<C: serde::de::DeserializeOwned>(&self, want: &str, pass: &str) -> Result<C, PassError> {

@@ -16,7 +16,7 @@ pub mod tariff;
 mod time;
 
 pub use money::Money;
-pub use status::{DeliveryStatus, PaymentStatus, ReservationStatus, WaitlistStatus};
+pub use status::{DeliveryStatus, PassStatus, PaymentStatus, ReservationStatus, WaitlistStatus};
 pub use time::TimeRange;
 
 /// The largest lot one request may create; keeps a typo from creating a million spots.

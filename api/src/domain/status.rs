@@ -100,6 +100,20 @@ stored_names! {
     }
 }
 
+stored_names! {
+    /// Where a monthly pass is: `Pending` while its first payment runs (its place already
+    /// taken), then `Active` period after period; it ends `Ended` (cancelled, at its period's
+    /// end, or with its holder's account), `Lapsed` (a renewal was refused) or `PaymentFailed`
+    /// (its first payment was refused, or a period's was reversed).
+    pub enum PassStatus {
+        Pending = "pending",
+        Active = "active",
+        Ended = "ended",
+        Lapsed = "lapsed",
+        PaymentFailed = "payment_failed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +139,7 @@ mod tests {
         round_trip(PaymentStatus::ALL);
         round_trip(WaitlistStatus::ALL);
         round_trip(DeliveryStatus::ALL);
+        round_trip(PassStatus::ALL);
         assert_eq!(
             "gone".parse::<WaitlistStatus>().unwrap_err(),
             "unknown status `gone`: one of waiting, notified, booked, expired, withdrawn, failed"

@@ -10,6 +10,7 @@
 //! What remains refers to the driver only by the random user id, which is also all the
 //! warehouse ever held: its events carry no e-mail, name or plate.
 
+use crate::domain::PassStatus;
 use crate::domain::error::{Error, Result};
 use crate::services::Privacy;
 use crate::services::reservations::cancel_active;
@@ -165,7 +166,7 @@ impl Privacy<'_> {
         let passes = crate::store::monthly::passes_of_user(&mut *tx, user).await?;
         for pass in &passes {
             self.monthly_passes()
-                .end_within(&mut tx, pass, ("ended", "account_deleted"), now)
+                .end_within(&mut tx, pass, (PassStatus::Ended, "account_deleted"), now)
                 .await?;
         }
         crate::store::monthly::forget_user(&mut *tx, user).await?;

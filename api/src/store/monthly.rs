@@ -4,6 +4,7 @@
 //! state they start from, like reservations.
 
 use super::Db;
+use crate::domain::PassStatus;
 use crate::domain::error::Result;
 use warehouse_schema::{LotId, MonthlyPassId, UserId};
 
@@ -309,20 +310,12 @@ pub async fn active_ending_by<'c>(db: impl Db<'c>, by: i64) -> Result<Vec<PassRo
     .await?)
 }
 
-/// The first payment settled: `pending` → `active`, with the spot kept in the period. False when
+/// The first payment settled: `pending` → `active` (its kept spot was set with it). False when
 /// it was not pending.
-pub async fn activate<'c>(
-    db: impl Db<'c>,
-    id: MonthlyPassId,
-    hold: Option<(String, i64)>,
-) -> Result<bool> {
-    let (hold_id, spot) = hold.unzip();
+pub async fn activate<'c>(db: impl Db<'c>, id: MonthlyPassId) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE monthly_passes SET status = 'active', hold_id = $1, spot_id = $2
-         WHERE id = $3 AND status = 'pending'",
+        "UPDATE monthly_passes SET status = 'active' WHERE id = $1 AND status = 'pending'",
     )
-    .bind(hold_id)
-    .bind(spot)
     .bind(id.0.to_string())
     .execute(db)
     .await?;
@@ -375,14 +368,14 @@ pub async fn renew<'c>(
 pub async fn end_pass<'c>(
     db: impl Db<'c>,
     id: MonthlyPassId,
-    status: &str,
+    status: PassStatus,
     at: i64,
 ) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE monthly_passes SET status = $1, ended_at = $2
          WHERE id = $3 AND status IN ('pending', 'active')",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(at)
     .bind(id.0.to_string())
     .execute(db)

@@ -151,7 +151,7 @@ impl Gates<'_> {
     /// Open a stay for whatever the entry scanner presented.
     pub async fn enter(&self, lot: LotId, entry: GateEntry) -> Result<CheckInReceipt> {
         if let Some(pass) = &entry.pass
-            && let Some(holder) = self.monthly_passes().holder(lot, Some(pass), None).await?
+            && let Some(holder) = self.monthly_passes().holder_by_code(lot, pass).await?
         {
             return self.enter_holder(holder, entry.method).await;
         }
@@ -179,11 +179,7 @@ impl Gates<'_> {
                     .enter_reservation(lot, user, reservation, entry.method)
                     .await;
             }
-            if let Some(holder) = self
-                .monthly_passes()
-                .holder(lot, None, Some(&plate))
-                .await?
-            {
+            if let Some(holder) = self.monthly_passes().holder_by_plate(lot, &plate).await? {
                 return self.enter_holder(holder, entry.method).await;
             }
             let registered =
@@ -358,12 +354,10 @@ impl Gates<'_> {
     pub async fn leave(&self, lot: LotId, exit: GateExit) -> Result<ExitReceipt> {
         let session = match (&exit.session_id, &exit.pass, &exit.plate) {
             (Some(session), None, None) => *session,
-            (None, Some(pass), None)
-                if self.passes().verify_monthly(pass, self.now()).is_some() =>
-            {
+            (None, Some(pass), None) if self.passes().is_monthly(pass) => {
                 let holder = self
                     .monthly_passes()
-                    .holder(lot, Some(pass), None)
+                    .holder_by_code(lot, pass)
                     .await?
                     .ok_or_else(|| Error::unprocessable("invalid_pass", "no such monthly pass"))?;
                 let found =

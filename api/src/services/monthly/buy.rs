@@ -72,19 +72,8 @@ impl MonthlyPasses<'_> {
         }
         let lot = LotId(product.lot_id);
         let now = self.now();
-        let held = rows::active_by_plate(
-            self.store().pool(),
-            lot,
-            &vehicle.plate,
-            now.timestamp_millis(),
-        )
-        .await?;
-        if held.is_some() {
-            return Err(Error::conflict(
-                "already_held",
-                format!("{} already has a monthly pass at lot {lot}", vehicle.plate),
-            ));
-        }
+        // One live pass per plate and lot is the store's (a unique index): a second purchase
+        // loses at its insert, below, before anything is charged.
         let window = TimeRange::new(now, month_after(now)?)?;
         let id = MonthlyPassId::new();
         // A kept spot another booking took at the same moment: choose again.
@@ -205,12 +194,8 @@ impl MonthlyPasses<'_> {
         method: Option<PaymentMethod>,
     ) -> Result<MonthlyPass> {
         let id = parse_pass_id(&row.id)?;
-        let user = UserId(
-            row.user_id
-                .parse()
-                .map_err(|_| Error::Invalid("stored user".into()))?,
-        );
-        if row.status != "pending" {
+        let user = user_of(&row)?;
+        if status_of(&row)? != PassStatus::Pending {
             return refused_if_unpaid(self.pass_of(user, id).await?);
         }
         let method = match method {
@@ -237,7 +222,7 @@ impl MonthlyPasses<'_> {
         let lot = LotId(row.lot_id);
         let mut change = self.store().begin_change(now).await?;
         if captured {
-            if rows::activate(&mut *change, id, row.hold_id.clone().zip(row.spot_id)).await? {
+            if rows::activate(&mut *change, id).await? {
                 change.event(Event::new(
                     now,
                     lot,
@@ -261,8 +246,13 @@ impl MonthlyPasses<'_> {
                 });
             }
         } else {
-            self.end_within(&mut change, &row, ("payment_failed", "payment_failed"), now)
-                .await?;
+            self.end_within(
+                &mut change,
+                &row,
+                (PassStatus::PaymentFailed, "payment_failed"),
+                now,
+            )
+            .await?;
         }
         change.commit().await?;
         if !captured {
@@ -271,7 +261,7 @@ impl MonthlyPasses<'_> {
         refused_if_unpaid(self.pass_of(user, id).await?)
     }
 
-    /// End pass `row` inside `change` as `status` (`payment_failed`, `ended`, `lapsed`) for
+    /// End pass `row` inside `change` as `status` (`PaymentFailed`, `Ended`, `Lapsed`) for
     /// `reason` (one of `warehouse_schema::event::PASS_END_REASONS`): its place and kept spot
     /// given back and its `monthly_pass_ended` event written. False when it had ended already.
     /// Every end of a pass comes here; after the commit, [`unindex`](Self::unindex) the row.
@@ -279,7 +269,7 @@ impl MonthlyPasses<'_> {
         &self,
         change: &mut crate::store::Change,
         row: &PassRow,
-        (status, reason): (&str, &str),
+        (status, reason): (PassStatus, &str),
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let id = parse_pass_id(&row.id)?;
@@ -305,7 +295,7 @@ impl MonthlyPasses<'_> {
 
 /// A pass whose first payment failed is refused, on the first request and every retry.
 fn refused_if_unpaid(pass: MonthlyPass) -> Result<MonthlyPass> {
-    if pass.status == "payment_failed" {
+    if pass.status == PassStatus::PaymentFailed {
         return Err(Error::PaymentRequired {
             code: "payment_declined",
             message: format!(

@@ -17,6 +17,7 @@
 //! Purchases and renewals are events (`monthly_pass_purchased`, `monthly_pass_renewed`), and a
 //! holder's entry is a `check_in` carrying the pass, so the lake and the report see them.
 
+use crate::domain::PassStatus;
 use crate::domain::error::{Error, Result};
 use crate::domain::monthly::{ProductLimits, Rights};
 use crate::services::MonthlyPasses;
@@ -96,7 +97,7 @@ pub struct MonthlyPass {
     pub vehicle_type: VehicleType,
     /// `pending` (paying), `active`, `ended` (cancelled, at its period's end), `lapsed`
     /// (a renewal was refused) or `payment_failed`.
-    pub status: String,
+    pub status: PassStatus,
     /// The current period, numbered from 1, and its bounds.
     pub period: i64,
     pub period_start: DateTime<Utc>,
@@ -132,8 +133,15 @@ fn parse_pass_id(id: &str) -> Result<MonthlyPassId> {
         .map_err(|_| Error::Invalid(format!("stored pass id {id:?}")))
 }
 
-fn rights_of(days: i64, from: i64, until: i64) -> Result<Rights> {
-    Rights::from_stored(days, from, until)
+fn user_of(r: &PassRow) -> Result<UserId> {
+    r.user_id
+        .parse()
+        .map(UserId)
+        .map_err(|_| Error::Invalid(format!("stored user {:?}", r.user_id)))
+}
+
+fn status_of(r: &PassRow) -> Result<PassStatus> {
+    r.status.parse().map_err(Error::Invalid)
 }
 
 fn vehicle_types_of(stored: &str) -> Vec<VehicleType> {
@@ -141,7 +149,7 @@ fn vehicle_types_of(stored: &str) -> Vec<VehicleType> {
 }
 
 fn product(row: ProductRow) -> Result<Product> {
-    let rights = rights_of(row.days, row.from_hour, row.until_hour)?;
+    let rights = Rights::from_stored(row.days, row.from_hour, row.until_hour)?;
     let (from_hour, until_hour) = rights.hours();
     Ok(Product {
         id: row
@@ -302,7 +310,7 @@ impl MonthlyPasses<'_> {
     /// Cancel at the period's end: the pass stops renewing and ends when its period does.
     pub async fn cancel(&self, user: UserId, id: MonthlyPassId) -> Result<MonthlyPass> {
         let pass = self.pass_of(user, id).await?;
-        if !matches!(pass.status.as_str(), "pending" | "active") {
+        if !matches!(pass.status, PassStatus::Pending | PassStatus::Active) {
             return Err(Error::conflict(
                 "not_active",
                 format!("monthly pass {id} is {}", pass.status),
@@ -314,9 +322,10 @@ impl MonthlyPasses<'_> {
 
     fn shown(&self, r: PassRow) -> Result<MonthlyPass> {
         let id = parse_pass_id(&r.id)?;
-        let rights = rights_of(r.days, r.from_hour, r.until_hour)?;
+        let rights = Rights::from_stored(r.days, r.from_hour, r.until_hour)?;
         let period_end = millis(r.period_end);
-        let pass = (r.status == "active").then(|| {
+        let status = status_of(&r)?;
+        let pass = (status == PassStatus::Active).then(|| {
             self.passes()
                 .issue_monthly(&crate::domain::passes::MonthlyPassClaims {
                     pass_id: id,
@@ -332,7 +341,7 @@ impl MonthlyPasses<'_> {
             rights: rights.describe(),
             plate: r.plate,
             vehicle_type: r.vehicle_type.parse().map_err(Error::Invalid)?,
-            status: r.status,
+            status,
             period: r.period,
             period_start: millis(r.period_start),
             period_end,
@@ -344,52 +353,44 @@ impl MonthlyPasses<'_> {
         })
     }
 
-    /// The holder a gate recognised: by the pass's code (`Ok(None)` for a code of another kind)
-    /// or by the plate of an active pass at `lot`.
-    pub(crate) async fn holder(
-        &self,
-        lot: LotId,
-        code: Option<&str>,
-        plate: Option<&str>,
-    ) -> Result<Option<Holder>> {
+    /// The holder of the monthly pass whose code a gate read; `Ok(None)` for a code of another
+    /// kind (a reservation's pass). A pass that is not active now opens nothing.
+    pub(crate) async fn holder_by_code(&self, lot: LotId, code: &str) -> Result<Option<Holder>> {
         let now = self.now();
-        let row = match (code, plate) {
-            (Some(code), _) => {
-                let Some(claims) = self.passes().verify_monthly(code, now) else {
-                    return Ok(None);
-                };
-                let claims = claims.map_err(super::gates::pass_error)?;
-                if claims.lot_id != lot {
-                    return Err(Error::unprocessable(
-                        "wrong_lot",
-                        format!("this pass is for lot {}, not lot {lot}", claims.lot_id),
-                    ));
-                }
-                let row = rows::pass(self.store().pool(), rows::PassLookup::Id(claims.pass_id))
-                    .await?
-                    .ok_or_else(|| Error::unprocessable("invalid_pass", "no such monthly pass"))?;
-                let live = row.status == "active"
-                    && row.period_start <= now.timestamp_millis()
-                    && now.timestamp_millis() < row.period_end;
-                if !live {
-                    return Err(Error::unprocessable(
-                        "pass_expired",
-                        format!("monthly pass {} is {}", claims.pass_id, row.status),
-                    ));
-                }
-                row
-            }
-            (None, Some(plate)) => {
-                match rows::active_by_plate(self.store().pool(), lot, plate, now.timestamp_millis())
-                    .await?
-                {
-                    Some(row) => row,
-                    None => return Ok(None),
-                }
-            }
-            (None, None) => return Ok(None),
+        let Some(claims) = self.passes().verify_monthly(code, now) else {
+            return Ok(None);
         };
+        let claims = claims.map_err(super::gates::pass_error)?;
+        if claims.lot_id != lot {
+            return Err(Error::unprocessable(
+                "wrong_lot",
+                format!("this pass is for lot {}, not lot {lot}", claims.lot_id),
+            ));
+        }
+        let row = rows::pass(self.store().pool(), rows::PassLookup::Id(claims.pass_id))
+            .await?
+            .ok_or_else(|| Error::unprocessable("invalid_pass", "no such monthly pass"))?;
+        let status = status_of(&row)?;
+        let live = status == PassStatus::Active
+            && row.period_start <= now.timestamp_millis()
+            && now.timestamp_millis() < row.period_end;
+        if !live {
+            return Err(Error::unprocessable(
+                "pass_expired",
+                format!("monthly pass {} is {status}", claims.pass_id),
+            ));
+        }
         self.holder_of(&row).map(Some)
+    }
+
+    /// The holder of the active pass of `plate` at `lot`, if any.
+    pub(crate) async fn holder_by_plate(&self, lot: LotId, plate: &str) -> Result<Option<Holder>> {
+        let now = self.now().timestamp_millis();
+        rows::active_by_plate(self.store().pool(), lot, plate, now)
+            .await?
+            .as_ref()
+            .map(|r| self.holder_of(r))
+            .transpose()
     }
 
     /// The holder of pass `id` (any state: an exit charges by the rights the stay entered on).
@@ -415,15 +416,11 @@ impl MonthlyPasses<'_> {
         };
         Ok(Holder {
             pass: parse_pass_id(&r.id)?,
-            user: UserId(
-                r.user_id
-                    .parse()
-                    .map_err(|_| Error::Invalid(format!("stored user {:?}", r.user_id)))?,
-            ),
+            user: user_of(r)?,
             lot: LotId(r.lot_id),
             plate: r.plate.clone(),
             vehicle_type: r.vehicle_type.parse().map_err(Error::Invalid)?,
-            rights: rights_of(r.days, r.from_hour, r.until_hour)?,
+            rights: Rights::from_stored(r.days, r.from_hour, r.until_hour)?,
             kept,
         })
     }

@@ -65,7 +65,7 @@ impl MonthlyPasses<'_> {
             return Ok(false);
         }
         change.notify(NewNotification {
-            user_id: self.holder_of(row)?.user,
+            user_id: user_of(row)?,
             kind: NotificationKind::MonthlyPass,
             dedup_key: format!("monthly-pass:{}:{}:reminder", id.0, row.period),
             lot_id: Some(LotId(row.lot_id)),
@@ -87,12 +87,12 @@ impl MonthlyPasses<'_> {
         let id = parse_pass_id(&row.id)?;
         let holder = self.holder_of(row)?;
         if row.renews == 0 {
-            return self.finish(row, "ended", now).await;
+            return self.finish(row, PassStatus::Ended, now).await;
         }
         let Some(method) =
             PaymentMethod::from_stored(&row.method, row.token.as_deref(), row.last4.as_deref())
         else {
-            return self.finish(row, "lapsed", now).await;
+            return self.finish(row, PassStatus::Lapsed, now).await;
         };
         let next = row.period + 1;
         let paid = self
@@ -105,7 +105,7 @@ impl MonthlyPasses<'_> {
             )
             .await?;
         if paid.status != PaymentStatus::Captured {
-            return self.finish(row, "lapsed", now).await;
+            return self.finish(row, PassStatus::Lapsed, now).await;
         }
         let start = millis(row.period_end);
         let window = TimeRange::new(start, month_after(start)?)?;
@@ -178,23 +178,25 @@ impl MonthlyPasses<'_> {
     }
 
     /// End `row` as `status` (`ended`: cancelled; `lapsed`: the renewal was refused).
-    async fn finish(&self, row: &PassRow, status: &str, now: DateTime<Utc>) -> Result<PeriodEnd> {
+    async fn finish(
+        &self,
+        row: &PassRow,
+        status: PassStatus,
+        now: DateTime<Utc>,
+    ) -> Result<PeriodEnd> {
         let id = parse_pass_id(&row.id)?;
+        let lapsed = status == PassStatus::Lapsed;
+        let reason = if lapsed { "lapsed" } else { "cancelled" };
         let mut change = self.store().begin_change(now).await?;
-        let reason = if status == "lapsed" {
-            "lapsed"
-        } else {
-            "cancelled"
-        };
         if !self
             .end_within(&mut change, row, (status, reason), now)
             .await?
         {
             return Ok(PeriodEnd::Moved);
         }
-        if status == "lapsed" {
+        if lapsed {
             change.notify(NewNotification {
-                user_id: self.holder_of(row)?.user,
+                user_id: user_of(row)?,
                 kind: NotificationKind::MonthlyPass,
                 dedup_key: format!("monthly-pass:{}:{}:lapsed", id.0, row.period),
                 lot_id: Some(LotId(row.lot_id)),
@@ -207,7 +209,7 @@ impl MonthlyPasses<'_> {
         }
         change.commit().await?;
         self.unindex(row);
-        Ok(if status == "lapsed" {
+        Ok(if lapsed {
             PeriodEnd::Lapsed
         } else {
             PeriodEnd::Ended

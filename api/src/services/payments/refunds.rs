@@ -147,7 +147,12 @@ impl Payments<'_> {
         if let Some(pass) = &pass {
             pass_ended = self
                 .monthly_passes()
-                .end_within(&mut tx, pass, ("payment_failed", "payment_reversed"), now)
+                .end_within(
+                    &mut tx,
+                    pass,
+                    (crate::domain::PassStatus::PaymentFailed, "payment_reversed"),
+                    now,
+                )
                 .await?;
         }
         let mut cancelled = None;
