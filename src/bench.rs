@@ -27,7 +27,9 @@ pub async fn ingest(events: usize, batch: usize, lots: i64) -> anyhow::Result<St
 }
 
 /// `events` synthetic events in the outbox: `lots` registrations, then check-ins and exits over
-/// 30 days. Returns how many were written.
+/// 30 days in the order they happened, as the API records them (until stop 28 they went in at
+/// random times, so each batch spanned all 30 days and wrote ~31 small files). Returns how many
+/// were written.
 async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<usize> {
     let start: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().expect("valid time");
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -48,7 +50,8 @@ async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<
         append_event(&mut tx, &e).await?;
         written += 1;
     }
-    while written < events {
+    let mut stays = Vec::with_capacity(events.saturating_sub(written));
+    while written + stays.len() < events {
         let lot = LotId(rng.random_range(1..=lots));
         let session = SessionId::new();
         let entry = start + Duration::seconds(rng.random_range(0..30 * 86_400));
@@ -76,10 +79,14 @@ async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<
                 currency: "USD".into(),
             }),
         );
-        append_event(&mut tx, &check_in).await?;
-        append_event(&mut tx, &exit).await?;
-        written += 2;
-        if written % 20_000 < 2 {
+        stays.push(check_in);
+        stays.push(exit);
+    }
+    stays.sort_by_key(|e| e.occurred_at);
+    for e in &stays {
+        append_event(&mut tx, e).await?;
+        written += 1;
+        if written.is_multiple_of(20_000) {
             tx.commit().await?;
             tx = store.begin_write().await?;
         }

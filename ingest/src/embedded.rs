@@ -67,11 +67,11 @@ impl EmbeddedIngest {
                 ..Default::default()
             });
         };
-        let crate::validate::Validated { events, dead, .. } = crate::validate::validate_batch(
-            &self.sink,
-            rows.iter()
-                .map(|r| (format!("outbox:{}", r.position), r.payload.as_bytes())),
-        );
+        let mut validator = crate::validate::Validator::new(&self.sink);
+        for r in &rows {
+            validator.push(|| format!("outbox:{}", r.position), r.payload.as_bytes());
+        }
+        let crate::validate::Validated { events, dead } = validator.finish();
         self.sink.write(
             &events,
             &dead,

@@ -14,6 +14,9 @@ pub enum Error {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
+    /// A task of the ingest path panicked or was cancelled (the ClickHouse insert's).
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("configuration: {0}")]
     Config(String),
     /// A fail point stopped the batch here, as a crash would (tests of recovery).

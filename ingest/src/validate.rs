@@ -14,38 +14,56 @@ use warehouse_schema::{Event, EventPayload};
 pub struct Validated {
     pub events: Vec<Event>,
     pub dead: Vec<DeadLetter>,
-    /// The index in the batch of each dead letter's payload (the Kafka path keeps the
-    /// message's key with it).
-    pub dead_at: Vec<usize>,
 }
 
-/// Validate `batch`: each item is where the payload came from (`outbox:42`,
-/// `kafka:topic/3@1200`) and its bytes.
-pub fn validate_batch<'a>(
-    sink: &ParquetSink,
-    batch: impl IntoIterator<Item = (String, &'a [u8])>,
-) -> Validated {
-    let mut pending_lots = HashSet::new();
-    let mut out = Validated::default();
-    for (index, (source, payload)) in batch.into_iter().enumerate() {
-        match Event::from_json(payload, &sink.known_lots(&pending_lots)) {
+/// A batch being validated payload by payload, as its items arrive (the Kafka consumer
+/// validates each message straight out of librdkafka's buffer, without a copy).
+pub struct Validator<'s> {
+    sink: &'s ParquetSink,
+    pending_lots: HashSet<i64>,
+    out: Validated,
+}
+
+impl<'s> Validator<'s> {
+    pub fn new(sink: &'s ParquetSink) -> Self {
+        Self {
+            sink,
+            pending_lots: HashSet::new(),
+            out: Validated::default(),
+        }
+    }
+
+    /// The lake the batch is validated against.
+    pub fn sink(&self) -> &'s ParquetSink {
+        self.sink
+    }
+
+    /// Validate one payload; `source` names where it came from (`outbox:42`,
+    /// `kafka:topic/3@1200`) and is asked for only when it is refused. `false` when refused.
+    pub fn push(&mut self, source: impl FnOnce() -> String, payload: &[u8]) -> bool {
+        match Event::from_json(payload, &self.sink.known_lots(&self.pending_lots)) {
             Ok(event) => {
                 if let EventPayload::LotRegistered(_) = event.payload {
-                    pending_lots.insert(event.lot_id.0);
+                    self.pending_lots.insert(event.lot_id.0);
                 }
-                out.events.push(event);
+                self.out.events.push(event);
+                true
             }
             Err(rejection) => {
+                let source = source();
                 tracing::warn!(source = %source, reason = %rejection, "event sent to dead letters");
-                out.dead.push(DeadLetter {
+                self.out.dead.push(DeadLetter {
                     source,
                     received_at: Utc::now(),
                     rejection,
                     payload: payload.to_vec(),
                 });
-                out.dead_at.push(index);
+                false
             }
         }
     }
-    out
+
+    pub fn finish(self) -> Validated {
+        self.out
+    }
 }

@@ -1,6 +1,6 @@
 //! The outbox: every state change of the operational API records its event here, in the same
 //! transaction (`append`), and ingest reads the events back in position order (`read_after`,
-//! or `unpublished` / `mark_published` for the Kafka relay). This module is the only code
+//! or `unpublished_outside` / `mark_published` for the Kafka relay). This module is the only code
 //! that names the table; its DDL lives with the API's migrations, which create it.
 //!
 //! On SQLite positions are assigned by the single writer in commit order, so "everything after
@@ -95,11 +95,21 @@ impl Outbox {
             .await
     }
 
-    /// Up to `limit` rows Kafka has not acknowledged, in position order.
-    pub async fn unpublished(&self, limit: i64) -> Result<Vec<Unpublished>> {
+    /// Up to `limit` rows Kafka has not acknowledged, in position order, leaving out those at
+    /// positions `first..=last` (the relay's round in flight; `(1, 0)` leaves out none). A row
+    /// below `first` that committed late (PostgreSQL) is still found.
+    pub async fn unpublished_outside(
+        &self,
+        first: i64,
+        last: i64,
+        limit: i64,
+    ) -> Result<Vec<Unpublished>> {
         let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT id, lot_id, event_id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            "SELECT id, lot_id, event_id, payload FROM outbox \
+             WHERE published_at IS NULL AND (id < $1 OR id > $2) ORDER BY id LIMIT $3",
         )
+        .bind(first)
+        .bind(last)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -231,19 +241,31 @@ mod tests {
             [2, 3]
         );
         assert_eq!(after_one[0].payload, events[1].to_json());
-        let pending = outbox.unpublished(10).await.unwrap();
+        let pending = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert_eq!(pending.len(), 3);
         assert_eq!(pending[2].lot_id, 3);
         assert_eq!(pending[2].event_id, events[2].event_id.0.to_string());
         outbox.mark_published(&[1, 3], 5).await.unwrap();
-        let left = outbox.unpublished(10).await.unwrap();
+        let left = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert_eq!(
             left.iter().map(|r| r.position).collect::<Vec<_>>(),
             [2],
             "the row between two acknowledged ones was not acknowledged"
         );
+        // A round in flight is left out; what is below it is still found.
+        assert!(
+            outbox
+                .unpublished_outside(2, 2, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            outbox.unpublished_outside(3, 9, 10).await.unwrap()[0].position,
+            2
+        );
         outbox.mark_published(&[2], 6).await.unwrap();
-        let left = outbox.unpublished(10).await.unwrap();
+        let left = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert!(left.is_empty());
         assert_eq!(
             outbox

@@ -14,6 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod decode;
 mod rate_reason;
 use rate_reason::reason_text_or_object;
 pub use rate_reason::{RateBound, RateReason};
@@ -67,25 +68,6 @@ pub enum EventPayload {
     /// payment refused, or its holder's account erased (the `reason`).
     MonthlyPassEnded(MonthlyPassEnd),
 }
-
-/// Every value of the `type` field, in contract order.
-pub const EVENT_TYPES: [&str; 15] = [
-    "lot_registered",
-    "lot_capacity_changed",
-    "check_in",
-    "exit",
-    "reservation_created",
-    "reservation_modified",
-    "reservation_cancelled",
-    "reservation_no_show",
-    "payment_captured",
-    "payment_failed",
-    "payment_refunded",
-    "rate_published",
-    "monthly_pass_purchased",
-    "monthly_pass_renewed",
-    "monthly_pass_ended",
-];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LotRegistered {
@@ -224,26 +206,52 @@ pub struct RatesMessage {
     pub published_at: DateTime<Utc>,
 }
 
-impl EventPayload {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::LotRegistered(_) => "lot_registered",
-            Self::LotCapacityChanged(_) => "lot_capacity_changed",
-            Self::CheckIn(_) => "check_in",
-            Self::Exit(_) => "exit",
-            Self::ReservationCreated(_) => "reservation_created",
-            Self::ReservationModified(_) => "reservation_modified",
-            Self::ReservationCancelled(_) => "reservation_cancelled",
-            Self::ReservationNoShow(_) => "reservation_no_show",
-            Self::PaymentCaptured(_) => "payment_captured",
-            Self::PaymentFailed(_) => "payment_failed",
-            Self::PaymentRefunded(_) => "payment_refunded",
-            Self::RatePublished(_) => "rate_published",
-            Self::MonthlyPassPurchased(_) => "monthly_pass_purchased",
-            Self::MonthlyPassRenewed(_) => "monthly_pass_renewed",
-            Self::MonthlyPassEnded(_) => "monthly_pass_ended",
+/// Each variant of [`EventPayload`], its payload type and its `type` tag, once: the list that
+/// [`EVENT_TYPES`], [`EventPayload::type_name`] and the decoder's dispatch by tag come from
+/// (serde's `rename_all` derives the same tags; `json_round_trip` checks they agree).
+macro_rules! payload_types {
+    ($($variant:ident($payload:ty) = $tag:literal,)*) => {
+        /// Every value of the `type` field, in contract order.
+        pub const EVENT_TYPES: [&str; { let tags: &[&str] = &[$($tag),*]; tags.len() }] =
+            [$($tag),*];
+
+        impl EventPayload {
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $tag,)*
+                }
+            }
+
+            /// The payload of the type tagged `tag`, from its fields; `None` for an unknown tag.
+            fn of_type<'de, D: serde::Deserializer<'de>>(
+                tag: &str,
+                fields: D,
+            ) -> Option<Result<Self, D::Error>> {
+                match tag {
+                    $($tag => Some(<$payload>::deserialize(fields).map(Self::$variant)),)*
+                    _ => None,
+                }
+            }
         }
-    }
+    };
+}
+
+payload_types! {
+    LotRegistered(LotRegistered) = "lot_registered",
+    LotCapacityChanged(LotCapacityChanged) = "lot_capacity_changed",
+    CheckIn(CheckIn) = "check_in",
+    Exit(Exit) = "exit",
+    ReservationCreated(ReservationWindow) = "reservation_created",
+    ReservationModified(ReservationWindow) = "reservation_modified",
+    ReservationCancelled(ReservationRef) = "reservation_cancelled",
+    ReservationNoShow(ReservationRef) = "reservation_no_show",
+    PaymentCaptured(Payment) = "payment_captured",
+    PaymentFailed(Payment) = "payment_failed",
+    PaymentRefunded(Payment) = "payment_refunded",
+    RatePublished(RatePublished) = "rate_published",
+    MonthlyPassPurchased(MonthlyPassPeriod) = "monthly_pass_purchased",
+    MonthlyPassRenewed(MonthlyPassPeriod) = "monthly_pass_renewed",
+    MonthlyPassEnded(MonthlyPassEnd) = "monthly_pass_ended",
 }
 
 /// Why an event was refused. The `code` is stable (dashboards count by it); the detail is for people.
@@ -315,80 +323,6 @@ impl Event {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("events always serialize")
-    }
-
-    /// Decode and validate one event. The envelope is checked field by field first so that the
-    /// rejection names the actual problem rather than serde's first complaint.
-    pub fn from_json(bytes: &[u8], lots: &dyn LotDirectory) -> Result<Event, Rejection> {
-        use RejectReason::*;
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| Rejection::new(MalformedJson, e.to_string()))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| Rejection::new(MalformedJson, "an event must be a JSON object"))?;
-        for field in [
-            "event_id",
-            "schema_version",
-            "type",
-            "occurred_at",
-            "lot_id",
-        ] {
-            if obj.get(field).is_none_or(|v| v.is_null()) {
-                return Err(Rejection::new(
-                    MissingField,
-                    format!("missing field `{field}`"),
-                ));
-            }
-        }
-        let ty = obj["type"]
-            .as_str()
-            .ok_or_else(|| Rejection::new(InvalidValue, "`type` must be a string"))?;
-        if !EVENT_TYPES.contains(&ty) {
-            return Err(Rejection::new(
-                UnknownType,
-                format!("unknown event type `{ty}`"),
-            ));
-        }
-        let version = obj["schema_version"]
-            .as_u64()
-            .ok_or_else(|| Rejection::new(InvalidValue, "`schema_version` must be an integer"))?;
-        if !u16::try_from(version).is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v)) {
-            return Err(Rejection::new(
-                UnsupportedVersion,
-                format!(
-                    "schema_version {version} is not supported (supported: {SUPPORTED_VERSIONS:?})"
-                ),
-            ));
-        }
-        for field in ["occurred_at", "start_at", "end_at", "effective_from"] {
-            if let Some(v) = obj.get(field) {
-                check_time(field, v)?;
-            }
-        }
-        let typed = |e: serde_json::Error| {
-            let msg = e.to_string();
-            let reason = if msg.starts_with("missing field") {
-                MissingField
-            } else {
-                InvalidValue
-            };
-            Rejection::new(reason, msg)
-        };
-        // The envelope field by field and the payload from the same map (its `type` tag picks
-        // the variant, the envelope's keys are ignored): what `#[serde(flatten)]` would do,
-        // without buffering every field of the payload twice.
-        let field = |name: &str| obj.get(name).unwrap_or(&serde_json::Value::Null);
-        let mut event = Event {
-            event_id: EventId::deserialize(field("event_id")).map_err(typed)?,
-            schema_version: u16::try_from(version)
-                .map_err(|_| Rejection::new(InvalidValue, "`schema_version` out of range"))?,
-            occurred_at: DateTime::<Utc>::deserialize(field("occurred_at")).map_err(typed)?,
-            lot_id: LotId::deserialize(field("lot_id")).map_err(typed)?,
-            payload: EventPayload::deserialize(&value).map_err(typed)?,
-        };
-        event.occurred_at = event.occurred_at.trunc_subsecs(3);
-        event.validate(lots)?;
-        Ok(event)
     }
 
     /// The value rules that types alone cannot carry.
@@ -468,21 +402,6 @@ impl Event {
         }
         Ok(())
     }
-}
-
-fn check_time(field: &str, v: &serde_json::Value) -> Result<(), Rejection> {
-    let s = v.as_str().ok_or_else(|| {
-        Rejection::new(
-            RejectReason::BadTime,
-            format!("`{field}` must be an RFC 3339 string"),
-        )
-    })?;
-    DateTime::parse_from_rfc3339(s).map(|_| ()).map_err(|e| {
-        Rejection::new(
-            RejectReason::BadTime,
-            format!("`{field}` = {s:?} is not RFC 3339 with an offset: {e}"),
-        )
-    })
 }
 
 fn check_amount(amount: Cents, currency: &str) -> Result<(), Rejection> {

@@ -302,6 +302,69 @@ fn validation_rejects_with_reasons() {
     assert_eq!(reject(&lot.to_string()), InvalidValue);
 }
 
+/// `json` with its top-level members in reverse order, each key written with a `\u` escape
+/// for its first letter.
+fn reversed_and_escaped(json: &str) -> String {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+    let members: Vec<String> = v
+        .iter()
+        .rev()
+        .map(|(k, val)| {
+            let first = k.chars().next().unwrap();
+            format!(
+                r#""\u{:04x}{}":{val}"#,
+                first as u32,
+                &k[first.len_utf8()..]
+            )
+        })
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+#[test]
+fn members_decode_in_any_order_with_escaped_keys_and_null_options() {
+    for e in one_of_each() {
+        let json = reversed_and_escaped(&e.to_json());
+        assert!(json.starts_with(r#"{"\u"#), "{json}");
+        let back =
+            Event::from_json(json.as_bytes(), &lots()).unwrap_or_else(|r| panic!("{r}: {json}"));
+        assert_eq!(back, e, "{json}");
+    }
+    // An optional field given as null reads as absent.
+    let json = check_in_json(|v| v["reservation_id"] = serde_json::Value::Null);
+    let e = Event::from_json(json.as_bytes(), &lots()).unwrap();
+    let EventPayload::CheckIn(c) = e.payload else {
+        panic!("{e:?}")
+    };
+    assert_eq!(c.reservation_id, None);
+}
+
+#[test]
+fn a_key_given_twice_is_refused() {
+    use RejectReason::*;
+    let json = check_in_json(|_| {});
+    let twice = |member: &str| format!("{},{member}}}", &json[..json.len() - 1]);
+    // In the envelope: which of the two would count is not for the reader to guess.
+    assert_eq!(reject(&twice(r#""lot_id":1"#)), MalformedJson);
+    assert_eq!(reject(&twice(r#""type":"exit""#)), MalformedJson);
+    // In the payload.
+    let session = serde_json::to_string(&serde_json::Value::String(uuid_text())).unwrap();
+    assert_eq!(
+        reject(&twice(&format!(r#""session_id":{session}"#))),
+        InvalidValue
+    );
+    // A key nothing reads is ignored, once or twice, as before.
+    let extra = twice(r#""note":"a","note":"b""#);
+    assert!(
+        Event::from_json(extra.as_bytes(), &lots()).is_ok(),
+        "{extra}"
+    );
+}
+
+fn uuid_text() -> String {
+    "0190f5d4-3b2a-7c3e-9a1b-2c3d4e5f6a7b".into()
+}
+
 #[test]
 fn lot_registration_defines_the_lot() {
     let mut e = one_of_each().remove(0);

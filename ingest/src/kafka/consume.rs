@@ -2,9 +2,9 @@
 //! message, batches by size and time, makes the batch durable in every sink, and only then
 //! commits the offsets to Kafka.
 //!
-//! Order of a batch: dead letters to the DLQ topic (acknowledged) → ClickHouse insert → Parquet
-//! files and manifest (with the next offset of every partition) → Kafka offset commit. A crash
-//! anywhere replays the batch from the last Kafka commit: Parquet skips offsets its manifest
+//! Order of a batch: dead letters to the DLQ topic (acknowledged) → ClickHouse insert, with the
+//! Parquet files written meanwhile → once the insert succeeded, the Parquet manifest (with the
+//! next offset of every partition) → Kafka offset commit. A crash anywhere replays the batch from the last Kafka commit: Parquet skips offsets its manifest
 //! already covers, ClickHouse collapses the replayed `event_id`s, and a dead letter may be
 //! published twice (its consumers key on the source offset carried in its headers).
 
@@ -15,13 +15,14 @@ use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
 use crate::sink::parquet::{ParquetSink, WriteTime};
+use crate::validate::{Validated, Validator};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use warehouse_schema::lake::Lake;
 
@@ -56,14 +57,16 @@ impl ConsumeReport {
 /// Where a consumer's batches spent their time, phase by phase.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchTime {
-    /// Waiting for and copying the messages out of librdkafka (from the first message on).
+    /// Waiting for the messages (from the batch's first message on), decoding not counted.
     pub receive: Duration,
-    /// Offsets already committed skipped, JSON decoded and validated.
+    /// JSON decoded and validated (as each message arrives).
     pub decode: Duration,
     /// Relay re-sends dropped by event id.
     pub dedup: Duration,
     /// Dead letters to the DLQ topic, acknowledged.
     pub dlq: Duration,
+    /// The ClickHouse insert: its rows encoded, then what it took beyond the Parquet files
+    /// written meanwhile.
     pub clickhouse: Duration,
     /// The Parquet sink: Arrow build, Parquet encode and files, manifest.
     pub parquet: WriteTime,
@@ -140,6 +143,20 @@ impl RecentIds {
             }
         }
     }
+}
+
+/// A batch as received: validated message by message, with what the sinks and the commit need.
+#[derive(Default)]
+struct Received {
+    messages: u64,
+    /// Below the lake's position of their partition (a replay after a crash).
+    skipped: u64,
+    validated: Validated,
+    /// The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
+    dead_keys: Vec<Vec<u8>>,
+    /// The offset after the last message of each partition.
+    next_offsets: BTreeMap<i32, i64>,
+    decode: Duration,
 }
 
 /// The longest a consumer waits to be given partitions before a batch counts as empty.
@@ -286,19 +303,34 @@ impl WarehouseConsumer {
 
     /// Wait up to `first_wait` for a message — counted from when the consumer has partitions,
     /// so a group join (seconds on some brokers) does not pass for an empty topic — then fill
-    /// the batch for at most the linger time.
-    async fn collect(&mut self, first_wait: Duration) -> Result<Vec<OwnedMessage>> {
-        let mut batch = Vec::new();
-        self.batch_started = None;
+    /// the batch for at most the linger time. Each message is validated as it arrives, straight
+    /// from librdkafka's buffer; offsets the lake already holds (a replay) are skipped.
+    async fn collect(&mut self, first_wait: Duration) -> Result<Received> {
+        let Self {
+            consumer,
+            parquet,
+            topic,
+            batch_size,
+            linger,
+            joined_at,
+            first_message_at,
+            batch_started,
+            ..
+        } = self;
+        *batch_started = None;
+        let mut validator = Validator::new(parquet);
+        let mut received = Received::default();
+        // The lake's position of each partition met in this batch.
+        let mut committed: HashMap<i32, i64> = HashMap::new();
         let started = Instant::now();
         let mut deadline = started + first_wait;
         let mut linger_until: Option<Instant> = None;
-        while batch.len() < self.batch_size {
-            let joining = self.joined_at.is_none();
+        while received.messages < *batch_size as u64 {
+            let joining = joined_at.is_none();
             if joining {
-                if self.consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                if consumer.assignment().is_ok_and(|a| a.count() > 0) {
                     let now = Instant::now();
-                    self.joined_at = Some(now);
+                    *joined_at = Some(now);
                     deadline = now + first_wait;
                 } else {
                     deadline = started + first_wait.max(JOIN_LIMIT);
@@ -313,72 +345,70 @@ impl WarehouseConsumer {
                 // Look at the assignment again soon: the join ends inside `recv`.
                 left = left.min(Duration::from_millis(100));
             }
-            match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(Ok(m)) => {
-                    batch.push(m.detach());
-                    let now = Instant::now();
-                    self.first_message_at.get_or_insert(now);
-                    self.batch_started.get_or_insert(now);
-                    linger_until.get_or_insert(now + self.linger);
-                }
+            let m = match tokio::time::timeout(left, consumer.recv()).await {
+                Ok(Ok(m)) => m,
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_) => continue,
+            };
+            let now = Instant::now();
+            first_message_at.get_or_insert(now);
+            batch_started.get_or_insert(now);
+            linger_until.get_or_insert(now + *linger);
+            received.messages += 1;
+            let (partition, offset) = (m.partition(), m.offset());
+            let next = received
+                .next_offsets
+                .entry(partition)
+                .or_insert(offset.saturating_add(1));
+            *next = (*next).max(offset.saturating_add(1));
+            let committed = *committed.entry(partition).or_insert_with(|| {
+                validator
+                    .sink()
+                    .position(&position_key(topic, partition))
+                    .unwrap_or(0)
+            });
+            if offset < committed {
+                received.skipped += 1;
+                continue;
             }
+            let t = Instant::now();
+            let source = || format!("kafka:{topic}/{partition}@{offset}");
+            if !validator.push(source, m.payload().unwrap_or_default()) {
+                received
+                    .dead_keys
+                    .push(m.key().unwrap_or_default().to_vec());
+            }
+            received.decode += t.elapsed();
         }
-        Ok(batch)
+        received.validated = validator.finish();
+        Ok(received)
     }
 
     /// Consume one batch (waiting up to `first_wait` for its first message) into every sink.
     pub async fn step(&mut self, first_wait: Duration) -> Result<ConsumeReport> {
-        let messages = self.collect(first_wait).await?;
-        if messages.is_empty() {
+        let Received {
+            messages,
+            skipped,
+            validated: Validated { mut events, dead },
+            dead_keys,
+            next_offsets,
+            decode,
+        } = self.collect(first_wait).await?;
+        if messages == 0 {
             return Ok(ConsumeReport::default());
         }
+        let collected = self.batch_started.map(|t| t.elapsed()).unwrap_or_default();
         let mut time = BatchTime {
-            receive: self.batch_started.map(|t| t.elapsed()).unwrap_or_default(),
+            receive: collected.saturating_sub(decode),
+            decode,
             ..BatchTime::default()
         };
-        let t = Instant::now();
         let mut report = ConsumeReport {
             batches: 1,
-            messages: messages.len() as u64,
+            messages,
+            skipped,
             ..Default::default()
         };
-        let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut fresh = Vec::with_capacity(messages.len());
-        for m in &messages {
-            let (partition, offset) = (m.partition(), m.offset());
-            let next = next_offsets.entry(partition).or_insert(offset + 1);
-            *next = (*next).max(offset + 1);
-            let committed = self
-                .parquet
-                .position(&position_key(&self.topic, partition))
-                .unwrap_or(0);
-            if offset < committed {
-                report.skipped += 1;
-                continue;
-            }
-            fresh.push(m);
-        }
-        let crate::validate::Validated {
-            mut events,
-            dead,
-            dead_at,
-        } = crate::validate::validate_batch(
-            &self.parquet,
-            fresh.iter().map(|m| {
-                (
-                    format!("kafka:{}/{}@{}", self.topic, m.partition(), m.offset()),
-                    m.payload().unwrap_or_default(),
-                )
-            }),
-        );
-        // The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
-        let dead_keys: Vec<&[u8]> = dead_at
-            .iter()
-            .map(|&i| fresh[i].key().unwrap_or_default())
-            .collect();
-        time.decode = t.elapsed();
         // An event the relay sent again (inside this batch or after an earlier one) counts once.
         let t = Instant::now();
         let before = events.len();
@@ -390,10 +420,21 @@ impl WarehouseConsumer {
         let t = Instant::now();
         self.publish_dead_letters(&dead, &dead_keys).await?;
         time.dlq = t.elapsed();
-        if let Some(ch) = &self.clickhouse {
+        // The ClickHouse insert is sent from a task of its own while this one writes the
+        // Parquet files; the files are committed only once the insert has succeeded (a replay
+        // of an insert collapses, a file of an uncommitted batch is removed).
+        let t = Instant::now();
+        let insert = match &self.clickhouse {
+            Some(ch) => ch.prepare_events(&events)?.map(|i| tokio::spawn(i.send())),
+            None => None,
+        };
+        let prepared = t.elapsed();
+        let staged = self.parquet.stage(&events, &dead)?;
+        if let Some(insert) = insert {
             let t = Instant::now();
-            ch.insert_events(&events).await?;
-            time.clickhouse = t.elapsed();
+            insert.await??;
+            // The encoding, and what the insert took beyond the Parquet files.
+            time.clickhouse = prepared + t.elapsed();
         }
         if std::mem::take(&mut self.fail_after_clickhouse) {
             return Err(Error::Injected(FailPoint::BeforeCommit));
@@ -402,7 +443,7 @@ impl WarehouseConsumer {
             .iter()
             .map(|(p, o)| (position_key(&self.topic, *p), *o))
             .collect();
-        time.parquet = self.parquet.write(&events, &dead, positions)?;
+        time.parquet = self.parquet.commit(staged, positions)?;
 
         let t = Instant::now();
         let mut offsets = TopicPartitionList::new();
@@ -425,7 +466,7 @@ impl WarehouseConsumer {
     }
 
     /// The original bytes of every refused message, with the reason in its headers.
-    async fn publish_dead_letters(&self, dead: &[DeadLetter], keys: &[&[u8]]) -> Result<()> {
+    async fn publish_dead_letters(&self, dead: &[DeadLetter], keys: &[Vec<u8>]) -> Result<()> {
         let mut pending = Vec::with_capacity(dead.len());
         for (d, key) in dead.iter().zip(keys) {
             let headers = OwnedHeaders::new()
@@ -442,7 +483,7 @@ impl WarehouseConsumer {
                     value: Some(d.source.as_str()),
                 });
             let record = FutureRecord::to(&self.dlq_topic)
-                .key(*key)
+                .key(key.as_slice())
                 .payload(&d.payload)
                 .headers(headers);
             let delivery = self

@@ -4,25 +4,29 @@
 //!
 //! A round enqueues every row, then awaits the acknowledgements in outbox order and marks the
 //! acknowledged prefix; a failure stops the round there, and the rest is sent again next round.
+//! The next round's rows are read while the broker acknowledges a round (see
+//! [`Relay::drain_timed`]).
 //! Rows are marked by id, never by range: on PostgreSQL a lower id may commit after a higher one,
 //! and a range would mark a row that was never sent.
 
 use super::KafkaConfig;
 use crate::error::Result;
 use crate::metrics::IngestMetrics;
+use crate::source::Unpublished;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::time::Duration;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 /// What one relay round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RelayReport {
-    pub published: usize,
+struct RelayReport {
+    /// Rows handed to the producer.
+    sent: usize,
+    published: usize,
     /// Rows whose delivery failed this round (they are retried).
-    pub failed: usize,
+    failed: usize,
     /// Where the round spent its time.
-    pub time: RelayTime,
+    time: RelayTime,
 }
 
 /// Where relay rounds spend their time.
@@ -46,10 +50,11 @@ impl RelayTime {
         self.mark += o.mark;
     }
 
-    /// Each phase's time in one line.
+    /// Each phase's time in one line. Reading a round overlaps the acknowledgements and the
+    /// marking of the round before, so the phases add up to more than the wall time.
     pub fn breakdown(&self) -> String {
         format!(
-            "fetch {:.2} s, produce {:.2} s, acks {:.2} s, mark published {:.2} s",
+            "fetch {:.2} s (beside acks and marks), produce {:.2} s, acks {:.2} s, mark published {:.2} s",
             self.fetch.as_secs_f64(),
             self.produce.as_secs_f64(),
             self.acks.as_secs_f64(),
@@ -105,15 +110,85 @@ impl Relay {
         })
     }
 
-    /// Publish one round of unpublished rows; `published == 0` means the outbox is caught up.
-    pub async fn step(&self) -> Result<RelayReport> {
-        let mut time = RelayTime::default();
-        let t = std::time::Instant::now();
-        let rows = self.outbox.unpublished(self.batch).await?;
-        time.fetch = t.elapsed();
-        let t = std::time::Instant::now();
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
+    /// Rounds until nothing is left to publish (or a round fails to deliver anything).
+    pub async fn drain(&self) -> Result<usize> {
+        Ok(self.drain_timed().await?.0)
+    }
+
+    /// [`drain`](Self::drain), with where its rounds spent their time.
+    ///
+    /// Rounds overlap: while the broker acknowledges one round and its rows are marked, the
+    /// next round's rows are read; they are sent once the round before is settled, so at most
+    /// one round is in flight and a lot's events keep their order. A failed delivery stops the
+    /// pipeline: the rows read meanwhile are dropped and everything from the first
+    /// unacknowledged row is read and sent again.
+    pub async fn drain_timed(&self) -> Result<(usize, RelayTime)> {
+        self.pipeline(|| false).await
+    }
+
+    /// Publish until caught up, pausing `idle` each time, until `shutdown` turns true.
+    pub async fn run(
+        &self,
+        idle: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        while !*shutdown.borrow() {
+            let (published, _) = self.pipeline(|| *shutdown.borrow()).await?;
+            if published == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rounds of [`drain_timed`](Self::drain_timed); no new round starts once `stop` says
+    /// so (the round in flight is settled first).
+    async fn pipeline(&self, stop: impl Fn() -> bool) -> Result<(usize, RelayTime)> {
+        let (mut total, mut time) = (0, RelayTime::default());
+        let mut in_flight = Round::default();
+        loop {
+            let (first, last) = in_flight.range();
+            let fetch = async {
+                let t = std::time::Instant::now();
+                let rows = self
+                    .outbox
+                    .unpublished_outside(first, last, self.batch)
+                    .await;
+                (rows, t.elapsed())
+            };
+            let ((rows, fetch_time), settled) =
+                tokio::join!(fetch, self.settle(std::mem::take(&mut in_flight)));
+            let settled = settled?;
+            time.add(&settled.time);
+            time.fetch += fetch_time;
+            total += settled.published;
+            if settled.failed > 0 {
+                if settled.published == 0 {
+                    return Ok((total, time));
+                }
+                continue;
+            }
+            let rows = rows?;
+            if rows.is_empty() || stop() {
+                if settled.sent == 0 {
+                    return Ok((total, time));
+                }
+                continue;
+            }
+            let t = std::time::Instant::now();
+            in_flight = self.send(&rows);
+            time.produce += t.elapsed();
+        }
+    }
+
+    /// Hand `rows` to the producer, in order; stops early when its queue is full (the rest is
+    /// read again next round).
+    fn send(&self, rows: &[Unpublished]) -> Round {
+        let mut round = Round::default();
+        for row in rows {
             let key = row.lot_id.to_string();
             let record = FutureRecord::to(&self.topic)
                 .key(&key)
@@ -123,19 +198,24 @@ impl Relay {
                     value: Some(row.event_id.as_str()),
                 }));
             match self.producer.send_result(record) {
-                Ok(delivery) => pending.push((row.position, delivery)),
-                // The local queue is full: send what is queued, the rest next round.
+                Ok(delivery) => round.pending.push((row.position, delivery)),
                 Err((e, _)) => {
                     tracing::warn!(error = %e, "relay queue full; finishing the round early");
                     break;
                 }
             }
         }
-        time.produce = t.elapsed();
+        round
+    }
+
+    /// Await a round's acknowledgements in outbox order and mark the acknowledged prefix.
+    async fn settle(&self, round: Round) -> Result<RelayReport> {
+        let mut time = RelayTime::default();
+        let sent = round.pending.len();
         let t = std::time::Instant::now();
-        let mut acknowledged = Vec::with_capacity(pending.len());
+        let mut acknowledged = Vec::with_capacity(sent);
         let mut failed = 0;
-        for (id, delivery) in pending {
+        for (id, delivery) in round.pending {
             match delivery.await {
                 Ok(Ok(_)) if failed == 0 => acknowledged.push(id),
                 Ok(Ok(_)) => {}
@@ -150,51 +230,34 @@ impl Relay {
         }
         time.acks = t.elapsed();
         let t = std::time::Instant::now();
-        self.outbox
-            .mark_published(&acknowledged, Utc::now().timestamp_millis())
-            .await?;
+        if !acknowledged.is_empty() {
+            self.outbox
+                .mark_published(&acknowledged, Utc::now().timestamp_millis())
+                .await?;
+        }
         time.mark = t.elapsed();
         self.metrics.relayed.inc_by(acknowledged.len() as u64);
         Ok(RelayReport {
+            sent,
             published: acknowledged.len(),
             failed,
             time,
         })
     }
+}
 
-    /// Rounds until nothing is left to publish (or a round fails to deliver anything).
-    pub async fn drain(&self) -> Result<usize> {
-        Ok(self.drain_timed().await?.0)
-    }
+/// Rows handed to the producer, waiting for the broker's acknowledgements.
+#[derive(Default)]
+struct Round {
+    pending: Vec<(i64, DeliveryFuture)>,
+}
 
-    /// [`drain`](Self::drain), with where its rounds spent their time.
-    pub async fn drain_timed(&self) -> Result<(usize, RelayTime)> {
-        let (mut total, mut time) = (0, RelayTime::default());
-        loop {
-            let r = self.step().await?;
-            total += r.published;
-            time.add(&r.time);
-            if r.published == 0 {
-                return Ok((total, time));
-            }
+impl Round {
+    /// The first and last outbox positions in flight; `(1, 0)`, an empty range, when none are.
+    fn range(&self) -> (i64, i64) {
+        match (self.pending.first(), self.pending.last()) {
+            (Some((first, _)), Some((last, _))) => (*first, *last),
+            _ => (1, 0),
         }
-    }
-
-    /// Publish forever, pausing `idle` when caught up, until `shutdown` turns true.
-    pub async fn run(
-        &self,
-        idle: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<()> {
-        while !*shutdown.borrow() {
-            let r = self.step().await?;
-            if r.published == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -27,6 +27,14 @@ pub struct WriteTime {
     pub manifest: std::time::Duration,
 }
 
+/// A batch's files written by [`ParquetSink::stage`], waiting for their commit.
+#[derive(Debug)]
+pub struct Staged {
+    /// The manifest that lists them.
+    next: Manifest,
+    time: WriteTime,
+}
+
 #[derive(Debug)]
 pub struct ParquetSink {
     lake: Lake,
@@ -102,10 +110,18 @@ impl ParquetSink {
         dead: &[DeadLetter],
         positions: BTreeMap<String, i64>,
     ) -> Result<WriteTime> {
+        let staged = self.stage(events, dead)?;
+        self.commit(staged, positions)
+    }
+
+    /// Write one batch's files, not yet part of the lake: [`commit`](Self::commit) makes them
+    /// so. Until then a crash or an error leaves only unlisted files, removed at the next open
+    /// (the Kafka consumer stages while its ClickHouse insert is under way, and commits once
+    /// that insert has succeeded).
+    pub fn stage(&self, events: &[Event], dead: &[DeadLetter]) -> Result<Staged> {
         let mut time = WriteTime::default();
-        let seq = self.manifest.version + 1;
         let mut next = self.manifest.clone();
-        next.version = seq;
+        next.version = self.manifest.version + 1;
         let mut written = 0usize;
 
         let mut by_date: BTreeMap<NaiveDate, Vec<Event>> = BTreeMap::new();
@@ -150,6 +166,24 @@ impl ParquetSink {
                 batch,
                 &mut written,
             )?;
+        }
+        Ok(Staged { next, time })
+    }
+
+    /// Commit a [`stage`](Self::stage)d batch with the source positions it covers: the
+    /// manifest renamed into place.
+    pub fn commit(
+        &mut self,
+        staged: Staged,
+        positions: BTreeMap<String, i64>,
+    ) -> Result<WriteTime> {
+        let Staged { mut next, mut time } = staged;
+        if next.version != self.manifest.version + 1 {
+            return Err(Error::Config(format!(
+                "a batch staged on manifest version {} cannot commit on version {}",
+                next.version - 1,
+                self.manifest.version
+            )));
         }
         if self.fail_point == Some(FailPoint::BeforeCommit) {
             return Err(Error::Injected(FailPoint::BeforeCommit));
