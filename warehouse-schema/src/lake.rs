@@ -13,6 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -20,6 +21,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::tables::{Section, Table};
+
+/// Columns of ids that (nearly) never repeat within a file: written without a dictionary.
+const UNIQUE_ID_COLUMNS: [&str; 4] = ["event_id", "session_id", "reservation_id", "payment_id"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -201,9 +205,14 @@ impl Lake {
                 "no batches to write",
             ))
         })?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-            .build();
+        let mut props =
+            WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?));
+        // An id column is (nearly) unique: a dictionary only costs time before the writer
+        // falls back to plain values.
+        for column in UNIQUE_ID_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let props = props.build();
         let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
         let mut rows = 0;
         for b in batches {

@@ -23,6 +23,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use warehouse_schema::lake::Lake;
 
@@ -326,34 +328,44 @@ impl WarehouseConsumer {
         let mut deadline = started + first_wait;
         let mut linger_until: Option<Instant> = None;
         while received.messages < *batch_size as u64 {
-            let joining = joined_at.is_none();
-            if joining {
-                if consumer.assignment().is_ok_and(|a| a.count() > 0) {
-                    let now = Instant::now();
-                    *joined_at = Some(now);
-                    deadline = now + first_wait;
-                } else {
-                    deadline = started + first_wait.max(JOIN_LIMIT);
+            // A message librdkafka already holds is taken without a timer; only an empty
+            // queue waits, until the linger time (or the first wait) is up.
+            let mut next = std::pin::pin!(consumer.recv());
+            let ready = next.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            let m = match ready {
+                Poll::Ready(m) => m?,
+                Poll::Pending => {
+                    let joining = joined_at.is_none();
+                    if joining {
+                        if consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                            let now = Instant::now();
+                            *joined_at = Some(now);
+                            deadline = now + first_wait;
+                        } else {
+                            deadline = started + first_wait.max(JOIN_LIMIT);
+                        }
+                    }
+                    let until = linger_until.unwrap_or(deadline);
+                    let mut left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if joining {
+                        // Look at the assignment again soon: the join ends inside `recv`.
+                        left = left.min(Duration::from_millis(100));
+                    }
+                    match tokio::time::timeout(left, next).await {
+                        Ok(m) => m?,
+                        Err(_) => continue,
+                    }
                 }
-            }
-            let until = linger_until.unwrap_or(deadline);
-            let mut left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            if joining {
-                // Look at the assignment again soon: the join ends inside `recv`.
-                left = left.min(Duration::from_millis(100));
-            }
-            let m = match tokio::time::timeout(left, consumer.recv()).await {
-                Ok(Ok(m)) => m,
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => continue,
             };
-            let now = Instant::now();
-            first_message_at.get_or_insert(now);
-            batch_started.get_or_insert(now);
-            linger_until.get_or_insert(now + *linger);
+            if batch_started.is_none() {
+                let now = Instant::now();
+                first_message_at.get_or_insert(now);
+                *batch_started = Some(now);
+                linger_until = Some(now + *linger);
+            }
             received.messages += 1;
             let (partition, offset) = (m.partition(), m.offset());
             let next = received

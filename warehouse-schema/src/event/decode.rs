@@ -9,7 +9,7 @@
 
 use super::{Event, EventPayload, LotDirectory, RejectReason, Rejection};
 use crate::ids::{EventId, LotId};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use serde::de::value::MapDeserializer;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -53,7 +53,7 @@ impl Event {
             Some(event_id),
             Some(version),
             Some(tag),
-            Some(occurred_at),
+            Some(_),
             Some(lot_id),
         ] = envelope
         else {
@@ -82,11 +82,16 @@ impl Event {
                     ),
                 )
             })?;
+        let mut occurred = None;
         for field in TIMES {
             if let Some(v) = members.get(field)? {
-                check_time(field, v)?;
+                let at = check_time(field, v)?;
+                if field == "occurred_at" {
+                    occurred = Some(at.with_timezone(&Utc));
+                }
             }
         }
+        let occurred_at = occurred.expect("the envelope has `occurred_at`, checked above");
         let payload_fields = MapDeserializer::<_, serde_json::Error>::new(
             members
                 .0
@@ -100,9 +105,7 @@ impl Event {
         let event = Event {
             event_id: EventId::deserialize(event_id).map_err(typed)?,
             schema_version: version,
-            occurred_at: DateTime::<Utc>::deserialize(occurred_at)
-                .map_err(typed)?
-                .trunc_subsecs(3),
+            occurred_at: occurred_at.trunc_subsecs(3),
             lot_id: LotId::deserialize(lot_id).map_err(typed)?,
             payload,
         };
@@ -122,7 +125,8 @@ fn typed(e: serde_json::Error) -> Rejection {
     Rejection::new(reason, msg)
 }
 
-fn check_time(field: &str, v: &RawValue) -> Result<(), Rejection> {
+/// The time in `v`, which must be an RFC 3339 string with an offset.
+fn check_time(field: &str, v: &RawValue) -> Result<DateTime<FixedOffset>, Rejection> {
     let s = Text::deserialize(v)
         .map_err(|_| {
             Rejection::new(
@@ -131,7 +135,7 @@ fn check_time(field: &str, v: &RawValue) -> Result<(), Rejection> {
             )
         })?
         .0;
-    DateTime::parse_from_rfc3339(&s).map(|_| ()).map_err(|e| {
+    DateTime::parse_from_rfc3339(&s).map_err(|e| {
         Rejection::new(
             RejectReason::BadTime,
             format!("`{field}` = {s:?} is not RFC 3339 with an offset: {e}"),
