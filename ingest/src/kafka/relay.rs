@@ -4,8 +4,8 @@
 //!
 //! A round enqueues every row, then awaits the acknowledgements in outbox order and marks the
 //! acknowledged prefix; a failure stops the round there, and the rest is sent again next round.
-//! Rounds overlap: the next round's rows are read while the broker acknowledges a round and
-//! the round before it is marked (see [`Relay::drain_timed`]).
+//! The next round's rows are read while the broker acknowledges a round (see
+//! [`Relay::drain_timed`]).
 //! Rows are marked by id, never by range: on PostgreSQL a lower id may commit after a higher one,
 //! and a range would mark a row that was never sent.
 
@@ -16,6 +16,18 @@ use crate::source::Unpublished;
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+/// What one relay round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct RelayReport {
+    /// Rows handed to the producer.
+    sent: usize,
+    published: usize,
+    /// Rows whose delivery failed this round (they are retried).
+    failed: usize,
+    /// Where the round spent its time.
+    time: RelayTime,
+}
 
 /// Where relay rounds spend their time.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +117,9 @@ impl Relay {
 
     /// [`drain`](Self::drain), with where its rounds spent their time.
     ///
-    /// Rounds overlap: while the broker acknowledges one round and the round before it is
-    /// marked, the next round's rows are read; they are sent once the round before has been
-    /// acknowledged, so at most one round is in flight and a lot's events keep their order. A failed delivery stops the
+    /// Rounds overlap: while the broker acknowledges one round and its rows are marked, the
+    /// next round's rows are read; they are sent once the round before is settled, so at most
+    /// one round is in flight and a lot's events keep their order. A failed delivery stops the
     /// pipeline: the rows read meanwhile are dropped and everything from the first
     /// unacknowledged row is read and sent again.
     pub async fn drain_timed(&self) -> Result<(usize, RelayTime)> {
@@ -137,12 +149,8 @@ impl Relay {
     async fn pipeline(&self, stop: impl Fn() -> bool) -> Result<(usize, RelayTime)> {
         let (mut total, mut time) = (0, RelayTime::default());
         let mut in_flight = Round::default();
-        // Acknowledged by the broker and not yet marked: marked while the next round's
-        // acknowledgements come in.
-        let mut to_mark: Vec<i64> = Vec::new();
         loop {
-            // Neither the round in flight nor the one being marked is read again.
-            let (first, last) = span(in_flight.range(), range_of(&to_mark));
+            let (first, last) = in_flight.range();
             let fetch = async {
                 let t = std::time::Instant::now();
                 let rows = self
@@ -151,31 +159,21 @@ impl Relay {
                     .await;
                 (rows, t.elapsed())
             };
-            let ((rows, fetch_time), acked, marked) = tokio::join!(
-                fetch,
-                self.acks(std::mem::take(&mut in_flight)),
-                self.mark(std::mem::take(&mut to_mark)),
-            );
+            let ((rows, fetch_time), settled) =
+                tokio::join!(fetch, self.settle(std::mem::take(&mut in_flight)));
+            let settled = settled?;
+            time.add(&settled.time);
             time.fetch += fetch_time;
-            time.acks += acked.time;
-            let (marked, mark_time) = marked?;
-            time.mark += mark_time;
-            total += marked;
-            if acked.failed > 0 {
-                // What the broker took before the failure is marked now; everything after it
-                // is read and sent again.
-                let (marked, mark_time) = self.mark(acked.acknowledged).await?;
-                time.mark += mark_time;
-                total += marked;
-                if marked == 0 {
+            total += settled.published;
+            if settled.failed > 0 {
+                if settled.published == 0 {
                     return Ok((total, time));
                 }
                 continue;
             }
-            to_mark = acked.acknowledged;
             let rows = rows?;
             if rows.is_empty() || stop() {
-                if acked.sent == 0 {
+                if settled.sent == 0 {
                     return Ok((total, time));
                 }
                 continue;
@@ -210,9 +208,9 @@ impl Relay {
         round
     }
 
-    /// Await a round's acknowledgements in outbox order: the acknowledged prefix, up to the
-    /// first failure.
-    async fn acks(&self, round: Round) -> Acked {
+    /// Await a round's acknowledgements in outbox order and mark the acknowledged prefix.
+    async fn settle(&self, round: Round) -> Result<RelayReport> {
+        let mut time = RelayTime::default();
         let sent = round.pending.len();
         let t = std::time::Instant::now();
         let mut acknowledged = Vec::with_capacity(sent);
@@ -230,52 +228,21 @@ impl Relay {
                 Err(_) => failed += 1,
             }
         }
-        Acked {
-            sent,
-            acknowledged,
-            failed,
-            time: t.elapsed(),
-        }
-    }
-
-    /// Mark acknowledged rows published: how many, and how long it took.
-    async fn mark(&self, acknowledged: Vec<i64>) -> Result<(usize, std::time::Duration)> {
+        time.acks = t.elapsed();
         let t = std::time::Instant::now();
         if !acknowledged.is_empty() {
             self.outbox
                 .mark_published(&acknowledged, Utc::now().timestamp_millis())
                 .await?;
-            self.metrics.relayed.inc_by(acknowledged.len() as u64);
         }
-        Ok((acknowledged.len(), t.elapsed()))
-    }
-}
-
-/// What the broker said of one round.
-struct Acked {
-    /// Rows handed to the producer.
-    sent: usize,
-    /// Positions acknowledged, in order, up to the first failure.
-    acknowledged: Vec<i64>,
-    /// Deliveries that failed (they and the rows after them are sent again).
-    failed: usize,
-    time: std::time::Duration,
-}
-
-/// The first and last of ascending `positions`; `(1, 0)`, an empty range, when there are none.
-fn range_of(positions: &[i64]) -> (i64, i64) {
-    match (positions.first(), positions.last()) {
-        (Some(first), Some(last)) => (*first, *last),
-        _ => (1, 0),
-    }
-}
-
-/// The smallest range holding both ranges (an empty one, `first > last`, holds nothing).
-fn span(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
-    match (a.0 <= a.1, b.0 <= b.1) {
-        (true, true) => (a.0.min(b.0), a.1.max(b.1)),
-        (true, false) => a,
-        _ => b,
+        time.mark = t.elapsed();
+        self.metrics.relayed.inc_by(acknowledged.len() as u64);
+        Ok(RelayReport {
+            sent,
+            published: acknowledged.len(),
+            failed,
+            time,
+        })
     }
 }
 
@@ -286,24 +253,11 @@ struct Round {
 }
 
 impl Round {
-    /// The first and last outbox positions in flight.
+    /// The first and last outbox positions in flight; `(1, 0)`, an empty range, when none are.
     fn range(&self) -> (i64, i64) {
         match (self.pending.first(), self.pending.last()) {
             (Some((first, _)), Some((last, _))) => (*first, *last),
             _ => (1, 0),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::span;
-
-    #[test]
-    fn the_span_of_two_ranges_holds_both_and_ignores_an_empty_one() {
-        assert_eq!(span((5, 9), (1, 3)), (1, 9));
-        assert_eq!(span((5, 9), (1, 0)), (5, 9));
-        assert_eq!(span((1, 0), (2, 4)), (2, 4));
-        assert_eq!(span((1, 0), (1, 0)), (1, 0));
     }
 }
