@@ -24,6 +24,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use warehouse_schema::lake::Lake;
@@ -67,8 +68,8 @@ pub struct BatchTime {
     pub dedup: Duration,
     /// Dead letters to the DLQ topic, acknowledged.
     pub dlq: Duration,
-    /// The ClickHouse insert: its rows encoded, then what it took beyond the Parquet files
-    /// written meanwhile.
+    /// The ClickHouse insert (rows encoded and sent by a task of its own): what it took
+    /// beyond the Parquet files written meanwhile.
     pub clickhouse: Duration,
     /// The Parquet sink: Arrow build, Parquet encode and files, manifest.
     pub parquet: WriteTime,
@@ -435,18 +436,16 @@ impl WarehouseConsumer {
         // The ClickHouse insert is sent from a task of its own while this one writes the
         // Parquet files; the files are committed only once the insert has succeeded (a replay
         // of an insert collapses, a file of an uncommitted batch is removed).
-        let t = Instant::now();
-        let insert = match &self.clickhouse {
-            Some(ch) => ch.prepare_events(&events)?.map(|i| tokio::spawn(i.send())),
-            None => None,
-        };
-        let prepared = t.elapsed();
+        let events = Arc::new(events);
+        let insert = self.clickhouse.clone().map(|ch| {
+            let events = events.clone();
+            tokio::spawn(async move { ch.insert_events(&events).await })
+        });
         let staged = self.parquet.stage(&events, &dead)?;
         if let Some(insert) = insert {
             let t = Instant::now();
             insert.await??;
-            // The encoding, and what the insert took beyond the Parquet files.
-            time.clickhouse = prepared + t.elapsed();
+            time.clickhouse = t.elapsed();
         }
         if std::mem::take(&mut self.fail_after_clickhouse) {
             return Err(Error::Injected(FailPoint::BeforeCommit));
@@ -463,7 +462,7 @@ impl WarehouseConsumer {
             offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
         }
         self.consumer.commit(&offsets, CommitMode::Sync)?;
-        for e in &events {
+        for e in events.iter() {
             self.recent.insert(e.event_id.0);
         }
         time.commit = t.elapsed();

@@ -57,23 +57,6 @@ impl std::fmt::Debug for ClickHouseSink {
     }
 }
 
-/// One `INSERT … FORMAT RowBinary` with its rows encoded; it owns what it needs, so it can be
-/// sent from a task of its own.
-pub struct PreparedInsert {
-    client: Client,
-    sql: String,
-    body: Bytes,
-}
-
-impl PreparedInsert {
-    pub async fn send(self) -> Result<()> {
-        let mut insert = self.client.insert_formatted_with(self.sql);
-        insert.send(self.body).await?;
-        insert.end().await?;
-        Ok(())
-    }
-}
-
 fn check_identifier(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -146,22 +129,12 @@ impl ClickHouseSink {
 
     /// Insert `events` into `fact_parking_event` in one request.
     pub async fn insert_events(&self, events: &[Event]) -> Result<()> {
-        match self.prepare_events(events)? {
-            Some(insert) => insert.send().await,
-            None => Ok(()),
-        }
-    }
-
-    /// The insert of `events` with its rows encoded (`None` when there are none), to send
-    /// later, or as a task of its own while the caller goes on (the consumer writes its
-    /// Parquet files meanwhile).
-    pub fn prepare_events(&self, events: &[Event]) -> Result<Option<PreparedInsert>> {
         if events.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let batch = warehouse_schema::convert::events_to_batch(events)?;
-        self.prepare(warehouse_schema::Table::FactParkingEvent, &batch)
-            .map(Some)
+        self.insert_batch(warehouse_schema::Table::FactParkingEvent, &batch)
+            .await
     }
 
     /// Rebuild `fact_stay` and the lot, spot and user dimensions from the events, and write the
@@ -198,14 +171,6 @@ impl ClickHouseSink {
         table: warehouse_schema::Table,
         batch: &arrow::array::RecordBatch,
     ) -> Result<()> {
-        self.prepare(table, batch)?.send().await
-    }
-
-    fn prepare(
-        &self,
-        table: warehouse_schema::Table,
-        batch: &arrow::array::RecordBatch,
-    ) -> Result<PreparedInsert> {
         let mut body = Vec::new();
         warehouse_schema::clickhouse::batch_row_binary(table, batch, &mut body)
             .map_err(Error::Config)?;
@@ -215,15 +180,14 @@ impl ClickHouseSink {
             .map(|c| c.name)
             .collect::<Vec<_>>()
             .join(", ");
-        Ok(PreparedInsert {
-            client: self.client.clone(),
-            sql: format!(
-                "INSERT INTO {}.{} ({columns}) FORMAT RowBinary",
-                self.database,
-                table.name()
-            ),
-            body: Bytes::from(body),
-        })
+        let mut insert = self.client.insert_formatted_with(format!(
+            "INSERT INTO {}.{} ({columns}) FORMAT RowBinary",
+            self.database,
+            table.name()
+        ));
+        insert.send(Bytes::from(body)).await?;
+        insert.end().await?;
+        Ok(())
     }
 
     /// Rows of `table` after replays collapsed (`FINAL`).
