@@ -67,7 +67,7 @@ impl EmbeddedIngest {
                 ..Default::default()
             });
         };
-        let mut validator = crate::validate::Validator::new(&self.sink);
+        let mut validator = crate::validate::Validator::new(&self.sink, rows.len());
         for r in &rows {
             validator.push(|| format!("outbox:{}", r.position), r.payload.as_bytes());
         }

@@ -25,11 +25,16 @@ pub struct Validator<'s> {
 }
 
 impl<'s> Validator<'s> {
-    pub fn new(sink: &'s ParquetSink) -> Self {
+    /// A validator for a batch of about `expected` payloads.
+    pub fn new(sink: &'s ParquetSink, expected: usize) -> Self {
         Self {
             sink,
             pending_lots: HashSet::new(),
-            out: Validated::default(),
+            out: Validated {
+                // A configured batch size is not trusted with an allocation of its own.
+                events: Vec::with_capacity(expected.min(1 << 16)),
+                dead: Vec::new(),
+            },
         }
     }
 

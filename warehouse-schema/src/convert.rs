@@ -34,8 +34,10 @@ pub enum ConvertError {
 /// into its flat row ([`Flat`]) and the columns are filled in the column table's order; a
 /// column the table names that the flat row does not know is an error, so a field added to the
 /// contract fails the round-trip test until it is added here too.
-pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, ConvertError> {
-    let rows: Vec<Flat<'_>> = events.iter().map(Flat::of).collect();
+pub fn events_to_batch<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Result<RecordBatch, ConvertError> {
+    let rows: Vec<Flat<'_>> = events.into_iter().map(Flat::of).collect();
     let arrays = FACT_PARKING_EVENT
         .iter()
         .map(|c| column(c, &rows))

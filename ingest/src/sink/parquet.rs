@@ -124,19 +124,19 @@ impl ParquetSink {
         next.version = self.manifest.version + 1;
         let mut written = 0usize;
 
-        let mut by_date: BTreeMap<NaiveDate, Vec<Event>> = BTreeMap::new();
+        let mut by_date: BTreeMap<NaiveDate, Vec<&Event>> = BTreeMap::new();
         for e in events {
             by_date
                 .entry(e.occurred_at.date_naive())
                 .or_default()
-                .push(e.clone());
+                .push(e);
             if let EventPayload::LotRegistered(_) = e.payload {
                 next.lots.insert(e.lot_id.0);
             }
         }
         for (part, (date, day)) in by_date.iter().enumerate() {
             let t = std::time::Instant::now();
-            let batch = events_to_batch(day)?;
+            let batch = events_to_batch(day.iter().copied())?;
             time.arrow += t.elapsed();
             let t = std::time::Instant::now();
             self.put(
