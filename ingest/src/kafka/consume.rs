@@ -4,9 +4,10 @@
 //!
 //! Order of a batch: dead letters to the DLQ topic (acknowledged) → ClickHouse insert, with the
 //! Parquet files written meanwhile → once the insert succeeded, the Parquet manifest (with the
-//! next offset of every partition) → Kafka offset commit. A crash anywhere replays the batch from the last Kafka commit: Parquet skips offsets its manifest
-//! already covers, ClickHouse collapses the replayed `event_id`s, and a dead letter may be
-//! published twice (its consumers key on the source offset carried in its headers).
+//! next offset of every partition) → Kafka offset commit. A crash anywhere replays the batch
+//! from the last Kafka commit: Parquet skips offsets its manifest already covers, ClickHouse
+//! collapses the replayed `event_id`s, and a dead letter may be published twice (its consumers
+//! key on the source offset carried in its headers).
 
 use super::{KafkaConfig, position_key};
 use crate::FailPoint;
@@ -391,7 +392,7 @@ impl WarehouseConsumer {
                 received.skipped += 1;
                 continue;
             }
-            let source = || format!("kafka:{topic}/{partition}@{offset}");
+            let source = || format!("{}@{offset}", position_key(topic, partition));
             if !validator.push(source, m.payload().unwrap_or_default()) {
                 received
                     .dead_keys

@@ -230,11 +230,9 @@ impl Relay {
         }
         time.acks = t.elapsed();
         let t = std::time::Instant::now();
-        if !acknowledged.is_empty() {
-            self.outbox
-                .mark_published(&acknowledged, Utc::now().timestamp_millis())
-                .await?;
-        }
+        self.outbox
+            .mark_published(&acknowledged, Utc::now().timestamp_millis())
+            .await?;
         time.mark = t.elapsed();
         self.metrics.relayed.inc_by(acknowledged.len() as u64);
         Ok(RelayReport {
