@@ -4,7 +4,10 @@
 //! that names the table; its DDL lives with the API's migrations, which create it.
 //!
 //! On SQLite positions are assigned by the single writer in commit order, so "everything after
-//! the last position" is exact; the relay's `published_at` marks what Kafka has acknowledged.
+//! the last position" is exact. What Kafka has not acknowledged yet is kept apart from the events,
+//! as the ids in `outbox_unpublished`: a trigger adds each appended row's id in the appending
+//! transaction, and the relay deletes the ids Kafka acknowledged (cheaper than rewriting the
+//! rows, and exact on PostgreSQL too, where a lower id may commit after a higher one).
 
 use sqlx::{AnyConnection, AnyPool};
 use warehouse_schema::Event;
@@ -105,8 +108,9 @@ impl Outbox {
         limit: i64,
     ) -> Result<Vec<Unpublished>> {
         let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT id, lot_id, event_id, payload FROM outbox \
-             WHERE published_at IS NULL AND (id < $1 OR id > $2) ORDER BY id LIMIT $3",
+            "SELECT o.id, o.lot_id, o.event_id, o.payload \
+             FROM outbox_unpublished u JOIN outbox o ON o.id = u.id \
+             WHERE u.id < $1 OR u.id > $2 ORDER BY u.id LIMIT $3",
         )
         .bind(first)
         .bind(last)
@@ -124,12 +128,11 @@ impl Outbox {
             .collect())
     }
 
-    /// Mark the rows at `positions` (ascending) as acknowledged by Kafka at `at_ms`: one
-    /// statement per run of consecutive ids (a relay round is usually one run).
-    pub async fn mark_published(&self, positions: &[i64], at_ms: i64) -> Result<()> {
+    /// Mark the rows at `positions` (ascending) as acknowledged by Kafka: one statement per run
+    /// of consecutive ids (a relay round is usually one run).
+    pub async fn mark_published(&self, positions: &[i64]) -> Result<()> {
         for (first, last) in runs(positions) {
-            sqlx::query("UPDATE outbox SET published_at = $1 WHERE id BETWEEN $2 AND $3")
-                .bind(at_ms)
+            sqlx::query("DELETE FROM outbox_unpublished WHERE id BETWEEN $1 AND $2")
                 .bind(first)
                 .bind(last)
                 .execute(&self.writer)
@@ -195,11 +198,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("o.db").display());
         let pool = AnyPool::connect(&url).await.unwrap();
-        // The table as the API's migrations create it.
-        sqlx::query(
+        // The tables as the API's migrations leave them.
+        sqlx::raw_sql(
             "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
                  lot_id INTEGER NOT NULL, event_type TEXT NOT NULL, payload TEXT NOT NULL,
-                 created_at INTEGER NOT NULL, published_at INTEGER)",
+                 created_at INTEGER NOT NULL);
+             CREATE TABLE outbox_unpublished (id INTEGER PRIMARY KEY);
+             CREATE TRIGGER outbox_unpublished_on_append AFTER INSERT ON outbox
+             BEGIN INSERT INTO outbox_unpublished (id) VALUES (new.id); END;",
         )
         .execute(&pool)
         .await
@@ -245,7 +251,7 @@ mod tests {
         assert_eq!(pending.len(), 3);
         assert_eq!(pending[2].lot_id, 3);
         assert_eq!(pending[2].event_id, events[2].event_id.0.to_string());
-        outbox.mark_published(&[1, 3], 5).await.unwrap();
+        outbox.mark_published(&[1, 3]).await.unwrap();
         let left = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert_eq!(
             left.iter().map(|r| r.position).collect::<Vec<_>>(),
@@ -264,7 +270,7 @@ mod tests {
             outbox.unpublished_outside(3, 9, 10).await.unwrap()[0].position,
             2
         );
-        outbox.mark_published(&[2], 6).await.unwrap();
+        outbox.mark_published(&[2]).await.unwrap();
         let left = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert!(left.is_empty());
         assert_eq!(

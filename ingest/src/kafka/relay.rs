@@ -13,7 +13,6 @@ use super::KafkaConfig;
 use crate::error::Result;
 use crate::metrics::IngestMetrics;
 use crate::source::Unpublished;
-use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
@@ -230,9 +229,7 @@ impl Relay {
         }
         time.acks = t.elapsed();
         let t = std::time::Instant::now();
-        self.outbox
-            .mark_published(&acknowledged, Utc::now().timestamp_millis())
-            .await?;
+        self.outbox.mark_published(&acknowledged).await?;
         time.mark = t.elapsed();
         self.metrics.relayed.inc_by(acknowledged.len() as u64);
         Ok(RelayReport {

@@ -90,7 +90,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     let pool = w.state.services.store().writer().clone();
     let half = (n / 2) as i64;
     // The first half is relayed and consumed before the restart.
-    sqlx::query("UPDATE outbox SET published_at = 0 WHERE id > $1")
+    sqlx::query("DELETE FROM outbox_unpublished WHERE id > $1")
         .bind(half)
         .execute(&pool)
         .await
@@ -99,7 +99,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut consumer = w.consumer(IngestMetrics::default());
     consumer.step(Wait::from_secs(10)).await.unwrap();
     drop(consumer);
-    sqlx::query("UPDATE outbox SET published_at = NULL WHERE id > $1")
+    sqlx::query("INSERT INTO outbox_unpublished (id) SELECT id FROM outbox WHERE id > $1")
         .bind(half)
         .execute(&pool)
         .await
@@ -115,17 +115,16 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     broker.restart();
     let _ = sending.await.unwrap();
     for _ in 0..5 {
-        let left: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox_unpublished")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         if left == 0 {
             break;
         }
         let _ = w.relay().drain().await;
     }
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox_unpublished")
         .fetch_one(&pool)
         .await
         .unwrap();
