@@ -9,7 +9,10 @@
 //! transaction, and the relay deletes the ids Kafka acknowledged (cheaper than rewriting the
 //! rows, and exact on PostgreSQL too, where a lower id may commit after a higher one).
 
+mod unpublished;
+
 use sqlx::{AnyConnection, AnyPool};
+pub use unpublished::{Unpublished, UnpublishedRow};
 use warehouse_schema::Event;
 
 /// Errors are the store's own: a failed statement.
@@ -35,15 +38,6 @@ pub async fn append(conn: &mut AnyConnection, event: &Event) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
     pub position: i64,
-    pub payload: String,
-}
-
-/// A row Kafka has not acknowledged yet, with what the relay keys and heads it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unpublished {
-    pub position: i64,
-    pub lot_id: i64,
-    pub event_id: String,
     pub payload: String,
 }
 
@@ -106,26 +100,38 @@ impl Outbox {
         first: i64,
         last: i64,
         limit: i64,
-    ) -> Result<Vec<Unpublished>> {
-        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT o.id, o.lot_id, o.event_id, o.payload \
-             FROM outbox_unpublished u JOIN outbox o ON o.id = u.id \
-             WHERE u.id < $1 OR u.id > $2 ORDER BY u.id LIMIT $3",
-        )
-        .bind(first)
-        .bind(last)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(position, lot_id, event_id, payload)| Unpublished {
-                position,
-                lot_id,
-                event_id,
-                payload,
-            })
-            .collect())
+    ) -> Result<Unpublished> {
+        // One row of aggregates for the whole round (see `Unpublished` for why and how it is
+        // cut apart); `string_agg` and `octet_length` are spelled alike by SQLite and
+        // PostgreSQL.
+        let (count, positions, lot_ids, event_id_lengths, event_ids, payload_lengths, payloads) =
+            sqlx::query_as(
+                "SELECT COUNT(*), \
+                    string_agg(CAST(o.id AS TEXT), ','), \
+                    string_agg(CAST(o.lot_id AS TEXT), ','), \
+                    string_agg(CAST(octet_length(o.event_id) AS TEXT), ','), \
+                    string_agg(o.event_id, ''), \
+                    string_agg(CAST(octet_length(o.payload) AS TEXT), ','), \
+                    string_agg(o.payload, '') \
+                 FROM (SELECT id FROM outbox_unpublished WHERE id < $1 OR id > $2 \
+                       ORDER BY id LIMIT $3) u \
+                 JOIN outbox o ON o.id = u.id",
+            )
+            .bind(first)
+            .bind(last)
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await?;
+        Unpublished::from_aggregates(unpublished::Aggregates {
+            count,
+            positions,
+            lot_ids,
+            event_id_lengths,
+            event_ids,
+            payload_lengths,
+            payloads,
+        })
+        .map_err(|e| sqlx::Error::Decode(format!("the unpublished outbox rows: {e}").into()))
     }
 
     /// Mark the rows at `positions` (ascending) as acknowledged by Kafka: one statement per run
@@ -218,7 +224,8 @@ mod tests {
             chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             LotId(lot),
             EventPayload::LotRegistered(LotRegistered {
-                name: format!("Lot {lot}"),
+                // Commas, a line break and a two-byte letter: none may cut the relay's read.
+                name: format!("Lot {lot}, \"Nord\"\n ü"),
                 time_zone: "UTC".into(),
                 latitude: 0.0,
                 longitude: 0.0,
@@ -249,8 +256,10 @@ mod tests {
         assert_eq!(after_one[0].payload, events[1].to_json());
         let pending = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert_eq!(pending.len(), 3);
-        assert_eq!(pending[2].lot_id, 3);
-        assert_eq!(pending[2].event_id, events[2].event_id.0.to_string());
+        let third = pending.iter().nth(2).unwrap();
+        assert_eq!(third.lot_id, "3");
+        assert_eq!(third.event_id, events[2].event_id.0.to_string());
+        assert_eq!(third.payload, events[2].to_json());
         outbox.mark_published(&[1, 3]).await.unwrap();
         let left = outbox.unpublished_outside(1, 0, 10).await.unwrap();
         assert_eq!(
@@ -267,7 +276,14 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            outbox.unpublished_outside(3, 9, 10).await.unwrap()[0].position,
+            outbox
+                .unpublished_outside(3, 9, 10)
+                .await
+                .unwrap()
+                .iter()
+                .next()
+                .unwrap()
+                .position,
             2
         );
         outbox.mark_published(&[2]).await.unwrap();

@@ -376,3 +376,69 @@ pub async fn a_change_writes_its_event_audit_and_message_together_or_not_at_all(
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].kind, "inquiry_answered");
 }
+
+/// The relay's read of what Kafka has not acknowledged, on each store: every appended event once,
+/// in order, exactly as recorded (text that looks like the read's own separators included), and
+/// nothing once marked.
+pub async fn the_relay_reads_each_unpublished_event_once_in_order(app: TestApp) {
+    use warehouse_schema::event::LotRegistered;
+    use warehouse_schema::{Event, EventPayload, LotId};
+    let services = &app.state.services;
+    let store = services.store();
+    let outbox = store.outbox();
+    let before = outbox.unpublished_outside(1, 0, 1000).await.unwrap();
+    let events: Vec<Event> = (1..=5)
+        .map(|i| {
+            Event::new(
+                services.now(),
+                LotId(1000 + i),
+                EventPayload::LotRegistered(LotRegistered {
+                    name: format!("Lot {i}, \"Süd\"\n{}", "x".repeat(i as usize * 100)),
+                    time_zone: "Europe/Berlin".into(),
+                    latitude: 52.5,
+                    longitude: 13.4,
+                    capacity: 10,
+                }),
+            )
+        })
+        .collect();
+    for event in &events {
+        let mut change = store.begin_change(services.now()).await.unwrap();
+        change.event(event.clone());
+        change.commit().await.unwrap();
+    }
+    let read = outbox
+        .unpublished_outside(1, 0, before.len() as i64 + 3)
+        .await
+        .unwrap();
+    let ours: Vec<_> = read.iter().skip(before.len()).collect();
+    assert_eq!(ours.len(), 3, "the limit counts rows");
+    for (row, event) in ours.iter().zip(&events) {
+        assert_eq!(row.lot_id, event.lot_id.0.to_string());
+        assert_eq!(row.event_id, event.event_id.0.to_string());
+        assert_eq!(row.payload, event.to_json());
+    }
+    let positions: Vec<i64> = outbox
+        .unpublished_outside(1, 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.position)
+        .collect();
+    assert!(positions.is_sorted() && positions.len() == before.len() + 5);
+    // The round in flight is left out; marking removes rows for good.
+    let (first, last) = (positions[0], positions[positions.len() - 2]);
+    let rest = outbox.unpublished_outside(first, last, 1000).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.position).collect::<Vec<_>>(),
+        [positions[positions.len() - 1]]
+    );
+    outbox.mark_published(&positions).await.unwrap();
+    assert!(
+        outbox
+            .unpublished_outside(1, 0, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -56,6 +56,7 @@ use basics::{
     concurrent_entries_never_share_a_spot, full_lot_refuses_entry_and_respects_spot_types,
     full_server_on_port_zero_serves_health_and_metrics, lot_creation_writes_lot_spots_and_event,
     rate_schedule_separates_current_and_upcoming,
+    the_relay_reads_each_unpublished_event_once_in_order,
 };
 use defects::{
     a_balance_holds_one_currency, a_key_reused_for_another_request_is_refused,
@@ -116,6 +117,7 @@ use reservations::{
 };
 
 on_both_stores!(
+    the_relay_reads_each_unpublished_event_once_in_order,
     a_change_writes_its_event_audit_and_message_together_or_not_at_all,
     two_answers_to_one_inquiry_keep_one,
     first_top_ups_at_once_all_credit_one_balance,

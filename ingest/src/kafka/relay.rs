@@ -185,16 +185,15 @@ impl Relay {
 
     /// Hand `rows` to the producer, in order; stops early when its queue is full (the rest is
     /// read again next round).
-    fn send(&self, rows: &[Unpublished]) -> Round {
+    fn send(&self, rows: &Unpublished) -> Round {
         let mut round = Round::default();
-        for row in rows {
-            let key = row.lot_id.to_string();
+        for row in rows.iter() {
             let record = FutureRecord::to(&self.topic)
-                .key(&key)
-                .payload(&row.payload)
+                .key(row.lot_id)
+                .payload(row.payload)
                 .headers(OwnedHeaders::new().insert(Header {
                     key: "event_id",
-                    value: Some(row.event_id.as_str()),
+                    value: Some(row.event_id),
                 }));
             match self.producer.send_result(record) {
                 Ok(delivery) => round.pending.push((row.position, delivery)),
