@@ -68,6 +68,17 @@ impl<'s> Validator<'s> {
         }
     }
 
+    /// The events accepted since the last take (dead letters stay until [`finish`](Self::finish)):
+    /// the Kafka consumer hands a batch's events on in pieces while it decodes the rest.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.out.events)
+    }
+
+    /// Events accepted and not yet taken.
+    pub fn events_len(&self) -> usize {
+        self.out.events.len()
+    }
+
     pub fn finish(self) -> Validated {
         self.out
     }

@@ -174,8 +174,11 @@ fn cut(text: &str, lengths: &[i64]) -> Result<Vec<Range<usize>>, String> {
 mod tests {
     use super::*;
 
-    fn aggregates(rows: &[(i64, &str, &str, &str)]) -> Aggregates {
-        let join = |f: &dyn Fn(&(i64, &str, &str, &str)) -> String, sep: &str| {
+    /// Position, lot id, event id, payload.
+    type Row<'a> = (i64, &'a str, &'a str, &'a str);
+
+    fn aggregates(rows: &[Row]) -> Aggregates {
+        let join = |f: &dyn Fn(&Row) -> String, sep: &str| {
             Some(rows.iter().map(f).collect::<Vec<_>>().join(sep))
         };
         Aggregates {
@@ -198,12 +201,7 @@ mod tests {
         ];
         let read = Unpublished::from_aggregates(aggregates(&rows)).unwrap();
         let got: Vec<_> = read.iter().collect();
-        let row = |(position, lot_id, event_id, payload): (
-            i64,
-            &'static str,
-            &'static str,
-            &'static str,
-        )| UnpublishedRow {
+        let row = |(position, lot_id, event_id, payload): Row<'static>| UnpublishedRow {
             position,
             lot_id,
             event_id,

@@ -195,16 +195,33 @@ impl Lake {
     /// once a manifest lists it.
     pub fn write_parquet(&self, relative: &str, batches: &[RecordBatch]) -> Result<u64> {
         let path = self.absolute(relative);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let file = File::create(&path).map_err(io(&path))?;
         let schema = batches.first().map(|b| b.schema()).ok_or_else(|| {
             io(&path)(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "no batches to write",
             ))
         })?;
+        let mut file = self.create_parquet(relative, schema)?;
+        for b in batches {
+            file.write(b)?;
+        }
+        file.finish()
+    }
+
+    /// A Parquet file (zstd) to write batch by batch as they come (the Kafka consumer encodes
+    /// a batch's first events while it decodes the rest); [`ParquetFile::finish`] fsyncs it.
+    /// Like [`write_parquet`](Self::write_parquet)'s, it belongs to the lake only once a
+    /// manifest lists it.
+    pub fn create_parquet(
+        &self,
+        relative: &str,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<ParquetFile> {
+        let path = self.absolute(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let file = File::create(&path).map_err(io(&path))?;
         let mut props =
             WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?));
         // An id column is (nearly) unique: a dictionary only costs time before the writer
@@ -212,16 +229,12 @@ impl Lake {
         for column in UNIQUE_ID_COLUMNS {
             props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
-        let props = props.build();
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        let mut rows = 0;
-        for b in batches {
-            writer.write(b)?;
-            rows += b.num_rows() as u64;
-        }
-        let file = writer.into_inner()?;
-        file.sync_all().map_err(io(&path))?;
-        Ok(rows)
+        let writer = ArrowWriter::try_new(file, schema, Some(props.build()))?;
+        Ok(ParquetFile {
+            path,
+            writer,
+            rows: 0,
+        })
     }
 
     /// Read every committed file of a table (small tables and tests; the pipeline streams).
@@ -264,4 +277,36 @@ fn parquet_files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 fn sync_dir(dir: &Path) -> Result<()> {
     // A rename is durable only once the directory entry is; on Linux that means fsync of the dir.
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// A Parquet file being written ([`Lake::create_parquet`]).
+pub struct ParquetFile {
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for ParquetFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetFile")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl ParquetFile {
+    /// Encode one more batch (of the file's schema) into the file.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Write the footer and fsync; the number of rows written.
+    pub fn finish(self) -> Result<u64> {
+        let file = self.writer.into_inner()?;
+        file.sync_all().map_err(io(&self.path))?;
+        Ok(self.rows)
+    }
 }

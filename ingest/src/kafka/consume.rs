@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
-use crate::sink::parquet::{ParquetSink, WriteTime};
-use crate::validate::{Validated, Validator};
+use crate::sink::parquet::{ByDate, ParquetSink, StagingThread, WriteTime, events_by_date};
+use crate::validate::Validator;
+use arrow::array::RecordBatch;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -25,9 +26,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use warehouse_schema::Event;
 use warehouse_schema::lake::Lake;
 
 /// Totals of one or more batches.
@@ -73,8 +74,11 @@ pub struct BatchTime {
     /// The ClickHouse insert (rows encoded and sent by a task of its own): what it took
     /// beyond the Parquet files written meanwhile.
     pub clickhouse: Duration,
-    /// The Parquet sink: Arrow build, Parquet encode and files, manifest.
+    /// The Parquet sink: Arrow build (while collecting), Parquet encode and files (on a thread
+    /// of their own, beside the decoding), manifest.
     pub parquet: WriteTime,
+    /// Waiting for the Parquet files once the batch was collected and its dead letters sent.
+    pub parquet_wait: Duration,
     /// The offsets committed to Kafka.
     pub commit: Duration,
 }
@@ -89,24 +93,26 @@ impl BatchTime {
         self.parquet.arrow += o.parquet.arrow;
         self.parquet.encode += o.parquet.encode;
         self.parquet.manifest += o.parquet.manifest;
+        self.parquet_wait += o.parquet_wait;
         self.commit += o.commit;
     }
 
-    /// Each phase's time and share of the total, in one line.
+    /// Each phase's time and share of the total, in one line; the Parquet encoding, which
+    /// runs beside the others, last and apart.
     pub fn breakdown(&self) -> String {
         let phases = [
             ("receive", self.receive),
             ("decode+validate", self.decode),
             ("dedup", self.dedup),
-            ("dlq", self.dlq),
-            ("clickhouse", self.clickhouse),
             ("arrow", self.parquet.arrow),
-            ("parquet encode+files", self.parquet.encode),
+            ("dlq", self.dlq),
+            ("waiting for parquet files", self.parquet_wait),
+            ("clickhouse", self.clickhouse),
             ("manifest", self.parquet.manifest),
             ("commit", self.commit),
         ];
         let total: f64 = phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
-        phases
+        let phases = phases
             .iter()
             .filter(|(_, d)| !d.is_zero())
             .map(|(name, d)| {
@@ -117,7 +123,11 @@ impl BatchTime {
                 )
             })
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        format!(
+            "{phases}; beside them, on the Parquet thread: encode+files {:.2} s",
+            self.parquet.encode.as_secs_f64()
+        )
     }
 }
 
@@ -150,19 +160,73 @@ impl RecentIds {
     }
 }
 
-/// A batch as received: validated message by message, with what the sinks and the commit need.
+/// A batch as received: validated message by message, its events handed on in pieces
+/// ([`HANDOVER`]) to the Parquet files being written meanwhile, with what the other sinks and
+/// the commit need.
 #[derive(Default)]
 struct Received {
     messages: u64,
     /// Below the lake's position of their partition (a replay after a crash).
     skipped: u64,
-    validated: Validated,
+    /// The ids of the events kept, in order (what the consumer remembers once committed).
+    ids: Vec<uuid::Uuid>,
+    /// Relay re-sends dropped by event id.
+    duplicates: u64,
+    /// Lots the kept events register.
+    lots: Vec<i64>,
+    /// The kept events as Arrow record batches, for ClickHouse (none without it).
+    batches: Vec<RecordBatch>,
+    /// The batch's Parquet files, written while the rest is decoded (from the first event on).
+    files: Option<StagingThread>,
+    dead: Vec<DeadLetter>,
     /// The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
     dead_keys: Vec<Vec<u8>>,
     /// The offset after the last message of each partition.
     next_offsets: BTreeMap<i32, i64>,
     /// Waiting on an empty queue once the batch had its first message.
     waiting: Duration,
+    dedup: Duration,
+    arrow: Duration,
+}
+
+/// How many decoded events the consumer collects, by default, before it hands them on (dedup, Arrow, the
+/// Parquet thread): small enough that the files of a batch are mostly written by the time its
+/// last message is decoded, large enough that each piece is a reasonable Arrow batch.
+const HANDOVER: usize = 4_096;
+
+impl Received {
+    /// Drop the events seen before (remembered from committed batches, or earlier in this
+    /// one), convert the rest to Arrow by date and hand them to the Parquet thread, started
+    /// on the first piece.
+    fn hand_over(
+        &mut self,
+        mut events: Vec<Event>,
+        recent: &RecentIds,
+        seen: &mut HashSet<uuid::Uuid>,
+        parquet: &ParquetSink,
+        keep_batches: bool,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let before = events.len();
+        events.retain(|e| !recent.contains(&e.event_id.0) && seen.insert(e.event_id.0));
+        self.duplicates += (before - events.len()) as u64;
+        self.ids.extend(events.iter().map(|e| e.event_id.0));
+        self.dedup += t.elapsed();
+        let t = Instant::now();
+        let ByDate { batches, lots } = events_by_date(&events)?;
+        self.arrow += t.elapsed();
+        self.lots.extend(lots);
+        let files = self
+            .files
+            .get_or_insert_with(|| StagingThread::start(parquet.staging()));
+        for (date, batch) in batches {
+            if keep_batches {
+                self.batches.push(batch.clone());
+            }
+            files.write(date, batch);
+        }
+        Ok(())
+    }
 }
 
 /// The longest a consumer waits to be given partitions before a batch counts as empty.
@@ -210,6 +274,8 @@ pub struct WarehouseConsumer {
     /// Stop the next batch after the ClickHouse insert, before Parquet (recovery tests only).
     fail_after_clickhouse: bool,
     recent: RecentIds,
+    /// Decoded events handed on in pieces of this many ([`HANDOVER`]).
+    handover: usize,
     /// When the first message arrived: before it, the consumer was joining its group.
     first_message_at: Option<Instant>,
     /// When the consumer was first seen with partitions assigned.
@@ -263,6 +329,7 @@ impl WarehouseConsumer {
             metrics,
             fail_after_clickhouse: false,
             recent,
+            handover: HANDOVER,
             first_message_at: None,
             joined_at: None,
             batch_started: None,
@@ -272,6 +339,12 @@ impl WarehouseConsumer {
     /// Stop at `point` in the next batch, as a crash would (recovery tests only).
     pub fn fail_at(&mut self, point: FailPoint) {
         self.parquet.fail_at(point);
+    }
+
+    /// Hand decoded events on in pieces of `events` (at least 1) instead of [`HANDOVER`]: tests
+    /// use tiny pieces so that a batch of a few messages is written in several.
+    pub fn hand_over_every(&mut self, events: usize) {
+        self.handover = events.max(1);
     }
 
     /// Stop the next batch between the ClickHouse insert and the Parquet commit.
@@ -315,6 +388,9 @@ impl WarehouseConsumer {
         let Self {
             consumer,
             parquet,
+            clickhouse,
+            recent,
+            handover,
             topic,
             batch_size,
             linger,
@@ -326,6 +402,7 @@ impl WarehouseConsumer {
         *batch_started = None;
         let mut validator = Validator::new(parquet, *batch_size);
         let mut received = Received::default();
+        let mut seen = HashSet::new();
         // The lake's position of each partition met in this batch.
         let mut committed: HashMap<i32, i64> = HashMap::new();
         let started = Instant::now();
@@ -397,9 +474,16 @@ impl WarehouseConsumer {
                 received
                     .dead_keys
                     .push(m.key().unwrap_or_default().to_vec());
+            } else if validator.events_len() >= *handover {
+                let events = validator.take_events();
+                received.hand_over(events, recent, &mut seen, parquet, clickhouse.is_some())?;
             }
         }
-        received.validated = validator.finish();
+        let events = validator.take_events();
+        if !events.is_empty() {
+            received.hand_over(events, recent, &mut seen, parquet, clickhouse.is_some())?;
+        }
+        received.dead = validator.finish().dead;
         Ok(received)
     }
 
@@ -408,10 +492,17 @@ impl WarehouseConsumer {
         let Received {
             messages,
             skipped,
-            validated: Validated { mut events, dead },
+            ids,
+            duplicates,
+            lots,
+            batches,
+            files,
+            dead,
             dead_keys,
             next_offsets,
             waiting,
+            dedup,
+            arrow,
         } = self.collect(first_wait).await?;
         if messages == 0 {
             return Ok(ConsumeReport::default());
@@ -419,35 +510,37 @@ impl WarehouseConsumer {
         let collected = self.batch_started.map(|t| t.elapsed()).unwrap_or_default();
         let mut time = BatchTime {
             receive: waiting,
-            decode: collected.saturating_sub(waiting),
+            decode: collected
+                .saturating_sub(waiting)
+                .saturating_sub(dedup)
+                .saturating_sub(arrow),
+            dedup,
             ..BatchTime::default()
         };
         let mut report = ConsumeReport {
             batches: 1,
             messages,
             skipped,
+            duplicates,
+            events: ids.len() as u64,
+            dead_letters: dead.len() as u64,
             ..Default::default()
         };
-        // An event the relay sent again (inside this batch or after an earlier one) counts once.
-        let t = Instant::now();
-        let before = events.len();
-        let mut seen = HashSet::with_capacity(events.len());
-        events.retain(|e| !self.recent.contains(&e.event_id.0) && seen.insert(e.event_id.0));
-        report.duplicates = (before - events.len()) as u64;
-        time.dedup = t.elapsed();
 
         let t = Instant::now();
         self.publish_dead_letters(&dead, &dead_keys).await?;
         time.dlq = t.elapsed();
-        // The ClickHouse insert is sent from a task of its own while this one writes the
-        // Parquet files; the files are committed only once the insert has succeeded (a replay
-        // of an insert collapses, a file of an uncommitted batch is removed).
-        let events = Arc::new(events);
-        let insert = self.clickhouse.clone().map(|ch| {
-            let events = events.clone();
-            tokio::spawn(async move { ch.insert_events(&events).await })
-        });
-        let staged = self.parquet.stage(&events, &dead)?;
+        // The ClickHouse insert is sent from a task of its own while the Parquet files are
+        // finished; the files are committed only once the insert has succeeded (a replay of an
+        // insert collapses, a file of an uncommitted batch is removed).
+        let insert = self
+            .clickhouse
+            .clone()
+            .map(|ch| tokio::spawn(async move { ch.insert_event_batches(&batches).await }));
+        let t = Instant::now();
+        let files = files.unwrap_or_else(|| StagingThread::start(self.parquet.staging()));
+        let staged = files.finish(lots, dead).await?;
+        time.parquet_wait = t.elapsed();
         if let Some(insert) = insert {
             let t = Instant::now();
             insert.await??;
@@ -461,6 +554,7 @@ impl WarehouseConsumer {
             .map(|(p, o)| (position_key(&self.topic, *p), *o))
             .collect();
         time.parquet = self.parquet.commit(staged, positions)?;
+        time.parquet.arrow = arrow;
 
         let t = Instant::now();
         let mut offsets = TopicPartitionList::new();
@@ -468,14 +562,12 @@ impl WarehouseConsumer {
             offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
         }
         self.consumer.commit(&offsets, CommitMode::Sync)?;
-        for e in events.iter() {
-            self.recent.insert(e.event_id.0);
+        for id in ids {
+            self.recent.insert(id);
         }
         time.commit = t.elapsed();
         report.time = time;
 
-        report.events = events.len() as u64;
-        report.dead_letters = dead.len() as u64;
         self.metrics.batches.inc();
         self.metrics.events.inc_by(report.events);
         self.metrics.dead_letters.inc_by(report.dead_letters);

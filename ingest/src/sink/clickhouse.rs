@@ -137,6 +137,17 @@ impl ClickHouseSink {
             .await
     }
 
+    /// Insert events already converted to Arrow (record batches of `fact_parking_event`'s
+    /// schema) as one insert.
+    pub async fn insert_event_batches(&self, batches: &[arrow::array::RecordBatch]) -> Result<()> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let table = warehouse_schema::Table::FactParkingEvent;
+        let batch = arrow::compute::concat_batches(&table.schema(), batches)?;
+        self.insert_batch(table, &batch).await
+    }
+
     /// Rebuild `fact_stay` and the lot, spot and user dimensions from the events, and write the
     /// generated ones (vehicle types, 15-minute times, the dates the events cover).
     pub async fn refresh_derived(&self) -> Result<()> {

@@ -9,10 +9,10 @@ use crate::FailPoint;
 use crate::error::{Error, Result};
 use arrow::array::{BinaryArray, RecordBatch, StringArray, TimestampMillisecondArray};
 use chrono::NaiveDate;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, btree_map};
 use std::sync::Arc;
 use warehouse_schema::convert::{batch_to_events, events_to_batch};
-use warehouse_schema::lake::{Lake, Manifest};
+use warehouse_schema::lake::{Lake, Manifest, ParquetFile};
 use warehouse_schema::tables::Section;
 use warehouse_schema::{Event, EventPayload, LotDirectory, LotId, Table};
 
@@ -51,6 +51,177 @@ pub struct KnownLots<'a> {
 impl LotDirectory for KnownLots<'_> {
     fn contains(&self, lot: LotId) -> bool {
         self.committed.contains(&lot.0) || self.pending.contains(&lot.0)
+    }
+}
+
+/// One batch's files being written, not yet part of the lake ([`ParquetSink::staging`]):
+/// events go into one file per date as they come ([`add`](Self::add), or
+/// [`write`](Self::write) with a record batch already built), and [`finish`](Self::finish)
+/// closes the files, writes the dead letters' and lists them all in the next manifest, which
+/// [`ParquetSink::commit`] then renames into place. It owns what it needs, so the Kafka consumer
+/// writes a batch's first events on a thread of its own while it decodes the rest
+/// ([`StagingThread`]).
+#[derive(Debug)]
+pub struct Staging {
+    lake: Lake,
+    next: Manifest,
+    fail_point: Option<FailPoint>,
+    /// The open event file of each date, with its path in the lake.
+    open: BTreeMap<NaiveDate, (String, ParquetFile)>,
+    time: WriteTime,
+}
+
+impl Staging {
+    /// Convert `events` to Arrow (by date) and write them; remember the lots they register.
+    pub fn add(&mut self, events: &[Event]) -> Result<()> {
+        let t = std::time::Instant::now();
+        let ByDate { batches, lots } = events_by_date(events)?;
+        self.time.arrow += t.elapsed();
+        self.register(&lots);
+        for (date, batch) in &batches {
+            self.write(*date, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Lots registered by the batch's events: the manifest lists them as known.
+    pub fn register(&mut self, lots: &[i64]) {
+        self.next.lots.extend(lots.iter().copied());
+    }
+
+    /// Write a record batch of events that all happened on `date`.
+    pub fn write(&mut self, date: NaiveDate, batch: &RecordBatch) -> Result<()> {
+        let t = std::time::Instant::now();
+        let parts = self.open.len();
+        let (_, file) = match self.open.entry(date) {
+            btree_map::Entry::Occupied(e) => e.into_mut(),
+            btree_map::Entry::Vacant(e) => {
+                let rel = Lake::data_file(
+                    Table::FactParkingEvent,
+                    Some(date),
+                    self.next.version,
+                    parts,
+                );
+                let file = self.lake.create_parquet(&rel, batch.schema())?;
+                e.insert((rel, file))
+            }
+        };
+        file.write(batch)?;
+        self.time.encode += t.elapsed();
+        Ok(())
+    }
+
+    /// Close the event files, write the dead letters' (one file per date received) and list
+    /// every file in the next manifest.
+    pub fn finish(mut self, dead: &[DeadLetter]) -> Result<Staged> {
+        let mut written = 0usize;
+        for (_, (rel, file)) in std::mem::take(&mut self.open) {
+            self.check_fail_point(written)?;
+            let t = std::time::Instant::now();
+            let rows = file.finish()?;
+            self.time.encode += t.elapsed();
+            self.list(Table::FactParkingEvent, rel, rows);
+            written += 1;
+        }
+        let mut dead_by_date: BTreeMap<NaiveDate, Vec<&DeadLetter>> = BTreeMap::new();
+        for d in dead {
+            dead_by_date
+                .entry(d.received_at.date_naive())
+                .or_default()
+                .push(d);
+        }
+        for (part, (date, letters)) in dead_by_date.iter().enumerate() {
+            self.check_fail_point(written)?;
+            let rel = Lake::data_file(Table::DeadLetters, Some(*date), self.next.version, part);
+            let rows = self
+                .lake
+                .write_parquet(&rel, &[dead_letter_batch(letters)?])?;
+            self.list(Table::DeadLetters, rel, rows);
+            written += 1;
+        }
+        Ok(Staged {
+            next: self.next,
+            time: self.time,
+        })
+    }
+
+    /// A crash injected after `written` files (recovery tests only).
+    fn check_fail_point(&self, written: usize) -> Result<()> {
+        if self.fail_point == Some(FailPoint::AfterFiles(written)) {
+            return Err(Error::Injected(FailPoint::AfterFiles(written)));
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, table: Table, rel: String, rows: u64) {
+        let name = table.name().to_owned();
+        self.next.files.entry(name.clone()).or_default().push(rel);
+        *self.next.rows.entry(name).or_default() += rows;
+    }
+}
+
+/// Events as the lake takes them: one Arrow record batch per date they happened on, and the
+/// lots they register.
+#[derive(Debug)]
+pub struct ByDate {
+    pub batches: Vec<(NaiveDate, RecordBatch)>,
+    pub lots: Vec<i64>,
+}
+
+/// `events` [`ByDate`].
+pub fn events_by_date(events: &[Event]) -> Result<ByDate> {
+    let mut by_date: BTreeMap<NaiveDate, Vec<&Event>> = BTreeMap::new();
+    let mut lots = Vec::new();
+    for e in events {
+        by_date
+            .entry(e.occurred_at.date_naive())
+            .or_default()
+            .push(e);
+        if let EventPayload::LotRegistered(_) = e.payload {
+            lots.push(e.lot_id.0);
+        }
+    }
+    let batches = by_date
+        .into_iter()
+        .map(|(date, day)| Ok((date, events_to_batch(day)?)))
+        .collect::<Result<_>>()?;
+    Ok(ByDate { batches, lots })
+}
+
+/// A [`Staging`] on a thread of its own: record batches are handed over as they are built
+/// and encoded there while the caller goes on (the Kafka consumer decodes the rest of its
+/// batch meanwhile, on the other core).
+#[derive(Debug)]
+pub struct StagingThread {
+    to_thread: std::sync::mpsc::Sender<(NaiveDate, RecordBatch)>,
+    thread: tokio::task::JoinHandle<Result<Staging>>,
+}
+
+impl StagingThread {
+    pub fn start(mut staging: Staging) -> Self {
+        let (to_thread, batches) = std::sync::mpsc::channel::<(NaiveDate, RecordBatch)>();
+        let thread = tokio::task::spawn_blocking(move || {
+            for (date, batch) in batches {
+                staging.write(date, &batch)?;
+            }
+            Ok(staging)
+        });
+        Self { to_thread, thread }
+    }
+
+    /// Hand over a record batch of events that all happened on `date`. If the thread stopped
+    /// on an error, the batch is dropped and [`finish`](Self::finish) reports that error.
+    pub fn write(&self, date: NaiveDate, batch: RecordBatch) {
+        let _ = self.to_thread.send((date, batch));
+    }
+
+    /// Once every batch is written: the lots registered and the dead letters added, the files
+    /// closed ([`Staging::finish`]).
+    pub async fn finish(self, lots: Vec<i64>, dead: Vec<DeadLetter>) -> Result<Staged> {
+        drop(self.to_thread);
+        let mut staging = self.thread.await??;
+        staging.register(&lots);
+        tokio::task::spawn_blocking(move || staging.finish(&dead)).await?
     }
 }
 
@@ -115,59 +286,24 @@ impl ParquetSink {
     }
 
     /// Write one batch's files, not yet part of the lake: [`commit`](Self::commit) makes them
-    /// so. Until then a crash or an error leaves only unlisted files, removed at the next open
-    /// (the Kafka consumer stages while its ClickHouse insert is under way, and commits once
-    /// that insert has succeeded).
+    /// so. Until then a crash or an error leaves only unlisted files, removed at the next open.
     pub fn stage(&self, events: &[Event], dead: &[DeadLetter]) -> Result<Staged> {
-        let mut time = WriteTime::default();
+        let mut staging = self.staging();
+        staging.add(events)?;
+        staging.finish(dead)
+    }
+
+    /// The next batch's files, to be written piece by piece ([`Staging`]).
+    pub fn staging(&self) -> Staging {
         let mut next = self.manifest.clone();
         next.version = self.manifest.version + 1;
-        let mut written = 0usize;
-
-        let mut by_date: BTreeMap<NaiveDate, Vec<&Event>> = BTreeMap::new();
-        for e in events {
-            by_date
-                .entry(e.occurred_at.date_naive())
-                .or_default()
-                .push(e);
-            if let EventPayload::LotRegistered(_) = e.payload {
-                next.lots.insert(e.lot_id.0);
-            }
+        Staging {
+            lake: self.lake.clone(),
+            next,
+            fail_point: self.fail_point,
+            open: BTreeMap::new(),
+            time: WriteTime::default(),
         }
-        for (part, (date, day)) in by_date.iter().enumerate() {
-            let t = std::time::Instant::now();
-            let batch = events_to_batch(day.iter().copied())?;
-            time.arrow += t.elapsed();
-            let t = std::time::Instant::now();
-            self.put(
-                &mut next,
-                Table::FactParkingEvent,
-                Some(*date),
-                part,
-                batch,
-                &mut written,
-            )?;
-            time.encode += t.elapsed();
-        }
-        let mut dead_by_date: BTreeMap<NaiveDate, Vec<&DeadLetter>> = BTreeMap::new();
-        for d in dead {
-            dead_by_date
-                .entry(d.received_at.date_naive())
-                .or_default()
-                .push(d);
-        }
-        for (part, (date, letters)) in dead_by_date.iter().enumerate() {
-            let batch = dead_letter_batch(letters)?;
-            self.put(
-                &mut next,
-                Table::DeadLetters,
-                Some(*date),
-                part,
-                batch,
-                &mut written,
-            )?;
-        }
-        Ok(Staged { next, time })
     }
 
     /// Commit a [`stage`](Self::stage)d batch with the source positions it covers: the
@@ -197,29 +333,6 @@ impl ParquetSink {
             return Err(Error::Injected(FailPoint::AfterCommit));
         }
         Ok(time)
-    }
-
-    fn put(
-        &self,
-        next: &mut Manifest,
-        table: Table,
-        date: Option<NaiveDate>,
-        part: usize,
-        batch: RecordBatch,
-        written: &mut usize,
-    ) -> Result<()> {
-        if self.fail_point == Some(FailPoint::AfterFiles(*written)) {
-            return Err(Error::Injected(FailPoint::AfterFiles(*written)));
-        }
-        let rel = Lake::data_file(table, date, next.version, part);
-        let rows = self.lake.write_parquet(&rel, &[batch])?;
-        next.files
-            .entry(table.name().to_owned())
-            .or_default()
-            .push(rel);
-        *next.rows.entry(table.name().to_owned()).or_default() += rows;
-        *written += 1;
-        Ok(())
     }
 }
 
