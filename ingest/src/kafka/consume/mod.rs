@@ -9,225 +9,31 @@
 //! collapses the replayed `event_id`s, and a dead letter may be published twice (its consumers
 //! key on the source offset carried in its headers).
 
+mod batch;
+mod report;
+
+pub use report::{BatchTime, ConsumeReport};
+
 use super::{KafkaConfig, position_key};
 use crate::FailPoint;
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
-use crate::sink::parquet::{ByDate, ParquetSink, StagingThread, WriteTime, events_by_date};
+use crate::sink::parquet::{ParquetSink, StagingThread};
 use crate::validate::Validator;
-use arrow::array::RecordBatch;
+use batch::{HANDOVER, IdSet, RECENT_FILES, Received, RecentIds};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use warehouse_schema::Event;
 use warehouse_schema::lake::Lake;
-
-/// Totals of one or more batches.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ConsumeReport {
-    pub batches: u64,
-    pub messages: u64,
-    pub events: u64,
-    pub dead_letters: u64,
-    /// Messages below an offset the Parquet manifest already covers (a replay after a crash).
-    pub skipped: u64,
-    /// Events already written under another offset (the relay sent them again).
-    pub duplicates: u64,
-    /// Where the time went.
-    pub time: BatchTime,
-}
-
-impl ConsumeReport {
-    /// Add another batch's (or run's) counts and times to these.
-    pub fn add(&mut self, r: &Self) {
-        self.batches += r.batches;
-        self.messages += r.messages;
-        self.events += r.events;
-        self.dead_letters += r.dead_letters;
-        self.skipped += r.skipped;
-        self.duplicates += r.duplicates;
-        self.time.add(&r.time);
-    }
-}
-
-/// Where a consumer's batches spent their time, phase by phase.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BatchTime {
-    /// Waiting for librdkafka with an empty queue (from the batch's first message on).
-    pub receive: Duration,
-    /// The rest of collecting the batch: each message taken from librdkafka's queue, decoded
-    /// and validated (no clock is read per message).
-    pub decode: Duration,
-    /// Relay re-sends dropped by event id.
-    pub dedup: Duration,
-    /// Dead letters to the DLQ topic, acknowledged.
-    pub dlq: Duration,
-    /// The ClickHouse insert (rows encoded and sent by a task of its own): what it took
-    /// beyond the Parquet files written meanwhile.
-    pub clickhouse: Duration,
-    /// The Parquet sink: Arrow build (while collecting), Parquet encode and files (on a thread
-    /// of their own, beside the decoding), manifest.
-    pub parquet: WriteTime,
-    /// Waiting for the Parquet files once the batch was collected and its dead letters sent.
-    pub parquet_wait: Duration,
-    /// The offsets committed to Kafka.
-    pub commit: Duration,
-}
-
-impl BatchTime {
-    fn add(&mut self, o: &Self) {
-        self.receive += o.receive;
-        self.decode += o.decode;
-        self.dedup += o.dedup;
-        self.dlq += o.dlq;
-        self.clickhouse += o.clickhouse;
-        self.parquet.arrow += o.parquet.arrow;
-        self.parquet.encode += o.parquet.encode;
-        self.parquet.manifest += o.parquet.manifest;
-        self.parquet_wait += o.parquet_wait;
-        self.commit += o.commit;
-    }
-
-    /// Each phase's time and share of the total, in one line; the Parquet encoding, which
-    /// runs beside the others, last and apart.
-    pub fn breakdown(&self) -> String {
-        let phases = [
-            ("receive", self.receive),
-            ("decode+validate", self.decode),
-            ("dedup", self.dedup),
-            ("arrow", self.parquet.arrow),
-            ("dlq", self.dlq),
-            ("waiting for parquet files", self.parquet_wait),
-            ("clickhouse", self.clickhouse),
-            ("manifest", self.parquet.manifest),
-            ("commit", self.commit),
-        ];
-        let total: f64 = phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
-        let phases = phases
-            .iter()
-            .filter(|(_, d)| !d.is_zero())
-            .map(|(name, d)| {
-                format!(
-                    "{name} {:.2} s ({:.0}%)",
-                    d.as_secs_f64(),
-                    100.0 * d.as_secs_f64() / total.max(1e-9)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "{phases}; beside them, on the Parquet thread: encode+files {:.2} s",
-            self.parquet.encode.as_secs_f64()
-        )
-    }
-}
-
-/// Event ids written recently, oldest forgotten first.
-#[derive(Debug, Default)]
-struct RecentIds {
-    set: HashSet<uuid::Uuid>,
-    order: VecDeque<uuid::Uuid>,
-}
-
-/// How many recent event ids the consumer remembers (relay retries come within seconds).
-const RECENT_IDS: usize = 2_000_000;
-/// Data files read at start-up to remember what the last batches wrote.
-const RECENT_FILES: usize = 64;
-
-impl RecentIds {
-    fn contains(&self, id: &uuid::Uuid) -> bool {
-        self.set.contains(id)
-    }
-
-    fn insert(&mut self, id: uuid::Uuid) {
-        if self.set.insert(id) {
-            self.order.push_back(id);
-            while self.order.len() > RECENT_IDS {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-}
-
-/// A batch as received: validated message by message, its events handed on in pieces
-/// ([`HANDOVER`]) to the Parquet files being written meanwhile, with what the other sinks and
-/// the commit need.
-#[derive(Default)]
-struct Received {
-    messages: u64,
-    /// Below the lake's position of their partition (a replay after a crash).
-    skipped: u64,
-    /// The ids of the events kept, in order (what the consumer remembers once committed).
-    ids: Vec<uuid::Uuid>,
-    /// Relay re-sends dropped by event id.
-    duplicates: u64,
-    /// Lots the kept events register.
-    lots: Vec<i64>,
-    /// The kept events as Arrow record batches, for ClickHouse (none without it).
-    batches: Vec<RecordBatch>,
-    /// The batch's Parquet files, written while the rest is decoded (from the first event on).
-    files: Option<StagingThread>,
-    dead: Vec<DeadLetter>,
-    /// The key of each dead letter's message, so the DLQ keeps the partitioning by lot.
-    dead_keys: Vec<Vec<u8>>,
-    /// The offset after the last message of each partition.
-    next_offsets: BTreeMap<i32, i64>,
-    /// Waiting on an empty queue once the batch had its first message.
-    waiting: Duration,
-    dedup: Duration,
-    arrow: Duration,
-}
-
-/// How many decoded events the consumer collects, by default, before it hands them on (dedup, Arrow, the
-/// Parquet thread): small enough that the files of a batch are mostly written by the time its
-/// last message is decoded, large enough that each piece is a reasonable Arrow batch.
-const HANDOVER: usize = 4_096;
-
-impl Received {
-    /// Drop the events seen before (remembered from committed batches, or earlier in this
-    /// one), convert the rest to Arrow by date and hand them to the Parquet thread, started
-    /// on the first piece.
-    fn hand_over(
-        &mut self,
-        mut events: Vec<Event>,
-        recent: &RecentIds,
-        seen: &mut HashSet<uuid::Uuid>,
-        parquet: &ParquetSink,
-        keep_batches: bool,
-    ) -> Result<()> {
-        let t = Instant::now();
-        let before = events.len();
-        events.retain(|e| !recent.contains(&e.event_id.0) && seen.insert(e.event_id.0));
-        self.duplicates += (before - events.len()) as u64;
-        self.ids.extend(events.iter().map(|e| e.event_id.0));
-        self.dedup += t.elapsed();
-        let t = Instant::now();
-        let ByDate { batches, lots } = events_by_date(&events)?;
-        self.arrow += t.elapsed();
-        self.lots.extend(lots);
-        let files = self
-            .files
-            .get_or_insert_with(|| StagingThread::start(parquet.staging()));
-        for (date, batch) in batches {
-            if keep_batches {
-                self.batches.push(batch.clone());
-            }
-            files.write(date, batch);
-        }
-        Ok(())
-    }
-}
 
 /// The longest a consumer waits to be given partitions before a batch counts as empty.
 const JOIN_LIMIT: Duration = Duration::from_secs(60);
@@ -402,7 +208,7 @@ impl WarehouseConsumer {
         *batch_started = None;
         let mut validator = Validator::new(parquet, *batch_size);
         let mut received = Received::default();
-        let mut seen = HashSet::new();
+        let mut seen = IdSet::default();
         // The lake's position of each partition met in this batch.
         let mut committed: HashMap<i32, i64> = HashMap::new();
         let started = Instant::now();
