@@ -28,7 +28,10 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Partitions of topics parkflow creates (existing topics are used as they are).
     pub partitions: i32,
-    /// Messages per consumer batch (one commit of every sink).
+    /// Messages per consumer batch (one commit of every sink). 50,000 by default: each batch
+    /// is one ClickHouse insert (ClickHouse asks for inserts of 10,000–100,000 rows; every
+    /// insert makes a part to merge), one set of Parquet files and one Kafka commit. Against
+    /// 20,000 it took → Parquet + ClickHouse from 159k to 189k events/s in the bench.
     pub batch_size: usize,
     /// Longest wait for a batch to fill before it is written anyway.
     pub batch_linger_ms: u64,
@@ -53,7 +56,7 @@ impl Default for KafkaConfig {
             rates_topic: "parkflow.rates.v1".into(),
             group_id: "parkflow-warehouse".into(),
             partitions: 6,
-            batch_size: 20_000,
+            batch_size: 50_000,
             batch_linger_ms: 500,
             relay_batch: 20_000,
             producer_batch_messages: 10_000,
