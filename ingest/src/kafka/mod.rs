@@ -35,7 +35,7 @@ pub struct KafkaConfig {
     pub batch_size: usize,
     /// Longest wait for a batch to fill before it is written anyway.
     pub batch_linger_ms: u64,
-    /// Outbox rows per relay round.
+    /// Outbox rows per relay round (at most [`relay::MAX_ROUND`]).
     pub relay_batch: i64,
     /// Messages the producer may put in one record batch (`batch.num.messages`). The tests
     /// produce with the default too; nothing in parkflow asks the broker for a high watermark

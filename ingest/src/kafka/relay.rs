@@ -62,6 +62,12 @@ impl RelayTime {
     }
 }
 
+/// The most outbox rows a round reads, whatever `kafka.relay_batch` says: a round is read as one
+/// row of aggregates (`parkflow_outbox::Unpublished`), and SQLite and PostgreSQL cap one text
+/// at 1 GB: 20,000 events stay under it up to 50 KB each (the API bounds every text it takes,
+/// the longest at 4,000 characters).
+pub const MAX_ROUND: i64 = 20_000;
+
 pub struct Relay {
     outbox: crate::source::Outbox,
     producer: FutureProducer,
@@ -104,7 +110,7 @@ impl Relay {
             outbox,
             producer: reliable_producer(cfg)?,
             topic: cfg.events_topic.clone(),
-            batch: cfg.relay_batch.max(1),
+            batch: cfg.relay_batch.clamp(1, MAX_ROUND),
             metrics,
         })
     }
