@@ -129,11 +129,7 @@ impl ClickHouseSink {
 
     /// Insert `events` into `fact_parking_event` in one request.
     pub async fn insert_events(&self, events: &[Event]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let batch = warehouse_schema::convert::events_to_batch(events)?;
-        self.insert_batch(warehouse_schema::Table::FactParkingEvent, &batch)
+        self.insert_event_batches(&[warehouse_schema::convert::events_to_batch(events)?])
             .await
     }
 
@@ -144,6 +140,9 @@ impl ClickHouseSink {
             return Ok(());
         }
         let table = warehouse_schema::Table::FactParkingEvent;
+        if let [batch] = batches {
+            return self.insert_batch(table, batch).await;
+        }
         let batch = arrow::compute::concat_batches(&table.schema(), batches)?;
         self.insert_batch(table, &batch).await
     }
