@@ -71,7 +71,8 @@ impl<'s> Validator<'s> {
     /// The events accepted since the last take (dead letters stay until [`finish`](Self::finish)):
     /// the Kafka consumer hands a batch's events on in pieces while it decodes the rest.
     pub fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.out.events)
+        let capacity = self.out.events.capacity();
+        std::mem::replace(&mut self.out.events, Vec::with_capacity(capacity))
     }
 
     /// Events accepted and not yet taken.

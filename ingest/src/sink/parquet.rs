@@ -72,25 +72,25 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Convert `events` to Arrow (by date) and write them; remember the lots they register.
+    /// Convert `events` to Arrow (by date) and write them.
     pub fn add(&mut self, events: &[Event]) -> Result<()> {
         let t = std::time::Instant::now();
-        let ByDate { batches, lots } = events_by_date(events)?;
+        let by_date = events_by_date(events)?;
         self.time.arrow += t.elapsed();
-        self.register(&lots);
-        for (date, batch) in &batches {
+        self.write_all(&by_date)
+    }
+
+    /// Write events already converted to Arrow, and list the lots they register as known.
+    pub fn write_all(&mut self, by_date: &ByDate) -> Result<()> {
+        self.next.lots.extend(by_date.lots.iter().copied());
+        for (date, batch) in &by_date.batches {
             self.write(*date, batch)?;
         }
         Ok(())
     }
 
-    /// Lots registered by the batch's events: the manifest lists them as known.
-    pub fn register(&mut self, lots: &[i64]) {
-        self.next.lots.extend(lots.iter().copied());
-    }
-
     /// Write a record batch of events that all happened on `date`.
-    pub fn write(&mut self, date: NaiveDate, batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, date: NaiveDate, batch: &RecordBatch) -> Result<()> {
         let t = std::time::Instant::now();
         let parts = self.open.len();
         let (_, file) = match self.open.entry(date) {
@@ -188,39 +188,38 @@ pub fn events_by_date(events: &[Event]) -> Result<ByDate> {
     Ok(ByDate { batches, lots })
 }
 
-/// A [`Staging`] on a thread of its own: record batches are handed over as they are built
-/// and encoded there while the caller goes on (the Kafka consumer decodes the rest of its
+/// A [`Staging`] on a thread of its own: events converted to Arrow are handed over as they are
+/// built and encoded there while the caller goes on (the Kafka consumer decodes the rest of its
 /// batch meanwhile, on the other core).
 #[derive(Debug)]
 pub struct StagingThread {
-    to_thread: std::sync::mpsc::Sender<(NaiveDate, RecordBatch)>,
+    to_thread: std::sync::mpsc::Sender<ByDate>,
     thread: tokio::task::JoinHandle<Result<Staging>>,
 }
 
 impl StagingThread {
     pub fn start(mut staging: Staging) -> Self {
-        let (to_thread, batches) = std::sync::mpsc::channel::<(NaiveDate, RecordBatch)>();
+        let (to_thread, pieces) = std::sync::mpsc::channel::<ByDate>();
         let thread = tokio::task::spawn_blocking(move || {
-            for (date, batch) in batches {
-                staging.write(date, &batch)?;
+            for piece in pieces {
+                staging.write_all(&piece)?;
             }
             Ok(staging)
         });
         Self { to_thread, thread }
     }
 
-    /// Hand over a record batch of events that all happened on `date`. If the thread stopped
-    /// on an error, the batch is dropped and [`finish`](Self::finish) reports that error.
-    pub fn write(&self, date: NaiveDate, batch: RecordBatch) {
-        let _ = self.to_thread.send((date, batch));
+    /// Hand over a piece of the batch's events. If the thread stopped on an error, the piece
+    /// is dropped and [`finish`](Self::finish) reports that error.
+    pub fn write(&self, piece: ByDate) {
+        let _ = self.to_thread.send(piece);
     }
 
-    /// Once every batch is written: the lots registered and the dead letters added, the files
-    /// closed ([`Staging::finish`]).
-    pub async fn finish(self, lots: Vec<i64>, dead: Vec<DeadLetter>) -> Result<Staged> {
+    /// Once every piece is written: the dead letters added, the files closed
+    /// ([`Staging::finish`]).
+    pub async fn finish(self, dead: Vec<DeadLetter>) -> Result<Staged> {
         drop(self.to_thread);
-        let mut staging = self.thread.await??;
-        staging.register(&lots);
+        let staging = self.thread.await??;
         tokio::task::spawn_blocking(move || staging.finish(&dead)).await?
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::sink::DeadLetter;
-use crate::sink::parquet::{ByDate, ParquetSink, StagingThread, events_by_date};
+use crate::sink::parquet::{ParquetSink, StagingThread, events_by_date};
 use arrow::array::RecordBatch;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -51,12 +51,11 @@ pub(super) struct Received {
     pub messages: u64,
     /// Below the lake's position of their partition (a replay after a crash).
     pub skipped: u64,
-    /// The ids of the events kept, in order (what the consumer remembers once committed).
-    pub ids: Vec<uuid::Uuid>,
+    /// The ids of the events kept: an event met again in the batch is dropped, and once the
+    /// batch is committed the consumer remembers them ([`RecentIds`]).
+    pub kept: IdSet,
     /// Relay re-sends dropped by event id.
     pub duplicates: u64,
-    /// Lots the kept events register.
-    pub lots: Vec<i64>,
     /// The kept events as Arrow record batches, for ClickHouse (none without it).
     pub batches: Vec<RecordBatch>,
     /// The batch's Parquet files, written while the rest is decoded (from the first event on).
@@ -85,29 +84,25 @@ impl Received {
         &mut self,
         mut events: Vec<Event>,
         recent: &RecentIds,
-        seen: &mut IdSet,
         parquet: &ParquetSink,
         keep_batches: bool,
     ) -> Result<()> {
         let t = Instant::now();
         let before = events.len();
-        events.retain(|e| !recent.contains(&e.event_id.0) && seen.insert(e.event_id.0));
+        let kept = &mut self.kept;
+        events.retain(|e| !recent.contains(&e.event_id.0) && kept.insert(e.event_id.0));
         self.duplicates += (before - events.len()) as u64;
-        self.ids.extend(events.iter().map(|e| e.event_id.0));
         self.dedup += t.elapsed();
         let t = Instant::now();
-        let ByDate { batches, lots } = events_by_date(&events)?;
+        let piece = events_by_date(&events)?;
         self.arrow += t.elapsed();
-        self.lots.extend(lots);
-        let files = self
-            .files
-            .get_or_insert_with(|| StagingThread::start(parquet.staging()));
-        for (date, batch) in batches {
-            if keep_batches {
-                self.batches.push(batch.clone());
-            }
-            files.write(date, batch);
+        if keep_batches {
+            self.batches
+                .extend(piece.batches.iter().map(|(_, batch)| batch.clone()));
         }
+        self.files
+            .get_or_insert_with(|| StagingThread::start(parquet.staging()))
+            .write(piece);
         Ok(())
     }
 }

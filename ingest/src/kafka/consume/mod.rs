@@ -21,8 +21,8 @@ use crate::metrics::IngestMetrics;
 use crate::sink::DeadLetter;
 use crate::sink::clickhouse::ClickHouseSink;
 use crate::sink::parquet::{ParquetSink, StagingThread};
-use crate::validate::Validator;
-use batch::{HANDOVER, IdSet, RECENT_FILES, Received, RecentIds};
+use crate::validate::{Validated, Validator};
+use batch::{HANDOVER, RECENT_FILES, Received, RecentIds};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -206,9 +206,9 @@ impl WarehouseConsumer {
             ..
         } = self;
         *batch_started = None;
-        let mut validator = Validator::new(parquet, *batch_size);
+        // Events are taken from the validator in pieces of `handover`.
+        let mut validator = Validator::new(parquet, (*handover).min(*batch_size));
         let mut received = Received::default();
-        let mut seen = IdSet::default();
         // The lake's position of each partition met in this batch.
         let mut committed: HashMap<i32, i64> = HashMap::new();
         let started = Instant::now();
@@ -282,14 +282,14 @@ impl WarehouseConsumer {
                     .push(m.key().unwrap_or_default().to_vec());
             } else if validator.events_len() >= *handover {
                 let events = validator.take_events();
-                received.hand_over(events, recent, &mut seen, parquet, clickhouse.is_some())?;
+                received.hand_over(events, recent, parquet, clickhouse.is_some())?;
             }
         }
-        let events = validator.take_events();
+        let Validated { events, dead } = validator.finish();
         if !events.is_empty() {
-            received.hand_over(events, recent, &mut seen, parquet, clickhouse.is_some())?;
+            received.hand_over(events, recent, parquet, clickhouse.is_some())?;
         }
-        received.dead = validator.finish().dead;
+        received.dead = dead;
         Ok(received)
     }
 
@@ -298,9 +298,8 @@ impl WarehouseConsumer {
         let Received {
             messages,
             skipped,
-            ids,
+            kept,
             duplicates,
-            lots,
             batches,
             files,
             dead,
@@ -328,7 +327,7 @@ impl WarehouseConsumer {
             messages,
             skipped,
             duplicates,
-            events: ids.len() as u64,
+            events: kept.len() as u64,
             dead_letters: dead.len() as u64,
             ..Default::default()
         };
@@ -345,7 +344,7 @@ impl WarehouseConsumer {
             .map(|ch| tokio::spawn(async move { ch.insert_event_batches(&batches).await }));
         let t = Instant::now();
         let files = files.unwrap_or_else(|| StagingThread::start(self.parquet.staging()));
-        let staged = files.finish(lots, dead).await?;
+        let staged = files.finish(dead).await?;
         time.parquet_wait = t.elapsed();
         if let Some(insert) = insert {
             let t = Instant::now();
@@ -368,7 +367,7 @@ impl WarehouseConsumer {
             offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
         }
         self.consumer.commit(&offsets, CommitMode::Sync)?;
-        for id in ids {
+        for id in kept {
             self.recent.insert(id);
         }
         time.commit = t.elapsed();
