@@ -34,7 +34,7 @@ async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<
     let start: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().expect("valid time");
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut written = 0usize;
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin_change(start).await?;
     for lot in 1..=lots {
         let e = Event::new(
             start,
@@ -47,7 +47,7 @@ async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<
                 capacity: 200,
             }),
         );
-        append_event(&mut tx, &e).await?;
+        append_event(&mut *tx, &e).await?;
         written += 1;
     }
     let mut stays = Vec::with_capacity(events.saturating_sub(written));
@@ -84,11 +84,11 @@ async fn fill_outbox(store: &Store, events: usize, lots: i64) -> anyhow::Result<
     }
     stays.sort_by_key(|e| e.occurred_at);
     for e in &stays {
-        append_event(&mut tx, e).await?;
+        append_event(&mut *tx, e).await?;
         written += 1;
         if written.is_multiple_of(20_000) {
             tx.commit().await?;
-            tx = store.begin_write().await?;
+            tx = store.begin_change(start).await?;
         }
     }
     tx.commit().await?;

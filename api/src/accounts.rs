@@ -247,7 +247,7 @@ impl Accounts {
     pub async fn refresh(&self, token: &str) -> Result<SessionTokens> {
         let now = self.clock.now().timestamp_millis();
         let hash = refresh_token_hash(token);
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_change(self.clock.now()).await?;
         let (user, role) = rows::live_refresh_token(&mut *tx, &hash, now)
             .await?
             .ok_or(Error::Unauthorized)?;

@@ -11,7 +11,7 @@
 
 mod unpublished;
 
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{Any, AnyPool, Executor};
 pub use unpublished::{Unpublished, UnpublishedRow};
 use warehouse_schema::Event;
 
@@ -20,7 +20,7 @@ pub type Result<T, E = sqlx::Error> = std::result::Result<T, E>;
 
 /// Record `event` inside the caller's transaction: it commits or rolls back with the state
 /// change it describes.
-pub async fn append(conn: &mut AnyConnection, event: &Event) -> Result<()> {
+pub async fn append<'c>(conn: impl Executor<'c, Database = Any>, event: &Event) -> Result<()> {
     sqlx::query(
         "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -241,7 +241,7 @@ mod tests {
         let events: Vec<Event> = (1..=3).map(registered).collect();
         let mut conn = outbox.pool.acquire().await.unwrap();
         for e in &events {
-            append(&mut conn, e).await.unwrap();
+            append(&mut *conn, e).await.unwrap();
         }
         drop(conn);
         assert_eq!(

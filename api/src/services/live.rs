@@ -379,7 +379,7 @@ impl Live<'_> {
         let window = (now.timestamp_millis(), until.timestamp_millis());
         let (mut capacity, mut occupied) = (0, 0);
         let mut free_of_type = BTreeMap::new();
-        let counts = stays::free_count_by_type(&mut *conn, lot, window).await?;
+        let counts = stays::free_count_by_type(&mut conn, lot, window).await?;
         for (spot_type, open, taken, free) in counts {
             let spot_type: VehicleType = spot_type.parse().map_err(Error::Invalid)?;
             capacity += open;
@@ -397,7 +397,7 @@ impl Live<'_> {
         let rate = rate_in_force_conn(&mut conn, lot, VehicleType::Car, info.tz, now)
             .await?
             .unwrap_or(info.default_cents_per_hour);
-        let next = rates::next_announced(&mut *conn, lot, VehicleType::Car, now.timestamp_millis())
+        let next = rates::next_announced(&mut conn, lot, VehicleType::Car, now.timestamp_millis())
             .await?
             .and_then(|(band, day_kind, cents, from)| {
                 Some(AnnouncedRate {

@@ -205,7 +205,7 @@ pub async fn first_owner_of_plate<'c>(
 
 /// Delete the account, its refresh tokens and its vehicles (the end of an erasure, inside its
 /// transaction: every row naming the account goes first). Returns the vehicles deleted.
-pub async fn delete_user(conn: &mut sqlx::AnyConnection, user: UserId) -> Result<u64> {
+pub async fn delete_user(conn: &mut crate::store::Conn, user: UserId) -> Result<u64> {
     let id = user.0.to_string();
     sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
         .bind(&id)

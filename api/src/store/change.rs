@@ -1,19 +1,18 @@
 //! One state change and what reports it, written together.
 //!
 //! A service opens a [`Change`] with [`Store::begin_change`](super::Store::begin_change), writes
-//! its rows through it (it is the write transaction: `&mut *change` is the connection), and
+//! its rows through it (it is the write transaction: `&mut *change` is the [`Conn`]), and
 //! adds what the change must be known by: its events for the outbox, an audit row when an admin
 //! did it, the messages it sends. [`Change::commit`] writes those and commits, in one
 //! transaction, so an event is never recorded without its change, nor a change without its
 //! event; dropping a `Change` without committing rolls everything back.
 
-use super::{desk, notifications as rows};
+use super::{Conn, desk, notifications as rows};
 use crate::domain::Actor;
 use crate::domain::error::Result;
 use crate::domain::notification::NewNotification;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{Any, AnyConnection, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -30,7 +29,8 @@ struct Audit {
 /// A write transaction that collects the change's events, audit rows and messages and writes
 /// them at [`commit`](Self::commit).
 pub struct Change {
-    tx: Transaction<'static, Any>,
+    /// The writer's connection with the transaction begun.
+    tx: Conn,
     now: DateTime<Utc>,
     events: Vec<Event>,
     audits: Vec<Audit>,
@@ -40,11 +40,7 @@ pub struct Change {
 }
 
 impl Change {
-    pub(super) fn new(
-        tx: Transaction<'static, Any>,
-        now: DateTime<Utc>,
-        committed: Arc<Notify>,
-    ) -> Self {
+    pub(super) fn new(tx: Conn, now: DateTime<Utc>, committed: Arc<Notify>) -> Self {
         Self {
             tx,
             now,
@@ -97,12 +93,18 @@ impl Change {
             parkflow_outbox::append(&mut self.tx, event).await?;
         }
         for a in std::mem::take(&mut self.audits) {
-            desk::audit(&mut *self.tx, &a.actor, a.action, &a.target, a.detail, now).await?;
+            desk::audit(&mut self.tx, &a.actor, a.action, &a.target, a.detail, now).await?;
         }
         for m in &self.messages {
-            rows::insert_message(&mut *self.tx, rows::NewMessage::of(m, now)).await?;
+            rows::insert_message(&mut self.tx, rows::NewMessage::of(m, now)).await?;
         }
-        self.tx.commit().await?;
+        match self.tx {
+            Conn::Sqlite(ref mut c) => {
+                c.run("COMMIT", &[], true).await?;
+            }
+            Conn::Transaction(tx) => tx.commit().await?,
+            Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
+        }
         if !self.events.is_empty() || !self.messages.is_empty() {
             self.committed.notify_one();
         }
@@ -111,21 +113,27 @@ impl Change {
 
     /// Give the change up: nothing of it is written.
     pub async fn rollback(self) -> Result<()> {
-        self.tx.rollback().await?;
+        match self.tx {
+            Conn::Sqlite(mut c) => {
+                c.run("ROLLBACK", &[], true).await?;
+            }
+            Conn::Transaction(tx) => tx.rollback().await?,
+            Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
+        }
         Ok(())
     }
 }
 
 impl Deref for Change {
-    type Target = AnyConnection;
+    type Target = Conn;
 
-    fn deref(&self) -> &AnyConnection {
+    fn deref(&self) -> &Conn {
         &self.tx
     }
 }
 
 impl DerefMut for Change {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         &mut self.tx
     }
 }

@@ -3,20 +3,22 @@
 //! migrations, how a write transaction starts, what a constraint error looks like — lives here.
 //!
 //! SQLite has one writer at a time, so the store gives it exactly one: every write goes through
-//! `writer()`, a pool of one connection, and waits in that pool's in-process queue (first come,
-//! first served) instead of many connections racing for the file lock and sleeping in SQLite's
-//! busy handler. Reads use the pool of readers (WAL: they never wait for the writer). A write
-//! transaction still starts with `BEGIN IMMEDIATE`, which takes the lock up front, so another
-//! process on the same file (a one-shot command beside `parkflow serve`) cannot interleave a
-//! check-then-insert; the busy timeout is left for that case only. PostgreSQL runs writers
-//! concurrently (`writer()` is the pool itself); there, constraints (unique and exclusion) are
-//! what settle races.
+//! `writer()`, one connection, and waits in its in-process queue (first come, first served)
+//! instead of many connections racing for the file lock. Reads use the readers (WAL: they never
+//! wait for the writer). SQLite's connections are called in place, without sqlx's thread per
+//! connection (`sqlite.rs` says why); sqlx's own pools remain for migrations and the outbox's
+//! relay. A write transaction still starts with `BEGIN IMMEDIATE`, which takes the lock up
+//! front, so another process on the same file (a one-shot command beside `parkflow serve`)
+//! cannot interleave a check-then-insert; a lock held by another process is waited for
+//! asynchronously (`handles.rs`). PostgreSQL runs writers concurrently (`writer()` is the pool
+//! itself); there, constraints (unique and exclusion) are what settle races.
 
 use crate::domain::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -57,9 +59,12 @@ mod embedded {
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Readers (and, on PostgreSQL, writers too).
-    pool: AnyPool,
-    /// The one connection that writes to an SQLite file; on PostgreSQL a clone of `pool`.
-    writer: AnyPool,
+    pool: Handle,
+    /// The one connection that writes to an SQLite file; on PostgreSQL the pool itself.
+    writer: Handle,
+    /// sqlx's pools on the same database, for the outbox's reads and the relay's one write
+    /// (on PostgreSQL, `pool` again).
+    outbox_pools: (AnyPool, AnyPool),
     backend: Backend,
     /// Poked after each committed [`Change`]: this process's side of the change signal (other
     /// processes' changes are seen by reading the outbox, see `services::live`).
@@ -79,7 +84,7 @@ impl Store {
     pub async fn open_with_writers(url: &str, writers: u32) -> Result<Self> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
-        let (pool, writer) = match backend {
+        let (outbox_pool, outbox_writer) = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_owned()
@@ -132,24 +137,46 @@ impl Store {
                 })
                 .collect(),
         );
-        migrator.run(&writer).await?;
+        migrator.run(&outbox_writer).await?;
+        let (pool, writer) = match backend {
+            // The writer's own connection, unless several were asked for (the old way).
+            Backend::Sqlite if writers <= 1 => {
+                let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                    .get_filename()
+                    .to_owned();
+                let open = |n: usize| -> Result<Vec<sqlite::Connection>> {
+                    (0..n)
+                        .map(|_| Ok(sqlite::Connection::open(&path)?))
+                        .collect()
+                };
+                (
+                    Handle::Sqlite(Arc::new(Connections::new(open(READERS)?))),
+                    Handle::Sqlite(Arc::new(Connections::new(open(1)?))),
+                )
+            }
+            _ => (
+                Handle::Pool(outbox_pool.clone()),
+                Handle::Pool(outbox_writer.clone()),
+            ),
+        };
         Ok(Self {
             pool,
             writer,
+            outbox_pools: (outbox_pool, outbox_writer),
             backend,
             committed: Arc::new(Notify::new()),
         })
     }
 
     /// The readers. A statement that changes a row goes to `writer()` instead.
-    pub fn pool(&self) -> &AnyPool {
+    pub fn pool(&self) -> &Handle {
         &self.pool
     }
 
     /// Where every write goes: a single-statement change runs on it directly, a multi-statement
     /// one in `begin_write()`. Never hold a write transaction while waiting for the writer: on
     /// SQLite that waits for itself.
-    pub fn writer(&self) -> &AnyPool {
+    pub fn writer(&self) -> &Handle {
         &self.writer
     }
 
@@ -157,28 +184,31 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        self.outbox_pools.0.close().await;
+        self.outbox_pools.1.close().await;
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    /// A transaction for a state change (holding SQLite's write lock from its first statement).
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        })
-    }
-
     /// A state change made at `now`: its rows, events, audit rows and messages commit together
-    /// (see [`Change`]).
+    /// (see [`Change`]). Its transaction holds SQLite's write lock from the start.
     pub async fn begin_change(&self, now: DateTime<Utc>) -> Result<Change> {
-        Ok(Change::new(
-            self.begin_write().await?,
-            now,
-            self.committed.clone(),
-        ))
+        let conn = match (&self.writer, self.backend) {
+            (Handle::Sqlite(_), _) => {
+                let Conn::Sqlite(mut c) = self.writer.acquire().await? else {
+                    unreachable!("an SQLite handle lends SQLite connections")
+                };
+                c.run("BEGIN IMMEDIATE", &[], true).await?;
+                Conn::Sqlite(c)
+            }
+            (Handle::Pool(pool), Backend::Sqlite) => {
+                Conn::Transaction(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            (Handle::Pool(pool), Backend::Postgres) => Conn::Transaction(pool.begin().await?),
+        };
+        Ok(Change::new(conn, now, self.committed.clone()))
     }
 
     /// Wait until a change of this process commits (one that committed since the last wait
@@ -189,7 +219,10 @@ impl Store {
 
     /// The outbox of this database.
     pub fn outbox(&self) -> parkflow_outbox::Outbox {
-        parkflow_outbox::Outbox::with_writer(self.pool.clone(), self.writer.clone())
+        parkflow_outbox::Outbox::with_writer(
+            self.outbox_pools.0.clone(),
+            self.outbox_pools.1.clone(),
+        )
     }
 
     /// Number of events recorded in the outbox.
@@ -279,6 +312,7 @@ pub mod accounts;
 mod change;
 pub mod desk;
 pub mod forecasts;
+mod handles;
 pub mod idempotency;
 pub mod lots;
 pub mod monthly;
@@ -286,6 +320,7 @@ pub mod notifications;
 pub mod payments;
 pub mod rates;
 pub mod reservations;
+mod sqlite;
 pub mod stays;
 pub mod waitlist;
 
@@ -342,6 +377,12 @@ fn unless_taken(inserted: sqlx::any::AnyQueryResult) -> bool {
 }
 
 pub use change::Change;
+use handles::Connections;
+pub use handles::{Conn, Handle};
+
+/// SQLite's readers: enough for the API's concurrent reads on two cores (each read holds one
+/// only while SQLite steps it).
+const READERS: usize = 4;
 
 /// The driver's errors are storage faults of the core's [`Error`]; only this layer looks
 /// inside them ([`lost_race`]).

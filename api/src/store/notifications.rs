@@ -329,7 +329,7 @@ pub async fn mark_finished_sent<'c>(db: impl Db<'c>, now: i64) -> Result<()> {
 
 /// Delete `user`'s messages, their deliveries and their channel choices (erasure, inside its
 /// transaction). Returns the messages deleted.
-pub async fn delete_user(conn: &mut sqlx::AnyConnection, user: UserId) -> Result<u64> {
+pub async fn delete_user(conn: &mut crate::store::Conn, user: UserId) -> Result<u64> {
     let id = user.0.to_string();
     sqlx::query(
         "DELETE FROM notification_deliveries WHERE notification_id IN (SELECT id FROM notification_outbox WHERE user_id = $1)",

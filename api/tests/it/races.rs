@@ -3,7 +3,7 @@
 
 use super::TestApp;
 use parkflow_api::domain::error::Error;
-use parkflow_api::store::{Backend, LostRace, lost_race};
+use parkflow_api::store::{Backend, Handle, LostRace, lost_race};
 
 /// Each race a write can lose is told apart from any other failure, on the real database: a
 /// unique key taken, an exclusion constraint refusing an overlap, a deadlock broken by
@@ -30,9 +30,10 @@ pub async fn lost_races_are_told_apart_from_other_failures(app: TestApp) {
         .unwrap_err();
     assert_eq!(lost_race(&Error::from(mistake)), None);
     assert_eq!(lost_race(&Error::conflict("spot_taken", "taken")), None);
-    if store.backend() != Backend::Postgres {
+    // PostgreSQL's writer is its pool.
+    let Handle::Pool(writer) = store.writer() else {
         return;
-    }
+    };
 
     // The reservations' no_double_booking constraint refuses an overlap with 23P01.
     sqlx::query(
@@ -96,7 +97,10 @@ pub async fn an_entry_that_keeps_losing_its_spot_still_gets_one(app: TestApp) {
         .unwrap();
     let mut holders = Vec::new();
     for (i, spot) in spots.iter().take(10).enumerate() {
-        let mut tx = store.writer().begin().await.unwrap();
+        let Handle::Pool(writer) = store.writer() else {
+            unreachable!("PostgreSQL's writer is its pool");
+        };
+        let mut tx = writer.begin().await.unwrap();
         sqlx::query(
             "INSERT INTO parking_sessions (id, lot_id, spot_id, vehicle_type, method, entered_at)
              VALUES ($1, $2, $3, 'car', 'qr', 0)",

@@ -215,7 +215,11 @@ impl TestApp {
     /// Open every pooled connection now: requests released together then truly run together
     /// instead of queueing behind connection set-up.
     pub(crate) async fn warm_pool(&self) {
-        let pool = self.state.services.store().pool().clone();
+        // SQLite's connections are all open from the start.
+        let parkflow_api::store::Handle::Pool(pool) = self.state.services.store().pool().clone()
+        else {
+            return;
+        };
         let holders: Vec<_> = (0..pool.options().get_max_connections())
             .map(|_| {
                 let pool = pool.clone();

@@ -179,7 +179,7 @@ impl Gates<'_> {
     /// `mine`) holds between `now` and `until`; `lot_full` when there is none.
     pub(crate) async fn free_spot_now(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut crate::store::Conn,
         lot: LotId,
         (policy, vehicle): (SpotPolicy, VehicleType),
         (now, until): (DateTime<Utc>, DateTime<Utc>),

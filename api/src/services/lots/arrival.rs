@@ -70,7 +70,7 @@ impl Lots<'_> {
         let Some(first) = hours.iter().map(|h| h.hour_start).min() else {
             return Ok(0);
         };
-        let mut tx = self.store().begin_write().await?;
+        let mut tx = self.store().begin_change(self.now()).await?;
         self.lot_row(&mut tx, lot).await?;
         rows::clear_from(&mut *tx, lot, first.timestamp_millis()).await?;
         for h in hours {
@@ -100,9 +100,9 @@ impl Lots<'_> {
             .duration_trunc(TimeDelta::hours(1))
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let Some((occupancy, chance, trained)) =
-            rows::hour(&mut *conn, lot, hour.timestamp_millis()).await?
+            rows::hour(&mut conn, lot, hour.timestamp_millis()).await?
         else {
-            let covered = match rows::span(&mut *conn, lot).await? {
+            let covered = match rows::span(&mut conn, lot).await? {
                 Some((from, to)) => format!(
                     "the forecast covers {} to {}",
                     millis(from)?,

@@ -258,7 +258,7 @@ impl Lots<'_> {
 
     pub(crate) async fn lot_row(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut crate::store::Conn,
         lot: LotId,
     ) -> Result<LotRow> {
         let row = lots::settings(conn, lot)

@@ -79,7 +79,7 @@ pub(crate) struct RateReasons {
 /// The published rates of `lot` for `vt` that can apply up to `until`, for the tariff engine,
 /// and their reasons, from one read.
 pub(crate) async fn explained_rates(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Conn,
     (lot, vt): (LotId, VehicleType),
     until: DateTime<Utc>,
     (tz, currency): (Tz, &str),
@@ -179,7 +179,7 @@ pub struct RateSchedule {
 /// band and day kind), if one was published; callers fall back to the lot default.
 /// The published rates of `lot` for `vt` that can apply up to `until`, for the tariff engine.
 pub(crate) async fn scheduled_rates(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Conn,
     lot: LotId,
     vt: VehicleType,
     until: DateTime<Utc>,
@@ -203,7 +203,7 @@ fn scheduled(band: &str, day_kind: &str, from: i64, cents: i64) -> Result<Schedu
 }
 
 pub(crate) async fn rate_in_force_conn(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Conn,
     lot: LotId,
     vt: VehicleType,
     tz: Tz,
@@ -223,7 +223,7 @@ pub(crate) async fn rate_in_force_conn(
 /// The published rate a vehicle of type `vt` pays in `lot` at `at`, if any, with its reason
 /// and the reason's sentence.
 pub(crate) async fn rate_in_force_explained(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Conn,
     (lot, vt): (LotId, VehicleType),
     (tz, currency): (Tz, &str),
     at: DateTime<Utc>,
@@ -411,7 +411,7 @@ impl Lots<'_> {
         let mut conn = self.store.pool().acquire().await?;
         let info = self.lot_row(&mut conn, lot).await?;
         let now = self.now().timestamp_millis();
-        let stored = rows::schedule(&mut *conn, lot, now).await?;
+        let stored = rows::schedule(&mut conn, lot, now).await?;
         let (mut current, mut upcoming) = (Vec::new(), Vec::new());
         for row in stored {
             let from = row.4;

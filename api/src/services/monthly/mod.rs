@@ -396,7 +396,7 @@ impl MonthlyPasses<'_> {
     /// The holder of pass `id` (any state: an exit charges by the rights the stay entered on).
     pub(crate) async fn holder_by_id(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut crate::store::Conn,
         id: MonthlyPassId,
     ) -> Result<Option<Holder>> {
         rows::pass(conn, rows::PassLookup::Id(id))

@@ -12,7 +12,7 @@ use warehouse_schema::{Cents, Event, EventPayload, LotId, PaymentId, UserId};
 
 /// Add `cents` in `currency` to `user`'s balance; the first credit fixes its currency.
 pub(super) async fn credit(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Conn,
     user: UserId,
     cents: i64,
     currency: &str,

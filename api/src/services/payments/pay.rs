@@ -359,7 +359,7 @@ impl Payments<'_> {
 
     pub(super) async fn reservation_lot(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut crate::store::Conn,
         r: ReservationId,
     ) -> Result<Option<LotId>> {
         crate::store::reservations::lot_of(conn, r).await

@@ -181,7 +181,7 @@ impl Reservations<'_> {
     /// The one reading of an extension, for the preview and inside the extension's transaction.
     async fn plan(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut crate::store::Conn,
         user: UserId,
         id: ReservationId,
         new_end: DateTime<Utc>,

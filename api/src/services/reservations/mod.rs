@@ -11,12 +11,12 @@
 
 use crate::domain::availability::SpotPolicy;
 use crate::domain::error::{Error, Result};
+use crate::store::Conn;
 use crate::store::reservations as rows;
 use crate::store::{Change, LostRace};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
 use uuid::Uuid;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SessionId, SpotId, VehicleType};
 
@@ -140,7 +140,7 @@ pub(crate) struct LotRules {
 }
 
 impl LotRules {
-    async fn load(conn: &mut AnyConnection, lot: LotId) -> Result<Self> {
+    async fn load(conn: &mut Conn, lot: LotId) -> Result<Self> {
         let row = crate::store::lots::settings(conn, lot)
             .await?
             .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
@@ -205,7 +205,7 @@ impl LotRules {
     /// published so far (each band of the window at its rate), under `rules`.
     async fn quote(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         lot: LotId,
         window: TimeRange,
         vehicle: VehicleType,
@@ -222,7 +222,7 @@ impl LotRules {
     /// shows.
     async fn explained_tariff(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         lot: LotId,
         window: TimeRange,
         vehicle: VehicleType,
@@ -247,7 +247,7 @@ impl LotRules {
     /// for the window, under `rules`. A quote and its explanation both come from it.
     async fn tariff(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         lot: LotId,
         window: TimeRange,
         vehicle: VehicleType,

@@ -4,9 +4,9 @@ use super::*;
 use crate::domain::error::{Error, Result};
 use crate::domain::passes::PassClaims;
 use crate::services::Reservations;
+use crate::store::Conn;
 use crate::store::reservations::{self as rows, Lookup};
 use chrono::{DateTime, Duration};
-use sqlx::AnyConnection;
 use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, SessionId, SpotId, UserId};
 
@@ -67,7 +67,7 @@ impl Reservations<'_> {
     /// is not found.
     pub(super) async fn own_reservation(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         user: UserId,
         id: ReservationId,
     ) -> Result<Reservation> {
@@ -95,7 +95,7 @@ impl Reservations<'_> {
             let Ok(id) = id.parse().map(ReservationId) else {
                 return Err(Error::Invalid(format!("stored reservation id {id}")));
             };
-            if let Some(r) = rows::find(&mut *conn, Lookup::Own { id, user }).await? {
+            if let Some(r) = rows::find(&mut conn, Lookup::Own { id, user }).await? {
                 items.push(reservation(r)?);
             }
         }

@@ -5,13 +5,13 @@ use super::*;
 use crate::domain::availability::{SpotPolicy, distance_m};
 use crate::domain::error::{Error, Result};
 use crate::store::Backend;
-use sqlx::AnyConnection;
+use crate::store::Conn;
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
 /// Open spots of `lot` (only `only`, if given) that no holding reservation other than `except`
 /// occupies during `window`.
 pub(super) async fn free_spot_rows(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     backend: Backend,
     lot: LotId,
     window: TimeRange,
@@ -75,7 +75,7 @@ pub(super) fn spread_of(text: &str) -> u64 {
 
 /// The one spot a request names: it must exist in the lot, fit the vehicle and be free.
 pub(super) async fn named_spot(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     lot: LotId,
     spot: SpotId,
     policy: SpotPolicy,
