@@ -290,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn parameters_take_their_numbered_arguments_and_rows_read_back_typed() {
         let dir = tempfile::tempdir().unwrap();
-        let set = Connections::new(vec![Connection::open(&database(&dir)).unwrap()]);
+        let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
         let mut c = set.lend().await;
         let done = c
             .run(
@@ -313,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn a_unique_violation_is_reported_as_one_and_counts_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let set = Connections::new(vec![Connection::open(&database(&dir)).unwrap()]);
+        let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
         let mut c = set.lend().await;
         let insert = "INSERT INTO t (name) VALUES ($1)";
         let done = c.run(insert, &[text("a")], true).await.unwrap();
@@ -327,7 +327,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_given_back_mid_transaction_is_rolled_back() {
         let dir = tempfile::tempdir().unwrap();
-        let set = Connections::new(vec![Connection::open(&database(&dir)).unwrap()]);
+        let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
         let mut c = set.lend().await;
         c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
         c.run("INSERT INTO t (name) VALUES ('lost')", &[], true)
@@ -349,7 +349,7 @@ mod tests {
     async fn a_lock_held_elsewhere_is_waited_for_without_blocking_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let path = database(&dir);
-        let set = Connections::new(vec![Connection::open(&path).unwrap()]);
+        let set = Connections::new(vec![Connection::open(&path, 0).unwrap()]);
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let held = Duration::from_millis(100);

@@ -65,6 +65,9 @@ pub struct Store {
     /// sqlx's pools on the same database, for the outbox's reads and the relay's one write
     /// (on PostgreSQL, `pool` again).
     outbox_pools: (AnyPool, AnyPool),
+    /// SQLite's WAL checkpoints, on a thread of their own (`checkpoint.rs`), kept for as long
+    /// as the store.
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     backend: Backend,
     /// Poked after each committed [`Change`]: this process's side of the change signal (other
     /// processes' changes are seen by reading the outbox, see `services::live`).
@@ -138,31 +141,36 @@ impl Store {
                 .collect(),
         );
         migrator.run(&outbox_writer).await?;
-        let (pool, writer) = match backend {
+        let (pool, writer, checkpointer) = match backend {
             // The writer's own connection, unless several were asked for (the old way).
             Backend::Sqlite if writers <= 1 => {
                 let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
                     .get_filename()
                     .to_owned();
-                let open = |n: usize| -> Result<Vec<sqlite::Connection>> {
+                // Readers never commit; the writer checkpoints what the thread has not.
+                let open = |n: usize, pages: u32| -> Result<Vec<sqlite::Connection>> {
                     (0..n)
-                        .map(|_| Ok(sqlite::Connection::open(&path)?))
+                        .map(|_| Ok(sqlite::Connection::open(&path, pages)?))
                         .collect()
                 };
+                let writer_pages = checkpoint::WRITER_CHECKPOINT_PAGES;
                 (
-                    Handle::Sqlite(Arc::new(Connections::new(open(READERS)?))),
-                    Handle::Sqlite(Arc::new(Connections::new(open(1)?))),
+                    Handle::Sqlite(Arc::new(Connections::new(open(READERS, 0)?))),
+                    Handle::Sqlite(Arc::new(Connections::new(open(1, writer_pages)?))),
+                    Some(Arc::new(checkpoint::Checkpointer::start(&path)?)),
                 )
             }
             _ => (
                 Handle::Pool(outbox_pool.clone()),
                 Handle::Pool(outbox_writer.clone()),
+                None,
             ),
         };
         Ok(Self {
             pool,
             writer,
             outbox_pools: (outbox_pool, outbox_writer),
+            _checkpointer: checkpointer,
             backend,
             committed: Arc::new(Notify::new()),
         })
@@ -310,6 +318,7 @@ macro_rules! free_spots_sql {
 
 pub mod accounts;
 mod change;
+mod checkpoint;
 pub mod desk;
 pub mod forecasts;
 mod handles;

@@ -74,20 +74,20 @@ impl Done {
 }
 
 impl Connection {
-    /// Open the database file at `path` (sqlx's writer has created and migrated it).
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    /// Open the database file at `path` (sqlx's writer has created and migrated it). A commit
+    /// of this connection checkpoints the WAL once it holds `checkpoint_pages` pages (0:
+    /// never; see `checkpoint.rs`).
+    pub fn open(path: &Path, checkpoint_pages: u32) -> Result<Self, Error> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
         let db = rusqlite::Connection::open_with_flags(path, flags).map_err(failure)?;
         db.busy_timeout(Duration::ZERO).map_err(failure)?;
         db.set_prepared_statement_cache_capacity(PREPARED);
-        // The committing connection checkpoints the WAL into the database every 10,000 pages
-        // (40 MB) instead of SQLite's 1,000: each checkpoint waits for two fsyncs.
-        db.execute_batch(
+        db.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA wal_autocheckpoint = 10000;",
-        )
+             PRAGMA wal_autocheckpoint = {checkpoint_pages};"
+        ))
         .map_err(failure)?;
         Ok(Self {
             db: Some(db),
