@@ -99,9 +99,17 @@ impl Change {
             rows::insert_message(&mut self.tx, rows::NewMessage::of(m, now)).await?;
         }
         match self.tx {
-            Conn::Sqlite(ref mut c) => {
-                c.run("COMMIT", &[], true).await?;
-            }
+            // Committed with the changes queued behind it (group commit, `handles.rs`).
+            Conn::Sqlite(c) => match c.release()?.await {
+                Ok(Ok(())) => {}
+                Ok(Err(failed)) => {
+                    return Err(sqlx::Error::AnyDriverError(failed.to_string().into()).into());
+                }
+                Err(_) => {
+                    let lost = "the writer went away before the change was committed";
+                    return Err(sqlx::Error::AnyDriverError(lost.into()).into());
+                }
+            },
             Conn::Transaction(tx) => tx.commit().await?,
             Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
         }
@@ -114,9 +122,7 @@ impl Change {
     /// Give the change up: nothing of it is written.
     pub async fn rollback(self) -> Result<()> {
         match self.tx {
-            Conn::Sqlite(mut c) => {
-                c.run("ROLLBACK", &[], true).await?;
-            }
+            Conn::Sqlite(c) => c.roll_back()?,
             Conn::Transaction(tx) => tx.rollback().await?,
             Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
         }

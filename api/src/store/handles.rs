@@ -6,6 +6,17 @@
 //! directly, or [`Handle::acquire`] lends a [`Conn`] for several. A [`Conn`] is also what a
 //! `Change` writes through. All three are sqlx executors of the `Any` database, so a repository
 //! takes any of them.
+//!
+//! Group commit (SQLite): the changes that queue for the one writer share its transaction. Each
+//! change runs inside a savepoint of it; a change that commits while others wait for the
+//! connection releases its savepoint and hands the connection on with the transaction open,
+//! and the last change of the queue (or the 64th) commits for all. Every change's `commit`
+//! returns only once that commit did, with its outcome, so nothing is reported written before
+//! it is; a change that fails or is dropped rolls back to its savepoint and takes no one
+//! with it. A write that is not a change (one statement, or a lent connection) commits the
+//! waiting group before it runs. One commit then writes the WAL pages that a queue of
+//! bookings touches in common (the outbox's last page, the indexes' hot pages) once, instead of
+//! once per booking.
 
 use super::sqlite::{self, Connection, Done};
 use futures_util::future::BoxFuture;
@@ -17,7 +28,7 @@ use sqlx_core::any::AnyValueKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 /// How long a statement outside a transaction keeps retrying while another process holds
 /// the database's lock (what `busy_timeout` did on sqlx's connections).
@@ -31,10 +42,42 @@ pub enum Handle {
     Pool(AnyPool),
 }
 
+/// The most changes one commit of the writer carries.
+const GROUP: usize = 64;
+
+/// The outcome of a group's commit, as each of its changes learns it.
+pub type Outcome = Result<(), Arc<str>>;
+
+/// A connection and the changes that released their savepoints in its open transaction and
+/// wait for it to commit.
+struct Slot {
+    conn: Connection,
+    members: Vec<oneshot::Sender<Outcome>>,
+}
+
 /// SQLite connections lent one task at a time, first come first served.
 pub struct Connections {
-    all: Vec<Arc<Mutex<Connection>>>,
+    all: Vec<Arc<Mutex<Slot>>>,
     next: AtomicUsize,
+    /// Tasks waiting for a connection: while some wait, a committed change leaves the
+    /// transaction open for them.
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a task as waiting for as long as it lives (a cancelled wait stops counting too).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Connections {
@@ -45,45 +88,156 @@ impl std::fmt::Debug for Connections {
 
 impl Connections {
     pub fn new(all: Vec<Connection>) -> Self {
+        let slots = all.into_iter().map(|conn| Slot {
+            conn,
+            members: Vec::new(),
+        });
         Self {
-            all: all.into_iter().map(|c| Arc::new(Mutex::new(c))).collect(),
+            all: slots.map(|s| Arc::new(Mutex::new(s))).collect(),
             next: AtomicUsize::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// A free connection, or the next one's turn when all are lent.
-    async fn lend(&self) -> SqliteConn {
+    /// A free connection, or the next one's turn when all are lent. A group of changes
+    /// waiting on it is still open: [`SqliteConn::join`] or [`SqliteConn::settle`].
+    async fn lend_raw(&self) -> SqliteConn {
         for c in &self.all {
-            if let Ok(guard) = c.clone().try_lock_owned() {
-                return SqliteConn(guard);
+            if let Ok(slot) = c.clone().try_lock_owned() {
+                return self.lent(slot);
             }
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.all.len();
-        SqliteConn(self.all[i].clone().lock_owned().await)
+        let waiting = Waiting::new(&self.waiting);
+        let slot = self.all[i].clone().lock_owned().await;
+        drop(waiting);
+        self.lent(slot)
+    }
+
+    fn lent(&self, slot: OwnedMutexGuard<Slot>) -> SqliteConn {
+        SqliteConn {
+            slot,
+            waiting: self.waiting.clone(),
+            in_change: false,
+        }
+    }
+
+    /// A connection with a change begun on it, in the transaction of the changes waiting on
+    /// it if there are (the module's group commit).
+    pub(super) async fn begin_change(&self) -> Result<SqliteConn, sqlx::Error> {
+        let mut c = self.lend_raw().await;
+        c.join().await?;
+        Ok(c)
+    }
+
+    /// A connection for statements of their own: the changes waiting on it are committed
+    /// first.
+    async fn lend(&self) -> SqliteConn {
+        let mut c = self.lend_raw().await;
+        c.settle();
+        c
     }
 
     async fn close(&self) {
         for c in &self.all {
-            c.lock().await.close();
+            let mut slot = c.lock().await;
+            slot.settle();
+            slot.conn.close();
         }
     }
 }
 
-/// A lent SQLite connection. Given back with a transaction still open (a change dropped
-/// without committing, or a task cancelled mid-change), it rolls the transaction back first.
-pub struct SqliteConn(OwnedMutexGuard<Connection>);
+impl Slot {
+    /// Commit the open transaction for the changes waiting on it and tell them how it went.
+    fn settle(&mut self) {
+        if self.members.is_empty() {
+            return;
+        }
+        let outcome: Outcome = if self.conn.autocommit() {
+            // SQLite ended the transaction itself (an I/O error, a full disk).
+            Err("the transaction was rolled back before it could commit".into())
+        } else {
+            match self.conn.run("COMMIT", &[], true) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    if !self.conn.autocommit() {
+                        let _ = self.conn.run("ROLLBACK", &[], true);
+                    }
+                    Err(e.to_string().into())
+                }
+            }
+        };
+        tracing::trace!(changes = self.members.len(), "group committed");
+        for member in self.members.drain(..) {
+            // A change whose task was cancelled no longer listens.
+            let _ = member.send(outcome.clone());
+        }
+    }
+}
+
+/// A lent SQLite connection. Given back in the middle of a change (a change dropped without
+/// committing, or a task cancelled mid-change), it rolls that change back; then the
+/// transaction is committed for the changes waiting on it, unless more wait for the
+/// connection to join them.
+pub struct SqliteConn {
+    slot: OwnedMutexGuard<Slot>,
+    waiting: Arc<AtomicUsize>,
+    /// Inside a change's savepoint.
+    in_change: bool,
+}
 
 impl Drop for SqliteConn {
     fn drop(&mut self) {
-        if !self.0.autocommit() {
-            // Nothing to report to: the change this belonged to is gone, and a failed
-            // rollback leaves the connection in the transaction, which the next run reports.
-            let _ = self.0.run("ROLLBACK", &[], true);
+        // Nothing to report to in here: a failed rollback leaves the connection in the
+        // transaction, which the next run reports.
+        if self.in_change {
+            let _ = self.slot.conn.run("ROLLBACK TO change", &[], true);
+            let _ = self.slot.conn.run("RELEASE change", &[], true);
+        }
+        if self.slot.members.is_empty() {
+            if !self.slot.conn.autocommit() {
+                let _ = self.slot.conn.run("ROLLBACK", &[], true);
+            }
+        } else if self.waiting.load(Ordering::SeqCst) == 0 || self.slot.members.len() >= GROUP {
+            self.slot.settle();
         }
     }
 }
 
 impl SqliteConn {
+    /// Begin a change: in the open transaction of the changes before it, or in a new one.
+    async fn join(&mut self) -> Result<(), sqlx::Error> {
+        if self.slot.conn.autocommit() {
+            self.run("BEGIN IMMEDIATE", &[], true).await?;
+        }
+        self.run("SAVEPOINT change", &[], true).await?;
+        self.in_change = true;
+        Ok(())
+    }
+
+    /// End the change begun by [`join`](Self::join) and give the connection back; the
+    /// change is written once the returned outcome says so.
+    pub fn release(mut self) -> Result<oneshot::Receiver<Outcome>, sqlx::Error> {
+        self.slot.conn.run("RELEASE change", &[], true)?;
+        self.in_change = false;
+        let (tell, told) = oneshot::channel();
+        self.slot.members.push(tell);
+        Ok(told)
+    }
+
+    /// Undo the change begun by [`join`](Self::join) and give the connection back.
+    pub fn roll_back(mut self) -> Result<(), sqlx::Error> {
+        self.in_change = false;
+        self.slot.conn.run("ROLLBACK TO change", &[], true)?;
+        self.slot.conn.run("RELEASE change", &[], true)?;
+        Ok(())
+    }
+
+    /// Commit the changes waiting on this connection now.
+    fn settle(&mut self) {
+        self.slot.settle();
+    }
+
     /// Run `sql` in place; outside a transaction, a database another process has locked is
     /// waited for asynchronously (the calling thread never sleeps in SQLite).
     pub async fn run(
@@ -94,9 +248,11 @@ impl SqliteConn {
     ) -> Result<Done, sqlx::Error> {
         let deadline = Instant::now() + BUSY_WAIT;
         loop {
-            match self.0.run(sql, args, persistent) {
+            match self.slot.conn.run(sql, args, persistent) {
                 Err(e)
-                    if sqlite::is_busy(&e) && self.0.autocommit() && Instant::now() < deadline =>
+                    if sqlite::is_busy(&e)
+                        && self.slot.conn.autocommit()
+                        && Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -133,7 +289,7 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Handle {
-    /// A connection for several statements (a transaction is begun on it by `Change`).
+    /// A connection for several statements, outside any change.
     pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
             Handle::Sqlite(set) => Conn::Sqlite(set.lend().await),
@@ -269,105 +425,4 @@ impl<'c> Executor<'c> for &'c mut Conn {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sqlx::Row;
-    use std::sync::Arc;
-
-    fn database(dir: &tempfile::TempDir) -> std::path::PathBuf {
-        let path = dir.path().join("t.db");
-        let create = rusqlite::Connection::open(&path).unwrap();
-        create
-            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
-            .unwrap();
-        path
-    }
-
-    fn text(s: &str) -> AnyValueKind {
-        AnyValueKind::Text(Arc::new(s.to_owned()))
-    }
-
-    #[tokio::test]
-    async fn parameters_take_their_numbered_arguments_and_rows_read_back_typed() {
-        let dir = tempfile::tempdir().unwrap();
-        let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
-        let mut c = set.lend().await;
-        let done = c
-            .run(
-                "SELECT $2 AS b, $1 AS a, $2 AS again, 1.5 AS x, NULL AS n",
-                &[AnyValueKind::BigInt(7), text("é,\n")],
-                true,
-            )
-            .await
-            .unwrap();
-        let row = &done.rows[0];
-        assert_eq!(row.get::<String, _>("b"), "é,\n");
-        assert_eq!(row.get::<i64, _>("a"), 7);
-        assert_eq!(row.get::<String, _>("again"), "é,\n");
-        assert_eq!(row.get::<f64, _>("x"), 1.5);
-        assert_eq!(row.get::<Option<i64>, _>("n"), None);
-        // A parameter with no argument is an error, not a NULL.
-        assert!(c.run("SELECT $3", &[], true).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn a_unique_violation_is_reported_as_one_and_counts_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
-        let mut c = set.lend().await;
-        let insert = "INSERT INTO t (name) VALUES ($1)";
-        let done = c.run(insert, &[text("a")], true).await.unwrap();
-        assert_eq!(done.rows_affected, 1);
-        let Err(sqlx::Error::Database(e)) = c.run(insert, &[text("a")], true).await else {
-            panic!("a second `a` must be refused");
-        };
-        assert!(e.is_unique_violation(), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_connection_given_back_mid_transaction_is_rolled_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
-        let mut c = set.lend().await;
-        c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
-        c.run("INSERT INTO t (name) VALUES ('lost')", &[], true)
-            .await
-            .unwrap();
-        drop(c);
-        let mut c = set.lend().await;
-        let done = c
-            .run("SELECT COUNT(*) AS n FROM t", &[], true)
-            .await
-            .unwrap();
-        assert_eq!(done.rows[0].get::<i64, _>("n"), 0);
-        c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
-    }
-
-    /// Another process's lock is waited for by sleeping asynchronously: on a single-threaded
-    /// runtime the task that releases the lock still runs while the write waits.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_lock_held_elsewhere_is_waited_for_without_blocking_the_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = database(&dir);
-        let set = Connections::new(vec![Connection::open(&path, 0).unwrap()]);
-        let other = rusqlite::Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let held = Duration::from_millis(100);
-        let release = tokio::spawn(async move {
-            tokio::time::sleep(held).await;
-            other.execute_batch("COMMIT").unwrap();
-        });
-        let started = Instant::now();
-        let mut c = set.lend().await;
-        c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
-        assert!(started.elapsed() >= held, "the write waited for the lock");
-        // A busy handler sleeping in SQLite would have kept the release from running until
-        // it gave up (seconds).
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
-        release.await.unwrap();
-    }
-}
+mod tests;

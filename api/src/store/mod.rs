@@ -10,7 +10,8 @@
 //! relay. A write transaction still starts with `BEGIN IMMEDIATE`, which takes the lock up
 //! front, so another process on the same file (a one-shot command beside `parkflow serve`)
 //! cannot interleave a check-then-insert; a lock held by another process is waited for
-//! asynchronously (`handles.rs`). PostgreSQL runs writers concurrently (`writer()` is the pool
+//! asynchronously, and changes queued for the writer share one commit, each in a savepoint of
+//! it (`handles.rs`). PostgreSQL runs writers concurrently (`writer()` is the pool
 //! itself); there, constraints (unique and exclusion) are what settle races.
 
 use crate::domain::error::{Error, Result};
@@ -204,13 +205,7 @@ impl Store {
     /// (see [`Change`]). Its transaction holds SQLite's write lock from the start.
     pub async fn begin_change(&self, now: DateTime<Utc>) -> Result<Change> {
         let conn = match (&self.writer, self.backend) {
-            (Handle::Sqlite(_), _) => {
-                let Conn::Sqlite(mut c) = self.writer.acquire().await? else {
-                    unreachable!("an SQLite handle lends SQLite connections")
-                };
-                c.run("BEGIN IMMEDIATE", &[], true).await?;
-                Conn::Sqlite(c)
-            }
+            (Handle::Sqlite(set), _) => Conn::Sqlite(set.begin_change().await?),
             (Handle::Pool(pool), Backend::Sqlite) => {
                 Conn::Transaction(pool.begin_with("BEGIN IMMEDIATE").await?)
             }

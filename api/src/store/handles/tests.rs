@@ -1,0 +1,225 @@
+//! The embedded store's connections: statements in place, locks, group commit.
+
+use super::*;
+use sqlx::Row;
+use std::sync::Arc;
+
+fn database(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("t.db");
+    let create = rusqlite::Connection::open(&path).unwrap();
+    create
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        .unwrap();
+    path
+}
+
+fn text(s: &str) -> AnyValueKind {
+    AnyValueKind::Text(Arc::new(s.to_owned()))
+}
+
+#[tokio::test]
+async fn parameters_take_their_numbered_arguments_and_rows_read_back_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
+    let mut c = set.lend().await;
+    let done = c
+        .run(
+            "SELECT $2 AS b, $1 AS a, $2 AS again, 1.5 AS x, NULL AS n",
+            &[AnyValueKind::BigInt(7), text("é,\n")],
+            true,
+        )
+        .await
+        .unwrap();
+    let row = &done.rows[0];
+    assert_eq!(row.get::<String, _>("b"), "é,\n");
+    assert_eq!(row.get::<i64, _>("a"), 7);
+    assert_eq!(row.get::<String, _>("again"), "é,\n");
+    assert_eq!(row.get::<f64, _>("x"), 1.5);
+    assert_eq!(row.get::<Option<i64>, _>("n"), None);
+    // A parameter with no argument is an error, not a NULL.
+    assert!(c.run("SELECT $3", &[], true).await.is_err());
+}
+
+#[tokio::test]
+async fn a_unique_violation_is_reported_as_one_and_counts_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
+    let mut c = set.lend().await;
+    let insert = "INSERT INTO t (name) VALUES ($1)";
+    let done = c.run(insert, &[text("a")], true).await.unwrap();
+    assert_eq!(done.rows_affected, 1);
+    let Err(sqlx::Error::Database(e)) = c.run(insert, &[text("a")], true).await else {
+        panic!("a second `a` must be refused");
+    };
+    assert!(e.is_unique_violation(), "{e}");
+}
+
+#[tokio::test]
+async fn a_connection_given_back_mid_transaction_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
+    let mut c = set.lend().await;
+    c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
+    c.run("INSERT INTO t (name) VALUES ('lost')", &[], true)
+        .await
+        .unwrap();
+    drop(c);
+    let mut c = set.lend().await;
+    let done = c
+        .run("SELECT COUNT(*) AS n FROM t", &[], true)
+        .await
+        .unwrap();
+    assert_eq!(done.rows[0].get::<i64, _>("n"), 0);
+    c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
+}
+
+/// Another process's lock is waited for by sleeping asynchronously: on a single-threaded
+/// runtime the task that releases the lock still runs while the write waits.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lock_held_elsewhere_is_waited_for_without_blocking_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database(&dir);
+    let set = Connections::new(vec![Connection::open(&path, 0).unwrap()]);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let held = Duration::from_millis(100);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let started = Instant::now();
+    let mut c = set.lend().await;
+    c.run("BEGIN IMMEDIATE", &[], true).await.unwrap();
+    assert!(started.elapsed() >= held, "the write waited for the lock");
+    // A busy handler sleeping in SQLite would have kept the release from running until
+    // it gave up (seconds).
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    release.await.unwrap();
+}
+
+/// Rows of `t` as another connection sees them: what is committed.
+fn committed(path: &std::path::Path) -> Vec<String> {
+    let other = rusqlite::Connection::open(path).unwrap();
+    let mut rows = other.prepare("SELECT name FROM t ORDER BY id").unwrap();
+    rows.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A set of one writer connection on a fresh `t`, in WAL mode as the store's.
+fn writer(dir: &tempfile::TempDir) -> (Arc<Connections>, std::path::PathBuf) {
+    let path = database(dir);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "journal_mode", "WAL")
+        .unwrap();
+    let set = Arc::new(Connections::new(vec![Connection::open(&path, 0).unwrap()]));
+    (set, path)
+}
+
+/// Yield until `n` tasks wait for the connection.
+async fn until_waiting(set: &Connections, n: usize) {
+    while set.waiting.load(Ordering::SeqCst) != n {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn insert(c: &mut SqliteConn, name: &str) -> Result<Done, sqlx::Error> {
+    c.run("INSERT INTO t (name) VALUES ($1)", &[text(name)], true)
+        .await
+}
+
+/// A change that commits while another waits for the writer is not reported written (nor
+/// visible) until the one after it commits both in one transaction.
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_committed_while_another_waits_is_written_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    let next = set.clone();
+    let b = tokio::spawn(async move {
+        let mut b = next.begin_change().await.unwrap();
+        insert(&mut b, "b").await.unwrap();
+        b.release().unwrap().await.unwrap()
+    });
+    until_waiting(&set, 1).await;
+    insert(&mut a, "a").await.unwrap();
+    let mut told_a = a.release().unwrap();
+    assert!(told_a.try_recv().is_err(), "not committed yet");
+    assert!(committed(&path).is_empty());
+    b.await.unwrap().unwrap();
+    assert_eq!(told_a.await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a", "b"]);
+}
+
+/// A change that fails inside a group rolls back to its savepoint: the change before it is
+/// still committed, and it reports its own failure.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_change_in_a_group_takes_no_one_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    let next = set.clone();
+    let b = tokio::spawn(async move {
+        let mut b = next.begin_change().await.unwrap();
+        insert(&mut b, "b").await.unwrap();
+        let duplicate = insert(&mut b, "a").await.map(|_| ());
+        b.roll_back().unwrap();
+        duplicate
+    });
+    until_waiting(&set, 1).await;
+    insert(&mut a, "a").await.unwrap();
+    let told_a = a.release().unwrap();
+    let duplicate = b.await.unwrap().unwrap_err();
+    assert!(duplicate.as_database_error().unwrap().is_unique_violation());
+    assert_eq!(told_a.await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a"]);
+    // The writer is out of the transaction: a change begins afresh.
+    let mut c = set.begin_change().await.unwrap();
+    insert(&mut c, "c").await.unwrap();
+    assert_eq!(c.release().unwrap().await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a", "c"]);
+}
+
+/// A change dropped in a group (its task cancelled) is undone alone; a statement that is not
+/// a change commits the waiting group before it runs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_change_is_undone_and_a_plain_statement_commits_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    let next = set.clone();
+    let b = tokio::spawn(async move {
+        let mut b = next.begin_change().await.unwrap();
+        insert(&mut b, "dropped").await.unwrap();
+    });
+    let plain = set.clone();
+    until_waiting(&set, 1).await;
+    insert(&mut a, "a").await.unwrap();
+    let told_a = a.release().unwrap();
+    b.await.unwrap();
+    // B gave the connection back with no one waiting: A's group committed without B.
+    assert_eq!(told_a.await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a"]);
+
+    let mut c = set.begin_change().await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut p = plain.lend().await;
+        let n = p
+            .run("SELECT COUNT(*) AS n FROM t", &[], true)
+            .await
+            .unwrap();
+        n.rows[0].get::<i64, _>("n")
+    });
+    until_waiting(&set, 1).await;
+    insert(&mut c, "c").await.unwrap();
+    let told_c = c.release().unwrap();
+    assert_eq!(reader.await.unwrap(), 2);
+    assert_eq!(told_c.await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a", "c"]);
+}
