@@ -7,16 +7,17 @@
 //! `Change` writes through. All three are sqlx executors of the `Any` database, so a repository
 //! takes any of them.
 //!
-//! Group commit (SQLite): the changes that queue for the one writer share its transaction. Each
-//! change runs inside a savepoint of it; a change that commits while others wait for the
-//! connection releases its savepoint and hands the connection on with the transaction open,
-//! and the last change of the queue (or the 64th) commits for all. Every change's `commit`
-//! returns only once that commit did, with its outcome, so nothing is reported written before
-//! it is; a change that fails or is dropped rolls back to its savepoint and takes no one
-//! with it. A write that is not a change (one statement, or a lent connection) commits the
-//! waiting group before it runs. One commit then writes the WAL pages that a queue of
-//! bookings touches in common (the outbox's last page, the indexes' hot pages) once, instead of
-//! once per booking.
+//! Group commit (SQLite): the changes that queue for the one writer share its transaction. The
+//! first change begins it; each change that joins it while earlier ones wait runs in a
+//! savepoint. A change that commits while others wait for the connection hands the connection
+//! on with the transaction open, and the last change of the queue (or the 64th) commits for
+//! all. Every change's `commit` returns only once that commit did, with its outcome, so nothing
+//! is reported written before it is; a change that fails or is dropped rolls back its
+//! savepoint (or, alone in the transaction, the transaction) and takes no one with it. A write
+//! that is not a change (one statement, or a lent connection) commits the waiting group before
+//! it runs. One commit then writes the WAL pages that a queue of bookings touches in common
+//! (the outbox's last page, the indexes' hot pages) once, instead of once per booking; a
+//! change that queues behind no one pays nothing for it.
 
 use super::sqlite::{self, Connection, Done};
 use futures_util::future::BoxFuture;
@@ -118,7 +119,7 @@ impl Connections {
         SqliteConn {
             slot,
             waiting: self.waiting.clone(),
-            in_change: false,
+            in_change: None,
         }
     }
 
@@ -182,15 +183,26 @@ impl Slot {
 pub struct SqliteConn {
     slot: OwnedMutexGuard<Slot>,
     waiting: Arc<AtomicUsize>,
-    /// Inside a change's savepoint.
-    in_change: bool,
+    /// Inside a change, and how it is undone.
+    in_change: Option<Scope>,
+}
+
+/// What a change on the writer runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// A transaction of its own, begun for it: no change waits on it yet, so a rollback
+    /// undoes this change alone. A change that begins no group pays for no savepoint (SQLite
+    /// copies each page a savepoint changes to a sub-journal).
+    Transaction,
+    /// A savepoint in the transaction of the changes waiting to commit.
+    Savepoint,
 }
 
 impl Drop for SqliteConn {
     fn drop(&mut self) {
         // Nothing to report to in here: a failed rollback leaves the connection in the
         // transaction, which the next run reports.
-        if self.in_change {
+        if self.in_change.take() == Some(Scope::Savepoint) {
             let _ = self.slot.conn.run("ROLLBACK TO change", &[], true);
             let _ = self.slot.conn.run("RELEASE change", &[], true);
         }
@@ -207,19 +219,23 @@ impl Drop for SqliteConn {
 impl SqliteConn {
     /// Begin a change: in the open transaction of the changes before it, or in a new one.
     async fn join(&mut self) -> Result<(), sqlx::Error> {
-        if self.slot.conn.autocommit() {
+        self.in_change = Some(if self.slot.conn.autocommit() {
             self.run("BEGIN IMMEDIATE", &[], true).await?;
-        }
-        self.run("SAVEPOINT change", &[], true).await?;
-        self.in_change = true;
+            Scope::Transaction
+        } else {
+            self.run("SAVEPOINT change", &[], true).await?;
+            Scope::Savepoint
+        });
         Ok(())
     }
 
     /// End the change begun by [`join`](Self::join) and give the connection back; the
     /// change is written once the returned outcome says so.
     pub fn release(mut self) -> Result<oneshot::Receiver<Outcome>, sqlx::Error> {
-        self.slot.conn.run("RELEASE change", &[], true)?;
-        self.in_change = false;
+        if self.in_change == Some(Scope::Savepoint) {
+            self.slot.conn.run("RELEASE change", &[], true)?;
+        }
+        self.in_change = None;
         let (tell, told) = oneshot::channel();
         self.slot.members.push(tell);
         Ok(told)
@@ -227,9 +243,17 @@ impl SqliteConn {
 
     /// Undo the change begun by [`join`](Self::join) and give the connection back.
     pub fn roll_back(mut self) -> Result<(), sqlx::Error> {
-        self.in_change = false;
-        self.slot.conn.run("ROLLBACK TO change", &[], true)?;
-        self.slot.conn.run("RELEASE change", &[], true)?;
+        match self.in_change.take() {
+            Some(Scope::Savepoint) => {
+                self.slot.conn.run("ROLLBACK TO change", &[], true)?;
+                self.slot.conn.run("RELEASE change", &[], true)?;
+            }
+            // No change waits on the transaction: it goes whole.
+            Some(Scope::Transaction) => {
+                self.slot.conn.run("ROLLBACK", &[], true)?;
+            }
+            None => {}
+        }
         Ok(())
     }
 

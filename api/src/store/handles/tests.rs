@@ -223,3 +223,21 @@ async fn a_dropped_change_is_undone_and_a_plain_statement_commits_the_group() {
     assert_eq!(told_c.await.unwrap(), Ok(()));
     assert_eq!(committed(&path), ["a", "c"]);
 }
+
+/// A change alone in its transaction (no savepoint) rolls the transaction back, whether told
+/// to or dropped.
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_alone_is_undone_with_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    insert(&mut a, "undone").await.unwrap();
+    a.roll_back().unwrap();
+    let mut b = set.begin_change().await.unwrap();
+    insert(&mut b, "dropped").await.unwrap();
+    drop(b);
+    let mut c = set.begin_change().await.unwrap();
+    insert(&mut c, "c").await.unwrap();
+    assert_eq!(c.release().unwrap().await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["c"]);
+}
