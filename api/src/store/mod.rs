@@ -10,9 +10,10 @@
 //! relay. A write transaction still starts with `BEGIN IMMEDIATE`, which takes the lock up
 //! front, so another process on the same file (a one-shot command beside `parkflow serve`)
 //! cannot interleave a check-then-insert; a lock held by another process is waited for
-//! asynchronously, and changes queued for the writer share one commit, each in a savepoint of
-//! it (`handles.rs`). PostgreSQL runs writers concurrently (`writer()` is the pool
-//! itself); there, constraints (unique and exclusion) are what settle races.
+//! asynchronously, and changes queued for the writer share one commit, each that joins a
+//! waiting one in a savepoint (`handles.rs`). PostgreSQL runs writers concurrently
+//! (`writer()` is the pool itself); there, constraints (unique and exclusion) are what settle
+//! races.
 
 use crate::domain::error::{Error, Result};
 use chrono::{DateTime, Utc};
