@@ -100,16 +100,11 @@ impl Change {
         }
         match self.tx {
             // Committed with the changes queued behind it (group commit, `handles.rs`).
-            Conn::Sqlite(c) => match c.release()?.await {
-                Ok(Ok(())) => {}
-                Ok(Err(failed)) => {
-                    return Err(sqlx::Error::AnyDriverError(failed.to_string().into()).into());
-                }
-                Err(_) => {
-                    let lost = "the writer went away before the change was committed";
-                    return Err(sqlx::Error::AnyDriverError(lost.into()).into());
-                }
-            },
+            Conn::Sqlite(c) => {
+                let lost = "the writer went away before the change was committed";
+                let outcome = c.release()?.await.unwrap_or_else(|_| Err(lost.into()));
+                outcome.map_err(|failed| sqlx::Error::AnyDriverError(failed.to_string().into()))?;
+            }
             Conn::Transaction(tx) => tx.commit().await?,
             Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
         }

@@ -101,7 +101,7 @@ impl Connections {
     }
 
     /// A free connection, or the next one's turn when all are lent. A group of changes
-    /// waiting on it is still open: [`SqliteConn::join`] or [`SqliteConn::settle`].
+    /// waiting on it is still open: [`SqliteConn::join`] or [`Slot::settle`].
     async fn lend_raw(&self) -> SqliteConn {
         for c in &self.all {
             if let Ok(slot) = c.clone().try_lock_owned() {
@@ -135,7 +135,7 @@ impl Connections {
     /// first.
     async fn lend(&self) -> SqliteConn {
         let mut c = self.lend_raw().await;
-        c.settle();
+        c.slot.settle();
         c
     }
 
@@ -202,10 +202,7 @@ impl Drop for SqliteConn {
     fn drop(&mut self) {
         // Nothing to report to in here: a failed rollback leaves the connection in the
         // transaction, which the next run reports.
-        if self.in_change.take() == Some(Scope::Savepoint) {
-            let _ = self.slot.conn.run("ROLLBACK TO change", &[], true);
-            let _ = self.slot.conn.run("RELEASE change", &[], true);
-        }
+        let _ = self.undo();
         if self.slot.members.is_empty() {
             if !self.slot.conn.autocommit() {
                 let _ = self.slot.conn.run("ROLLBACK", &[], true);
@@ -243,6 +240,11 @@ impl SqliteConn {
 
     /// Undo the change begun by [`join`](Self::join) and give the connection back.
     pub fn roll_back(mut self) -> Result<(), sqlx::Error> {
+        self.undo()
+    }
+
+    /// Undo the change in progress, if any: its savepoint, or its own transaction.
+    fn undo(&mut self) -> Result<(), sqlx::Error> {
         match self.in_change.take() {
             Some(Scope::Savepoint) => {
                 self.slot.conn.run("ROLLBACK TO change", &[], true)?;
@@ -255,11 +257,6 @@ impl SqliteConn {
             None => {}
         }
         Ok(())
-    }
-
-    /// Commit the changes waiting on this connection now.
-    fn settle(&mut self) {
-        self.slot.settle();
     }
 
     /// Run `sql` in place; outside a transaction, a database another process has locked is

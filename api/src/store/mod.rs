@@ -184,7 +184,7 @@ impl Store {
     }
 
     /// Where every write goes: a single-statement change runs on it directly, a multi-statement
-    /// one in `begin_write()`. Never hold a write transaction while waiting for the writer: on
+    /// one in `begin_change()`. Never hold a write transaction while waiting for the writer: on
     /// SQLite that waits for itself.
     pub fn writer(&self) -> &Handle {
         &self.writer
