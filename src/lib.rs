@@ -6,6 +6,7 @@ pub mod bench_api;
 pub mod bench_live;
 pub mod bench_occupancy;
 pub mod bench_reference;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod forecasting;

@@ -1,8 +1,8 @@
 //! `parkflow bench …`: the benchmark subcommands, their options and checks.
 
+use crate::{Config, bench, bench_api, bench_live, bench_occupancy};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use parkflow::{Config, bench, bench_api, bench_live, bench_occupancy};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -75,7 +75,7 @@ pub enum BenchWhat {
     /// occupancy CSV, or on simulated weeks.
     Arrival {
         #[command(flatten)]
-        from: parkflow::forecasting::SourceArgs,
+        from: crate::forecasting::SourceArgs,
         /// Days scored at the end of each series.
         #[arg(long, default_value_t = 7)]
         test_days: usize,
@@ -97,7 +97,7 @@ pub async fn run(what: BenchWhat, cfg: &Config) -> anyhow::Result<()> {
             anyhow::ensure!(test_days > 0, "--test-days must be positive");
             let source = from.source(cfg.lake_dir());
             let started = std::time::Instant::now();
-            let (r, import) = parkflow::forecasting::reliability_source(&source, test_days).await?;
+            let (r, import) = crate::forecasting::reliability_source(&source, test_days).await?;
             if let Some(import) = import {
                 println!("import: {import}");
             }
