@@ -16,8 +16,9 @@ use crate::series::{Measure, Series, Slot};
 use crate::{Error, Result};
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::{
-    Column as PolarsColumn, DataFrame, DataType, Expr, IntoLazy, NULL, PlSmallStr, PolarsError,
-    SortMultipleOptions, StrptimeOptions, TimeUnit, coalesce, col, lit, when,
+    BooleanChunked, Column as PolarsColumn, DataFrame, DataType, Float64Chunked, Int64Chunked,
+    IntoColumn, IntoSeries, NewChunkedArray, PlSmallStr, PolarsError, SortMultipleOptions,
+    StringChunked, StringMethods, TimeUnit,
 };
 use polars_io::prelude::{CsvReadOptions, SerReader};
 use std::io::{Cursor, Read};
@@ -92,15 +93,15 @@ fn frame_error(e: PolarsError) -> Error {
 
 /// Read the file into one 30-minute occupancy series per car park.
 ///
-/// The cleaning is done by polars: every field is read as text and parsed leniently (a value
-/// that does not parse becomes null and its row unreadable); the readable rows are sorted
-/// stably by car park and time, so that the first reading of a car park and time in the file
-/// is the one kept, and put on their slots; duplicates, negative and clipped readings are
-/// counted in one pass. The kept readings come back to Rust already in order, to be summed
-/// per slot in one linear pass and laid out as series.
+/// Polars reads the file (every field as text), parses the numbers leniently and the times in
+/// each of [`TIME_FORMATS`] (a value that does not parse becomes null and its row unreadable),
+/// and sorts the readable rows stably by car park and time, so that the first reading of a car
+/// park and time in the file comes first and is the one kept. The rest is one linear pass over
+/// the sorted columns: duplicates, negative and clipped readings counted, the kept readings
+/// summed per slot and laid out as series. (Polars' lazy engine is not used: it cost ~110
+/// CPU-seconds of every cold release build for what these passes do.)
 ///
-/// Blocking: call it from a blocking thread, not from an async task (polars panics when it
-/// is asked to block inside a single-threaded tokio runtime).
+/// Blocking: call it from a blocking thread, not from an async task.
 pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, ImportReport)> {
     let mut bytes = Vec::new();
     input
@@ -134,101 +135,69 @@ pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, Import
         ..ImportReport::default()
     };
 
-    let text = |i: usize| {
-        col(names[i].clone())
-            .str()
-            .strip_chars(lit(NULL))
-            .fill_null(lit(""))
+    // Each field without its surrounding whitespace; a missing field is empty.
+    let text = |i: usize, name: &'static str| -> Result<StringChunked> {
+        let ca = column(&raw, &names[i])?.str().map_err(frame_error)?;
+        Ok(ca
+            .iter()
+            .map(|v| Some(v.unwrap_or("").trim()))
+            .collect::<StringChunked>()
+            .with_name(name.into()))
     };
-    // Most feeds keep to one format: the others are only tried on the texts it could not read
-    // (a null text parses for free).
-    let parse = |text: Expr, format: &str| {
-        text.str().to_datetime(
-            Some(TimeUnit::Milliseconds),
-            None,
-            StrptimeOptions {
-                format: Some(format.into()),
-                strict: false,
-                exact: true,
-                cache: false,
-            },
-            lit("raise"),
-        )
+    let code = text(0, "code")?;
+    let capacity_text = text(1, "capacity_text")?;
+    let occupancy_text = text(2, "occupancy_text")?;
+    let at_text = text(3, "at_text")?;
+    let number = |ca: &StringChunked, name: &'static str| -> Result<Float64Chunked> {
+        let s = ca
+            .clone()
+            .into_series()
+            .cast(&DataType::Float64)
+            .map_err(frame_error)?;
+        Ok(s.f64().map_err(frame_error)?.clone().with_name(name.into()))
     };
-    let first = parse(col("at_text"), TIME_FORMATS[0]);
-    let rest = when(first.clone().is_null())
-        .then(col("at_text"))
-        .otherwise(lit(NULL).cast(DataType::String));
-    let mut times = vec![first];
-    times.extend(TIME_FORMATS[1..].iter().map(|f| parse(rest.clone(), f)));
-    let time = coalesce(&times);
-    let parsed = raw
-        .lazy()
-        // The header is line 1 and records span one line each.
-        .with_row_index("line", Some(2))
-        .select([
-            col("line"),
-            text(0).alias("code"),
-            text(1).alias("capacity_text"),
-            text(2).alias("occupancy_text"),
-            text(3).alias("at_text"),
-        ])
-        .with_columns([
-            col("capacity_text")
-                .cast(DataType::Float64)
-                .alias("capacity"),
-            col("occupancy_text")
-                .cast(DataType::Float64)
-                .alias("occupancy"),
-            time.alias("at"),
-        ])
-        .with_column(
-            (col("code")
-                .neq(lit(""))
-                .and(col("capacity").gt(lit(0.0)).fill_null(lit(false)))
-                .and(col("occupancy").is_finite().fill_null(lit(false)))
-                .and(col("at").is_not_null()))
-            .alias("readable"),
-        )
-        .collect()
-        .map_err(frame_error)?;
+    let capacity = number(&capacity_text, "capacity")?;
+    let occupancy = number(&occupancy_text, "occupancy")?;
+    let at = parse_times(&at_text)?;
 
-    let refused = parsed
-        .clone()
-        .lazy()
-        .filter(col("readable").not())
-        .collect()
-        .map_err(frame_error)?;
-    report.unreadable = refused.height();
-    report.unreadable_examples = refused_examples(&refused.head(Some(QUOTED)))?;
+    let readable: BooleanChunked = code
+        .iter()
+        .zip(capacity.iter())
+        .zip(occupancy.iter())
+        .zip(at.iter())
+        .map(|(((code, capacity), occupancy), at)| {
+            code.is_some_and(|c| !c.is_empty())
+                && capacity.is_some_and(|c| c > 0.0)
+                && occupancy.is_some_and(f64::is_finite)
+                && at.is_some()
+        })
+        .collect();
+    report.unreadable = readable.iter().filter(|r| *r == Some(false)).count();
+    report.unreadable_examples = refused_examples(
+        &readable,
+        [&code, &capacity_text, &occupancy_text, &at_text],
+    );
 
-    // The nearest slot: seconds rounded to the minute, minutes to the closest multiple of 30
-    // (23:50 → next day 00:00), counted in slots since the epoch.
-    let seconds = col("at")
-        .dt()
-        .timestamp(TimeUnit::Milliseconds)
-        .floor_div(lit(1000i64));
-    let minute = seconds.clone().floor_div(lit(60i64))
-        + (seconds.clone() - seconds.floor_div(lit(60i64)) * lit(60i64))
-            .gt_eq(lit(30i64))
-            .cast(DataType::Int64);
-    let slot = (minute + lit(i64::from(SLOT_MINUTES / 2))).floor_div(lit(i64::from(SLOT_MINUTES)));
     // Sorted by car park and time, stably: of the readings of one car park and time, the first
     // in the file comes first and is the one kept.
-    let changed = |name: &str| col(name).neq(col(name).shift(lit(1))).fill_null(lit(true));
-    let readings = parsed
-        .lazy()
-        .filter(col("readable"))
-        .select([col("code"), col("capacity"), col("occupancy"), col("at")])
-        .sort(
-            ["code", "at"],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )
-        .with_columns([
-            changed("code").or(changed("at")).alias("first"),
-            slot.alias("slot"),
-        ])
-        .collect()
+    let frame = DataFrame::new(
+        raw.height(),
+        vec![
+            code.into_column(),
+            capacity.into_column(),
+            occupancy.into_column(),
+            at.into_column(),
+        ],
+    )
+    .map_err(frame_error)?;
+    let readings = frame
+        .filter(&readable)
+        .and_then(|f| {
+            f.sort(
+                ["code", "at"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+        })
         .map_err(frame_error)?;
     if readings.height() == 0 {
         return Err(Error::Import(format!(
@@ -236,41 +205,8 @@ pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, Import
             report.rows
         )));
     }
-    let counts = readings
-        .clone()
-        .lazy()
-        .select([
-            col("first").not().sum().alias("duplicates"),
-            col("first")
-                .and(col("occupancy").lt(lit(0.0)))
-                .sum()
-                .alias("negative"),
-            col("first")
-                .and(col("occupancy").gt(col("capacity")))
-                .sum()
-                .alias("clipped"),
-        ])
-        .collect()
-        .map_err(frame_error)?;
-    report.duplicates = count_of(&counts, "duplicates")?;
-    report.negative_dropped = count_of(&counts, "negative")?;
-    report.clipped_above_capacity = count_of(&counts, "clipped")?;
-    let kept = readings
-        .lazy()
-        .filter(col("first").and(col("occupancy").gt_eq(lit(0.0))))
-        .select([
-            col("code"),
-            col("slot"),
-            when(col("occupancy").gt(col("capacity")))
-                .then(col("capacity"))
-                .otherwise(col("occupancy"))
-                .alias("occupancy"),
-            col("capacity"),
-        ])
-        .collect()
-        .map_err(frame_error)?;
 
-    let parks = car_parks(&kept)?;
+    let parks = car_parks(&readings, &mut report)?;
     let mut per_park: Vec<usize> = parks.iter().map(CarPark::readings).collect();
     per_park.sort_unstable();
     let median = per_park[per_park.len() / 2];
@@ -287,54 +223,81 @@ pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, Import
     Ok((series, report))
 }
 
+/// The times of `texts` in milliseconds since the epoch, read in the first of [`TIME_FORMATS`]
+/// that reads them. Most feeds keep to one format: the others are only tried on the texts it
+/// could not read (a null text parses for free).
+fn parse_times(texts: &StringChunked) -> Result<Int64Chunked> {
+    let ambiguous = StringChunked::from_slice("ambiguous".into(), &["raise"]);
+    let parse = |texts: &StringChunked, format: &str| -> Result<Int64Chunked> {
+        Ok(texts
+            .as_datetime(
+                Some(format),
+                TimeUnit::Milliseconds,
+                false,
+                false,
+                None,
+                &ambiguous,
+            )
+            .map_err(frame_error)?
+            .physical()
+            .clone())
+    };
+    let mut at = parse(texts, TIME_FORMATS[0])?;
+    for format in &TIME_FORMATS[1..] {
+        if at.null_count() == texts.null_count() {
+            break;
+        }
+        let rest: StringChunked = texts
+            .iter()
+            .zip(at.iter())
+            .map(|(text, at)| if at.is_none() { text } else { None })
+            .collect();
+        let again = parse(&rest, format)?;
+        at = at
+            .iter()
+            .zip(again.iter())
+            .map(|(at, again)| at.or(again))
+            .collect();
+    }
+    Ok(at.with_name("at".into()))
+}
+
 fn column<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a PolarsColumn> {
     frame.column(name).map_err(frame_error)
 }
 
-fn count_of(frame: &DataFrame, name: &str) -> Result<usize> {
-    let value = column(frame, name)?
-        .cast(&DataType::Int64)
-        .map_err(frame_error)?
-        .i64()
-        .map_err(frame_error)?
-        .get(0)
-        .unwrap_or(0);
-    Ok(usize::try_from(value).unwrap_or(0))
-}
-
-/// (line, reason) for each refused row of the frame.
-fn refused_examples(refused: &DataFrame) -> Result<Vec<(u64, String)>> {
-    let line = column(refused, "line")?
-        .cast(&DataType::UInt64)
-        .map_err(frame_error)?;
-    let line = line.u64().map_err(frame_error)?;
-    let text = |name| -> Result<Vec<String>> {
-        Ok(column(refused, name)?
-            .str()
-            .map_err(frame_error)?
-            .iter()
-            .map(|v| v.unwrap_or("").to_owned())
-            .collect())
-    };
-    let (code, capacity, occupancy, at) = (
-        text("code")?,
-        text("capacity_text")?,
-        text("occupancy_text")?,
-        text("at_text")?,
-    );
-    Ok((0..refused.height())
-        .map(|i| {
-            let why = if code[i].is_empty() {
+/// (line, reason) for the first [`QUOTED`] refused rows; the header is line 1 and records span
+/// one line each. `texts` are the code, capacity, occupancy and time as read.
+fn refused_examples(readable: &BooleanChunked, texts: [&StringChunked; 4]) -> Vec<(u64, String)> {
+    let text = |column: &StringChunked, i: usize| column.get(i).unwrap_or("").to_owned();
+    readable
+        .iter()
+        .enumerate()
+        .filter(|(_, readable)| *readable == Some(false))
+        .take(QUOTED)
+        .map(|(i, _)| {
+            let [code, capacity, occupancy, at] = texts;
+            let why = if text(code, i).is_empty() {
                 "no car park code".to_owned()
             } else {
                 format!(
                     "unreadable capacity {:?}, occupancy {:?} or time {:?}",
-                    capacity[i], occupancy[i], at[i]
+                    text(capacity, i),
+                    text(occupancy, i),
+                    text(at, i)
                 )
             };
-            (line.get(i).unwrap_or(0), why)
+            (i as u64 + 2, why)
         })
-        .collect())
+        .collect()
+}
+
+/// The nearest slot of a time in milliseconds: seconds rounded to the minute, minutes to the
+/// closest multiple of 30 (23:50 → next day 00:00), counted in slots since the epoch.
+fn slot_of(at_ms: i64) -> i64 {
+    let seconds = at_ms.div_euclid(1000);
+    let minute = seconds.div_euclid(60) + i64::from(seconds.rem_euclid(60) >= 30);
+    (minute + i64::from(SLOT_MINUTES / 2)).div_euclid(i64::from(SLOT_MINUTES))
 }
 
 /// One car park's kept readings summed per slot: (slot since the epoch, sum, readings).
@@ -344,21 +307,39 @@ struct CarPark {
     slots: Vec<(i64, f64, usize)>,
 }
 
-/// The kept readings (sorted by car park and time, so by slot too) summed per car park and slot.
-fn car_parks(kept: &DataFrame) -> Result<Vec<CarPark>> {
-    let code = column(kept, "code")?.str().map_err(frame_error)?;
-    let slot = column(kept, "slot")?.i64().map_err(frame_error)?;
-    let occupancy = column(kept, "occupancy")?.f64().map_err(frame_error)?;
-    let capacity = column(kept, "capacity")?.f64().map_err(frame_error)?;
+/// The readable rows (sorted by car park and time, so by slot too) summed per car park and slot.
+/// Of the readings of a car park and time only the first counts: the others are duplicates; a
+/// negative one is dropped and one above capacity clipped to it.
+fn car_parks(readings: &DataFrame, report: &mut ImportReport) -> Result<Vec<CarPark>> {
+    let code = column(readings, "code")?.str().map_err(frame_error)?;
+    let capacity = column(readings, "capacity")?.f64().map_err(frame_error)?;
+    let occupancy = column(readings, "occupancy")?.f64().map_err(frame_error)?;
+    let at = column(readings, "at")?.i64().map_err(frame_error)?;
     let mut parks: Vec<CarPark> = Vec::new();
+    let mut previous: Option<(&str, i64)> = None;
     let rows = code
         .iter()
-        .zip(slot.iter())
+        .zip(capacity.iter())
         .zip(occupancy.iter())
-        .zip(capacity.iter());
-    for (((c, s), o), cap) in rows {
-        let (Some(c), Some(s), Some(o), Some(cap)) = (c, s, o, cap) else {
+        .zip(at.iter());
+    for (((c, cap), o), at) in rows {
+        let (Some(c), Some(cap), Some(o), Some(at)) = (c, cap, o, at) else {
             continue;
+        };
+        if previous == Some((c, at)) {
+            report.duplicates += 1;
+            continue;
+        }
+        previous = Some((c, at));
+        if o < 0.0 {
+            report.negative_dropped += 1;
+            continue;
+        }
+        let o = if o > cap {
+            report.clipped_above_capacity += 1;
+            cap
+        } else {
+            o
         };
         if parks.last().is_none_or(|p| p.code != c) {
             parks.push(CarPark {
@@ -369,12 +350,13 @@ fn car_parks(kept: &DataFrame) -> Result<Vec<CarPark>> {
         }
         let park = parks.last_mut().expect("pushed");
         park.capacity = park.capacity.max(cap);
+        let slot = slot_of(at);
         match park.slots.last_mut() {
-            Some((at, sum, n)) if *at == s => {
+            Some((s, sum, n)) if *s == slot => {
                 *sum += o;
                 *n += 1;
             }
-            _ => park.slots.push((s, o, 1)),
+            _ => park.slots.push((slot, o, 1)),
         }
     }
     Ok(parks)
