@@ -4,11 +4,13 @@
 //! arrival time ± noise and stay length), midday and weekend visitors, and evening events with
 //! surges. Visitors respond to price with a constant elasticity (≈ −0.4, SFpark's measured
 //! average); commuters much less. Everything is seeded and reproducible. The simulator drives the
-//! real API service layer with a manual clock; it never writes events itself.
+//! real API service layer with manual clocks (one per lot, see [`shard`]); it never writes events
+//! itself.
 
 pub mod history;
 mod passes;
 pub mod scenario;
+mod shard;
 pub mod world;
 
 pub use scenario::{Arrival, ArrivalKind, LotPlan, SimConfig, scenario};
@@ -22,7 +24,8 @@ use parkflow_api::services::reservations::{BookingRequest, ChangeRequest, Vehicl
 use parkflow_api::services::waitlist::JoinWaitlist;
 use parkflow_api::{Clock, Error as ApiError, ManualClock, Services};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::sync::Arc;
 use warehouse_schema::{EntryMethod, LotId, SessionId, UserId};
 use world::{Booked, Intent, Pay, Then};
 
@@ -77,30 +80,69 @@ pub struct SimReport {
     pub holder_entries: u64,
 }
 
-/// Something that happens at an instant: the heap orders them by time, then by `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Action {
-    /// Driver `i` books.
-    Book(usize),
-    /// Driver `i` cancels or changes their booking.
-    Rethink(usize),
-    /// Driver `i` reaches the gate.
-    Arrive(usize),
-    /// A stay ends.
-    Depart(LotId, SessionId),
-    /// The bank reverses the captured charge with this gateway reference.
-    Reverse(String),
-    /// The `reservations` job: reminders, no-shows, the waitlist.
-    Sweep,
+impl SimReport {
+    /// Add `other`'s counts to these (one lot's to the world's).
+    fn add(&mut self, other: &SimReport) {
+        let SimReport {
+            demand,
+            priced_out,
+            turned_away,
+            checked_in,
+            exits,
+            still_parked,
+            revenue_cents,
+            reservations,
+            waitlisted,
+            waitlist_booked,
+            booking_refused,
+            paid_card,
+            paid_wallet,
+            paid_balance,
+            payments_declined,
+            payments_reversed,
+            top_ups,
+            cancelled,
+            changed,
+            no_shows,
+            pass_entries,
+            plate_entries,
+            drive_ups,
+            passes_bought,
+            holder_entries,
+        } = other;
+        self.demand += demand;
+        self.priced_out += priced_out;
+        self.turned_away += turned_away;
+        self.checked_in += checked_in;
+        self.exits += exits;
+        self.still_parked += still_parked;
+        self.revenue_cents += revenue_cents;
+        self.reservations += reservations;
+        self.waitlisted += waitlisted;
+        self.waitlist_booked += waitlist_booked;
+        self.booking_refused += booking_refused;
+        self.paid_card += paid_card;
+        self.paid_wallet += paid_wallet;
+        self.paid_balance += paid_balance;
+        self.payments_declined += payments_declined;
+        self.payments_reversed += payments_reversed;
+        self.top_ups += top_ups;
+        self.cancelled += cancelled;
+        self.changed += changed;
+        self.no_shows += no_shows;
+        self.pass_entries += pass_entries;
+        self.plate_entries += plate_entries;
+        self.drive_ups += drive_ups;
+        self.passes_bought += passes_bought;
+        self.holder_entries += holder_entries;
+    }
 }
-
-type Scheduled = Reverse<(DateTime<Utc>, u64, Action)>;
 
 /// What a driver tops a prepaid balance up by, and below what balance they do.
 const TOP_UP_CENTS: i64 = 10_000;
 const TOP_UP_BELOW: i64 = 3_000;
 
-/// How often the simulated `reservations` job runs.
+/// How often the simulated `reservations` job runs: the time slice the lots run side by side in.
 const SWEEP_EVERY: i64 = 15;
 
 /// One driver: who they are, what they intend and what they hold.
@@ -115,10 +157,34 @@ struct Driver {
     stays_home: bool,
 }
 
+impl Driver {
+    fn new(seed: u64, arrival: Arrival) -> Self {
+        let intent = world::intent(seed, &arrival);
+        let user = match (intent, arrival.user_id) {
+            (_, Some(u)) => Some(u),
+            (Intent::Reserve { .. }, None) => Some(world::visitor_account(seed, &arrival)),
+            (Intent::DriveUp, None) => None,
+        };
+        Self {
+            arrival,
+            intent,
+            user,
+            booked: None,
+            waiting: false,
+            stays_home: false,
+        }
+    }
+}
+
 /// Replay `arrivals` (already priced and thinned, any order) through the API until `end`:
 /// bookings, payments, changes, cancellations, entries, exits and the `reservations` job's
-/// sweeps in global time order, with the clock set to each instant. Each driver's choices come
-/// from [`world::intent`] under `seed`.
+/// sweeps. Each driver's choices come from [`world::intent`] under `seed`.
+///
+/// Lots are independent, so each lot's drivers run in a [`shard::Shard`] on a clock of its own,
+/// in time order. The shards of all lots run side by side (their changes share the store's
+/// commits, and two cores do the work) for one slice of [`SWEEP_EVERY`] minutes; then `clock`,
+/// the services' own, is set to the slice's end and the `reservations` job sweeps every lot, as
+/// it does in `serve`. What is due exactly at a slice's end happens after its sweep.
 pub async fn run(
     (service, accounts): (&Services, &parkflow_api::accounts::Accounts),
     clock: &ManualClock,
@@ -127,90 +193,68 @@ pub async fn run(
     mut progress: impl FnMut(u64),
 ) -> Result<SimReport, Error> {
     let start = clock.now();
-    let mut world = World {
-        service,
-        clock,
-        report: SimReport::default(),
-        queue: BinaryHeap::new(),
-        seq: 0,
-        drivers: Vec::new(),
-        topped_up: HashSet::new(),
-        timers: ReservationTimers::default(),
-        seed,
-        holders: passes::Holders::new(),
-    };
     let mut arrivals = arrivals;
     arrivals.sort_by_key(|a| (a.at, a.lot_id, a.seq));
-    for a in arrivals.into_iter().filter(|a| a.at < end) {
-        let i = world.drivers.len();
-        let intent = world::intent(seed, &a);
-        let user = match (intent, a.user_id) {
-            (_, Some(u)) => Some(u),
-            (Intent::Reserve { .. }, None) => Some(world::visitor_account(seed, &a)),
-            (Intent::DriveUp, None) => None,
-        };
-        if let Intent::Reserve { lead, .. } = intent {
-            // Booking before the world began is booking as it begins (if still ahead).
-            let at = (a.at - lead).max(start);
-            if a.at - at >= Duration::minutes(30) {
-                world.schedule(at, Action::Book(i));
-            }
-        }
-        world.schedule(a.at, Action::Arrive(i));
-        world.drivers.push(Driver {
-            arrival: a,
-            intent,
-            user,
-            booked: None,
-            waiting: false,
-            stays_home: false,
-        });
+    let drivers: Vec<Driver> = arrivals
+        .into_iter()
+        .filter(|a| a.at < end)
+        .map(|a| Driver::new(seed, a))
+        .collect();
+    let (holders, bought) = passes::sell(service, accounts, seed, &drivers).await?;
+    let holders = Arc::new(holders);
+    let mut by_lot: BTreeMap<LotId, Vec<Driver>> = BTreeMap::new();
+    for d in drivers {
+        by_lot.entry(d.arrival.lot_id).or_default().push(d);
     }
-    let (holders, bought) = passes::sell(service, accounts, seed, &world.drivers).await?;
-    world.holders = holders;
-    world.report.passes_bought = bought;
-    let mut sweep = start + Duration::minutes(SWEEP_EVERY);
-    while sweep < end {
-        world.schedule(sweep, Action::Sweep);
-        sweep += Duration::minutes(SWEEP_EVERY);
-    }
-    while let Some(Reverse((at, _, action))) = world.queue.pop() {
-        if at >= end {
-            if matches!(action, Action::Depart(..)) {
-                world.report.still_parked += 1;
+    let mut shards: Vec<shard::Shard> = by_lot
+        .into_values()
+        .map(|drivers| shard::Shard::new(service, (start, seed), holders.clone(), drivers))
+        .collect();
+    let timers = ReservationTimers::default();
+    let mut report = SimReport {
+        passes_bought: bought,
+        ..SimReport::default()
+    };
+    let mut from = start;
+    while from < end {
+        let until = (from + Duration::minutes(SWEEP_EVERY)).min(end);
+        // Each shard is a task: while one waits for the store, another queues its change behind
+        // it (their changes share a commit), and the runtime's threads take what is ready.
+        let running: Vec<_> = shards
+            .drain(..)
+            .map(|mut shard| {
+                tokio::spawn(async move {
+                    let arrived = shard.run_until(until).await;
+                    (shard, arrived)
+                })
+            })
+            .collect();
+        let mut failed = None;
+        for task in running {
+            let (shard, arrived) = match task.await {
+                Ok(done) => done,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            match arrived {
+                Ok(n) => progress(n),
+                Err(e) => failed = failed.or(Some(e)),
             }
-            continue;
+            shards.push(shard);
         }
-        clock.set(at);
-        match action {
-            Action::Book(i) => world.book(i).await?,
-            Action::Rethink(i) => world.rethink(i).await?,
-            Action::Arrive(i) => {
-                world.arrive(i).await?;
-                progress(1);
-            }
-            Action::Depart(lot, session) => world.depart(lot, session).await?,
-            Action::Reverse(reference) => world.reverse(&reference).await?,
-            Action::Sweep => world.sweep().await?,
+        if let Some(e) = failed {
+            return Err(e);
         }
+        if until < end {
+            clock.set(until);
+            report.no_shows += sweep(service, &timers, until).await?;
+        }
+        from = until;
     }
     clock.set(end);
-    Ok(world.report)
-}
-
-struct World<'a> {
-    service: &'a Services,
-    clock: &'a ManualClock,
-    report: SimReport,
-    queue: BinaryHeap<Scheduled>,
-    seq: u64,
-    drivers: Vec<Driver>,
-    /// Drivers whose prepaid balance was opened.
-    topped_up: HashSet<UserId>,
-    timers: ReservationTimers,
-    seed: u64,
-    /// Commuters holding a monthly pass, and the account that holds it.
-    holders: passes::Holders,
+    for shard in shards {
+        report.add(&shard.finish());
+    }
+    Ok(report)
 }
 
 /// Whether `e` is the refusal an expected situation gets (a full lot, a taken spot, a closed
@@ -219,352 +263,27 @@ fn refused(e: &ApiError) -> bool {
     e.is_client_error()
 }
 
-impl World<'_> {
-    fn schedule(&mut self, at: DateTime<Utc>, action: Action) {
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, action)));
+/// The `reservations` job at `now`, for every lot: reminders, no-shows (how many it
+/// cancelled), monthly passes' renewals, the waitlist.
+async fn sweep(
+    service: &Services,
+    timers: &ReservationTimers,
+    now: DateTime<Utc>,
+) -> Result<u64, Error> {
+    let swept = service
+        .reservations()
+        .sweep_reservations(now, timers)
+        .await?;
+    // Monthly passes: reminders and renewals at their periods' end.
+    service.monthly_passes().sweep_passes(now).await?;
+    let waiting: BTreeSet<LotId> = service
+        .waitlist()
+        .lots_with_waiters()
+        .await?
+        .into_iter()
+        .collect();
+    for lot in waiting {
+        service.waitlist().serve_waitlist(lot).await?;
     }
-
-    async fn book(&mut self, i: usize) -> Result<(), Error> {
-        let Intent::Reserve { pay, then, .. } = self.drivers[i].intent else {
-            return Ok(());
-        };
-        let Some(user) = self.drivers[i].user else {
-            return Ok(());
-        };
-        let a = self.drivers[i].arrival.clone();
-        let (start_at, end_at) = world::window(a.at, a.stay);
-        let request = BookingRequest {
-            lot_id: a.lot_id,
-            spot_id: None,
-            start_at,
-            end_at,
-            vehicle: VehicleChoice::Type(a.vehicle_type),
-            near: None,
-        };
-        let key = format!("sim-{}-{}", self.seed, a.seq);
-        let reservations = self.service.reservations();
-        let (reservation, pass) = match reservations.book(user, request, &key).await {
-            Ok(booked) => booked,
-            Err(ApiError::Conflict {
-                code: "no_spot_available",
-                ..
-            }) => {
-                let join = JoinWaitlist {
-                    lot_id: a.lot_id,
-                    start_at,
-                    end_at,
-                    vehicle_type: a.vehicle_type,
-                    auto_book: true,
-                };
-                match self.service.waitlist().join_waitlist(user, join).await {
-                    Ok(_) => {
-                        self.report.waitlisted += 1;
-                        self.drivers[i].waiting = true;
-                    }
-                    Err(e) if refused(&e) => self.report.booking_refused += 1,
-                    Err(e) => return Err(e.into()),
-                }
-                return Ok(());
-            }
-            Err(e) if refused(&e) => {
-                self.report.booking_refused += 1;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.report.reservations += 1;
-        if self.pay(user, reservation.id, pay, &key).await? {
-            self.drivers[i].booked = Some(Booked {
-                id: reservation.id,
-                pass: pass.map(|p| p.pass),
-            });
-            let now = self.clock.now();
-            // The bank claws a reversed charge back halfway to the start.
-            if let Some(sandbox) = self.service.gateway().sandbox() {
-                let halfway = now + (start_at - now) / 2;
-                for reference in sandbox.take_reversals() {
-                    self.schedule(halfway, Action::Reverse(reference));
-                }
-            }
-            match then {
-                Then::NoShow => self.drivers[i].stays_home = true,
-                Then::Cancel(share) | Then::Change(share) => {
-                    let wait = (start_at - now).num_seconds().max(0) as f64;
-                    let at = now + Duration::seconds((wait * share) as i64);
-                    self.schedule(at, Action::Rethink(i));
-                }
-                Then::Show => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Pay for a reservation; whether it was captured (a declined payment cancels the
-    /// reservation, and the driver will drive up instead).
-    async fn pay(
-        &mut self,
-        user: UserId,
-        reservation: warehouse_schema::ReservationId,
-        pay: Pay,
-        key: &str,
-    ) -> Result<bool, Error> {
-        let payments = self.service.payments();
-        let method = match pay {
-            Pay::Card { declined, reversed } => PaymentMethod::Card {
-                token: match (declined, reversed) {
-                    (true, _) => "tok_decline",
-                    (false, true) => "tok_reverse",
-                    (false, false) => "tok_ok",
-                }
-                .into(),
-                last4: "4242".into(),
-            },
-            Pay::Wallet { declined } => PaymentMethod::Wallet {
-                token: if declined { "wal_decline" } else { "wal_ok" }.into(),
-            },
-            Pay::Balance => {
-                // A driver paying from a prepaid balance tops it up when it runs low (the
-                // first time, to open it), as the app suggests.
-                if self.topped_up.insert(user) || payments.balance(user).await? < TOP_UP_BELOW {
-                    let card = PaymentMethod::Card {
-                        token: "tok_ok".into(),
-                        last4: "1881".into(),
-                    };
-                    let top_up = format!("{key}-top-up");
-                    payments
-                        .top_up(user, TOP_UP_CENTS, None, card, &top_up)
-                        .await?;
-                    self.report.top_ups += 1;
-                }
-                PaymentMethod::Balance
-            }
-        };
-        match payments
-            .pay_reservation(user, reservation, method, &format!("{key}-pay"))
-            .await
-        {
-            Ok(p) if p.status == PaymentStatus::Captured => {
-                match pay {
-                    Pay::Card { .. } => self.report.paid_card += 1,
-                    Pay::Wallet { .. } => self.report.paid_wallet += 1,
-                    Pay::Balance => self.report.paid_balance += 1,
-                }
-                Ok(true)
-            }
-            Ok(_) => {
-                self.report.payments_declined += 1;
-                Ok(false)
-            }
-            Err(e) if refused(&e) => {
-                self.report.payments_declined += 1;
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn rethink(&mut self, i: usize) -> Result<(), Error> {
-        let (Some(user), Some(booked)) = (self.drivers[i].user, self.drivers[i].booked.clone())
-        else {
-            return Ok(());
-        };
-        let reservations = self.service.reservations();
-        match self.drivers[i].intent {
-            Intent::Reserve {
-                then: Then::Cancel(_),
-                ..
-            } => match reservations.cancel_reservation(user, booked.id).await {
-                Ok(_) => {
-                    self.report.cancelled += 1;
-                    self.drivers[i].booked = None;
-                    self.drivers[i].stays_home = true;
-                }
-                Err(e) if refused(&e) => {}
-                Err(e) => return Err(e.into()),
-            },
-            Intent::Reserve {
-                then: Then::Change(_),
-                ..
-            } => {
-                let later = Duration::minutes(30);
-                let a = &self.drivers[i].arrival;
-                let (start_at, end_at) = world::window(a.at + later, a.stay);
-                let change = ChangeRequest {
-                    start_at: Some(start_at),
-                    end_at: Some(end_at),
-                    ..ChangeRequest::default()
-                };
-                match reservations.change(user, booked.id, change).await {
-                    Ok(_) => {
-                        self.report.changed += 1;
-                        // The driver now comes half an hour later (the first arrival is void).
-                        let arrive_at = a.at + later;
-                        self.drivers[i].arrival.at = arrive_at;
-                        self.schedule(arrive_at, Action::Arrive(i));
-                    }
-                    Err(e) if refused(&e) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn arrive(&mut self, i: usize) -> Result<(), Error> {
-        let now = self.clock.now();
-        let d = &self.drivers[i];
-        // A driver whose window moved comes at the new time only; one who cancelled, or who
-        // booked and forgot, does not come.
-        if d.arrival.at != now || d.stays_home {
-            return Ok(());
-        }
-        let mut pass = d.booked.as_ref().and_then(|b| b.pass.clone());
-        let a = d.arrival.clone();
-        if pass.is_none()
-            && d.waiting
-            && let Some(user) = d.user
-        {
-            pass = self.waitlist_pass(user, &a).await?;
-        }
-        let gates = self.service.gates();
-        if let Some(pass) = pass {
-            let entry = GateEntry {
-                method: if a.seq.is_multiple_of(3) {
-                    EntryMethod::Nfc
-                } else {
-                    EntryMethod::Qr
-                },
-                pass: Some(pass),
-                plate: None,
-                vehicle_type: None,
-                user_id: None,
-            };
-            match gates.enter(a.lot_id, entry).await {
-                Ok(receipt) => {
-                    self.report.checked_in += 1;
-                    self.report.pass_entries += 1;
-                    self.schedule(a.at + a.stay, Action::Depart(a.lot_id, receipt.session_id));
-                    return Ok(());
-                }
-                // Too early, too late or cancelled meanwhile: drive up like anyone else.
-                Err(e) if refused(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // A pass holder's plate opens the gate on the pass.
-        if a.user_id.is_some_and(|u| self.holders.contains_key(&u)) {
-            let entry = GateEntry {
-                method: EntryMethod::Plate,
-                pass: None,
-                plate: a.plate.clone(),
-                vehicle_type: Some(a.vehicle_type),
-                user_id: None,
-            };
-            match gates.enter(a.lot_id, entry).await {
-                Ok(receipt) => {
-                    self.report.checked_in += 1;
-                    if receipt.monthly_pass_id.is_some() {
-                        self.report.holder_entries += 1;
-                    } else {
-                        self.report.plate_entries += 1;
-                    }
-                    self.schedule(a.at + a.stay, Action::Depart(a.lot_id, receipt.session_id));
-                }
-                Err(e) if refused(&e) => self.report.turned_away += 1,
-                Err(e) => return Err(e.into()),
-            }
-            return Ok(());
-        }
-        let request = CheckInRequest {
-            vehicle_type: a.vehicle_type,
-            method: a.method,
-            plate: a.plate.clone(),
-            user_id: a.user_id,
-        };
-        match gates.check_in(a.lot_id, request).await {
-            Ok(receipt) => {
-                self.report.checked_in += 1;
-                if a.method == EntryMethod::Plate {
-                    self.report.plate_entries += 1;
-                } else {
-                    self.report.drive_ups += 1;
-                }
-                self.schedule(a.at + a.stay, Action::Depart(a.lot_id, receipt.session_id));
-            }
-            // The lot is full for this vehicle (or refuses it otherwise): turned away.
-            Err(e) if refused(&e) => self.report.turned_away += 1,
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-
-    /// The pass of the booking the waitlist made for `user` covering `a`'s arrival, if any.
-    async fn waitlist_pass(&mut self, user: UserId, a: &Arrival) -> Result<Option<String>, Error> {
-        let reservations = self.service.reservations();
-        let (mine, _) = reservations.reservations_of(user, 1, 50).await?;
-        let Some(r) = mine.into_iter().find(|r| {
-            r.lot_id == a.lot_id && r.start_at <= a.at + Duration::minutes(15) && a.at < r.end_at
-        }) else {
-            return Ok(None);
-        };
-        self.report.waitlist_booked += 1;
-        match reservations.gate_pass(user, r.id).await {
-            Ok(p) => Ok(Some(p.pass)),
-            Err(e) if refused(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn depart(&mut self, lot: LotId, session: SessionId) -> Result<(), Error> {
-        let receipt = self.service.gates().check_out(lot, session).await?;
-        self.report.exits += 1;
-        self.report.revenue_cents += receipt.amount_cents;
-        Ok(())
-    }
-
-    /// The gateway posts its signed `payment.reversed` webhook: the reservation is cancelled
-    /// and its driver told (at the gate, their pass is refused and they drive up).
-    async fn reverse(&mut self, reference: &str) -> Result<(), Error> {
-        let Some(sandbox) = self.service.gateway().sandbox() else {
-            return Ok(());
-        };
-        let hook = sandbox.reversal_webhook(reference);
-        match self
-            .service
-            .payments()
-            .gateway_webhook(hook.body.as_bytes(), &hook.signature)
-            .await
-        {
-            Ok(true) => self.report.payments_reversed += 1,
-            Ok(false) => {}
-            Err(e) if refused(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-
-    async fn sweep(&mut self) -> Result<(), Error> {
-        let now = self.clock.now();
-        let swept = self
-            .service
-            .reservations()
-            .sweep_reservations(now, &self.timers)
-            .await?;
-        self.report.no_shows += swept.no_shows as u64;
-        // Monthly passes: reminders and renewals at their periods' end.
-        self.service.monthly_passes().sweep_passes(now).await?;
-        let waiting: BTreeSet<LotId> = self
-            .service
-            .waitlist()
-            .lots_with_waiters()
-            .await?
-            .into_iter()
-            .collect();
-        for lot in waiting {
-            self.service.waitlist().serve_waitlist(lot).await?;
-        }
-        Ok(())
-    }
+    Ok(swept.no_shows as u64)
 }

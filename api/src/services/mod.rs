@@ -153,6 +153,14 @@ impl Services {
         }
     }
 
+    /// The same services reading the time from `clock`; the store, the availability index, the
+    /// gateway and the live streams stay shared with the others. The simulator runs each lot on
+    /// a clock of its own.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Keep live streams under `config` (heartbeat, polling, limits).
     pub fn with_live(mut self, config: crate::config::LiveConfig) -> Self {
         self.live = Arc::new(live::LiveHub::new(config));
@@ -193,7 +201,8 @@ impl Services {
         }
     }
 
-    pub(crate) fn payments_config(&self) -> &PaymentsConfig {
+    /// What payments are taken under (methods, refund policy, the webhook secret).
+    pub fn payments_config(&self) -> &PaymentsConfig {
         &self.payments
     }
 
