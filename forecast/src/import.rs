@@ -101,7 +101,8 @@ fn frame_error(e: PolarsError) -> Error {
 /// summed per slot and laid out as series. (Polars' lazy engine is not used: it cost ~110
 /// CPU-seconds of every cold release build for what these passes do.)
 ///
-/// Blocking: call it from a blocking thread, not from an async task.
+/// Blocking: call it from a blocking thread, not from an async task (polars parses and sorts
+/// on its own thread pool).
 pub fn import_occupancy_csv(mut input: impl Read) -> Result<(Vec<Series>, ImportReport)> {
     let mut bytes = Vec::new();
     input
