@@ -233,32 +233,11 @@ pub async fn schedule(
         async move {
             let r = service
                 .reservations()
-                .sweep_reservations(service.now(), &timers)
+                .run_reservations_job(service.now(), &timers)
                 .await
                 .map_err(|e| e.to_string())?;
-            // Waiters whose window freed up in another process, or expired.
-            let mut served = 0;
-            for lot in service
-                .waitlist()
-                .lots_with_waiters()
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                served += service
-                    .waitlist()
-                    .serve_waitlist(lot)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            // Monthly passes: renewal reminders, renewals and ends at their periods' end.
-            let p = service
-                .monthly_passes()
-                .sweep_passes(service.now())
-                .await
-                .map_err(|e| e.to_string())?;
-            let passes = p.reminders + p.renewed + p.ended + p.lapsed + p.settled;
             Ok(JobOutcome {
-                rows: (r.reminders + r.warnings + r.no_shows + served + passes) as u64,
+                rows: r.acted_on() as u64,
             })
         }
     });

@@ -24,7 +24,7 @@ use parkflow_api::services::reservations::{BookingRequest, ChangeRequest, Vehicl
 use parkflow_api::services::waitlist::JoinWaitlist;
 use parkflow_api::{Clock, Error as ApiError, ManualClock, Services};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::sync::Arc;
 use warehouse_schema::{EntryMethod, LotId, SessionId, UserId};
 use world::{Booked, Intent, Pay, Then};
@@ -182,9 +182,8 @@ impl Driver {
 ///
 /// Lots are independent, so each lot's drivers run in a [`shard::Shard`] on a clock of its own,
 /// in time order. The shards of all lots run side by side (their changes share the store's
-/// commits, and two cores do the work) for one slice of [`SWEEP_EVERY`] minutes; then `clock`,
-/// the services' own, is set to the slice's end and the `reservations` job sweeps every lot, as
-/// it does in `serve`. What is due exactly at a slice's end happens after its sweep.
+/// commits) for one slice of [`SWEEP_EVERY`] minutes; then `clock`, the services' own, is set to
+/// the slice's end and the `reservations` job runs for every lot, as `serve` schedules it. What is due exactly at a slice's end happens after its sweep.
 pub async fn run(
     (service, accounts): (&Services, &parkflow_api::accounts::Accounts),
     clock: &ManualClock,
@@ -246,7 +245,11 @@ pub async fn run(
         }
         if until < end {
             clock.set(until);
-            report.no_shows += sweep(service, &timers, until).await?;
+            let job = service
+                .reservations()
+                .run_reservations_job(until, &timers)
+                .await?;
+            report.no_shows += job.reservations.no_shows as u64;
         }
         from = until;
     }
@@ -261,29 +264,4 @@ pub async fn run(
 /// window, a declined card), as opposed to a fault.
 fn refused(e: &ApiError) -> bool {
     e.is_client_error()
-}
-
-/// The `reservations` job at `now`, for every lot: reminders, no-shows (how many it
-/// cancelled), monthly passes' renewals, the waitlist.
-async fn sweep(
-    service: &Services,
-    timers: &ReservationTimers,
-    now: DateTime<Utc>,
-) -> Result<u64, Error> {
-    let swept = service
-        .reservations()
-        .sweep_reservations(now, timers)
-        .await?;
-    // Monthly passes: reminders and renewals at their periods' end.
-    service.monthly_passes().sweep_passes(now).await?;
-    let waiting: BTreeSet<LotId> = service
-        .waitlist()
-        .lots_with_waiters()
-        .await?
-        .into_iter()
-        .collect();
-    for lot in waiting {
-        service.waitlist().serve_waitlist(lot).await?;
-    }
-    Ok(swept.no_shows as u64)
 }

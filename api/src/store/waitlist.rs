@@ -99,12 +99,13 @@ pub async fn waiting<'c>(db: impl Db<'c>, lot: LotId) -> Result<Vec<WaitlistRow>
     rows.into_iter().map(parse).collect()
 }
 
-/// Lots with someone waiting.
+/// Lots with someone waiting, in order of id (a sweep serves them in the same order each run).
 pub async fn lots_with_waiters<'c>(db: impl Db<'c>) -> Result<Vec<LotId>> {
-    let lots: Vec<i64> =
-        sqlx::query_scalar("SELECT DISTINCT lot_id FROM waitlist WHERE status = 'waiting'")
-            .fetch_all(db)
-            .await?;
+    let lots: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT lot_id FROM waitlist WHERE status = 'waiting' ORDER BY lot_id",
+    )
+    .fetch_all(db)
+    .await?;
     Ok(lots.into_iter().map(LotId).collect())
 }
 

@@ -10,6 +10,7 @@ use crate::domain::ReservationStatus;
 use crate::domain::error::{Error, Result};
 use crate::notifications::{NewNotification, NotificationKind, enqueue};
 use crate::services::Reservations;
+use crate::services::monthly::PassSweep;
 use crate::store::reservations as rows;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -56,6 +57,32 @@ pub struct SweepReport {
     pub no_shows: usize,
 }
 
+/// What one run of the `reservations` job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobReport {
+    pub reservations: SweepReport,
+    /// Waiters the lots' waitlists booked.
+    pub waitlist_served: usize,
+    pub passes: PassSweep,
+}
+
+impl JobReport {
+    /// Everything the run acted on.
+    pub fn acted_on(&self) -> usize {
+        let r = &self.reservations;
+        let p = &self.passes;
+        r.reminders
+            + r.warnings
+            + r.no_shows
+            + self.waitlist_served
+            + p.reminders
+            + p.renewed
+            + p.ended
+            + p.lapsed
+            + p.settled
+    }
+}
+
 struct Due {
     id: ReservationId,
     user: UserId,
@@ -67,6 +94,28 @@ struct Due {
 }
 
 impl Reservations<'_> {
+    /// The `reservations` job at `now`, for every lot: the reservations' reminders, warnings and
+    /// no-shows; the waitlists of the lots with waiters (windows freed in another process, or
+    /// expired); the monthly passes' reminders, renewals and ends. `parkflow serve` schedules
+    /// it; the simulator runs it between its time slices.
+    pub async fn run_reservations_job(
+        &self,
+        now: DateTime<Utc>,
+        timers: &ReservationTimers,
+    ) -> Result<JobReport> {
+        let reservations = self.sweep_reservations(now, timers).await?;
+        let mut waitlist_served = 0;
+        for lot in self.waitlist().lots_with_waiters().await? {
+            waitlist_served += self.waitlist().serve_waitlist(lot).await?;
+        }
+        let passes = self.monthly_passes().sweep_passes(now).await?;
+        Ok(JobReport {
+            reservations,
+            waitlist_served,
+            passes,
+        })
+    }
+
     /// Send the reminders and warnings that are due at `now`, and cancel the no-shows.
     pub async fn sweep_reservations(
         &self,
