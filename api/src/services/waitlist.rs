@@ -121,11 +121,15 @@ impl Waitlist<'_> {
     }
 
     /// A spot of `lot` may have freed up: expire the windows that have started, then serve the
-    /// first waiter whose window now has a free spot. Returns the entries served.
+    /// first waiter whose window now has a free spot. Returns the entries served. A lot nobody
+    /// waits for (nearly every release) costs one read and no write.
     pub async fn serve_waitlist(&self, lot: LotId) -> Result<usize> {
         let now = self.now();
-        rows::expire_started(self.store().writer(), lot, now.timestamp_millis()).await?;
-        let waiting = rows::waiting(self.store().pool(), lot).await?;
+        let mut waiting = rows::waiting(self.store().pool(), lot).await?;
+        if waiting.iter().any(|row| row.start_at <= now) {
+            rows::expire_started(self.store().writer(), lot, now.timestamp_millis()).await?;
+            waiting.retain(|row| row.start_at > now);
+        }
         if waiting.is_empty() {
             return Ok(0);
         }

@@ -35,6 +35,8 @@ pub struct Change {
     events: Vec<Event>,
     audits: Vec<Audit>,
     messages: Vec<NewNotification>,
+    /// Whether [`notify_unless_sent`](Self::notify_unless_sent) stored a message.
+    stored_messages: bool,
     /// The store's change signal, poked once the change committed.
     committed: Arc<Notify>,
 }
@@ -47,6 +49,7 @@ impl Change {
             events: Vec::new(),
             audits: Vec::new(),
             messages: Vec::new(),
+            stored_messages: false,
             committed,
         }
     }
@@ -86,6 +89,17 @@ impl Change {
         self
     }
 
+    /// Store `message` now, in the change, unless a message with its deduplication key is
+    /// stored already; whether it was stored (for a caller that counts what it sent). A job
+    /// that proposes many messages, most of them sent on an earlier run, writes them all in one
+    /// change this way instead of one transaction each.
+    pub async fn notify_unless_sent(&mut self, message: &NewNotification) -> Result<bool> {
+        let stored =
+            rows::insert_message(&mut self.tx, rows::NewMessage::of(message, self.now)).await?;
+        self.stored_messages |= stored;
+        Ok(stored)
+    }
+
     /// Write the events, audit rows and messages, then commit the whole change.
     pub async fn commit(mut self) -> Result<()> {
         let now = self.now;
@@ -100,15 +114,11 @@ impl Change {
         }
         match self.tx {
             // Committed with the changes queued behind it (group commit, `handles.rs`).
-            Conn::Sqlite(c) => {
-                let lost = "the writer went away before the change was committed";
-                let outcome = c.release()?.await.unwrap_or_else(|_| Err(lost.into()));
-                outcome.map_err(|failed| sqlx::Error::AnyDriverError(failed.to_string().into()))?;
-            }
+            Conn::Sqlite(c) => c.commit().await?,
             Conn::Transaction(tx) => tx.commit().await?,
             Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
         }
-        if !self.events.is_empty() || !self.messages.is_empty() {
+        if !self.events.is_empty() || !self.messages.is_empty() || self.stored_messages {
             self.committed.notify_one();
         }
         Ok(())

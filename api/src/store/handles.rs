@@ -13,9 +13,11 @@
 //! on with the transaction open, and the last change of the queue (or the 64th) commits for
 //! all. Every change's `commit` returns only once that commit did, with its outcome, so nothing
 //! is reported written before it is; a change that fails or is dropped rolls back its
-//! savepoint (or, alone in the transaction, the transaction) and takes no one with it. A write
-//! that is not a change (one statement, or a lent connection) commits the waiting group before
-//! it runs. One commit then writes the WAL pages that a queue of bookings touches in common
+//! savepoint (or, alone in the transaction, the transaction) and takes no one with it. One
+//! statement run on the writer outside a change (`sqlx::query(..).execute(store.writer())`) is
+//! a change of its own: it joins the group and returns once the group committed. A lent
+//! connection ([`Handle::acquire`]) commits the waiting group before its statements run. One
+//! commit then writes the WAL pages that a queue of bookings touches in common
 //! (the outbox's last page, the indexes' hot pages) once, instead of once per booking; a
 //! change that queues behind no one pays nothing for it.
 
@@ -63,6 +65,8 @@ pub struct Connections {
     /// Tasks waiting for a connection: while some wait, a committed change leaves the
     /// transaction open for them.
     waiting: Arc<AtomicUsize>,
+    /// The writer: a statement run outside a change is a change of its own.
+    writes: bool,
 }
 
 /// Counts a task as waiting for as long as it lives (a cancelled wait stops counting too).
@@ -88,6 +92,7 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
+    /// Readers: a statement runs on whichever connection is free.
     pub fn new(all: Vec<Connection>) -> Self {
         let slots = all.into_iter().map(|conn| Slot {
             conn,
@@ -97,7 +102,29 @@ impl Connections {
             all: slots.map(|s| Arc::new(Mutex::new(s))).collect(),
             next: AtomicUsize::new(0),
             waiting: Arc::new(AtomicUsize::new(0)),
+            writes: false,
         }
+    }
+
+    /// The single writer, whose changes share commits.
+    pub fn writer(conn: Connection) -> Self {
+        Self {
+            writes: true,
+            ..Self::new(vec![conn])
+        }
+    }
+
+    /// One statement outside any change. On the writer it is a change of its own, in the
+    /// group's transaction, and returns once that committed; on a reader it runs as it is.
+    async fn one<'q>(&self, query: impl Execute<'q, Any>) -> Result<Done, sqlx::Error> {
+        if !self.writes {
+            return self.lend().await.query(query).await;
+        }
+        let mut c = self.begin_change().await?;
+        // A failed statement drops `c`, which undoes it alone.
+        let done = c.query(query).await?;
+        c.commit().await?;
+        Ok(done)
     }
 
     /// A free connection, or the next one's turn when all are lent. A group of changes
@@ -120,6 +147,7 @@ impl Connections {
             slot,
             waiting: self.waiting.clone(),
             in_change: None,
+            hold_open: false,
         }
     }
 
@@ -185,6 +213,9 @@ pub struct SqliteConn {
     waiting: Arc<AtomicUsize>,
     /// Inside a change, and how it is undone.
     in_change: Option<Scope>,
+    /// Given back with the transaction open although no task waits: its change
+    /// ([`commit`](SqliteConn::commit)) commits it after letting the ready tasks join.
+    hold_open: bool,
 }
 
 /// What a change on the writer runs in.
@@ -207,7 +238,9 @@ impl Drop for SqliteConn {
             if !self.slot.conn.autocommit() {
                 let _ = self.slot.conn.run("ROLLBACK", &[], true);
             }
-        } else if self.waiting.load(Ordering::SeqCst) == 0 || self.slot.members.len() >= GROUP {
+        } else if (self.waiting.load(Ordering::SeqCst) == 0 && !self.hold_open)
+            || self.slot.members.len() >= GROUP
+        {
             self.slot.settle();
         }
     }
@@ -236,6 +269,39 @@ impl SqliteConn {
         let (tell, told) = oneshot::channel();
         self.slot.members.push(tell);
         Ok(told)
+    }
+
+    /// End the change begun by [`join`](Self::join), give the connection back and return once
+    /// the change is written. A change that no task queues behind does not commit at once:
+    /// it yields first, so that the tasks ready to run (other requests, other lots of the
+    /// simulator) reach the writer and join its transaction, and then commits for all of them,
+    /// unless one of them did.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let writer = OwnedMutexGuard::mutex(&self.slot).clone();
+        let waiting = self.waiting.clone();
+        self.hold_open = waiting.load(Ordering::SeqCst) == 0;
+        let hold_open = self.hold_open;
+        let mut told = self.release()?;
+        let lost = "the writer went away before the change was committed";
+        let mut outcome = None;
+        if hold_open {
+            tokio::task::yield_now().await;
+            match told.try_recv() {
+                Ok(settled) => outcome = Some(settled),
+                Err(oneshot::error::TryRecvError::Closed) => outcome = Some(Err(lost.into())),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    let queued = Waiting::new(&waiting);
+                    let mut slot = writer.lock_owned().await;
+                    drop(queued);
+                    slot.settle();
+                }
+            }
+        }
+        let outcome = match outcome {
+            Some(settled) => settled,
+            None => told.await.unwrap_or_else(|_| Err(lost.into())),
+        };
+        outcome.map_err(|failed| sqlx::Error::AnyDriverError(failed.to_string().into()))
     }
 
     /// Undo the change begun by [`join`](Self::join) and give the connection back.
@@ -360,7 +426,7 @@ impl<'c> Executor<'c> for &'c Handle {
         E: 'q + Execute<'q, Any>,
     {
         match self {
-            Handle::Sqlite(set) => in_place(async move { set.lend().await.query(query).await }),
+            Handle::Sqlite(set) => in_place(async move { set.one(query).await }),
             Handle::Pool(pool) => pool.fetch_many(query),
         }
     }
@@ -374,9 +440,7 @@ impl<'c> Executor<'c> for &'c Handle {
         E: 'q + Execute<'q, Any>,
     {
         match self {
-            Handle::Sqlite(set) => {
-                Box::pin(async move { Ok(first_row(set.lend().await.query(query).await?)) })
-            }
+            Handle::Sqlite(set) => Box::pin(async move { Ok(first_row(set.one(query).await?)) }),
             Handle::Pool(pool) => pool.fetch_optional(query),
         }
     }

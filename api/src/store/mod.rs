@@ -150,15 +150,16 @@ impl Store {
                     .get_filename()
                     .to_owned();
                 // Readers never commit; the writer checkpoints what the thread has not.
-                let open = |n: usize, pages: u32| -> Result<Vec<sqlite::Connection>> {
-                    (0..n)
-                        .map(|_| Ok(sqlite::Connection::open(&path, pages)?))
-                        .collect()
-                };
+                let readers = (0..READERS)
+                    .map(|_| sqlite::Connection::open(&path, 0))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let writer_pages = checkpoint::WRITER_CHECKPOINT_PAGES;
                 (
-                    Handle::Sqlite(Arc::new(Connections::new(open(READERS, 0)?))),
-                    Handle::Sqlite(Arc::new(Connections::new(open(1, writer_pages)?))),
+                    Handle::Sqlite(Arc::new(Connections::new(readers))),
+                    Handle::Sqlite(Arc::new(Connections::writer(sqlite::Connection::open(
+                        &path,
+                        writer_pages,
+                    )?))),
                     Some(Arc::new(checkpoint::Checkpointer::start(&path)?)),
                 )
             }

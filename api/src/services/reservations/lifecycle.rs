@@ -8,7 +8,7 @@
 
 use crate::domain::ReservationStatus;
 use crate::domain::error::{Error, Result};
-use crate::notifications::{NewNotification, NotificationKind, enqueue};
+use crate::notifications::{NewNotification, NotificationKind};
 use crate::services::Reservations;
 use crate::services::monthly::PassSweep;
 use crate::store::reservations as rows;
@@ -83,6 +83,12 @@ impl JobReport {
     }
 }
 
+/// What a proposed message counts as in the [`SweepReport`] once stored.
+enum Proposed {
+    Reminder,
+    Warning,
+}
+
 struct Due {
     id: ReservationId,
     user: UserId,
@@ -91,6 +97,20 @@ struct Due {
     tz: Tz,
     spot_label: String,
     start_at: DateTime<Utc>,
+}
+
+impl Due {
+    /// The message of kind `kind` about this reservation, deduplicated by `key`.
+    fn message(&self, kind: NotificationKind, key: &str, body: String) -> NewNotification {
+        NewNotification {
+            user_id: self.user,
+            kind,
+            dedup_key: format!("reservation:{}:{key}", self.id),
+            lot_id: Some(self.lot),
+            title: self.lot_name.clone(),
+            body,
+        }
+    }
 }
 
 impl Reservations<'_> {
@@ -117,6 +137,11 @@ impl Reservations<'_> {
     }
 
     /// Send the reminders and warnings that are due at `now`, and cancel the no-shows.
+    ///
+    /// Each no-show is a change of its own (with its event and its message); the reminders and
+    /// warnings of the sweep are written together in one change at its end. A reservation is
+    /// proposed its reminder on every run until it starts (four runs of the simulator's 15
+    /// minutes for the 60-minute one); all but the first find its key stored.
     pub async fn sweep_reservations(
         &self,
         now: DateTime<Utc>,
@@ -132,41 +157,33 @@ impl Reservations<'_> {
         let due = self
             .active_starting_by(now + Duration::minutes(i64::from(furthest)))
             .await?;
+        let mut proposed: Vec<(NewNotification, Proposed)> = Vec::new();
         for r in due {
             let since_start = now - r.start_at;
             let local = r.start_at.with_timezone(&r.tz).format("%H:%M");
             if since_start >= Duration::minutes(i64::from(timers.no_show_after)) {
-                if self.mark_no_show(&r, now).await? {
+                let message = r.message(
+                    NotificationKind::NoShow,
+                    "no_show",
+                    format!(
+                        "{}: your reservation from {local} was cancelled because nobody entered within {} minutes; spot {} is free again",
+                        r.lot_name, timers.no_show_after, r.spot_label
+                    ),
+                );
+                if self.mark_no_show(&r, message, now).await? {
                     report.no_shows += 1;
-                    self.propose(
-                        &r,
-                        NotificationKind::NoShow,
-                        "no_show",
-                        format!(
-                            "{}: your reservation from {local} was cancelled because nobody entered within {} minutes; spot {} is free again",
-                            r.lot_name, timers.no_show_after, r.spot_label
-                        ),
-                        now,
-                    )
-                    .await?;
                 }
             } else if since_start >= Duration::minutes(i64::from(timers.no_show_warning_after)) {
                 let left = i64::from(timers.no_show_after) - since_start.num_minutes();
-                if self
-                    .propose(
-                        &r,
-                        NotificationKind::NoShowWarning,
-                        "no_show_warning",
-                        format!(
-                            "{}: your reservation started at {local}; enter within {left} minutes or it will be cancelled",
-                            r.lot_name
-                        ),
-                        now,
-                    )
-                    .await?
-                {
-                    report.warnings += 1;
-                }
+                let message = r.message(
+                    NotificationKind::NoShowWarning,
+                    "no_show_warning",
+                    format!(
+                        "{}: your reservation started at {local}; enter within {left} minutes or it will be cancelled",
+                        r.lot_name
+                    ),
+                );
+                proposed.push((message, Proposed::Warning));
             } else if since_start < Duration::zero() {
                 let ahead = (r.start_at - now).num_minutes();
                 // The nearest reminder still ahead of the start: a reservation made ten
@@ -180,43 +197,30 @@ impl Reservations<'_> {
                 else {
                     continue;
                 };
-                if self
-                    .propose(
-                        &r,
-                        NotificationKind::ReservationReminder,
-                        &format!("reminder_{minutes}m"),
-                        format!(
-                            "{}: your reservation starts at {local}, spot {}",
-                            r.lot_name, r.spot_label
-                        ),
-                        now,
-                    )
-                    .await?
-                {
-                    report.reminders += 1;
-                }
+                let message = r.message(
+                    NotificationKind::ReservationReminder,
+                    &format!("reminder_{minutes}m"),
+                    format!(
+                        "{}: your reservation starts at {local}, spot {}",
+                        r.lot_name, r.spot_label
+                    ),
+                );
+                proposed.push((message, Proposed::Reminder));
             }
         }
+        if !proposed.is_empty() {
+            let mut change = self.store().begin_change(now).await?;
+            for (message, what) in &proposed {
+                if change.notify_unless_sent(message).await? {
+                    match what {
+                        Proposed::Reminder => report.reminders += 1,
+                        Proposed::Warning => report.warnings += 1,
+                    }
+                }
+            }
+            change.commit().await?;
+        }
         Ok(report)
-    }
-
-    async fn propose(
-        &self,
-        r: &Due,
-        kind: NotificationKind,
-        key: &str,
-        body: String,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let message = NewNotification {
-            user_id: r.user,
-            kind,
-            dedup_key: format!("reservation:{}:{key}", r.id),
-            lot_id: Some(r.lot),
-            title: r.lot_name.clone(),
-            body,
-        };
-        enqueue(self.store(), &message, now).await
     }
 
     /// `active` reservations (nobody entered yet) starting by `to`; those long past their start
@@ -241,8 +245,14 @@ impl Reservations<'_> {
             .collect()
     }
 
-    /// Cancel `r` as a no-show if it is still `active`; returns whether this call did it.
-    async fn mark_no_show(&self, r: &Due, now: DateTime<Utc>) -> Result<bool> {
+    /// Cancel `r` as a no-show if it is still `active`, telling the driver with `message`;
+    /// returns whether this call did it.
+    async fn mark_no_show(
+        &self,
+        r: &Due,
+        message: NewNotification,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let mut tx = self.store().begin_change(now).await?;
         let no_show = ReservationStatus::NoShow;
         if !rows::end_active(&mut *tx, r.id, no_show, now.timestamp_millis(), None).await? {
@@ -256,7 +266,7 @@ impl Reservations<'_> {
                 reason: Some("no_entry".into()),
             }),
         );
-        tx.event(event);
+        tx.event(event).notify(message);
         tx.commit().await?;
         self.waitlist().released(r.lot, r.id).await;
         Ok(true)

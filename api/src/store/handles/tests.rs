@@ -118,7 +118,7 @@ fn writer(dir: &tempfile::TempDir) -> (Arc<Connections>, std::path::PathBuf) {
         .unwrap()
         .pragma_update(None, "journal_mode", "WAL")
         .unwrap();
-    let set = Arc::new(Connections::new(vec![Connection::open(&path, 0).unwrap()]));
+    let set = Arc::new(Connections::writer(Connection::open(&path, 0).unwrap()));
     (set, path)
 }
 
@@ -186,10 +186,10 @@ async fn a_failed_change_in_a_group_takes_no_one_with_it() {
     assert_eq!(committed(&path), ["a", "c"]);
 }
 
-/// A change dropped in a group (its task cancelled) is undone alone; a statement that is not
-/// a change commits the waiting group before it runs.
+/// A change dropped in a group (its task cancelled) is undone alone; a lent connection commits
+/// the waiting group before its statements run.
 #[tokio::test(flavor = "current_thread")]
-async fn a_dropped_change_is_undone_and_a_plain_statement_commits_the_group() {
+async fn a_dropped_change_is_undone_and_a_lent_connection_commits_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let (set, path) = writer(&dir);
     let mut a = set.begin_change().await.unwrap();
@@ -240,4 +240,71 @@ async fn a_change_alone_is_undone_with_its_transaction() {
     insert(&mut c, "c").await.unwrap();
     assert_eq!(c.release().unwrap().await.unwrap(), Ok(()));
     assert_eq!(committed(&path), ["c"]);
+}
+
+/// One statement run on the writer outside a change joins the group of the change it queued
+/// behind and returns once that group committed; one that fails is undone alone.
+#[tokio::test(flavor = "current_thread")]
+async fn a_statement_on_the_writer_is_a_change_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let handle = Handle::Sqlite(set.clone());
+    let mut a = set.begin_change().await.unwrap();
+    let h = handle.clone();
+    let b = tokio::spawn(async move {
+        let done = sqlx::query("INSERT INTO t (name) VALUES ('b')")
+            .execute(&h)
+            .await;
+        done.map(|d| d.rows_affected())
+    });
+    let h = handle.clone();
+    let duplicate = tokio::spawn(async move {
+        let done = sqlx::query("INSERT INTO t (name) VALUES ('a')")
+            .execute(&h)
+            .await;
+        done.map(|_| ())
+    });
+    until_waiting(&set, 2).await;
+    insert(&mut a, "a").await.unwrap();
+    let mut told_a = a.release().unwrap();
+    assert!(told_a.try_recv().is_err(), "not committed yet");
+    assert!(committed(&path).is_empty());
+    assert_eq!(b.await.unwrap().unwrap(), 1);
+    let refused = duplicate.await.unwrap().unwrap_err();
+    assert!(refused.as_database_error().unwrap().is_unique_violation());
+    assert_eq!(told_a.await.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a", "b"]);
+    // Alone, a statement commits by itself.
+    let done = sqlx::query("INSERT INTO t (name) VALUES ('c')")
+        .execute(&handle)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    assert_eq!(committed(&path), ["a", "b", "c"]);
+}
+
+/// A change that no one queues behind yields before it commits: a task ready to run joins
+/// its transaction, and one commit writes both (the second is written before its own task
+/// runs again).
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_alone_lets_ready_tasks_join_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    let next = set.clone();
+    let b = tokio::spawn(async move {
+        let mut b = next.begin_change().await.unwrap();
+        insert(&mut b, "b").await.unwrap();
+        b.commit().await
+    });
+    insert(&mut a, "a").await.unwrap();
+    a.commit().await.unwrap();
+    assert_eq!(committed(&path), ["a", "b"]);
+    assert!(!b.is_finished(), "b's own task did not commit it");
+    b.await.unwrap().unwrap();
+    // Alone, with nothing ready, a change commits after its yield.
+    let mut c = set.begin_change().await.unwrap();
+    insert(&mut c, "c").await.unwrap();
+    c.commit().await.unwrap();
+    assert_eq!(committed(&path), ["a", "b", "c"]);
 }
