@@ -218,6 +218,22 @@ pub struct SqliteConn {
     hold_open: bool,
 }
 
+/// Armed while a released change waits to learn its outcome. If the wait is given up (the
+/// task cancelled: an HTTP client that went away), the open group is committed then if the
+/// writer is free, so that the changes in it are not left waiting for the writer's next use;
+/// if it is not free, whoever holds it commits or hands it on.
+struct Settles(Option<Arc<Mutex<Slot>>>);
+
+impl Drop for Settles {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take()
+            && let Ok(mut slot) = writer.try_lock()
+        {
+            slot.settle();
+        }
+    }
+}
+
 /// What a change on the writer runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -282,6 +298,7 @@ impl SqliteConn {
         self.hold_open = waiting.load(Ordering::SeqCst) == 0;
         let hold_open = self.hold_open;
         let mut told = self.release()?;
+        let mut settles = Settles(Some(writer.clone()));
         let lost = "the writer went away before the change was committed";
         let mut outcome = None;
         if hold_open {
@@ -301,6 +318,7 @@ impl SqliteConn {
             Some(settled) => settled,
             None => told.await.unwrap_or_else(|_| Err(lost.into())),
         };
+        settles.0 = None;
         outcome.map_err(|failed| sqlx::Error::AnyDriverError(failed.to_string().into()))
     }
 

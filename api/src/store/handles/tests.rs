@@ -308,3 +308,25 @@ async fn a_change_alone_lets_ready_tasks_join_its_commit() {
     c.commit().await.unwrap();
     assert_eq!(committed(&path), ["a", "b", "c"]);
 }
+
+/// A change whose commit is given up at its yield (its task cancelled) is still committed,
+/// and so are the changes of its group: none waits for the writer's next use.
+#[tokio::test(flavor = "current_thread")]
+async fn a_commit_given_up_at_its_yield_still_commits_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    insert(&mut a, "a").await.unwrap();
+    // The commit is polled once, to its yield, and dropped.
+    let mut commit = Box::pin(a.commit());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(commit.as_mut().poll(&mut cx).is_pending(), "at its yield");
+    assert!(committed(&path).is_empty());
+    drop(commit);
+    assert_eq!(committed(&path), ["a"]);
+    // The writer is free and out of the transaction.
+    let mut b = set.begin_change().await.unwrap();
+    insert(&mut b, "b").await.unwrap();
+    b.commit().await.unwrap();
+    assert_eq!(committed(&path), ["a", "b"]);
+}
