@@ -137,7 +137,10 @@ impl Connections {
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.all.len();
         let waiting = Waiting::new(&self.waiting);
+        // A change may hand this wait its group's open transaction: a wait given up commits it.
+        let mut settles = Settles(Some(self.all[i].clone()));
         let slot = self.all[i].clone().lock_owned().await;
+        settles.0 = None;
         drop(waiting);
         self.lent(slot)
     }
@@ -218,10 +221,11 @@ pub struct SqliteConn {
     hold_open: bool,
 }
 
-/// Armed while a released change waits to learn its outcome. If the wait is given up (the
-/// task cancelled: an HTTP client that went away), the open group is committed then if the
-/// writer is free, so that the changes in it are not left waiting for the writer's next use;
-/// if it is not free, whoever holds it commits or hands it on.
+/// Armed while a task waits for a connection, or a released change for its outcome. If the
+/// wait is given up (the task cancelled: an HTTP client that went away), the open group is
+/// committed then if the connection is free, so that the changes in it — which may have handed
+/// this very wait their transaction — are not left waiting for the writer's next use; if it is
+/// not free, whoever holds it commits or hands it on.
 struct Settles(Option<Arc<Mutex<Slot>>>);
 
 impl Drop for Settles {

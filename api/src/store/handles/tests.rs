@@ -330,3 +330,26 @@ async fn a_commit_given_up_at_its_yield_still_commits_its_group() {
     b.commit().await.unwrap();
     assert_eq!(committed(&path), ["a", "b"]);
 }
+
+/// A task that gives up its wait for the writer after a change handed it the group's open
+/// transaction commits that group: the change is not left waiting for the writer's next use.
+#[tokio::test(flavor = "current_thread")]
+async fn a_wait_given_up_after_the_group_was_handed_to_it_commits_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let mut a = set.begin_change().await.unwrap();
+    let next = set.clone();
+    let b = tokio::spawn(async move {
+        let _b = next.begin_change().await;
+    });
+    until_waiting(&set, 1).await;
+    insert(&mut a, "a").await.unwrap();
+    // B waits, so A leaves the transaction open for it; then B's task is cancelled.
+    let told_a = a.release().unwrap();
+    b.abort();
+    assert!(b.await.unwrap_err().is_cancelled());
+    let outcome = tokio::time::timeout(Duration::from_secs(1), told_a).await;
+    let outcome = outcome.expect("committed without another use of the writer");
+    assert_eq!(outcome.unwrap(), Ok(()));
+    assert_eq!(committed(&path), ["a"]);
+}
