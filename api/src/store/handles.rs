@@ -301,8 +301,9 @@ impl SqliteConn {
         let waiting = self.waiting.clone();
         self.hold_open = waiting.load(Ordering::SeqCst) == 0;
         let hold_open = self.hold_open;
-        let mut told = self.release()?;
+        // Armed before the release: a release that fails leaves the group to it.
         let mut settles = Settles(Some(writer.clone()));
+        let mut told = self.release()?;
         let lost = "the writer went away before the change was committed";
         let mut outcome = None;
         if hold_open {
