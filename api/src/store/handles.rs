@@ -136,13 +136,7 @@ impl Connections {
             }
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.all.len();
-        let waiting = Waiting::new(&self.waiting);
-        // A change may hand this wait its group's open transaction: a wait given up commits it.
-        let mut settles = Settles(Some(self.all[i].clone()));
-        let slot = self.all[i].clone().lock_owned().await;
-        settles.0 = None;
-        drop(waiting);
-        self.lent(slot)
+        self.lent(queue_for(&self.all[i], &self.waiting).await)
     }
 
     fn lent(&self, slot: OwnedMutexGuard<Slot>) -> SqliteConn {
@@ -238,6 +232,17 @@ impl Drop for Settles {
     }
 }
 
+/// `slot`'s connection once its turn comes, counted among the waiters meanwhile (so a change
+/// committing ahead leaves its transaction open for this one). A change may hand this wait its
+/// group's open transaction: a wait given up commits it.
+async fn queue_for(slot: &Arc<Mutex<Slot>>, waiting: &Arc<AtomicUsize>) -> OwnedMutexGuard<Slot> {
+    let _counted = Waiting::new(waiting);
+    let mut settles = Settles(Some(slot.clone()));
+    let turn = slot.clone().lock_owned().await;
+    settles.0 = None;
+    turn
+}
+
 /// What a change on the writer runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -312,10 +317,7 @@ impl SqliteConn {
                 Ok(settled) => outcome = Some(settled),
                 Err(oneshot::error::TryRecvError::Closed) => outcome = Some(Err(lost.into())),
                 Err(oneshot::error::TryRecvError::Empty) => {
-                    let queued = Waiting::new(&waiting);
-                    let mut slot = writer.lock_owned().await;
-                    drop(queued);
-                    slot.settle();
+                    queue_for(&writer, &waiting).await.settle();
                 }
             }
         }
