@@ -495,9 +495,11 @@ pub async fn free_spots<'c>(
     (start, end): (i64, i64),
     except: Option<ReservationId>,
 ) -> Result<Vec<SpotColumns>> {
-    let sql = match backend {
-        Backend::Sqlite => free_spots_sql!(sqlite),
-        Backend::Postgres => free_spots_sql!(postgres),
+    let sql = match (backend, only.is_some()) {
+        (Backend::Sqlite, true) => free_spots_sql!(sqlite, spot),
+        (Backend::Sqlite, false) => free_spots_sql!(sqlite, lot),
+        (Backend::Postgres, true) => free_spots_sql!(postgres, spot),
+        (Backend::Postgres, false) => free_spots_sql!(postgres, lot),
     };
     Ok(sqlx::query_as(sql)
         .bind(lot.0)
@@ -533,4 +535,61 @@ pub async fn take_turn_on_spot<'c>(db: impl Db<'c>, backend: Backend, spot: i64)
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+    use sqlx::Row;
+
+    /// How SQLite reads `sql` (with its five arguments): one line per step.
+    async fn plan(store: &Store, sql: &str) -> Vec<String> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind(1_i64)
+            .bind(1_i64)
+            .bind(0_i64)
+            .bind(1_i64)
+            .bind("")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String, _>("detail").unwrap())
+            .collect()
+    }
+
+    /// "Is this one spot free" finds the spot by its key (an `OR` with the whole lot's form
+    /// made SQLite walk every spot of the lot), and a spot's holds are read latest start first,
+    /// so that a taken spot is known from its first entry (migration 0018).
+    #[tokio::test]
+    async fn a_spot_is_found_by_its_key_and_its_holds_are_read_latest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let one = plan(&store, free_spots_sql!(sqlite, spot)).await;
+        assert!(
+            one.iter().any(|s| s.contains("USING INTEGER PRIMARY KEY")),
+            "{one:?}"
+        );
+        assert!(!one.iter().any(|s| s.contains("spots_by_lot")), "{one:?}");
+        let all = plan(&store, free_spots_sql!(sqlite, lot)).await;
+        assert!(all.iter().any(|s| s.contains("spots_by_lot")), "{all:?}");
+        for steps in [&one, &all] {
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.contains("USING INDEX holding_reservations_by_spot")),
+                "{steps:?}"
+            );
+        }
+        let start_at_descending: i64 = sqlx::query(
+            "SELECT \"desc\" FROM pragma_index_xinfo('holding_reservations_by_spot') WHERE name = 'start_at'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get("desc")
+        .unwrap();
+        assert_eq!(start_at_descending, 1);
+    }
 }
