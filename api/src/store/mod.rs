@@ -280,10 +280,11 @@ macro_rules! overlaps_window {
 }
 
 /// Open spots of lot `$1` that no holding reservation other than `$5` occupies during
-/// `[$3, $4)`: with `spot`, only spot `$2` (found by its key: an `OR` of both forms made SQLite
-/// walk the lot's spots to find one, 87 µs instead of 3); with `lot`, all of them (`$2` is then
-/// null and unused, so that both forms take the same arguments). SQLite probes its per-spot
-/// index for each spot. PostgreSQL
+/// `[$3, $4)`: with `spot`, only spot `$2`, found by its key (one text for both forms, with
+/// `$2 IS NULL OR s.id = $2`, made SQLite walk the lot's spots to find it: 87 µs instead of
+/// 4.5); with `lot`, all of them (`$2` is then null and unused, so that both forms take the
+/// same arguments). SQLite probes its per-spot index for each spot, latest start first
+/// (migration 0018), so a taken spot is known from its first entry. PostgreSQL
 /// reads the lot's overlapping holds once through the lot-and-window GiST index into a hashed
 /// set: a correlated `NOT EXISTS` there becomes, while the table's statistics are still young,
 /// a nested loop that scans the window once per spot (60 ms instead of 1 ms on a busy lot).
