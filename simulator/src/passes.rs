@@ -4,6 +4,7 @@
 //! They enter by plate and park free inside the pass's hours.
 
 use super::*;
+use futures_util::{StreamExt, stream};
 use parkflow_api::accounts::{Accounts, Credentials, NewVehicle};
 use parkflow_api::domain::Actor;
 use parkflow_api::services::monthly::{BuyPass, NewProduct};
@@ -50,18 +51,10 @@ pub(crate) async fn sell(
         };
         accounts.register(credentials).await
     };
-    let mut registered = Vec::with_capacity(wanting.len());
-    for pair in wanting.chunks(2) {
-        let second = async {
-            match pair.get(1) {
-                Some((_, commuter, ..)) => Some(register(*commuter).await),
-                None => None,
-            }
-        };
-        let (first, second) = tokio::join!(register(pair[0].1), second);
-        registered.push(first);
-        registered.extend(second);
-    }
+    let registered: Vec<_> = stream::iter(wanting.iter().map(|(_, c, ..)| register(*c)))
+        .buffered(2)
+        .collect()
+        .await;
     let mut products = HashMap::new();
     let mut holders = Holders::new();
     let mut bought = 0;
