@@ -186,6 +186,11 @@ impl Driver {
 /// the slice's end and the `reservations` job runs for every lot, as `serve` schedules it. What
 /// is due exactly at a slice's end happens after its sweep.
 ///
+/// The replay is the store's one client, so its changes run in a batch (`Store::begin_batch`):
+/// each is answered at once, and the batch commits at the end of each slice, after the sweep
+/// (one commit per slice instead of one per group of changes). An error ends the run and
+/// discards what the slice did.
+///
 /// The shards are tasks of the calling thread (a `LocalSet`), not of the runtime's workers: a
 /// change does nearly all its work holding the store's one writer, so two workers took turns
 /// and each turn woke a task on the other thread (futexes, an eventfd, epoll). On one thread
@@ -211,6 +216,7 @@ async fn replay(
     mut progress: impl FnMut(u64),
 ) -> Result<SimReport, Error> {
     let start = clock.now();
+    let batch = service.store().begin_batch().await?;
     let mut arrivals = arrivals;
     arrivals.sort_by_key(|a| (a.at, a.lot_id, a.seq));
     let drivers: Vec<Driver> = arrivals
@@ -270,8 +276,10 @@ async fn replay(
                 .await?;
             report.no_shows += job.reservations.no_shows as u64;
         }
+        batch.commit().await?;
         from = until;
     }
+    batch.finish().await?;
     clock.set(end);
     for shard in shards {
         report.add(&shard.finish());

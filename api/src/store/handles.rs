@@ -20,6 +20,9 @@
 //! commit then writes the WAL pages that a queue of bookings touches in common
 //! (the outbox's last page, the indexes' hot pages) once, instead of once per booking; a
 //! change that queues behind no one pays nothing for it.
+//!
+//! A batch ([`batch`]) is the other way to share a commit: while one runs, a change's commit
+//! answers at once and the batch writes them all when its owner says so.
 
 use super::sqlite::{self, Connection, Done};
 use futures_util::future::BoxFuture;
@@ -29,7 +32,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Either, Execute, Executor, SqlStr, Transaction};
 use sqlx_core::any::AnyValueKind;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
@@ -67,6 +70,8 @@ pub struct Connections {
     waiting: Arc<AtomicUsize>,
     /// The writer: a statement run outside a change is a change of its own.
     writes: bool,
+    /// A batch runs on the writer ([`batch`]).
+    batched: Arc<AtomicBool>,
 }
 
 /// Counts a task as waiting for as long as it lives (a cancelled wait stops counting too).
@@ -103,6 +108,7 @@ impl Connections {
             next: AtomicUsize::new(0),
             waiting: Arc::new(AtomicUsize::new(0)),
             writes: false,
+            batched: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -115,9 +121,10 @@ impl Connections {
     }
 
     /// One statement outside any change. On the writer it is a change of its own, in the
-    /// group's transaction, and returns once that committed; on a reader it runs as it is.
+    /// group's transaction, and returns once that committed; on a reader, or in a batch, it
+    /// runs as it is (SQLite undoes a failed statement alone).
     async fn one<'q>(&self, query: impl Execute<'q, Any>) -> Result<Done, sqlx::Error> {
-        if !self.writes {
+        if !self.writes || self.in_batch() {
             return self.lend().await.query(query).await;
         }
         let mut c = self.begin_change().await?;
@@ -145,7 +152,13 @@ impl Connections {
             waiting: self.waiting.clone(),
             in_change: None,
             hold_open: false,
+            batched: self.batched.clone(),
         }
+    }
+
+    /// Whether a batch runs on this writer.
+    pub(super) fn in_batch(&self) -> bool {
+        self.batched.load(Ordering::SeqCst)
     }
 
     /// A connection with a change begun on it, in the transaction of the changes waiting on
@@ -213,6 +226,8 @@ pub struct SqliteConn {
     /// Given back with the transaction open although no task waits: its change
     /// ([`commit`](SqliteConn::commit)) commits it after letting the ready tasks join.
     hold_open: bool,
+    /// The writer's batch flag ([`batch`]).
+    batched: Arc<AtomicBool>,
 }
 
 /// Armed while a task waits for a connection, or a released change for its outcome. If the
@@ -259,6 +274,10 @@ impl Drop for SqliteConn {
         // Nothing to report to in here: a failed rollback leaves the connection in the
         // transaction, which the next run reports.
         let _ = self.undo();
+        if self.batched.load(Ordering::SeqCst) {
+            // The batch's transaction stays open for the changes after this one.
+            return;
+        }
         if self.slot.members.is_empty() {
             if !self.slot.conn.autocommit() {
                 let _ = self.slot.conn.run("ROLLBACK", &[], true);
@@ -272,8 +291,13 @@ impl Drop for SqliteConn {
 }
 
 impl SqliteConn {
-    /// Begin a change: in the open transaction of the changes before it, or in a new one.
+    /// Begin a change: in the open transaction of the changes before it, or in a new one. In
+    /// a batch every change is a savepoint of the batch's transaction.
     async fn join(&mut self) -> Result<(), sqlx::Error> {
+        let batched = self.batched.load(Ordering::SeqCst);
+        if batched && self.slot.conn.autocommit() {
+            self.run("BEGIN IMMEDIATE", &[], true).await?;
+        }
         self.in_change = Some(if self.slot.conn.autocommit() {
             self.run("BEGIN IMMEDIATE", &[], true).await?;
             Scope::Transaction
@@ -302,6 +326,13 @@ impl SqliteConn {
     /// simulator) reach the writer and join its transaction, and then commits for all of them,
     /// unless one of them did.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.batched.load(Ordering::SeqCst) {
+            // The batch writes it ([`batch`]): the savepoint is let go, the change kept.
+            if self.in_change.take() == Some(Scope::Savepoint) {
+                self.slot.conn.run("RELEASE change", &[], true)?;
+            }
+            return Ok(());
+        }
         let writer = OwnedMutexGuard::mutex(&self.slot).clone();
         let waiting = self.waiting.clone();
         self.hold_open = waiting.load(Ordering::SeqCst) == 0;
@@ -534,5 +565,6 @@ impl<'c> Executor<'c> for &'c mut Conn {
     }
 }
 
+pub mod batch;
 #[cfg(test)]
 mod tests;

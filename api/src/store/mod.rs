@@ -179,9 +179,23 @@ impl Store {
         })
     }
 
-    /// The readers. A statement that changes a row goes to `writer()` instead.
+    /// The readers. A statement that changes a row goes to `writer()` instead. While a
+    /// [`Batch`] runs, the writer itself: only its connection sees the batch's changes.
     pub fn pool(&self) -> &Handle {
-        &self.pool
+        match &self.writer {
+            Handle::Sqlite(set) if set.in_batch() => &self.writer,
+            _ => &self.pool,
+        }
+    }
+
+    /// Run the changes that follow in a [`Batch`] (`handles/batch.rs`): each answered at once,
+    /// all written at the batch's commits. Only for a replay that is the store's one client;
+    /// on PostgreSQL each change still commits on its own.
+    pub async fn begin_batch(&self) -> Result<Batch> {
+        match &self.writer {
+            Handle::Sqlite(set) => Batch::begin(set).await,
+            Handle::Pool(_) => Ok(Batch::none()),
+        }
     }
 
     /// Where every write goes: a single-statement change runs on it directly, a multi-statement
@@ -396,6 +410,7 @@ fn unless_taken(inserted: sqlx::any::AnyQueryResult) -> bool {
 
 pub use change::Change;
 use handles::Connections;
+pub use handles::batch::Batch;
 pub use handles::{Conn, Handle};
 
 /// SQLite's readers: enough for the API's concurrent reads on two cores (each read holds one

@@ -353,3 +353,123 @@ async fn a_wait_given_up_after_the_group_was_handed_to_it_commits_the_group() {
     assert_eq!(outcome.unwrap(), Ok(()));
     assert_eq!(committed(&path), ["a"]);
 }
+
+/// In a batch a change is answered at once and written at the batch's commit; a change that
+/// fails is undone alone, and a statement or a read on the writer runs inside the batch. Once
+/// finished, each change commits on its own again.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let handle = Handle::Sqlite(set.clone());
+    let batch = batch::Batch::begin(&set).await.unwrap();
+    let mut a = set.begin_change().await.unwrap();
+    insert(&mut a, "a").await.unwrap();
+    a.commit().await.unwrap();
+    let mut b = set.begin_change().await.unwrap();
+    insert(&mut b, "b").await.unwrap();
+    let Err(duplicate) = insert(&mut b, "a").await else {
+        panic!("a second `a` must be refused");
+    };
+    assert!(duplicate.as_database_error().unwrap().is_unique_violation());
+    b.roll_back().unwrap();
+    sqlx::query("INSERT INTO t (name) VALUES ('c')")
+        .execute(&handle)
+        .await
+        .unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(&handle)
+        .await
+        .unwrap();
+    assert_eq!(seen, 2, "the batch reads its own changes");
+    assert!(
+        committed(&path).is_empty(),
+        "nothing written before the commit"
+    );
+    batch.commit().await.unwrap();
+    assert_eq!(committed(&path), ["a", "c"]);
+    let mut d = set.begin_change().await.unwrap();
+    insert(&mut d, "d").await.unwrap();
+    d.commit().await.unwrap();
+    assert_eq!(
+        committed(&path),
+        ["a", "c"],
+        "after a commit the batch goes on"
+    );
+    batch.finish().await.unwrap();
+    assert_eq!(committed(&path), ["a", "c", "d"]);
+    let mut e = set.begin_change().await.unwrap();
+    insert(&mut e, "e").await.unwrap();
+    e.commit().await.unwrap();
+    assert_eq!(
+        committed(&path),
+        ["a", "c", "d", "e"],
+        "one commit per change again"
+    );
+}
+
+/// A batch dropped unfinished (its owner failed) discards what it did not commit; only one
+/// batch runs at a time.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_dropped_unfinished_discards_what_it_did_not_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let batch = batch::Batch::begin(&set).await.unwrap();
+    assert!(
+        batch::Batch::begin(&set).await.is_err(),
+        "one batch at a time"
+    );
+    let mut a = set.begin_change().await.unwrap();
+    insert(&mut a, "a").await.unwrap();
+    a.commit().await.unwrap();
+    batch.commit().await.unwrap();
+    let mut b = set.begin_change().await.unwrap();
+    insert(&mut b, "b").await.unwrap();
+    b.commit().await.unwrap();
+    drop(batch);
+    assert_eq!(committed(&path), ["a"]);
+    let mut c = set.begin_change().await.unwrap();
+    insert(&mut c, "c").await.unwrap();
+    c.commit().await.unwrap();
+    assert_eq!(committed(&path), ["a", "c"]);
+}
+
+/// Through the store: while a batch runs, `pool()` reads on the writer and sees the batch's
+/// changes, which another connection sees only once the batch is finished.
+#[tokio::test(flavor = "current_thread")]
+async fn in_a_batch_the_stores_reads_see_what_it_has_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = crate::store::Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let users = "SELECT COUNT(*) FROM users";
+    let elsewhere = || -> i64 {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(users, [], |r| r.get(0))
+            .unwrap()
+    };
+    let batch = store.begin_batch().await.unwrap();
+    let mut change = store.begin_change(chrono::Utc::now()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, role, created_at)
+         VALUES ('u1', 'u1@example.com', 'x', 'driver', 0)",
+    )
+    .execute(&mut *change)
+    .await
+    .unwrap();
+    change.commit().await.unwrap();
+    let seen: i64 = sqlx::query_scalar(users)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!((seen, elsewhere()), (1, 0));
+    batch.finish().await.unwrap();
+    assert_eq!(elsewhere(), 1);
+    let seen: i64 = sqlx::query_scalar(users)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(seen, 1, "the readers again");
+}
