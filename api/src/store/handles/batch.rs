@@ -23,14 +23,30 @@
 
 use super::{Connections, Slot};
 use crate::domain::error::Result;
+use sqlx::Row;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokio::sync::Mutex;
+
+/// How the writer's connection is set while a batch runs (each setting given back after it):
+/// - a page cache of 64 MiB (SQLite's default is 2,000 KiB), so that the pages a batch changed
+///   stay in it until its commit; a smaller cache spills them into the WAL before, and a page
+///   changed again is written again;
+/// - the savepoints' journals in memory: a change's savepoint copies each page the batch had
+///   already changed before the change changes it (so as to undo the change alone), and past
+///   64 KiB SQLite writes those copies to a temporary file. In memory, `demo --lots 100 --days
+///   2` simulated in 16.1 and 14.1 s instead of 18.8 and 18.1 s, with 3 s of system time
+///   instead of 7.
+const SETTINGS: [(&str, &str); 2] = [("cache_size", "-65536"), ("temp_store", "MEMORY")];
 
 /// A batch of changes on the embedded store's writer; on PostgreSQL, where each change
 /// commits on its own, a batch does nothing.
 #[must_use = "a batch dropped without `finish` discards what it did not commit"]
 pub struct Batch {
-    writer: Option<Arc<Connections>>,
+    /// The writer's one connection and its set (`None` on PostgreSQL).
+    writer: Option<(Arc<Mutex<Slot>>, Arc<Connections>)>,
+    /// The connection's [`SETTINGS`] before the batch, given back after it.
+    before: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for Batch {
@@ -46,51 +62,60 @@ impl std::fmt::Debug for Batch {
 impl Batch {
     /// A batch that leaves every change to commit on its own.
     pub(in crate::store) fn none() -> Self {
-        Self { writer: None }
+        Self {
+            writer: None,
+            before: Vec::new(),
+        }
     }
 
     /// Begin a batch on `writer`, once the group waiting for its commit (if any) is written.
     pub(in crate::store) async fn begin(writer: &Arc<Connections>) -> Result<Self> {
-        for c in &writer.all {
-            c.lock().await.settle();
-        }
-        if writer.batched.swap(true, Ordering::SeqCst) {
+        let Some(conn) = writer.all.first() else {
+            return Ok(Self::none());
+        };
+        let mut slot = conn.lock().await;
+        if writer.batched.load(Ordering::SeqCst) {
             return Err(sqlx::Error::AnyDriverError(
                 "a batch is already running on this store".into(),
             )
             .into());
         }
+        slot.settle();
+        let mut before = Vec::new();
+        for (name, value) in SETTINGS {
+            let now = slot.conn.run(&format!("PRAGMA {name}"), &[], false)?;
+            let now: i64 = now.rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+            before.push((name, now.to_string()));
+            set(&mut slot, name, value)?;
+        }
+        writer.batched.store(true, Ordering::SeqCst);
         Ok(Self {
-            writer: Some(writer.clone()),
+            writer: Some((conn.clone(), writer.clone())),
+            before,
         })
     }
 
     /// Write every change the batch made since its last commit.
     pub async fn commit(&self) -> Result<()> {
-        let Some(writer) = &self.writer else {
-            return Ok(());
-        };
-        for c in &writer.all {
-            write(&mut *c.lock().await)?;
+        if let Some((conn, _)) = &self.writer {
+            write(&mut *conn.lock().await)?;
         }
         Ok(())
     }
 
     /// Write what is left and go back to one commit per change (or group).
     pub async fn finish(mut self) -> Result<()> {
-        let Some(writer) = self.writer.take() else {
+        let Some((conn, writer)) = self.writer.take() else {
             return Ok(());
         };
-        let mut written = Ok(());
-        for c in &writer.all {
-            let mut slot = c.lock().await;
-            written = written.and(write(&mut slot));
-            if written.is_err() {
-                discard(&mut slot);
-            }
+        let mut slot = conn.lock().await;
+        let written = write(&mut slot);
+        if written.is_err() {
+            discard(&mut slot);
         }
         writer.batched.store(false, Ordering::SeqCst);
-        Ok(written?)
+        written.and(restore(&mut slot, &self.before))?;
+        Ok(())
     }
 }
 
@@ -109,6 +134,17 @@ fn write(slot: &mut Slot) -> std::result::Result<(), sqlx::Error> {
         })
 }
 
+fn set(slot: &mut Slot, name: &str, value: &str) -> std::result::Result<(), sqlx::Error> {
+    let pragma = format!("PRAGMA {name} = {value}");
+    slot.conn.run(&pragma, &[], false).map(drop)
+}
+
+fn restore(slot: &mut Slot, settings: &[(&str, String)]) -> std::result::Result<(), sqlx::Error> {
+    settings
+        .iter()
+        .try_for_each(|(name, value)| set(slot, name, value))
+}
+
 fn discard(slot: &mut Slot) {
     if !slot.conn.autocommit() {
         // A rollback that fails leaves the transaction for the next statement to report.
@@ -120,22 +156,22 @@ impl Drop for Batch {
     /// Unfinished (its owner failed or was cancelled): what it did not commit is discarded,
     /// now, or once the change in flight on the writer is done.
     fn drop(&mut self) {
-        let Some(writer) = self.writer.take() else {
+        let Some((conn, writer)) = self.writer.take() else {
             return;
         };
+        let before = std::mem::take(&mut self.before);
         let end = move |writer: Arc<Connections>, slot: &mut Slot| {
             discard(slot);
             writer.batched.store(false, Ordering::SeqCst);
+            // Failing, the batch's settings stay: they cost memory, not correctness.
+            let _ = restore(slot, &before);
         };
-        let Some(first) = writer.all.first().cloned() else {
-            return;
-        };
-        match first.clone().try_lock_owned() {
+        match conn.clone().try_lock_owned() {
             Ok(mut slot) => end(writer, &mut slot),
             Err(_) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     runtime.spawn(async move {
-                        let mut slot = first.lock_owned().await;
+                        let mut slot = conn.lock_owned().await;
                         end(writer, &mut slot);
                     });
                 }

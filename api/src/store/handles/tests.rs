@@ -386,6 +386,19 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
         committed(&path).is_empty(),
         "nothing written before the commit"
     );
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&handle)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache, -65_536,
+        "the batch's pages stay in the cache until it commits"
+    );
+    let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
+        .fetch_one(&handle)
+        .await
+        .unwrap();
+    assert_eq!(temp, 2, "savepoints journal in memory");
     batch.commit().await.unwrap();
     assert_eq!(committed(&path), ["a", "c"]);
     let mut d = set.begin_change().await.unwrap();
@@ -406,6 +419,16 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
         ["a", "c", "d", "e"],
         "one commit per change again"
     );
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&handle)
+        .await
+        .unwrap();
+    assert_eq!(cache, -2_000, "SQLite's default again");
+    let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
+        .fetch_one(&handle)
+        .await
+        .unwrap();
+    assert_eq!(temp, 0, "SQLite's default again");
 }
 
 /// A batch dropped unfinished (its owner failed) discards what it did not commit; only one
