@@ -137,6 +137,9 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
             .copied()
             .unwrap_or(sim.reference_cents)
     });
+    // What the API records is ingested on the runtime's workers as the world runs on this
+    // thread; what is left when it ends is drained below.
+    let ingest = steps::Ingest::open(&cfg, &state, &metrics).await?.beside();
     let bar = progress_bar(opts.progress, planned.len() as u64, "simulate");
     let mut report = parkflow_simulator::run(
         (&state.services, &state.accounts),
@@ -152,7 +155,7 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     lap("simulate", &mut timings);
 
     // Ingest everything the API recorded: embedded, or through Kafka when it is configured.
-    let mut ingest = steps::Ingest::open(&cfg, &state, &metrics).await?;
+    let mut ingest = ingest.finish().await?;
     let head = state.services.store().outbox_head().await?;
     let bar = progress_bar(opts.progress, head as u64, "ingest");
     ingest.drain_with(|n| bar.set_position(n)).await?;

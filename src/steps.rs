@@ -160,6 +160,43 @@ impl Ingest {
     pub async fn drain(&mut self) -> anyhow::Result<()> {
         self.drain_with(|_| {}).await
     }
+
+    /// Ingest on the runtime's workers while the caller goes on recording (the demo's
+    /// simulation runs on the calling thread): embedded, every whole batch as soon as it is
+    /// committed ([`EmbeddedIngest::catch_up`]), so the lake's files are those of one drain at
+    /// the end; through Kafka nothing until [`Beside::finish`] (the consumer group runs at the
+    /// broker's pace, after the simulation as before).
+    pub fn beside(self) -> Beside {
+        let (stop, mut stopped) = tokio::sync::watch::channel(());
+        let task = tokio::spawn(async move {
+            let mut ingest = self;
+            loop {
+                if let Self::Embedded(embedded) = &mut ingest {
+                    embedded.catch_up().await?;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                    // Told to stop, or the caller gave up (its sender dropped).
+                    _ = stopped.changed() => return Ok(ingest),
+                }
+            }
+        });
+        Beside { stop, task }
+    }
+}
+
+/// An [`Ingest`] running beside its caller ([`Ingest::beside`]).
+pub struct Beside {
+    stop: tokio::sync::watch::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<Ingest>>,
+}
+
+impl Beside {
+    /// Stop after the batch in hand and give the ingest back, to drain the rest.
+    pub async fn finish(self) -> anyhow::Result<Ingest> {
+        self.stop.send_replace(());
+        self.task.await?
+    }
 }
 
 /// With Kafka, pricing's changes go out on the rates topic: apply the `messages` published

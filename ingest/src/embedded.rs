@@ -90,6 +90,24 @@ impl EmbeddedIngest {
         })
     }
 
+    /// Ingest whole batches while at least one is waiting in the outbox, and leave the rest:
+    /// what runs beside a writer that is still recording, so that the batches (and the lake's
+    /// files) are the ones a single drain at the end would write.
+    pub async fn catch_up(&mut self) -> Result<IngestReport> {
+        let mut total = IngestReport {
+            position: self.position(),
+            ..Default::default()
+        };
+        while self.outbox.head().await? - self.position() >= self.batch_size {
+            let r = self.step().await?;
+            total.batches += r.batches;
+            total.events += r.events;
+            total.dead_letters += r.dead_letters;
+            total.position = r.position;
+        }
+        Ok(total)
+    }
+
     /// Ingest until the outbox has nothing after the committed position.
     pub async fn drain(&mut self) -> Result<IngestReport> {
         self.drain_with(|_| {}).await

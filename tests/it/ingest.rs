@@ -179,6 +179,33 @@ async fn resume_gives_the_same_lake_as_an_uninterrupted_run() {
     assert_eq!(ids.len(), rows);
 }
 
+/// Beside a writer still recording (the demo's simulation), ingest takes whole batches only:
+/// the rest waits for the drain at the end, so the batches are those of one drain.
+#[tokio::test]
+async fn catching_up_takes_whole_batches_and_leaves_the_rest_to_the_drain() {
+    let w = world().await;
+    let total = outbox_len(&w).await;
+    let batch = 50;
+    assert!(total > 2 * batch && total % batch != 0, "{total}");
+    let mut i = ingest(&w, batch);
+    let caught = i.catch_up().await.unwrap();
+    assert_eq!(caught.batches as usize, total / batch);
+    assert_eq!(caught.position as usize, total / batch * batch);
+    assert_eq!(
+        i.catch_up().await.unwrap().batches,
+        0,
+        "less than a batch waits"
+    );
+    let rest = i.drain().await.unwrap();
+    assert_eq!((rest.batches, rest.position as usize), (1, total));
+    let (rows, ids) = crate::support::lake_event_ids(&w.lake);
+    assert_eq!(rows, ids.len());
+    assert_eq!(
+        rows + crate::support::dead_letter_reasons(&w.lake).len(),
+        total
+    );
+}
+
 fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
