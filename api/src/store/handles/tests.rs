@@ -134,6 +134,13 @@ async fn insert(c: &mut SqliteConn, name: &str) -> Result<Done, sqlx::Error> {
         .await
 }
 
+/// A change of its own that inserts `name`, committed (or, in a batch, answered).
+async fn change(set: &Connections, name: &str) {
+    let mut c = set.begin_change().await.unwrap();
+    insert(&mut c, name).await.unwrap();
+    c.commit().await.unwrap();
+}
+
 /// A change that commits while another waits for the writer is not reported written (nor
 /// visible) until the one after it commits both in one transaction.
 #[tokio::test(flavor = "current_thread")]
@@ -303,9 +310,7 @@ async fn a_change_alone_lets_ready_tasks_join_its_commit() {
     assert!(!b.is_finished(), "b's own task did not commit it");
     b.await.unwrap().unwrap();
     // Alone, with nothing ready, a change commits after its yield.
-    let mut c = set.begin_change().await.unwrap();
-    insert(&mut c, "c").await.unwrap();
-    c.commit().await.unwrap();
+    change(&set, "c").await;
     assert_eq!(committed(&path), ["a", "b", "c"]);
 }
 
@@ -325,9 +330,7 @@ async fn a_commit_given_up_at_its_yield_still_commits_its_group() {
     drop(commit);
     assert_eq!(committed(&path), ["a"]);
     // The writer is free and out of the transaction.
-    let mut b = set.begin_change().await.unwrap();
-    insert(&mut b, "b").await.unwrap();
-    b.commit().await.unwrap();
+    change(&set, "b").await;
     assert_eq!(committed(&path), ["a", "b"]);
 }
 
@@ -363,9 +366,7 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
     let (set, path) = writer(&dir);
     let handle = Handle::Sqlite(set.clone());
     let batch = batch::Batch::begin(&set).await.unwrap();
-    let mut a = set.begin_change().await.unwrap();
-    insert(&mut a, "a").await.unwrap();
-    a.commit().await.unwrap();
+    change(&set, "a").await;
     let mut b = set.begin_change().await.unwrap();
     insert(&mut b, "b").await.unwrap();
     let Err(duplicate) = insert(&mut b, "a").await else {
@@ -401,9 +402,7 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
     assert_eq!(temp, 2, "savepoints journal in memory");
     batch.commit().await.unwrap();
     assert_eq!(committed(&path), ["a", "c"]);
-    let mut d = set.begin_change().await.unwrap();
-    insert(&mut d, "d").await.unwrap();
-    d.commit().await.unwrap();
+    change(&set, "d").await;
     assert_eq!(
         committed(&path),
         ["a", "c"],
@@ -411,9 +410,7 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
     );
     batch.finish().await.unwrap();
     assert_eq!(committed(&path), ["a", "c", "d"]);
-    let mut e = set.begin_change().await.unwrap();
-    insert(&mut e, "e").await.unwrap();
-    e.commit().await.unwrap();
+    change(&set, "e").await;
     assert_eq!(
         committed(&path),
         ["a", "c", "d", "e"],
@@ -442,18 +439,12 @@ async fn a_batch_dropped_unfinished_discards_what_it_did_not_commit() {
         batch::Batch::begin(&set).await.is_err(),
         "one batch at a time"
     );
-    let mut a = set.begin_change().await.unwrap();
-    insert(&mut a, "a").await.unwrap();
-    a.commit().await.unwrap();
+    change(&set, "a").await;
     batch.commit().await.unwrap();
-    let mut b = set.begin_change().await.unwrap();
-    insert(&mut b, "b").await.unwrap();
-    b.commit().await.unwrap();
+    change(&set, "b").await;
     drop(batch);
     assert_eq!(committed(&path), ["a"]);
-    let mut c = set.begin_change().await.unwrap();
-    insert(&mut c, "c").await.unwrap();
-    c.commit().await.unwrap();
+    change(&set, "c").await;
     assert_eq!(committed(&path), ["a", "c"]);
 }
 
