@@ -327,10 +327,12 @@ impl SqliteConn {
     /// unless one of them did.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         if self.batched.load(Ordering::SeqCst) {
-            // The batch writes it ([`batch`]): the savepoint is let go, the change kept.
-            if self.in_change.take() == Some(Scope::Savepoint) {
+            // The batch writes it ([`batch`]): the savepoint is let go, the change kept. A
+            // release that fails leaves the change in progress, for the drop to undo.
+            if self.in_change == Some(Scope::Savepoint) {
                 self.slot.conn.run("RELEASE change", &[], true)?;
             }
+            self.in_change = None;
             return Ok(());
         }
         let writer = OwnedMutexGuard::mutex(&self.slot).clone();

@@ -12,7 +12,9 @@
 //! - every change still runs through the services with the same statements, in a savepoint
 //!   of its own: a change that fails is undone alone, as in a group;
 //! - while a batch runs, reads (`Store::pool()`) go to the writer, so they see the batch's
-//!   changes, which readers on connections of their own would not see before the commit;
+//!   changes, which readers on connections of their own would not see before the commit. A
+//!   caller must then not hold a read connection (`pool().acquire()`) while it begins a
+//!   change: it would wait for itself;
 //! - a change is answered before it is written. A batch whose commit fails (a full disk)
 //!   loses what it did since its last commit and says so to its owner, which must stop; a
 //!   batch dropped without [`Batch::finish`] discards the same. Hence only a replay runs in a
