@@ -24,6 +24,16 @@ pub struct IngestReport {
     pub position: i64,
 }
 
+impl IngestReport {
+    /// Count the batch `r` reports, done after those counted so far.
+    fn add(&mut self, r: &IngestReport) {
+        self.batches += r.batches;
+        self.events += r.events;
+        self.dead_letters += r.dead_letters;
+        self.position = r.position;
+    }
+}
+
 #[derive(Debug)]
 pub struct EmbeddedIngest {
     outbox: Outbox,
@@ -99,11 +109,7 @@ impl EmbeddedIngest {
             ..Default::default()
         };
         while self.outbox.head().await? - self.position() >= self.batch_size {
-            let r = self.step().await?;
-            total.batches += r.batches;
-            total.events += r.events;
-            total.dead_letters += r.dead_letters;
-            total.position = r.position;
+            total.add(&self.step().await?);
         }
         Ok(total)
     }
@@ -127,10 +133,7 @@ impl EmbeddedIngest {
             if r.batches == 0 {
                 return Ok(total);
             }
-            total.batches += r.batches;
-            total.events += r.events;
-            total.dead_letters += r.dead_letters;
-            total.position = r.position;
+            total.add(&r);
             progress(&r);
         }
     }

@@ -6,7 +6,7 @@
 //! commit, 75,000 commits in the default demo, 25 s of the 64 s it spent in SQLite
 //! (BENCHMARKS.md, "Stop 34"). In a batch, a change's `commit` lets its savepoint go and
 //! returns; the batch's transaction stays open, and [`Batch::commit`] writes everything since
-//! its last commit at once. The simulator commits its batch at the end of each slice.
+//! its last commit at once. The simulator commits its batch once a simulated hour.
 //!
 //! What a batch changes, and what it does not:
 //! - every change still runs through the services with the same statements, in a savepoint
@@ -112,9 +112,6 @@ impl Batch {
         };
         let mut slot = conn.lock().await;
         let written = write(&mut slot);
-        if written.is_err() {
-            discard(&mut slot);
-        }
         writer.batched.store(false, Ordering::SeqCst);
         written.and(restore(&mut slot, &self.before))?;
         Ok(())
@@ -129,11 +126,7 @@ fn write(slot: &mut Slot) -> std::result::Result<(), sqlx::Error> {
     slot.conn
         .run("COMMIT", &[], true)
         .map(drop)
-        .inspect_err(|_| {
-            if !slot.conn.autocommit() {
-                let _ = slot.conn.run("ROLLBACK", &[], true);
-            }
-        })
+        .inspect_err(|_| discard(slot))
 }
 
 fn set(slot: &mut Slot, name: &str, value: &str) -> std::result::Result<(), sqlx::Error> {
