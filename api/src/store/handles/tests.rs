@@ -487,3 +487,29 @@ async fn in_a_batch_the_stores_reads_see_what_it_has_not_committed() {
         .unwrap();
     assert_eq!(seen, 1, "the readers again");
 }
+
+/// The bundled SQLite is built as `.cargo/config.toml` says: without the memory management
+/// that puts every connection's page cache behind one global mutex, and without memory
+/// statistics (a global mutex on each allocation) — the writer and the readers run at once on
+/// different threads.
+#[tokio::test]
+async fn the_bundled_sqlite_shares_no_page_cache_and_counts_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
+    let done = set
+        .lend()
+        .await
+        .run("PRAGMA compile_options", &[], true)
+        .await
+        .unwrap();
+    let options: Vec<String> = done.rows.iter().map(|r| r.get::<String, _>(0)).collect();
+    assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+}
