@@ -18,6 +18,7 @@
 //! reservations answers in microseconds.
 
 use crate::domain::TimeRange;
+use crate::domain::spot_choice::{Candidate, Choice, SpotPolicy, best_spot, distance_from};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -230,23 +231,18 @@ impl AvailabilityIndex {
         Some(read(index.policy, &mut free))
     }
 
-    /// Every open spot of a loaded `lot` that no reserved window overlaps `window`, whatever
-    /// the vehicle, leaving out `skip`. `None`: not loaded.
-    pub(crate) fn unreserved(
+    /// The best open spot of a loaded `lot` for `vehicle` (under the lot's spot policy; see
+    /// [`best_spot`]) that no reserved window overlaps `window`, leaving out `skip`; `Some(None)`
+    /// when there is none. `None`: not loaded.
+    pub(crate) fn best_unreserved(
         &self,
         lot: LotId,
         window: TimeRange,
+        choice: Choice,
         skip: &[SpotId],
-    ) -> Option<Vec<SpotRow>> {
-        self.with_free(lot, window, |_, free| {
-            free.filter(|s| !skip.contains(&s.id))
-                .map(|s| SpotRow {
-                    id: s.id.0,
-                    label: s.label.clone(),
-                    vehicle_type: s.vehicle_type,
-                    position: s.position,
-                })
-                .collect()
+    ) -> Option<Option<SpotRow>> {
+        self.with_free(lot, window, |policy, free| {
+            best_spot(free.filter(|s| !skip.contains(&s.id)), policy, choice).map(SpotRow::from)
         })
     }
 
@@ -263,7 +259,7 @@ impl AvailabilityIndex {
             let mut ranked: Vec<(usize, f64, &IndexedSpot)> = free
                 .filter_map(|s| {
                     let rank = policy.rank(vehicle, s.vehicle_type)?;
-                    Some((rank, distance_to(s, near), s))
+                    Some((rank, distance_from(s, near), s))
                 })
                 .collect();
             ranked.sort_by(|a, b| {
@@ -283,49 +279,39 @@ impl AvailabilityIndex {
         })
     }
 }
-/// Which spots a lot lets which vehicles use, beyond the fixed fits of `VehicleType`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpotPolicy {
-    /// EV spots take cars too (as the last choice), where the operator configured it.
-    pub ev_spots_open_to_cars: bool,
-}
-
-impl SpotPolicy {
-    /// How well a `spot` suits a `vehicle` (lower is better), or `None` if it may not use it.
-    pub fn rank(self, vehicle: VehicleType, spot: VehicleType) -> Option<usize> {
-        let preferred = vehicle.preferred_spots();
-        preferred.iter().position(|p| *p == spot).or_else(|| {
-            (self.ev_spots_open_to_cars && vehicle == VehicleType::Car && spot == VehicleType::Ev)
-                .then_some(preferred.len())
-        })
-    }
-
-    /// The spot types `vehicle` may take under this policy, best first.
-    pub fn ranked_spot_types(self, vehicle: VehicleType) -> Vec<VehicleType> {
-        let mut types: Vec<(usize, VehicleType)> = VehicleType::ALL
-            .into_iter()
-            .filter_map(|spot| Some((self.rank(vehicle, spot)?, spot)))
-            .collect();
-        types.sort_unstable();
-        types.into_iter().map(|(_, spot)| spot).collect()
+impl From<&IndexedSpot> for SpotRow {
+    fn from(s: &IndexedSpot) -> Self {
+        Self {
+            id: s.id.0,
+            label: s.label.clone(),
+            vehicle_type: s.vehicle_type,
+            position: s.position,
+        }
     }
 }
 
-fn distance_to(spot: &IndexedSpot, near: Option<(f64, f64)>) -> f64 {
-    match (spot.position, near) {
-        (Some(p), Some(n)) => distance_m(p, n),
-        _ => f64::MAX,
+impl Candidate for SpotRow {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn spot_type(&self) -> VehicleType {
+        self.vehicle_type
+    }
+    fn position(&self) -> Option<(f64, f64)> {
+        self.position
     }
 }
 
-/// Great-circle distance in metres between two (latitude, longitude) points (haversine).
-pub fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    const EARTH_RADIUS_M: f64 = 6_371_000.0;
-    let (la1, la2) = (a.0.to_radians(), b.0.to_radians());
-    let dla = la2 - la1;
-    let dlo = (b.1 - a.1).to_radians();
-    let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_M * h.sqrt().asin()
+impl Candidate for IndexedSpot {
+    fn id(&self) -> i64 {
+        self.id.0
+    }
+    fn spot_type(&self) -> VehicleType {
+        self.vehicle_type
+    }
+    fn position(&self) -> Option<(f64, f64)> {
+        self.position
+    }
 }
 
 #[cfg(test)]
@@ -337,38 +323,6 @@ mod tests {
     fn window(a: i64, b: i64) -> TimeRange {
         let at = |h: i64| DateTime::<Utc>::from_timestamp(h * 3600, 0).unwrap();
         TimeRange::new(at(a), at(b)).unwrap()
-    }
-
-    #[test]
-    fn ranked_spot_types_are_the_ranks_in_order() {
-        for ev_spots_open_to_cars in [false, true] {
-            let policy = SpotPolicy {
-                ev_spots_open_to_cars,
-            };
-            for vehicle in VehicleType::ALL {
-                let types = policy.ranked_spot_types(vehicle);
-                let ranks: Vec<usize> = types
-                    .iter()
-                    .map(|t| policy.rank(vehicle, *t).expect("a listed type is usable"))
-                    .collect();
-                assert!(
-                    ranks.windows(2).all(|w| w[0] < w[1]),
-                    "{vehicle}: {ranks:?}"
-                );
-                let usable = VehicleType::ALL
-                    .into_iter()
-                    .filter(|t| policy.rank(vehicle, *t).is_some())
-                    .count();
-                assert_eq!(types.len(), usable, "{vehicle}");
-            }
-        }
-        let open = SpotPolicy {
-            ev_spots_open_to_cars: true,
-        };
-        assert_eq!(
-            open.ranked_spot_types(VehicleType::Car).last(),
-            Some(&VehicleType::Ev)
-        );
     }
 
     fn lot_with(spots: usize) -> AvailabilityIndex {
@@ -401,6 +355,67 @@ mod tests {
             .iter()
             .map(|s| s.spot_id.0)
             .collect()
+    }
+
+    #[test]
+    fn the_index_offers_the_spot_the_same_choice_makes_from_the_stores_list() {
+        let index = AvailabilityIndex::new();
+        let kinds = [
+            VehicleType::Car,
+            VehicleType::Ev,
+            VehicleType::Car,
+            VehicleType::Motorcycle,
+            VehicleType::Car,
+        ];
+        let spot = |i: usize| {
+            let position = Some((52.5 + i as f64 * 0.001, 13.4));
+            IndexedSpot::new(SpotId(i as i64 + 1), format!("S-{i}"), kinds[i], position)
+        };
+        let spots: Vec<IndexedSpot> = (0..kinds.len()).map(spot).collect();
+        let rows: Vec<SpotRow> = spots.iter().map(SpotRow::from).collect();
+        assert!(index.install(LotId(1), 0, SpotPolicy::default(), spots, []));
+        let offer = |choice: Choice, skip: &[SpotId]| {
+            index
+                .best_unreserved(LotId(1), window(9, 10), choice, skip)
+                .expect("loaded")
+                .map(|s| s.id)
+        };
+        let policy = SpotPolicy::default();
+        for vehicle in VehicleType::ALL {
+            for near in [None, Some((52.504, 13.4))] {
+                for spread in 0..7 {
+                    let choice = Choice {
+                        vehicle,
+                        near,
+                        spread,
+                    };
+                    let from_list = best_spot(&rows, policy, choice).map(|s| s.id);
+                    assert_eq!(offer(choice, &[]), from_list, "{choice:?}");
+                }
+            }
+        }
+        let car = |spread| Choice {
+            vehicle: VehicleType::Car,
+            near: None,
+            spread,
+        };
+        // Equally good car spots are spread over by the request's hash; an EV spot is never a
+        // car's under the default policy, a motorcycle takes its own spot first.
+        assert_eq!(
+            [offer(car(0), &[]), offer(car(1), &[]), offer(car(2), &[])],
+            [Some(1), Some(3), Some(5)]
+        );
+        assert_eq!(offer(car(0), &[SpotId(1), SpotId(3), SpotId(5)]), None);
+        let motorcycle = Choice {
+            vehicle: VehicleType::Motorcycle,
+            ..car(0)
+        };
+        assert_eq!(offer(motorcycle, &[]), Some(4));
+        let near_the_fifth = Choice {
+            near: Some((52.504, 13.4)),
+            ..car(0)
+        };
+        assert_eq!(offer(near_the_fifth, &[]), Some(5));
     }
 
     #[test]
@@ -470,14 +485,6 @@ mod tests {
         };
         assert_eq!(ids(None), vec![1, 2, 4, 3]);
         assert_eq!(ids(Some((52.0, 13.0025))), vec![2, 4, 1, 3]);
-    }
-
-    #[test]
-    fn haversine_distance_is_right_to_a_metre() {
-        // One degree of latitude is about 111.2 km.
-        let d = distance_m((52.0, 13.0), (53.0, 13.0));
-        assert!((d - 111_195.0).abs() < 1.0, "{d}");
-        assert_eq!(distance_m((1.0, 2.0), (1.0, 2.0)), 0.0);
     }
 
     proptest! {

@@ -11,6 +11,7 @@ pub mod passes;
 pub mod rate_reason;
 pub mod refund;
 pub mod schema;
+pub mod spot_choice;
 mod status;
 pub mod tariff;
 mod time;

@@ -1,6 +1,6 @@
 //! How an entry picks its spot among the free ones, and the stay it is about to open.
 
-use crate::domain::availability::SpotPolicy;
+use crate::domain::spot_choice::SpotPolicy;
 use warehouse_schema::{EntryMethod, LotId, MonthlyPassId, ReservationId, UserId, VehicleType};
 
 /// How an entry chooses among the spots equally good for its vehicle: the first (lowest id),

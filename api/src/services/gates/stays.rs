@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::domain::Money;
-use crate::domain::availability::SpotPolicy;
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::SpotPolicy;
 use crate::domain::tariff::{Tariff, TariffRules};
 use crate::services::lots::{rate_in_force_explained, scheduled_rates};
 use crate::store::stays;

@@ -4,6 +4,7 @@
 use crate::domain::TimeRange;
 use crate::domain::availability::{AvailabilityIndex, FreeSpot, Hold, IndexedSpot, SpotRow};
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::Choice;
 use crate::services::Lots;
 use crate::store::{lots, reservations};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
@@ -38,15 +39,19 @@ impl Lots<'_> {
             .await
     }
 
-    /// The spots of `lot` the availability index believes free during `window`, except `skip`.
-    pub(crate) async fn unreserved_spots(
+    /// The best spot of `lot` for `choice` that the availability index believes free during
+    /// `window`, except `skip`.
+    pub(crate) async fn best_unreserved_spot(
         &self,
         lot: LotId,
         window: TimeRange,
+        choice: Choice,
         skip: &[SpotId],
-    ) -> Result<Vec<SpotRow>> {
-        self.read_index(lot, |index| index.unreserved(lot, window, skip))
-            .await
+    ) -> Result<Option<SpotRow>> {
+        self.read_index(lot, |index| {
+            index.best_unreserved(lot, window, choice, skip)
+        })
+        .await
     }
 
     /// `read` from the availability index, loading `lot` first when it is not loaded (or was

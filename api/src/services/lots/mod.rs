@@ -17,8 +17,8 @@ pub(crate) use rates::{
 use super::Lots;
 use crate::domain::Actor;
 use crate::domain::MAX_SPOTS_PER_LOT;
-use crate::domain::availability::{SpotPolicy, distance_m};
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::{SpotPolicy, distance_m};
 use crate::store::lots;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};

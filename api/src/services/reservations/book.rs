@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::availability::Hold;
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::{Choice, best_spot};
 use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::reservations as rows;
@@ -59,9 +60,10 @@ impl Reservations<'_> {
             ));
         }
         let window = TimeRange::new(req.start_at, req.end_at)?;
-        if let Some(existing) = self.reservation_by_key(user, idempotency_key).await? {
-            return self.with_pass(user, same_request(existing, &req)?).await;
-        }
+        // A key that booked before is not looked up first: a retry's insert meets the key's
+        // unique index (nothing it did is kept), and a retry refused for any other reason
+        // (the lot full now, the window begun) looks its key up before answering — so a first
+        // booking reads nothing for its key and a retry still gets the first answer.
         // Spots the index offered that the store then refused (another process took them).
         let mut tried = Vec::new();
         for attempt in 1..=PLACING_ATTEMPTS {
@@ -72,8 +74,8 @@ impl Reservations<'_> {
                 continue;
             };
             return match outcome {
-                // The same key won a concurrent race: answer as for a retry.
-                Err(e) if lost_race(&e) == Some(LostRace::Unique) => {
+                // The key booked before, or won a concurrent race: answer with that booking.
+                Err(e) if lost_race(&e) == Some(LostRace::Unique) || e.is_client_error() => {
                     match self.reservation_by_key(user, idempotency_key).await? {
                         Some(r) => self.with_pass(user, same_request(r, &req)?).await,
                         None => Err(e),
@@ -120,8 +122,9 @@ impl Reservations<'_> {
     /// on PostgreSQL the exclusion constraint refuses a spot the index wrongly believed free, and
     /// the spot is added to `tried` so the next attempt skips it; SQLite has no such constraint,
     /// so its single writer checks that one spot in the transaction that inserts. When the index
-    /// offers nothing, or its offer was stale, the store is asked, so a stale index never turns
-    /// a booking away.
+    /// offers nothing, the store is asked on a reader ([`Self::free_on_a_reader`]), so a stale
+    /// index never turns a booking away and a full window is refused without the writer; when
+    /// the reader's offer was stale too, the transaction asks again.
     pub(super) async fn try_reserve(
         &self,
         user: UserId,
@@ -132,21 +135,34 @@ impl Reservations<'_> {
     ) -> Result<(Reservation, i64)> {
         let now = self.now();
         let backend = self.store().backend();
-        let from_index = if req.spot_id.is_none() {
-            self.lots()
-                .unreserved_spots(req.lot_id, window, tried)
-                .await?
-        } else {
-            Vec::new()
+        let choice = Choice {
+            vehicle: req.vehicle_type,
+            near: req.near,
+            spread: spread_of(key),
         };
+        let mut offered = None;
+        if req.spot_id.is_none() {
+            offered = self
+                .lots()
+                .best_unreserved_spot(req.lot_id, window, choice, tried)
+                .await?;
+            if offered.is_none() {
+                offered = self
+                    .free_on_a_reader(req, window, now, choice, tried)
+                    .await?;
+            }
+        }
         let mut tx = self.store().begin_change(now).await?;
         let rules = LotRules::load(&mut tx, req.lot_id).await?;
         rules.check(window, now)?;
-        let spread = spread_of(key);
-        let best = |free: &[SpotRow]| {
-            best_spot(free, rules.policy, req.vehicle_type, req.near, spread).cloned()
-        };
-        let hint = match best(&from_index) {
+        // An offer made under a spot policy the lot no longer has is no offer.
+        let offered = offered.filter(|s| {
+            rules
+                .policy
+                .rank(req.vehicle_type, s.vehicle_type)
+                .is_some()
+        });
+        let hint = match offered {
             Some(hint) => {
                 tried.push(SpotId(hint.id));
                 let only = Some(SpotId(hint.id));
@@ -162,12 +178,9 @@ impl Reservations<'_> {
             (None, Some(hint)) => hint,
             (None, None) => {
                 let free = free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
-                best(&free).ok_or_else(|| {
-                    Error::conflict(
-                        "no_spot_available",
-                        format!("no {} spot is free for that window", req.vehicle_type),
-                    )
-                })?
+                best_spot(&free, rules.policy, choice)
+                    .cloned()
+                    .ok_or_else(|| no_spot(req.vehicle_type))?
             }
             (Some(spot), _) => {
                 let free =
@@ -253,5 +266,32 @@ impl Reservations<'_> {
             session_id: None,
         };
         Ok((reservation, rules.entry_grace_minutes))
+    }
+
+    /// The best free spot for a request the availability index offered nothing for, read on
+    /// one of the store's readers: no spot that suits the vehicle is a refusal as of the
+    /// reader's snapshot, given without taking the writer (a full window is the commonest
+    /// refusal, and asking it of every spot is the dearest read of a booking). Spots already
+    /// `tried` are left out; when only those remain, the reader's snapshot is older than what
+    /// the store refused, and the booking's transaction asks again (`None`).
+    async fn free_on_a_reader(
+        &self,
+        req: &NewReservation,
+        window: TimeRange,
+        now: DateTime<Utc>,
+        choice: Choice,
+        tried: &[SpotId],
+    ) -> Result<Option<SpotRow>> {
+        let backend = self.store().backend();
+        let mut conn = self.store().pool().acquire().await?;
+        let rules = LotRules::load(&mut conn, req.lot_id).await?;
+        rules.check(window, now)?;
+        let free = free_spot_rows(&mut conn, backend, req.lot_id, window, None, None).await?;
+        drop(conn);
+        if best_spot(&free, rules.policy, choice).is_none() {
+            return Err(no_spot(req.vehicle_type));
+        }
+        let untried = free.iter().filter(|s| !tried.contains(&SpotId(s.id)));
+        Ok(best_spot(untried, rules.policy, choice).cloned())
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::{Choice, best_spot};
 use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::reservations as rows;
@@ -85,17 +86,14 @@ impl Reservations<'_> {
                 None => best_spot(
                     &free,
                     rules.policy,
-                    vehicle_type,
-                    change.near,
-                    spread_of(&id.to_string()),
+                    Choice {
+                        vehicle: vehicle_type,
+                        near: change.near,
+                        spread: spread_of(&id.to_string()),
+                    },
                 )
                 .cloned()
-                .ok_or_else(|| {
-                    Error::conflict(
-                        "no_spot_available",
-                        format!("no {vehicle_type} spot is free for that window"),
-                    )
-                })?,
+                .ok_or_else(|| no_spot(vehicle_type))?,
             },
         };
         let quote = rules

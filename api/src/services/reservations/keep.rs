@@ -4,10 +4,11 @@
 //! never listed, reminded, swept as a no-show or entered as a booking (the store's reservation
 //! queries skip rows with a `monthly_pass_id`).
 
-use super::spots::{best_spot, free_spot_rows};
+use super::spots::free_spot_rows;
 use super::*;
 use crate::domain::availability::Hold;
 use crate::domain::error::Result;
+use crate::domain::spot_choice::{Choice, best_spot};
 use crate::services::Reservations;
 use crate::store::Change;
 use crate::store::reservations as rows;
@@ -48,18 +49,21 @@ impl Reservations<'_> {
         let mut chosen = None;
         if let Some(spot) = k.prefer {
             let free = free_spot_rows(change, backend, k.lot, k.window, Some(spot), None).await?;
-            chosen = best_spot(&free, rules.policy, k.vehicle_type, None, 0).cloned();
+            let choice = Choice {
+                vehicle: k.vehicle_type,
+                near: None,
+                spread: 0,
+            };
+            chosen = best_spot(&free, rules.policy, choice).cloned();
         }
         if chosen.is_none() {
             let free = free_spot_rows(change, backend, k.lot, k.window, None, None).await?;
-            chosen = best_spot(
-                &free,
-                rules.policy,
-                k.vehicle_type,
-                None,
-                k.pass.0.as_u128() as u64,
-            )
-            .cloned();
+            let choice = Choice {
+                vehicle: k.vehicle_type,
+                near: None,
+                spread: k.pass.0.as_u128() as u64,
+            };
+            chosen = best_spot(&free, rules.policy, choice).cloned();
         }
         let Some(spot) = chosen else {
             return Ok(None);

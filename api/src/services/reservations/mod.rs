@@ -9,8 +9,8 @@
 //! its `no_double_booking` exclusion constraint refuses the loser of a race, which then tries
 //! another spot (or is told the spot it asked for is taken).
 
-use crate::domain::availability::SpotPolicy;
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::SpotPolicy;
 use crate::store::Conn;
 use crate::store::reservations as rows;
 use crate::store::{Change, LostRace};

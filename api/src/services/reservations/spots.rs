@@ -2,8 +2,8 @@
 //! then nearest, then spread by the booking's key), and a spot the driver named.
 
 use super::*;
-use crate::domain::availability::{SpotPolicy, distance_m};
 use crate::domain::error::{Error, Result};
+use crate::domain::spot_choice::SpotPolicy;
 use crate::store::Backend;
 use crate::store::Conn;
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
@@ -35,35 +35,6 @@ pub(super) async fn free_spot_rows(
             })
         })
         .collect()
-}
-
-/// The best spot for `vehicle` among `free`: the best fit, then the nearest to `near`. Without a
-/// point every best-fit spot is as good as another, and `spread` (a hash of the request) picks
-/// one: concurrent requests then rarely race for the same spot, which on PostgreSQL would make
-/// all but one retry.
-pub(super) fn best_spot(
-    free: &[SpotRow],
-    policy: SpotPolicy,
-    vehicle: VehicleType,
-    near: Option<(f64, f64)>,
-    spread: u64,
-) -> Option<&SpotRow> {
-    let best_fit = free
-        .iter()
-        .filter_map(|s| policy.rank(vehicle, s.vehicle_type))
-        .min()?;
-    let best: Vec<&SpotRow> = free
-        .iter()
-        .filter(|s| policy.rank(vehicle, s.vehicle_type) == Some(best_fit))
-        .collect();
-    match near {
-        Some(n) => {
-            let distance = |s: &SpotRow| s.position.map_or(f64::MAX, |p| distance_m(p, n));
-            best.into_iter()
-                .min_by(|a, b| distance(a).total_cmp(&distance(b)).then(a.id.cmp(&b.id)))
-        }
-        None => best.get((spread % best.len() as u64) as usize).copied(),
-    }
 }
 
 /// A stable hash of `text` (FNV-1a), to spread spot choices.
@@ -100,4 +71,12 @@ pub(super) async fn named_spot(
             format!("spot {spot} is reserved for an overlapping window"),
         )
     })
+}
+
+/// The refusal of a booking or a change for any spot when none suits its vehicle for the window.
+pub(super) fn no_spot(vehicle: VehicleType) -> Error {
+    Error::conflict(
+        "no_spot_available",
+        format!("no {vehicle} spot is free for that window"),
+    )
 }

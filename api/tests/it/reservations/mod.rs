@@ -253,6 +253,28 @@ pub async fn idempotency_key_returns_the_first_answer(app: TestApp) {
             .code(),
         "not_found"
     );
+
+    // A retry after its own booking filled the lot gets that booking, not "no spot"; another
+    // request under the key is still refused as a reused key, however full the lot.
+    let small = app.with_lot(json!({"car": 1})).await;
+    let only = request(small, None, start, start + Duration::hours(1));
+    let booked = s
+        .reservations()
+        .reserve(user, only.clone(), "key-2")
+        .await
+        .unwrap();
+    let retried = s.reservations().reserve(user, only, "key-2").await.unwrap();
+    assert_eq!(booked, retried);
+    let reused = s
+        .reservations()
+        .reserve(
+            user,
+            request(small, None, start, start + Duration::hours(2)),
+            "key-2",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), "validation_failed");
 }
 
 /// Two API processes on one database, the first with its availability index loaded before the
@@ -350,6 +372,42 @@ pub async fn a_process_with_a_stale_index_still_books_right(app: TestApp) {
             .unwrap(),
         0
     );
+}
+
+/// A window with no spot left for the vehicle is refused from a reader: the refusal neither
+/// waits for the writer nor takes it (here it is held by an open change throughout), and a spot
+/// of a type the vehicle may not use does not count as free.
+pub async fn a_full_window_is_refused_without_the_writer(app: TestApp) {
+    let lot = app.with_lot(json!({"car": 2, "ev": 1})).await;
+    let start = app.state.services.now() + Duration::hours(3);
+    let end = start + Duration::hours(2);
+    let reservations = app.state.services.reservations();
+    for i in 0..2 {
+        reservations
+            .reserve(
+                UserId::new(),
+                request(lot, None, start, end),
+                &format!("f{i}"),
+            )
+            .await
+            .unwrap();
+    }
+    let store = app.state.services.store();
+    let busy = store.begin_change(app.state.services.now()).await.unwrap();
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reservations.reserve(UserId::new(), request(lot, None, start, end), "f2"),
+    )
+    .await
+    .expect("a full window is answered while the writer is busy");
+    assert_eq!(code(&refused.unwrap_err()), "no_spot_available");
+    drop(busy);
+    let ev = NewReservation::new(LotId(lot), start, end, VehicleType::Ev);
+    let r = reservations
+        .reserve(UserId::new(), ev, "f3")
+        .await
+        .expect("the EV spot was free all along");
+    assert_eq!(r.vehicle_type, VehicleType::Ev);
 }
 
 pub async fn two_hundred_concurrent_requests_for_one_spot_book_it_once(app: TestApp) {
