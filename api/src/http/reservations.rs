@@ -7,7 +7,9 @@ use crate::accounts::Point;
 use crate::domain::error::Error;
 use crate::http::error::ApiError;
 use crate::http::idempotency::Keyed;
-use crate::services::reservations::{BookingRequest, ChangeRequest, VehicleChoice};
+use crate::services::reservations::{
+    BookingRequest, ChangeRequest, GatePass, KeepAnswer, Reservation, VehicleChoice,
+};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +21,7 @@ use uuid::Uuid;
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
 /// A booking: exactly one of `vehicleType` and `vehicleId` (one of the driver's vehicles).
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = NewReservation)]
 pub(super) struct ReservationBody {
@@ -76,8 +78,17 @@ pub(super) async fn create_reservation(
 ) -> Result<Response, ApiError> {
     let user = caller.driver()?;
     let state = &state;
+    // The answer to a booking made: kept under the key in the booking's change, and sent.
+    let answer = |reservation: &Reservation, pass: Option<&GatePass>| {
+        json!(ReservationWithPass {
+            reservation_id: reservation.id,
+            reservation: reservation.clone(),
+            pass: pass.cloned(),
+        })
+    };
+    let answer = &answer;
     keyed
-        .run(&state.services, user, |body, key| async move {
+        .run_in_change(&state.services, user, |body, key, fingerprint| async move {
             let exactly_one =
                 || Error::Invalid("give exactly one of vehicleType and vehicleId".into());
             if body.vehicle_type.is_some() && body.vehicle_id.is_some() {
@@ -93,13 +104,22 @@ pub(super) async fn create_reservation(
                 vehicle,
                 near: body.near.map(Point::pair),
             };
-            let (reservation, pass) = state.services.reservations().book(user, req, &key).await?;
-            let out = ReservationWithPass {
-                reservation_id: reservation.id,
-                reservation,
-                pass,
+            let kept = |r: &Reservation, pass: &GatePass| {
+                (
+                    StatusCode::CREATED.as_u16(),
+                    answer(r, Some(pass)).to_string(),
+                )
             };
-            Ok((StatusCode::CREATED, json!(out)))
+            let keep = fingerprint.as_deref().map(|fingerprint| KeepAnswer {
+                fingerprint,
+                render: &kept,
+            });
+            let (reservation, pass) = state
+                .services
+                .reservations()
+                .book_keeping(user, req, &key, keep.as_ref())
+                .await?;
+            Ok((StatusCode::CREATED, answer(&reservation, pass.as_ref())))
         })
         .await
 }

@@ -5,9 +5,11 @@
 //! adds what the change must be known by: its events for the outbox, an audit row when an admin
 //! did it, the messages it sends. [`Change::commit`] writes those and commits, in one
 //! transaction, so an event is never recorded without its change, nor a change without its
-//! event; dropping a `Change` without committing rolls everything back.
+//! event; dropping a `Change` without committing rolls everything back. A keyed request whose
+//! whole effect is one change claims its `Idempotency-Key` in it and keeps its answer with it
+//! ([`Change::claim_key`], `crate::http::idempotency`).
 
-use super::{Conn, desk, notifications as rows};
+use super::{Conn, desk, idempotency as keys, notifications as rows};
 use crate::domain::Actor;
 use crate::domain::error::Result;
 use crate::domain::notification::NewNotification;
@@ -16,7 +18,7 @@ use serde_json::Value;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use tokio::sync::Notify;
-use warehouse_schema::Event;
+use warehouse_schema::{Event, UserId};
 
 /// An admin action to record in the audit log.
 struct Audit {
@@ -37,6 +39,8 @@ pub struct Change {
     messages: Vec<NewNotification>,
     /// Whether [`notify_unless_sent`](Self::notify_unless_sent) stored a message.
     stored_messages: bool,
+    /// The key [`claim_key`](Self::claim_key) took, and the answer to keep under it.
+    key: Option<ClaimedKey>,
     /// The store's change signal, poked once the change committed.
     committed: Arc<Notify>,
 }
@@ -50,6 +54,7 @@ impl Change {
             audits: Vec::new(),
             messages: Vec::new(),
             stored_messages: false,
+            key: None,
             committed,
         }
     }
@@ -100,9 +105,45 @@ impl Change {
         Ok(stored)
     }
 
-    /// Write the events, audit rows and messages, then commit the whole change.
+    /// Take `user`'s `key` for the request with `fingerprint`, in this change: `false` when
+    /// the key is taken already (an earlier request's, or on PostgreSQL one that committed
+    /// while this waited for it). A change that claims a key must
+    /// [`keep_answer`](Self::keep_answer) before it commits; rolled back, the claim goes too.
+    pub async fn claim_key(&mut self, user: UserId, key: &str, fingerprint: &str) -> Result<bool> {
+        let at = self.now.timestamp_millis();
+        if !keys::insert(&mut self.tx, user, key, fingerprint, at, at).await? {
+            return Ok(false);
+        }
+        self.key = Some(ClaimedKey {
+            user,
+            key: key.to_owned(),
+            answer: None,
+        });
+        Ok(true)
+    }
+
+    /// The answer (status and JSON body) of the request whose key this change claimed, kept
+    /// under the key when the change commits.
+    pub fn keep_answer(&mut self, status: u16, body: String) -> &mut Self {
+        if let Some(claimed) = &mut self.key {
+            claimed.answer = Some((status, body));
+        }
+        self
+    }
+
+    /// Write the events, audit rows, messages and a claimed key's answer, then commit the
+    /// whole change.
     pub async fn commit(mut self) -> Result<()> {
         let now = self.now;
+        if let Some(claimed) = self.key.take() {
+            let Some((status, body)) = claimed.answer else {
+                return Err(crate::domain::error::Error::Storage(
+                    "a change claimed an idempotency key and kept no answer".into(),
+                ));
+            };
+            let at = now.timestamp_millis();
+            keys::complete(&mut self.tx, claimed.user, &claimed.key, status, &body, at).await?;
+        }
         for event in &self.events {
             parkflow_outbox::append(&mut self.tx, event).await?;
         }
@@ -135,6 +176,13 @@ impl Change {
     }
 }
 
+/// A key claimed in a change, and the answer its request gave.
+struct ClaimedKey {
+    user: UserId,
+    key: String,
+    answer: Option<(u16, String)>,
+}
+
 impl Deref for Change {
     type Target = Conn;
 
@@ -146,5 +194,53 @@ impl Deref for Change {
 impl DerefMut for Change {
     fn deref_mut(&mut self) -> &mut Conn {
         &mut self.tx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Store, idempotency as keys};
+    use warehouse_schema::UserId;
+
+    /// A key claimed in a change is written with its answer when the change commits, or not at
+    /// all: a change rolled back, or one that kept no answer, leaves the key free; a key taken
+    /// already is not claimed again.
+    #[tokio::test]
+    async fn a_claimed_key_is_written_with_its_answer_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let user = UserId(uuid::Uuid::now_v7());
+        let now = chrono::Utc::now();
+        let stored = || async { keys::find(store.pool(), user, "k").await.unwrap() };
+
+        let mut change = store.begin_change(now).await.unwrap();
+        assert!(change.claim_key(user, "k", "fp").await.unwrap());
+        change.rollback().await.unwrap();
+        assert!(stored().await.is_none(), "rolled back with its change");
+
+        let mut change = store.begin_change(now).await.unwrap();
+        assert!(change.claim_key(user, "k", "fp").await.unwrap());
+        assert!(change.commit().await.is_err(), "a claim without its answer");
+        assert!(
+            stored().await.is_none(),
+            "nothing of that change is written"
+        );
+
+        let mut change = store.begin_change(now).await.unwrap();
+        assert!(change.claim_key(user, "k", "fp").await.unwrap());
+        change.keep_answer(201, r#"{"id":"r1"}"#.into());
+        change.commit().await.unwrap();
+        let kept = stored().await.expect("kept");
+        assert_eq!(kept.fingerprint, "fp");
+        assert_eq!(kept.status_code, Some(201));
+        assert_eq!(kept.response.as_deref(), Some(r#"{"id":"r1"}"#));
+
+        let mut change = store.begin_change(now).await.unwrap();
+        assert!(
+            !change.claim_key(user, "k", "other").await.unwrap(),
+            "taken"
+        );
+        change.rollback().await.unwrap();
     }
 }

@@ -59,8 +59,8 @@ use basics::{
     the_relay_reads_each_unpublished_event_once_in_order,
 };
 use defects::{
-    a_balance_holds_one_currency, a_key_reused_for_another_request_is_refused,
-    concurrent_retries_of_one_booking_all_get_it,
+    a_balance_holds_one_currency, a_booking_keeps_its_answer_in_its_own_change,
+    a_key_reused_for_another_request_is_refused, concurrent_retries_of_one_booking_all_get_it,
     erasure_ends_waitlist_entries_and_the_export_holds_them,
     framework_rejections_carry_the_envelope, messages_schemes_and_text_hold_up,
     one_unservable_waiter_does_not_stop_the_queue, overflowing_spot_counts_are_refused,
@@ -127,6 +127,7 @@ on_both_stores!(
     overflowing_spot_counts_are_refused,
     a_key_reused_for_another_request_is_refused,
     concurrent_retries_of_one_booking_all_get_it,
+    a_booking_keeps_its_answer_in_its_own_change,
     waitlist_and_availability_apply_the_booking_rules,
     one_unservable_waiter_does_not_stop_the_queue,
     erasure_ends_waitlist_entries_and_the_export_holds_them,

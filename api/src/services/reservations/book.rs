@@ -13,6 +13,14 @@ use chrono::{DateTime, Utc};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
 
+/// A booking request's `Idempotency-Key` claimed in the booking's own change and its answer
+/// kept there (`crate::http::idempotency`, `Change::claim_key`): the request's fingerprint,
+/// and the answer (status, JSON body) the request gives for the booking made.
+pub struct KeepAnswer<'a> {
+    pub fingerprint: &'a str,
+    pub render: &'a (dyn Fn(&Reservation, &GatePass) -> (u16, String) + Send + Sync),
+}
+
 impl Reservations<'_> {
     /// The window `start..end` checked against `lot`'s booking rules (in the future, within the
     /// booking horizon, duration in bounds): the one validation behind booking, availability
@@ -54,6 +62,19 @@ impl Reservations<'_> {
         req: NewReservation,
         idempotency_key: &str,
     ) -> Result<(Reservation, Option<GatePass>)> {
+        self.reserve_keeping(user, req, idempotency_key, None).await
+    }
+
+    /// [`reserve_with_pass`](Self::reserve_with_pass); with `keep`, the booking's change also
+    /// claims the key and keeps the request's answer under it, and a key taken already is
+    /// refused (`request_in_progress`) for the caller's scheme to answer, not looked up here.
+    pub(super) async fn reserve_keeping(
+        &self,
+        user: UserId,
+        req: NewReservation,
+        idempotency_key: &str,
+        keep: Option<&KeepAnswer<'_>>,
+    ) -> Result<(Reservation, Option<GatePass>)> {
         if idempotency_key.is_empty() || idempotency_key.len() > 200 {
             return Err(Error::Invalid(
                 "an Idempotency-Key of 1 to 200 characters is required".into(),
@@ -68,23 +89,28 @@ impl Reservations<'_> {
         let mut tried = Vec::new();
         for attempt in 1..=PLACING_ATTEMPTS {
             let outcome = self
-                .try_reserve(user, &req, window, idempotency_key, &mut tried)
+                .try_reserve(user, &req, window, (idempotency_key, keep), &mut tried)
                 .await;
             let Placing::Done(outcome) = placing(outcome, req.spot_id.is_some(), attempt) else {
                 continue;
             };
             return match outcome {
-                // The key booked before, or won a concurrent race: answer with that booking.
-                Err(e) if lost_race(&e) == Some(LostRace::Unique) || e.is_client_error() => {
+                // The key booked before, or won a concurrent race: answer with that booking
+                // (with `keep`, a refusal is the caller's to answer from the key's row; a
+                // booking under the key with no row for it is a process that died between
+                // the two, before they were written in one change).
+                Err(e)
+                    if lost_race(&e) == Some(LostRace::Unique)
+                        || (keep.is_none() && e.is_client_error()) =>
+                {
                     match self.reservation_by_key(user, idempotency_key).await? {
                         Some(r) => self.with_pass(user, same_request(r, &req)?).await,
                         None => Err(e),
                     }
                 }
                 Err(e) => Err(e),
-                Ok((r, grace)) => {
+                Ok((r, pass)) => {
                     self.hold_in_index(&r);
-                    let pass = self.pass_of(user, &r, grace);
                     Ok((r, Some(pass)))
                 }
             };
@@ -130,9 +156,9 @@ impl Reservations<'_> {
         user: UserId,
         req: &NewReservation,
         window: TimeRange,
-        key: &str,
+        (key, keep): (&str, Option<&KeepAnswer<'_>>),
         tried: &mut Vec<SpotId>,
-    ) -> Result<(Reservation, i64)> {
+    ) -> Result<(Reservation, GatePass)> {
         let now = self.now();
         let backend = self.store().backend();
         let choice = Choice {
@@ -153,6 +179,14 @@ impl Reservations<'_> {
             }
         }
         let mut tx = self.store().begin_change(now).await?;
+        if let Some(keep) = keep
+            && !tx.claim_key(user, key, keep.fingerprint).await?
+        {
+            return Err(Error::conflict(
+                "request_in_progress",
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            ));
+        }
         let rules = LotRules::load(&mut tx, req.lot_id).await?;
         rules.check(window, now)?;
         // An offer made under a spot policy the lot no longer has is no offer.
@@ -248,7 +282,6 @@ impl Reservations<'_> {
             }),
         );
         tx.event(event);
-        tx.commit().await?;
         let reservation = Reservation {
             id,
             lot_id: req.lot_id,
@@ -265,7 +298,13 @@ impl Reservations<'_> {
             cancellation_id: None,
             session_id: None,
         };
-        Ok((reservation, rules.entry_grace_minutes))
+        let pass = self.pass_of(user, &reservation, rules.entry_grace_minutes);
+        if let Some(keep) = keep {
+            let (status, body) = (keep.render)(&reservation, &pass);
+            tx.keep_answer(status, body);
+        }
+        tx.commit().await?;
+        Ok((reservation, pass))
     }
 
     /// The best free spot for a request the availability index offered nothing for, read on

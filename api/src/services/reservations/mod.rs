@@ -366,6 +366,7 @@ mod spots;
 pub use crate::domain::TimeRange;
 pub use crate::domain::availability::FreeSpot;
 pub(crate) use crate::domain::availability::SpotRow;
+pub use book::KeepAnswer;
 pub use change::{Cancelled, RefundQuote};
 pub use extend::{Extended, ExtensionPreview, Settlement, SpotChoice};
 pub(crate) use keep::{KeptSpot, SpotToKeep};

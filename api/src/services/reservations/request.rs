@@ -49,6 +49,18 @@ impl Reservations<'_> {
         req: BookingRequest,
         key: &str,
     ) -> Result<(Reservation, Option<GatePass>)> {
+        self.book_keeping(user, req, key, None).await
+    }
+
+    /// [`book`](Self::book), keeping the request's answer under its key in the booking's own
+    /// change when `keep` is given (see [`KeepAnswer`]).
+    pub async fn book_keeping(
+        &self,
+        user: UserId,
+        req: BookingRequest,
+        key: &str,
+        keep: Option<&KeepAnswer<'_>>,
+    ) -> Result<(Reservation, Option<GatePass>)> {
         let (vehicle_type, vehicle) = match req.vehicle {
             VehicleChoice::Type(vt) => (vt, None),
             VehicleChoice::Registered(id) => {
@@ -65,7 +77,7 @@ impl Reservations<'_> {
             vehicle,
             near: self.measuring_from(Some(user), req.near).await?,
         };
-        self.reserve_with_pass(user, new, key).await
+        self.reserve_keeping(user, new, key, keep).await
     }
 
     /// Change `user`'s reservation `id` as they asked.
