@@ -38,12 +38,24 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The code of [`Error::key_in_progress`].
+pub const KEY_IN_PROGRESS: &str = "request_in_progress";
+
 impl Error {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict {
             code,
             message: message.into(),
         }
+    }
+
+    /// The refusal of a request whose `Idempotency-Key` another request holds: the keyed
+    /// scheme's own (`crate::http::idempotency`), whichever layer finds the key taken.
+    pub fn key_in_progress() -> Self {
+        Self::conflict(
+            KEY_IN_PROGRESS,
+            "a request with this Idempotency-Key is still in progress; retry shortly",
+        )
     }
 
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {

@@ -20,7 +20,7 @@
 //! between its commit and storing the answer here, after which the next retry takes the
 //! expired claim over and finds the effect already there.
 
-use crate::domain::error::Error;
+use crate::domain::error::{Error, KEY_IN_PROGRESS};
 use crate::http::error::{ApiError, Result};
 use crate::http::from_json_value;
 use crate::store::{Store, idempotency as keys};
@@ -125,7 +125,13 @@ impl<T: Clone> Keyed<T> {
         match first {
             Ok((status, body)) => return Ok(Answer { status, body }.into_response()),
             Err(e) if !e.status().is_client_error() => return Err(e),
-            // Nothing was kept: a key no earlier request holds gets the refusal.
+            // The key is another request's, maybe not committed yet (on SQLite, waiting in the
+            // writer's group commit, where only the writer sees it): the claim below waits
+            // for it through the writer.
+            Err(e) if e.code() == KEY_IN_PROGRESS => {}
+            // Nothing was kept: a key no earlier request holds gets the refusal. (A refusal
+            // comes from a reader only once the index holds the bookings before it, that is
+            // once they committed, their keys with them.)
             Err(e) => {
                 if keys::find(service.store().pool(), user, &key)
                     .await?
@@ -289,11 +295,7 @@ async fn claim(
             return Ok(None);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Error::conflict(
-                "request_in_progress",
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            )
-            .into());
+            return Err(Error::key_in_progress().into());
         }
         tokio::time::sleep(POLL).await;
     }

@@ -33,6 +33,7 @@ mod basics;
 mod defects;
 mod delivery;
 mod gates;
+mod keys;
 mod live;
 mod monthly;
 mod payments;
@@ -59,8 +60,8 @@ use basics::{
     the_relay_reads_each_unpublished_event_once_in_order,
 };
 use defects::{
-    a_balance_holds_one_currency, a_booking_keeps_its_answer_in_its_own_change,
-    a_key_reused_for_another_request_is_refused, concurrent_retries_of_one_booking_all_get_it,
+    a_balance_holds_one_currency, a_key_reused_for_another_request_is_refused,
+    concurrent_retries_of_one_booking_all_get_it,
     erasure_ends_waitlist_entries_and_the_export_holds_them,
     framework_rejections_carry_the_envelope, messages_schemes_and_text_hold_up,
     one_unservable_waiter_does_not_stop_the_queue, overflowing_spot_counts_are_refused,
@@ -77,6 +78,9 @@ use gates::{
     openapi_describes_every_route_and_the_docs_page_shows_it, plates_and_drive_ups_at_the_gate,
     reservations_change_before_they_start,
     times_need_an_offset_and_windows_count_local_days_across_dst,
+};
+use keys::{
+    a_booking_in_flight_shows_no_claim_of_its_key, a_booking_keeps_its_answer_in_its_own_change,
 };
 use live::{
     a_drivers_new_messages_are_pushed_from_any_process,
@@ -128,6 +132,7 @@ on_both_stores!(
     a_key_reused_for_another_request_is_refused,
     concurrent_retries_of_one_booking_all_get_it,
     a_booking_keeps_its_answer_in_its_own_change,
+    a_booking_in_flight_shows_no_claim_of_its_key,
     waitlist_and_availability_apply_the_booking_rules,
     one_unservable_waiter_does_not_stop_the_queue,
     erasure_ends_waitlist_entries_and_the_export_holds_them,

@@ -182,10 +182,7 @@ impl Reservations<'_> {
         if let Some(keep) = keep
             && !tx.claim_key(user, key, keep.fingerprint).await?
         {
-            return Err(Error::conflict(
-                "request_in_progress",
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            ));
+            return Err(Error::key_in_progress());
         }
         let rules = LotRules::load(&mut tx, req.lot_id).await?;
         rules.check(window, now)?;

@@ -19,7 +19,7 @@ pub use accounts::{
     wrong_passwords_throttle_the_guesser_not_the_owner,
 };
 
-fn envelope(r: &Reply, status: StatusCode, code: &str) {
+pub(crate) fn envelope(r: &Reply, status: StatusCode, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{}", r.body);
     assert!(
@@ -39,7 +39,7 @@ fn message(r: &Reply) -> String {
 }
 
 impl TestApp {
-    async fn keyed(&self, token: &str, uri: &str, key: &str, body: Value) -> Reply {
+    pub(crate) async fn keyed(&self, token: &str, uri: &str, key: &str, body: Value) -> Reply {
         self.call_with(
             "POST",
             uri,
@@ -240,63 +240,6 @@ pub async fn concurrent_retries_of_one_booking_all_get_it(app: TestApp) {
         .filter(|t| *t == "reservation_created")
         .count();
     assert_eq!(created, 1);
-}
-
-/// 3. A booking's key and its answer are written in the booking's own change: a refused booking
-///    keeps nothing (the same key books once a spot is free), a booking keeps its answer with
-///    it, and a retry gets that answer as it was, even once the booking was cancelled.
-pub async fn a_booking_keeps_its_answer_in_its_own_change(app: TestApp) {
-    let lot = app.with_lot(json!({"car": 1})).await;
-    let driver = app.with_driver("kept@example.com").await;
-    let other = app.with_driver("kept2@example.com").await;
-    let start = app.state.services.now() + Duration::hours(3);
-    let window = json!({"lotId": lot, "startAt": start, "endAt": start + Duration::hours(1), "vehicleType": "car"});
-    let app = &app;
-    let book = |token: &str, key: &str| {
-        let (token, key, window) = (token.to_owned(), key.to_owned(), window.clone());
-        async move { app.keyed(&token, "/v1/reservations", &key, window).await }
-    };
-    let cancel = |token: &str, id: &Value| {
-        let uri = format!("/v1/reservations/{}/cancel", id.as_str().unwrap());
-        let token = token.to_owned();
-        async move {
-            let r = app.call("POST", &uri, Some(&token), None).await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        }
-    };
-    let kept = || async {
-        sqlx::query_as::<_, (Option<i64>, Option<String>)>(
-            "SELECT status_code, response FROM idempotency_keys WHERE idem_key = 'mine'",
-        )
-        .fetch_optional(app.state.services.store().pool())
-        .await
-        .unwrap()
-    };
-    let theirs = book(&other, "theirs").await;
-    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
-    envelope(
-        &book(&driver, "mine").await,
-        StatusCode::CONFLICT,
-        "no_spot_available",
-    );
-    assert_eq!(kept().await, None, "a refusal keeps nothing");
-    cancel(&other, &theirs.body["id"]).await;
-    let booked = book(&driver, "mine").await;
-    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
-    let (status, response) = kept().await.expect("the key is kept");
-    assert_eq!(status, Some(201));
-    let response: Value = serde_json::from_str(&response.unwrap()).unwrap();
-    assert_eq!(response, booked.body);
-    cancel(&driver, &booked.body["id"]).await;
-    let again = book(&driver, "mine").await;
-    assert_eq!((again.status, &again.body), (booked.status, &booked.body));
-    assert_eq!(again.body["status"], "active", "the answer as it was");
-    let later = json!({"lotId": lot, "startAt": start + Duration::hours(2), "endAt": start + Duration::hours(3), "vehicleType": "car"});
-    envelope(
-        &app.keyed(&driver, "/v1/reservations", "mine", later).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
-    );
 }
 
 /// 4. The waitlist takes exactly the windows a reservation may have; 11. so does availability.
