@@ -141,15 +141,14 @@ impl<T: Clone> Keyed<T> {
                 }
             }
         }
-        let held = key.clone();
-        run(
-            service.store(),
-            || service.now(),
-            user,
-            (&key, &fingerprint),
-            || action(body, held, None),
-        )
-        .await
+        let keyed = Keyed {
+            key,
+            fingerprint,
+            body,
+        };
+        keyed
+            .run(service, user, |body, key| action(body, key, None))
+            .await
     }
 }
 

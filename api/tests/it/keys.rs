@@ -3,13 +3,9 @@
 
 use super::TestApp;
 use crate::defects::envelope;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chrono::Duration;
-use http_body_util::BodyExt;
-use parkflow_api::router;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// A refused booking keeps nothing under its key (the same key books once a spot is free), a
 /// booking keeps its answer with it, and a retry gets that answer as it was, even once the
@@ -93,18 +89,7 @@ pub async fn a_booking_in_flight_shows_no_claim_of_its_key(app: TestApp) {
     }
     let state = app.state.clone();
     let booking = tokio::spawn(async move {
-        let req = Request::builder()
-            .method("POST")
-            .uri("/v1/reservations")
-            .header("authorization", format!("Bearer {driver}"))
-            .header("content-type", "application/json")
-            .header("idempotency-key", "in-flight")
-            .body(Body::from(window.to_string()))
-            .unwrap();
-        let resp = router(state).oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        crate::util::book_keyed(state, &driver, "in-flight", window.to_string()).await
     });
     let claims = || async {
         sqlx::query_as::<_, (Option<i64>,)>(

@@ -411,3 +411,25 @@ impl Gate<'_> {
         self.app.call("POST", &uri, Some(GATE), Some(body)).await
     }
 }
+
+/// `POST /v1/reservations` with `body` under `key` as `token`, through a router of its own
+/// (for tasks spawned beside a test): the status and the JSON answer.
+pub(crate) async fn book_keyed(
+    state: AppState,
+    token: &str,
+    key: &str,
+    body: String,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/reservations")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = router(state).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}

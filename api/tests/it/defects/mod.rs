@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use chrono::Duration;
-use http_body_util::BodyExt;
 use parkflow_api::router;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -211,18 +210,7 @@ pub async fn concurrent_retries_of_one_booking_all_get_it(app: TestApp) {
                 (app.state.clone(), go.clone(), body.clone(), driver.clone());
             tokio::spawn(async move {
                 go.wait().await;
-                let req = Request::builder()
-                    .method("POST")
-                    .uri("/v1/reservations")
-                    .header("authorization", format!("Bearer {driver}"))
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", "the-one-booking")
-                    .body(Body::from(body))
-                    .unwrap();
-                let resp = router(state).oneshot(req).await.unwrap();
-                let status = resp.status();
-                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+                crate::util::book_keyed(state, &driver, "the-one-booking", body).await
             })
         })
         .collect();
