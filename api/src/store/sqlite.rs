@@ -84,8 +84,11 @@ impl Connection {
         let db = rusqlite::Connection::open_with_flags(path, flags).map_err(failure)?;
         db.busy_timeout(Duration::ZERO).map_err(failure)?;
         db.set_prepared_statement_cache_capacity(PREPARED);
+        // Temporary storage in memory: the writer's group commit runs each change that joins
+        // a group in a savepoint, whose sub-journal (a copy of each page it changes) was a
+        // temporary file, written with a system call per page (BENCHMARKS.md "Stop 37").
         db.execute_batch(&format!(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
              PRAGMA wal_autocheckpoint = {checkpoint_pages};"
         ))
         .map_err(failure)?;

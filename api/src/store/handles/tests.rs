@@ -513,3 +513,19 @@ async fn the_bundled_sqlite_shares_no_page_cache_and_counts_no_memory() {
         "{options:?}"
     );
 }
+
+/// The store's connections keep temporary storage — the sub-journal of each savepoint the group
+/// commit opens — in memory, not in a file written page by page.
+#[tokio::test]
+async fn savepoints_journal_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
+    let done = set
+        .lend()
+        .await
+        .run("PRAGMA temp_store", &[], true)
+        .await
+        .unwrap();
+    // 2 is MEMORY (0 the compile-time default, a file here; 1 FILE).
+    assert_eq!(done.rows[0].get::<i64, _>(0), 2);
+}
