@@ -81,8 +81,13 @@ impl Drop for Checkpointer {
 mod tests {
     use crate::store::Store;
 
-    /// A writer that never pauses still has its WAL started over: 200 MB written in one
-    /// go leave a WAL of about the writer's checkpoint size, not of everything written.
+    /// A writer that never pauses still has its WAL started over: 400 MB written in one
+    /// go leave a WAL of a few times the writer's checkpoint size, not of everything written.
+    /// (Past its checkpoint size the writer's own checkpoint finds the thread's still running
+    /// and is skipped until the thread's is done, so the WAL overshoots by what the writer
+    /// writes meanwhile: the faster the writer, the more. With the savepoints' journals in
+    /// memory it writes faster, and 3 × overshot in about one run in twenty under the other
+    /// tests' load.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_stays_bounded_under_a_writer_that_never_pauses() {
         let dir = tempfile::tempdir().unwrap();
@@ -96,7 +101,7 @@ mod tests {
             .unwrap();
         let page = vec![7u8; 64 * 1024];
         let mut largest = 0;
-        for _ in 0..3200 {
+        for _ in 0..6400 {
             sqlx::query("INSERT INTO filler (b) VALUES ($1)")
                 .bind(page.clone())
                 .execute(store.writer())
@@ -105,12 +110,12 @@ mod tests {
             let wal = std::fs::metadata(dir.path().join("c.db-wal")).map_or(0, |m| m.len());
             largest = largest.max(wal);
         }
-        let bound = 3 * u64::from(super::WRITER_CHECKPOINT_PAGES) * 4096;
+        let bound = 4 * u64::from(super::WRITER_CHECKPOINT_PAGES) * 4096;
         assert!(largest < bound, "the WAL grew to {largest} bytes");
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM filler")
             .fetch_one(store.pool())
             .await
             .unwrap();
-        assert_eq!(rows, 3200);
+        assert_eq!(rows, 6400);
     }
 }

@@ -30,16 +30,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::Mutex;
 
-/// How the writer's connection is set while a batch runs (each setting given back after it):
-/// - a page cache of 64 MiB (SQLite's default is 2,000 KiB), so that the pages a batch changed
-///   stay in it until its commit; a smaller cache spills them into the WAL before, and a page
-///   changed again is written again;
-/// - the savepoints' journals in memory: a change's savepoint copies each page the batch had
-///   already changed before the change changes it (so as to undo the change alone), and past
-///   64 KiB SQLite writes those copies to a temporary file. In memory, `demo --lots 100 --days
-///   2` simulated in 16.1 and 14.1 s instead of 18.8 and 18.1 s, with 3 s of system time
-///   instead of 7.
-const SETTINGS: [(&str, &str); 2] = [("cache_size", "-65536"), ("temp_store", "MEMORY")];
+/// How the writer's connection is set while a batch runs (given back after it): a page cache
+/// of 64 MiB (SQLite's default is 2,000 KiB), so that the pages a batch changed stay in it until
+/// its commit; a smaller cache spills them into the WAL before, and a page changed again is
+/// written again. (The savepoints' journals are in memory on every connection, batch or not:
+/// `sqlite.rs`. A batch set them so first: `demo --lots 100 --days 2` simulated in 16.1 and
+/// 14.1 s instead of 18.8 and 18.1 s, with 3 s of system time instead of 7.)
+const SETTINGS: [(&str, &str); 1] = [("cache_size", "-65536")];
 
 /// A batch of changes on the embedded store's writer; on PostgreSQL, where each change
 /// commits on its own, a batch does nothing.

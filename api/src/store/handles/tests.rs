@@ -395,11 +395,6 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
         cache, -65_536,
         "the batch's pages stay in the cache until it commits"
     );
-    let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
-        .fetch_one(&handle)
-        .await
-        .unwrap();
-    assert_eq!(temp, 2, "savepoints journal in memory");
     batch.commit().await.unwrap();
     assert_eq!(committed(&path), ["a", "c"]);
     change(&set, "d").await;
@@ -421,11 +416,6 @@ async fn a_batch_answers_each_change_at_once_and_writes_them_at_its_commits() {
         .await
         .unwrap();
     assert_eq!(cache, -2_000, "SQLite's default again");
-    let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
-        .fetch_one(&handle)
-        .await
-        .unwrap();
-    assert_eq!(temp, 0, "SQLite's default again");
 }
 
 /// A batch dropped unfinished (its owner failed) discards what it did not commit; only one
@@ -494,14 +484,7 @@ async fn in_a_batch_the_stores_reads_see_what_it_has_not_committed() {
 /// different threads.
 #[tokio::test]
 async fn the_bundled_sqlite_shares_no_page_cache_and_counts_no_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
-    let done = set
-        .lend()
-        .await
-        .run("PRAGMA compile_options", &[], true)
-        .await
-        .unwrap();
+    let done = on_a_store_connection("PRAGMA compile_options").await;
     let options: Vec<String> = done.rows.iter().map(|r| r.get::<String, _>(0)).collect();
     assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
     assert!(
@@ -518,14 +501,14 @@ async fn the_bundled_sqlite_shares_no_page_cache_and_counts_no_memory() {
 /// commit opens — in memory, not in a file written page by page.
 #[tokio::test]
 async fn savepoints_journal_in_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
-    let done = set
-        .lend()
-        .await
-        .run("PRAGMA temp_store", &[], true)
-        .await
-        .unwrap();
+    let done = on_a_store_connection("PRAGMA temp_store").await;
     // 2 is MEMORY (0 the compile-time default, a file here; 1 FILE).
     assert_eq!(done.rows[0].get::<i64, _>(0), 2);
+}
+
+/// What `sql` gives on a connection opened as the store opens its own.
+async fn on_a_store_connection(sql: &str) -> Done {
+    let dir = tempfile::tempdir().unwrap();
+    let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
+    set.lend().await.run(sql, &[], true).await.unwrap()
 }
