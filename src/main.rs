@@ -2,8 +2,8 @@
 
 /// Every allocation of the binary goes to mimalloc's per-thread heaps. With glibc's malloc, a
 /// block allocated on one tokio worker and freed on the other (a request's task moves between
-/// them) took the owning arena's lock: under the API's load the workers spent a third of their
-/// context switches waiting on it (BENCHMARKS.md "Stop 37"). SQLite keeps glibc's malloc.
+/// them) took the owning arena's lock: under the API's load 63 % of the workers'
+/// context switches were waits for it (BENCHMARKS.md "Stop 37"). SQLite keeps glibc's malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
