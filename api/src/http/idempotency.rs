@@ -116,12 +116,12 @@ impl<T: Clone> Keyed<T> {
         F: Fn(T, String, Option<String>) -> Fut,
         Fut: Future<Output = Result<(StatusCode, Value)>>,
     {
-        let Self {
-            key,
-            fingerprint,
-            body,
-        } = self;
-        let first = action(body.clone(), key.clone(), Some(fingerprint.clone())).await;
+        let first = action(
+            self.body.clone(),
+            self.key.clone(),
+            Some(self.fingerprint.clone()),
+        )
+        .await;
         match first {
             Ok((status, body)) => return Ok(Answer { status, body }.into_response()),
             Err(e) if !e.status().is_client_error() => return Err(e),
@@ -133,7 +133,7 @@ impl<T: Clone> Keyed<T> {
             // comes from a reader only once the index holds the bookings before it, that is
             // once they committed, their keys with them.)
             Err(e) => {
-                if keys::find(service.store().pool(), user, &key)
+                if keys::find(service.store().pool(), user, &self.key)
                     .await?
                     .is_none()
                 {
@@ -141,13 +141,7 @@ impl<T: Clone> Keyed<T> {
                 }
             }
         }
-        let keyed = Keyed {
-            key,
-            fingerprint,
-            body,
-        };
-        keyed
-            .run(service, user, |body, key| action(body, key, None))
+        self.run(service, user, |body, key| action(body, key, None))
             .await
     }
 }
