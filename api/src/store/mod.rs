@@ -293,23 +293,37 @@ macro_rules! overlaps_window {
     };
 }
 
-/// Open spots of lot `$1` that no holding reservation other than `$5` occupies during
-/// `[$3, $4)`: with `spot`, only spot `$2`, found by its key (one text for both forms, with
+/// Open spots of lot `$1` that no holding reservation occupies during `[$3, $4)` — with
+/// `except`, none other than `$5` (a change moving its own reservation); with `any`, there is
+/// no `$5`. With `spot`, only spot `$2`, found by its key (one text for both forms, with
 /// `$2 IS NULL OR s.id = $2`, made SQLite walk the lot's spots to find it: 87 µs instead of
 /// 4.5); with `lot`, all of them (`$2` is then null and unused, so that both forms take the
 /// same arguments). SQLite probes its per-spot index for each spot, latest start first
-/// (migration 0018), so a taken spot is known from its first entry. PostgreSQL
+/// (migration 0018), so a taken spot is known from its first entry; without `$5` the probe
+/// reads the index alone (the reservation's id is not in it: with `r.id <> $5` every taken
+/// spot also read its reservation's row, which made a full window's refusal read a table page
+/// per spot). PostgreSQL
 /// reads the lot's overlapping holds once through the lot-and-window GiST index into a hashed
 /// set: a correlated `NOT EXISTS` there becomes, while the table's statistics are still young,
 /// a nested loop that scans the window once per spot (60 ms instead of 1 ms on a busy lot).
 macro_rules! free_spots_sql {
-    ($store:ident, spot) => {
-        free_spots_sql!($store, "s.id = $2 AND s.lot_id = $1")
+    ($store:ident, spot, $except:ident) => {
+        free_spots_sql!($store, "s.id = $2 AND s.lot_id = $1", $except)
     };
-    ($store:ident, lot) => {
-        free_spots_sql!($store, "s.lot_id = $1 AND CAST($2 AS BIGINT) IS NULL")
+    ($store:ident, lot, $except:ident) => {
+        free_spots_sql!(
+            $store,
+            "s.lot_id = $1 AND CAST($2 AS BIGINT) IS NULL",
+            $except
+        )
     };
-    (sqlite, $which:literal) => {
+    ($store:ident, $which:literal, any) => {
+        free_spots_sql!($store, $which, "")
+    };
+    ($store:ident, $which:literal, except) => {
+        free_spots_sql!($store, $which, " AND r.id <> $5")
+    };
+    (sqlite, $which:literal, $except:literal) => {
         concat!(
             "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s WHERE ",
             $which,
@@ -319,11 +333,12 @@ macro_rules! free_spots_sql {
             holding!("r"),
             " AND ",
             overlaps_window!(sqlite),
-            " AND r.id <> $5)
+            $except,
+            ")
              ORDER BY s.id"
         )
     };
-    (postgres, $which:literal) => {
+    (postgres, $which:literal, $except:literal) => {
         concat!(
             "SELECT s.id, s.label, s.vehicle_type, s.latitude, s.longitude FROM spots s WHERE ",
             $which,
@@ -333,7 +348,8 @@ macro_rules! free_spots_sql {
             holding!("r"),
             " AND ",
             overlaps_window!(postgres),
-            " AND r.id <> $5)
+            $except,
+            ")
              ORDER BY s.id"
         )
     };
