@@ -14,13 +14,13 @@
 //!
 //! Lookup: the windows of one spot never overlap (that is the guarantee above), so ordered by
 //! start they are also ordered by end; the only window that can overlap `[a, b)` is the last one
-//! starting before `b`. One `BTreeMap` range lookup per spot: a 200-spot lot with thousands of
-//! reservations answers in microseconds.
+//! starting before `b`. One binary search of the spot's windows per spot: a 200-spot lot with
+//! thousands of reservations answers in microseconds.
 
 use crate::domain::TimeRange;
 use crate::domain::spot_choice::{Candidate, Choice, SpotPolicy, best_spot, distance_from};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
@@ -54,8 +54,10 @@ pub struct IndexedSpot {
     pub label: String,
     pub vehicle_type: VehicleType,
     pub position: Option<(f64, f64)>,
-    /// Reserved windows in epoch ms: start → (end, reservation).
-    booked: BTreeMap<i64, (i64, ReservationId)>,
+    /// Reserved windows in epoch ms, `(start, end, reservation)`, by start: a sorted `Vec`,
+    /// whose binary search is a few times quicker than a `BTreeMap`'s range lookup (which
+    /// finds both ends of its range), and booking asks it once per spot of the lot.
+    booked: Vec<(i64, i64, ReservationId)>,
 }
 
 impl IndexedSpot {
@@ -70,16 +72,31 @@ impl IndexedSpot {
             label,
             vehicle_type,
             position,
-            booked: BTreeMap::new(),
+            booked: Vec::new(),
         }
     }
 
     /// Whether no reserved window of this spot overlaps `[start, end)` (epoch ms).
     fn is_free(&self, start: i64, end: i64) -> bool {
-        self.booked
-            .range(..end)
-            .next_back()
-            .is_none_or(|(_, (booked_end, _))| *booked_end <= start)
+        let starting_before_end = self.booked.partition_point(|(s, _, _)| *s < end);
+        starting_before_end == 0 || self.booked[starting_before_end - 1].1 <= start
+    }
+
+    /// Hold `[start, end)` for `reservation`, in place of any window starting at `start`.
+    fn book(&mut self, start: i64, end: i64, reservation: ReservationId) {
+        match self.booked.binary_search_by_key(&start, |(s, _, _)| *s) {
+            Ok(at) => self.booked[at] = (start, end, reservation),
+            Err(at) => self.booked.insert(at, (start, end, reservation)),
+        }
+    }
+
+    /// Let go of `reservation`'s window starting at `start`, if it still holds it.
+    fn unbook(&mut self, start: i64, reservation: ReservationId) {
+        if let Ok(at) = self.booked.binary_search_by_key(&start, |(s, _, _)| *s)
+            && self.booked[at].2 == reservation
+        {
+            self.booked.remove(at);
+        }
     }
 }
 
@@ -104,19 +121,14 @@ impl LotIndex {
     fn hold(&mut self, h: Hold) {
         self.release(h.reservation);
         if let Some(&slot) = self.slot_of.get(&h.spot) {
-            self.spots[slot]
-                .booked
-                .insert(h.start_ms, (h.end_ms, h.reservation));
+            self.spots[slot].book(h.start_ms, h.end_ms, h.reservation);
             self.holds.insert(h.reservation, (slot, h.start_ms));
         }
     }
 
     fn release(&mut self, reservation: ReservationId) {
         if let Some((slot, start)) = self.holds.remove(&reservation) {
-            let booked = &mut self.spots[slot].booked;
-            if booked.get(&start).is_some_and(|(_, r)| *r == reservation) {
-                booked.remove(&start);
-            }
+            self.spots[slot].unbook(start, reservation);
         }
     }
 }
@@ -488,19 +500,25 @@ mod tests {
     }
 
     proptest! {
-        /// The index agrees with a brute-force scan of the same non-overlapping windows.
+        /// The index agrees with a brute-force scan of the same non-overlapping windows, some
+        /// of them held and let go again (a window booked after one let go at the same start
+        /// takes its place).
         #[test]
         fn agrees_with_brute_force(
-            windows in proptest::collection::vec((0i64..4, 0i64..48, 1i64..6), 0..40),
+            windows in proptest::collection::vec((0i64..4, 0i64..48, 1i64..6, any::<bool>()), 0..40),
             queries in proptest::collection::vec((0i64..48, 1i64..8), 1..20),
         ) {
             let index = lot_with(4);
             let mut accepted: Vec<(i64, i64, i64)> = Vec::new();
-            for (spot, a, len) in windows {
+            for (spot, a, len, let_go) in windows {
                 let b = a + len;
                 if accepted.iter().all(|&(s, x, y)| s != spot + 1 || y <= a || b <= x) {
-                    hold(&index, spot + 1, a, b);
-                    accepted.push((spot + 1, a, b));
+                    let r = hold(&index, spot + 1, a, b);
+                    if let_go {
+                        index.release(LotId(1), r);
+                    } else {
+                        accepted.push((spot + 1, a, b));
+                    }
                 }
             }
             for (a, len) in queries {
