@@ -1,0 +1,88 @@
+//! How SQLite reads the free-spot probe (`free_spots_sql!`): its plans.
+
+use crate::store::Store;
+use sqlx::Row;
+
+/// How SQLite reads `sql` (with its four arguments, and a fifth if it takes one): one line
+/// per step.
+async fn plan(store: &Store, sql: &str) -> Vec<String> {
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+        .bind(1_i64)
+        .bind(1_i64)
+        .bind(0_i64)
+        .bind(1_i64);
+    let query = if sql.contains("$5") {
+        query.bind("")
+    } else {
+        query
+    };
+    query
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String, _>("detail").unwrap())
+        .collect()
+}
+
+/// "Is this one spot free" finds the spot by its key (an `OR` with the whole lot's form
+/// made SQLite walk every spot of the lot), and a spot's holds are read latest start first,
+/// so that a taken spot is known from its first entry (migration 0018).
+#[tokio::test]
+async fn a_spot_is_found_by_its_key_and_its_holds_are_read_latest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let one = plan(&store, free_spots_sql!(sqlite, spot, except)).await;
+    assert!(
+        one.iter().any(|s| s.contains("USING INTEGER PRIMARY KEY")),
+        "{one:?}"
+    );
+    assert!(!one.iter().any(|s| s.contains("spots_by_lot")), "{one:?}");
+    let all = plan(&store, free_spots_sql!(sqlite, lot, except)).await;
+    assert!(all.iter().any(|s| s.contains("spots_by_lot")), "{all:?}");
+    for steps in [&one, &all] {
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING INDEX holding_reservations_by_spot")),
+            "{steps:?}"
+        );
+    }
+    let start_at_descending: i64 = sqlx::query(
+        "SELECT \"desc\" FROM pragma_index_xinfo('holding_reservations_by_spot') WHERE name = 'start_at'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+    .try_get("desc")
+    .unwrap();
+    assert_eq!(start_at_descending, 1);
+}
+
+/// Without a reservation to leave out, a spot's probe reads the index alone: the
+/// reservation's id is not in it, and with `r.id <> $5` a full window's refusal read one
+/// row of the table per taken spot.
+#[tokio::test]
+async fn a_probe_with_no_reservation_to_leave_out_reads_the_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+    let store = Store::open(&url).await.unwrap();
+    for sql in [
+        free_spots_sql!(sqlite, spot, any),
+        free_spots_sql!(sqlite, lot, any),
+    ] {
+        let steps = plan(&store, sql).await;
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING COVERING INDEX holding_reservations_by_spot")),
+            "{steps:?}"
+        );
+    }
+    let moving = plan(&store, free_spots_sql!(sqlite, lot, except)).await;
+    assert!(
+        !moving.iter().any(|s| s.contains("COVERING")),
+        "a change leaving its own reservation out must read its id: {moving:?}"
+    );
+}
