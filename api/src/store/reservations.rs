@@ -158,6 +158,14 @@ pub async fn check_in<'c>(db: impl Db<'c>, id: ReservationId, session: SessionId
     Ok(done.rows_affected() == 1)
 }
 
+/// The `active` reservation of lot `$1` and plate `$2` starting between `$4` and `$3`, the
+/// soonest first. Its terms are those of SQLite's `arriving_reservations_by_plate` (migration
+/// 0020), so that the index serves it.
+const ARRIVING_BY_PLATE: &str = "SELECT id, user_id FROM reservations
+     WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
+       AND monthly_pass_id IS NULL
+     ORDER BY start_at LIMIT 1";
+
 /// The `active` reservation of `plate` in `lot` starting between `earliest` and `latest`, the
 /// soonest first: its id and its driver.
 pub async fn arriving_by_plate<'c>(
@@ -167,18 +175,13 @@ pub async fn arriving_by_plate<'c>(
     earliest: i64,
     latest: i64,
 ) -> Result<Option<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, user_id FROM reservations
-         WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
-           AND monthly_pass_id IS NULL
-         ORDER BY start_at LIMIT 1",
-    )
-    .bind(lot.0)
-    .bind(plate)
-    .bind(latest)
-    .bind(earliest)
-    .fetch_optional(db)
-    .await?)
+    Ok(sqlx::query_as(ARRIVING_BY_PLATE)
+        .bind(lot.0)
+        .bind(plate)
+        .bind(latest)
+        .bind(earliest)
+        .fetch_optional(db)
+        .await?)
 }
 
 /// An `active` reservation due for a reminder or a no-show check, with its lot's name and time

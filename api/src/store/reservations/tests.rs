@@ -1,4 +1,4 @@
-//! How SQLite reads the free-spot probe (`free_spots_sql!`): its plans.
+//! How SQLite reads the reservations' hot queries: their plans.
 
 use crate::store::Store;
 use sqlx::Row;
@@ -85,4 +85,42 @@ async fn a_probe_with_no_reservation_to_leave_out_reads_the_index_alone() {
         !moving.iter().any(|s| s.contains("COVERING")),
         "a change leaving its own reservation out must read its id: {moving:?}"
     );
+}
+
+/// A gate's plate lookup reads the plate's own index, and a booking without a plate adds
+/// nothing to it: the index SQLite had for plates (`status IN ('active', 'checked_in')`) it
+/// never chose for `status = 'active'`, and it read the window's reservations of every lot.
+#[tokio::test]
+async fn a_plate_at_the_gate_is_found_by_its_index_and_a_booking_without_one_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let steps: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        super::ARRIVING_BY_PLATE
+    )))
+    .bind(1_i64)
+    .bind("B-XY 123")
+    .bind(1_i64)
+    .bind(0_i64)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String, _>("detail").unwrap())
+    .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("USING INDEX arriving_reservations_by_plate")),
+        "{steps:?}"
+    );
+    let condition: String =
+        sqlx::query("SELECT sql FROM sqlite_master WHERE name = 'arriving_reservations_by_plate'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .try_get("sql")
+            .unwrap();
+    assert!(condition.contains("plate IS NOT NULL"), "{condition}");
 }
