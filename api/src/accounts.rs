@@ -57,10 +57,13 @@ pub struct Vehicle {
 }
 
 /// Who a valid access token belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Principal {
     pub user: UserId,
     pub admin: bool,
+    /// The workplace the account saved, read with its role: the point a driver's requests
+    /// measure distances from when they give none.
+    pub workplace: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -299,12 +302,13 @@ impl Accounts {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let claims = self.signer.verify(token, self.clock.now())?;
         let user = UserId(claims.sub.parse().map_err(|_| Error::Unauthorized)?);
-        let role = rows::role(self.store.pool(), user)
+        let (role, latitude, longitude) = rows::standing(self.store.pool(), user)
             .await?
             .ok_or(Error::Unauthorized)?;
         Ok(Principal {
             user,
             admin: role == "admin",
+            workplace: latitude.zip(longitude),
         })
     }
 

@@ -20,7 +20,7 @@ use parkflow_api::services::CheckInRequest;
 use parkflow_api::services::gates::GateEntry;
 use parkflow_api::services::payments::{PaymentMethod, PaymentStatus};
 use parkflow_api::services::reservations::lifecycle::ReservationTimers;
-use parkflow_api::services::reservations::{BookingRequest, ChangeRequest, VehicleChoice};
+use parkflow_api::services::reservations::{BookingRequest, ChangeRequest, Near, VehicleChoice};
 use parkflow_api::services::waitlist::JoinWaitlist;
 use parkflow_api::{Clock, Error as ApiError, ManualClock, Services};
 use std::cmp::Reverse;

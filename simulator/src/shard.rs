@@ -147,7 +147,7 @@ impl Shard {
             start_at,
             end_at,
             vehicle: VehicleChoice::Type(a.vehicle_type),
-            near: None,
+            near: Near::Workplace,
         };
         let key = format!("sim-{}-{}", self.seed, a.seq);
         let reservations = self.service.reservations();

@@ -267,6 +267,8 @@ pub fn client_address(
 pub struct Caller {
     pub role: Role,
     pub user: Option<UserId>,
+    /// A driver's saved workplace, read when the token was checked.
+    pub workplace: Option<(f64, f64)>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -292,12 +294,17 @@ impl FromRequestParts<AppState> for Caller {
         .find(|(_, secret)| secret.matches(token))
         .map(|(role, _)| role)
         {
-            return Ok(Self { role, user: None });
+            return Ok(Self {
+                role,
+                user: None,
+                workplace: None,
+            });
         }
         let p = state.accounts.authenticate(token).await?;
         Ok(Self {
             role: if p.admin { Role::Admin } else { Role::Driver },
             user: Some(p.user),
+            workplace: p.workplace,
         })
     }
 }
@@ -333,9 +340,10 @@ impl FromRequestParts<AppState> for MaybeCaller {
 }
 
 impl MaybeCaller {
-    /// The signed-in user, if any.
-    pub(crate) fn user(&self) -> Option<UserId> {
-        self.0.as_ref().and_then(|c| c.user)
+    /// `given`, else the signed-in driver's saved workplace: the point distances are measured
+    /// from.
+    pub(crate) fn near(&self, given: Option<(f64, f64)>) -> Option<(f64, f64)> {
+        given.or_else(|| self.0.as_ref().and_then(|c| c.workplace))
     }
 }
 

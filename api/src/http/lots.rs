@@ -44,12 +44,7 @@ pub(super) async fn list_lots(
     caller: MaybeCaller,
     ApiQuery(q): ApiQuery<NearQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let given = parse_near(q.near.as_deref())?.map(Point::pair);
-    let near = state
-        .services
-        .reservations()
-        .measuring_from(caller.user(), given)
-        .await?;
+    let near = caller.near(parse_near(q.near.as_deref())?.map(Point::pair));
     let lots = match near {
         Some(p) => state.services.lots().lots_near(p).await?,
         None => state.services.lots().list().await?,
@@ -190,12 +185,7 @@ pub(super) async fn free_spots(
         .reservations()
         .bookable_window(q.lot_id, q.start_at, q.end_at)
         .await?;
-    let given = parse_near(q.near.as_deref())?.map(Point::pair);
-    let near = state
-        .services
-        .reservations()
-        .measuring_from(caller.user(), given)
-        .await?;
+    let near = caller.near(parse_near(q.near.as_deref())?.map(Point::pair));
     let spots = state
         .services
         .lots()

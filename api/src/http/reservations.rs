@@ -8,7 +8,7 @@ use crate::domain::error::Error;
 use crate::http::error::ApiError;
 use crate::http::idempotency::Keyed;
 use crate::services::reservations::{
-    BookingRequest, ChangeRequest, GatePass, KeepAnswer, Reservation, VehicleChoice,
+    BookingRequest, ChangeRequest, GatePass, KeepAnswer, Near, Reservation, VehicleChoice,
 };
 use axum::Json;
 use axum::extract::State;
@@ -77,6 +77,7 @@ pub(super) async fn create_reservation(
     keyed: Keyed<ReservationBody>,
 ) -> Result<Response, ApiError> {
     let user = caller.driver()?;
+    let workplace = caller.workplace;
     let state = &state;
     // The answer to a booking made: kept under the key in the booking's change, and sent.
     let answer = |reservation: &Reservation, pass: Option<&GatePass>| {
@@ -102,7 +103,7 @@ pub(super) async fn create_reservation(
                 start_at: body.start_at,
                 end_at: body.end_at,
                 vehicle,
-                near: body.near.map(Point::pair),
+                near: Near::Known(body.near.map(Point::pair).or(workplace)),
             };
             let kept = |r: &Reservation, pass: &GatePass| {
                 (
@@ -172,7 +173,7 @@ pub(super) async fn modify_reservation(
         end_at: body.end_at,
         vehicle: vehicle_choice(body.vehicle_type, body.vehicle_id)?,
         spot_id: body.spot_id,
-        near: body.near.map(Point::pair),
+        near: Near::Known(body.near.map(Point::pair).or(caller.workplace)),
     };
     Ok(Json(
         state

@@ -98,6 +98,20 @@ pub async fn login_row<'c>(db: impl Db<'c>, email: &str) -> Result<Option<LoginR
 }
 
 /// The account's role as stored now (None: no such account).
+/// `user`'s role and saved workplace (latitude, longitude), in one read: what authenticating
+/// a request learns of its account.
+pub async fn standing<'c>(
+    db: impl Db<'c>,
+    user: UserId,
+) -> Result<Option<(String, Option<f64>, Option<f64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT role, workplace_latitude, workplace_longitude FROM users WHERE id = $1",
+    )
+    .bind(user.0.to_string())
+    .fetch_optional(db)
+    .await?)
+}
+
 pub async fn role<'c>(db: impl Db<'c>, user: UserId) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
         .bind(user.0.to_string())

@@ -371,7 +371,7 @@ pub use change::{Cancelled, RefundQuote};
 pub use extend::{Extended, ExtensionPreview, Settlement, SpotChoice};
 pub(crate) use keep::{KeptSpot, SpotToKeep};
 pub use quote::{Quote, QuotePart};
-pub use request::{BookingRequest, ChangeRequest, VehicleChoice};
+pub use request::{BookingRequest, ChangeRequest, Near, VehicleChoice};
 use spots::*;
 
 /// A vehicle type as a message names it: "a car", "an ev".

@@ -17,6 +17,17 @@ pub enum VehicleChoice {
     Registered(Uuid),
 }
 
+/// The point a booking's or a change's spot is chosen nearest to, when it names no spot.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Near {
+    /// The driver's saved workplace, read from their account here (none saved: no point).
+    #[default]
+    Workplace,
+    /// Known to the caller: the point the request gave, or the workplace the caller read
+    /// already (an HTTP request's authentication reads it); `None`: no point.
+    Known(Option<(f64, f64)>),
+}
+
 /// A booking as the driver asks for it.
 #[derive(Debug, Clone)]
 pub struct BookingRequest {
@@ -25,8 +36,8 @@ pub struct BookingRequest {
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub vehicle: VehicleChoice,
-    /// Without a spot: prefer the one nearest to this point; `None`: the driver's workplace.
-    pub near: Option<(f64, f64)>,
+    /// Without a spot: prefer the one nearest to this point.
+    pub near: Near,
 }
 
 /// A change as the driver asks for it; `None` keeps what the reservation has.
@@ -36,8 +47,8 @@ pub struct ChangeRequest {
     pub end_at: Option<DateTime<Utc>>,
     pub vehicle: Option<VehicleChoice>,
     pub spot_id: Option<SpotId>,
-    /// As for a booking: `None` is the driver's workplace.
-    pub near: Option<(f64, f64)>,
+    /// As for a booking.
+    pub near: Near,
 }
 
 impl Reservations<'_> {
@@ -75,7 +86,7 @@ impl Reservations<'_> {
             end_at: req.end_at,
             vehicle_type,
             vehicle,
-            near: self.measuring_from(Some(user), req.near).await?,
+            near: self.measuring_from(user, req.near).await?,
         };
         self.reserve_keeping(user, new, key, keep).await
     }
@@ -98,21 +109,16 @@ impl Reservations<'_> {
             vehicle_type,
             vehicle,
             spot_id: req.spot_id,
-            near: self.measuring_from(Some(user), req.near).await?,
+            near: self.measuring_from(user, req.near).await?,
         };
         self.modify_reservation(user, id, change).await
     }
 
-    /// The point distances are measured from: the one given, else the workplace `user` saved.
-    pub async fn measuring_from(
-        &self,
-        user: Option<UserId>,
-        given: Option<(f64, f64)>,
-    ) -> Result<Option<(f64, f64)>> {
-        match (given, user) {
-            (Some(point), _) => Ok(Some(point)),
-            (None, Some(user)) => Ok(workplace_of(self.store(), user).await?.map(|p| p.pair())),
-            (None, None) => Ok(None),
+    /// The point distances are measured from: the one known, else the workplace `user` saved.
+    async fn measuring_from(&self, user: UserId, near: Near) -> Result<Option<(f64, f64)>> {
+        match near {
+            Near::Known(point) => Ok(point),
+            Near::Workplace => Ok(workplace_of(self.store(), user).await?.map(|p| p.pair())),
         }
     }
 

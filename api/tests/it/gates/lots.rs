@@ -104,6 +104,23 @@ pub async fn lots_and_spots_nearest_to_the_workplace_first(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["spotLabel"], json!(first_east));
+
+    // A booking that gives no point takes the spot nearest to the saved workplace (read when
+    // the request's token is checked).
+    let moved = app
+        .call(
+            "PUT",
+            "/v1/me/workplace",
+            Some(&token),
+            Some(r#"{"latitude": 52.52, "longitude": 13.402}"#),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let r = app
+        .book(&token, "workplace", json!({"lotId": centre, "startAt": tomorrow(10, 0), "endAt": tomorrow(11, 0), "vehicleType": "car"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["spotLabel"], json!(first_east));
 }
 
 pub async fn openapi_describes_every_route_and_the_docs_page_shows_it(app: TestApp) {
