@@ -53,15 +53,16 @@ pub async fn lots_and_spots_nearest_to_the_workplace_first(app: TestApp) {
 
     // A driver's saved workplace is used when no point is given.
     let token = app.with_driver("w@example.com").await;
-    let w = app
-        .call(
-            "PUT",
-            "/v1/me/workplace",
-            Some(&token),
-            Some(r#"{"latitude": 52.52, "longitude": 13.31}"#),
-        )
-        .await;
-    assert_eq!(w.status, StatusCode::OK, "{}", w.body);
+    let save_workplace = |body: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let w = app
+                .call("PUT", "/v1/me/workplace", Some(token), Some(body))
+                .await;
+            assert_eq!(w.status, StatusCode::OK, "{}", w.body);
+        }
+    };
+    save_workplace(r#"{"latitude": 52.52, "longitude": 13.31}"#).await;
     assert_eq!(
         names(&app.call("GET", "/v1/lots", Some(&token), None).await),
         ["West", "Centre", "East"]
@@ -107,15 +108,7 @@ pub async fn lots_and_spots_nearest_to_the_workplace_first(app: TestApp) {
 
     // A booking that gives no point takes the spot nearest to the saved workplace (read when
     // the request's token is checked).
-    let moved = app
-        .call(
-            "PUT",
-            "/v1/me/workplace",
-            Some(&token),
-            Some(r#"{"latitude": 52.52, "longitude": 13.402}"#),
-        )
-        .await;
-    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    save_workplace(r#"{"latitude": 52.52, "longitude": 13.402}"#).await;
     let r = app
         .book(&token, "workplace", json!({"lotId": centre, "startAt": tomorrow(10, 0), "endAt": tomorrow(11, 0), "vehicleType": "car"}))
         .await;
