@@ -13,9 +13,10 @@
 //!   insert meets the constraint and inserts nothing; the outbox row is written either way),
 //!   so its rate is every transaction's.
 //!
-//! Only the transactions are timed: Python times its loop, and pgbench's rate is the one
-//! "without initial connection time". The references keep to tables of their own (`event_log`
-//! has the outbox's shape; parkflow's outbox table is named by `parkflow-outbox` alone).
+//! Only the transactions are timed: Python times its loop and each transaction, and pgbench's
+//! rate is the one "without initial connection time". The references keep to tables of their
+//! own (`event_log` has the outbox's shape; parkflow's outbox table is named by
+//! `parkflow-outbox` alone).
 
 use anyhow::{Context, bail};
 use std::path::Path;

@@ -340,14 +340,21 @@ impl FromRequestParts<AppState> for MaybeCaller {
 }
 
 impl MaybeCaller {
-    /// `given`, else the signed-in driver's saved workplace: the point distances are measured
-    /// from.
+    /// [`Caller::near`] for a caller who may be anonymous (then `given` alone).
     pub(crate) fn near(&self, given: Option<(f64, f64)>) -> Option<(f64, f64)> {
-        given.or_else(|| self.0.as_ref().and_then(|c| c.workplace))
+        match &self.0 {
+            Some(caller) => caller.near(given),
+            None => given,
+        }
     }
 }
 
 impl Caller {
+    /// `given`, else the driver's saved workplace: the point distances are measured from.
+    pub(crate) fn near(&self, given: Option<(f64, f64)>) -> Option<(f64, f64)> {
+        given.or(self.workplace)
+    }
+
     pub(crate) fn require(&self, allowed: &[Role], action: &'static str) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())

@@ -77,8 +77,7 @@ pub(super) async fn create_reservation(
     keyed: Keyed<ReservationBody>,
 ) -> Result<Response, ApiError> {
     let user = caller.driver()?;
-    let workplace = caller.workplace;
-    let state = &state;
+    let (caller, state) = (&caller, &state);
     // The answer to a booking made: kept under the key in the booking's change, and sent.
     let answer = |reservation: &Reservation, pass: Option<&GatePass>| {
         json!(ReservationWithPass {
@@ -103,7 +102,7 @@ pub(super) async fn create_reservation(
                 start_at: body.start_at,
                 end_at: body.end_at,
                 vehicle,
-                near: Near::Known(body.near.map(Point::pair).or(workplace)),
+                near: Near::Known(caller.near(body.near.map(Point::pair))),
             };
             let kept = |r: &Reservation, pass: &GatePass| {
                 (
@@ -173,7 +172,7 @@ pub(super) async fn modify_reservation(
         end_at: body.end_at,
         vehicle: vehicle_choice(body.vehicle_type, body.vehicle_id)?,
         spot_id: body.spot_id,
-        near: Near::Known(body.near.map(Point::pair).or(caller.workplace)),
+        near: Near::Known(caller.near(body.near.map(Point::pair))),
     };
     Ok(Json(
         state

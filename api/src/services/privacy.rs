@@ -141,7 +141,7 @@ impl Privacy<'_> {
         // erasure before anything is deleted.
         let paid_out_cents = self.payments().pay_out_balance(user).await?;
         let mut tx = self.store().begin_change(now).await?;
-        if accounts::role(&mut *tx, user).await?.is_none() {
+        if accounts::standing(&mut *tx, user).await?.is_none() {
             return Err(Error::NotFound("account".into()));
         }
         let upcoming = reservations::active_of_user(&mut *tx, user).await?;

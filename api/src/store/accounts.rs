@@ -97,9 +97,8 @@ pub async fn login_row<'c>(db: impl Db<'c>, email: &str) -> Result<Option<LoginR
     )
 }
 
-/// The account's role as stored now (None: no such account).
-/// `user`'s role and saved workplace (latitude, longitude), in one read: what authenticating
-/// a request learns of its account.
+/// `user`'s role as stored now and saved workplace (latitude, longitude), in one read: what
+/// authenticating a request learns of its account (None: no such account).
 pub async fn standing<'c>(
     db: impl Db<'c>,
     user: UserId,
@@ -110,13 +109,6 @@ pub async fn standing<'c>(
     .bind(user.0.to_string())
     .fetch_optional(db)
     .await?)
-}
-
-pub async fn role<'c>(db: impl Db<'c>, user: UserId) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-        .bind(user.0.to_string())
-        .fetch_optional(db)
-        .await?)
 }
 
 pub async fn set_workplace<'c>(
