@@ -3,7 +3,6 @@
 mod bench;
 
 use crate::demo::{self, DemoOptions};
-use crate::forecasting::Source;
 use crate::{Config, serve, steps};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
@@ -173,7 +172,8 @@ enum ForecastCommand {
     Backtest {
         #[command(flatten)]
         from: crate::forecasting::SourceArgs,
-        /// Days held out at the end (default: 7 for a CSV or simulation, 1 for the lake).
+        /// Days held out at the end (default: a week, fewer when the history is shorter than
+        /// nine days).
         #[arg(long)]
         test_days: Option<usize>,
     },
@@ -386,14 +386,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: ForecastCommand::Backtest { from, test_days },
         } => {
             let source = from.source(cfg.lake_dir());
-            let default_days = if matches!(source, Source::Lake(_)) {
-                1
-            } else {
-                7
-            };
-            let report =
-                crate::forecasting::backtest_source(&source, test_days.unwrap_or(default_days))
-                    .await?;
+            let report = crate::forecasting::backtest_source(&source, test_days).await?;
             print!("{}", report.render());
         }
         Command::Jobs {

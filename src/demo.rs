@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use parkflow_api::ManualClock;
-use parkflow_forecast::{Backtest, Measure, Series};
+use parkflow_forecast::{Backtest, Measure, Series, held_out_days};
 use parkflow_pipeline::RefreshReport;
 use parkflow_pricing::RateChange;
 use parkflow_simulator::scenario::{SimConfig, arrivals, local};
@@ -169,12 +169,12 @@ pub async fn run(cfg: Config, opts: &DemoOptions) -> anyhow::Result<(DemoOutcome
     spinner.finish_and_clear();
     lap("occupancy", &mut timings);
 
-    // Forecast: hold out the last day.
+    // Forecast: hold out the last week (every weekday once), or what a short history allows.
     let spinner = progress_bar(opts.progress, 0, "forecast");
     let hours = parkflow_pipeline::lot_hours(&lake).await?;
+    let arrivals = Series::from_lot_hours(&hours, Measure::Arrivals);
     let backtest =
-        parkflow_forecast::backtest(&Series::from_lot_hours(&hours, Measure::Arrivals), 1)
-            .map_err(|e| e.to_string());
+        parkflow_forecast::backtest(&arrivals, held_out_days(&arrivals)).map_err(|e| e.to_string());
     // The next day's forecast as the nightly job leaves it: the push file, and each lot's
     // chance of a free spot per hour, published to the API (`GET /v1/lots/{id}/arrival`).
     let trained = parkflow_push::train(&lake, sim.end(), cfg.jobs.push_threshold).await?;
@@ -443,8 +443,12 @@ pub fn render(o: &DemoOutcome, t: &Timings, data_dir: &std::path::Path) -> Strin
                     let (name, best) = b.best_baseline(r);
                     let _ = writeln!(
                         s,
-                        "Forecast   hourly arrivals {} h ahead, last day held out ({} forecasts): linfa model MAE {:.2} (RMSE {:.2}, {:.1} pp of capacity) vs best baseline ({name}) MAE {:.2}: ratio {:.2}",
+                        "Forecast   hourly arrivals {} h ahead, {} held out ({} forecasts): linfa model MAE {:.2} (RMSE {:.2}, {:.1} pp of capacity) vs best baseline ({name}) MAE {:.2}: ratio {:.2}",
                         minutes / 60,
+                        match b.test_days {
+                            1 => "last day".to_owned(),
+                            n => format!("last {n} days"),
+                        },
                         r.model.n,
                         r.model.mae,
                         r.model.rmse,

@@ -7,7 +7,7 @@ use parkflow_forecast::driver::{
     DriverArrival, DriverBacktest, DriverModelConfig, backtest_drivers,
 };
 use parkflow_forecast::import::import_occupancy_csv;
-use parkflow_forecast::{Backtest, LotModel, Measure, Series, Slot, backtest};
+use parkflow_forecast::{Backtest, LotModel, Measure, Series, Slot, backtest, held_out_days};
 use parkflow_pricing::{BandKey, HourlyForecast};
 use parkflow_simulator::scenario::{arrivals, numbered_lots};
 use parkflow_simulator::{LotPlan, SimConfig};
@@ -91,13 +91,14 @@ impl Report {
     }
 }
 
-fn csv_backtest(path: &std::path::Path, test_days: usize) -> anyhow::Result<Report> {
+fn csv_backtest(path: &std::path::Path, test_days: Option<usize>) -> anyhow::Result<Report> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let started = std::time::Instant::now();
     let (series, import) = import_occupancy_csv(std::io::BufReader::new(file))
         .with_context(|| format!("importing {}", path.display()))?;
     let took = started.elapsed().as_secs_f64();
+    let test_days = test_days.unwrap_or_else(|| held_out_days(&series));
     let b = backtest(&series, test_days).context("backtest")?;
     Ok(Report {
         import: Some(format!(
@@ -166,8 +167,9 @@ pub async fn reliability_source(
     Ok((r, import))
 }
 
-/// Run the backtest of `source` over its last `test_days` days.
-pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Result<Report> {
+/// Run the backtest of `source` over its last `test_days` days; `None`: a week, or what a short
+/// history allows ([`held_out_days`]).
+pub async fn backtest_source(source: &Source, test_days: Option<usize>) -> anyhow::Result<Report> {
     match source {
         Source::Lake(dir) => {
             let hours = parkflow_pipeline::lot_hours(&Lake::new(dir.clone())).await?;
@@ -202,8 +204,10 @@ pub async fn backtest_source(source: &Source, test_days: usize) -> anyhow::Resul
 fn both_measures(
     hours: &[LotHour],
     drivers: &[DriverArrival],
-    test_days: usize,
+    test_days: Option<usize>,
 ) -> anyhow::Result<Report> {
+    let test_days = test_days
+        .unwrap_or_else(|| held_out_days(&Series::from_lot_hours(hours, Measure::Arrivals)));
     let backtests = [Measure::Arrivals, Measure::Occupancy]
         .into_iter()
         .map(|m| backtest(&Series::from_lot_hours(hours, m), test_days))

@@ -165,6 +165,19 @@ fn ahead(minutes: u32) -> String {
     }
 }
 
+/// Days to hold out when none are asked for: a week, so that every weekday is scored once and
+/// the figure does not hang on the weekday the data happens to end on (one day is 24 origins a
+/// lot, and which of the baselines wins it is a coin toss); fewer when even the longest series
+/// cannot spare a week and keep the two days [`backtest`] learns from.
+pub fn held_out_days(series: &[Series]) -> usize {
+    let days = series
+        .iter()
+        .map(|s| s.slots.len() / s.day().max(1))
+        .max()
+        .unwrap_or(0);
+    days.saturating_sub(2).clamp(1, 7)
+}
+
 /// Backtest every series (all of one measure and slot length) over its last `test_days` days.
 pub fn backtest(series: &[Series], test_days: usize) -> Result<Backtest> {
     let Some(first) = series.first() else {
@@ -313,6 +326,24 @@ mod tests {
         let (name, scores) = weekdays.best_baseline(hour);
         assert!(name.starts_with("same slot the day before"), "{name}");
         assert!(scores.mae < 1e-9);
+    }
+
+    #[test]
+    fn a_week_is_held_out_when_the_longest_history_can_spare_it() {
+        let days = |lengths: &[usize]| {
+            let all: Vec<Series> = lengths.iter().map(|&d| series(0, d, |_| 0.0)).collect();
+            held_out_days(&all)
+        };
+        assert_eq!(days(&[28]), 7);
+        assert_eq!(days(&[9]), 7);
+        assert_eq!(days(&[8]), 6, "two days are left to learn from");
+        assert_eq!(
+            days(&[3, 28]),
+            7,
+            "the longest series decides; shorter ones are skipped"
+        );
+        assert_eq!(days(&[2]), 1, "the backtest then refuses it with a reason");
+        assert_eq!(days(&[]), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod import;
 pub mod model;
 pub mod series;
 
-pub use backtest::{Backtest, HorizonRow, Scores, backtest};
+pub use backtest::{Backtest, HorizonRow, Scores, backtest, held_out_days};
 pub use free_spot::{FreeSpotModel, Reliability, reliability};
 pub use model::LotModel;
 pub use series::{Measure, Series, Slot};

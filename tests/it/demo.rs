@@ -273,6 +273,9 @@ async fn four_weeks_ending_now_fill_every_section_of_the_default_report() {
     assert_eq!(o.lake_events as i64, o.outbox_events);
     all_of_parkflow_ran(&o.sim);
     let backtest = o.backtest.as_ref().unwrap();
+    // A week held out, every weekday scored: the ratio does not hang on the day the world ends
+    // (one held-out day was 48 forecasts here, and lost on some weekdays).
+    assert_eq!(backtest.test_days, 7);
     let hour = backtest.at_minutes(60).unwrap();
     assert!(hour.ratio_to_best_baseline() < 1.0, "{}", backtest.table());
     // Production pricing (the forecast policy) priced on the linfa model's next day.

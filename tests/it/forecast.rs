@@ -14,7 +14,7 @@ async fn on_simulated_weeks_the_model_beats_the_best_baseline_by_a_fifth_an_hour
         lots: 10,
         seed: 7,
     };
-    let report = backtest_source(&source, 7).await.unwrap();
+    let report = backtest_source(&source, Some(7)).await.unwrap();
     let table = report.render();
     let [arrivals, occupancy] = &report.backtests[..] else {
         panic!("{table}")
@@ -102,7 +102,7 @@ async fn a_dirty_occupancy_csv_is_cleaned_and_backtested() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("occupancy.csv");
     std::fs::write(&path, dirty_feed()).unwrap();
-    let report = backtest_source(&Source::Csv(path), 7).await.unwrap();
+    let report = backtest_source(&Source::Csv(path), Some(7)).await.unwrap();
     let text = report.render();
     let import = report.import.as_deref().unwrap();
     for expected in [
@@ -134,7 +134,7 @@ async fn a_dirty_occupancy_csv_is_cleaned_and_backtested() {
 #[tokio::test]
 async fn a_missing_or_foreign_csv_is_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = backtest_source(&Source::Csv(dir.path().join("none.csv")), 7)
+    let missing = backtest_source(&Source::Csv(dir.path().join("none.csv")), Some(7))
         .await
         .err()
         .unwrap();
@@ -144,7 +144,7 @@ async fn a_missing_or_foreign_csv_is_refused_with_a_reason() {
     );
     let foreign = dir.path().join("foreign.csv");
     std::fs::write(&foreign, "id,name\n1,x\n").unwrap();
-    let err = backtest_source(&Source::Csv(foreign), 7)
+    let err = backtest_source(&Source::Csv(foreign), Some(7))
         .await
         .err()
         .unwrap();
