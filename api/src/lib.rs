@@ -30,7 +30,7 @@ use std::sync::Arc;
 impl AppState {
     /// Let the admin portal show management's usage report.
     pub fn with_reports(mut self, reports: Arc<dyn portal::ReportPages>) -> Self {
-        self.reports = Some(reports);
+        self.edit().reports = Some(reports);
         self
     }
 
@@ -65,7 +65,7 @@ impl AppState {
                 refresh_s: config.refresh_token_ttl_s,
             },
         );
-        Ok(Self {
+        Ok(Self::new(http::Shared {
             services: Services::new(
                 store,
                 clock,
@@ -90,6 +90,6 @@ impl AppState {
             metrics,
             reports: None,
             trusted_proxies: config.trusted_proxies.clone().into(),
-        })
+        }))
     }
 }

@@ -177,7 +177,7 @@ pub async fn wrong_passwords_throttle_the_guesser_not_the_owner(mut app: TestApp
         StatusCode::OK
     );
     // X-Forwarded-For is believed only from a configured proxy.
-    app.state.trusted_proxies = Arc::from(vec!["127.0.0.1".parse().unwrap()]);
+    app.state.edit().trusted_proxies = Arc::from(vec!["127.0.0.1".parse().unwrap()]);
     app.with_driver("proxied@example.com").await;
     for _ in 0..8 {
         app.login_from(
