@@ -206,11 +206,12 @@ fn both_measures(
     drivers: &[DriverArrival],
     test_days: Option<usize>,
 ) -> anyhow::Result<Report> {
-    let test_days = test_days
-        .unwrap_or_else(|| held_out_days(&Series::from_lot_hours(hours, Measure::Arrivals)));
-    let backtests = [Measure::Arrivals, Measure::Occupancy]
-        .into_iter()
-        .map(|m| backtest(&Series::from_lot_hours(hours, m), test_days))
+    let [arrivals, occupancy] =
+        [Measure::Arrivals, Measure::Occupancy].map(|m| Series::from_lot_hours(hours, m));
+    let test_days = test_days.unwrap_or_else(|| held_out_days(&arrivals));
+    let backtests = [arrivals, occupancy]
+        .iter()
+        .map(|series| backtest(series, test_days))
         .collect::<Result<Vec<_>, _>>()
         .context("backtest")?;
     Ok(Report {

@@ -14,11 +14,13 @@ async fn on_simulated_weeks_the_model_beats_the_best_baseline_by_a_fifth_an_hour
         lots: 10,
         seed: 7,
     };
-    let report = backtest_source(&source, Some(7)).await.unwrap();
+    // No days asked for: the last week is held out.
+    let report = backtest_source(&source, None).await.unwrap();
     let table = report.render();
     let [arrivals, occupancy] = &report.backtests[..] else {
         panic!("{table}")
     };
+    assert_eq!((arrivals.test_days, occupancy.test_days), (7, 7));
     let hour = arrivals.at_minutes(60).unwrap();
     assert_eq!(arrivals.lots, 10);
     assert!(hour.model.n > 1000, "{table}");
