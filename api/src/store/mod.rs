@@ -19,11 +19,14 @@ use crate::domain::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, SqlSafeStr};
+use sqlx::{Any, AnyPool, Connection, Executor, SqlSafeStr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// How long a PostgreSQL connection may sit idle in the pool and still be used without a ping.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -119,9 +122,22 @@ impl Store {
                 (sqlite(4).connect(&url).await?, writer)
             }
             Backend::Postgres => {
+                // A connection used within the last few seconds is not pinged before its
+                // next use (a round trip each time a request takes one, two or three per
+                // booking); one idle longer is, so a server restart or a dropped idle
+                // connection is found before a request runs on it.
                 let pool = AnyPoolOptions::new()
                     .max_connections(32)
                     .acquire_timeout(Duration::from_secs(30))
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect(url)
                     .await?;
                 (pool.clone(), pool)
