@@ -6,8 +6,8 @@
 //! did it, the messages it sends. [`Change::commit`] writes those and commits, in one
 //! transaction, so an event is never recorded without its change, nor a change without its
 //! event; dropping a `Change` without committing rolls everything back. A keyed request whose
-//! whole effect is one change claims its `Idempotency-Key` in it and keeps its answer with it
-//! ([`Change::claim_key`], `crate::http::idempotency`).
+//! whole effect is one change claims its `Idempotency-Key` with it and keeps its answer there
+//! ([`Change::keep_answer`], `crate::http::idempotency`).
 
 use super::{Conn, desk, idempotency as keys, notifications as rows};
 use crate::domain::Actor;
@@ -39,8 +39,8 @@ pub struct Change {
     messages: Vec<NewNotification>,
     /// Whether [`notify_unless_sent`](Self::notify_unless_sent) stored a message.
     stored_messages: bool,
-    /// The key [`claim_key`](Self::claim_key) took, and the answer to keep under it.
-    key: Option<ClaimedKey>,
+    /// The key [`keep_answer`](Self::keep_answer) claims at commit, with its request's answer.
+    key: Option<KeptAnswer>,
     /// The store's change signal, poked once the change committed.
     committed: Arc<Notify>,
 }
@@ -105,29 +105,25 @@ impl Change {
         Ok(stored)
     }
 
-    /// Take `user`'s `key` for the request with `fingerprint`, in this change: `false` when
-    /// the key is taken already (an earlier request's, or on PostgreSQL one that committed
-    /// while this waited for it). A change that claims a key must
-    /// [`keep_answer`](Self::keep_answer) before it commits; rolled back, the claim goes too.
-    pub async fn claim_key(&mut self, user: UserId, key: &str, fingerprint: &str) -> Result<bool> {
-        let at = self.now.timestamp_millis();
-        if !keys::insert(&mut self.tx, user, key, fingerprint, at, at).await? {
-            return Ok(false);
-        }
-        self.key = Some(ClaimedKey {
+    /// Keep the answer (`status`, JSON `body`) of `user`'s request with `key` and `fingerprint`
+    /// under the key, written with the change: the key is claimed when the change commits, in
+    /// the same statement that keeps the answer, so a retry meets the key's row only with the
+    /// answer in it. A key taken already (an earlier request's, or on PostgreSQL one that
+    /// committed while this waited for it) fails the commit with `request_in_progress`, and
+    /// nothing of the change is written.
+    pub fn keep_answer(
+        &mut self,
+        (user, key, fingerprint): (UserId, &str, &str),
+        status: u16,
+        body: String,
+    ) -> &mut Self {
+        self.key = Some(KeptAnswer {
             user,
             key: key.to_owned(),
-            answer: None,
+            fingerprint: fingerprint.to_owned(),
+            status,
+            body,
         });
-        Ok(true)
-    }
-
-    /// The answer (status and JSON body) of the request whose key this change claimed, kept
-    /// under the key when the change commits.
-    pub fn keep_answer(&mut self, status: u16, body: String) -> &mut Self {
-        if let Some(claimed) = &mut self.key {
-            claimed.answer = Some((status, body));
-        }
         self
     }
 
@@ -135,14 +131,19 @@ impl Change {
     /// whole change.
     pub async fn commit(mut self) -> Result<()> {
         let now = self.now;
-        if let Some(claimed) = self.key.take() {
-            let Some((status, body)) = claimed.answer else {
-                return Err(crate::domain::error::Error::Storage(
-                    "a change claimed an idempotency key and kept no answer".into(),
-                ));
-            };
+        if let Some(kept) = self.key.take() {
             let at = now.timestamp_millis();
-            keys::complete(&mut self.tx, claimed.user, &claimed.key, status, &body, at).await?;
+            let answer = (kept.status, kept.body.as_str());
+            if !keys::insert_answered(
+                &mut self.tx,
+                (kept.user, &kept.key, &kept.fingerprint),
+                answer,
+                at,
+            )
+            .await?
+            {
+                return Err(crate::domain::error::Error::key_in_progress());
+            }
         }
         for event in &self.events {
             parkflow_outbox::append(&mut self.tx, event).await?;
@@ -176,11 +177,13 @@ impl Change {
     }
 }
 
-/// A key claimed in a change, and the answer its request gave.
-struct ClaimedKey {
+/// A request's key, claimed when its change commits, and the answer the request gave.
+struct KeptAnswer {
     user: UserId,
     key: String,
-    answer: Option<(u16, String)>,
+    fingerprint: String,
+    status: u16,
+    body: String,
 }
 
 impl Deref for Change {
@@ -200,36 +203,36 @@ impl DerefMut for Change {
 #[cfg(test)]
 mod tests {
     use crate::store::{Store, idempotency as keys};
-    use warehouse_schema::UserId;
+    use warehouse_schema::event::LotCapacityChanged;
+    use warehouse_schema::{Event, EventPayload, LotId, UserId};
 
-    /// A key claimed in a change is written with its answer when the change commits, or not at
-    /// all: a change rolled back, or one that kept no answer, leaves the key free; a key taken
-    /// already is not claimed again.
+    /// A key is claimed and its answer kept when its change commits, or not at all: a change
+    /// rolled back leaves the key free; a key taken already fails the commit, and nothing of
+    /// that change is written.
     #[tokio::test]
-    async fn a_claimed_key_is_written_with_its_answer_or_not_at_all() {
+    async fn a_kept_answer_is_written_with_its_change_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("k.db").display());
         let store = Store::open(&url).await.unwrap();
         let user = UserId(uuid::Uuid::now_v7());
         let now = chrono::Utc::now();
         let stored = || async { keys::find(store.pool(), user, "k").await.unwrap() };
+        let event = |n: i64| {
+            Event::new(
+                now,
+                LotId(n),
+                EventPayload::LotCapacityChanged(LotCapacityChanged { capacity: 10 }),
+            )
+        };
 
         let mut change = store.begin_change(now).await.unwrap();
-        assert!(change.claim_key(user, "k", "fp").await.unwrap());
+        change.keep_answer((user, "k", "fp"), 201, r#"{"id":"r0"}"#.into());
         change.rollback().await.unwrap();
         assert!(stored().await.is_none(), "rolled back with its change");
 
         let mut change = store.begin_change(now).await.unwrap();
-        assert!(change.claim_key(user, "k", "fp").await.unwrap());
-        assert!(change.commit().await.is_err(), "a claim without its answer");
-        assert!(
-            stored().await.is_none(),
-            "nothing of that change is written"
-        );
-
-        let mut change = store.begin_change(now).await.unwrap();
-        assert!(change.claim_key(user, "k", "fp").await.unwrap());
-        change.keep_answer(201, r#"{"id":"r1"}"#.into());
+        change.keep_answer((user, "k", "fp"), 201, r#"{"id":"r1"}"#.into());
+        change.event(event(1));
         change.commit().await.unwrap();
         let kept = stored().await.expect("kept");
         assert_eq!(kept.fingerprint, "fp");
@@ -237,10 +240,24 @@ mod tests {
         assert_eq!(kept.response.as_deref(), Some(r#"{"id":"r1"}"#));
 
         let mut change = store.begin_change(now).await.unwrap();
-        assert!(
-            !change.claim_key(user, "k", "other").await.unwrap(),
+        change.keep_answer((user, "k", "other"), 201, r#"{"id":"r2"}"#.into());
+        change.event(event(2));
+        let refused = change.commit().await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            crate::domain::error::KEY_IN_PROGRESS,
             "taken"
         );
-        change.rollback().await.unwrap();
+        let kept = stored().await.expect("kept");
+        assert_eq!(
+            kept.response.as_deref(),
+            Some(r#"{"id":"r1"}"#),
+            "the first answer"
+        );
+        let lots: Vec<i64> = sqlx::query_scalar("SELECT lot_id FROM outbox ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(lots, [1], "the refused change's event is not written");
     }
 }

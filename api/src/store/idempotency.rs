@@ -63,6 +63,31 @@ pub async fn insert<'c>(
     Ok(unless_taken(inserted))
 }
 
+/// Take `key` for the request with `fingerprint` and keep its `answer` (status, JSON body)
+/// under it at once, at `at`. False when the key exists already (nothing is written).
+pub async fn insert_answered<'c>(
+    db: impl Db<'c>,
+    (user, key, fingerprint): (UserId, &str, &str),
+    (status, response): (u16, &str),
+    at: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until,
+                                       status_code, response, completed_at)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user.0.to_string())
+    .bind(key)
+    .bind(fingerprint)
+    .bind(at)
+    .bind(i64::from(status))
+    .bind(response)
+    .execute(db)
+    .await?;
+    Ok(unless_taken(inserted))
+}
+
 pub async fn find<'c>(db: impl Db<'c>, user: UserId, key: &str) -> Result<Option<StoredKey>> {
     Ok(sqlx::query_as(
         "SELECT fingerprint, status_code, response, locked_until FROM idempotency_keys

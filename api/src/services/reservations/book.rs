@@ -8,7 +8,7 @@ use crate::domain::spot_choice::{Choice, best_spot};
 use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::reservations as rows;
-use crate::store::{Backend, LostRace, lost_race};
+use crate::store::{Backend, LostRace, idempotency as keys, lost_race};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
@@ -66,8 +66,9 @@ impl Reservations<'_> {
     }
 
     /// [`reserve_with_pass`](Self::reserve_with_pass); with `keep`, the booking's change also
-    /// claims the key and keeps the request's answer under it, and a key taken already is
-    /// refused (`request_in_progress`) for the caller's scheme to answer, not looked up here.
+    /// claims the key and keeps the request's answer under it when it commits, and a key taken
+    /// already (by this booking's earlier request, or another's) is refused
+    /// (`request_in_progress`) for the caller's scheme to answer, not looked up here.
     pub(super) async fn reserve_keeping(
         &self,
         user: UserId,
@@ -95,10 +96,15 @@ impl Reservations<'_> {
                 continue;
             };
             return match outcome {
+                // With `keep`, the key booked before or won a concurrent race: the caller
+                // answers from the key's row, which was written with that booking.
+                Err(e) if keep.is_some() && lost_race(&e) == Some(LostRace::Unique) => {
+                    Err(Error::key_in_progress())
+                }
                 // The key booked before, or won a concurrent race: answer with that booking
-                // (with `keep`, a refusal is the caller's to answer from the key's row; a
-                // booking under the key with no row for it is a process that died between
-                // the two, before they were written in one change).
+                // (without `keep`; or with it, a booking under the key with no row for it is
+                // a process that died between the two, before they were written in one
+                // change, and the caller's scheme asks again without `keep`).
                 Err(e)
                     if lost_race(&e) == Some(LostRace::Unique)
                         || (keep.is_none() && e.is_client_error()) =>
@@ -179,129 +185,145 @@ impl Reservations<'_> {
             }
         }
         let mut tx = self.store().begin_change(now).await?;
-        if let Some(keep) = keep
-            && !tx.claim_key(user, key, keep.fingerprint).await?
-        {
-            return Err(Error::key_in_progress());
-        }
-        let rules = LotRules::load(&mut tx, req.lot_id).await?;
-        rules.check(window, now)?;
-        // An offer made under a spot policy the lot no longer has is no offer.
-        let offered = offered.filter(|s| {
-            rules
-                .policy
-                .rank(req.vehicle_type, s.vehicle_type)
-                .is_some()
-        });
-        let hint = match offered {
-            Some(hint) => {
-                tried.push(SpotId(hint.id));
-                let only = Some(SpotId(hint.id));
-                let free = backend == Backend::Postgres
-                    || !free_spot_rows(&mut tx, backend, req.lot_id, window, only, None)
-                        .await?
-                        .is_empty();
-                free.then_some(hint)
-            }
-            None => None,
-        };
-        let chosen = match (req.spot_id, hint) {
-            (None, Some(hint)) => hint,
-            (None, None) => {
-                let free = free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
-                best_spot(&free, rules.policy, choice)
-                    .cloned()
-                    .ok_or_else(|| no_spot(req.vehicle_type))?
-            }
-            (Some(spot), _) => {
-                let free =
-                    free_spot_rows(&mut tx, backend, req.lot_id, window, Some(spot), None).await?;
-                named_spot(
+        let booked: Result<(Reservation, GatePass)> = async {
+            let rules = LotRules::load(&mut tx, req.lot_id).await?;
+            rules.check(window, now)?;
+            // An offer made under a spot policy the lot no longer has is no offer.
+            let offered = offered.filter(|s| {
+                rules
+                    .policy
+                    .rank(req.vehicle_type, s.vehicle_type)
+                    .is_some()
+            });
+            let hint = match offered {
+                Some(hint) => {
+                    tried.push(SpotId(hint.id));
+                    let only = Some(SpotId(hint.id));
+                    let free = backend == Backend::Postgres
+                        || !free_spot_rows(&mut tx, backend, req.lot_id, window, only, None)
+                            .await?
+                            .is_empty();
+                    free.then_some(hint)
+                }
+                None => None,
+            };
+            let chosen = match (req.spot_id, hint) {
+                (None, Some(hint)) => hint,
+                (None, None) => {
+                    let free =
+                        free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
+                    best_spot(&free, rules.policy, choice)
+                        .cloned()
+                        .ok_or_else(|| no_spot(req.vehicle_type))?
+                }
+                (Some(spot), _) => {
+                    let free =
+                        free_spot_rows(&mut tx, backend, req.lot_id, window, Some(spot), None)
+                            .await?;
+                    named_spot(
+                        &mut tx,
+                        req.lot_id,
+                        spot,
+                        rules.policy,
+                        req.vehicle_type,
+                        free,
+                    )
+                    .await?
+                }
+            };
+            let quote = rules
+                .quote(
                     &mut tx,
                     req.lot_id,
-                    spot,
-                    rules.policy,
+                    window,
                     req.vehicle_type,
-                    free,
+                    self.quote_rules(),
                 )
-                .await?
-            }
-        };
-        let quote = rules
-            .quote(
-                &mut tx,
-                req.lot_id,
-                window,
-                req.vehicle_type,
-                self.quote_rules(),
-            )
-            .await?;
+                .await?;
 
-        let id = ReservationId::new();
-        let row = rows::NewReservationRow {
-            id,
-            lot: req.lot_id,
-            spot: chosen.id,
-            user,
-            vehicle_type: req.vehicle_type.as_str(),
-            vehicle_id: req.vehicle.as_ref().map(|v| v.id.to_string()),
-            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
-            start_at: window.start().timestamp_millis(),
-            end_at: window.end().timestamp_millis(),
-            quote_cents: quote,
-            currency: &rules.currency,
-            idempotency_key: key,
-            created_at: now.timestamp_millis(),
-            monthly_pass: None,
-        };
-        rows::take_turn_on_spot(&mut *tx, backend, chosen.id).await?;
-        rows::insert(&mut *tx, &row).await?;
-        tx.notify(about_reservation(
-            NotificationKind::ReservationConfirmed,
-            user,
-            req.lot_id,
-            id,
-            rules.tz,
-            (window.start(), window.end()),
-            &chosen.label,
-            (quote, &rules.currency),
-        ));
-        let event = Event::new(
-            now,
-            req.lot_id,
-            EventPayload::ReservationCreated(ReservationWindow {
-                reservation_id: id,
-                user_id: user,
+            let id = ReservationId::new();
+            let row = rows::NewReservationRow {
+                id,
+                lot: req.lot_id,
+                spot: chosen.id,
+                user,
+                vehicle_type: req.vehicle_type.as_str(),
+                vehicle_id: req.vehicle.as_ref().map(|v| v.id.to_string()),
+                plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
+                start_at: window.start().timestamp_millis(),
+                end_at: window.end().timestamp_millis(),
+                quote_cents: quote,
+                currency: &rules.currency,
+                idempotency_key: key,
+                created_at: now.timestamp_millis(),
+                monthly_pass: None,
+            };
+            rows::take_turn_on_spot(&mut *tx, backend, chosen.id).await?;
+            rows::insert(&mut *tx, &row).await?;
+            tx.notify(about_reservation(
+                NotificationKind::ReservationConfirmed,
+                user,
+                req.lot_id,
+                id,
+                rules.tz,
+                (window.start(), window.end()),
+                &chosen.label,
+                (quote, &rules.currency),
+            ));
+            let event = Event::new(
+                now,
+                req.lot_id,
+                EventPayload::ReservationCreated(ReservationWindow {
+                    reservation_id: id,
+                    user_id: user,
+                    spot_id: SpotId(chosen.id),
+                    start_at: window.start(),
+                    end_at: window.end(),
+                    vehicle_type: req.vehicle_type,
+                }),
+            );
+            tx.event(event);
+            let reservation = Reservation {
+                id,
+                lot_id: req.lot_id,
                 spot_id: SpotId(chosen.id),
+                spot_label: chosen.label,
                 start_at: window.start(),
                 end_at: window.end(),
                 vehicle_type: req.vehicle_type,
-            }),
-        );
-        tx.event(event);
-        let reservation = Reservation {
-            id,
-            lot_id: req.lot_id,
-            spot_id: SpotId(chosen.id),
-            spot_label: chosen.label,
-            start_at: window.start(),
-            end_at: window.end(),
-            vehicle_type: req.vehicle_type,
-            vehicle_id: req.vehicle.as_ref().map(|v| v.id),
-            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
-            status: ReservationStatus::Active,
-            quote_cents: quote,
-            currency: rules.currency,
-            cancellation_id: None,
-            session_id: None,
-        };
-        let pass = self.pass_of(user, &reservation, rules.entry_grace_minutes);
-        if let Some(keep) = keep {
-            let (status, body) = (keep.render)(&reservation, &pass);
-            tx.keep_answer(status, body);
+                vehicle_id: req.vehicle.as_ref().map(|v| v.id),
+                plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
+                status: ReservationStatus::Active,
+                quote_cents: quote,
+                currency: rules.currency,
+                cancellation_id: None,
+                session_id: None,
+            };
+            let pass = self.pass_of(user, &reservation, rules.entry_grace_minutes);
+            if let Some(keep) = keep {
+                let (status, body) = (keep.render)(&reservation, &pass);
+                tx.keep_answer((user, key, keep.fingerprint), status, body);
+            }
+            Ok((reservation, pass))
         }
-        tx.commit().await?;
-        Ok((reservation, pass))
+        .await;
+        match booked {
+            Ok(booked) => {
+                tx.commit().await?;
+                Ok(booked)
+            }
+            // Refused in the writer, where a booking under the same key waiting in its
+            // group commit is seen: a retry of that booking is answered from its key, once
+            // it is kept, not refused (the key is claimed only at the commit).
+            Err(e)
+                if e.is_client_error()
+                    && keep.is_some()
+                    && keys::find(&mut *tx, user, key).await?.is_some() =>
+            {
+                Err(Error::key_in_progress())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The best free spot for a request the availability index offered nothing for, read on
