@@ -27,6 +27,22 @@ macro_rules! on_both_stores {
     };
 }
 
+/// A scenario only PostgreSQL has: what its constraints settle by themselves.
+macro_rules! on_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_only {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(app) = super::TestApp::postgres().await {
+                    let cleanup = app.cleanup();
+                    super::$name(app).await;
+                    cleanup.run().await;
+                }
+            })*
+        }
+    };
+}
+
 mod accounts;
 mod app;
 mod basics;
@@ -106,7 +122,7 @@ use portal::{
 use races::{
     an_entry_that_keeps_losing_its_spot_still_gets_one,
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
-    two_answers_to_one_inquiry_keep_one,
+    the_database_refuses_overlapping_holds_of_one_spot, two_answers_to_one_inquiry_keep_one,
 };
 use reasons::{
     a_rates_reason_reaches_drivers_admins_quotes_and_receipts,
@@ -194,6 +210,8 @@ on_both_stores!(
     admins_sell_monthly_passes_from_the_lot_page,
     a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_reversed,
 );
+
+on_postgres!(the_database_refuses_overlapping_holds_of_one_spot);
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered
 /// with `on_both_stores!`: a scenario written but not listed would never run.

@@ -234,3 +234,80 @@ pub async fn two_answers_to_one_inquiry_keep_one(app: TestApp) {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].body, kept[0]);
 }
+
+/// PostgreSQL's `no_double_booking` on the reservations themselves (SQLite has no such
+/// constraint: its single writer checks the spot in the transaction that inserts): a window that overlaps a
+/// holding one on the same spot is refused as an exclusion race, whatever wrote it; windows
+/// that only touch are both kept, and neither another spot's window nor a cancelled one holds.
+pub async fn the_database_refuses_overlapping_holds_of_one_spot(app: TestApp) {
+    let store = app.state.services.store();
+    let Handle::Pool(writer) = store.writer() else {
+        panic!("PostgreSQL's writer is its pool");
+    };
+    let lot = app.with_lot(serde_json::json!({"car": 2})).await;
+    let spots: Vec<i64> = sqlx::query_scalar("SELECT id FROM spots WHERE lot_id = $1 ORDER BY id")
+        .bind(lot)
+        .fetch_all(writer)
+        .await
+        .unwrap();
+    let hour = 3_600_000_i64;
+    let insert = |id: &'static str, spot: i64, start: i64, end: i64, status: &'static str| {
+        sqlx::query(
+            "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, start_at, end_at,
+                                       status, quote_cents, currency, idempotency_key, created_at)
+             VALUES ($1, $2, $3, 'u', 'car', $4, $5, $6, 0, 'EUR', $1, 0)",
+        )
+        .bind(id)
+        .bind(lot)
+        .bind(spot)
+        .bind(start)
+        .bind(end)
+        .bind(status)
+        .execute(writer)
+    };
+    insert("a", spots[0], 10 * hour, 12 * hour, "active")
+        .await
+        .unwrap();
+    insert("touching before", spots[0], 9 * hour, 10 * hour, "active")
+        .await
+        .unwrap();
+    insert(
+        "touching after",
+        spots[0],
+        12 * hour,
+        13 * hour,
+        "checked_in",
+    )
+    .await
+    .unwrap();
+    insert("other spot", spots[1], 10 * hour, 12 * hour, "active")
+        .await
+        .unwrap();
+    insert("cancelled", spots[0], 11 * hour, 12 * hour, "cancelled")
+        .await
+        .unwrap();
+    for (id, start, end) in [
+        ("inside", 10 * hour + 1, 12 * hour - 1),
+        ("a millisecond over the end", 12 * hour - 1, 14 * hour),
+        ("around", 8 * hour, 14 * hour),
+    ] {
+        let refused = insert(id, spots[0], start, end, "active")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            lost_race(&Error::from(refused)),
+            Some(LostRace::Exclusion),
+            "{id}"
+        );
+    }
+    // A cancelled window holds nothing; made to hold again, it meets the constraint.
+    let held_again =
+        sqlx::query("UPDATE reservations SET status = 'active' WHERE id = 'cancelled'")
+            .execute(writer)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        lost_race(&Error::from(held_again)),
+        Some(LostRace::Exclusion)
+    );
+}
