@@ -214,21 +214,30 @@ on_both_stores!(
 on_postgres!(the_database_refuses_overlapping_holds_of_one_spot);
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered
-/// with `on_both_stores!`: a scenario written but not listed would never run.
+/// with `on_both_stores!` (or, for what only PostgreSQL has, `on_postgres!`): a scenario
+/// written but not listed would never run.
 #[test]
 fn every_scenario_runs_on_both_stores() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
     let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
-    let registered: std::collections::BTreeSet<&str> = main
-        .split(concat!("on_both_stores", "!("))
-        .nth(1)
-        .expect("main.rs registers the scenarios")
-        .split(')')
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
+    let listed = |invocation: &str| -> Vec<String> {
+        main.split(invocation)
+            .nth(1)
+            .expect("main.rs registers the scenarios")
+            .split(')')
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let on_postgres = listed(concat!("on_postgres", "!("));
+    assert!(!on_postgres.is_empty());
+    let registered: std::collections::BTreeSet<String> = listed(concat!("on_both_stores", "!("))
+        .into_iter()
+        .chain(on_postgres)
         .collect();
     let mut files = vec![dir.clone()];
     let mut scenarios = Vec::new();
@@ -252,7 +261,7 @@ fn every_scenario_runs_on_both_stores() {
     assert!(scenarios.len() > 40, "{scenarios:?}");
     let missing: Vec<&String> = scenarios
         .iter()
-        .filter(|s| !registered.contains(s.as_str()))
+        .filter(|s| !registered.contains(*s))
         .collect();
     assert!(missing.is_empty(), "not in on_both_stores!: {missing:?}");
 }
