@@ -100,7 +100,7 @@ impl<T> Keyed<T> {
 impl<T: Clone> Keyed<T> {
     /// [`run`](Self::run) for a request whose whole effect is one change of the store (a
     /// booking): `action` is given the request's fingerprint, and its change claims the key
-    /// and keeps its answer itself (`Change::claim_key`), so a first request takes the
+    /// and keeps its answer itself (`Change::keep_answer`), so a first request takes the
     /// store's writer once instead of three times. When the action is refused (the key was
     /// taken, or any other refusal) and the key holds an earlier request's, the request is
     /// answered as every keyed request is ([`run`](Self::run)): the earlier answer, a refusal

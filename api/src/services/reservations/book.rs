@@ -14,7 +14,7 @@ use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
 
 /// A booking request's `Idempotency-Key` claimed in the booking's own change and its answer
-/// kept there (`crate::http::idempotency`, `Change::claim_key`): the request's fingerprint,
+/// kept there (`crate::http::idempotency`, `Change::keep_answer`): the request's fingerprint,
 /// and the answer (status, JSON body) the request gives for the booking made.
 pub struct KeepAnswer<'a> {
     pub fingerprint: &'a str,
