@@ -488,6 +488,22 @@ pub async fn search<'c>(db: impl Db<'c>, q: Search<'_>, limit: i64) -> Result<Ve
     .await?)
 }
 
+/// The text of [`free_spots`] on `backend`, for one spot (`only`) or the lot, with or without
+/// a reservation to leave out (`except`): `$1` lot, `$2` spot or NULL, `$3`/`$4` the window,
+/// `$5` the reservation left out.
+pub fn free_spots_sql(backend: Backend, only: bool, except: bool) -> &'static str {
+    match (backend, only, except) {
+        (Backend::Sqlite, true, false) => free_spots_sql!(sqlite, spot, any),
+        (Backend::Sqlite, true, true) => free_spots_sql!(sqlite, spot, except),
+        (Backend::Sqlite, false, false) => free_spots_sql!(sqlite, lot, any),
+        (Backend::Sqlite, false, true) => free_spots_sql!(sqlite, lot, except),
+        (Backend::Postgres, true, false) => free_spots_sql!(postgres, spot, any),
+        (Backend::Postgres, true, true) => free_spots_sql!(postgres, spot, except),
+        (Backend::Postgres, false, false) => free_spots_sql!(postgres, lot, any),
+        (Backend::Postgres, false, true) => free_spots_sql!(postgres, lot, except),
+    }
+}
+
 /// Open spots of `lot` (only `only`, if given) that no holding reservation other than
 /// `except` occupies during `[start, end)`, by id.
 pub async fn free_spots<'c>(
@@ -498,17 +514,7 @@ pub async fn free_spots<'c>(
     (start, end): (i64, i64),
     except: Option<ReservationId>,
 ) -> Result<Vec<SpotColumns>> {
-    let sql = match (backend, only.is_some(), except.is_some()) {
-        (Backend::Sqlite, true, false) => free_spots_sql!(sqlite, spot, any),
-        (Backend::Sqlite, true, true) => free_spots_sql!(sqlite, spot, except),
-        (Backend::Sqlite, false, false) => free_spots_sql!(sqlite, lot, any),
-        (Backend::Sqlite, false, true) => free_spots_sql!(sqlite, lot, except),
-        (Backend::Postgres, true, false) => free_spots_sql!(postgres, spot, any),
-        (Backend::Postgres, true, true) => free_spots_sql!(postgres, spot, except),
-        (Backend::Postgres, false, false) => free_spots_sql!(postgres, lot, any),
-        (Backend::Postgres, false, true) => free_spots_sql!(postgres, lot, except),
-    };
-    let query = sqlx::query_as(sql)
+    let query = sqlx::query_as(free_spots_sql(backend, only.is_some(), except.is_some()))
         .bind(lot.0)
         .bind(only)
         .bind(start)

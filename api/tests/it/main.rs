@@ -120,6 +120,7 @@ use portal::{
     the_portal_needs_an_admin_sign_in,
 };
 use races::{
+    a_lots_free_spots_are_read_through_its_own_window_index,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
     the_database_refuses_overlapping_holds_of_one_spot, two_answers_to_one_inquiry_keep_one,
@@ -211,7 +212,10 @@ on_both_stores!(
     a_pass_enters_once_holds_one_plate_and_ends_when_its_payment_is_reversed,
 );
 
-on_postgres!(the_database_refuses_overlapping_holds_of_one_spot);
+on_postgres!(
+    the_database_refuses_overlapping_holds_of_one_spot,
+    a_lots_free_spots_are_read_through_its_own_window_index,
+);
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered
 /// with `on_both_stores!` (or, for what only PostgreSQL has, `on_postgres!`): a scenario

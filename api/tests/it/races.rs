@@ -311,3 +311,51 @@ pub async fn the_database_refuses_overlapping_holds_of_one_spot(app: TestApp) {
         Some(LostRace::Exclusion)
     );
 }
+
+/// PostgreSQL reads a lot's holds for the free-spot query through the lot-and-window index
+/// once statistics show many holds: the exclusion constraint's index leads with the spot, and
+/// a plan through it reads every lot's reservations overlapping the window (the two indexes
+/// spell their ranges apart for this, migrations 0006 and 0021).
+pub async fn a_lots_free_spots_are_read_through_its_own_window_index(app: TestApp) {
+    let store = app.state.services.store();
+    let Handle::Pool(writer) = store.writer() else {
+        panic!("PostgreSQL's writer is its pool");
+    };
+    let busy = app.with_lot(serde_json::json!({"car": 200})).await;
+    let quiet = app.with_lot(serde_json::json!({"car": 200})).await;
+    // A hundred back-to-back hours on each of the busy lot's spots: 20,000 holds.
+    sqlx::query(
+        "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, start_at, end_at,
+                                   status, quote_cents, currency, idempotency_key, created_at)
+         SELECT 'h' || s.id || '-' || h, s.lot_id, s.id, 'u', 'car', h * 3600000,
+                (h + 1) * 3600000, 'active', 0, 'EUR', 'h' || s.id || '-' || h, 0
+         FROM spots s, generate_series(0, 99) AS h WHERE s.lot_id = $1",
+    )
+    .bind(busy)
+    .execute(writer)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE reservations")
+        .execute(writer)
+        .await
+        .unwrap();
+    let sql = parkflow_api::store::reservations::free_spots_sql(Backend::Postgres, false, false);
+    for lot in [busy, quiet] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .bind(lot)
+            .bind(None::<i64>)
+            .bind(50 * 3_600_000_i64)
+            .bind(51 * 3_600_000_i64)
+            .fetch_all(writer)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("no_double_booking"), "lot {lot}:\n{plan}");
+        if lot == busy {
+            assert!(
+                plan.contains("holding_reservations_by_lot_window"),
+                "lot {lot}:\n{plan}"
+            );
+        }
+    }
+}
