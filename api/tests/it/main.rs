@@ -14,23 +14,21 @@ macro_rules! on_both_stores {
                 super::$name(super::TestApp::sqlite().await).await
             })*
         }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(app) = super::TestApp::postgres().await {
-                    let cleanup = app.cleanup();
-                    super::$name(app).await;
-                    cleanup.run().await;
-                }
-            })*
-        }
+        on_postgres_in!(postgres: $($name),*);
     };
 }
 
 /// A scenario only PostgreSQL has: what its constraints settle by themselves.
 macro_rules! on_postgres {
     ($($name:ident),* $(,)?) => {
-        mod postgres_only {
+        on_postgres_in!(postgres_only: $($name),*);
+    };
+}
+
+/// The scenarios' PostgreSQL tests in `module`, each on a fresh database dropped after it.
+macro_rules! on_postgres_in {
+    ($module:ident: $($name:ident),*) => {
+        mod $module {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 if let Some(app) = super::TestApp::postgres().await {
