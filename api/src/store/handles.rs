@@ -48,8 +48,14 @@ pub enum Handle {
     Pool(AnyPool),
 }
 
-/// The most changes one commit of the writer carries.
-const GROUP: usize = 64;
+/// The most changes one commit of the writer carries. A group commits when no change waits for
+/// the writer or when it holds this many: with many clients each waiting for its answer, a group
+/// that waited for the queue to drain gathered nearly all of them, and one core idled while the
+/// other wrote it. Committing half of 32 clients at a time lets the released half's next
+/// requests be parsed and answered while the writer works through the other half; smaller
+/// groups lose more to handing the writer over after each commit than they gain (measured at
+/// 4, 8, 12, 16, 24 and 64: BENCHMARKS.md "Stop 39" and "Stop 40").
+const GROUP: usize = 16;
 
 /// The outcome of a group's commit, as each of its changes learns it.
 pub type Outcome = Result<(), Arc<str>>;
