@@ -48,14 +48,13 @@ pub enum Handle {
     Pool(AnyPool),
 }
 
-/// The most changes one commit of the writer carries. A group commits when no change waits for
-/// the writer or when it holds this many: with many clients each waiting for its answer, a group
-/// that waited for the queue to drain gathered nearly all of them, and one core idled while the
-/// other wrote it. Committing half of 32 clients at a time lets the released half's next
-/// requests be parsed and answered while the writer works through the other half; smaller
-/// groups lose more to handing the writer over after each commit than they gain (measured at
-/// 4, 8, 12, 16, 24 and 64: BENCHMARKS.md "Stop 39" and "Stop 40").
-const GROUP: usize = 16;
+/// The most changes one commit of the writer carries.
+const GROUP: usize = 64;
+
+/// The fewest changes a group commits with while other changes still queue for the writer
+/// ([`SqliteConn::group_is_due`]): smaller groups lose more to handing the writer over after
+/// each commit than they gain (BENCHMARKS.md "Stop 39").
+const GROUP_FLOOR: usize = 8;
 
 /// The outcome of a group's commit, as each of its changes learns it.
 pub type Outcome = Result<(), Arc<str>>;
@@ -288,15 +287,27 @@ impl Drop for SqliteConn {
             if !self.slot.conn.autocommit() {
                 let _ = self.slot.conn.run("ROLLBACK", &[], true);
             }
-        } else if (self.waiting.load(Ordering::SeqCst) == 0 && !self.hold_open)
-            || self.slot.members.len() >= GROUP
-        {
+        } else if self.group_is_due() {
             self.slot.settle();
         }
     }
 }
 
 impl SqliteConn {
+    /// Whether the open group commits now, as this change leaves it: when no change waits for
+    /// the writer (unless this one holds the group open for the tasks about to join), when it
+    /// is full, or once it is at least as large as the queue behind it. In a closed loop of
+    /// clients each waiting for its answer, a group that waited for the queue to drain gathered
+    /// nearly all of them while one core idled; committing when half of the changes in flight
+    /// are in the group lets the released half's next requests be served while the writer works
+    /// through the other half, with 32 clients or 128 (BENCHMARKS.md "Stop 40").
+    fn group_is_due(&self) -> bool {
+        let (members, waiting) = (self.slot.members.len(), self.waiting.load(Ordering::SeqCst));
+        (waiting == 0 && !self.hold_open)
+            || members >= GROUP
+            || (members >= GROUP_FLOOR && members >= waiting)
+    }
+
     /// Begin a change: in the open transaction of the changes before it, or in a new one. In
     /// a batch every change is a savepoint of the batch's transaction.
     async fn join(&mut self) -> Result<(), sqlx::Error> {
