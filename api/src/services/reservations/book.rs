@@ -97,17 +97,18 @@ impl Reservations<'_> {
             };
             return match outcome {
                 // With `keep`, the key booked before or won a concurrent race: the caller
-                // answers from the key's row, which was written with that booking.
+                // answers from the key's row, which was written with that booking (a booking
+                // under the key with no row for it is a process that died between the two,
+                // before they were written in one change: the caller's scheme then asks
+                // again without `keep`).
                 Err(e) if keep.is_some() && lost_race(&e) == Some(LostRace::Unique) => {
                     Err(Error::key_in_progress())
                 }
-                // The key booked before, or won a concurrent race: answer with that booking
-                // (without `keep`; or with it, a booking under the key with no row for it is
-                // a process that died between the two, before they were written in one
-                // change, and the caller's scheme asks again without `keep`).
+                // Without `keep`, the key booked before, or won a concurrent race, or the
+                // retry is refused for another reason: answer with the key's booking if any.
                 Err(e)
-                    if lost_race(&e) == Some(LostRace::Unique)
-                        || (keep.is_none() && e.is_client_error()) =>
+                    if keep.is_none()
+                        && (lost_race(&e) == Some(LostRace::Unique) || e.is_client_error()) =>
                 {
                     match self.reservation_by_key(user, idempotency_key).await? {
                         Some(r) => self.with_pass(user, same_request(r, &req)?).await,
