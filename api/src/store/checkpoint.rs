@@ -18,8 +18,13 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often the committed WAL is copied into the database.
-const EVERY: Duration = Duration::from_millis(250);
+/// How often the committed WAL is copied into the database. Often enough that the writer's own
+/// checkpoint, past [`WRITER_CHECKPOINT_PAGES`], finds little left to copy: booking at ~9,000/s
+/// (`parkflow bench api`) the writer fills those pages about every 120 ms, so with a round every
+/// 250 ms it copied most of them itself inside a commit (25–37 ms each, a fifth of the writer's
+/// time); with one every 20 ms its checkpoints take 4–15 ms, mostly their two fsyncs
+/// (BENCHMARKS.md "Stop 41"). A round with nothing new to copy syncs nothing.
+const EVERY: Duration = Duration::from_millis(20);
 
 /// WAL pages (4 KB each) past which the writer checkpoints, and so starts the WAL over.
 pub const WRITER_CHECKPOINT_PAGES: u32 = 8192;
