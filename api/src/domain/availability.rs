@@ -203,6 +203,11 @@ impl AvailabilityIndex {
         true
     }
 
+    /// The spot policy `lot` was loaded with; `None`: not loaded.
+    pub fn policy(&self, lot: LotId) -> Option<SpotPolicy> {
+        Some(self.lot(lot)?.read().expect("index lock").policy)
+    }
+
     /// Forget `lot`; its next query loads it again.
     pub fn invalidate(&self, lot: LotId) {
         self.bump(lot);

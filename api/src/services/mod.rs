@@ -42,10 +42,10 @@ use crate::domain::availability::AvailabilityIndex;
 use crate::domain::tariff::TariffRules;
 use crate::gateway::{PaymentGateway, SandboxGateway};
 use crate::metrics::ApiMetrics;
-use crate::store::Store;
+use crate::store::{Store, Watched};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 pub use crate::domain::{MAX_CENTS_PER_HOUR, MAX_SPOTS_PER_LOT};
 
@@ -60,6 +60,9 @@ pub struct Services {
     availability: Arc<AvailabilityIndex>,
     /// The outbox position up to which other processes' changes were applied to `availability`.
     availability_position: Arc<AtomicI64>,
+    /// Other connections' commits found by the SQLite writer (`store::WriterWatch`) that a
+    /// sync has applied to `availability`.
+    availability_synced: Arc<AtomicU64>,
     tariff: TariffRules,
     payments: Arc<PaymentsConfig>,
     gateway: Arc<dyn PaymentGateway>,
@@ -146,6 +149,7 @@ impl Services {
             passes,
             availability: Arc::new(AvailabilityIndex::new()),
             availability_position: Arc::new(AtomicI64::new(0)),
+            availability_synced: Arc::new(AtomicU64::new(0)),
             tariff: TariffRules::default(),
             payments: Arc::new(PaymentsConfig::default()),
             gateway: Arc::new(SandboxGateway::default()),
@@ -231,6 +235,27 @@ impl Services {
     pub(crate) fn set_availability_position(&self, position: i64) {
         self.availability_position
             .fetch_max(position, Ordering::AcqRel);
+    }
+
+    /// A sync applied every other connection's commit up to the outbox head it read after
+    /// `foreign_commits` ([`WriterWatch::foreign_commits`](crate::store::WriterWatch)).
+    pub(crate) fn set_availability_synced(&self, foreign_commits: u64) {
+        self.availability_synced
+            .fetch_max(foreign_commits, Ordering::SeqCst);
+    }
+
+    /// Whether the availability index held every commit of the store when it was asked, given
+    /// the writer's open transaction `watched` read before asking: that transaction is still
+    /// open (so no other connection has committed since it began), and the other connections'
+    /// commits the writer had found by then are synced. Only SQLite's single writer can tell;
+    /// elsewhere, never. (The index also holds this process's own commits, each applied once
+    /// its change has committed, before its request is answered.)
+    pub(crate) fn index_held_every_commit(&self, watched: Option<Watched>) -> bool {
+        let (Some(watch), Some(watched)) = (self.store.writer_watch(), watched) else {
+            return false;
+        };
+        watched.foreign_commits <= self.availability_synced.load(Ordering::SeqCst)
+            && watch.still_open(watched)
     }
 
     pub fn store(&self) -> &Store {

@@ -25,11 +25,9 @@
 //! answers at once and the batch writes them all when its owner says so.
 
 use super::sqlite::{self, Connection, Done};
-use futures_util::future::BoxFuture;
-use futures_util::stream::{self, BoxStream, TryStreamExt};
-use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use super::watch::WriterWatch;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Either, Execute, Executor, SqlStr, Transaction};
+use sqlx::{Any, AnyPool, Execute, Transaction};
 use sqlx_core::any::AnyValueKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,6 +62,8 @@ pub type Outcome = Result<(), Arc<str>>;
 struct Slot {
     conn: Connection,
     members: Vec<oneshot::Sender<Outcome>>,
+    /// The writer's: its transactions and the other connections' commits ([`WriterWatch`]).
+    watch: Option<Arc<WriterWatch>>,
 }
 
 /// SQLite connections lent one task at a time, first come first served.
@@ -77,6 +77,8 @@ pub struct Connections {
     writes: bool,
     /// A batch runs on the writer ([`batch`]).
     batched: Arc<AtomicBool>,
+    /// The writer's transactions, as its slot tells them.
+    watch: Option<Arc<WriterWatch>>,
 }
 
 /// Counts a task as waiting for as long as it lives (a cancelled wait stops counting too).
@@ -107,6 +109,7 @@ impl Connections {
         let slots = all.into_iter().map(|conn| Slot {
             conn,
             members: Vec::new(),
+            watch: None,
         });
         Self {
             all: slots.map(|s| Arc::new(Mutex::new(s))).collect(),
@@ -114,15 +117,29 @@ impl Connections {
             waiting: Arc::new(AtomicUsize::new(0)),
             writes: false,
             batched: Arc::new(AtomicBool::new(false)),
+            watch: None,
         }
     }
 
-    /// The single writer, whose changes share commits.
-    pub fn writer(conn: Connection) -> Self {
-        Self {
+    /// The single writer, whose changes share commits and whose transactions are watched.
+    pub fn writer(mut conn: Connection) -> Result<Self, sqlx::Error> {
+        let watch = Arc::new(WriterWatch::new(data_version(&mut conn)?));
+        let slot = Slot {
+            conn,
+            members: Vec::new(),
+            watch: Some(watch.clone()),
+        };
+        Ok(Self {
+            all: vec![Arc::new(Mutex::new(slot))],
             writes: true,
-            ..Self::new(vec![conn])
-        }
+            watch: Some(watch),
+            ..Self::new(Vec::new())
+        })
+    }
+
+    /// The writer's watch; `None` for readers.
+    pub fn watch(&self) -> Option<&Arc<WriterWatch>> {
+        self.watch.as_ref()
     }
 
     /// One statement outside any change. On the writer it is a change of its own, in the
@@ -191,7 +208,23 @@ impl Connections {
     }
 }
 
+/// `PRAGMA data_version` on `conn`: it moves when another connection commits.
+fn data_version(conn: &mut Connection) -> Result<i64, sqlx::Error> {
+    let done = conn.run("PRAGMA data_version", &[], true)?;
+    let row = done.rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    sqlx::Row::try_get(row, 0)
+}
+
 impl Slot {
+    /// End the open transaction with `sql` (`COMMIT` or `ROLLBACK`), telling the watch first:
+    /// once it ends, other connections may commit.
+    fn end(&mut self, sql: &str) -> Result<Done, sqlx::Error> {
+        if let Some(watch) = &self.watch {
+            watch.ending();
+        }
+        self.conn.run(sql, &[], true)
+    }
+
     /// Commit the open transaction for the changes waiting on it and tell them how it went.
     fn settle(&mut self) {
         if self.members.is_empty() {
@@ -201,11 +234,11 @@ impl Slot {
             // SQLite ended the transaction itself (an I/O error, a full disk).
             Err("the transaction was rolled back before it could commit".into())
         } else {
-            match self.conn.run("COMMIT", &[], true) {
+            match self.end("COMMIT") {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     if !self.conn.autocommit() {
-                        let _ = self.conn.run("ROLLBACK", &[], true);
+                        let _ = self.end("ROLLBACK");
                     }
                     Err(e.to_string().into())
                 }
@@ -285,7 +318,7 @@ impl Drop for SqliteConn {
         }
         if self.slot.members.is_empty() {
             if !self.slot.conn.autocommit() {
-                let _ = self.slot.conn.run("ROLLBACK", &[], true);
+                let _ = self.slot.end("ROLLBACK");
             }
         } else if self.group_is_due() {
             self.slot.settle();
@@ -317,6 +350,12 @@ impl SqliteConn {
         }
         self.in_change = Some(if self.slot.conn.autocommit() {
             self.run("BEGIN IMMEDIATE", &[], true).await?;
+            if let Some(watch) = self.slot.watch.clone() {
+                // Not known (an error): the transaction is not marked open, and no refusal
+                // relies on it.
+                let version = data_version(&mut self.slot.conn);
+                version.map(|v| watch.began(v)).ok();
+            }
             Scope::Transaction
         } else {
             self.run("SAVEPOINT change", &[], true).await?;
@@ -393,7 +432,7 @@ impl SqliteConn {
             }
             // No change waits on the transaction: it goes whole.
             Some(Scope::Transaction) => {
-                self.slot.conn.run("ROLLBACK", &[], true)?;
+                self.slot.end("ROLLBACK")?;
             }
             None => {}
         }
@@ -467,123 +506,7 @@ impl Handle {
     }
 }
 
-fn unprepared<'e>() -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>> {
-    Box::pin(async {
-        Err(sqlx::Error::AnyDriverError(
-            "the embedded store runs statements in place and prepares none for callers".into(),
-        ))
-    })
-}
-
-fn in_place<'e>(
-    run: impl Future<Output = Result<Done, sqlx::Error>> + Send + 'e,
-) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
-    Box::pin(
-        stream::once(run)
-            .map_ok(|done| stream::iter(done.into_results()))
-            .try_flatten(),
-    )
-}
-
-fn first_row(done: Done) -> Option<AnyRow> {
-    done.rows.into_iter().next()
-}
-
-impl<'c> Executor<'c> for &'c Handle {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Handle::Sqlite(set) => in_place(async move { set.one(query).await }),
-            Handle::Pool(pool) => pool.fetch_many(query),
-        }
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Handle::Sqlite(set) => Box::pin(async move { Ok(first_row(set.one(query).await?)) }),
-            Handle::Pool(pool) => pool.fetch_optional(query),
-        }
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            Handle::Sqlite(_) => unprepared(),
-            Handle::Pool(pool) => pool.prepare_with(sql, parameters),
-        }
-    }
-}
-
-impl<'c> Executor<'c> for &'c mut Conn {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Conn::Sqlite(c) => in_place(c.query(query)),
-            Conn::Pooled(c) => (&mut **c).fetch_many(query),
-            Conn::Transaction(t) => (&mut **t).fetch_many(query),
-        }
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Conn::Sqlite(c) => Box::pin(async move { Ok(first_row(c.query(query).await?)) }),
-            Conn::Pooled(c) => (&mut **c).fetch_optional(query),
-            Conn::Transaction(t) => (&mut **t).fetch_optional(query),
-        }
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            Conn::Sqlite(_) => unprepared(),
-            Conn::Pooled(c) => (&mut **c).prepare_with(sql, parameters),
-            Conn::Transaction(t) => (&mut **t).prepare_with(sql, parameters),
-        }
-    }
-}
-
 pub mod batch;
+mod executor;
 #[cfg(test)]
 mod tests;

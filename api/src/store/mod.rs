@@ -175,7 +175,7 @@ impl Store {
                     Handle::Sqlite(Arc::new(Connections::writer(sqlite::Connection::open(
                         &path,
                         writer_pages,
-                    )?))),
+                    )?)?)),
                     Some(Arc::new(checkpoint::Checkpointer::start(&path)?)),
                 )
             }
@@ -231,6 +231,15 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The single SQLite writer's transactions and the other connections' commits it found
+    /// (`watch.rs`); `None` on PostgreSQL or with several writers.
+    pub fn writer_watch(&self) -> Option<&Arc<WriterWatch>> {
+        match &self.writer {
+            Handle::Sqlite(set) => set.watch(),
+            Handle::Pool(_) => None,
+        }
     }
 
     /// A state change made at `now`: its rows, events, audit rows and messages commit together
@@ -387,6 +396,7 @@ pub mod reservations;
 mod sqlite;
 pub mod stays;
 pub mod waitlist;
+mod watch;
 
 /// Anything a statement can run on: the readers (`store.pool()`), the writer
 /// (`store.writer()`), a connection, or a transaction (`&mut *tx`). Repositories take one, so
@@ -444,6 +454,7 @@ pub use change::Change;
 use handles::Connections;
 pub use handles::batch::Batch;
 pub use handles::{Conn, Handle};
+pub use watch::{Watched, WriterWatch};
 
 /// SQLite's readers: enough for the API's concurrent reads on two cores (each read holds one
 /// only while SQLite steps it).

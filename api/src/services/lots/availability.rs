@@ -126,9 +126,14 @@ impl Lots<'_> {
     /// several API processes on one database agree.
     pub async fn sync_availability(&self) -> Result<usize> {
         let after = self.availability_position();
+        // Read before the head: every commit counted is at or before it.
+        let foreign = self.store().writer_watch().map(|w| w.foreign_commits());
         let outbox = self.store().outbox();
         let head = outbox.head().await?;
         if head <= after {
+            if let Some(f) = foreign {
+                self.set_availability_synced(f);
+            }
             return Ok(0);
         }
         let lots = outbox
@@ -138,6 +143,9 @@ impl Lots<'_> {
             self.availability().invalidate(LotId(*lot));
         }
         self.set_availability_position(head);
+        if let Some(f) = foreign {
+            self.set_availability_synced(f);
+        }
         Ok(lots.len())
     }
 }

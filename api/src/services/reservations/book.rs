@@ -157,7 +157,10 @@ impl Reservations<'_> {
     /// so its single writer checks that one spot in the transaction that inserts. When the index
     /// offers nothing, the store is asked on a reader ([`Self::free_on_a_reader`]), so a stale
     /// index never turns a booking away and a full window is refused without the writer; when
-    /// the reader's offer was stale too, the transaction asks again.
+    /// the reader's offer was stale too, the transaction asks again. On SQLite the reader is
+    /// not asked when the index held every commit of the store (`store::WriterWatch`: the
+    /// writer's transaction that was open before the index was asked is open still, and the
+    /// other connections' commits are synced): its "no spot" is then the store's.
     pub(super) async fn try_reserve(
         &self,
         user: UserId,
@@ -175,10 +178,21 @@ impl Reservations<'_> {
         };
         let mut offered = None;
         if req.spot_id.is_none() {
+            // The writer's open transaction, read before the index is asked.
+            let watched = self.store().writer_watch().and_then(|w| w.open());
             offered = self
                 .lots()
                 .best_unreserved_spot(req.lot_id, window, choice, tried)
                 .await?;
+            if offered.is_none() && tried.is_empty() && self.index_held_every_commit(watched) {
+                // The index's "no spot" is the store's: refused without reading every spot,
+                // once the window is checked against the lot's rules as they are now.
+                let rules = self.booking_rules(req.lot_id).await?;
+                rules.check(window, now)?;
+                if self.availability().policy(req.lot_id) == Some(rules.policy) {
+                    return Err(no_spot(req.vehicle_type));
+                }
+            }
             if offered.is_none() {
                 offered = self
                     .free_on_a_reader(req, window, now, choice, tried)

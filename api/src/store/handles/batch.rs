@@ -120,10 +120,7 @@ fn write(slot: &mut Slot) -> std::result::Result<(), sqlx::Error> {
     if slot.conn.autocommit() {
         return Ok(());
     }
-    slot.conn
-        .run("COMMIT", &[], true)
-        .map(drop)
-        .inspect_err(|_| discard(slot))
+    slot.end("COMMIT").map(drop).inspect_err(|_| discard(slot))
 }
 
 fn set(slot: &mut Slot, name: &str, value: &str) -> std::result::Result<(), sqlx::Error> {
@@ -140,7 +137,7 @@ fn restore(slot: &mut Slot, settings: &[(&str, String)]) -> std::result::Result<
 fn discard(slot: &mut Slot) {
     if !slot.conn.autocommit() {
         // A rollback that fails leaves the transaction for the next statement to report.
-        let _ = slot.conn.run("ROLLBACK", &[], true);
+        let _ = slot.end("ROLLBACK");
     }
 }
 

@@ -118,7 +118,7 @@ fn writer(dir: &tempfile::TempDir) -> (Arc<Connections>, std::path::PathBuf) {
         .unwrap()
         .pragma_update(None, "journal_mode", "WAL")
         .unwrap();
-    let set = Arc::new(Connections::writer(Connection::open(&path, 0).unwrap()));
+    let set = Arc::new(Connections::writer(Connection::open(&path, 0).unwrap()).unwrap());
     (set, path)
 }
 
@@ -511,4 +511,44 @@ async fn on_a_store_connection(sql: &str) -> Done {
     let dir = tempfile::tempdir().unwrap();
     let set = Connections::new(vec![Connection::open(&database(&dir), 0).unwrap()]);
     set.lend().await.run(sql, &[], true).await.unwrap()
+}
+
+/// The writer's watch: a transaction is open from its begin to its commit or rollback; another
+/// connection's commit is found by the writer's next begin, a passive checkpoint is not a commit.
+#[tokio::test]
+async fn the_writer_finds_other_connections_commits_when_it_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (set, path) = writer(&dir);
+    let watch = set.watch().expect("the writer is watched").clone();
+    assert_eq!(watch.open(), None);
+    let c = set.begin_change().await.unwrap();
+    let open = watch.open().expect("a change's transaction is open");
+    assert_eq!(open.foreign_commits, 0);
+    c.commit().await.unwrap();
+    assert!(!watch.still_open(open));
+    assert_eq!(watch.open(), None);
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("INSERT INTO t (name) VALUES ('theirs')")
+        .unwrap();
+    assert_eq!(
+        watch.foreign_commits(),
+        0,
+        "found only when the writer begins"
+    );
+    let c = set.begin_change().await.unwrap();
+    assert_eq!(watch.open().unwrap().foreign_commits, 1);
+    c.roll_back().unwrap();
+    assert_eq!(watch.open(), None, "a rollback ends it too");
+
+    let _: (i64, i64, i64) = other
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    set.one(sqlx::query("INSERT INTO t (name) VALUES ('mine')"))
+        .await
+        .unwrap();
+    assert_eq!(watch.foreign_commits(), 1, "a checkpoint changes no data");
 }

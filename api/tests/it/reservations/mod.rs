@@ -374,6 +374,53 @@ pub async fn a_process_with_a_stale_index_still_books_right(app: TestApp) {
     );
 }
 
+/// A spot another process freed is booked even while this process's writer holds a transaction
+/// that began after the other's commit: the writer found that commit when it began, so until a
+/// sync applies it this process's index does not refuse on its own (it would refuse here: its
+/// index still holds the freed spot), and the store's reader finds the spot.
+pub async fn a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy(app: TestApp) {
+    let other = app.second_process().await;
+    let lot = app.with_lot(json!({"car": 1})).await;
+    let start = app.state.services.now() + Duration::hours(3);
+    let end = start + Duration::hours(2);
+    let mine = app.state.services.reservations();
+    let owner = UserId::new();
+    let first = mine
+        .reserve(owner, request(lot, None, start, end), "first")
+        .await
+        .unwrap();
+    let full = mine
+        .reserve(UserId::new(), request(lot, None, start, end), "full")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&full), "no_spot_available");
+    // The other process cancels: this process's index still holds the spot.
+    other
+        .services
+        .reservations()
+        .cancel_reservation(owner, first.id)
+        .await
+        .unwrap();
+    let busy = app
+        .state
+        .services
+        .store()
+        .begin_change(app.state.services.now())
+        .await
+        .unwrap();
+    let services = app.state.services.clone();
+    let booking = tokio::spawn(async move {
+        services
+            .reservations()
+            .reserve(UserId::new(), request(lot, None, start, end), "after")
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    busy.commit().await.unwrap();
+    let again = booking.await.unwrap().unwrap();
+    assert_eq!(again.spot_id, first.spot_id);
+}
+
 /// A window with no spot left for the vehicle is refused from a reader: the refusal neither
 /// waits for the writer nor takes it (here it is held by an open change throughout), and a spot
 /// of a type the vehicle may not use does not count as free.
