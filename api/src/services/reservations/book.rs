@@ -273,8 +273,7 @@ impl Reservations<'_> {
                 created_at: now.timestamp_millis(),
                 monthly_pass: None,
             };
-            rows::take_turn_on_spot(&mut *tx, backend, chosen.id).await?;
-            rows::insert(&mut *tx, &row).await?;
+            rows::insert(&mut *tx, backend, &row).await?;
             tx.notify(about_reservation(
                 NotificationKind::ReservationConfirmed,
                 user,

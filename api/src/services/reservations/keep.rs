@@ -70,9 +70,9 @@ impl Reservations<'_> {
         };
         let hold = ReservationId::new();
         let key = format!("monthly-pass:{}:{}", k.pass.0, k.period);
-        rows::take_turn_on_spot(&mut **change, backend, spot.id).await?;
         rows::insert(
             &mut **change,
+            backend,
             &rows::NewReservationRow {
                 id: hold,
                 lot: k.lot,
