@@ -219,10 +219,15 @@ impl Slot {
     /// End the open transaction with `sql` (`COMMIT` or `ROLLBACK`), telling the watch first:
     /// once it ends, other connections may commit.
     fn end(&mut self, sql: &str) -> Result<Done, sqlx::Error> {
+        self.ended();
+        self.conn.run(sql, &[], true)
+    }
+
+    /// Tell the watch the writer's transaction is over (or about to be).
+    fn ended(&self) {
         if let Some(watch) = &self.watch {
             watch.ending();
         }
-        self.conn.run(sql, &[], true)
     }
 
     /// Commit the open transaction for the changes waiting on it and tell them how it went.
@@ -232,6 +237,7 @@ impl Slot {
         }
         let outcome: Outcome = if self.conn.autocommit() {
             // SQLite ended the transaction itself (an I/O error, a full disk).
+            self.ended();
             Err("the transaction was rolled back before it could commit".into())
         } else {
             match self.end("COMMIT") {
@@ -349,6 +355,8 @@ impl SqliteConn {
             self.run("BEGIN IMMEDIATE", &[], true).await?;
         }
         self.in_change = Some(if self.slot.conn.autocommit() {
+            // Whatever ended the last transaction (SQLite itself, after an error), it is over.
+            self.slot.ended();
             self.run("BEGIN IMMEDIATE", &[], true).await?;
             if let Some(watch) = self.slot.watch.clone() {
                 // Not known (an error): the transaction is not marked open, and no refusal
