@@ -63,6 +63,9 @@ pub struct Services {
     /// Other connections' commits found by the SQLite writer (`store::WriterWatch`) that a
     /// sync has applied to `availability`.
     availability_synced: Arc<AtomicU64>,
+    /// Whether `availability` is the index that claimed the store's writer watch (the first
+    /// one on the store): another may not rely on it.
+    watches_writer: bool,
     tariff: TariffRules,
     payments: Arc<PaymentsConfig>,
     gateway: Arc<dyn PaymentGateway>,
@@ -142,6 +145,7 @@ impl Services {
         metrics: ApiMetrics,
         passes: PassSigner,
     ) -> Self {
+        let watches_writer = store.writer_watch().is_some_and(|w| w.claim());
         Self {
             store,
             clock,
@@ -150,6 +154,7 @@ impl Services {
             availability: Arc::new(AvailabilityIndex::new()),
             availability_position: Arc::new(AtomicI64::new(0)),
             availability_synced: Arc::new(AtomicU64::new(0)),
+            watches_writer,
             tariff: TariffRules::default(),
             payments: Arc::new(PaymentsConfig::default()),
             gateway: Arc::new(SandboxGateway::default()),
@@ -251,7 +256,9 @@ impl Services {
     /// elsewhere, never. (The index also holds this process's own commits, each applied once
     /// its change has committed, before its request is answered.)
     pub(crate) fn index_held_every_commit(&self, watched: Option<Watched>) -> bool {
-        let (Some(watch), Some(watched)) = (self.store.writer_watch(), watched) else {
+        let (Some(watch), Some(watched), true) =
+            (self.store.writer_watch(), watched, self.watches_writer)
+        else {
             return false;
         };
         watched.foreign_commits <= self.availability_synced.load(Ordering::SeqCst)

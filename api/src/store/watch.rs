@@ -19,7 +19,7 @@
 //! Checkpoints (passive, by the store's thread) change no data and do not count; a `TRUNCATE`
 //! checkpoint by another connection does, which only sends refusals to the reader.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// The single writer's transactions and the other connections' commits it found.
 #[derive(Debug)]
@@ -32,6 +32,9 @@ pub struct WriterWatch {
     began: AtomicU64,
     /// The number of the writer's open transaction, 0 when none is open.
     open: AtomicU64,
+    /// Taken by the first `Services` on the store: only its availability index is told of every
+    /// change the writer commits.
+    claimed: AtomicBool,
 }
 
 /// The writer's open transaction as read at one moment, and the foreign commits found by then.
@@ -49,7 +52,15 @@ impl WriterWatch {
             foreign: AtomicU64::new(0),
             began: AtomicU64::new(0),
             open: AtomicU64::new(0),
+            claimed: AtomicBool::new(false),
         }
+    }
+
+    /// True for the first caller only: the one availability index that may rely on the watch.
+    /// Another index on the same store does not hear of the first one's changes, which to it
+    /// are commits of another connection the watch does not see.
+    pub fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::SeqCst)
     }
 
     /// The writer began a transaction (it holds the write lock) and read `data_version`.
@@ -117,5 +128,7 @@ mod tests {
         watch.ending();
         watch.began(3);
         assert_eq!(watch.foreign_commits(), 1);
+        assert!(watch.claim());
+        assert!(!watch.claim(), "claimed once");
     }
 }

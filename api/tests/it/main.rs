@@ -130,6 +130,7 @@ use reasons::{
 use reservations::{
     a_full_window_is_refused_without_the_writer, a_process_with_a_stale_index_still_books_right,
     a_quote_prices_each_band_of_the_window,
+    a_second_index_on_one_store_books_a_spot_the_first_freed,
     a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
     bookings_and_stays_extend_at_the_rates_in_force, extensions_never_overlap_under_a_race,
@@ -157,6 +158,7 @@ on_both_stores!(
     wrong_passwords_throttle_the_guesser_not_the_owner,
     messages_schemes_and_text_hold_up,
     a_process_with_a_stale_index_still_books_right,
+    a_second_index_on_one_store_books_a_spot_the_first_freed,
     a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy,
     a_full_window_is_refused_without_the_writer,
     a_pass_opens_the_gate_once_within_its_window,
