@@ -4,6 +4,7 @@
 use super::super::TestApp;
 use super::{code, request};
 use chrono::Duration;
+use parkflow_api::services::Services;
 use serde_json::json;
 use std::sync::Arc;
 use warehouse_schema::UserId;
@@ -14,45 +15,7 @@ use warehouse_schema::UserId;
 /// index still holds the freed spot), and the store's reader finds the spot.
 pub async fn a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy(app: TestApp) {
     let other = app.second_process().await;
-    let lot = app.with_lot(json!({"car": 1})).await;
-    let start = app.state.services.now() + Duration::hours(3);
-    let end = start + Duration::hours(2);
-    let mine = app.state.services.reservations();
-    let owner = UserId::new();
-    let first = mine
-        .reserve(owner, request(lot, None, start, end), "first")
-        .await
-        .unwrap();
-    let full = mine
-        .reserve(UserId::new(), request(lot, None, start, end), "full")
-        .await
-        .unwrap_err();
-    assert_eq!(code(&full), "no_spot_available");
-    // The other process cancels: this process's index still holds the spot.
-    other
-        .services
-        .reservations()
-        .cancel_reservation(owner, first.id)
-        .await
-        .unwrap();
-    let busy = app
-        .state
-        .services
-        .store()
-        .begin_change(app.state.services.now())
-        .await
-        .unwrap();
-    let services = app.state.services.clone();
-    let booking = tokio::spawn(async move {
-        services
-            .reservations()
-            .reserve(UserId::new(), request(lot, None, start, end), "after")
-            .await
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    busy.commit().await.unwrap();
-    let again = booking.await.unwrap().unwrap();
-    assert_eq!(again.spot_id, first.spot_id);
+    freed_then_booked_while_the_writer_is_busy(&app, &app.state.services, &other.services).await;
 }
 
 /// Two sets of services on one store in one process, each with its own availability index: the
@@ -67,34 +30,40 @@ pub async fn a_second_index_on_one_store_books_a_spot_the_first_freed(app: TestA
         prometheus_client::registry::Registry::default(),
     )
     .unwrap();
+    freed_then_booked_while_the_writer_is_busy(&app, &second.services, &app.state.services).await;
+}
+
+/// On a lot of one spot, `booker` books a window and is refused it a second time (its index
+/// now holds the spot); `canceller` cancels the booking, which `booker`'s index does not hear
+/// of; then, while `booker`'s writer holds a transaction begun after the cancellation, `booker`
+/// asks for the window again and must get the freed spot.
+async fn freed_then_booked_while_the_writer_is_busy(
+    app: &TestApp,
+    booker: &Services,
+    canceller: &Services,
+) {
     let lot = app.with_lot(json!({"car": 1})).await;
-    let start = app.state.services.now() + Duration::hours(3);
+    let start = booker.now() + Duration::hours(3);
     let end = start + Duration::hours(2);
-    let theirs = second.services.reservations();
     let owner = UserId::new();
-    let first = theirs
+    let first = booker
+        .reservations()
         .reserve(owner, request(lot, None, start, end), "first")
         .await
         .unwrap();
-    let full = theirs
+    let full = booker
+        .reservations()
         .reserve(UserId::new(), request(lot, None, start, end), "full")
         .await
         .unwrap_err();
     assert_eq!(code(&full), "no_spot_available");
-    app.state
-        .services
+    canceller
         .reservations()
         .cancel_reservation(owner, first.id)
         .await
         .unwrap();
-    let busy = app
-        .state
-        .services
-        .store()
-        .begin_change(app.state.services.now())
-        .await
-        .unwrap();
-    let services = second.services.clone();
+    let busy = booker.store().begin_change(booker.now()).await.unwrap();
+    let services = booker.clone();
     let booking = tokio::spawn(async move {
         services
             .reservations()
