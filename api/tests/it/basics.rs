@@ -377,6 +377,112 @@ pub async fn a_change_writes_its_event_audit_and_message_together_or_not_at_all(
     assert_eq!(inbox[0].kind, "inquiry_answered");
 }
 
+/// A change's many rows at its commit: 250 events kept in the order added, messages sharing a
+/// deduplication key stored once, two audit rows, the key's answer kept; a later change under
+/// the same key is refused and writes none of its rows.
+pub async fn a_changes_rows_are_written_in_order_and_a_taken_key_writes_none(app: TestApp) {
+    use parkflow_api::domain::Actor;
+    use parkflow_api::domain::error::KEY_IN_PROGRESS;
+    use parkflow_api::notifications::{NewNotification, NotificationKind, of_user};
+    use parkflow_api::store::idempotency as keys;
+    use warehouse_schema::event::LotCapacityChanged;
+    use warehouse_schema::{Event, EventPayload, LotId, UserId};
+    let services = &app.state.services;
+    let store = services.store();
+    let user = UserId::new();
+    let now = services.now();
+    let message = |key: &str| NewNotification {
+        user_id: user,
+        kind: NotificationKind::InquiryAnswered,
+        dedup_key: key.to_owned(),
+        lot_id: None,
+        title: "t".into(),
+        body: key.to_owned(),
+    };
+    let change = |events: std::ops::RangeInclusive<i64>, answer: &str| {
+        let answer = answer.to_owned();
+        async move {
+            let mut change = store.begin_change(now).await.unwrap();
+            change.keep_answer((user, "many", "fp"), 201, answer);
+            for lot in events {
+                change.event(Event::new(
+                    now,
+                    LotId(lot),
+                    EventPayload::LotCapacityChanged(LotCapacityChanged { capacity: 9 }),
+                ));
+            }
+            change
+                .audit(
+                    &Actor::admin_token(),
+                    "lot.update",
+                    "lot 1",
+                    json!({"n": 1}),
+                )
+                .audit(
+                    &Actor::admin_token(),
+                    "lot.update",
+                    "lot 2",
+                    json!({"n": 2}),
+                );
+            change
+        }
+    };
+    let head = store.outbox_head().await.unwrap();
+    let audits = services.admin().audit_log(1000).await.unwrap().len();
+    let lots_after = |head: i64| async move {
+        sqlx::query_scalar::<_, i64>("SELECT lot_id FROM outbox WHERE id > $1 ORDER BY id")
+            .bind(head)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    };
+
+    let mut first = change(1..=250, r#"{"first":true}"#).await;
+    first
+        .notify(message("a"))
+        .notify(message("b"))
+        .notify(message("a"));
+    first.commit().await.unwrap();
+    assert_eq!(lots_after(head).await, (1..=250).collect::<Vec<_>>());
+    assert_eq!(
+        services.admin().audit_log(1000).await.unwrap().len(),
+        audits + 2
+    );
+    let mut inbox: Vec<String> = of_user(store, user, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.dedup_key)
+        .collect();
+    inbox.sort();
+    assert_eq!(inbox, ["a", "b"], "one message per key");
+    let kept = keys::find(store.pool(), user, "many")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.response.as_deref(), Some(r#"{"first":true}"#));
+
+    let head = store.outbox_head().await.unwrap();
+    let mut again = change(300..=420, r#"{"first":false}"#).await;
+    again.notify(message("c"));
+    let refused = again.commit().await.unwrap_err();
+    assert_eq!(refused.code(), KEY_IN_PROGRESS);
+    assert!(
+        lots_after(head).await.is_empty(),
+        "no event of the refused change"
+    );
+    assert_eq!(
+        services.admin().audit_log(1000).await.unwrap().len(),
+        audits + 2
+    );
+    assert_eq!(of_user(store, user, 10).await.unwrap().len(), 2);
+    let kept = keys::find(store.pool(), user, "many")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.response.as_deref(), Some(r#"{"first":true}"#));
+}
+
 /// The relay's read of what Kafka has not acknowledged, on each store: every appended event once,
 /// in order, exactly as recorded (text that looks like the read's own separators included), and
 /// nothing once marked.

@@ -66,6 +66,7 @@ use app::{
 };
 use basics::{
     a_change_writes_its_event_audit_and_message_together_or_not_at_all,
+    a_changes_rows_are_written_in_order_and_a_taken_key_writes_none,
     a_proposed_notification_is_stored_once_per_key, bad_input_gets_the_envelope_never_a_500,
     check_in_and_out_charge_the_rates_in_force_during_the_stay,
     concurrent_entries_never_share_a_spot, full_lot_refuses_entry_and_respects_spot_types,
@@ -141,6 +142,7 @@ use reservations::{
 on_both_stores!(
     the_relay_reads_each_unpublished_event_once_in_order,
     a_change_writes_its_event_audit_and_message_together_or_not_at_all,
+    a_changes_rows_are_written_in_order_and_a_taken_key_writes_none,
     two_answers_to_one_inquiry_keep_one,
     first_top_ups_at_once_all_credit_one_balance,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
