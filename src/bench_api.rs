@@ -19,7 +19,7 @@ use axum::response::Response;
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use parkflow_api::services::NewLot;
 use parkflow_api::services::reservations::NewReservation;
-use parkflow_api::store::{Backend, Store};
+use parkflow_api::store::{Backend, Store, StoreOptions};
 use parkflow_api::{ApiConfig, AppState, SystemClock};
 use prometheus_client::registry::Registry;
 use rand::{Rng, SeedableRng};
@@ -42,6 +42,8 @@ pub struct ApiBench {
     pub connections: usize,
     pub reserve_requests: usize,
     pub reserve_connections: usize,
+    /// PostgreSQL: the store's pool of connections.
+    pub database_connections: u32,
 }
 
 /// Server-side latencies in microseconds, per route.
@@ -180,11 +182,15 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
     } else {
         opts.database_url.clone()
     };
-    let state = open_state(&database_url, 1).await?;
-    let backend = format!("{:?}", state.services.store().backend());
+    let state = open_state(&database_url, opts.store_options(1)).await?;
+    let store = state.services.store().backend();
+    let pool = match store {
+        Backend::Postgres => format!(" (a pool of {} connections)", opts.database_connections),
+        Backend::Sqlite => String::new(),
+    };
     let mut out = format!(
-        "parkflow bench api — store {backend}, {} spots, {} reservations, {} s at {} connections, \
-         {} reservation requests at {} connections\n",
+        "parkflow bench api — store {store:?}{pool}, {} spots, {} reservations, {} s at {} \
+         connections, {} reservation requests at {} connections\n",
         opts.spots,
         opts.reservations,
         opts.seconds,
@@ -319,7 +325,7 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
                 "sqlite://{}",
                 dir.path().join(format!("{name}.db")).display()
             );
-            let fresh = open_state(&url, writers).await?;
+            let fresh = open_state(&url, opts.store_options(writers)).await?;
             let (addr, times, server) = serve(&fresh).await?;
             let booked = reservations(&fresh, addr, &times, &opts, now)
                 .await
@@ -342,8 +348,17 @@ pub async fn api(opts: ApiBench) -> anyhow::Result<String> {
 /// How many write connections the SQLite store had before it got one writer (its pool size).
 const RACING_WRITERS: u32 = 4;
 
-async fn open_state(database_url: &str, writers: u32) -> anyhow::Result<AppState> {
-    let store = Store::open_with_writers(database_url, writers).await?;
+impl ApiBench {
+    fn store_options(&self, sqlite_writers: u32) -> StoreOptions {
+        StoreOptions {
+            sqlite_writers,
+            postgres_connections: self.database_connections,
+        }
+    }
+}
+
+async fn open_state(database_url: &str, options: StoreOptions) -> anyhow::Result<AppState> {
+    let store = Store::open_with(database_url, options).await?;
     Ok(AppState::on_store(
         store,
         &ApiConfig::default(),

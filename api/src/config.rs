@@ -32,6 +32,9 @@ impl fmt::Debug for Secret {
 pub struct ApiConfig {
     /// `sqlite://path/to/parkflow.db`; empty means `parkflow.db` in the data directory.
     pub database_url: String,
+    /// PostgreSQL: connections in the store's pool, 1 to 1,000, shared by reads and writes
+    /// (default `store::POSTGRES_CONNECTIONS`, 10). SQLite has its one writer and its readers.
+    pub database_connections: u32,
     /// Address `parkflow serve` listens on.
     pub listen: String,
     /// Bearer token of lot administrators.
@@ -62,6 +65,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             database_url: String::new(),
+            database_connections: crate::store::POSTGRES_CONNECTIONS,
             listen: "127.0.0.1:8080".into(),
             admin_token: Secret("dev-admin-token".into()),
             gate_token: Secret("dev-gate-token".into()),

@@ -22,7 +22,7 @@ pub use domain::error::{Error, Result};
 pub use http::{AppState, Role, Tokens, router};
 pub use metrics::ApiMetrics;
 pub use services::Services;
-pub use store::Store;
+pub use store::{Store, StoreOptions};
 
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -42,7 +42,17 @@ impl AppState {
         registry: Registry,
     ) -> Result<Self> {
         config.tariff.validate().map_err(Error::Config)?;
-        let store = Store::open(&config.database_url).await?;
+        if !(1..=1_000).contains(&config.database_connections) {
+            return Err(Error::Config(format!(
+                "api.database_connections must be 1 to 1000, not {}",
+                config.database_connections
+            )));
+        }
+        let options = StoreOptions {
+            postgres_connections: config.database_connections,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&config.database_url, options).await?;
         Self::on_store(store, config, clock, registry)
     }
 

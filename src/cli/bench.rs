@@ -38,6 +38,9 @@ pub enum BenchWhat {
         reserve_requests: usize,
         #[arg(long, default_value_t = 32)]
         reserve_connections: usize,
+        /// PostgreSQL: the store's pool (the API's default unless given).
+        #[arg(long, default_value_t = parkflow_api::store::POSTGRES_CONNECTIONS)]
+        database_connections: u32,
     },
     /// Live availability streams: many open streams, gate entries, the time until every
     /// watcher of the lot has the update.
@@ -131,13 +134,16 @@ pub async fn run(what: BenchWhat, cfg: &Config) -> anyhow::Result<()> {
             connections,
             reserve_requests,
             reserve_connections,
+            database_connections,
         } => {
             anyhow::ensure!(
                 (20..=5_000).contains(&spots)
                     && seconds > 0
                     && connections > 0
-                    && reserve_connections > 0,
-                "--spots must be 20 to 5000; --seconds and the connection counts must be positive"
+                    && reserve_connections > 0
+                    && (1..=1_000).contains(&database_connections),
+                "--spots must be 20 to 5000; --seconds and the connection counts must be \
+                 positive, --database-connections at most 1000"
             );
             let opts = bench_api::ApiBench {
                 database_url,
@@ -147,6 +153,7 @@ pub async fn run(what: BenchWhat, cfg: &Config) -> anyhow::Result<()> {
                 connections,
                 reserve_requests,
                 reserve_connections,
+                database_connections,
             };
             println!("{}", bench_api::api(opts).await?);
         }

@@ -61,6 +61,32 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 }
 
+/// How many connections a [`Store`] opens to its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// SQLite: connections that write. One is the single writer; more is how the store worked
+    /// before it (the connections race for the file lock and sleep in the busy handler), which
+    /// `parkflow bench api` opens to print the comparison and nothing else should.
+    pub sqlite_writers: u32,
+    /// PostgreSQL: the pool's connections, shared by reads and writes.
+    pub postgres_connections: u32,
+}
+
+/// The PostgreSQL pool's size by default. Connections beyond what the database's cores can
+/// run only wait on each other: on the two-core bench machine, with 32 clients booking, a pool
+/// of 8 to 16 booked 12–20 % more than one of 32 and answered availability 10 % faster
+/// (BENCHMARKS.md, stop 42). Ten is also sqlx's own default.
+pub const POSTGRES_CONNECTIONS: u32 = 10;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            sqlite_writers: 1,
+            postgres_connections: POSTGRES_CONNECTIONS,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Readers (and, on PostgreSQL, writers too).
@@ -80,16 +106,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating an SQLite file if missing) and migrate the database at `url`.
+    /// Open (creating an SQLite file if missing) and migrate the database at `url`, with the
+    /// default connections.
     pub async fn open(url: &str) -> Result<Self> {
-        Self::open_with_writers(url, 1).await
+        Self::open_with(url, StoreOptions::default()).await
     }
 
-    /// [`open`](Self::open) with `writers` connections for SQLite's writes instead of one. More
-    /// than one is how the store worked before the single writer: the connections race for the
-    /// file lock and sleep in the busy handler. `parkflow bench api` opens one so to print the
-    /// comparison; nothing else should.
-    pub async fn open_with_writers(url: &str, writers: u32) -> Result<Self> {
+    /// [`open`](Self::open) with `options`' connections.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Self> {
+        let StoreOptions {
+            sqlite_writers: writers,
+            postgres_connections,
+        } = options;
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let (outbox_pool, outbox_writer) = match backend {
@@ -127,7 +155,7 @@ impl Store {
                 // booking); one idle longer is, so a server restart or a dropped idle
                 // connection is found before a request runs on it.
                 let pool = AnyPoolOptions::new()
-                    .max_connections(32)
+                    .max_connections(postgres_connections.max(1))
                     .acquire_timeout(Duration::from_secs(30))
                     .test_before_acquire(false)
                     .before_acquire(|conn, meta| {

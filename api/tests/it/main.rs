@@ -122,7 +122,8 @@ use races::{
     a_lots_free_spots_are_read_through_its_own_window_index,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
-    the_database_refuses_overlapping_holds_of_one_spot, two_answers_to_one_inquiry_keep_one,
+    the_database_refuses_overlapping_holds_of_one_spot, the_pool_is_as_large_as_configured,
+    two_answers_to_one_inquiry_keep_one,
 };
 use reasons::{
     a_rates_reason_reaches_drivers_admins_quotes_and_receipts,
@@ -219,6 +220,7 @@ on_both_stores!(
 on_postgres!(
     the_database_refuses_overlapping_holds_of_one_spot,
     a_lots_free_spots_are_read_through_its_own_window_index,
+    the_pool_is_as_large_as_configured,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -359,3 +359,60 @@ pub async fn a_lots_free_spots_are_read_through_its_own_window_index(app: TestAp
         }
     }
 }
+
+/// PostgreSQL's pool is as large as `api.database_connections` says (by default the store's
+/// `POSTGRES_CONNECTIONS`, sized for the database's cores, not for the clients), and a size out
+/// of range is refused before anything opens; a small pool still serves many concurrent
+/// bookings, each waiting its turn for a connection.
+pub async fn the_pool_is_as_large_as_configured(app: TestApp) {
+    use parkflow_api::store::POSTGRES_CONNECTIONS;
+    use parkflow_api::{ApiConfig, AppState};
+    let pool_size = |state: &AppState| {
+        let Handle::Pool(pool) = state.services.store().writer() else {
+            panic!("PostgreSQL's writer is its pool");
+        };
+        pool.options().get_max_connections()
+    };
+    assert_eq!(pool_size(&app.state), POSTGRES_CONNECTIONS);
+    let open = |connections: u32| {
+        let config = ApiConfig {
+            database_connections: connections,
+            ..app.config.clone()
+        };
+        let clock = app.clock.clone();
+        async move {
+            AppState::open(
+                &config,
+                std::sync::Arc::new(clock),
+                prometheus_client::registry::Registry::default(),
+            )
+            .await
+        }
+    };
+    for refused in [0, 1_001] {
+        let Err(err) = open(refused).await else {
+            panic!("{refused} connections accepted")
+        };
+        assert!(
+            err.to_string().contains("api.database_connections"),
+            "{err}"
+        );
+    }
+    let small = open(2).await.unwrap();
+    assert_eq!(pool_size(&small), 2);
+    let small = TestApp {
+        state: small,
+        ..app
+    };
+    let lot = small.with_lot(serde_json::json!({"car": 40})).await;
+    let driver = small.driver("pool@example.com").await;
+    let start = parkflow_api::Clock::now(&small.clock) + chrono::Duration::hours(2);
+    let keys: Vec<String> = (0..40).map(|i| format!("pool-{i}")).collect();
+    let bookings = keys
+        .iter()
+        .map(|key| driver.book(lot, (start, 1), "car", key));
+    let answers = futures_util::future::join_all(bookings).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+}
