@@ -26,7 +26,8 @@ use std::time::Duration;
 /// (BENCHMARKS.md "Stop 41"). A round with nothing new to copy syncs nothing.
 const EVERY: Duration = Duration::from_millis(20);
 
-/// WAL pages (4 KB each) past which the writer checkpoints, and so starts the WAL over.
+/// WAL pages past which the writer checkpoints, and so starts the WAL over (16 MB of the
+/// store's 2 KB pages, `super::SQLITE_PAGE_SIZE`; 32 MB in a file made with 4 KB pages).
 pub const WRITER_CHECKPOINT_PAGES: u32 = 8192;
 
 /// The checkpointing thread; dropping this stops it after a last checkpoint.
@@ -84,7 +85,7 @@ impl Drop for Checkpointer {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::store::{SQLITE_PAGE_SIZE, Store};
 
     /// A writer that never pauses still has its WAL started over: 400 MB written in one
     /// go leave a WAL of a few times the writer's checkpoint size, not of everything written.
@@ -115,7 +116,7 @@ mod tests {
             let wal = std::fs::metadata(dir.path().join("c.db-wal")).map_or(0, |m| m.len());
             largest = largest.max(wal);
         }
-        let bound = 4 * u64::from(super::WRITER_CHECKPOINT_PAGES) * 4096;
+        let bound = 4 * u64::from(super::WRITER_CHECKPOINT_PAGES) * u64::from(SQLITE_PAGE_SIZE);
         assert!(largest < bound, "the WAL grew to {largest} bytes");
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM filler")
             .fetch_one(store.pool())
