@@ -64,8 +64,8 @@ mod embedded {
 /// Bytes per page of an SQLite file the store creates (SQLite's default is 4,096). Each commit
 /// copies every page it changed into the WAL, and a booking changes a leaf of several indexes
 /// at scattered places (by spot, by user, the key, the driver's messages): half-size pages
-/// halve those copies. `bench api` booked 3–10 % more with 2,048 and 10 % less with 8,192
-/// (BENCHMARKS.md, stop 42). A file made before keeps the size it was made with.
+/// halve those copies. `bench api` booked 2–7 % more with 2,048 than with 4,096, and 10 % less
+/// with 8,192 (BENCHMARKS.md, stop 42). A file made before keeps the size it was made with.
 pub const SQLITE_PAGE_SIZE: u32 = 2048;
 
 /// How many connections a [`Store`] opens to its database.
@@ -490,7 +490,6 @@ fn unless_taken(inserted: sqlx::any::AnyQueryResult) -> bool {
 
 pub use change::Change;
 use handles::Connections;
-
 pub use handles::batch::Batch;
 pub use handles::{Conn, Handle};
 pub use watch::{Watched, WriterWatch};
