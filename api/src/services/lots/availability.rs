@@ -130,22 +130,20 @@ impl Lots<'_> {
         let foreign = self.store().writer_watch().map(|w| w.foreign_commits());
         let outbox = self.store().outbox();
         let head = outbox.head().await?;
-        if head <= after {
-            if let Some(f) = foreign {
-                self.set_availability_synced(f);
+        let mut dropped = 0;
+        if head > after {
+            let lots = outbox
+                .lots_with_events(after, head, AVAILABILITY_EVENTS)
+                .await?;
+            for lot in &lots {
+                self.availability().invalidate(LotId(*lot));
             }
-            return Ok(0);
+            self.set_availability_position(head);
+            dropped = lots.len();
         }
-        let lots = outbox
-            .lots_with_events(after, head, AVAILABILITY_EVENTS)
-            .await?;
-        for lot in &lots {
-            self.availability().invalidate(LotId(*lot));
-        }
-        self.set_availability_position(head);
         if let Some(f) = foreign {
             self.set_availability_synced(f);
         }
-        Ok(lots.len())
+        Ok(dropped)
     }
 }
