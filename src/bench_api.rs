@@ -353,6 +353,7 @@ impl ApiBench {
         StoreOptions {
             sqlite_writers,
             postgres_connections: self.database_connections,
+            ..StoreOptions::default()
         }
     }
 }

@@ -31,6 +31,11 @@ pub enum Error {
     Config(String),
     #[error("too many attempts; retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u64 },
+    /// No database connection came free (or could be made) for as long as a request waits
+    /// for one: the service is overloaded or its database out of reach, and the same request
+    /// may simply be sent again.
+    #[error("the service cannot take this request now; retry in {retry_after_s} s")]
+    Unavailable { retry_after_s: u64 },
     /// A payment was declined or failed, or a balance is too low.
     #[error("{message}")]
     PaymentRequired { code: &'static str, message: String },
@@ -78,12 +83,16 @@ impl Error {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden(_) => "forbidden",
             Self::TooManyRequests { .. } => "too_many_attempts",
+            Self::Unavailable { .. } => "service_unavailable",
             Self::Storage(_) | Self::Config(_) => "internal",
         }
     }
 
     /// Whether the caller caused this (as opposed to a fault of ours).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::Storage(_) | Self::Config(_))
+        !matches!(
+            self,
+            Self::Storage(_) | Self::Config(_) | Self::Unavailable { .. }
+        )
     }
 }

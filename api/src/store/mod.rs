@@ -77,6 +77,9 @@ pub struct StoreOptions {
     pub sqlite_writers: u32,
     /// PostgreSQL: the pool's connections, shared by reads and writes.
     pub postgres_connections: u32,
+    /// PostgreSQL: how long a request waits for one of them before it is refused as an
+    /// overload (`Error::Unavailable`, HTTP 503 with `Retry-After`).
+    pub postgres_wait: Duration,
 }
 
 /// The PostgreSQL pool's size by default. Connections beyond what the database's cores can
@@ -85,11 +88,18 @@ pub struct StoreOptions {
 /// (BENCHMARKS.md, stop 42). Ten is also sqlx's own default.
 pub const POSTGRES_CONNECTIONS: u32 = 10;
 
+/// How long a request waits for a PostgreSQL connection by default: as long as a keyed
+/// request waits for another holding its key (`http::idempotency::WAIT`). A pool of ten
+/// answers thousands of requests a second, so a wait this long means the database is
+/// overloaded, and the client is told so (and when to retry) instead of being held on.
+pub const POSTGRES_WAIT: Duration = Duration::from_secs(10);
+
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             sqlite_writers: 1,
             postgres_connections: POSTGRES_CONNECTIONS,
+            postgres_wait: POSTGRES_WAIT,
         }
     }
 }
@@ -124,6 +134,7 @@ impl Store {
         let StoreOptions {
             sqlite_writers: writers,
             postgres_connections,
+            postgres_wait,
         } = options;
         install_default_drivers();
         let backend = Backend::of_url(url)?;
@@ -166,7 +177,7 @@ impl Store {
                 // connection is found before a request runs on it.
                 let pool = AnyPoolOptions::new()
                     .max_connections(postgres_connections.max(1))
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(postgres_wait)
                     .test_before_acquire(false)
                     .before_acquire(|conn, meta| {
                         Box::pin(async move {
@@ -502,7 +513,11 @@ const READERS: usize = 4;
 /// inside them ([`lost_race`]).
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Storage(Box::new(e))
+        match e {
+            // No connection came free (or could be made) in the pool's wait: answered 503.
+            sqlx::Error::PoolTimedOut => Error::Unavailable { retry_after_s: 1 },
+            e => Error::Storage(Box::new(e)),
+        }
     }
 }
 

@@ -110,10 +110,11 @@ async fn stream_reply(state: &AppState, uri: &str, last: Option<&str>) -> Reply 
         .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
     Reply {
-        status,
+        status: parts.status,
+        headers: parts.headers,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }
@@ -330,6 +331,7 @@ pub async fn live_input_is_checked_and_streams_are_bounded(app: TestApp) {
     let one = open_stream(&small, &format!("/v1/lots/{a}/live"), None).await;
     let r = stream_reply(&small, &format!("/v1/lots/{b}/live"), None).await;
     assert_envelope(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    assert_eq!(r.headers["retry-after"], "5");
     // A plain read needs no stream slot.
     let resp = router(small.clone())
         .oneshot(

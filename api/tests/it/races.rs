@@ -416,3 +416,61 @@ pub async fn the_pool_is_as_large_as_configured(app: TestApp) {
         assert_eq!(answer.status, 201, "{}", answer.body);
     }
 }
+
+/// A request that no PostgreSQL connection comes free for within the store's wait is refused
+/// 503 `service_unavailable` with `Retry-After` (never a 500), whether it is a read or a keyed
+/// booking, and it leaves nothing behind: sent again under the same key once a connection is
+/// free, the booking books, once.
+pub async fn a_request_no_connection_comes_free_for_is_told_when_to_retry(app: TestApp) {
+    use parkflow_api::AppState;
+    use parkflow_api::store::{Store, StoreOptions};
+    use std::time::Duration;
+    let options = StoreOptions {
+        postgres_connections: 1,
+        postgres_wait: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&app.config.database_url, options)
+        .await
+        .unwrap();
+    let state = AppState::on_store(
+        store,
+        &app.config,
+        std::sync::Arc::new(app.clock.clone()),
+        prometheus_client::registry::Registry::default(),
+    )
+    .unwrap();
+    let app = TestApp { state, ..app };
+    let lot = app.with_lot(serde_json::json!({"car": 2})).await;
+    let driver = app.driver("wait@example.com").await;
+    let start = parkflow_api::Clock::now(&app.clock) + chrono::Duration::hours(2);
+    let Handle::Pool(pool) = app.state.services.store().pool().clone() else {
+        panic!("PostgreSQL's readers are its pool");
+    };
+
+    let held = pool.acquire().await.unwrap();
+    let refused = [
+        app.call("GET", "/healthz", None, None).await,
+        driver.get("/v1/reservations").await,
+        driver.book(lot, (start, 1), "car", "wait-1").await,
+    ];
+    for r in &refused {
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "service_unavailable", "{}", r.body);
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    drop(held);
+
+    let booked = driver.book(lot, (start, 1), "car", "wait-1").await;
+    assert_eq!(booked.status, 201, "{}", booked.body);
+    let again = driver.book(lot, (start, 1), "car", "wait-1").await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body, booked.body);
+    let mine = driver.get("/v1/reservations").await;
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        mine.body
+    );
+}

@@ -21,6 +21,7 @@ pub struct TestApp {
 
 pub struct Reply {
     pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
     pub(crate) body: Value,
 }
 
@@ -175,11 +176,15 @@ impl TestApp {
         }
         let req = req.body(Body::from(body.unwrap_or("").to_owned())).unwrap();
         let resp = router(self.state.clone()).oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply { status, body }
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// "Lot A" in Berlin with `spots` (per vehicle type), created by the operator's admin.

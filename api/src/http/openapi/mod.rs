@@ -35,6 +35,7 @@ pub fn spec() -> &'static Value {
             serde_json::to_value(crate::http::ApiDoc::openapi()).expect("the document serializes");
         combinations(&mut doc["components"]["schemas"]);
         optional_headers_are_not_null(&mut doc["paths"]);
+        unavailable_when_the_database_is(&mut doc["paths"]);
         doc
     })
 }
@@ -68,6 +69,43 @@ fn optional_headers_are_not_null(paths: &mut Value) {
                         p["schema"]["type"] = one.clone();
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Every operation that uses the database (all but this document, its page and the metrics)
+/// may be answered 503 `service_unavailable`, with `Retry-After`, when no connection comes
+/// free for as long as a request waits (`store::POSTGRES_WAIT`): stated once here rather than
+/// in each handler's responses.
+fn unavailable_when_the_database_is(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    let response = serde_json::json!({
+        "description": "The database is overloaded or out of reach; send the same request again after Retry-After seconds",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before sending the request again",
+                "required": true,
+                "schema": { "type": "integer", "minimum": 1 }
+            }
+        },
+        "content": {
+            "application/json": { "schema": { "$ref": "#/components/schemas/Error" } }
+        }
+    });
+    for (path, item) in paths.iter_mut() {
+        if ["/openapi.json", "/docs", "/metrics"].contains(&path.as_str()) {
+            continue;
+        }
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                responses.insert("503".into(), response.clone());
             }
         }
     }

@@ -39,7 +39,6 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -256,22 +255,17 @@ impl From<ApiError> for PortalError {
 impl IntoResponse for PortalError {
     fn into_response(self) -> Response {
         let status = self.0.status();
-        let message = if status.is_server_error() {
-            tracing::error!(error = %self.0, "portal request failed");
-            "internal error".to_owned()
-        } else {
-            self.0.to_string()
-        };
+        let envelope = self.0.envelope();
+        let message = envelope["error"]["message"].as_str().unwrap_or_default();
         let page = ErrorPage {
             title: "Error",
             heading: status.canonical_reason().unwrap_or("Error"),
-            message: &message,
+            message,
         };
-        let envelope = json!({ "error": { "code": self.0.code(), "message": message } });
-        let html = page.render().unwrap_or_else(|_| message.clone());
+        let html = page.render().unwrap_or_else(|_| message.to_owned());
         let mut r = (status, Html(html)).into_response();
         r.extensions_mut().insert(Envelope(envelope));
-        r
+        self.0.finish(r)
     }
 }
 

@@ -157,6 +157,18 @@ pub async fn accounts_sessions_and_refresh(app: TestApp) {
         )
         .await;
     envelope(&locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    // When to try again, as a number of seconds the message names too.
+    let retry_after: u64 = locked.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let message = locked.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("retry in {retry_after} s")),
+        "{message}"
+    );
 }
 
 pub async fn drivers_reserve_over_http_and_see_only_their_own(app: TestApp) {
