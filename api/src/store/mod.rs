@@ -120,6 +120,9 @@ pub struct Store {
     /// Poked after each committed [`Change`]: this process's side of the change signal (other
     /// processes' changes are seen by reading the outbox, see `services::live`).
     committed: Arc<Notify>,
+    /// PostgreSQL's booking writer (`group.rs`); none on SQLite, whose writer groups every
+    /// change.
+    bookings: Option<group::GroupWriter>,
 }
 
 impl Store {
@@ -234,13 +237,21 @@ impl Store {
                 None,
             ),
         };
+        let committed = Arc::new(Notify::new());
+        let bookings = match (&writer, backend) {
+            (Handle::Pool(pool), Backend::Postgres) => {
+                Some(group::GroupWriter::start(pool.clone(), committed.clone()))
+            }
+            _ => None,
+        };
         Ok(Self {
             pool,
             writer,
             outbox_pools: (outbox_pool, outbox_writer),
             _checkpointer: checkpointer,
             backend,
-            committed: Arc::new(Notify::new()),
+            committed,
+            bookings,
         })
     }
 
@@ -302,6 +313,34 @@ impl Store {
             (Handle::Pool(pool), Backend::Postgres) => Conn::Transaction(pool.begin().await?),
         };
         Ok(Change::new(conn, now, self.committed.clone()))
+    }
+
+    /// Commit a PostgreSQL booking with the others waiting to be written (`group.rs`): done,
+    /// or the race it lost (`lost_race`), or `request_in_progress` when its key was taken. On
+    /// SQLite a booking is a [`Change`] of the single writer, which checks its spot in the
+    /// same transaction.
+    pub async fn book(&self, booking: group::Booking) -> Result<()> {
+        match &self.bookings {
+            Some(writer) => writer.book(booking).await,
+            None => Err(Error::Storage(
+                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
+            )),
+        }
+    }
+
+    /// Commit several PostgreSQL bookings as one group, as the booking writer commits those
+    /// waiting for it: each one's outcome, as [`book`](Self::book) would give it.
+    pub async fn book_together(&self, bookings: &[group::Booking]) -> Result<Vec<Result<()>>> {
+        let (Handle::Pool(pool), Backend::Postgres) = (&self.writer, self.backend) else {
+            return Err(Error::Storage(
+                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
+            ));
+        };
+        let outcomes = group::commit_group(pool, &bookings.iter().collect::<Vec<_>>()).await;
+        if outcomes.iter().any(Result::is_ok) {
+            self.committed.notify_one();
+        }
+        Ok(outcomes)
     }
 
     /// Wait until a change of this process commits (one that committed since the last wait
@@ -434,6 +473,7 @@ mod change;
 mod checkpoint;
 pub mod desk;
 pub mod forecasts;
+pub mod group;
 mod handles;
 pub mod idempotency;
 pub mod lots;
@@ -476,6 +516,9 @@ const DEADLOCK_DETECTED: &str = "40P01";
 
 /// Which race `e` says the transaction lost, if that is what it says.
 pub fn lost_race(e: &Error) -> Option<LostRace> {
+    if let Some(race) = group::lost_in_group(e) {
+        return Some(race);
+    }
     let Error::Storage(cause) = e else {
         return None;
     };

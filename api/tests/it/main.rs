@@ -122,6 +122,7 @@ use races::{
     a_lots_free_spots_are_read_through_its_own_window_index,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
+    bookings_committed_as_one_group_each_get_their_own_outcome,
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
     the_database_refuses_overlapping_holds_of_one_spot, the_pool_is_as_large_as_configured,
     two_answers_to_one_inquiry_keep_one,
@@ -223,6 +224,7 @@ on_postgres!(
     a_lots_free_spots_are_read_through_its_own_window_index,
     the_pool_is_as_large_as_configured,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
+    bookings_committed_as_one_group_each_get_their_own_outcome,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -474,3 +474,153 @@ pub async fn a_request_no_connection_comes_free_for_is_told_when_to_retry(app: T
         mine.body
     );
 }
+
+/// PostgreSQL's bookings committed as one group (`store::group`) each get the outcome a
+/// transaction of their own would have: the first of two overlapping holds of a spot is
+/// booked and the second lost to the exclusion constraint; a second booking under a taken key
+/// lost to its unique index; one whose `Idempotency-Key` another request holds is refused
+/// `request_in_progress` and leaves no reservation; one the database fails for another reason
+/// (a spot that does not exist) fails alone. Only the booked ones leave rows, events and
+/// messages.
+pub async fn bookings_committed_as_one_group_each_get_their_own_outcome(app: TestApp) {
+    use parkflow_api::domain::notification::{NewNotification, NotificationKind};
+    use parkflow_api::store::group::Booking;
+    use parkflow_api::store::{idempotency, reservations::NewReservationRow};
+    use warehouse_schema::{
+        Event, EventPayload, LotId, ReservationId, SpotId, UserId, event::ReservationWindow,
+    };
+    let store = app.state.services.store();
+    let lot = app.with_lot(serde_json::json!({"car": 3})).await;
+    app.driver("group@example.com").await;
+    let (user,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
+        .bind("group@example.com")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let user = UserId(user.parse().unwrap());
+    let spots: Vec<(i64,)> = sqlx::query_as("SELECT id FROM spots WHERE lot_id = $1 ORDER BY id")
+        .bind(lot)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let now = parkflow_api::Clock::now(&app.clock);
+    let hour = 3_600_000;
+    let start = now.timestamp_millis() + 2 * hour;
+    // Another request (a payment, say) holds the key "paid".
+    idempotency::insert_answered(store.writer(), (user, "paid", "other"), (200, "{}"), 1)
+        .await
+        .unwrap();
+
+    // (spot, start, key): booked; overlaps the first; the first's key; a key taken; no such
+    // spot; booked.
+    let plan = [
+        (spots[0].0, start, "a"),
+        (spots[0].0, start + hour / 2, "b"),
+        (spots[1].0, start, "a"),
+        (spots[2].0, start, "paid"),
+        (999_999, start, "e"),
+        (spots[1].0, start + hour, "f"),
+    ];
+    let ids: Vec<ReservationId> = plan.iter().map(|_| ReservationId::new()).collect();
+    let bookings: Vec<Booking> = plan
+        .iter()
+        .zip(&ids)
+        .map(|(&(spot, start_at, key), &id)| {
+            let mut b = Booking::new(&NewReservationRow {
+                id,
+                lot: LotId(lot),
+                spot,
+                user,
+                vehicle_type: "car",
+                vehicle_id: None,
+                plate: None,
+                start_at,
+                end_at: start_at + hour,
+                quote_cents: 500,
+                currency: "EUR",
+                idempotency_key: key,
+                created_at: now.timestamp_millis(),
+                monthly_pass: None,
+            });
+            b.event(&Event::new(
+                now,
+                LotId(lot),
+                EventPayload::ReservationCreated(ReservationWindow {
+                    reservation_id: id,
+                    user_id: user,
+                    spot_id: SpotId(spot),
+                    start_at: chrono::DateTime::from_timestamp_millis(start_at).unwrap(),
+                    end_at: chrono::DateTime::from_timestamp_millis(start_at + hour).unwrap(),
+                    vehicle_type: warehouse_schema::VehicleType::Car,
+                }),
+            ))
+            .notify(&NewNotification {
+                user_id: user,
+                kind: NotificationKind::ReservationConfirmed,
+                dedup_key: format!("group:{id}"),
+                lot_id: Some(LotId(lot)),
+                title: "Reservation confirmed".into(),
+                body: key.into(),
+            })
+            .keep_answer(
+                (user, key, &format!("fp-{key}")),
+                201,
+                format!("{{\"id\":\"{id}\"}}"),
+            );
+            b
+        })
+        .collect();
+    let events_before = store.outbox_len().await.unwrap();
+
+    let outcomes = store.book_together(&bookings).await.unwrap();
+    let told: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Ok(()) => "booked".to_owned(),
+            Err(e) => match lost_race(e) {
+                Some(race) => format!("{race:?}"),
+                None => e.code().to_owned(),
+            },
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "booked",
+            "Exclusion",
+            "Unique",
+            "request_in_progress",
+            "internal",
+            "booked"
+        ]
+    );
+
+    let booked: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, idempotency_key FROM reservations WHERE user_id = $1 ORDER BY start_at, id",
+    )
+    .bind(user.0.to_string())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected = [
+        (ids[0].0.to_string(), "a".to_owned()),
+        (ids[5].0.to_string(), "f".to_owned()),
+    ];
+    assert_eq!(booked, expected);
+    assert_eq!(store.outbox_len().await.unwrap(), events_before + 2);
+    let messages: Vec<(String,)> = sqlx::query_as(
+        "SELECT body FROM notification_outbox WHERE dedup_key LIKE 'group:%' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(messages, [("a".to_owned(),), ("f".to_owned(),)]);
+    // The booked keys keep their answers; the taken one is still the other request's.
+    for (key, fingerprint) in [("a", "fp-a"), ("f", "fp-f"), ("paid", "other")] {
+        let kept = idempotency::find(store.pool(), user, key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.fingerprint, fingerprint, "{key}");
+    }
+}

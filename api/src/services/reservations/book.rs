@@ -7,8 +7,9 @@ use crate::domain::error::{Error, Result};
 use crate::domain::spot_choice::{Choice, best_spot};
 use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
+use crate::store::group::Booking;
 use crate::store::reservations as rows;
-use crate::store::{Backend, LostRace, idempotency as keys, lost_race};
+use crate::store::{Backend, Conn, LostRace, idempotency as keys, lost_race};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
@@ -18,7 +19,7 @@ use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId
 /// and the answer (status, JSON body) the request gives for the booking made.
 pub struct KeepAnswer<'a> {
     pub fingerprint: &'a str,
-    pub render: &'a (dyn Fn(&Reservation, &GatePass) -> (u16, String) + Send + Sync),
+    pub render: &'a RenderAnswer<'a>,
 }
 
 impl Reservations<'_> {
@@ -150,7 +151,9 @@ impl Reservations<'_> {
         );
     }
 
-    /// One booking transaction. A request for any spot takes its candidate from the availability
+    /// One attempt at a booking: on SQLite one transaction of the single writer, on PostgreSQL
+    /// planned on a reader and committed with the bookings waiting beside it
+    /// (`store::group`). A request for any spot takes its candidate from the availability
     /// index instead of asking the store which of the lot's spots are free (a probe per spot):
     /// on PostgreSQL the exclusion constraint refuses a spot the index wrongly believed free, and
     /// the spot is added to `tried` so the next attempt skips it; SQLite has no such constraint,
@@ -199,145 +202,165 @@ impl Reservations<'_> {
                     .await?;
             }
         }
-        let mut tx = self.store().begin_change(now).await?;
-        let booked: Result<(Reservation, GatePass)> = async {
-            let rules = LotRules::load(&mut tx, req.lot_id).await?;
-            rules.check(window, now)?;
-            // An offer made under a spot policy the lot no longer has is no offer.
-            let offered = offered.filter(|s| {
-                rules
-                    .policy
-                    .rank(req.vehicle_type, s.vehicle_type)
-                    .is_some()
-            });
-            let hint = match offered {
-                Some(hint) => {
-                    tried.push(SpotId(hint.id));
-                    let only = Some(SpotId(hint.id));
-                    let free = backend == Backend::Postgres
-                        || !free_spot_rows(&mut tx, backend, req.lot_id, window, only, None)
-                            .await?
-                            .is_empty();
-                    free.then_some(hint)
+        let (user_key, render) = ((user, key), keep.map(|k| k.render));
+        match backend {
+            // SQLite has no exclusion constraint: the spot is checked in the single writer's
+            // transaction that inserts it.
+            Backend::Sqlite => {
+                let mut tx = self.store().begin_change(now).await?;
+                let planned = self
+                    .plan_booking(&mut tx, user_key, req, window, (offered, tried), render)
+                    .await;
+                match planned {
+                    Ok(p) => {
+                        rows::insert(&mut *tx, backend, &p.row(user, key, now)).await?;
+                        tx.notify(p.message).event(p.event);
+                        if let (Some(k), Some((status, body))) = (keep, p.answer) {
+                            tx.keep_answer((user, key, k.fingerprint), status, body);
+                        }
+                        tx.commit().await?;
+                        Ok((p.reservation, p.pass))
+                    }
+                    Err(e) => Err(refused_under_key(&mut tx, e, user_key, keep).await?),
                 }
-                None => None,
-            };
-            let chosen = match (req.spot_id, hint) {
-                (None, Some(hint)) => hint,
-                (None, None) => {
-                    let free =
-                        free_spot_rows(&mut tx, backend, req.lot_id, window, None, None).await?;
-                    best_spot(&free, rules.policy, choice)
-                        .cloned()
-                        .ok_or_else(|| no_spot(req.vehicle_type))?
+            }
+            // PostgreSQL's exclusion constraint settles the spot: what the booking writes is
+            // planned on a reader and committed with the other bookings waiting (`group.rs`).
+            Backend::Postgres => {
+                let mut conn = self.store().pool().acquire().await?;
+                let planned = self
+                    .plan_booking(&mut conn, user_key, req, window, (offered, tried), render)
+                    .await;
+                match planned {
+                    Ok(p) => {
+                        drop(conn);
+                        let mut booking = Booking::new(&p.row(user, key, now));
+                        booking.notify(&p.message).event(&p.event);
+                        if let (Some(k), Some((status, body))) = (keep, p.answer) {
+                            booking.keep_answer((user, key, k.fingerprint), status, body);
+                        }
+                        self.store().book(booking).await?;
+                        Ok((p.reservation, p.pass))
+                    }
+                    Err(e) => Err(refused_under_key(&mut conn, e, user_key, keep).await?),
                 }
-                (Some(spot), _) => {
-                    let free =
-                        free_spot_rows(&mut tx, backend, req.lot_id, window, Some(spot), None)
-                            .await?;
-                    named_spot(
-                        &mut tx,
-                        req.lot_id,
-                        spot,
-                        rules.policy,
-                        req.vehicle_type,
-                        free,
-                    )
-                    .await?
-                }
-            };
-            let quote = rules
-                .quote(
-                    &mut tx,
-                    req.lot_id,
-                    window,
-                    req.vehicle_type,
-                    self.quote_rules(),
-                )
-                .await?;
+            }
+        }
+    }
 
-            let id = ReservationId::new();
-            let row = rows::NewReservationRow {
-                id,
-                lot: req.lot_id,
-                spot: chosen.id,
-                user,
-                vehicle_type: req.vehicle_type.as_str(),
-                vehicle_id: req.vehicle.as_ref().map(|v| v.id.to_string()),
-                plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
-                start_at: window.start().timestamp_millis(),
-                end_at: window.end().timestamp_millis(),
-                quote_cents: quote,
-                currency: &rules.currency,
-                idempotency_key: key,
-                created_at: now.timestamp_millis(),
-                monthly_pass: None,
-            };
-            rows::insert(&mut *tx, backend, &row).await?;
-            tx.notify(about_reservation(
-                NotificationKind::ReservationConfirmed,
-                user,
+    /// What a booking writes, planned on `conn` (the SQLite writer's transaction, or a
+    /// PostgreSQL reader): the lot's rules checked, the spot chosen (the index's `offered` one,
+    /// added to `tried`, or one read from the store), the quote, the reservation, its message,
+    /// its event and, with `render`, the request's answer.
+    async fn plan_booking(
+        &self,
+        conn: &mut Conn,
+        (user, key): (UserId, &str),
+        req: &NewReservation,
+        window: TimeRange,
+        (offered, tried): (Option<SpotRow>, &mut Vec<SpotId>),
+        render: Option<&RenderAnswer<'_>>,
+    ) -> Result<Planned> {
+        let now = self.now();
+        let backend = self.store().backend();
+        let choice = Choice {
+            vehicle: req.vehicle_type,
+            near: req.near,
+            spread: spread_of(key),
+        };
+        let rules = LotRules::load(conn, req.lot_id).await?;
+        rules.check(window, now)?;
+        // An offer made under a spot policy the lot no longer has is no offer.
+        let offered = offered.filter(|s| {
+            rules
+                .policy
+                .rank(req.vehicle_type, s.vehicle_type)
+                .is_some()
+        });
+        let hint = match offered {
+            Some(hint) => {
+                tried.push(SpotId(hint.id));
+                let only = Some(SpotId(hint.id));
+                let free = backend == Backend::Postgres
+                    || !free_spot_rows(conn, backend, req.lot_id, window, only, None)
+                        .await?
+                        .is_empty();
+                free.then_some(hint)
+            }
+            None => None,
+        };
+        let chosen = match (req.spot_id, hint) {
+            (None, Some(hint)) => hint,
+            (None, None) => {
+                let free = free_spot_rows(conn, backend, req.lot_id, window, None, None).await?;
+                best_spot(&free, rules.policy, choice)
+                    .cloned()
+                    .ok_or_else(|| no_spot(req.vehicle_type))?
+            }
+            (Some(spot), _) => {
+                let free =
+                    free_spot_rows(conn, backend, req.lot_id, window, Some(spot), None).await?;
+                named_spot(conn, req.lot_id, spot, rules.policy, req.vehicle_type, free).await?
+            }
+        };
+        let quote = rules
+            .quote(
+                conn,
                 req.lot_id,
-                id,
-                rules.tz,
-                (window.start(), window.end()),
-                &chosen.label,
-                (quote, &rules.currency),
-            ));
-            let event = Event::new(
-                now,
-                req.lot_id,
-                EventPayload::ReservationCreated(ReservationWindow {
-                    reservation_id: id,
-                    user_id: user,
-                    spot_id: SpotId(chosen.id),
-                    start_at: window.start(),
-                    end_at: window.end(),
-                    vehicle_type: req.vehicle_type,
-                }),
-            );
-            tx.event(event);
-            let reservation = Reservation {
-                id,
-                lot_id: req.lot_id,
+                window,
+                req.vehicle_type,
+                self.quote_rules(),
+            )
+            .await?;
+
+        let id = ReservationId::new();
+        let message = about_reservation(
+            NotificationKind::ReservationConfirmed,
+            user,
+            req.lot_id,
+            id,
+            rules.tz,
+            (window.start(), window.end()),
+            &chosen.label,
+            (quote, &rules.currency),
+        );
+        let event = Event::new(
+            now,
+            req.lot_id,
+            EventPayload::ReservationCreated(ReservationWindow {
+                reservation_id: id,
+                user_id: user,
                 spot_id: SpotId(chosen.id),
-                spot_label: chosen.label,
                 start_at: window.start(),
                 end_at: window.end(),
                 vehicle_type: req.vehicle_type,
-                vehicle_id: req.vehicle.as_ref().map(|v| v.id),
-                plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
-                status: ReservationStatus::Active,
-                quote_cents: quote,
-                currency: rules.currency,
-                cancellation_id: None,
-                session_id: None,
-            };
-            let pass = self.pass_of(user, &reservation, rules.entry_grace_minutes);
-            if let Some(keep) = keep {
-                let (status, body) = (keep.render)(&reservation, &pass);
-                tx.keep_answer((user, key, keep.fingerprint), status, body);
-            }
-            Ok((reservation, pass))
-        }
-        .await;
-        match booked {
-            Ok(booked) => {
-                tx.commit().await?;
-                Ok(booked)
-            }
-            // Refused in the writer, where a booking under the same key waiting in its
-            // group commit is seen: a retry of that booking is answered from its key, once
-            // it is kept, not refused (the key is claimed only at the commit).
-            Err(e)
-                if e.is_client_error()
-                    && keep.is_some()
-                    && keys::find(&mut *tx, user, key).await?.is_some() =>
-            {
-                Err(Error::key_in_progress())
-            }
-            Err(e) => Err(e),
-        }
+            }),
+        );
+        let reservation = Reservation {
+            id,
+            lot_id: req.lot_id,
+            spot_id: SpotId(chosen.id),
+            spot_label: chosen.label,
+            start_at: window.start(),
+            end_at: window.end(),
+            vehicle_type: req.vehicle_type,
+            vehicle_id: req.vehicle.as_ref().map(|v| v.id),
+            plate: req.vehicle.as_ref().map(|v| v.plate.clone()),
+            status: ReservationStatus::Active,
+            quote_cents: quote,
+            currency: rules.currency,
+            cancellation_id: None,
+            session_id: None,
+        };
+        let pass = self.pass_of(user, &reservation, rules.entry_grace_minutes);
+        let answer = render.map(|render| render(&reservation, &pass));
+        Ok(Planned {
+            reservation,
+            pass,
+            message,
+            event,
+            answer,
+        })
     }
 
     /// The best free spot for a request the availability index offered nothing for, read on
@@ -366,4 +389,60 @@ impl Reservations<'_> {
         let untried = free.iter().filter(|s| !tried.contains(&SpotId(s.id)));
         Ok(best_spot(untried, rules.policy, choice).cloned())
     }
+}
+
+/// How a keyed booking's answer is rendered ([`KeepAnswer::render`]).
+type RenderAnswer<'a> = dyn Fn(&Reservation, &GatePass) -> (u16, String) + Send + Sync + 'a;
+
+/// What a booking writes, planned before it is written.
+struct Planned {
+    reservation: Reservation,
+    pass: GatePass,
+    message: crate::domain::notification::NewNotification,
+    event: Event,
+    /// The request's answer (status, JSON body), when the booking keeps it under its key.
+    answer: Option<(u16, String)>,
+}
+
+impl Planned {
+    /// The reservation's row, booked by `user` under `key` at `now`.
+    fn row<'a>(
+        &'a self,
+        user: UserId,
+        key: &'a str,
+        now: DateTime<Utc>,
+    ) -> rows::NewReservationRow<'a> {
+        let r = &self.reservation;
+        rows::NewReservationRow {
+            id: r.id,
+            lot: r.lot_id,
+            spot: r.spot_id.0,
+            user,
+            vehicle_type: r.vehicle_type.as_str(),
+            vehicle_id: r.vehicle_id.map(|v| v.to_string()),
+            plate: r.plate.clone(),
+            start_at: r.start_at.timestamp_millis(),
+            end_at: r.end_at.timestamp_millis(),
+            quote_cents: r.quote_cents,
+            currency: &r.currency,
+            idempotency_key: key,
+            created_at: now.timestamp_millis(),
+            monthly_pass: None,
+        }
+    }
+}
+
+/// `refusal` of a keyed booking, unless its key holds a booking: a retry of a booking that
+/// is not seen where it was refused yet (on SQLite, waiting in the writer's group commit) is
+/// answered from its key once it is kept, not refused (the key is claimed only at the commit).
+async fn refused_under_key(
+    conn: &mut Conn,
+    refusal: Error,
+    (user, key): (UserId, &str),
+    keep: Option<&KeepAnswer<'_>>,
+) -> Result<Error> {
+    if refusal.is_client_error() && keep.is_some() && keys::find(conn, user, key).await?.is_some() {
+        return Ok(Error::key_in_progress());
+    }
+    Ok(refusal)
 }
