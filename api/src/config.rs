@@ -33,7 +33,8 @@ pub struct ApiConfig {
     /// `sqlite://path/to/parkflow.db`; empty means `parkflow.db` in the data directory.
     pub database_url: String,
     /// PostgreSQL: connections in the store's pool, 1 to 1,000, shared by reads and writes
-    /// (default `store::POSTGRES_CONNECTIONS`, 10). SQLite has its one writer and its readers.
+    /// (default `store::POSTGRES_CONNECTIONS`, 5); the booking writer has one more of its own.
+    /// SQLite has its one writer and its readers.
     pub database_connections: u32,
     /// Address `parkflow serve` listens on.
     pub listen: String,

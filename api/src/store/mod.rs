@@ -82,11 +82,13 @@ pub struct StoreOptions {
     pub postgres_wait: Duration,
 }
 
-/// The PostgreSQL pool's size by default. Connections beyond what the database's cores can
-/// run only wait on each other: on the two-core bench machine, with 32 clients booking, a pool
-/// of 8 to 16 booked 12–20 % more than one of 32 and answered availability 10 % faster
-/// (BENCHMARKS.md, stop 42). Ten is also sqlx's own default.
-pub const POSTGRES_CONNECTIONS: u32 = 10;
+/// The PostgreSQL pool's size by default (the booking writer has one connection more, of its
+/// own: `group.rs`). Connections beyond what the database's cores can run only wait on each
+/// other: on the two-core bench machine, with 32 clients booking, a pool of 4 to 6 booked
+/// 6–14 % more than one of 10 once bookings were written in groups, and answered availability
+/// 20 % faster (BENCHMARKS.md, stops 42 and 43). A database with more cores takes more
+/// (`api.database_connections`).
+pub const POSTGRES_CONNECTIONS: u32 = 5;
 
 /// How long a request waits for a PostgreSQL connection by default: as long as a keyed
 /// request waits for another holding its key (`http::idempotency::WAIT`). A pool of ten
@@ -336,7 +338,8 @@ impl Store {
                 "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
             ));
         };
-        let outcomes = group::commit_group(pool, &bookings.iter().collect::<Vec<_>>()).await;
+        let mut conn = pool.acquire().await?;
+        let outcomes = group::commit_group(&mut conn, &bookings.iter().collect::<Vec<_>>()).await;
         if outcomes.iter().any(Result::is_ok) {
             self.committed.notify_one();
         }

@@ -85,10 +85,21 @@ pub async fn lost_races_are_told_apart_from_other_failures(app: TestApp) {
 /// and picks again. Losing more times than the old fixed number of attempts (8, with every
 /// loser running for the same next spot) answered 500.
 pub async fn an_entry_that_keeps_losing_its_spot_still_gets_one(app: TestApp) {
-    let store = app.state.services.store();
-    if store.backend() != Backend::Postgres {
+    if app.state.services.store().backend() != Backend::Postgres {
         return; // SQLite's one writer lets no two entries race.
     }
+    // Connections for the ten holders and the entry's own.
+    let config = parkflow_api::ApiConfig {
+        database_connections: 16,
+        ..app.config.clone()
+    };
+    let clock = std::sync::Arc::new(app.clock.clone());
+    let registry = prometheus_client::registry::Registry::default();
+    let state = parkflow_api::AppState::open(&config, clock, registry)
+        .await
+        .unwrap();
+    let app = TestApp { state, ..app };
+    let store = app.state.services.store();
     let lot = app.with_lot(serde_json::json!({"car": 11})).await;
     let spots: Vec<i64> = sqlx::query_scalar("SELECT id FROM spots WHERE lot_id = $1 ORDER BY id")
         .bind(lot)
