@@ -11,7 +11,7 @@
 
 mod unpublished;
 
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor};
 pub use unpublished::{Unpublished, UnpublishedRow};
 use warehouse_schema::Event;
 
@@ -31,6 +31,44 @@ pub async fn append<'c>(conn: impl Executor<'c, Database = Any>, event: &Event) 
     .bind(event.occurred_at.timestamp_millis())
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Events one statement of [`append_all`] records (SQLite takes at most 32,766 parameters).
+const EVENTS_PER_STATEMENT: usize = 1_000;
+
+/// Record `events`, in order, inside the caller's transaction, a thousand to a statement:
+/// what a group of changes committed together records (`parkflow_api::store::group`).
+pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<()> {
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(event.event_id.0.to_string())
+                .bind(event.lot_id.0)
+                .bind(event.payload.type_name())
+                .bind(event.to_json())
+                .bind(event.occurred_at.timestamp_millis());
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -232,6 +270,39 @@ mod tests {
                 capacity: 10,
             }),
         )
+    }
+
+    /// Many events in one call, more than one statement takes: all recorded, in order, each
+    /// marked unpublished by the trigger as a single append is.
+    #[tokio::test]
+    async fn events_appended_together_are_recorded_in_order() {
+        let (outbox, _dir) = outbox().await;
+        let events: Vec<Event> = (1..=2_345).map(registered).collect();
+        let mut conn = outbox.pool.acquire().await.unwrap();
+        append(&mut *conn, &events[0]).await.unwrap();
+        append_all(&mut conn, &events[1..].iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        append_all(&mut conn, &[]).await.unwrap();
+        drop(conn);
+        let read = outbox.read_after(0, 10_000).await.unwrap();
+        let payloads: Vec<String> = events.iter().map(Event::to_json).collect();
+        assert_eq!(
+            read.iter().map(|r| &r.payload).collect::<Vec<_>>(),
+            payloads.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            read.iter().map(|r| r.position).collect::<Vec<_>>(),
+            (1..=2_345).collect::<Vec<i64>>()
+        );
+        assert_eq!(
+            outbox
+                .unpublished_outside(1, 0, 10_000)
+                .await
+                .unwrap()
+                .len(),
+            2_345
+        );
     }
 
     #[tokio::test]

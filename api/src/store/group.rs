@@ -18,8 +18,8 @@
 //! commit, as [`Change::commit`](super::Change::commit) refuses it. A group the database fails
 //! for any other reason is run again one booking at a time, so one bad booking fails alone.
 
-use super::LostRace;
 use super::reservations::NewReservationRow;
+use super::{Backend, Handle, LostRace};
 use crate::domain::ReservationStatus;
 use crate::domain::error::{Error, Result};
 use crate::domain::notification::NewNotification;
@@ -46,7 +46,7 @@ pub struct Booking {
     key: String,
     spot: i64,
     answer: Option<Value>,
-    events: Vec<Value>,
+    events: Vec<Event>,
     messages: Vec<Value>,
 }
 
@@ -86,14 +86,8 @@ impl Booking {
     }
 
     /// Record `event` in the outbox with the booking.
-    pub fn event(&mut self, event: &Event) -> &mut Self {
-        self.events.push(json!({
-            "event_id": event.event_id.0.to_string(),
-            "lot_id": event.lot_id.0,
-            "event_type": event.payload.type_name(),
-            "payload": event.to_json(),
-            "created_at": event.occurred_at.timestamp_millis(),
-        }));
+    pub fn event(&mut self, event: Event) -> &mut Self {
+        self.events.push(event);
         self
     }
 
@@ -128,6 +122,37 @@ impl Booking {
             "response": body,
         }));
         self
+    }
+}
+
+impl super::Store {
+    /// Commit a PostgreSQL booking with the others waiting to be written (`group.rs`): done,
+    /// or the race it lost (`lost_race`), or `request_in_progress` when its key was taken. On
+    /// SQLite a booking is a [`Change`] of the single writer, which checks its spot in the
+    /// same transaction.
+    pub async fn book(&self, booking: Booking) -> Result<()> {
+        match &self.bookings {
+            Some(writer) => writer.book(booking).await,
+            None => Err(Error::Storage(
+                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
+            )),
+        }
+    }
+
+    /// Commit several PostgreSQL bookings as one group, as the booking writer commits those
+    /// waiting for it: each one's outcome, as [`book`](Self::book) would give it.
+    pub async fn book_together(&self, bookings: &[Booking]) -> Result<Vec<Result<()>>> {
+        let (Handle::Pool(pool), Backend::Postgres) = (&self.writer, self.backend) else {
+            return Err(Error::Storage(
+                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
+            ));
+        };
+        let mut conn = pool.acquire().await?;
+        let outcomes = commit_group(&mut conn, &bookings.iter().collect::<Vec<_>>()).await;
+        if outcomes.iter().any(Result::is_ok) {
+            self.committed.notify_one();
+        }
+        Ok(outcomes)
     }
 }
 
@@ -378,18 +403,8 @@ async fn commit(conn: &mut AnyConnection, bookings: &[&Booking]) -> Result<Vec<R
     }
 
     let booked = || (0..bookings.len()).filter(|&i| outcomes[i].is_ok());
-    let events: Vec<&Value> = booked().flat_map(|i| &bookings[i].events).collect();
-    if !events.is_empty() {
-        sqlx::query(
-            "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at)
-             SELECT e->>'event_id', (e->>'lot_id')::bigint, e->>'event_type', e->>'payload',
-                    (e->>'created_at')::bigint
-             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS events(e, n) ORDER BY n",
-        )
-        .bind(array(events.into_iter()))
-        .execute(&mut *tx)
-        .await?;
-    }
+    let events: Vec<&Event> = booked().flat_map(|i| &bookings[i].events).collect();
+    parkflow_outbox::append_all(&mut tx, &events).await?;
     let messages: Vec<&Value> = booked().flat_map(|i| &bookings[i].messages).collect();
     if !messages.is_empty() {
         sqlx::query(

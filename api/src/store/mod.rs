@@ -317,35 +317,6 @@ impl Store {
         Ok(Change::new(conn, now, self.committed.clone()))
     }
 
-    /// Commit a PostgreSQL booking with the others waiting to be written (`group.rs`): done,
-    /// or the race it lost (`lost_race`), or `request_in_progress` when its key was taken. On
-    /// SQLite a booking is a [`Change`] of the single writer, which checks its spot in the
-    /// same transaction.
-    pub async fn book(&self, booking: group::Booking) -> Result<()> {
-        match &self.bookings {
-            Some(writer) => writer.book(booking).await,
-            None => Err(Error::Storage(
-                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
-            )),
-        }
-    }
-
-    /// Commit several PostgreSQL bookings as one group, as the booking writer commits those
-    /// waiting for it: each one's outcome, as [`book`](Self::book) would give it.
-    pub async fn book_together(&self, bookings: &[group::Booking]) -> Result<Vec<Result<()>>> {
-        let (Handle::Pool(pool), Backend::Postgres) = (&self.writer, self.backend) else {
-            return Err(Error::Storage(
-                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
-            ));
-        };
-        let mut conn = pool.acquire().await?;
-        let outcomes = group::commit_group(&mut conn, &bookings.iter().collect::<Vec<_>>()).await;
-        if outcomes.iter().any(Result::is_ok) {
-            self.committed.notify_one();
-        }
-        Ok(outcomes)
-    }
-
     /// Wait until a change of this process commits (one that committed since the last wait
     /// counts too: the wake-up is kept until someone waits).
     pub async fn committed(&self) {

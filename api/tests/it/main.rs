@@ -51,6 +51,7 @@ mod keys;
 mod live;
 mod monthly;
 mod payments;
+mod pool;
 mod portal;
 mod races;
 mod reasons;
@@ -113,6 +114,10 @@ use payments::{
     payments_are_idempotent_and_a_decline_cancels_and_tells, reversals_balances_and_refunds,
     the_first_waiter_gets_the_freed_spot,
 };
+use pool::{
+    a_request_no_connection_comes_free_for_is_told_when_to_retry,
+    bookings_committed_as_one_group_each_get_their_own_outcome, the_pool_is_as_large_as_configured,
+};
 use portal::{
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
     admins_sell_monthly_passes_from_the_lot_page, every_text_a_user_sets_is_escaped_on_every_page,
@@ -120,12 +125,9 @@ use portal::{
 };
 use races::{
     a_lots_free_spots_are_read_through_its_own_window_index,
-    a_request_no_connection_comes_free_for_is_told_when_to_retry,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
-    bookings_committed_as_one_group_each_get_their_own_outcome,
     first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
-    the_database_refuses_overlapping_holds_of_one_spot, the_pool_is_as_large_as_configured,
-    two_answers_to_one_inquiry_keep_one,
+    the_database_refuses_overlapping_holds_of_one_spot, two_answers_to_one_inquiry_keep_one,
 };
 use reasons::{
     a_rates_reason_reaches_drivers_admins_quotes_and_receipts,

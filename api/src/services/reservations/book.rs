@@ -235,7 +235,7 @@ impl Reservations<'_> {
                     Ok(p) => {
                         drop(conn);
                         let mut booking = Booking::new(&p.row(user, key, now));
-                        booking.notify(&p.message).event(&p.event);
+                        booking.notify(&p.message).event(p.event);
                         if let (Some(k), Some((status, body))) = (keep, p.answer) {
                             booking.keep_answer((user, key, k.fingerprint), status, body);
                         }

@@ -1,0 +1,271 @@
+//! PostgreSQL's connections: the pool as large as configured, a request no connection comes
+//! free for told when to retry, and bookings committed in groups by the store's booking writer
+//! (`store::group`).
+
+use super::TestApp;
+use parkflow_api::store::{Handle, lost_race};
+
+/// PostgreSQL's pool is as large as `api.database_connections` says (by default the store's
+/// `POSTGRES_CONNECTIONS`, sized for the database's cores, not for the clients), and a size out
+/// of range is refused before anything opens; a small pool still serves many concurrent
+/// bookings, each waiting its turn for a connection.
+pub async fn the_pool_is_as_large_as_configured(app: TestApp) {
+    use parkflow_api::store::POSTGRES_CONNECTIONS;
+    use parkflow_api::{ApiConfig, AppState};
+    let pool_size = |state: &AppState| {
+        let Handle::Pool(pool) = state.services.store().writer() else {
+            panic!("PostgreSQL's writer is its pool");
+        };
+        pool.options().get_max_connections()
+    };
+    assert_eq!(pool_size(&app.state), POSTGRES_CONNECTIONS);
+    let open = |connections: u32| {
+        let config = ApiConfig {
+            database_connections: connections,
+            ..app.config.clone()
+        };
+        let clock = app.clock.clone();
+        async move {
+            AppState::open(
+                &config,
+                std::sync::Arc::new(clock),
+                prometheus_client::registry::Registry::default(),
+            )
+            .await
+        }
+    };
+    for refused in [0, 1_001] {
+        let Err(err) = open(refused).await else {
+            panic!("{refused} connections accepted")
+        };
+        assert!(
+            err.to_string().contains("api.database_connections"),
+            "{err}"
+        );
+    }
+    let small = open(2).await.unwrap();
+    assert_eq!(pool_size(&small), 2);
+    let small = TestApp {
+        state: small,
+        ..app
+    };
+    let lot = small.with_lot(serde_json::json!({"car": 40})).await;
+    let driver = small.driver("pool@example.com").await;
+    let start = parkflow_api::Clock::now(&small.clock) + chrono::Duration::hours(2);
+    let keys: Vec<String> = (0..40).map(|i| format!("pool-{i}")).collect();
+    let bookings = keys
+        .iter()
+        .map(|key| driver.book(lot, (start, 1), "car", key));
+    let answers = futures_util::future::join_all(bookings).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+}
+
+/// A request that no PostgreSQL connection comes free for within the store's wait is refused
+/// 503 `service_unavailable` with `Retry-After` (never a 500), whether it is a read or a keyed
+/// booking, and it leaves nothing behind: sent again under the same key once a connection is
+/// free, the booking books, once.
+pub async fn a_request_no_connection_comes_free_for_is_told_when_to_retry(app: TestApp) {
+    use parkflow_api::AppState;
+    use parkflow_api::store::{Store, StoreOptions};
+    use std::time::Duration;
+    let options = StoreOptions {
+        postgres_connections: 1,
+        postgres_wait: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&app.config.database_url, options)
+        .await
+        .unwrap();
+    let state = AppState::on_store(
+        store,
+        &app.config,
+        std::sync::Arc::new(app.clock.clone()),
+        prometheus_client::registry::Registry::default(),
+    )
+    .unwrap();
+    let app = TestApp { state, ..app };
+    let lot = app.with_lot(serde_json::json!({"car": 2})).await;
+    let driver = app.driver("wait@example.com").await;
+    let start = parkflow_api::Clock::now(&app.clock) + chrono::Duration::hours(2);
+    let Handle::Pool(pool) = app.state.services.store().pool().clone() else {
+        panic!("PostgreSQL's readers are its pool");
+    };
+
+    let held = pool.acquire().await.unwrap();
+    let refused = [
+        app.call("GET", "/healthz", None, None).await,
+        driver.get("/v1/reservations").await,
+        driver.book(lot, (start, 1), "car", "wait-1").await,
+    ];
+    for r in &refused {
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "service_unavailable", "{}", r.body);
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    drop(held);
+
+    let booked = driver.book(lot, (start, 1), "car", "wait-1").await;
+    assert_eq!(booked.status, 201, "{}", booked.body);
+    let again = driver.book(lot, (start, 1), "car", "wait-1").await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body, booked.body);
+    let mine = driver.get("/v1/reservations").await;
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        mine.body
+    );
+}
+
+/// PostgreSQL's bookings committed as one group (`store::group`) each get the outcome a
+/// transaction of their own would have: the first of two overlapping holds of a spot is
+/// booked and the second lost to the exclusion constraint; a second booking under a taken key
+/// lost to its unique index; one whose `Idempotency-Key` another request holds is refused
+/// `request_in_progress` and leaves no reservation; one the database fails for another reason
+/// (a spot that does not exist) fails alone. Only the booked ones leave rows, events and
+/// messages.
+pub async fn bookings_committed_as_one_group_each_get_their_own_outcome(app: TestApp) {
+    use parkflow_api::domain::notification::{NewNotification, NotificationKind};
+    use parkflow_api::store::group::Booking;
+    use parkflow_api::store::{idempotency, reservations::NewReservationRow};
+    use warehouse_schema::{
+        Event, EventPayload, LotId, ReservationId, SpotId, UserId, event::ReservationWindow,
+    };
+    let store = app.state.services.store();
+    let lot = app.with_lot(serde_json::json!({"car": 3})).await;
+    app.driver("group@example.com").await;
+    let (user,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
+        .bind("group@example.com")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let user = UserId(user.parse().unwrap());
+    let spots: Vec<(i64,)> = sqlx::query_as("SELECT id FROM spots WHERE lot_id = $1 ORDER BY id")
+        .bind(lot)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let now = parkflow_api::Clock::now(&app.clock);
+    let hour = 3_600_000;
+    let start = now.timestamp_millis() + 2 * hour;
+    // Another request (a payment, say) holds the key "paid".
+    idempotency::insert_answered(store.writer(), (user, "paid", "other"), (200, "{}"), 1)
+        .await
+        .unwrap();
+
+    // (spot, start, key): booked; overlaps the first; the first's key; a key taken; no such
+    // spot; booked.
+    let plan = [
+        (spots[0].0, start, "a"),
+        (spots[0].0, start + hour / 2, "b"),
+        (spots[1].0, start, "a"),
+        (spots[2].0, start, "paid"),
+        (999_999, start, "e"),
+        (spots[1].0, start + hour, "f"),
+    ];
+    let ids: Vec<ReservationId> = plan.iter().map(|_| ReservationId::new()).collect();
+    let bookings: Vec<Booking> = plan
+        .iter()
+        .zip(&ids)
+        .map(|(&(spot, start_at, key), &id)| {
+            let mut b = Booking::new(&NewReservationRow {
+                id,
+                lot: LotId(lot),
+                spot,
+                user,
+                vehicle_type: "car",
+                vehicle_id: None,
+                plate: None,
+                start_at,
+                end_at: start_at + hour,
+                quote_cents: 500,
+                currency: "EUR",
+                idempotency_key: key,
+                created_at: now.timestamp_millis(),
+                monthly_pass: None,
+            });
+            b.event(Event::new(
+                now,
+                LotId(lot),
+                EventPayload::ReservationCreated(ReservationWindow {
+                    reservation_id: id,
+                    user_id: user,
+                    spot_id: SpotId(spot),
+                    start_at: chrono::DateTime::from_timestamp_millis(start_at).unwrap(),
+                    end_at: chrono::DateTime::from_timestamp_millis(start_at + hour).unwrap(),
+                    vehicle_type: warehouse_schema::VehicleType::Car,
+                }),
+            ))
+            .notify(&NewNotification {
+                user_id: user,
+                kind: NotificationKind::ReservationConfirmed,
+                dedup_key: format!("group:{id}"),
+                lot_id: Some(LotId(lot)),
+                title: "Reservation confirmed".into(),
+                body: key.into(),
+            })
+            .keep_answer(
+                (user, key, &format!("fp-{key}")),
+                201,
+                format!("{{\"id\":\"{id}\"}}"),
+            );
+            b
+        })
+        .collect();
+    let events_before = store.outbox_len().await.unwrap();
+
+    let outcomes = store.book_together(&bookings).await.unwrap();
+    let told: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Ok(()) => "booked".to_owned(),
+            Err(e) => match lost_race(e) {
+                Some(race) => format!("{race:?}"),
+                None => e.code().to_owned(),
+            },
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "booked",
+            "Exclusion",
+            "Unique",
+            "request_in_progress",
+            "internal",
+            "booked"
+        ]
+    );
+
+    let booked: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, idempotency_key FROM reservations WHERE user_id = $1 ORDER BY start_at, id",
+    )
+    .bind(user.0.to_string())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected = [
+        (ids[0].0.to_string(), "a".to_owned()),
+        (ids[5].0.to_string(), "f".to_owned()),
+    ];
+    assert_eq!(booked, expected);
+    assert_eq!(store.outbox_len().await.unwrap(), events_before + 2);
+    let messages: Vec<(String,)> = sqlx::query_as(
+        "SELECT body FROM notification_outbox WHERE dedup_key LIKE 'group:%' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(messages, [("a".to_owned(),), ("f".to_owned(),)]);
+    // The booked keys keep their answers; the taken one is still the other request's.
+    for (key, fingerprint) in [("a", "fp-a"), ("f", "fp-f"), ("paid", "other")] {
+        let kept = idempotency::find(store.pool(), user, key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.fingerprint, fingerprint, "{key}");
+    }
+}
