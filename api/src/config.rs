@@ -32,7 +32,7 @@ impl fmt::Debug for Secret {
 pub struct ApiConfig {
     /// `sqlite://path/to/parkflow.db`; empty means `parkflow.db` in the data directory.
     pub database_url: String,
-    /// PostgreSQL: connections in the store's pool, 1 to 1,000, shared by reads and writes
+    /// PostgreSQL: connections in the store's pool for changes, and as many readers, 1 to 1,000
     /// (default `store::POSTGRES_CONNECTIONS`, 5); the booking writer has one more of its own.
     /// SQLite has its one writer and its readers.
     pub database_connections: u32,

@@ -158,7 +158,7 @@ impl Change {
             // Committed with the changes queued behind it (group commit, `handles.rs`).
             Conn::Sqlite(c) => c.commit().await?,
             Conn::Transaction(tx) => tx.commit().await?,
-            Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
+            Conn::Pooled(_) | Conn::Lent(_) => unreachable!("a change is begun in a transaction"),
         }
         if !self.events.is_empty() || !self.messages.is_empty() || self.stored_messages {
             self.committed.notify_one();
@@ -171,7 +171,7 @@ impl Change {
         match self.tx {
             Conn::Sqlite(c) => c.roll_back()?,
             Conn::Transaction(tx) => tx.rollback().await?,
-            Conn::Pooled(_) => unreachable!("a change is begun in a transaction"),
+            Conn::Pooled(_) | Conn::Lent(_) => unreachable!("a change is begun in a transaction"),
         }
         Ok(())
     }

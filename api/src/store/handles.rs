@@ -44,6 +44,8 @@ pub enum Handle {
     /// SQLite connections called in place; the writer is a set of one.
     Sqlite(Arc<Connections>),
     Pool(AnyPool),
+    /// PostgreSQL's readers, lent without sqlx's pool ([`lender`]).
+    Lender(Arc<lender::Lender>),
 }
 
 /// The most changes one commit of the writer carries.
@@ -483,6 +485,8 @@ impl SqliteConn {
 pub enum Conn {
     Sqlite(SqliteConn),
     Pooled(PoolConnection<Any>),
+    /// A PostgreSQL reader ([`lender`]).
+    Lent(lender::Lent),
     /// A write transaction on a pool's connection (PostgreSQL).
     Transaction(Transaction<'static, Any>),
 }
@@ -492,6 +496,7 @@ impl std::fmt::Debug for Conn {
         f.write_str(match self {
             Conn::Sqlite(_) => "an SQLite connection",
             Conn::Pooled(_) => "a pooled connection",
+            Conn::Lent(_) => "a lent reader",
             Conn::Transaction(_) => "a transaction",
         })
     }
@@ -503,6 +508,7 @@ impl Handle {
         Ok(match self {
             Handle::Sqlite(set) => Conn::Sqlite(set.lend().await),
             Handle::Pool(pool) => Conn::Pooled(pool.acquire().await?),
+            Handle::Lender(lender) => Conn::Lent(lender.lend().await?),
         })
     }
 
@@ -510,11 +516,13 @@ impl Handle {
         match self {
             Handle::Sqlite(set) => set.close().await,
             Handle::Pool(pool) => pool.close().await,
+            Handle::Lender(lender) => lender.close().await,
         }
     }
 }
 
 pub mod batch;
 mod executor;
+pub mod lender;
 #[cfg(test)]
 mod tests;

@@ -233,7 +233,18 @@ impl Store {
                     Some(Arc::new(checkpoint::Checkpointer::start(&path)?)),
                 )
             }
-            _ => (
+            // Readers lent without the pool's round trip as each goes back (`lender.rs`), as
+            // many as the pool has; changes on the pool.
+            Backend::Postgres => (
+                Handle::Lender(Arc::new(handles::lender::Lender::new(
+                    outbox_pool.connect_options(),
+                    postgres_connections,
+                    postgres_wait,
+                ))),
+                Handle::Pool(outbox_writer.clone()),
+                None,
+            ),
+            Backend::Sqlite => (
                 Handle::Pool(outbox_pool.clone()),
                 Handle::Pool(outbox_writer.clone()),
                 None,
@@ -272,7 +283,7 @@ impl Store {
     pub async fn begin_batch(&self) -> Result<Batch> {
         match &self.writer {
             Handle::Sqlite(set) => Batch::begin(set).await,
-            Handle::Pool(_) => Ok(Batch::none()),
+            Handle::Pool(_) | Handle::Lender(_) => Ok(Batch::none()),
         }
     }
 
@@ -300,7 +311,7 @@ impl Store {
     pub fn writer_watch(&self) -> Option<&Arc<WriterWatch>> {
         match &self.writer {
             Handle::Sqlite(set) => set.watch(),
-            Handle::Pool(_) => None,
+            Handle::Pool(_) | Handle::Lender(_) => None,
         }
     }
 
@@ -313,6 +324,7 @@ impl Store {
                 Conn::Transaction(pool.begin_with("BEGIN IMMEDIATE").await?)
             }
             (Handle::Pool(pool), Backend::Postgres) => Conn::Transaction(pool.begin().await?),
+            (Handle::Lender(_), _) => unreachable!("the writer is a pool or SQLite's own"),
         };
         Ok(Change::new(conn, now, self.committed.clone()))
     }

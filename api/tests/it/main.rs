@@ -115,6 +115,7 @@ use payments::{
     the_first_waiter_gets_the_freed_spot,
 };
 use pool::{
+    a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
     bookings_committed_as_one_group_each_get_their_own_outcome, the_pool_is_as_large_as_configured,
 };
@@ -227,6 +228,7 @@ on_postgres!(
     the_pool_is_as_large_as_configured,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
     bookings_committed_as_one_group_each_get_their_own_outcome,
+    a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

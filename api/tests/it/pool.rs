@@ -12,10 +12,13 @@ use parkflow_api::store::{Handle, lost_race};
 pub async fn the_pool_is_as_large_as_configured(app: TestApp) {
     use parkflow_api::store::POSTGRES_CONNECTIONS;
     use parkflow_api::{ApiConfig, AppState};
+    // The readers as many as the pool that changes run on.
     let pool_size = |state: &AppState| {
-        let Handle::Pool(pool) = state.services.store().writer() else {
-            panic!("PostgreSQL's writer is its pool");
+        let store = state.services.store();
+        let (Handle::Pool(pool), Handle::Lender(readers)) = (store.writer(), store.pool()) else {
+            panic!("PostgreSQL's writer is its pool, its readers lent");
         };
+        assert_eq!(readers.size(), pool.options().get_max_connections());
         pool.options().get_max_connections()
     };
     assert_eq!(pool_size(&app.state), POSTGRES_CONNECTIONS);
@@ -89,11 +92,12 @@ pub async fn a_request_no_connection_comes_free_for_is_told_when_to_retry(app: T
     let lot = app.with_lot(serde_json::json!({"car": 2})).await;
     let driver = app.driver("wait@example.com").await;
     let start = parkflow_api::Clock::now(&app.clock) + chrono::Duration::hours(2);
-    let Handle::Pool(pool) = app.state.services.store().pool().clone() else {
-        panic!("PostgreSQL's readers are its pool");
-    };
-
-    let held = pool.acquire().await.unwrap();
+    // The one reader and the pool's one connection (changes, the outbox's reads) held.
+    let store = app.state.services.store();
+    let held = (
+        store.pool().acquire().await.unwrap(),
+        store.writer().acquire().await.unwrap(),
+    );
     let refused = [
         app.call("GET", "/healthz", None, None).await,
         driver.get("/v1/reservations").await,
@@ -268,4 +272,57 @@ pub async fn bookings_committed_as_one_group_each_get_their_own_outcome(app: Tes
             .unwrap();
         assert_eq!(kept.fingerprint, fingerprint, "{key}");
     }
+}
+
+/// PostgreSQL's readers are lent without sqlx's pool (`store::handles::lender`): a reader whose
+/// task was dropped in the middle of a statement is lent again and answers the next one; one
+/// the server ended fails the statement it was lent for, is closed, and the next statement
+/// gets a new connection.
+pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken(app: TestApp) {
+    use parkflow_api::store::{Store, StoreOptions};
+    let options = StoreOptions {
+        postgres_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&app.config.database_url, options)
+        .await
+        .unwrap();
+    let one = || async {
+        sqlx::query_scalar::<_, i64>("SELECT 1::bigint")
+            .fetch_one(store.pool())
+            .await
+    };
+
+    let mut reader = store.pool().acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    let slow = sqlx::query("SELECT pg_sleep(0.3)").execute(&mut reader);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(50), slow).await;
+    assert!(cut.is_err(), "the statement was cut short");
+    drop(reader);
+    assert_eq!(one().await.unwrap(), 1);
+    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(again, pid, "the same connection, lent again");
+
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(store.writer())
+        .await
+        .unwrap();
+    assert!(ended);
+    assert!(
+        one().await.is_err(),
+        "the ended connection fails its statement"
+    );
+    assert_eq!(one().await.unwrap(), 1);
+    let new: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_ne!(new, pid, "a new connection");
 }

@@ -220,24 +220,27 @@ impl TestApp {
     /// Open every pooled connection now: requests released together then truly run together
     /// instead of queueing behind connection set-up.
     pub(crate) async fn warm_pool(&self) {
-        // SQLite's connections are all open from the start.
-        let parkflow_api::store::Handle::Pool(pool) = self.state.services.store().pool().clone()
-        else {
-            return;
+        use parkflow_api::store::Handle;
+        let store = self.state.services.store();
+        // SQLite's connections are all open from the start; PostgreSQL's readers and pool
+        // open theirs on demand.
+        let (readers, pool) = match (store.pool(), store.writer()) {
+            (Handle::Lender(readers), Handle::Pool(pool)) => (readers.size(), pool),
+            _ => return,
         };
-        let holders: Vec<_> = (0..pool.options().get_max_connections())
-            .map(|_| {
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    let mut conn = pool.acquire().await.unwrap();
-                    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                })
-            })
-            .collect();
-        for h in holders {
-            h.await.unwrap();
-        }
+        let holders = (0..readers + pool.options().get_max_connections()).map(|i| {
+            let handle = if i < readers {
+                store.pool()
+            } else {
+                store.writer()
+            };
+            async move {
+                let mut conn = handle.acquire().await.unwrap();
+                sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        futures_util::future::join_all(holders).await;
     }
 
     /// How many events of type `event_type` the outbox holds.

@@ -1,11 +1,13 @@
 //! The store's handles as sqlx executors of the `Any` database: a statement on SQLite runs in
 //! place ([`super::SqliteConn`]), on a pool it is sqlx's.
 
+use super::lender::{Lent, is_fatal};
 use super::{Conn, Done, Handle};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, TryStreamExt};
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::{Any, Either, Execute, Executor, SqlStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn unprepared<'e>() -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>> {
     Box::pin(async {
@@ -29,6 +31,33 @@ fn first_row(done: Done) -> Option<AnyRow> {
     done.rows.into_iter().next()
 }
 
+/// A lent reader is given back closed once a statement's error says the connection is broken.
+fn mark(broken: &AtomicBool, e: &sqlx::Error) {
+    if is_fatal(e) {
+        broken.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One statement on a lent reader, all its rows read (the reader goes back once it is done).
+async fn collect<'q>(
+    lent: &mut Lent,
+    query: impl Execute<'q, Any> + 'q,
+) -> Result<Done, sqlx::Error> {
+    let broken = lent.broken_flag();
+    let mut done = Done {
+        rows: Vec::new(),
+        rows_affected: 0,
+    };
+    let mut results = (&mut **lent).fetch_many(query);
+    while let Some(result) = results.try_next().await.inspect_err(|e| mark(&broken, e))? {
+        match result {
+            Either::Left(r) => done.rows_affected += r.rows_affected(),
+            Either::Right(row) => done.rows.push(row),
+        }
+    }
+    Ok(done)
+}
+
 impl<'c> Executor<'c> for &'c Handle {
     type Database = Any;
 
@@ -43,6 +72,10 @@ impl<'c> Executor<'c> for &'c Handle {
         match self {
             Handle::Sqlite(set) => in_place(async move { set.one(query).await }),
             Handle::Pool(pool) => pool.fetch_many(query),
+            Handle::Lender(lender) => in_place(async move {
+                let mut lent = lender.lend().await?;
+                collect(&mut lent, query).await
+            }),
         }
     }
 
@@ -57,6 +90,12 @@ impl<'c> Executor<'c> for &'c Handle {
         match self {
             Handle::Sqlite(set) => Box::pin(async move { Ok(first_row(set.one(query).await?)) }),
             Handle::Pool(pool) => pool.fetch_optional(query),
+            Handle::Lender(lender) => Box::pin(async move {
+                let mut lent = lender.lend().await?;
+                let broken = lent.broken_flag();
+                let row = (&mut *lent).fetch_optional(query).await;
+                row.inspect_err(|e| mark(&broken, e))
+            }),
         }
     }
 
@@ -71,6 +110,12 @@ impl<'c> Executor<'c> for &'c Handle {
         match self {
             Handle::Sqlite(_) => unprepared(),
             Handle::Pool(pool) => pool.prepare_with(sql, parameters),
+            Handle::Lender(lender) => Box::pin(async move {
+                let mut lent = lender.lend().await?;
+                let broken = lent.broken_flag();
+                let statement = (&mut *lent).prepare_with(sql, parameters).await;
+                statement.inspect_err(|e| mark(&broken, e))
+            }),
         }
     }
 }
@@ -89,6 +134,14 @@ impl<'c> Executor<'c> for &'c mut Conn {
         match self {
             Conn::Sqlite(c) => in_place(c.query(query)),
             Conn::Pooled(c) => (&mut **c).fetch_many(query),
+            Conn::Lent(c) => {
+                let broken = c.broken_flag();
+                Box::pin(
+                    (&mut **c)
+                        .fetch_many(query)
+                        .inspect_err(move |e| mark(&broken, e)),
+                )
+            }
             Conn::Transaction(t) => (&mut **t).fetch_many(query),
         }
     }
@@ -104,6 +157,13 @@ impl<'c> Executor<'c> for &'c mut Conn {
         match self {
             Conn::Sqlite(c) => Box::pin(async move { Ok(first_row(c.query(query).await?)) }),
             Conn::Pooled(c) => (&mut **c).fetch_optional(query),
+            Conn::Lent(c) => {
+                let broken = c.broken_flag();
+                Box::pin(async move {
+                    let row = (&mut **c).fetch_optional(query).await;
+                    row.inspect_err(|e| mark(&broken, e))
+                })
+            }
             Conn::Transaction(t) => (&mut **t).fetch_optional(query),
         }
     }
@@ -119,6 +179,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         match self {
             Conn::Sqlite(_) => unprepared(),
             Conn::Pooled(c) => (&mut **c).prepare_with(sql, parameters),
+            Conn::Lent(c) => (&mut **c).prepare_with(sql, parameters),
             Conn::Transaction(t) => (&mut **t).prepare_with(sql, parameters),
         }
     }

@@ -1,0 +1,154 @@
+//! PostgreSQL's readers: connections the store lends to one task at a time and takes back as
+//! they are. sqlx's pool tests every connection with a round trip as it goes back
+//! (`PoolConnection::return_to_pool`), and a booking takes a reader twice (its token's account,
+//! then its plan), so the readers are lent from here instead: a connection idle for
+//! `PING_WHEN_IDLE_FOR` or longer is tested before it is lent (as the pool tests one before
+//! it gives it), one a statement failed on for its connection's sake is closed, and one a
+//! dropped task left in the middle of a statement is safe to lend again (the driver reads
+//! what the server still sends before it writes the next statement: sqlx-postgres's
+//! `wait_until_ready`). No reader ever opens a transaction: changes run on the pool
+//! (`Store::writer`).
+
+use super::super::PING_WHEN_IDLE_FOR;
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, Connection};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// At most `size` connections to one database, opened as they are first needed.
+#[derive(Debug)]
+pub struct Lender {
+    idle: Mutex<Vec<(AnyConnection, Instant)>>,
+    permits: Arc<Semaphore>,
+    options: Arc<AnyConnectOptions>,
+    /// How long a task waits for a connection before it is refused (`PoolTimedOut`, which
+    /// the API answers 503).
+    wait: Duration,
+    size: u32,
+}
+
+impl Lender {
+    pub fn new(options: Arc<AnyConnectOptions>, size: u32, wait: Duration) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size.max(1) as usize)),
+            options,
+            wait,
+            size: size.max(1),
+        }
+    }
+
+    /// How many connections it lends at most.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// A connection of its own for the caller until the [`Lent`] is dropped.
+    pub async fn lend(self: &Arc<Self>) -> Result<Lent, sqlx::Error> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        loop {
+            let idle = self.idle.lock().expect("lender lock").pop();
+            let Some((mut conn, used)) = idle else {
+                let conn = tokio::time::timeout(self.wait, self.options.connect())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+                return Ok(self.lent(conn, permit));
+            };
+            if used.elapsed() < PING_WHEN_IDLE_FOR || conn.ping().await.is_ok() {
+                return Ok(self.lent(conn, permit));
+            }
+            // Dropped: the server or the network let it go while it was idle.
+        }
+    }
+
+    fn lent(self: &Arc<Self>, conn: AnyConnection, permit: OwnedSemaphorePermit) -> Lent {
+        Lent {
+            conn: Some(conn),
+            lender: self.clone(),
+            broken: Arc::new(AtomicBool::new(false)),
+            _permit: permit,
+        }
+    }
+
+    /// Close the idle connections and lend no more.
+    pub async fn close(&self) {
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock().expect("lender lock"));
+        for (conn, _) in idle {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// A lent connection; dropping it gives it back (or closes it, when a statement found it
+/// broken or the lender was closed meanwhile).
+#[derive(Debug)]
+pub struct Lent {
+    conn: Option<AnyConnection>,
+    lender: Arc<Lender>,
+    broken: Arc<AtomicBool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lent {
+    /// The flag a statement's error sets when it is the connection's (see [`is_fatal`]).
+    pub fn broken_flag(&self) -> Arc<AtomicBool> {
+        self.broken.clone()
+    }
+}
+
+/// Whether `e` says the connection itself cannot be used again (as opposed to a statement the
+/// database refused): a broken socket or protocol, or the server ending the session (SQLSTATE
+/// class 08, connection exception, or 57P, a shutdown or `pg_terminate_backend`).
+pub fn is_fatal(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        e => matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::PoolClosed
+        ),
+    }
+}
+
+impl Deref for Lent {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.broken.load(Ordering::SeqCst) || self.lender.permits.is_closed() {
+            // Closing needs a round trip; dropping the socket ends the session as well.
+            return;
+        }
+        self.lender
+            .idle
+            .lock()
+            .expect("lender lock")
+            .push((conn, Instant::now()));
+    }
+}
