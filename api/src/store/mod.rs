@@ -82,8 +82,8 @@ pub struct StoreOptions {
     pub postgres_wait: Duration,
 }
 
-/// The PostgreSQL pool's size by default (the booking writer has one connection more, of its
-/// own: `group.rs`). Connections beyond what the database's cores can run only wait on each
+/// The PostgreSQL pool's size by default, and as many readers (`handles/lender.rs`); the
+/// booking writer has one connection more, of its own (`group.rs`). Connections beyond what the database's cores can run only wait on each
 /// other: on the two-core bench machine, with 32 clients booking, a pool of 4 to 6 booked
 /// 6–14 % more than one of 10 once bookings were written in groups, and answered availability
 /// 20 % faster (BENCHMARKS.md, stops 42 and 43). A database with more cores takes more
