@@ -23,9 +23,11 @@ use super::{Backend, Handle, LostRace};
 use crate::domain::ReservationStatus;
 use crate::domain::error::{Error, Result};
 use crate::domain::notification::NewNotification;
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -202,13 +204,22 @@ async fn write_groups(pool: AnyPool, committed: Arc<Notify>, mut waiting: mpsc::
         let bookings: Vec<&Booking> = group.iter().map(|w| &w.booking).collect();
         let outcomes = match writer_connection(&pool, held.take()).await {
             Ok(mut conn) => {
-                let outcomes = commit_group(&mut conn, &bookings).await;
-                if outcomes.iter().any(failed) {
-                    let _ = conn.close().await;
-                } else {
-                    held = Some((conn, Instant::now()));
+                // A panic fails its group (and the connection), not every booking after it.
+                let committing = AssertUnwindSafe(commit_group(&mut conn, &bookings));
+                match committing.catch_unwind().await {
+                    Ok(outcomes) => {
+                        if outcomes.iter().any(failed) {
+                            let _ = conn.close().await;
+                        } else {
+                            held = Some((conn, Instant::now()));
+                        }
+                        outcomes
+                    }
+                    Err(_) => bookings
+                        .iter()
+                        .map(|_| Err(Error::Storage("the booking writer failed".into())))
+                        .collect(),
                 }
-                outcomes
             }
             Err(e) => bookings.iter().map(|_| Err(share(&e))).collect(),
         };

@@ -203,13 +203,14 @@ impl Reservations<'_> {
             }
         }
         let (user_key, render) = ((user, key), keep.map(|k| k.render));
+        let attempt = (window, now, choice);
         match backend {
             // SQLite has no exclusion constraint: the spot is checked in the single writer's
             // transaction that inserts it.
             Backend::Sqlite => {
                 let mut tx = self.store().begin_change(now).await?;
                 let planned = self
-                    .plan_booking(&mut tx, user_key, req, window, (offered, tried), render)
+                    .plan_booking(&mut tx, user, req, attempt, (offered, tried), render)
                     .await;
                 match planned {
                     Ok(p) => {
@@ -229,7 +230,7 @@ impl Reservations<'_> {
             Backend::Postgres => {
                 let mut conn = self.store().pool().acquire().await?;
                 let planned = self
-                    .plan_booking(&mut conn, user_key, req, window, (offered, tried), render)
+                    .plan_booking(&mut conn, user, req, attempt, (offered, tried), render)
                     .await;
                 match planned {
                     Ok(p) => {
@@ -251,23 +252,19 @@ impl Reservations<'_> {
     /// What a booking writes, planned on `conn` (the SQLite writer's transaction, or a
     /// PostgreSQL reader): the lot's rules checked, the spot chosen (the index's `offered` one,
     /// added to `tried`, or one read from the store), the quote, the reservation, its message,
-    /// its event and, with `render`, the request's answer.
+    /// its event and, with `render`, the request's answer; `attempt` is the window, the time and
+    /// the spot choice of this attempt.
     async fn plan_booking(
         &self,
         conn: &mut Conn,
-        (user, key): (UserId, &str),
+        user: UserId,
         req: &NewReservation,
-        window: TimeRange,
+        attempt: (TimeRange, DateTime<Utc>, Choice),
         (offered, tried): (Option<SpotRow>, &mut Vec<SpotId>),
         render: Option<&RenderAnswer<'_>>,
     ) -> Result<Planned> {
-        let now = self.now();
+        let (window, now, choice) = attempt;
         let backend = self.store().backend();
-        let choice = Choice {
-            vehicle: req.vehicle_type,
-            near: req.near,
-            spread: spread_of(key),
-        };
         let rules = LotRules::load(conn, req.lot_id).await?;
         rules.check(window, now)?;
         // An offer made under a spot policy the lot no longer has is no offer.
