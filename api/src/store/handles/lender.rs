@@ -55,15 +55,32 @@ impl Lender {
         loop {
             let idle = self.idle.lock().expect("lender lock").pop();
             let Some((mut conn, used)) = idle else {
-                let conn = tokio::time::timeout(self.wait, self.options.connect())
-                    .await
-                    .map_err(|_| sqlx::Error::PoolTimedOut)??;
-                return Ok(self.lent(conn, permit));
+                return Ok(self.lent(self.connect().await?, permit));
             };
             if used.elapsed() < PING_WHEN_IDLE_FOR || conn.ping().await.is_ok() {
                 return Ok(self.lent(conn, permit));
             }
             // Dropped: the server or the network let it go while it was idle.
+        }
+    }
+
+    /// A new connection. A database out of reach (or not taking connections now) is tried
+    /// again until the wait is over, then refused as `PoolTimedOut` (an overload to the API,
+    /// 503), as sqlx's pool does; any other failure (a wrong password) is returned at once.
+    async fn connect(&self) -> Result<AnyConnection, sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.options.connect()).await {
+                Err(_) => return Err(sqlx::Error::PoolTimedOut),
+                Ok(Ok(conn)) => return Ok(conn),
+                Ok(Err(e)) if !is_fatal(&e) && !is_busy(&e) => return Err(e),
+                Ok(Err(_)) => {
+                    let next = (tokio::time::Instant::now() + pause).min(deadline);
+                    tokio::time::sleep_until(next).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
         }
     }
 
@@ -122,6 +139,12 @@ pub fn is_fatal(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` is the server refusing a connection for now: too many connections (SQLSTATE
+/// 53300) or starting up (57P03, which [`is_fatal`] covers).
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("53300"))
+}
+
 impl Deref for Lent {
     type Target = AnyConnection;
 
@@ -150,5 +173,33 @@ impl Drop for Lent {
             .lock()
             .expect("lender lock")
             .push((conn, Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    /// A database that cannot be reached is refused as an overload once the wait is over, not
+    /// as a fault at once, and not after any longer.
+    #[tokio::test]
+    async fn an_unreachable_database_is_unavailable_after_the_wait() {
+        sqlx::any::install_default_drivers();
+        // Port 1: nothing listens there, so every connection is refused.
+        let options = AnyConnectOptions::from_str("postgres://parkflow@127.0.0.1:1/none").unwrap();
+        let lender = Arc::new(Lender::new(
+            Arc::new(options),
+            1,
+            Duration::from_millis(300),
+        ));
+        let asked = Instant::now();
+        let refused = lender.lend().await.unwrap_err();
+        assert!(matches!(refused, sqlx::Error::PoolTimedOut), "{refused}");
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 }
