@@ -18,19 +18,35 @@ use warehouse_schema::Event;
 /// Errors are the store's own: a failed statement.
 pub type Result<T, E = sqlx::Error> = std::result::Result<T, E>;
 
+/// The insert of events, ending with `$values` (one `($1, …, $5)` per event).
+macro_rules! insert_events {
+    ($values:expr) => {
+        concat!(
+            "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ",
+            $values
+        )
+    };
+}
+
+/// `query` with `event`'s five values bound after the ones it has.
+fn bind_event<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    event: &Event,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    query
+        .bind(event.event_id.0.to_string())
+        .bind(event.lot_id.0)
+        .bind(event.payload.type_name())
+        .bind(event.to_json())
+        .bind(event.occurred_at.timestamp_millis())
+}
+
 /// Record `event` inside the caller's transaction: it commits or rolls back with the state
 /// change it describes.
 pub async fn append<'c>(conn: impl Executor<'c, Database = Any>, event: &Event) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event.event_id.0.to_string())
-    .bind(event.lot_id.0)
-    .bind(event.payload.type_name())
-    .bind(event.to_json())
-    .bind(event.occurred_at.timestamp_millis())
-    .execute(conn)
-    .await?;
+    bind_event(sqlx::query(insert_events!("($1, $2, $3, $4, $5)")), event)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -41,9 +57,9 @@ const EVENTS_PER_STATEMENT: usize = 1_000;
 /// what a group of changes committed together records (`parkflow_api::store::group`).
 pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<()> {
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = i * 5;
+        let values: Vec<String> = (0..chunk.len() * 5)
+            .step_by(5)
+            .map(|p| {
                 format!(
                     "(${}, ${}, ${}, ${}, ${})",
                     p + 1,
@@ -54,19 +70,10 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<(
                 )
             })
             .collect();
-        let sql = format!(
-            "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for event in chunk {
-            query = query
-                .bind(event.event_id.0.to_string())
-                .bind(event.lot_id.0)
-                .bind(event.payload.type_name())
-                .bind(event.to_json())
-                .bind(event.occurred_at.timestamp_millis());
-        }
+        let sql = format!("{}{}", insert_events!(""), values.join(", "));
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(AssertSqlSafe(sql)), |q, e| bind_event(q, e));
         query.execute(&mut *conn).await?;
     }
     Ok(())
