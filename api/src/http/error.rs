@@ -4,8 +4,9 @@
 //! A core [`Error`] maps to its status here: caller mistakes to 4xx with their stable code,
 //! faults of ours (storage, configuration) to 500 with a generic message, logged here, once,
 //! with their cause; an overloaded or unreachable database (no connection for as long as a
-//! request waits) to 503 `service_unavailable`. A 429 or 503 says in `Retry-After` when to try again.
-//! Requests the edge refuses before a handler runs (405, 413, 415) are [`ApiError::Rejected`].
+//! request waits) to 503 `service_unavailable`. A 429 or 503 says in `Retry-After` when to
+//! try again. Requests the edge refuses before a handler runs (405, 413, 415) are
+//! [`ApiError::Rejected`].
 
 use crate::domain::error::Error;
 use axum::Json;

@@ -135,9 +135,7 @@ impl super::Store {
     pub async fn book(&self, booking: Booking) -> Result<()> {
         match &self.bookings {
             Some(writer) => writer.book(booking).await,
-            None => Err(Error::Storage(
-                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
-            )),
+            None => Err(not_postgres()),
         }
     }
 
@@ -145,9 +143,7 @@ impl super::Store {
     /// waiting for it: each one's outcome, as [`book`](Self::book) would give it.
     pub async fn book_together(&self, bookings: &[Booking]) -> Result<Vec<Result<()>>> {
         let (Handle::Pool(pool), Backend::Postgres) = (&self.writer, self.backend) else {
-            return Err(Error::Storage(
-                "grouped bookings are PostgreSQL's; SQLite books in a change".into(),
-            ));
+            return Err(not_postgres());
         };
         let mut conn = pool.acquire().await?;
         let outcomes = commit_group(&mut conn, &bookings.iter().collect::<Vec<_>>()).await;
@@ -156,6 +152,11 @@ impl super::Store {
         }
         Ok(outcomes)
     }
+}
+
+/// Asked of a store that is not PostgreSQL's.
+fn not_postgres() -> Error {
+    Error::Storage("grouped bookings are PostgreSQL's; SQLite books in a change".into())
 }
 
 /// A booking and where its outcome goes.
@@ -391,8 +392,8 @@ async fn commit(conn: &mut AnyConnection, bookings: &[&Booking]) -> Result<Vec<R
             .into_iter()
             .filter(|&i| {
                 let a = bookings[i].answer.as_ref().expect("answering");
-                let key = (a["user_id"].as_str(), a["idem_key"].as_str());
-                !claimed.iter().any(|(u, k)| key == (Some(u), Some(k)))
+                let text = |field: &str| a[field].as_str().unwrap_or_default().to_owned();
+                !claimed.contains(&(text("user_id"), text("idem_key")))
             })
             .collect();
         if !taken.is_empty() {

@@ -75,24 +75,25 @@ pub struct StoreOptions {
     /// before it (the connections race for the file lock and sleep in the busy handler), which
     /// `parkflow bench api` opens to print the comparison and nothing else should.
     pub sqlite_writers: u32,
-    /// PostgreSQL: the pool's connections, shared by reads and writes.
+    /// PostgreSQL: the pool's connections (changes), and as many readers
+    /// (`handles/lender.rs`).
     pub postgres_connections: u32,
-    /// PostgreSQL: how long a request waits for one of them before it is refused as an
+    /// PostgreSQL: how long a request waits for a connection before it is refused as an
     /// overload (`Error::Unavailable`, HTTP 503 with `Retry-After`).
     pub postgres_wait: Duration,
 }
 
 /// The PostgreSQL pool's size by default, and as many readers (`handles/lender.rs`); the
-/// booking writer has one connection more, of its own (`group.rs`). Connections beyond what the database's cores can run only wait on each
-/// other: on the two-core bench machine, with 32 clients booking, a pool of 4 to 6 booked
-/// 6–14 % more than one of 10 once bookings were written in groups, and answered availability
-/// 20 % faster (BENCHMARKS.md, stops 42 and 43). A database with more cores takes more
-/// (`api.database_connections`).
+/// booking writer has one connection more, of its own (`group.rs`). Connections beyond what
+/// the database's cores can run only wait on each other: on the two-core bench machine, with
+/// 32 clients booking, a pool of 4 to 6 booked 6–14 % more than one of 10 once bookings were
+/// written in groups, and answered availability 20 % faster (BENCHMARKS.md, stops 42 and 43).
+/// A database with more cores takes more (`api.database_connections`).
 pub const POSTGRES_CONNECTIONS: u32 = 5;
 
 /// How long a request waits for a PostgreSQL connection by default: as long as a keyed
-/// request waits for another holding its key (`http::idempotency::WAIT`). A pool of ten
-/// answers thousands of requests a second, so a wait this long means the database is
+/// request waits for another holding its key (`http::idempotency::WAIT`). Five connections
+/// answer thousands of requests a second, so a wait this long means the database is
 /// overloaded, and the client is told so (and when to retry) instead of being held on.
 pub const POSTGRES_WAIT: Duration = Duration::from_secs(10);
 

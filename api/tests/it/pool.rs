@@ -292,6 +292,13 @@ pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_br
             .fetch_one(store.pool())
             .await
     };
+    // The backend a reader lent now is served by.
+    let reader_pid = || async {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
 
     let mut reader = store.pool().acquire().await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -303,11 +310,7 @@ pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_br
     assert!(cut.is_err(), "the statement was cut short");
     drop(reader);
     assert_eq!(one().await.unwrap(), 1);
-    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(again, pid, "the same connection, lent again");
+    assert_eq!(reader_pid().await, pid, "the same connection, lent again");
 
     let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
@@ -320,9 +323,5 @@ pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_br
         "the ended connection fails its statement"
     );
     assert_eq!(one().await.unwrap(), 1);
-    let new: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_ne!(new, pid, "a new connection");
+    assert_ne!(reader_pid().await, pid, "a new connection");
 }
