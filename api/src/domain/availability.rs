@@ -114,10 +114,66 @@ struct LotIndex {
     policy: SpotPolicy,
     spots: Vec<IndexedSpot>,
     slot_of: HashMap<SpotId, usize>,
+    /// The slots of each spot type, by spot id: where a booking without a point looks for its
+    /// spot ([`LotIndex::spread_pick`]).
+    of_type: Vec<(VehicleType, Vec<usize>)>,
     holds: HashMap<ReservationId, (usize, i64)>,
 }
 
 impl LotIndex {
+    fn new(policy: SpotPolicy, spots: Vec<IndexedSpot>) -> Self {
+        let mut of_type: Vec<(VehicleType, Vec<usize>)> = Vec::new();
+        let mut by_id: Vec<usize> = (0..spots.len()).collect();
+        by_id.sort_by_key(|&slot| spots[slot].id);
+        for slot in by_id {
+            let kind = spots[slot].vehicle_type;
+            match of_type.iter_mut().find(|(t, _)| *t == kind) {
+                Some((_, slots)) => slots.push(slot),
+                None => of_type.push((kind, vec![slot])),
+            }
+        }
+        Self {
+            policy,
+            slot_of: spots.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
+            spots,
+            of_type,
+            holds: HashMap::new(),
+        }
+    }
+
+    /// The spots no reserved window overlaps `[start, end)` (epoch ms).
+    fn free(&self, (start, end): (i64, i64)) -> impl Iterator<Item = &IndexedSpot> {
+        self.spots.iter().filter(move |s| s.is_free(start, end))
+    }
+
+    /// The spot a booking without a point takes, found without testing every spot: of the
+    /// best-fitting type that has a free spot (not in `skip`), the first free one at or after
+    /// the place `choice.spread` picks among all that type's spots by id, wrapping round. With
+    /// every spot free it is [`best_spot`]'s own pick; with some taken, the next free one after
+    /// it (where `best_spot`, which sees only free spots, counts among those) — as good a spot,
+    /// and one concurrent requests still rarely share. A lot with room answers after a spot or
+    /// two instead of all of them.
+    fn spread_pick(
+        &self,
+        (start, end): (i64, i64),
+        choice: Choice,
+        skip: &[SpotId],
+    ) -> Option<&IndexedSpot> {
+        self.policy
+            .ranked_spot_types(choice.vehicle)
+            .into_iter()
+            .find_map(|kind| {
+                let (_, slots) = self.of_type.iter().find(|(t, _)| *t == kind)?;
+                let first = (choice.spread % slots.len() as u64) as usize;
+                let (after, before) = slots.split_at(first);
+                before
+                    .iter()
+                    .chain(after)
+                    .map(|&slot| &self.spots[slot])
+                    .find(|s| s.is_free(start, end) && !skip.contains(&s.id))
+            })
+    }
+
     fn hold(&mut self, h: Hold) {
         self.release(h.reservation);
         if let Some(&slot) = self.slot_of.get(&h.spot) {
@@ -183,12 +239,7 @@ impl AvailabilityIndex {
         spots: Vec<IndexedSpot>,
         holds: impl IntoIterator<Item = Hold>,
     ) -> bool {
-        let mut index = LotIndex {
-            policy,
-            slot_of: spots.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
-            spots,
-            holds: HashMap::new(),
-        };
+        let mut index = LotIndex::new(policy, spots);
         for h in holds {
             index.hold(h);
         }
@@ -230,27 +281,26 @@ impl AvailabilityIndex {
         }
     }
 
-    /// `read` over the spots of a loaded `lot` that no reserved window overlaps `window` (with
-    /// the lot's spot policy). `None`: not loaded.
-    fn with_free<T>(
+    /// `read` over a loaded `lot` and `window` in epoch ms. `None`: not loaded.
+    fn with_lot<T>(
         &self,
         lot: LotId,
         window: TimeRange,
-        read: impl FnOnce(SpotPolicy, &mut dyn Iterator<Item = &IndexedSpot>) -> T,
+        read: impl FnOnce(&LotIndex, (i64, i64)) -> T,
     ) -> Option<T> {
         let index = self.lot(lot)?;
         let index = index.read().expect("index lock");
-        let (start, end) = (
+        let span = (
             window.start().timestamp_millis(),
             window.end().timestamp_millis(),
         );
-        let mut free = index.spots.iter().filter(|s| s.is_free(start, end));
-        Some(read(index.policy, &mut free))
+        Some(read(&index, span))
     }
 
     /// The best open spot of a loaded `lot` for `vehicle` (under the lot's spot policy; see
     /// [`best_spot`]) that no reserved window overlaps `window`, leaving out `skip`; `Some(None)`
-    /// when there is none. `None`: not loaded.
+    /// when there is none. `None`: not loaded. Without a point to be near, the spot is the one
+    /// [`LotIndex::spread_pick`] finds.
     pub(crate) fn best_unreserved(
         &self,
         lot: LotId,
@@ -258,8 +308,16 @@ impl AvailabilityIndex {
         choice: Choice,
         skip: &[SpotId],
     ) -> Option<Option<SpotRow>> {
-        self.with_free(lot, window, |policy, free| {
-            best_spot(free.filter(|s| !skip.contains(&s.id)), policy, choice).map(SpotRow::from)
+        self.with_lot(lot, window, |index, span| {
+            let best = match choice.near {
+                None => index.spread_pick(span, choice, skip),
+                Some(_) => best_spot(
+                    index.free(span).filter(|s| !skip.contains(&s.id)),
+                    index.policy,
+                    choice,
+                ),
+            };
+            best.map(SpotRow::from)
         })
     }
 
@@ -272,10 +330,11 @@ impl AvailabilityIndex {
         vehicle: VehicleType,
         near: Option<(f64, f64)>,
     ) -> Option<Vec<FreeSpot>> {
-        self.with_free(lot, window, |policy, free| {
-            let mut ranked: Vec<(usize, f64, &IndexedSpot)> = free
+        self.with_lot(lot, window, |index, span| {
+            let mut ranked: Vec<(usize, f64, &IndexedSpot)> = index
+                .free(span)
                 .filter_map(|s| {
-                    let rank = policy.rank(vehicle, s.vehicle_type)?;
+                    let rank = index.policy.rank(vehicle, s.vehicle_type)?;
                     Some((rank, distance_from(s, near), s))
                 })
                 .collect();
@@ -436,6 +495,72 @@ mod tests {
     }
 
     #[test]
+    fn without_a_point_the_spread_picks_the_next_free_spot_of_the_best_fitting_type() {
+        let index = lot_with(5);
+        let car = |spread| Choice {
+            vehicle: VehicleType::Car,
+            near: None,
+            spread,
+        };
+        let offer = |choice: Choice, (a, b): (i64, i64), skip: &[SpotId]| {
+            index
+                .best_unreserved(LotId(1), window(a, b), choice, skip)
+                .expect("loaded")
+                .map(|s| s.id)
+        };
+        // Every spot free: the spread's own place among the spots, by id.
+        assert_eq!(offer(car(1), (9, 10), &[]), Some(2));
+        assert_eq!(offer(car(6), (9, 10), &[]), Some(2));
+        hold(&index, 2, 8, 10);
+        hold(&index, 3, 9, 11);
+        // Its place taken: the next free spot after it, wrapping round past the last.
+        assert_eq!(offer(car(1), (9, 10), &[]), Some(4));
+        assert_eq!(offer(car(4), (9, 10), &[]), Some(5));
+        assert_eq!(offer(car(4), (9, 10), &[SpotId(5)]), Some(1));
+        hold(&index, 1, 9, 10);
+        assert_eq!(offer(car(4), (9, 10), &[SpotId(5)]), Some(4));
+        assert_eq!(offer(car(4), (9, 10), &[SpotId(4), SpotId(5)]), None);
+        // A window that only touches a reserved one finds the spot free.
+        assert_eq!(offer(car(1), (10, 11), &[]), Some(2));
+
+        // The best-fitting type first; a worse fit only when the better has no free spot.
+        let mixed = AvailabilityIndex::new();
+        let spots = [
+            VehicleType::Ev,
+            VehicleType::Car,
+            VehicleType::Ev,
+            VehicleType::Car,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, vt)| IndexedSpot::new(SpotId(i as i64 + 1), format!("{i}"), vt, None))
+        .collect();
+        let open = SpotPolicy {
+            ev_spots_open_to_cars: true,
+        };
+        assert!(mixed.install(LotId(1), 0, open, spots, []));
+        let offer = |spread| {
+            mixed
+                .best_unreserved(LotId(1), window(9, 10), car(spread), &[])
+                .expect("loaded")
+                .map(|s| s.id)
+        };
+        assert_eq!([offer(0), offer(1)], [Some(2), Some(4)]);
+        for spot in [2, 4] {
+            mixed.hold(
+                LotId(1),
+                Hold {
+                    reservation: ReservationId::new(),
+                    spot: SpotId(spot),
+                    start_ms: 9 * 3_600_000,
+                    end_ms: 10 * 3_600_000,
+                },
+            );
+        }
+        assert_eq!([offer(0), offer(1)], [Some(1), Some(3)]);
+    }
+
+    #[test]
     fn touching_windows_are_free_overlapping_are_not() {
         let index = lot_with(2);
         hold(&index, 1, 9, 10);
@@ -531,6 +656,19 @@ mod tests {
                 let expected: Vec<i64> = (1..=4)
                     .filter(|&s| accepted.iter().all(|&(x, p, q)| x != s || q <= a || b <= p))
                     .collect();
+                let choice = Choice {
+                    vehicle: VehicleType::Car,
+                    near: None,
+                    spread: (a * 7 + len) as u64,
+                };
+                let offered = index
+                    .best_unreserved(LotId(1), window(a, b), choice, &[])
+                    .expect("loaded")
+                    .map(|s| s.id);
+                match offered {
+                    Some(spot) => prop_assert!(expected.contains(&spot), "{spot} is not free"),
+                    None => prop_assert!(expected.is_empty(), "{expected:?} are free"),
+                }
                 prop_assert_eq!(free(&index, a, b), expected);
             }
         }

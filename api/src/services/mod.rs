@@ -33,7 +33,7 @@ pub use gates::{CheckInReceipt, CheckInRequest, ExitReceipt, ExitRequest};
 pub use lots::{
     DEFAULT_CURRENCY, Lot, NewLot, PublishRates, Rate, RateSchedule, currency_code, lot_capacity,
 };
-pub(crate) use lots::{check_rate, scheduled_rates};
+pub(crate) use lots::{as_scheduled, check_rate, scheduled_rates};
 
 use crate::auth::PassSigner;
 use crate::clock::Clock;

@@ -3,7 +3,7 @@
 
 use super::Db;
 use crate::domain::error::Result;
-use warehouse_schema::LotId;
+use warehouse_schema::{LotId, VehicleType};
 
 /// A new lot's row.
 #[derive(Debug, Clone)]
@@ -135,7 +135,55 @@ pub async fn settings<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<LotSetti
     .await?)
 }
 
-/// The currency `lot` charges in.
+/// `lot`'s settings and the rates of `vt` that start by `until` (band, day kind, effective
+/// from, cents), from one read: what a booking checks and prices its window by. `None`: no such
+/// lot.
+pub async fn settings_and_rates<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    vt: VehicleType,
+    until: i64,
+) -> Result<Option<(LotSettings, Vec<(String, String, i64, i64)>)>> {
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(
+        "SELECT l.time_zone AS time_zone, l.currency AS currency,
+                l.default_cents_per_hour AS default_cents_per_hour,
+                l.entry_grace_minutes AS entry_grace_minutes,
+                l.drive_up_horizon_minutes AS drive_up_horizon_minutes,
+                l.ev_spots_open_to_cars AS ev_spots_open_to_cars,
+                l.booking_window_days AS booking_window_days,
+                l.min_reservation_minutes AS min_reservation_minutes,
+                l.max_reservation_minutes AS max_reservation_minutes,
+                r.band AS band, r.day_kind AS day_kind, r.effective_from AS effective_from,
+                r.cents_per_hour AS cents_per_hour
+         FROM lots l LEFT JOIN rates r
+           ON r.lot_id = l.id AND r.vehicle_type = $2 AND r.effective_from <= $3
+         WHERE l.id = $1",
+    )
+    .bind(lot.0)
+    .bind(vt.as_str())
+    .bind(until)
+    .fetch_all(db)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let settings = LotSettings::from_row(first)?;
+    let mut rates = Vec::new();
+    for row in &rows {
+        // A lot without such rates is one row whose rate columns are all null.
+        if let Some(band) = row.try_get::<Option<String>, _>("band")? {
+            rates.push((
+                band,
+                row.try_get("day_kind")?,
+                row.try_get("effective_from")?,
+                row.try_get("cents_per_hour")?,
+            ));
+        }
+    }
+    Ok(Some((settings, rates)))
+}
+
 /// The name of `lot`.
 pub async fn name<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT name FROM lots WHERE id = $1")
@@ -144,6 +192,7 @@ pub async fn name<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>> {
         .await?)
 }
 
+/// The currency `lot` charges in.
 pub async fn currency<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>> {
     Ok(
         sqlx::query_scalar("SELECT currency FROM lots WHERE id = $1")

@@ -10,8 +10,8 @@ mod rates;
 pub use arrival::{ArrivalChance, ForecastHour};
 pub use rates::{PublishRates, Rate, RateSchedule};
 pub(crate) use rates::{
-    RateReasons, check_rate, explained_rates, rate_in_force_conn, rate_in_force_explained,
-    scheduled_rates,
+    RateReasons, as_scheduled, check_rate, explained_rates, rate_in_force_conn,
+    rate_in_force_explained, scheduled_rates,
 };
 
 use super::Lots;

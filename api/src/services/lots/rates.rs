@@ -175,8 +175,6 @@ pub struct RateSchedule {
     pub upcoming: Vec<Rate>,
 }
 
-/// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot's time zone `tz` picks
-/// band and day kind), if one was published; callers fall back to the lot default.
 /// The published rates of `lot` for `vt` that can apply up to `until`, for the tariff engine.
 pub(crate) async fn scheduled_rates(
     conn: &mut crate::store::Conn,
@@ -184,8 +182,12 @@ pub(crate) async fn scheduled_rates(
     vt: VehicleType,
     until: DateTime<Utc>,
 ) -> Result<Vec<ScheduledRate>> {
-    rows::of_vehicle(conn, lot, vt, until.timestamp_millis())
-        .await?
+    as_scheduled(rows::of_vehicle(conn, lot, vt, until.timestamp_millis()).await?)
+}
+
+/// Stored rates (band, day kind, effective from, cents) as the tariff engine takes them.
+pub(crate) fn as_scheduled(rates: Vec<(String, String, i64, i64)>) -> Result<Vec<ScheduledRate>> {
+    rates
         .into_iter()
         .map(|(band, day_kind, from, cents)| scheduled(&band, &day_kind, from, cents))
         .collect()
@@ -202,6 +204,8 @@ fn scheduled(band: &str, day_kind: &str, from: i64, cents: i64) -> Result<Schedu
     })
 }
 
+/// The hourly rate a vehicle of type `vt` pays in `lot` at `at` (the lot's time zone `tz` picks
+/// band and day kind), if one was published; callers fall back to the lot default.
 pub(crate) async fn rate_in_force_conn(
     conn: &mut crate::store::Conn,
     lot: LotId,

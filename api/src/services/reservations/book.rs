@@ -265,7 +265,8 @@ impl Reservations<'_> {
     ) -> Result<Planned> {
         let (window, now, choice) = attempt;
         let backend = self.store().backend();
-        let rules = LotRules::load(conn, req.lot_id).await?;
+        let (rules, rates) =
+            LotRules::load_with_rates(conn, req.lot_id, req.vehicle_type, window.end()).await?;
         rules.check(window, now)?;
         // An offer made under a spot policy the lot no longer has is no offer.
         let offered = offered.filter(|s| {
@@ -300,15 +301,7 @@ impl Reservations<'_> {
                 named_spot(conn, req.lot_id, spot, rules.policy, req.vehicle_type, free).await?
             }
         };
-        let quote = rules
-            .quote(
-                conn,
-                req.lot_id,
-                window,
-                req.vehicle_type,
-                self.quote_rules(),
-            )
-            .await?;
+        let quote = rules.priced(rates, window, self.quote_rules())?;
 
         let id = ReservationId::new();
         let message = about_reservation(

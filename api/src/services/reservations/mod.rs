@@ -144,7 +144,29 @@ impl LotRules {
         let row = crate::store::lots::settings(conn, lot)
             .await?
             .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
-        Ok(Self {
+        Ok(Self::from_settings(row))
+    }
+
+    /// [`load`](Self::load) with the rates a booking of `vehicle` ending at `until` is priced
+    /// by, from one read ([`priced`](Self::priced) prices it).
+    async fn load_with_rates(
+        conn: &mut Conn,
+        lot: LotId,
+        vehicle: VehicleType,
+        until: DateTime<Utc>,
+    ) -> Result<(Self, Vec<crate::domain::tariff::ScheduledRate>)> {
+        let (row, rates) =
+            crate::store::lots::settings_and_rates(conn, lot, vehicle, until.timestamp_millis())
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        Ok((
+            Self::from_settings(row),
+            crate::services::as_scheduled(rates)?,
+        ))
+    }
+
+    fn from_settings(row: crate::store::lots::LotSettings) -> Self {
+        Self {
             tz: row.time_zone.parse().unwrap_or(Tz::UTC),
             currency: row.currency,
             default_cents_per_hour: row.default_cents_per_hour,
@@ -155,7 +177,7 @@ impl LotRules {
                 ev_spots_open_to_cars: row.ev_spots_open_to_cars != 0,
             },
             entry_grace_minutes: row.entry_grace_minutes,
-        })
+        }
     }
 
     /// Start in the future, within the booking window (whole local days), duration in bounds.
@@ -238,8 +260,7 @@ impl LotRules {
             (self.tz, &self.currency),
         )
         .await?;
-        let tariff =
-            crate::domain::tariff::Tariff::new(rules, self.tz, self.default_cents_per_hour, rates);
+        let tariff = self.tariff_of(rates, rules);
         Ok((tariff, reasons))
     }
 
@@ -254,12 +275,31 @@ impl LotRules {
         rules: crate::domain::tariff::TariffRules,
     ) -> Result<crate::domain::tariff::Tariff> {
         let rates = crate::services::scheduled_rates(conn, lot, vehicle, window.end()).await?;
-        Ok(crate::domain::tariff::Tariff::new(
-            rules,
-            self.tz,
-            self.default_cents_per_hour,
-            rates,
-        ))
+        Ok(self.tariff_of(rates, rules))
+    }
+
+    /// The price of `window` under `rules` with `rates` (those [`load_with_rates`] read for
+    /// it): what [`quote`](Self::quote) gives without reading them.
+    ///
+    /// [`load_with_rates`]: Self::load_with_rates
+    fn priced(
+        &self,
+        rates: Vec<crate::domain::tariff::ScheduledRate>,
+        window: TimeRange,
+        rules: crate::domain::tariff::TariffRules,
+    ) -> Result<i64> {
+        Ok(self
+            .tariff_of(rates, rules)
+            .charge(window.start(), window.end())?
+            .cents)
+    }
+
+    fn tariff_of(
+        &self,
+        rates: Vec<crate::domain::tariff::ScheduledRate>,
+        rules: crate::domain::tariff::TariffRules,
+    ) -> crate::domain::tariff::Tariff {
+        crate::domain::tariff::Tariff::new(rules, self.tz, self.default_cents_per_hour, rates)
     }
 }
 
