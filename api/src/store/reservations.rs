@@ -181,8 +181,8 @@ pub async fn check_in<'c>(db: impl Db<'c>, id: ReservationId, session: SessionId
 }
 
 /// The `active` reservation of lot `$1` and plate `$2` starting between `$4` and `$3`, the
-/// soonest first. Its terms are those of SQLite's `arriving_reservations_by_plate` (migration
-/// 0020), so that the index serves it.
+/// soonest first. Its terms are those of the stores' `arriving_reservations_by_plate` (SQLite's
+/// migration 0020, PostgreSQL's 0022), so that the index serves it.
 const ARRIVING_BY_PLATE: &str = "SELECT id, user_id FROM reservations
      WHERE lot_id = $1 AND plate = $2 AND status = 'active' AND start_at <= $3 AND start_at >= $4
        AND monthly_pass_id IS NULL
