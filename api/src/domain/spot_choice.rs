@@ -51,7 +51,9 @@ pub trait Candidate {
 /// The best spot for `choice.vehicle` among `free`: the best fit, then the nearest to
 /// `choice.near`. Without a point every best-fit spot is as good as another, and
 /// `choice.spread` picks one: concurrent requests then rarely race for the same spot, which on
-/// PostgreSQL would make all but one retry.
+/// PostgreSQL would make all but one retry. (The availability index, which knows the taken
+/// spots too, walks from the spread's place among all of them to the first free one instead of
+/// counting the free ones: `LotIndex::spread_pick`.)
 pub fn best_spot<'a, S: Candidate + 'a>(
     free: impl IntoIterator<Item = &'a S>,
     policy: SpotPolicy,
