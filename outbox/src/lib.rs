@@ -3,8 +3,11 @@
 //! or `unpublished_outside` / `mark_published` for the Kafka relay). This module is the only code
 //! that names the table; its DDL lives with the API's migrations, which create it.
 //!
-//! On SQLite positions are assigned by the single writer in commit order, so "everything after
-//! the last position" is exact. What Kafka has not acknowledged yet is kept apart from the events,
+//! Positions are assigned in commit order, so "everything after the last position" is exact: on
+//! SQLite by its single writer; on PostgreSQL, where two transactions may commit in the other
+//! order than they took their positions, by a turn each appending transaction waits for as its
+//! last write and holds until it commits ([`append_all`]). Without it, a reader could read a
+//! higher position, move past it, and never see a lower one that committed after. What Kafka has not acknowledged yet is kept apart from the events,
 //! as the ids in `outbox_unpublished`: a trigger adds each appended row's id in the appending
 //! transaction, and the relay deletes the ids Kafka acknowledged (cheaper than rewriting the
 //! rows, and exact on PostgreSQL too, where a lower id may commit after a higher one).
@@ -42,7 +45,8 @@ fn bind_event<'q>(
 }
 
 /// Record `event` inside the caller's transaction: it commits or rolls back with the state
-/// change it describes.
+/// change it describes. No turn is taken: for SQLite's single writer, whose commits are in
+/// position order already; a PostgreSQL transaction appends with [`append_all`].
 pub async fn append<'c>(conn: impl Executor<'c, Database = Any>, event: &Event) -> Result<()> {
     bind_event(sqlx::query(insert_events!("($1, $2, $3, $4, $5)")), event)
         .execute(conn)
@@ -53,9 +57,27 @@ pub async fn append<'c>(conn: impl Executor<'c, Database = Any>, event: &Event) 
 /// Events one statement of [`append_all`] records (SQLite takes at most 32,766 parameters).
 const EVENTS_PER_STATEMENT: usize = 1_000;
 
-/// Record `events`, in order, inside the caller's transaction, a thousand to a statement:
-/// what a group of changes committed together records (`parkflow_api::store::group`).
+/// The PostgreSQL advisory lock appending transactions take turns on: the two-key form, a key
+/// space apart from the one-key locks the API takes on spots.
+const APPEND_TURN: (i32, i32) = (0x6f75_7462, 1);
+
+/// Record `events`, in order, inside the caller's transaction, a thousand to a statement: what a
+/// change or a group of them committed together records (`parkflow_api::store::change`,
+/// `parkflow_api::store::group`). On PostgreSQL the transaction first waits for its turn to
+/// append, held until it commits, so that positions commit in order; it must be the
+/// transaction's last write (a turn held while waiting on another transaction's row could
+/// deadlock with it).
 pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1, $2)) AS turn")
+            .bind(APPEND_TURN.0)
+            .bind(APPEND_TURN.1)
+            .execute(&mut *conn)
+            .await?;
+    }
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len() * 5)
             .step_by(5)

@@ -145,14 +145,23 @@ impl Change {
                 return Err(crate::domain::error::Error::key_in_progress());
             }
         }
-        for event in &self.events {
-            parkflow_outbox::append(&mut self.tx, event).await?;
-        }
         for a in std::mem::take(&mut self.audits) {
             desk::audit(&mut self.tx, &a.actor, a.action, &a.target, a.detail, now).await?;
         }
         for m in &self.messages {
             rows::insert_message(&mut self.tx, rows::NewMessage::of(m, now)).await?;
+        }
+        // The events last: on PostgreSQL appending takes the outbox's turn, held to the commit.
+        match &mut self.tx {
+            Conn::Transaction(tx) => {
+                let events: Vec<&Event> = self.events.iter().collect();
+                parkflow_outbox::append_all(tx, &events).await?;
+            }
+            conn => {
+                for event in &self.events {
+                    parkflow_outbox::append(&mut *conn, event).await?;
+                }
+            }
         }
         match self.tx {
             // Committed with the changes queued behind it (group commit, `handles.rs`).

@@ -17,6 +17,8 @@
 //! been. A booking whose `Idempotency-Key` turns out taken is taken out again before the
 //! commit, as [`Change::commit`](super::Change::commit) refuses it. A group the database fails
 //! for any other reason is run again one booking at a time, so one bad booking fails alone.
+//! The group's events are its last write: appending takes the outbox's turn, held to the commit
+//! (`parkflow_outbox::append_all`).
 
 use super::reservations::NewReservationRow;
 use super::{Backend, Handle, LostRace};
@@ -415,8 +417,6 @@ async fn commit(conn: &mut AnyConnection, bookings: &[&Booking]) -> Result<Vec<R
     }
 
     let booked = || (0..bookings.len()).filter(|&i| outcomes[i].is_ok());
-    let events: Vec<&Event> = booked().flat_map(|i| &bookings[i].events).collect();
-    parkflow_outbox::append_all(&mut tx, &events).await?;
     let messages: Vec<&Value> = booked().flat_map(|i| &bookings[i].messages).collect();
     if !messages.is_empty() {
         sqlx::query(
@@ -430,6 +430,9 @@ async fn commit(conn: &mut AnyConnection, bookings: &[&Booking]) -> Result<Vec<R
         .execute(&mut *tx)
         .await?;
     }
+    // The events last: appending takes the outbox's turn, held to the commit.
+    let events: Vec<&Event> = booked().flat_map(|i| &bookings[i].events).collect();
+    parkflow_outbox::append_all(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

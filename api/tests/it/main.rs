@@ -127,7 +127,8 @@ use portal::{
 use races::{
     a_lots_free_spots_are_read_through_its_own_window_index,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
-    first_top_ups_at_once_all_credit_one_balance, lost_races_are_told_apart_from_other_failures,
+    an_event_that_commits_late_is_never_passed_over, first_top_ups_at_once_all_credit_one_balance,
+    lost_races_are_told_apart_from_other_failures,
     the_database_refuses_overlapping_holds_of_one_spot, two_answers_to_one_inquiry_keep_one,
 };
 use reasons::{
@@ -224,6 +225,7 @@ on_both_stores!(
 
 on_postgres!(
     the_database_refuses_overlapping_holds_of_one_spot,
+    an_event_that_commits_late_is_never_passed_over,
     a_lots_free_spots_are_read_through_its_own_window_index,
     the_pool_is_as_large_as_configured,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,

@@ -393,3 +393,67 @@ pub async fn a_lots_free_spots_are_read_through_its_own_window_index(app: TestAp
         }
     }
 }
+
+/// An event appended by a transaction that commits after a later-appended one is still read
+/// by a reader that moved past the later one's position (the embedded ingest, the live
+/// follower, the availability sync read "everything after the last position"): on
+/// PostgreSQL appending transactions take turns, each holding its turn until it commits, so
+/// positions commit in order (`parkflow_outbox::append_all`).
+pub async fn an_event_that_commits_late_is_never_passed_over(app: TestApp) {
+    use warehouse_schema::event::LotRegistered;
+    use warehouse_schema::{Event, EventPayload, LotId};
+    let store = app.state.services.store();
+    let Handle::Pool(writer) = store.writer() else {
+        panic!("PostgreSQL's writer is its pool");
+    };
+    let event = |name: &str| {
+        Event::new(
+            app.state.services.now(),
+            LotId(1),
+            EventPayload::LotRegistered(LotRegistered {
+                name: name.into(),
+                time_zone: "UTC".into(),
+                latitude: 0.0,
+                longitude: 0.0,
+                capacity: 1,
+            }),
+        )
+    };
+    let outbox = store.outbox();
+    let (first, second) = (event("first"), event("second"));
+    let mut early = writer.begin().await.unwrap();
+    parkflow_outbox::append_all(&mut early, &[&first])
+        .await
+        .unwrap();
+    // A second transaction appends after the first and tries to commit before it.
+    let late = {
+        let writer = writer.clone();
+        let second = second.clone();
+        tokio::spawn(async move {
+            let mut tx = writer.begin().await.unwrap();
+            parkflow_outbox::append_all(&mut tx, &[&second])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A reader now: whatever it sees, it moves past.
+    let seen = outbox.head().await.unwrap();
+    early.commit().await.unwrap();
+    late.await.unwrap();
+    let read: Vec<String> = outbox
+        .read_after(seen, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.payload.clone())
+        .collect();
+    for e in [&first, &second] {
+        let id = e.event_id.0.to_string();
+        assert!(
+            read.iter().any(|payload| payload.contains(&id)),
+            "{id} passed over: read after {seen}: {read:?}"
+        );
+    }
+}
