@@ -31,7 +31,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 use warehouse_schema::{Event, UserId};
 
@@ -175,10 +175,15 @@ pub(crate) struct GroupWriter {
 }
 
 impl GroupWriter {
-    /// Start the writer on `pool`; `committed` is poked after each group that wrote.
-    pub(crate) fn start(pool: AnyPool, committed: Arc<Notify>) -> Self {
+    /// Start the writer on `pool`; `committed` is poked after each group that wrote; its
+    /// connection lives for `limits.0` at most and is closed after `limits.1` unused.
+    pub(crate) fn start(
+        pool: AnyPool,
+        committed: Arc<Notify>,
+        limits: (Duration, Duration),
+    ) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(write_groups(pool, committed, waiting));
+        tokio::spawn(write_groups(pool, committed, limits, waiting));
         Self { queue }
     }
 
@@ -200,13 +205,30 @@ impl GroupWriter {
 /// its place, so readers never wait for the writer's), kept between groups: a connection's
 /// return to the pool costs a round trip. One the database failed a group on is closed, one
 /// idle as long as the pool would test one after (`PING_WHEN_IDLE_FOR`) is pinged first.
-async fn write_groups(pool: AnyPool, committed: Arc<Notify>, mut waiting: mpsc::Receiver<Waiting>) {
+async fn write_groups(
+    pool: AnyPool,
+    committed: Arc<Notify>,
+    (lifetime, idle_for): (Duration, Duration),
+    mut waiting: mpsc::Receiver<Waiting>,
+) {
     let mut group = Vec::with_capacity(GROUP);
-    let mut held: Option<(AnyConnection, Instant)> = None;
-    while waiting.recv_many(&mut group, GROUP).await > 0 {
+    let mut held: Option<Held> = None;
+    loop {
+        let received = tokio::time::timeout(idle_for, waiting.recv_many(&mut group, GROUP));
+        match received.await {
+            Ok(0) => break,
+            Ok(_) => {}
+            // No booking for a while: the connection is let go until the next one.
+            Err(_) => {
+                if let Some(h) = held.take() {
+                    let _ = h.conn.close().await;
+                }
+                continue;
+            }
+        }
         let bookings: Vec<&Booking> = group.iter().map(|w| &w.booking).collect();
-        let outcomes = match writer_connection(&pool, held.take()).await {
-            Ok(mut conn) => {
+        let outcomes = match writer_connection(&pool, held.take(), lifetime).await {
+            Ok((mut conn, opened)) => {
                 // A panic fails its group (and the connection), not every booking after it.
                 let committing = AssertUnwindSafe(commit_group(&mut conn, &bookings));
                 match committing.catch_unwind().await {
@@ -214,7 +236,11 @@ async fn write_groups(pool: AnyPool, committed: Arc<Notify>, mut waiting: mpsc::
                         if outcomes.iter().any(failed) {
                             let _ = conn.close().await;
                         } else {
-                            held = Some((conn, Instant::now()));
+                            held = Some(Held {
+                                conn,
+                                used: Instant::now(),
+                                opened,
+                            });
                         }
                         outcomes
                     }
@@ -236,21 +262,34 @@ async fn write_groups(pool: AnyPool, committed: Arc<Notify>, mut waiting: mpsc::
     }
 }
 
-/// The writer's connection: `held` if it still answers (and the store is open), else a new one
-/// out of the pool.
+/// The writer's connection between groups: when it was last used, and when it was opened.
+struct Held {
+    conn: AnyConnection,
+    used: Instant,
+    opened: Instant,
+}
+
+/// The writer's connection and when it was opened: `held` if it still answers (and the store
+/// is open, and it is younger than `lifetime`), else a new one out of the pool.
 async fn writer_connection(
     pool: &AnyPool,
-    held: Option<(AnyConnection, Instant)>,
-) -> Result<AnyConnection> {
-    if let Some((mut conn, used)) = held {
-        if pool.is_closed() {
+    held: Option<Held>,
+    lifetime: Duration,
+) -> Result<(AnyConnection, Instant)> {
+    if let Some(Held {
+        mut conn,
+        used,
+        opened,
+    }) = held
+    {
+        if pool.is_closed() || opened.elapsed() >= lifetime {
             let _ = conn.close().await;
         } else if used.elapsed() < super::PING_WHEN_IDLE_FOR || conn.ping().await.is_ok() {
-            return Ok(conn);
+            return Ok((conn, opened));
         }
     }
     // A closed pool refuses this too: the store was closed.
-    Ok(pool.acquire().await?.detach())
+    Ok((pool.acquire().await?.detach(), Instant::now()))
 }
 
 /// Whether `outcome` is the database failing, not a booking refused.

@@ -19,14 +19,11 @@ use crate::domain::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Executor, SqlSafeStr};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-/// How long a PostgreSQL connection may sit idle in the pool and still be used without a ping.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -68,45 +65,6 @@ mod embedded {
 /// with 8,192 (BENCHMARKS.md, stop 42). A file made before keeps the size it was made with.
 pub const SQLITE_PAGE_SIZE: u32 = 2048;
 
-/// How many connections a [`Store`] opens to its database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreOptions {
-    /// SQLite: connections that write. One is the single writer; more is how the store worked
-    /// before it (the connections race for the file lock and sleep in the busy handler), which
-    /// `parkflow bench api` opens to print the comparison and nothing else should.
-    pub sqlite_writers: u32,
-    /// PostgreSQL: the pool's connections (changes), and as many readers
-    /// (`handles/lender.rs`).
-    pub postgres_connections: u32,
-    /// PostgreSQL: how long a request waits for a connection before it is refused as an
-    /// overload (`Error::Unavailable`, HTTP 503 with `Retry-After`).
-    pub postgres_wait: Duration,
-}
-
-/// The PostgreSQL pool's size by default, and as many readers (`handles/lender.rs`); the
-/// booking writer has one connection more, of its own (`group.rs`). Connections beyond what
-/// the database's cores can run only wait on each other: on the two-core bench machine, with
-/// 32 clients booking, a pool of 4 to 6 booked 6–14 % more than one of 10 once bookings were
-/// written in groups, and answered availability 20 % faster (BENCHMARKS.md, stops 42 and 43).
-/// A database with more cores takes more (`api.database_connections`).
-pub const POSTGRES_CONNECTIONS: u32 = 5;
-
-/// How long a request waits for a PostgreSQL connection by default: as long as a keyed
-/// request waits for another holding its key (`http::idempotency::WAIT`). Five connections
-/// answer thousands of requests a second, so a wait this long means the database is
-/// overloaded, and the client is told so (and when to retry) instead of being held on.
-pub const POSTGRES_WAIT: Duration = Duration::from_secs(10);
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            sqlite_writers: 1,
-            postgres_connections: POSTGRES_CONNECTIONS,
-            postgres_wait: POSTGRES_WAIT,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Readers (and, on PostgreSQL, writers too).
@@ -137,11 +95,7 @@ impl Store {
 
     /// [`open`](Self::open) with `options`' connections.
     pub async fn open_with(url: &str, options: StoreOptions) -> Result<Self> {
-        let StoreOptions {
-            sqlite_writers: writers,
-            postgres_connections,
-            postgres_wait,
-        } = options;
+        let writers = options.sqlite_writers;
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let (outbox_pool, outbox_writer) = match backend {
@@ -177,24 +131,7 @@ impl Store {
                 (sqlite(4).connect(&url).await?, writer)
             }
             Backend::Postgres => {
-                // A connection used within the last few seconds is not pinged before its
-                // next use (a round trip each time a request takes one, two or three per
-                // booking); one idle longer is, so a server restart or a dropped idle
-                // connection is found before a request runs on it.
-                let pool = AnyPoolOptions::new()
-                    .max_connections(postgres_connections.max(1))
-                    .acquire_timeout(postgres_wait)
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                                conn.ping().await?;
-                            }
-                            Ok(true)
-                        })
-                    })
-                    .connect(url)
-                    .await?;
+                let pool = options::postgres_pool(&options).connect(url).await?;
                 (pool.clone(), pool)
             }
         };
@@ -237,11 +174,14 @@ impl Store {
             // Readers lent without the pool's round trip as each goes back (`lender.rs`), as
             // many as the pool has; changes on the pool.
             Backend::Postgres => (
-                Handle::Lender(Arc::new(handles::lender::Lender::new(
-                    outbox_pool.connect_options(),
-                    postgres_connections,
-                    postgres_wait,
-                ))),
+                Handle::Lender(Arc::new(
+                    handles::lender::Lender::new(
+                        outbox_pool.connect_options(),
+                        options.postgres_connections,
+                        options.postgres_wait,
+                    )
+                    .with_limits(options.postgres_lifetime, options.postgres_idle),
+                )),
                 Handle::Pool(outbox_writer.clone()),
                 None,
             ),
@@ -254,7 +194,12 @@ impl Store {
         let committed = Arc::new(Notify::new());
         let bookings = match (&writer, backend) {
             (Handle::Pool(pool), Backend::Postgres) => {
-                Some(group::GroupWriter::start(pool.clone(), committed.clone()))
+                let limits = (options.postgres_lifetime, options.postgres_idle);
+                Some(group::GroupWriter::start(
+                    pool.clone(),
+                    committed.clone(),
+                    limits,
+                ))
             }
             _ => None,
         };
@@ -466,6 +411,7 @@ pub mod idempotency;
 pub mod lots;
 pub mod monthly;
 pub mod notifications;
+mod options;
 pub mod payments;
 pub mod rates;
 pub mod reservations;
@@ -533,6 +479,10 @@ pub use change::Change;
 use handles::Connections;
 pub use handles::batch::Batch;
 pub use handles::{Conn, Handle};
+use options::PING_WHEN_IDLE_FOR;
+pub use options::{
+    CLOSE_WHEN_IDLE_FOR, CONNECTION_LIFETIME, POSTGRES_CONNECTIONS, POSTGRES_WAIT, StoreOptions,
+};
 pub use watch::{Watched, WriterWatch};
 
 /// SQLite's readers: enough for the API's concurrent reads on two cores (each read holds one

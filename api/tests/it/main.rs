@@ -117,7 +117,8 @@ use payments::{
 use pool::{
     a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
-    bookings_committed_as_one_group_each_get_their_own_outcome, the_pool_is_as_large_as_configured,
+    bookings_committed_as_one_group_each_get_their_own_outcome,
+    readers_are_replaced_when_old_and_closed_when_unused, the_pool_is_as_large_as_configured,
 };
 use portal::{
     admins_manage_lots_spots_and_inquiries_and_each_action_is_audited,
@@ -231,6 +232,7 @@ on_postgres!(
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
     bookings_committed_as_one_group_each_get_their_own_outcome,
     a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
+    readers_are_replaced_when_old_and_closed_when_unused,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

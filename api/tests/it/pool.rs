@@ -325,3 +325,61 @@ pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_br
     assert_eq!(one().await.unwrap(), 1);
     assert_ne!(reader_pid().await, pid, "a new connection");
 }
+
+/// PostgreSQL's readers are not kept for good (`StoreOptions::postgres_lifetime`,
+/// `postgres_idle`, 30 and 10 minutes by default as sqlx's pool): one open longer than the
+/// lifetime is replaced when it is next lent, and those unused longer than the idle limit are
+/// closed.
+pub async fn readers_are_replaced_when_old_and_closed_when_unused(app: TestApp) {
+    use parkflow_api::store::{Store, StoreOptions};
+    use std::time::Duration;
+    let open = |lifetime_ms: u64, idle_ms: u64| {
+        let options = StoreOptions {
+            postgres_connections: 2,
+            postgres_lifetime: Duration::from_millis(lifetime_ms),
+            postgres_idle: Duration::from_millis(idle_ms),
+            ..StoreOptions::default()
+        };
+        Store::open_with(&app.config.database_url, options)
+    };
+    async fn pid_of(conn: &mut parkflow_api::store::Conn) -> sqlx::Result<i32> {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(conn)
+            .await
+    }
+    async fn reader_pid(store: &Store) -> sqlx::Result<i32> {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+    }
+
+    let store = open(400, 60_000).await.unwrap();
+    let first = reader_pid(&store).await.unwrap();
+    assert_eq!(
+        reader_pid(&store).await.unwrap(),
+        first,
+        "lent again while young"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_ne!(
+        reader_pid(&store).await.unwrap(),
+        first,
+        "replaced once old"
+    );
+
+    let store = open(60_000, 300).await.unwrap();
+    let Handle::Lender(readers) = store.pool() else {
+        panic!("PostgreSQL's readers are lent");
+    };
+    let (mut a, mut b) = (
+        store.pool().acquire().await.unwrap(),
+        store.pool().acquire().await.unwrap(),
+    );
+    let pids = [pid_of(&mut a).await.unwrap(), pid_of(&mut b).await.unwrap()];
+    drop((a, b));
+    assert_eq!(readers.idle_count(), 2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let now = reader_pid(&store).await.unwrap();
+    assert!(!pids.contains(&now), "{now} was unused too long: {pids:?}");
+    assert_eq!(readers.idle_count(), 1, "the unused ones are closed");
+}

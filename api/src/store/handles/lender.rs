@@ -9,7 +9,7 @@
 //! `wait_until_ready`). No reader ever opens a transaction: changes run on the pool
 //! (`Store::writer`).
 
-use super::super::PING_WHEN_IDLE_FOR;
+use super::super::{CLOSE_WHEN_IDLE_FOR, CONNECTION_LIFETIME, PING_WHEN_IDLE_FOR};
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, ConnectOptions, Connection};
 use std::ops::{Deref, DerefMut};
@@ -18,16 +18,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// At most `size` connections to one database, opened as they are first needed.
+/// At most `size` connections to one database, opened as they are first needed; each closed
+/// once it has been open for `lifetime`, or unused for `idle_for`.
 #[derive(Debug)]
 pub struct Lender {
-    idle: Mutex<Vec<(AnyConnection, Instant)>>,
+    /// Given back, the most recently given back last.
+    idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
     options: Arc<AnyConnectOptions>,
     /// How long a task waits for a connection before it is refused (`PoolTimedOut`, which
     /// the API answers 503).
     wait: Duration,
     size: u32,
+    lifetime: Duration,
+    idle_for: Duration,
+}
+
+/// A connection given back: when it was, and when it was opened.
+#[derive(Debug)]
+struct Idle {
+    conn: AnyConnection,
+    returned: Instant,
+    opened: Instant,
 }
 
 impl Lender {
@@ -38,7 +50,22 @@ impl Lender {
             options,
             wait,
             size: size.max(1),
+            lifetime: CONNECTION_LIFETIME,
+            idle_for: CLOSE_WHEN_IDLE_FOR,
         }
+    }
+
+    /// The same lender with another lifetime and idle limit (`StoreOptions::postgres_lifetime`
+    /// and `postgres_idle`; by default 30 and 10 minutes, as sqlx's pool's).
+    pub fn with_limits(mut self, lifetime: Duration, idle_for: Duration) -> Self {
+        self.lifetime = lifetime;
+        self.idle_for = idle_for;
+        self
+    }
+
+    /// How many connections are open and not lent now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().expect("lender lock").len()
     }
 
     /// How many connections it lends at most.
@@ -54,14 +81,28 @@ impl Lender {
             .map_err(|_| sqlx::Error::PoolClosed)?;
         loop {
             let idle = self.idle.lock().expect("lender lock").pop();
-            let Some((mut conn, used)) = idle else {
-                return Ok(self.lent(self.connect().await?, permit));
+            let Some(Idle {
+                mut conn,
+                returned,
+                opened,
+            }) = idle
+            else {
+                return Ok(self.lent(self.connect().await?, Instant::now(), permit));
             };
-            if used.elapsed() < PING_WHEN_IDLE_FOR || conn.ping().await.is_ok() {
-                return Ok(self.lent(conn, permit));
+            if self.expired(returned, opened) {
+                let _ = conn.close().await;
+                continue;
+            }
+            if returned.elapsed() < PING_WHEN_IDLE_FOR || conn.ping().await.is_ok() {
+                return Ok(self.lent(conn, opened, permit));
             }
             // Dropped: the server or the network let it go while it was idle.
         }
+    }
+
+    /// Whether a connection opened at `opened` and unused since `returned` is to be closed.
+    fn expired(&self, returned: Instant, opened: Instant) -> bool {
+        opened.elapsed() >= self.lifetime || returned.elapsed() >= self.idle_for
     }
 
     /// A new connection. A database out of reach (or not taking connections now) is tried
@@ -84,9 +125,15 @@ impl Lender {
         }
     }
 
-    fn lent(self: &Arc<Self>, conn: AnyConnection, permit: OwnedSemaphorePermit) -> Lent {
+    fn lent(
+        self: &Arc<Self>,
+        conn: AnyConnection,
+        opened: Instant,
+        permit: OwnedSemaphorePermit,
+    ) -> Lent {
         Lent {
             conn: Some(conn),
+            opened,
             lender: self.clone(),
             broken: Arc::new(AtomicBool::new(false)),
             _permit: permit,
@@ -97,7 +144,7 @@ impl Lender {
     pub async fn close(&self) {
         self.permits.close();
         let idle = std::mem::take(&mut *self.idle.lock().expect("lender lock"));
-        for (conn, _) in idle {
+        for Idle { conn, .. } in idle {
             let _ = conn.close().await;
         }
     }
@@ -108,6 +155,7 @@ impl Lender {
 #[derive(Debug)]
 pub struct Lent {
     conn: Option<AnyConnection>,
+    opened: Instant,
     lender: Arc<Lender>,
     broken: Arc<AtomicBool>,
     _permit: OwnedSemaphorePermit,
@@ -164,15 +212,24 @@ impl Drop for Lent {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.broken.load(Ordering::SeqCst) || self.lender.permits.is_closed() {
-            // Closing needs a round trip; dropping the socket ends the session as well.
-            return;
+        // Closing needs a round trip; dropping the socket ends the session as well.
+        let now = Instant::now();
+        let lender = &self.lender;
+        let mut idle = lender.idle.lock().expect("lender lock");
+        // The longest unused are first: those unused for too long are let go.
+        let stale = idle
+            .iter()
+            .take_while(|i| lender.expired(i.returned, i.opened))
+            .count();
+        idle.drain(..stale);
+        let broken = self.broken.load(Ordering::SeqCst);
+        if !broken && !lender.permits.is_closed() && !lender.expired(now, self.opened) {
+            idle.push(Idle {
+                conn,
+                returned: now,
+                opened: self.opened,
+            });
         }
-        self.lender
-            .idle
-            .lock()
-            .expect("lender lock")
-            .push((conn, Instant::now()));
     }
 }
 
