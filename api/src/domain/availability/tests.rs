@@ -153,15 +153,7 @@ fn without_a_point_the_spread_picks_the_next_free_spot_of_the_best_fitting_type(
     };
     assert_eq!([offer(0), offer(1)], [Some(2), Some(4)]);
     for spot in [2, 4] {
-        mixed.hold(
-            LotId(1),
-            Hold {
-                reservation: ReservationId::new(),
-                spot: SpotId(spot),
-                start_ms: 9 * 3_600_000,
-                end_ms: 10 * 3_600_000,
-            },
-        );
+        hold(&mixed, spot, 9, 10);
     }
     assert_eq!([offer(0), offer(1)], [Some(1), Some(3)]);
 }
