@@ -7,10 +7,12 @@
 //! SQLite by its single writer; on PostgreSQL, where two transactions may commit in the other
 //! order than they took their positions, by a turn each appending transaction waits for as its
 //! last write and holds until it commits ([`append_all`]). Without it, a reader could read a
-//! higher position, move past it, and never see a lower one that committed after. What Kafka has not acknowledged yet is kept apart from the events,
-//! as the ids in `outbox_unpublished`: a trigger adds each appended row's id in the appending
-//! transaction, and the relay deletes the ids Kafka acknowledged (cheaper than rewriting the
-//! rows, and exact on PostgreSQL too, where a lower id may commit after a higher one).
+//! higher position, move past it, and never see a lower one that committed after.
+//!
+//! What Kafka has not acknowledged yet is kept apart from the events, as the ids in
+//! `outbox_unpublished`: a trigger adds each appended row's id in the appending transaction, and
+//! the relay deletes the ids Kafka acknowledged (cheaper than rewriting the rows, and exact
+//! whatever the order of commits).
 
 mod unpublished;
 

@@ -233,15 +233,12 @@ impl LotRules {
         vehicle: VehicleType,
         rules: crate::domain::tariff::TariffRules,
     ) -> Result<i64> {
-        Ok(self
-            .tariff(conn, lot, window, vehicle, rules)
-            .await?
-            .charge(window.start(), window.end())?
-            .cents)
+        let rates = crate::services::scheduled_rates(conn, lot, vehicle, window.end()).await?;
+        self.priced(rates, window, rules)
     }
 
-    /// [`tariff`](Self::tariff) with the reasons of its rates, from one read: what a quote
-    /// shows.
+    /// [`tariff_of`](Self::tariff_of) the rates published so far for `window`, with their
+    /// reasons, from one read: what a quote shows.
     async fn explained_tariff(
         &self,
         conn: &mut Conn,
@@ -264,20 +261,6 @@ impl LotRules {
         Ok((tariff, reasons))
     }
 
-    /// The tariff a booking of `window` for `vehicle` is priced by: the rates published so far
-    /// for the window, under `rules`. A quote and its explanation both come from it.
-    async fn tariff(
-        &self,
-        conn: &mut Conn,
-        lot: LotId,
-        window: TimeRange,
-        vehicle: VehicleType,
-        rules: crate::domain::tariff::TariffRules,
-    ) -> Result<crate::domain::tariff::Tariff> {
-        let rates = crate::services::scheduled_rates(conn, lot, vehicle, window.end()).await?;
-        Ok(self.tariff_of(rates, rules))
-    }
-
     /// The price of `window` under `rules` with `rates` (those [`load_with_rates`] read for
     /// it): what [`quote`](Self::quote) gives without reading them.
     ///
@@ -294,6 +277,8 @@ impl LotRules {
             .cents)
     }
 
+    /// The tariff a window is priced by: `rates` (those published so far for it) under
+    /// `rules`. A booking, a change, a quote and its explanation all come from it.
     fn tariff_of(
         &self,
         rates: Vec<crate::domain::tariff::ScheduledRate>,
