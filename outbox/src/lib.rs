@@ -73,13 +73,7 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<(
     if events.is_empty() {
         return Ok(());
     }
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1, $2)) AS turn")
-            .bind(APPEND_TURN.0)
-            .bind(APPEND_TURN.1)
-            .execute(&mut *conn)
-            .await?;
-    }
+    let mut turn_taken = conn.backend_name() != "PostgreSQL";
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len() * 5)
             .step_by(5)
@@ -94,7 +88,21 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<(
                 )
             })
             .collect();
-        let sql = format!("{}{}", insert_events!(""), values.join(", "));
+        let sql = if turn_taken {
+            format!("{}{}", insert_events!(""), values.join(", "))
+        } else {
+            // The turn in the first statement itself (one round trip, not two): no row is
+            // produced, so no position is taken, before the lock is held.
+            turn_taken = true;
+            format!(
+                "WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({}, {})) \
+                 INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) \
+                 SELECT v.* FROM (VALUES {}) AS v(event_id, lot_id, event_type, payload, created_at), turn",
+                APPEND_TURN.0,
+                APPEND_TURN.1,
+                values.join(", ")
+            )
+        };
         let query = chunk
             .iter()
             .fold(sqlx::query(AssertSqlSafe(sql)), |q, e| bind_event(q, e));
