@@ -420,9 +420,11 @@ pub async fn an_event_that_commits_late_is_never_passed_over(app: TestApp) {
         )
     };
     let outbox = store.outbox();
-    let (first, second) = (event("first"), event("second"));
+    // The early transaction's events take more than one statement (a thousand to each).
+    let firsts: Vec<Event> = (0..1_500).map(|i| event(&format!("first {i}"))).collect();
+    let second = event("second");
     let mut early = writer.begin().await.unwrap();
-    parkflow_outbox::append_all(&mut early, &[&first])
+    parkflow_outbox::append_all(&mut early, &firsts.iter().collect::<Vec<_>>())
         .await
         .unwrap();
     // A second transaction appends after the first and tries to commit before it.
@@ -443,17 +445,18 @@ pub async fn an_event_that_commits_late_is_never_passed_over(app: TestApp) {
     early.commit().await.unwrap();
     late.await.unwrap();
     let read: Vec<String> = outbox
-        .read_after(seen, 100)
+        .read_after(seen, 10_000)
         .await
         .unwrap()
-        .iter()
-        .map(|row| row.payload.clone())
+        .into_iter()
+        .map(|row| row.payload)
         .collect();
-    for e in [&first, &second] {
-        let id = e.event_id.0.to_string();
-        assert!(
-            read.iter().any(|payload| payload.contains(&id)),
-            "{id} passed over: read after {seen}: {read:?}"
-        );
-    }
+    // Every event, in the order appended: the early transaction's, then the late one's.
+    let appended: Vec<String> = firsts.iter().chain([&second]).map(Event::to_json).collect();
+    assert_eq!(
+        read.len(),
+        appended.len(),
+        "events passed over: read after {seen}"
+    );
+    assert!(read == appended, "out of order");
 }
