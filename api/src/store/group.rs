@@ -33,7 +33,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
-use warehouse_schema::{Event, UserId};
+use warehouse_schema::Event;
 
 /// Most bookings one group commits (16 to 128 booked alike with 32 clients).
 const GROUP: usize = 32;
@@ -109,17 +109,13 @@ impl Booking {
         self
     }
 
-    /// Claim `user`'s `key` with the booking and keep the request's answer under it
-    /// ([`Change::keep_answer`](super::Change::keep_answer)).
-    pub fn keep_answer(
-        &mut self,
-        (user, key, fingerprint): (UserId, &str, &str),
-        status: u16,
-        body: String,
-    ) -> &mut Self {
+    /// Claim the booking's own `Idempotency-Key` with it and keep the request's answer
+    /// (`status`, JSON `body`, the request's `fingerprint`) under it, as
+    /// [`Change::keep_answer`](super::Change::keep_answer) does for a change.
+    pub fn keep_answer(&mut self, fingerprint: &str, status: u16, body: String) -> &mut Self {
         self.answer = Some(json!({
-            "user_id": user.0.to_string(),
-            "idem_key": key,
+            "user_id": self.user,
+            "idem_key": self.key,
             "fingerprint": fingerprint,
             "created_at": self.created_at(),
             "status_code": status,
@@ -442,11 +438,7 @@ async fn commit(conn: &mut AnyConnection, bookings: &[&Booking]) -> Result<Vec<R
         // and its reservation goes again, as a change refused at its commit writes nothing.
         let taken: Vec<usize> = answering
             .into_iter()
-            .filter(|&i| {
-                let a = bookings[i].answer.as_ref().expect("answering");
-                let text = |field: &str| a[field].as_str().unwrap_or_default().to_owned();
-                !claimed.contains(&(text("user_id"), text("idem_key")))
-            })
+            .filter(|&i| !claimed.contains(&(bookings[i].user.clone(), bookings[i].key.clone())))
             .collect();
         if !taken.is_empty() {
             let ids: Vec<Value> = taken

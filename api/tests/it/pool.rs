@@ -211,11 +211,7 @@ pub async fn bookings_committed_as_one_group_each_get_their_own_outcome(app: Tes
                 title: "Reservation confirmed".into(),
                 body: key.into(),
             })
-            .keep_answer(
-                (user, key, &format!("fp-{key}")),
-                201,
-                format!("{{\"id\":\"{id}\"}}"),
-            );
+            .keep_answer(&format!("fp-{key}"), 201, format!("{{\"id\":\"{id}\"}}"));
             b
         })
         .collect();

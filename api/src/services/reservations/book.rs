@@ -238,7 +238,7 @@ impl Reservations<'_> {
                         let mut booking = Booking::new(&p.row(user, key, now));
                         booking.notify(&p.message).event(p.event);
                         if let (Some(k), Some((status, body))) = (keep, p.answer) {
-                            booking.keep_answer((user, key, k.fingerprint), status, body);
+                            booking.keep_answer(k.fingerprint, status, body);
                         }
                         self.store().book(booking).await?;
                         Ok((p.reservation, p.pass))
