@@ -23,11 +23,20 @@ use warehouse_schema::Event;
 /// Errors are the store's own: a failed statement.
 pub type Result<T, E = sqlx::Error> = std::result::Result<T, E>;
 
+/// The columns an event is recorded in, in the order [`bind_event`] binds them.
+macro_rules! event_columns {
+    () => {
+        "event_id, lot_id, event_type, payload, created_at"
+    };
+}
+
 /// The insert of events, ending with `$values` (one `($1, …, $5)` per event).
 macro_rules! insert_events {
     ($values:expr) => {
         concat!(
-            "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) VALUES ",
+            "INSERT INTO outbox (",
+            event_columns!(),
+            ") VALUES ",
             $values
         )
     };
@@ -73,8 +82,8 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<(
     if events.is_empty() {
         return Ok(());
     }
-    let mut turn_taken = conn.backend_name() != "PostgreSQL";
-    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+    let postgres = conn.backend_name() == "PostgreSQL";
+    for (n, chunk) in events.chunks(EVENTS_PER_STATEMENT).enumerate() {
         let values: Vec<String> = (0..chunk.len() * 5)
             .step_by(5)
             .map(|p| {
@@ -88,20 +97,24 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<(
                 )
             })
             .collect();
-        let sql = if turn_taken {
-            format!("{}{}", insert_events!(""), values.join(", "))
-        } else {
+        let sql = if postgres && n == 0 {
             // The turn in the first statement itself (one round trip, not two): no row is
             // produced, so no position is taken, before the lock is held.
-            turn_taken = true;
             format!(
-                "WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({}, {})) \
-                 INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at) \
-                 SELECT v.* FROM (VALUES {}) AS v(event_id, lot_id, event_type, payload, created_at), turn",
+                concat!(
+                    "WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({}, {})) ",
+                    "INSERT INTO outbox (",
+                    event_columns!(),
+                    ") SELECT v.* FROM (VALUES {}) AS v(",
+                    event_columns!(),
+                    "), turn"
+                ),
                 APPEND_TURN.0,
                 APPEND_TURN.1,
                 values.join(", ")
             )
+        } else {
+            format!("{}{}", insert_events!(""), values.join(", "))
         };
         let query = chunk
             .iter()
