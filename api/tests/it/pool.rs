@@ -288,25 +288,19 @@ pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_br
             .fetch_one(store.pool())
             .await
     };
-    // The backend a reader lent now is served by.
-    let reader_pid = || async {
-        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    };
 
     let mut reader = store.pool().acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut reader)
-        .await
-        .unwrap();
+    let pid = backend_pid(&mut reader).await;
     let slow = sqlx::query("SELECT pg_sleep(0.3)").execute(&mut reader);
     let cut = tokio::time::timeout(std::time::Duration::from_millis(50), slow).await;
     assert!(cut.is_err(), "the statement was cut short");
     drop(reader);
     assert_eq!(one().await.unwrap(), 1);
-    assert_eq!(reader_pid().await, pid, "the same connection, lent again");
+    assert_eq!(
+        reader_pid(&store).await,
+        pid,
+        "the same connection, lent again"
+    );
 
     let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
@@ -319,7 +313,7 @@ pub async fn a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_br
         "the ended connection fails its statement"
     );
     assert_eq!(one().await.unwrap(), 1);
-    assert_ne!(reader_pid().await, pid, "a new connection");
+    assert_ne!(reader_pid(&store).await, pid, "a new connection");
 }
 
 /// PostgreSQL's readers are not kept for good (`StoreOptions::postgres_lifetime`,
@@ -338,30 +332,12 @@ pub async fn readers_are_replaced_when_old_and_closed_when_unused(app: TestApp) 
         };
         Store::open_with(&app.config.database_url, options)
     };
-    async fn pid_of(conn: &mut parkflow_api::store::Conn) -> sqlx::Result<i32> {
-        sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(conn)
-            .await
-    }
-    async fn reader_pid(store: &Store) -> sqlx::Result<i32> {
-        sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(store.pool())
-            .await
-    }
 
     let store = open(400, 60_000).await.unwrap();
-    let first = reader_pid(&store).await.unwrap();
-    assert_eq!(
-        reader_pid(&store).await.unwrap(),
-        first,
-        "lent again while young"
-    );
+    let first = reader_pid(&store).await;
+    assert_eq!(reader_pid(&store).await, first, "lent again while young");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_ne!(
-        reader_pid(&store).await.unwrap(),
-        first,
-        "replaced once old"
-    );
+    assert_ne!(reader_pid(&store).await, first, "replaced once old");
 
     let store = open(60_000, 300).await.unwrap();
     let Handle::Lender(readers) = store.pool() else {
@@ -371,11 +347,27 @@ pub async fn readers_are_replaced_when_old_and_closed_when_unused(app: TestApp) 
         store.pool().acquire().await.unwrap(),
         store.pool().acquire().await.unwrap(),
     );
-    let pids = [pid_of(&mut a).await.unwrap(), pid_of(&mut b).await.unwrap()];
+    let pids = [backend_pid(&mut a).await, backend_pid(&mut b).await];
     drop((a, b));
     assert_eq!(readers.idle_count(), 2);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let now = reader_pid(&store).await.unwrap();
+    let now = reader_pid(&store).await;
     assert!(!pids.contains(&now), "{now} was unused too long: {pids:?}");
     assert_eq!(readers.idle_count(), 1, "the unused ones are closed");
+}
+
+/// The PostgreSQL backend serving `conn`.
+async fn backend_pid(conn: &mut parkflow_api::store::Conn) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// The PostgreSQL backend serving the reader `store` lends now.
+async fn reader_pid(store: &parkflow_api::store::Store) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
 }
