@@ -123,13 +123,21 @@ from_row!(LotSettings {
     max_reservation_minutes,
 });
 
+/// The columns of `lots` a [`LotSettings`] is read from.
+macro_rules! settings_columns {
+    () => {
+        "time_zone, currency, default_cents_per_hour, entry_grace_minutes,
+         drive_up_horizon_minutes, ev_spots_open_to_cars, booking_window_days,
+         min_reservation_minutes, max_reservation_minutes"
+    };
+}
+
 pub async fn settings<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<LotSettings>> {
-    Ok(sqlx::query_as(
-        "SELECT time_zone, currency, default_cents_per_hour, entry_grace_minutes, drive_up_horizon_minutes,
-                ev_spots_open_to_cars, booking_window_days, min_reservation_minutes,
-                max_reservation_minutes
-         FROM lots WHERE id = $1",
-    )
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        settings_columns!(),
+        " FROM lots WHERE id = $1"
+    ))
     .bind(lot.0)
     .fetch_optional(db)
     .await?)
@@ -145,21 +153,15 @@ pub async fn settings_and_rates<'c>(
     until: i64,
 ) -> Result<Option<(LotSettings, Vec<(String, String, i64, i64)>)>> {
     use sqlx::{FromRow, Row};
-    let rows = sqlx::query(
-        "SELECT l.time_zone AS time_zone, l.currency AS currency,
-                l.default_cents_per_hour AS default_cents_per_hour,
-                l.entry_grace_minutes AS entry_grace_minutes,
-                l.drive_up_horizon_minutes AS drive_up_horizon_minutes,
-                l.ev_spots_open_to_cars AS ev_spots_open_to_cars,
-                l.booking_window_days AS booking_window_days,
-                l.min_reservation_minutes AS min_reservation_minutes,
-                l.max_reservation_minutes AS max_reservation_minutes,
-                r.band AS band, r.day_kind AS day_kind, r.effective_from AS effective_from,
-                r.cents_per_hour AS cents_per_hour
+    // No column this selects is in both tables: each is read by its own name.
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        settings_columns!(),
+        ", band, day_kind, effective_from, cents_per_hour
          FROM lots l LEFT JOIN rates r
            ON r.lot_id = l.id AND r.vehicle_type = $2 AND r.effective_from <= $3
-         WHERE l.id = $1",
-    )
+         WHERE l.id = $1"
+    ))
     .bind(lot.0)
     .bind(vt.as_str())
     .bind(until)
