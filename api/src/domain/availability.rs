@@ -12,6 +12,12 @@
 //! outbox and drops the lots it touched so they load again. Applying is idempotent per
 //! reservation id, so a change seen twice does no harm.
 //!
+//! Claims: a spot offered to a booking in flight is claimed for its window
+//! ([`AvailabilityIndex::best_unreserved`] gives a [`Claim`]) until the booking commits (and
+//! holds it) or fails, so concurrent bookings in this process are offered other spots instead
+//! of racing for one in the store. A claim only steers offers: listings ignore it, and a window
+//! whose free spots are all claimed is no refusal ([`Offer::AllClaimed`]).
+//!
 //! Lookup: the windows of one spot never overlap (that is the guarantee above), so ordered by
 //! start they are also ordered by end; the only window that can overlap `[a, b)` is the last one
 //! starting before `b`. One binary search of the spot's windows per spot: a 200-spot lot with
@@ -21,6 +27,7 @@ use crate::domain::TimeRange;
 use crate::domain::spot_choice::{Candidate, Choice, SpotPolicy, best_spot, distance_from};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
@@ -118,6 +125,8 @@ struct LotIndex {
     /// spot ([`LotIndex::spread_pick`]).
     of_type: Vec<(VehicleType, Vec<usize>)>,
     holds: HashMap<ReservationId, (usize, i64)>,
+    /// Spots offered to bookings in flight: (claim, slot, start, end) in epoch ms.
+    claims: Vec<(u64, usize, i64, i64)>,
 }
 
 impl LotIndex {
@@ -138,6 +147,7 @@ impl LotIndex {
             spots,
             of_type,
             holds: HashMap::new(),
+            claims: Vec::new(),
         }
     }
 
@@ -146,8 +156,39 @@ impl LotIndex {
         self.spots.iter().filter(move |s| s.is_free(start, end))
     }
 
-    /// The spot a booking without a point takes, found without testing every spot: of the
-    /// best-fitting type that has a free spot (not in `skip`), the first free one at or after
+    /// Whether a booking in flight claimed `slot` for a window overlapping `[start, end)`.
+    fn claimed(&self, slot: usize, (start, end): (i64, i64)) -> bool {
+        self.claims
+            .iter()
+            .any(|&(_, s, a, b)| s == slot && a < end && start < b)
+    }
+
+    /// The best spot for `choice` free during `span`, leaving out `skip` and, with
+    /// `unclaimed`, the spots claimed for an overlapping window: its slot.
+    fn pick(
+        &self,
+        span: (i64, i64),
+        choice: Choice,
+        skip: &[SpotId],
+        unclaimed: bool,
+    ) -> Option<usize> {
+        let open = |slot: usize| {
+            let taken = unclaimed && self.claimed(slot, span);
+            !taken && !skip.contains(&self.spots[slot].id)
+        };
+        match choice.near {
+            None => self.spread_pick(span, choice, open),
+            Some(_) => {
+                let free = (0..self.spots.len())
+                    .filter(|&slot| self.spots[slot].is_free(span.0, span.1) && open(slot));
+                let best = best_spot(free.map(|slot| &self.spots[slot]), self.policy, choice)?;
+                self.slot_of.get(&best.id).copied()
+            }
+        }
+    }
+
+    /// The slot of the spot a booking without a point takes, found without testing every spot:
+    /// of the best-fitting type that has a free spot (`open`), the first free one at or after
     /// the place `choice.spread` picks among all that type's spots by id, wrapping round. With
     /// every spot free it is [`best_spot`]'s own pick; with some taken, the next free one after
     /// it (where `best_spot`, which sees only free spots, counts among those) — as good a spot,
@@ -157,8 +198,8 @@ impl LotIndex {
         &self,
         (start, end): (i64, i64),
         choice: Choice,
-        skip: &[SpotId],
-    ) -> Option<&IndexedSpot> {
+        open: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         self.policy
             .ranked_spot_types(choice.vehicle)
             .into_iter()
@@ -169,8 +210,8 @@ impl LotIndex {
                 before
                     .iter()
                     .chain(after)
-                    .map(|&slot| &self.spots[slot])
-                    .find(|s| s.is_free(start, end) && !skip.contains(&s.id))
+                    .copied()
+                    .find(|&slot| self.spots[slot].is_free(start, end) && open(slot))
             })
     }
 
@@ -189,12 +230,43 @@ impl LotIndex {
     }
 }
 
+/// What the index offers a booking ([`AvailabilityIndex::best_unreserved`]).
+#[derive(Debug)]
+pub(crate) enum Offer<'a> {
+    /// The best free spot no other booking in flight claimed, claimed now for this one.
+    Spot(SpotRow, Claim<'a>),
+    /// Free spots, every one claimed by a booking in flight (which may yet fail).
+    AllClaimed,
+    /// No free spot.
+    None,
+}
+
+/// A spot claimed in the index for one booking in flight: let go when dropped (by then the
+/// booking that committed holds it).
+#[derive(Debug)]
+pub(crate) struct Claim<'a> {
+    index: &'a AvailabilityIndex,
+    lot: LotId,
+    id: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Some(index) = self.index.lot(self.lot) {
+            let mut index = index.write().expect("index lock");
+            index.claims.retain(|&(id, ..)| id != self.id);
+        }
+    }
+}
+
 /// The index of every loaded lot.
 #[derive(Debug, Default)]
 pub struct AvailabilityIndex {
     lots: RwLock<HashMap<LotId, Arc<RwLock<LotIndex>>>>,
     /// Changes applied per lot, loaded or not: a load that raced with a change is not installed.
     versions: Mutex<HashMap<LotId, u64>>,
+    /// The last claim's number.
+    claims: AtomicU64,
 }
 
 impl AvailabilityIndex {
@@ -297,27 +369,36 @@ impl AvailabilityIndex {
         Some(read(&index, span))
     }
 
-    /// The best open spot of a loaded `lot` for `vehicle` (under the lot's spot policy; see
-    /// [`best_spot`]) that no reserved window overlaps `window`, leaving out `skip`; `Some(None)`
-    /// when there is none. `None`: not loaded. Without a point to be near, the spot is the one
-    /// [`LotIndex::spread_pick`] finds.
+    /// The best open spot of a loaded `lot` for `choice.vehicle` (under the lot's spot policy;
+    /// see [`best_spot`]) that no reserved window overlaps `window` and no booking in flight
+    /// claimed, leaving out `skip`, claimed for the caller. `None`: not loaded. Without a point
+    /// to be near, the spot is the one [`LotIndex::spread_pick`] finds.
     pub(crate) fn best_unreserved(
         &self,
         lot: LotId,
         window: TimeRange,
         choice: Choice,
         skip: &[SpotId],
-    ) -> Option<Option<SpotRow>> {
-        self.with_lot(lot, window, |index, span| {
-            let best = match choice.near {
-                None => index.spread_pick(span, choice, skip),
-                Some(_) => best_spot(
-                    index.free(span).filter(|s| !skip.contains(&s.id)),
-                    index.policy,
-                    choice,
-                ),
-            };
-            best.map(SpotRow::from)
+    ) -> Option<Offer<'_>> {
+        let index = self.lot(lot)?;
+        let mut index = index.write().expect("index lock");
+        let span = (
+            window.start().timestamp_millis(),
+            window.end().timestamp_millis(),
+        );
+        Some(match index.pick(span, choice, skip, true) {
+            Some(slot) => {
+                let id = self.claims.fetch_add(1, Ordering::Relaxed) + 1;
+                index.claims.push((id, slot, span.0, span.1));
+                let claim = Claim {
+                    index: self,
+                    lot,
+                    id,
+                };
+                Offer::Spot(SpotRow::from(&index.spots[slot]), claim)
+            }
+            None if index.pick(span, choice, skip, false).is_some() => Offer::AllClaimed,
+            None => Offer::None,
         })
     }
 

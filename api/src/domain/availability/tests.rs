@@ -30,6 +30,16 @@ fn hold(index: &AvailabilityIndex, spot: i64, a: i64, b: i64) -> ReservationId {
     r
 }
 
+impl Offer<'_> {
+    /// The spot offered, its claim let go at once.
+    fn spot_id(self) -> Option<i64> {
+        match self {
+            Offer::Spot(spot, _) => Some(spot.id),
+            Offer::AllClaimed | Offer::None => None,
+        }
+    }
+}
+
 fn free(index: &AvailabilityIndex, a: i64, b: i64) -> Vec<i64> {
     index
         .free_spots(LotId(1), window(a, b), VehicleType::Car, None)
@@ -60,7 +70,7 @@ fn the_index_offers_the_spot_the_same_choice_makes_from_the_stores_list() {
         index
             .best_unreserved(LotId(1), window(9, 10), choice, skip)
             .expect("loaded")
-            .map(|s| s.id)
+            .spot_id()
     };
     let policy = SpotPolicy::default();
     for vehicle in VehicleType::ALL {
@@ -112,7 +122,7 @@ fn without_a_point_the_spread_picks_the_next_free_spot_of_the_best_fitting_type(
         index
             .best_unreserved(LotId(1), window(a, b), choice, skip)
             .expect("loaded")
-            .map(|s| s.id)
+            .spot_id()
     };
     // Every spot free: the spread's own place among the spots, by id.
     assert_eq!(offer(car(1), (9, 10), &[]), Some(2));
@@ -149,7 +159,7 @@ fn without_a_point_the_spread_picks_the_next_free_spot_of_the_best_fitting_type(
         mixed
             .best_unreserved(LotId(1), window(9, 10), car(spread), &[])
             .expect("loaded")
-            .map(|s| s.id)
+            .spot_id()
     };
     assert_eq!([offer(0), offer(1)], [Some(2), Some(4)]);
     for spot in [2, 4] {
@@ -261,7 +271,7 @@ proptest! {
             let offered = index
                 .best_unreserved(LotId(1), window(a, b), choice, &[])
                 .expect("loaded")
-                .map(|s| s.id);
+                .spot_id();
             match offered {
                 Some(spot) => prop_assert!(expected.contains(&spot), "{spot} is not free"),
                 None => prop_assert!(expected.is_empty(), "{expected:?} are free"),
@@ -269,4 +279,52 @@ proptest! {
             prop_assert_eq!(free(&index, a, b), expected);
         }
     }
+}
+
+#[test]
+fn a_spot_offered_to_a_booking_in_flight_is_not_offered_again_until_let_go() {
+    let index = lot_with(3);
+    let car = |spread| Choice {
+        vehicle: VehicleType::Car,
+        near: None,
+        spread,
+    };
+    let offer = |spread, (a, b)| {
+        index
+            .best_unreserved(LotId(1), window(a, b), car(spread), &[])
+            .expect("loaded")
+    };
+    // Two bookings in flight whose spreads pick spot 1 are offered spots 1 and 2.
+    let Offer::Spot(first, claim) = offer(0, (9, 11)) else {
+        panic!("spot 1 is free")
+    };
+    assert_eq!(first.id, 1);
+    assert_eq!(offer(0, (10, 12)).spot_id(), Some(2));
+    // A window the claim does not overlap is offered spot 1; listings ignore claims.
+    assert_eq!(offer(0, (11, 12)).spot_id(), Some(1));
+    assert_eq!(free(&index, 9, 11), vec![1, 2, 3]);
+    // With every free spot claimed, that is said, not "none free".
+    let others: Vec<_> = [1, 2]
+        .into_iter()
+        .map(|spread| match offer(spread, (9, 10)) {
+            Offer::Spot(_, claim) => claim,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(matches!(offer(0, (9, 10)), Offer::AllClaimed));
+    // The booking that committed holds its spot before its claim goes; one that failed just
+    // lets it go.
+    hold(&index, 1, 9, 11);
+    drop(claim);
+    drop(others);
+    assert_eq!(offer(0, (9, 10)).spot_id(), Some(2));
+    hold(&index, 2, 9, 10);
+    hold(&index, 3, 9, 10);
+    assert!(matches!(offer(0, (9, 10)), Offer::None));
+    // A claim outlives a reload of its lot harmlessly.
+    let Offer::Spot(_, claim) = offer(0, (20, 21)) else {
+        panic!("free")
+    };
+    index.invalidate(LotId(1));
+    drop(claim);
 }

@@ -2,7 +2,7 @@
 //! from the store on a lot's first query, and kept fresh across processes through the outbox.
 
 use crate::domain::TimeRange;
-use crate::domain::availability::{AvailabilityIndex, FreeSpot, Hold, IndexedSpot, SpotRow};
+use crate::domain::availability::{AvailabilityIndex, FreeSpot, Hold, IndexedSpot, Offer};
 use crate::domain::error::{Error, Result};
 use crate::domain::spot_choice::Choice;
 use crate::services::Lots;
@@ -25,6 +25,28 @@ pub(crate) const AVAILABILITY_EVENTS: &[&str] = &[
     "monthly_pass_ended",
 ];
 
+impl<'a> Lots<'a> {
+    /// The best spot of `lot` for `choice` that the availability index believes free during
+    /// `window` and no other booking in flight was offered, except `skip`: claimed for the
+    /// caller until the [`Claim`](crate::domain::availability::Claim) it comes with is dropped.
+    pub(crate) async fn best_unreserved_spot(
+        self,
+        lot: LotId,
+        window: TimeRange,
+        choice: Choice,
+        skip: &[SpotId],
+    ) -> Result<Offer<'a>> {
+        let index: &'a AvailabilityIndex = self.cx.availability();
+        for _ in 0..3 {
+            if let Some(offer) = index.best_unreserved(lot, window, choice, skip) {
+                return Ok(offer);
+            }
+            self.load_availability(lot).await?;
+        }
+        Err(busy())
+    }
+}
+
 impl Lots<'_> {
     /// Spots of `lot` a `vehicle` may use that no reservation holds during `window`: best fit
     /// first, then nearest to `near` when given. Answered from the availability index.
@@ -37,21 +59,6 @@ impl Lots<'_> {
     ) -> Result<Vec<FreeSpot>> {
         self.read_index(lot, |index| index.free_spots(lot, window, vehicle, near))
             .await
-    }
-
-    /// The best spot of `lot` for `choice` that the availability index believes free during
-    /// `window`, except `skip`.
-    pub(crate) async fn best_unreserved_spot(
-        &self,
-        lot: LotId,
-        window: TimeRange,
-        choice: Choice,
-        skip: &[SpotId],
-    ) -> Result<Option<SpotRow>> {
-        self.read_index(lot, |index| {
-            index.best_unreserved(lot, window, choice, skip)
-        })
-        .await
     }
 
     /// `read` from the availability index, loading `lot` first when it is not loaded (or was
@@ -67,10 +74,7 @@ impl Lots<'_> {
             }
             self.load_availability(lot).await?;
         }
-        Err(Error::conflict(
-            "busy",
-            "availability of this lot is changing too fast; retry",
-        ))
+        Err(busy())
     }
 
     /// Read `lot` into the availability index (spots and every holding reservation).
@@ -115,10 +119,7 @@ impl Lots<'_> {
                 return Ok(());
             }
         }
-        Err(Error::conflict(
-            "busy",
-            "availability of this lot is changing too fast; retry",
-        ))
+        Err(busy())
     }
 
     /// Drop from the availability index every lot that another process changed: reads the
@@ -146,4 +147,12 @@ impl Lots<'_> {
         }
         Ok(dropped)
     }
+}
+
+/// A lot whose availability changed under every attempt to read it.
+fn busy() -> Error {
+    Error::conflict(
+        "busy",
+        "availability of this lot is changing too fast; retry",
+    )
 }

@@ -2,7 +2,7 @@
 //! confirmation and its event written in one transaction.
 
 use super::*;
-use crate::domain::availability::Hold;
+use crate::domain::availability::{Hold, Offer};
 use crate::domain::error::{Error, Result};
 use crate::domain::spot_choice::{Choice, best_spot};
 use crate::notifications::{NotificationKind, about_reservation};
@@ -117,10 +117,7 @@ impl Reservations<'_> {
                     }
                 }
                 Err(e) => Err(e),
-                Ok((r, pass)) => {
-                    self.hold_in_index(&r);
-                    Ok((r, Some(pass)))
-                }
+                Ok((r, pass)) => Ok((r, Some(pass))),
             };
         }
         unreachable!("the last attempt returns")
@@ -154,7 +151,9 @@ impl Reservations<'_> {
     /// One attempt at a booking: on SQLite one transaction of the single writer, on PostgreSQL
     /// planned on a reader and committed with the bookings waiting beside it
     /// (`store::group`). A request for any spot takes its candidate from the availability
-    /// index instead of asking the store which of the lot's spots are free (a probe per spot):
+    /// index instead of asking the store which of the lot's spots are free (a probe per spot),
+    /// claimed there until the booking holds it or fails, so this process's concurrent
+    /// bookings are offered other spots instead of racing for one in the store:
     /// on PostgreSQL the exclusion constraint refuses a spot the index wrongly believed free, and
     /// the spot is added to `tried` so the next attempt skips it; SQLite has no such constraint,
     /// so its single writer checks that one spot in the transaction that inserts. When the index
@@ -180,14 +179,21 @@ impl Reservations<'_> {
             spread: spread_of(key),
         };
         let mut offered = None;
+        // The index's offer stays claimed until the booking holds it or fails.
+        let mut _claim = None;
         if req.spot_id.is_none() {
             // The writer's open transaction, read before the index is asked.
             let watched = self.store().writer_watch().and_then(|w| w.open());
-            offered = self
+            let offer = self
                 .lots()
                 .best_unreserved_spot(req.lot_id, window, choice, tried)
                 .await?;
-            if offered.is_none() && tried.is_empty() && self.index_held_every_commit(watched) {
+            let none_free = matches!(offer, Offer::None);
+            if let Offer::Spot(spot, claim) = offer {
+                offered = Some(spot);
+                _claim = Some(claim);
+            }
+            if none_free && tried.is_empty() && self.index_held_every_commit(watched) {
                 // The index's "no spot" is the store's: refused without reading every spot,
                 // once the window is checked against the lot's rules as they are now.
                 let rules = self.booking_rules(req.lot_id).await?;
@@ -220,6 +226,7 @@ impl Reservations<'_> {
                             tx.keep_answer((user, key, k.fingerprint), status, body);
                         }
                         tx.commit().await?;
+                        self.hold_in_index(&p.reservation);
                         Ok((p.reservation, p.pass))
                     }
                     Err(e) => Err(refused_under_key(&mut tx, e, user_key, keep).await?),
@@ -241,6 +248,7 @@ impl Reservations<'_> {
                             booking.keep_answer(k.fingerprint, status, body);
                         }
                         self.store().book(booking).await?;
+                        self.hold_in_index(&p.reservation);
                         Ok((p.reservation, p.pass))
                     }
                     Err(e) => Err(refused_under_key(&mut conn, e, user_key, keep).await?),
