@@ -6,7 +6,8 @@
 //! Positions are assigned in commit order, so "everything after the last position" is exact: on
 //! SQLite by its single writer; on PostgreSQL, where two transactions may commit in the other
 //! order than they took their positions, by a turn each appending transaction waits for as its
-//! last write and holds until it commits ([`append_all`]). Without it, a reader could read a
+//! last write and holds until it commits ([`append_all`], or [`append_in_statement`] for a
+//! transaction written as one statement). Without it, a reader could read a
 //! higher position, move past it, and never see a lower one that committed after.
 //!
 //! What Kafka has not acknowledged yet is kept apart from the events, as the ids in
@@ -122,6 +123,57 @@ pub async fn append_all(conn: &mut AnyConnection, events: &[&Event]) -> Result<(
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `event` as one row of the JSON array [`append_in_statement`] appends, with the caller's
+/// `tag` (what its `keep` condition reads as `e->>'tag'`).
+pub fn event_row(event: &Event, tag: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": event.event_id.0.to_string(),
+        "lot_id": event.lot_id.0,
+        "event_type": event.payload.type_name(),
+        "payload": event.to_json(),
+        "created_at": event.occurred_at.timestamp_millis(),
+        "tag": tag,
+    })
+}
+
+/// For a PostgreSQL transaction written as one statement (`parkflow_api::store::group`): two
+/// CTEs of its `WITH` list that append the events of the JSON array `$param` (rows of
+/// [`event_row`]), in order, those for which `keep` (SQL over the row `e`) holds. The first,
+/// `{name}_turn`, takes the outbox's turn once the data-modifying CTEs `after` have run to
+/// completion (it counts their rows), so the turn is the statement's last write, as
+/// [`append_all`] must be a transaction's; the second, `name`, inserts the rows joined with the
+/// turn, so no position is drawn before it is held, and returns their positions.
+pub fn append_in_statement(name: &str, param: usize, after: &[&str], keep: &str) -> String {
+    let written = if after.is_empty() {
+        "0".to_owned()
+    } else {
+        after
+            .iter()
+            .map(|cte| format!("(SELECT count(*) FROM {cte})"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    format!(
+        concat!(
+            // The condition on the count makes the planner keep it (an unused column of a
+            // subquery is dropped, and with it the scans that would run the writes first).
+            "{name}_turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({a}, {b}) ",
+            "FROM (SELECT {written} AS rows) AS written WHERE written.rows >= 0), ",
+            "{name} AS (INSERT INTO outbox (",
+            event_columns!(),
+            ") SELECT e->>'event_id', (e->>'lot_id')::bigint, e->>'event_type', e->>'payload', ",
+            "(e->>'created_at')::bigint FROM jsonb_array_elements(${param}::jsonb) WITH ORDINALITY AS rows(e, n), {name}_turn ",
+            "WHERE {keep} ORDER BY n RETURNING id)"
+        ),
+        name = name,
+        a = APPEND_TURN.0,
+        b = APPEND_TURN.1,
+        written = written,
+        param = param,
+        keep = keep,
+    )
 }
 
 /// One outbox row: its position and the event exactly as recorded.

@@ -3,22 +3,24 @@
 //! A booking on PostgreSQL reads what it needs (the lot's rules, its rates, a spot) on a
 //! reader, then hands what it writes — the reservation, its key's answer, its event, its
 //! message — to the store's booking writer ([`GroupWriter`]). The writer commits every booking
-//! waiting for it in one transaction of a few multi-row statements, so a booking costs the
-//! database a share of each statement instead of a transaction of its own: pgbench measured
-//! the same writes at 10k bookings/s one transaction each on two connections, 5k on 32, and
-//! 16k in groups of 16 (BENCHMARKS.md, stop 43). SQLite's single writer groups its changes
-//! already (`handles.rs`).
+//! waiting for it as one statement (its own transaction, one round trip), so a booking costs
+//! the database a share of each of its multi-row writes instead of a transaction of its own:
+//! pgbench measured the same writes at 10k bookings/s one transaction each on two connections,
+//! 5k on 32, and 16k in groups of 16 (BENCHMARKS.md, stop 43); one statement instead of seven
+//! round trips a group took `bench api` from 44–46 % to 54–60 % of pgbench (stop 45). SQLite's
+//! single writer groups its changes already (`handles.rs`).
 //!
 //! The database still settles every race. The group takes its spots' turns in ascending order
 //! (as [`take_turn_on_spot`](super::reservations::take_turn_on_spot) does for one spot), then
 //! inserts its reservations with `ON CONFLICT DO NOTHING`: one the exclusion constraint or the
 //! key's unique index refuses is left out, told apart by whether its key is there, and its
 //! booking is told it lost that race ([`LostRace`]), as a transaction of its own would have
-//! been. A booking whose `Idempotency-Key` turns out taken is taken out again before the
-//! commit, as [`Change::commit`](super::Change::commit) refuses it. A group the database fails
-//! for any other reason is run again one booking at a time, so one bad booking fails alone.
-//! The group's events are its last write: appending takes the outbox's turn, held to the commit
-//! (`parkflow_outbox::append_all`).
+//! been. A booking whose `Idempotency-Key` turns out taken fails the statement, which is
+//! written again without it, as [`Change::commit`](super::Change::commit) refuses it. A group
+//! the database fails for any other reason is run again one booking at a time, so one bad
+//! booking fails alone. The group's events are its last write: appending takes the outbox's
+//! turn once the other writes are done, held to the commit
+//! (`parkflow_outbox::append_in_statement`).
 
 use super::reservations::NewReservationRow;
 use super::{Backend, Handle, LostRace};
@@ -27,7 +29,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::notification::NewNotification;
 use futures_util::FutureExt;
 use serde_json::{Value, json};
-use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -105,6 +107,7 @@ impl Booking {
             "title": message.title,
             "body": message.body,
             "created_at": self.created_at(),
+            "tag": self.id,
         }));
         self
     }
@@ -351,132 +354,195 @@ fn array<'a>(rows: impl Iterator<Item = &'a Value>) -> String {
     text
 }
 
+/// The SQLSTATE `parkflow_key_taken` fails a group's statement with (PostgreSQL migration 0023).
+const KEY_TAKEN: &str = "PF409";
+
 /// Commit `bookings` in one transaction: each one's outcome, or the error that failed them all.
+/// The transaction is one statement ([`write_group`]); when it fails because a booking's key
+/// was taken, the taken keys are read, those bookings are refused (`request_in_progress`, as
+/// [`Change::commit`](super::Change::commit) refuses a change whose key was taken) and the
+/// others are written again.
 async fn commit(conn: &mut AnyConnection, bookings: &[&Booking]) -> Result<Vec<Result<()>>> {
-    let mut tx = conn.begin().await?;
+    let mut outcomes: Vec<Result<()>> = bookings.iter().map(|_| Ok(())).collect();
+    for _ in 0..3 {
+        let going: Vec<usize> = (0..bookings.len())
+            .filter(|&i| outcomes[i].is_ok())
+            .collect();
+        if going.is_empty() {
+            return Ok(outcomes);
+        }
+        let group: Vec<&Booking> = going.iter().map(|&i| bookings[i]).collect();
+        match write_group(conn, &group).await {
+            Ok(inserted) => {
+                let refused: Vec<usize> = going
+                    .into_iter()
+                    .filter(|&i| !inserted.contains(&bookings[i].id))
+                    .collect();
+                for (i, race) in races_lost(conn, bookings, &refused).await? {
+                    outcomes[i] = Err(lost(race));
+                }
+                return Ok(outcomes);
+            }
+            Err(e) if key_was_taken(&e) => {
+                let keyed: Vec<usize> = going
+                    .into_iter()
+                    .filter(|&i| bookings[i].answer.is_some())
+                    .collect();
+                let taken = held_keys(
+                    conn,
+                    "SELECT user_id, idem_key FROM idempotency_keys WHERE (user_id, idem_key) IN",
+                    keyed.iter().map(|&i| bookings[i]),
+                )
+                .await?;
+                for i in keyed {
+                    if taken.contains(&(bookings[i].user.clone(), bookings[i].key.clone())) {
+                        outcomes[i] = Err(Error::key_in_progress());
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Storage(
+        "the bookings' keys kept being taken while their group was written".into(),
+    ))
+}
+
+/// Write `bookings` in one statement, so in one round trip and one transaction: the spots'
+/// turns in ascending order, then the reservations (`ON CONFLICT DO NOTHING`: one the exclusion
+/// constraint or the key's unique index refuses is left out), then, for those inserted, their
+/// keys' answers, their messages and, last, their events (the outbox's turn, taken once the
+/// other writes are done). A booked reservation whose key another request holds fails the
+/// statement ([`KEY_TAKEN`]). Returns the ids of the reservations inserted.
+async fn write_group(
+    conn: &mut AnyConnection,
+    bookings: &[&Booking],
+) -> Result<HashSet<String>, sqlx::Error> {
     let mut spots: Vec<i64> = bookings.iter().map(|b| b.spot).collect();
     spots.sort_unstable();
     spots.dedup();
-    sqlx::query(
-        "SELECT count(pg_advisory_xact_lock(s)) FROM
-           (SELECT value::bigint AS s FROM jsonb_array_elements_text($1::jsonb) ORDER BY 1 OFFSET 0) AS turns",
-    )
-    .bind(Value::from(spots).to_string())
-    .execute(&mut *tx)
-    .await?;
-
-    let inserted: HashSet<String> = sqlx::query(
-        "INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, vehicle_id, plate,
-                                   start_at, end_at, status, quote_cents, currency,
-                                   idempotency_key, created_at, monthly_pass_id)
-         SELECT r->>'id', (r->>'lot_id')::bigint, (r->>'spot_id')::bigint, r->>'user_id',
-                r->>'vehicle_type', r->>'vehicle_id', r->>'plate', (r->>'start_at')::bigint,
-                (r->>'end_at')::bigint, r->>'status', (r->>'quote_cents')::bigint, r->>'currency',
-                r->>'idempotency_key', (r->>'created_at')::bigint, r->>'monthly_pass_id'
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n) ORDER BY n
-         ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(array(bookings.iter().map(|b| &b.reservation)))
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|row| row.try_get::<String, _>(0))
-    .collect::<Result<_, _>>()?;
-
-    let mut outcomes: Vec<Result<()>> = bookings.iter().map(|_| Ok(())).collect();
-    let refused: Vec<usize> = (0..bookings.len())
-        .filter(|&i| !inserted.contains(&bookings[i].id))
+    let events: Vec<Value> = bookings
+        .iter()
+        .flat_map(|b| {
+            b.events
+                .iter()
+                .map(|e| parkflow_outbox::event_row(e, &b.id))
+        })
         .collect();
-    if !refused.is_empty() {
-        // Refused by the key's unique index when a reservation holds the key now (an earlier
-        // request's, or one of this group's), else by the exclusion constraint.
-        let keys: Vec<Value> = refused
-            .iter()
-            .map(|&i| json!({"user_id": bookings[i].user, "key": bookings[i].key}))
-            .collect();
-        let held: HashSet<(String, String)> = sqlx::query(
-            "SELECT user_id, idempotency_key FROM reservations
-             WHERE (user_id, idempotency_key) IN
-               (SELECT k->>'user_id', k->>'key' FROM jsonb_array_elements($1::jsonb) AS keys(k))",
+    let sql = format!(
+        "WITH turns AS MATERIALIZED (
+           SELECT count(pg_advisory_xact_lock(s)) FROM
+             (SELECT value::bigint AS s FROM jsonb_array_elements_text($1::jsonb) ORDER BY 1 OFFSET 0) AS spots),
+         booked AS (
+           INSERT INTO reservations (id, lot_id, spot_id, user_id, vehicle_type, vehicle_id, plate,
+                                     start_at, end_at, status, quote_cents, currency,
+                                     idempotency_key, created_at, monthly_pass_id)
+           SELECT r->>'id', (r->>'lot_id')::bigint, (r->>'spot_id')::bigint, r->>'user_id',
+                  r->>'vehicle_type', r->>'vehicle_id', r->>'plate', (r->>'start_at')::bigint,
+                  (r->>'end_at')::bigint, r->>'status', (r->>'quote_cents')::bigint, r->>'currency',
+                  r->>'idempotency_key', (r->>'created_at')::bigint, r->>'monthly_pass_id'
+           FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS rows(r, n), turns ORDER BY n
+           ON CONFLICT DO NOTHING RETURNING id, user_id, idempotency_key),
+         answers AS (SELECT k FROM jsonb_array_elements($3::jsonb) AS keys(k)
+                     WHERE (k->>'user_id', k->>'idem_key') IN (SELECT user_id, idempotency_key FROM booked)),
+         claimed AS (
+           INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until,
+                                         status_code, response, completed_at)
+           SELECT k->>'user_id', k->>'idem_key', k->>'fingerprint', (k->>'created_at')::bigint,
+                  (k->>'created_at')::bigint, (k->>'status_code')::bigint, k->>'response',
+                  (k->>'created_at')::bigint
+           FROM answers
+           ON CONFLICT DO NOTHING RETURNING user_id, idem_key),
+         taken AS MATERIALIZED (
+           SELECT parkflow_key_taken(k->>'user_id', k->>'idem_key') FROM answers
+           WHERE (k->>'user_id', k->>'idem_key') NOT IN (SELECT user_id, idem_key FROM claimed)),
+         sent AS (
+           INSERT INTO notification_outbox (user_id, kind, dedup_key, lot_id, title, body, created_at)
+           SELECT m->>'user_id', m->>'kind', m->>'dedup_key', (m->>'lot_id')::bigint,
+                  m->>'title', m->>'body', (m->>'created_at')::bigint
+           FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS messages(m, n)
+           WHERE m->>'tag' IN (SELECT id FROM booked) ORDER BY n
+           ON CONFLICT (dedup_key) DO NOTHING RETURNING 1),
+         {}
+         SELECT id FROM booked",
+        parkflow_outbox::append_in_statement(
+            "appended",
+            5,
+            &["booked", "claimed", "taken", "sent"],
+            "e->>'tag' IN (SELECT id FROM booked)",
         )
-        .bind(array(keys.iter()))
-        .fetch_all(&mut *tx)
+    );
+    let answers = bookings.iter().filter_map(|b| b.answer.as_ref());
+    let messages = bookings.iter().flat_map(|b| &b.messages);
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(Value::from(spots).to_string())
+        .bind(array(bookings.iter().map(|b| &b.reservation)))
+        .bind(array(answers))
+        .bind(array(messages))
+        .bind(array(events.iter()))
+        .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-        for &i in &refused {
+        .map(|row| row.try_get::<String, _>(0))
+        .collect()
+}
+
+/// The races the `refused` bookings lost, read once their group committed: the key's unique
+/// index when a reservation holds the booking's key now (an earlier request's, or one of its
+/// group's), else the exclusion constraint.
+async fn races_lost(
+    conn: &mut AnyConnection,
+    bookings: &[&Booking],
+    refused: &[usize],
+) -> Result<Vec<(usize, LostRace)>> {
+    if refused.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = held_keys(
+        conn,
+        "SELECT user_id, idempotency_key FROM reservations WHERE (user_id, idempotency_key) IN",
+        refused.iter().map(|&i| bookings[i]),
+    )
+    .await?;
+    Ok(refused
+        .iter()
+        .map(|&i| {
             let b = bookings[i];
-            outcomes[i] = Err(lost(if held.contains(&(b.user.clone(), b.key.clone())) {
+            let race = if held.contains(&(b.user.clone(), b.key.clone())) {
                 LostRace::Unique
             } else {
                 LostRace::Exclusion
-            }));
-        }
-    }
+            };
+            (i, race)
+        })
+        .collect())
+}
 
-    let answering: Vec<usize> = (0..bookings.len())
-        .filter(|&i| outcomes[i].is_ok() && bookings[i].answer.is_some())
+/// The (user, key) pairs of `bookings` that `select` (`SELECT user, key FROM … WHERE (user,
+/// key) IN`) finds.
+async fn held_keys<'a>(
+    conn: &mut AnyConnection,
+    select: &str,
+    bookings: impl Iterator<Item = &'a Booking>,
+) -> Result<HashSet<(String, String)>> {
+    let keys: Vec<Value> = bookings
+        .map(|b| json!({"user_id": b.user, "key": b.key}))
         .collect();
-    if !answering.is_empty() {
-        let claimed: HashSet<(String, String)> = sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until,
-                                           status_code, response, completed_at)
-             SELECT k->>'user_id', k->>'idem_key', k->>'fingerprint', (k->>'created_at')::bigint,
-                    (k->>'created_at')::bigint, (k->>'status_code')::bigint, k->>'response',
-                    (k->>'created_at')::bigint
-             FROM jsonb_array_elements($1::jsonb) AS keys(k)
-             ON CONFLICT DO NOTHING RETURNING user_id, idem_key",
-        )
-        .bind(array(answering.iter().filter_map(|&i| bookings[i].answer.as_ref())))
-        .fetch_all(&mut *tx)
+    let sql = format!(
+        "{select} (SELECT k->>'user_id', k->>'key' FROM jsonb_array_elements($1::jsonb) AS keys(k))"
+    );
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .bind(array(keys.iter()))
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-        // A key taken already (by a request that is not a booking): that booking is refused
-        // and its reservation goes again, as a change refused at its commit writes nothing.
-        let taken: Vec<usize> = answering
-            .into_iter()
-            .filter(|&i| !claimed.contains(&(bookings[i].user.clone(), bookings[i].key.clone())))
-            .collect();
-        if !taken.is_empty() {
-            let ids: Vec<Value> = taken
-                .iter()
-                .map(|&i| bookings[i].id.clone().into())
-                .collect();
-            sqlx::query(
-                "DELETE FROM reservations WHERE id IN
-                   (SELECT jsonb_array_elements_text($1::jsonb))",
-            )
-            .bind(array(ids.iter()))
-            .execute(&mut *tx)
-            .await?;
-            for i in taken {
-                outcomes[i] = Err(Error::key_in_progress());
-            }
-        }
-    }
+        .collect::<Result<_, sqlx::Error>>()?)
+}
 
-    let booked = || (0..bookings.len()).filter(|&i| outcomes[i].is_ok());
-    let messages: Vec<&Value> = booked().flat_map(|i| &bookings[i].messages).collect();
-    if !messages.is_empty() {
-        sqlx::query(
-            "INSERT INTO notification_outbox (user_id, kind, dedup_key, lot_id, title, body, created_at)
-             SELECT m->>'user_id', m->>'kind', m->>'dedup_key', (m->>'lot_id')::bigint,
-                    m->>'title', m->>'body', (m->>'created_at')::bigint
-             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS messages(m, n) ORDER BY n
-             ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(array(messages.into_iter()))
-        .execute(&mut *tx)
-        .await?;
-    }
-    // The events last: appending takes the outbox's turn, held to the commit.
-    let events: Vec<&Event> = booked().flat_map(|i| &bookings[i].events).collect();
-    parkflow_outbox::append_all(&mut tx, &events).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+/// Whether `e` is a group's statement failed by `parkflow_key_taken`.
+fn key_was_taken(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(KEY_TAKEN))
 }
 
 /// Whether `e` is a race a booking lost inside a group.

@@ -115,6 +115,7 @@ use payments::{
     the_first_waiter_gets_the_freed_spot,
 };
 use pool::{
+    a_group_waiting_on_another_transactions_row_holds_no_turn,
     a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
     a_request_no_connection_comes_free_for_is_told_when_to_retry,
     bookings_committed_as_one_group_each_get_their_own_outcome,
@@ -233,6 +234,7 @@ on_postgres!(
     bookings_committed_as_one_group_each_get_their_own_outcome,
     a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
     readers_are_replaced_when_old_and_closed_when_unused,
+    a_group_waiting_on_another_transactions_row_holds_no_turn,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

@@ -371,3 +371,101 @@ async fn reader_pid(store: &parkflow_api::store::Store) -> i32 {
         .await
         .unwrap()
 }
+
+/// A group of bookings takes the outbox's turn only once its other writes are done, so it
+/// never holds the turn while it waits on another transaction's row (which could hold up every
+/// appending transaction behind that one, or deadlock with it): while a group waits for
+/// another transaction's uncommitted claim of its booking's `Idempotency-Key`, a third
+/// transaction appends and commits; once that claim is rolled back, the group books.
+pub async fn a_group_waiting_on_another_transactions_row_holds_no_turn(app: TestApp) {
+    use parkflow_api::store::group::Booking;
+    use parkflow_api::store::reservations::NewReservationRow;
+    use sqlx::Connection;
+    use std::time::Duration;
+    use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
+    let store = app.state.services.store().clone();
+    let Handle::Pool(pool) = store.writer() else {
+        panic!("PostgreSQL's writer is its pool");
+    };
+    let lot = app.with_lot(serde_json::json!({"car": 1})).await;
+    app.driver("turn@example.com").await;
+    let (user,): (String,) = sqlx::query_as("SELECT id FROM users WHERE email = $1")
+        .bind("turn@example.com")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let (spot,): (i64,) = sqlx::query_as("SELECT id FROM spots WHERE lot_id = $1")
+        .bind(lot)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let now = parkflow_api::Clock::now(&app.clock);
+    let start = now.timestamp_millis() + 7_200_000;
+    let end = start + 3_600_000;
+
+    // Transaction A claims the key the group books under, uncommitted.
+    let mut a = pool.acquire().await.unwrap();
+    let mut a = a.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, created_at, locked_until)
+         VALUES ($1, 'group', 'another request', $2, $2)",
+    )
+    .bind(&user)
+    .bind(now.timestamp_millis())
+    .execute(&mut *a)
+    .await
+    .unwrap();
+
+    // The group books under that key: it waits on A's row.
+    let id = ReservationId::new();
+    let mut booking = Booking::new(&NewReservationRow {
+        id,
+        lot: LotId(lot),
+        spot,
+        user: UserId(user.parse().unwrap()),
+        vehicle_type: "car",
+        vehicle_id: None,
+        plate: None,
+        start_at: start,
+        end_at: end,
+        quote_cents: 500,
+        currency: "EUR",
+        idempotency_key: "group",
+        created_at: now.timestamp_millis(),
+        monthly_pass: None,
+    });
+    let created = EventPayload::ReservationCreated(warehouse_schema::event::ReservationWindow {
+        reservation_id: id,
+        user_id: UserId(user.parse().unwrap()),
+        spot_id: SpotId(spot),
+        start_at: chrono::DateTime::from_timestamp_millis(start).unwrap(),
+        end_at: chrono::DateTime::from_timestamp_millis(end).unwrap(),
+        vehicle_type: warehouse_schema::VehicleType::Car,
+    });
+    booking
+        .event(Event::new(now, LotId(lot), created.clone()))
+        .keep_answer("the booking", 201, "{}".into());
+    let group = {
+        let store = store.clone();
+        tokio::spawn(async move { store.book_together(&[booking]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!group.is_finished(), "the group waits on A's row");
+
+    // Another transaction appends and commits meanwhile: the group holds no turn.
+    let other = Event::new(now, LotId(lot), created);
+    let appended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = pool.acquire().await.unwrap();
+        let mut c = c.begin().await.unwrap();
+        parkflow_outbox::append_all(&mut c, &[&other])
+            .await
+            .unwrap();
+        c.commit().await.unwrap();
+    })
+    .await;
+    assert!(appended.is_ok(), "an append waited for the group's turn");
+
+    a.rollback().await.unwrap();
+    let outcomes = group.await.unwrap().unwrap();
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+}
