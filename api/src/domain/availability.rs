@@ -127,10 +127,13 @@ struct LotIndex {
     holds: HashMap<ReservationId, (usize, i64)>,
     /// Spots offered to bookings in flight: (claim, slot, start, end) in epoch ms.
     claims: Vec<(u64, usize, i64, i64)>,
+    /// The outbox position the lot was read at: every change recorded up to it is in the
+    /// index, and so is every change this process made since.
+    as_of: i64,
 }
 
 impl LotIndex {
-    fn new(policy: SpotPolicy, spots: Vec<IndexedSpot>) -> Self {
+    fn new(policy: SpotPolicy, spots: Vec<IndexedSpot>, as_of: i64) -> Self {
         let mut of_type: Vec<(VehicleType, Vec<usize>)> = Vec::new();
         let mut by_id: Vec<usize> = (0..spots.len()).collect();
         by_id.sort_by_key(|&slot| spots[slot].id);
@@ -148,6 +151,7 @@ impl LotIndex {
             of_type,
             holds: HashMap::new(),
             claims: Vec::new(),
+            as_of,
         }
     }
 
@@ -237,8 +241,9 @@ pub(crate) enum Offer<'a> {
     Spot(SpotRow, Claim<'a>),
     /// Free spots, every one claimed by a booking in flight (which may yet fail).
     AllClaimed,
-    /// No free spot.
-    None,
+    /// No free spot, in the lot as read at outbox position `as_of` with this process's changes
+    /// since: the store's answer too, unless a change that frees spots was recorded after it.
+    None { as_of: i64 },
 }
 
 /// A spot claimed in the index for one booking in flight: let go when dropped (by then the
@@ -301,17 +306,18 @@ impl AvailabilityIndex {
             .or_default() += 1;
     }
 
-    /// Install a lot read from the store, unless a change was applied since `version` was read
-    /// (then the snapshot may miss it; the caller reads again). Returns whether it was installed.
+    /// Install a lot read from the store after its outbox head was `as_of`, unless a change was
+    /// applied since `version` was read (then the snapshot may miss it; the caller reads
+    /// again). Returns whether it was installed.
     pub fn install(
         &self,
         lot: LotId,
-        version: u64,
+        (version, as_of): (u64, i64),
         policy: SpotPolicy,
         spots: Vec<IndexedSpot>,
         holds: impl IntoIterator<Item = Hold>,
     ) -> bool {
-        let mut index = LotIndex::new(policy, spots);
+        let mut index = LotIndex::new(policy, spots, as_of);
         for h in holds {
             index.hold(h);
         }
@@ -398,7 +404,7 @@ impl AvailabilityIndex {
                 Offer::Spot(SpotRow::from(&index.spots[slot]), claim)
             }
             None if index.pick(span, choice, skip, false).is_some() => Offer::AllClaimed,
-            None => Offer::None,
+            None => Offer::None { as_of: index.as_of },
         })
     }
 

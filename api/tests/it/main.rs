@@ -128,6 +128,7 @@ use portal::{
 };
 use races::{
     a_lots_free_spots_are_read_through_its_own_window_index,
+    a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index,
     an_entry_that_keeps_losing_its_spot_still_gets_one,
     an_event_that_commits_late_is_never_passed_over, first_top_ups_at_once_all_credit_one_balance,
     lost_races_are_told_apart_from_other_failures,
@@ -138,8 +139,9 @@ use reasons::{
     arrival_chances_come_from_the_published_forecast,
 };
 use reservations::{
-    a_full_window_is_refused_without_the_writer, a_process_with_a_stale_index_still_books_right,
-    a_quote_prices_each_band_of_the_window,
+    a_full_window_is_refused_without_the_writer,
+    a_lot_full_in_the_index_books_the_spot_another_process_freed,
+    a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
     a_second_index_on_one_store_books_a_spot_the_first_freed,
     a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy,
     back_to_back_windows_are_allowed_overlaps_are_not, booking_rules_are_enforced,
@@ -172,6 +174,7 @@ on_both_stores!(
     a_second_index_on_one_store_books_a_spot_the_first_freed,
     a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy,
     a_full_window_is_refused_without_the_writer,
+    a_lot_full_in_the_index_books_the_spot_another_process_freed,
     a_pass_opens_the_gate_once_within_its_window,
     a_cancelled_or_late_reservation_opens_nothing,
     plates_and_drive_ups_at_the_gate,
@@ -235,6 +238,7 @@ on_postgres!(
     a_reader_left_mid_statement_or_ended_by_the_server_is_never_lent_broken,
     readers_are_replaced_when_old_and_closed_when_unused,
     a_group_waiting_on_another_transactions_row_holds_no_turn,
+    a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index,
 );
 
 /// Every scenario (`pub async fn name(app: TestApp)` in a module of this suite) is registered

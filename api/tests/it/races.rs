@@ -460,3 +460,60 @@ pub async fn an_event_that_commits_late_is_never_passed_over(app: TestApp) {
     );
     assert!(read == appended, "out of order");
 }
+
+/// On PostgreSQL the availability index's "no spot" is the store's when no change that frees
+/// a spot of the lot was recorded after the index read it (`Lots::no_spot_is_the_stores`):
+/// asked of the outbox by lot and position through `outbox_releases`, an index over only
+/// those events (migration 0024, whose list is `RELEASING_EVENTS`), however many bookings the
+/// lot recorded; a cancellation after the position is found, one before it or of another lot
+/// is not.
+pub async fn a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index(app: TestApp) {
+    use parkflow_api::services::lots::RELEASING_EVENTS;
+    let store = app.state.services.store();
+    let Handle::Pool(writer) = store.writer() else {
+        panic!("PostgreSQL's writer is its pool");
+    };
+    let lot = app.with_lot(serde_json::json!({"car": 2})).await;
+    let other = app.with_lot(serde_json::json!({"car": 2})).await;
+    let record = |lot: i64, kind: &'static str, n: i64| async move {
+        sqlx::query(
+            "INSERT INTO outbox (event_id, lot_id, event_type, payload, created_at)
+             SELECT 'e-' || $1 || '-' || $2 || '-' || i || '-' || md5(random()::text), $1, $2, '{}', 0
+             FROM generate_series(1, $3) AS i",
+        )
+        .bind(lot)
+        .bind(kind)
+        .bind(n)
+        .execute(writer)
+        .await
+        .unwrap();
+    };
+    // Twenty thousand bookings recorded, and a cancellation of another lot.
+    record(lot, "reservation_created", 20_000).await;
+    record(other, "reservation_cancelled", 1).await;
+    sqlx::query("ANALYZE outbox").execute(writer).await.unwrap();
+    let outbox = store.outbox();
+    let head = outbox.head().await.unwrap();
+
+    let sql = parkflow_outbox::recorded_after_sql(RELEASING_EVENTS);
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+        .bind(lot)
+        .bind(0_i64)
+        .fetch_all(writer)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("outbox_releases"), "{plan}");
+
+    let freed = |after: i64| outbox.recorded_after(lot, after, RELEASING_EVENTS);
+    assert!(!freed(0).await.unwrap(), "bookings free no spot");
+    record(lot, "reservation_cancelled", 1).await;
+    assert!(
+        freed(head).await.unwrap(),
+        "a cancellation after the position"
+    );
+    let later = outbox.head().await.unwrap();
+    assert!(!freed(later).await.unwrap(), "a cancellation before it");
+    record(other, "exit", 1).await;
+    assert!(!freed(later).await.unwrap(), "another lot's exit");
+}

@@ -12,7 +12,7 @@ fn lot_with(spots: usize) -> AvailabilityIndex {
     let spots = (1..=spots as i64)
         .map(|i| IndexedSpot::new(SpotId(i), format!("C-{i}"), VehicleType::Car, None))
         .collect();
-    assert!(index.install(LotId(1), 0, SpotPolicy::default(), spots, []));
+    assert!(index.install(LotId(1), (0, 0), SpotPolicy::default(), spots, []));
     index
 }
 
@@ -35,7 +35,7 @@ impl Offer<'_> {
     fn spot_id(self) -> Option<i64> {
         match self {
             Offer::Spot(spot, _) => Some(spot.id),
-            Offer::AllClaimed | Offer::None => None,
+            Offer::AllClaimed | Offer::None { .. } => None,
         }
     }
 }
@@ -65,7 +65,7 @@ fn the_index_offers_the_spot_the_same_choice_makes_from_the_stores_list() {
     };
     let spots: Vec<IndexedSpot> = (0..kinds.len()).map(spot).collect();
     let rows: Vec<SpotRow> = spots.iter().map(SpotRow::from).collect();
-    assert!(index.install(LotId(1), 0, SpotPolicy::default(), spots, []));
+    assert!(index.install(LotId(1), (0, 0), SpotPolicy::default(), spots, []));
     let offer = |choice: Choice, skip: &[SpotId]| {
         index
             .best_unreserved(LotId(1), window(9, 10), choice, skip)
@@ -154,7 +154,7 @@ fn without_a_point_the_spread_picks_the_next_free_spot_of_the_best_fitting_type(
     let open = SpotPolicy {
         ev_spots_open_to_cars: true,
     };
-    assert!(mixed.install(LotId(1), 0, open, spots, []));
+    assert!(mixed.install(LotId(1), (0, 0), open, spots, []));
     let offer = |spread| {
         mixed
             .best_unreserved(LotId(1), window(9, 10), car(spread), &[])
@@ -202,11 +202,11 @@ fn a_load_that_raced_with_a_change_is_not_installed() {
     let index = AvailabilityIndex::new();
     let before = index.version(LotId(1));
     index.release(LotId(1), ReservationId::new());
-    assert!(!index.install(LotId(1), before, SpotPolicy::default(), vec![], []));
+    assert!(!index.install(LotId(1), (before, 0), SpotPolicy::default(), vec![], []));
     assert!(!index.is_loaded(LotId(1)));
     assert!(index.install(
         LotId(1),
-        index.version(LotId(1)),
+        (index.version(LotId(1)), 0),
         SpotPolicy::default(),
         vec![],
         []
@@ -223,7 +223,7 @@ fn nearest_to_the_workplace_first_within_the_best_fit() {
         spot(3, VehicleType::Van, 13.003),
         spot(4, VehicleType::Car, 13.001),
     ];
-    assert!(index.install(LotId(1), 0, SpotPolicy::default(), spots, []));
+    assert!(index.install(LotId(1), (0, 0), SpotPolicy::default(), spots, []));
     let ids = |near| {
         index
             .free_spots(LotId(1), window(9, 10), VehicleType::Car, near)
@@ -320,7 +320,7 @@ fn a_spot_offered_to_a_booking_in_flight_is_not_offered_again_until_let_go() {
     assert_eq!(offer(0, (9, 10)).spot_id(), Some(2));
     hold(&index, 2, 9, 10);
     hold(&index, 3, 9, 10);
-    assert!(matches!(offer(0, (9, 10)), Offer::None));
+    assert!(matches!(offer(0, (9, 10)), Offer::None { as_of: 0 }));
     // A claim outlives a reload of its lot harmlessly.
     let Offer::Spot(_, claim) = offer(0, (20, 21)) else {
         panic!("free")

@@ -5,6 +5,7 @@ mod arrival;
 mod availability;
 
 pub(crate) use availability::AVAILABILITY_EVENTS;
+pub use availability::RELEASING_EVENTS;
 mod rates;
 
 pub use arrival::{ArrivalChance, ForecastHour};

@@ -159,10 +159,12 @@ impl Reservations<'_> {
     /// so its single writer checks that one spot in the transaction that inserts. When the index
     /// offers nothing, the store is asked on a reader ([`Self::free_on_a_reader`]), so a stale
     /// index never turns a booking away and a full window is refused without the writer; when
-    /// the reader's offer was stale too, the transaction asks again. On SQLite the reader is
-    /// not asked when the index held every commit of the store (`store::WriterWatch`: the
-    /// writer's transaction that was open before the index was asked is open still, and the
-    /// other connections' commits are synced): its "no spot" is then the store's.
+    /// the reader's offer was stale too, the transaction asks again. The reader is not asked
+    /// when the index's "no spot" is the store's ([`Lots::no_spot_is_the_stores`]: on SQLite
+    /// the index held every commit of the store, on PostgreSQL no change that frees a spot of
+    /// the lot was recorded since the index read it).
+    ///
+    /// [`Lots::no_spot_is_the_stores`]: crate::services::Lots::no_spot_is_the_stores
     pub(super) async fn try_reserve(
         &self,
         user: UserId,
@@ -188,12 +190,21 @@ impl Reservations<'_> {
                 .lots()
                 .best_unreserved_spot(req.lot_id, window, choice, tried)
                 .await?;
-            let none_free = matches!(offer, Offer::None);
-            if let Offer::Spot(spot, claim) = offer {
-                offered = Some(spot);
-                _claim = Some(claim);
+            let mut none_free = None;
+            match offer {
+                Offer::Spot(spot, claim) => {
+                    offered = Some(spot);
+                    _claim = Some(claim);
+                }
+                Offer::None { as_of } if tried.is_empty() => none_free = Some(as_of),
+                Offer::None { .. } | Offer::AllClaimed => {}
             }
-            if none_free && tried.is_empty() && self.index_held_every_commit(watched) {
+            if let Some(as_of) = none_free
+                && self
+                    .lots()
+                    .no_spot_is_the_stores(req.lot_id, as_of, watched)
+                    .await?
+            {
                 // The index's "no spot" is the store's: refused without reading every spot,
                 // once the window is checked against the lot's rules as they are now.
                 let rules = self.booking_rules(req.lot_id).await?;

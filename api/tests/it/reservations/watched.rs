@@ -1,5 +1,6 @@
-//! A full window refused by the availability index on the SQLite writer's word
-//! (`store/watch.rs`): never when the index may have missed a commit.
+//! A full window refused by the availability index on its own word (on SQLite the writer's,
+//! `store/watch.rs`; on PostgreSQL the outbox's, `Lots::no_spot_is_the_stores`): never when the
+//! index may have missed a commit that freed a spot.
 
 use super::super::TestApp;
 use super::{code, request};
@@ -74,4 +75,39 @@ async fn freed_then_booked_while_the_writer_is_busy(
     busy.commit().await.unwrap();
     let again = booking.await.unwrap().unwrap();
     assert_eq!(again.spot_id, first.spot_id);
+}
+
+/// A lot this process's index holds full is refused on the index's word only while no change
+/// that frees a spot was recorded since the index read it: after another process cancels one
+/// of this process's bookings, the next booking gets that spot instead of "no spot".
+pub async fn a_lot_full_in_the_index_books_the_spot_another_process_freed(app: TestApp) {
+    let other = app.second_process().await;
+    let lot = app.with_lot(json!({"car": 2})).await;
+    let start = app.state.services.now() + Duration::hours(3);
+    let end = start + Duration::hours(2);
+    let book = |key: &'static str, user: UserId| {
+        let services = app.state.services.clone();
+        async move {
+            services
+                .reservations()
+                .reserve(user, request(lot, None, start, end), key)
+                .await
+        }
+    };
+    let me = UserId::new();
+    let mine = book("m0", me).await.unwrap();
+    book("m1", UserId::new()).await.unwrap();
+    let full = book("m2", UserId::new()).await;
+    assert_eq!(code(&full.unwrap_err()), "no_spot_available");
+
+    other
+        .services
+        .reservations()
+        .cancel_reservation(me, mine.id)
+        .await
+        .unwrap();
+    let again = book("m3", UserId::new()).await.unwrap();
+    assert_eq!(again.spot_id, mine.spot_id);
+    let full = book("m4", UserId::new()).await;
+    assert_eq!(code(&full.unwrap_err()), "no_spot_available");
 }
