@@ -346,6 +346,15 @@ impl AvailabilityIndex {
     /// A committed reservation (new or moved) now holds its window.
     pub fn hold(&self, lot: LotId, h: Hold) {
         self.bump(lot);
+        self.hold_new(lot, h);
+    }
+
+    /// A reservation just booked now holds its window. Unlike a move (which lets a window go),
+    /// a new hold that a load in flight missed only leaves that load's index freer than the
+    /// store — it may offer a spot the store then refuses, never refuse one the store has — so
+    /// it does not keep the load from being installed (concurrent bookings of a lot being loaded
+    /// would, each time).
+    pub fn hold_new(&self, lot: LotId, h: Hold) {
         if let Some(index) = self.lot(lot) {
             index.write().expect("index lock").hold(h);
         }

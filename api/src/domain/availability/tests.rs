@@ -198,6 +198,35 @@ fn release_and_move_are_idempotent() {
 }
 
 #[test]
+fn a_load_that_missed_only_new_holds_is_installed() {
+    let index = lot_with(2);
+    index.invalidate(LotId(1));
+    let before = index.version(LotId(1));
+    // Bookings committed while the lot was being read: the read may have missed them, which
+    // leaves the index freer than the store, never fuller.
+    index.hold_new(
+        LotId(1),
+        Hold {
+            reservation: ReservationId::new(),
+            spot: SpotId(1),
+            start_ms: 0,
+            end_ms: 3_600_000,
+        },
+    );
+    let spots = vec![IndexedSpot::new(
+        SpotId(1),
+        "C-1".into(),
+        VehicleType::Car,
+        None,
+    )];
+    assert!(index.install(LotId(1), (before, 0), SpotPolicy::default(), spots, []));
+    // A move lets a window go: a read that may have missed it is not installed.
+    let before = index.version(LotId(1));
+    hold(&index, 1, 5, 6);
+    assert!(!index.install(LotId(1), (before, 0), SpotPolicy::default(), vec![], []));
+}
+
+#[test]
 fn a_load_that_raced_with_a_change_is_not_installed() {
     let index = AvailabilityIndex::new();
     let before = index.version(LotId(1));

@@ -136,16 +136,9 @@ impl Reservations<'_> {
         Ok((r, pass))
     }
 
+    /// A reservation this process moved (or extended) now holds its window in the index.
     pub(super) fn hold_in_index(&self, r: &Reservation) {
-        self.availability().hold(
-            r.lot_id,
-            Hold {
-                reservation: r.id,
-                spot: r.spot_id,
-                start_ms: r.start_at.timestamp_millis(),
-                end_ms: r.end_at.timestamp_millis(),
-            },
-        );
+        self.availability().hold(r.lot_id, hold_of(r));
     }
 
     /// One attempt at a booking: on SQLite one transaction of the single writer, on PostgreSQL
@@ -237,7 +230,8 @@ impl Reservations<'_> {
                             tx.keep_answer((user, key, k.fingerprint), status, body);
                         }
                         tx.commit().await?;
-                        self.hold_in_index(&p.reservation);
+                        self.availability()
+                            .hold_new(req.lot_id, hold_of(&p.reservation));
                         Ok((p.reservation, p.pass))
                     }
                     Err(e) => Err(refused_under_key(&mut tx, e, user_key, keep).await?),
@@ -259,7 +253,8 @@ impl Reservations<'_> {
                             booking.keep_answer(k.fingerprint, status, body);
                         }
                         self.store().book(booking).await?;
-                        self.hold_in_index(&p.reservation);
+                        self.availability()
+                            .hold_new(req.lot_id, hold_of(&p.reservation));
                         Ok((p.reservation, p.pass))
                     }
                     Err(e) => Err(refused_under_key(&mut conn, e, user_key, keep).await?),
@@ -397,6 +392,16 @@ impl Reservations<'_> {
         }
         let untried = free.iter().filter(|s| !tried.contains(&SpotId(s.id)));
         Ok(best_spot(untried, rules.policy, choice).cloned())
+    }
+}
+
+/// The window `r` holds, as the availability index keeps it.
+fn hold_of(r: &Reservation) -> Hold {
+    Hold {
+        reservation: r.id,
+        spot: r.spot_id,
+        start_ms: r.start_at.timestamp_millis(),
+        end_ms: r.end_at.timestamp_millis(),
     }
 }
 
