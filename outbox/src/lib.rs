@@ -176,16 +176,18 @@ pub fn append_in_statement(name: &str, param: usize, after: &[&str], keep: &str)
     )
 }
 
-/// [`Outbox::recorded_after`]'s statement (`$1` the lot, `$2` the position), `types` written
-/// into it.
-pub fn recorded_after_sql(types: &[&str]) -> String {
+/// Whether an event of one of `types` about the lot `lot` was recorded after position `after`
+/// (both SQL expressions of the caller's statement), as an `EXISTS` condition: `types` are
+/// written into it, not bound, so that an index whose predicate names the same list
+/// (PostgreSQL migration 0024's `outbox_releases`) answers it.
+pub fn recorded_after(lot: &str, after: &str, types: &[&str]) -> String {
     let listed = types
         .iter()
         .map(|t| format!("'{}'", t.replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE lot_id = $1 AND id > $2 AND event_type IN ({listed}))"
+        "EXISTS (SELECT 1 FROM outbox WHERE lot_id = {lot} AND id > {after} AND event_type IN ({listed}))"
     )
 }
 
@@ -236,20 +238,6 @@ impl Outbox {
     /// The highest position written so far (0 when empty).
     pub async fn head(&self) -> Result<i64> {
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-    }
-
-    /// Whether an event of one of `types` about `lot` was recorded after position `after`. The
-    /// types are written into the statement, not bound, so that an index whose predicate names
-    /// the same list (PostgreSQL migration 0024's `outbox_releases`) answers it.
-    pub async fn recorded_after(&self, lot: i64, after: i64, types: &[&str]) -> Result<bool> {
-        if types.is_empty() {
-            return Ok(false);
-        }
-        sqlx::query_scalar(AssertSqlSafe(recorded_after_sql(types)))
-            .bind(lot)
-            .bind(after)
             .fetch_one(&self.pool)
             .await
     }

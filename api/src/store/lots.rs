@@ -186,6 +186,40 @@ pub async fn settings_and_rates<'c>(
     Ok(Some((settings, rates)))
 }
 
+/// [`settings_unless_freed`]'s statement: `$1` the lot, `$2` the outbox position, `freeing`
+/// the event types that free a spot.
+pub fn settings_unless_freed_sql(freeing: &[&str]) -> String {
+    format!(
+        concat!(
+            "SELECT ",
+            settings_columns!(),
+            ", {} AS freed FROM lots l WHERE l.id = $1"
+        ),
+        parkflow_outbox::recorded_after("l.id", "$2", freeing)
+    )
+}
+
+/// `lot`'s settings, and whether an event of the `freeing` types about it was recorded after
+/// outbox position `after`: what a booking the availability index found no spot for reads
+/// (`services::reservations`). `None`: no such lot.
+pub async fn settings_unless_freed<'c>(
+    db: impl Db<'c>,
+    lot: LotId,
+    after: i64,
+    freeing: &[&str],
+) -> Result<Option<(LotSettings, bool)>> {
+    use sqlx::{FromRow, Row};
+    let row = sqlx::query(sqlx::AssertSqlSafe(settings_unless_freed_sql(freeing)))
+        .bind(lot.0)
+        .bind(after)
+        .fetch_optional(db)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some((LotSettings::from_row(&row)?, row.try_get("freed")?)))
+}
+
 /// The name of `lot`.
 pub async fn name<'c>(db: impl Db<'c>, lot: LotId) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT name FROM lots WHERE id = $1")

@@ -462,13 +462,15 @@ pub async fn an_event_that_commits_late_is_never_passed_over(app: TestApp) {
 }
 
 /// On PostgreSQL the availability index's "no spot" is the store's when no change that frees
-/// a spot of the lot was recorded after the index read it (`Lots::no_spot_is_the_stores`):
-/// asked of the outbox by lot and position through `outbox_releases`, an index over only
+/// a spot of the lot was recorded after the index read it (`Reservations::rules_if_no_spot`):
+/// asked of the outbox, with the lot's settings, by lot and position through `outbox_releases`, an index over only
 /// those events (migration 0024, whose list is `RELEASING_EVENTS`), however many bookings the
 /// lot recorded; a cancellation after the position is found, one before it or of another lot
 /// is not.
 pub async fn a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index(app: TestApp) {
     use parkflow_api::services::lots::RELEASING_EVENTS;
+    use parkflow_api::store::lots::settings_unless_freed;
+    use warehouse_schema::LotId;
     let store = app.state.services.store();
     let Handle::Pool(writer) = store.writer() else {
         panic!("PostgreSQL's writer is its pool");
@@ -495,7 +497,7 @@ pub async fn a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index
     let outbox = store.outbox();
     let head = outbox.head().await.unwrap();
 
-    let sql = parkflow_outbox::recorded_after_sql(RELEASING_EVENTS);
+    let sql = parkflow_api::store::lots::settings_unless_freed_sql(RELEASING_EVENTS);
     let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
         .bind(lot)
         .bind(0_i64)
@@ -505,15 +507,15 @@ pub async fn a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index
     let plan = plan.join("\n");
     assert!(plan.contains("outbox_releases"), "{plan}");
 
-    let freed = |after: i64| outbox.recorded_after(lot, after, RELEASING_EVENTS);
-    assert!(!freed(0).await.unwrap(), "bookings free no spot");
+    let freed = |after: i64| async move {
+        let read = settings_unless_freed(writer, LotId(lot), after, RELEASING_EVENTS).await;
+        read.unwrap().expect("the lot exists").1
+    };
+    assert!(!freed(0).await, "bookings free no spot");
     record(lot, "reservation_cancelled", 1).await;
-    assert!(
-        freed(head).await.unwrap(),
-        "a cancellation after the position"
-    );
+    assert!(freed(head).await, "a cancellation after the position");
     let later = outbox.head().await.unwrap();
-    assert!(!freed(later).await.unwrap(), "a cancellation before it");
+    assert!(!freed(later).await, "a cancellation before it");
     record(other, "exit", 1).await;
-    assert!(!freed(later).await.unwrap(), "another lot's exit");
+    assert!(!freed(later).await, "another lot's exit");
 }

@@ -6,7 +6,7 @@ use crate::domain::availability::{AvailabilityIndex, FreeSpot, Hold, IndexedSpot
 use crate::domain::error::{Error, Result};
 use crate::domain::spot_choice::Choice;
 use crate::services::Lots;
-use crate::store::{Backend, Watched, lots, reservations};
+use crate::store::{lots, reservations};
 use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
 
 /// The event types that change which spots of a lot are free: what makes another process's
@@ -26,7 +26,8 @@ pub(crate) const AVAILABILITY_EVENTS: &[&str] = &[
 ];
 
 /// The event types that can free a spot of a lot (all of [`AVAILABILITY_EVENTS`] but a new
-/// reservation and a check-in, which only take one). PostgreSQL's partial index
+/// reservation and a check-in, which only take one): what a booking the index has no spot for
+/// asks the outbox about (`services::reservations::book`). PostgreSQL's partial index
 /// `outbox_releases` (migration 0024) lists the same types: a change here needs a migration
 /// there (`postgres_only::a_spot_freed_since_the_index_read_its_lot_is_found_by_its_own_index`
 /// fails until then).
@@ -75,33 +76,6 @@ impl Lots<'_> {
     ) -> Result<Vec<FreeSpot>> {
         self.read_index(lot, |index| index.free_spots(lot, window, vehicle, near))
             .await
-    }
-
-    /// Whether the availability index's "no spot" for `lot` ([`Offer::None`], read at outbox
-    /// position `as_of`) is the store's now. On SQLite, when the index held every commit of the
-    /// store when it was asked (`watched`, see [`Services::index_held_every_commit`]). On
-    /// PostgreSQL, when no change that frees a spot of the lot was recorded after `as_of`:
-    /// positions commit in order (`parkflow_outbox`), so a spot the index holds that the store
-    /// has let go was let go by a change recorded after it; a hold the index lacks can only make
-    /// the store fuller.
-    ///
-    /// [`Services::index_held_every_commit`]: crate::services::Services::index_held_every_commit
-    pub(crate) async fn no_spot_is_the_stores(
-        &self,
-        lot: LotId,
-        as_of: i64,
-        watched: Option<Watched>,
-    ) -> Result<bool> {
-        Ok(match self.store().backend() {
-            Backend::Sqlite => self.index_held_every_commit(watched),
-            Backend::Postgres => {
-                !self
-                    .store()
-                    .outbox()
-                    .recorded_after(lot.0, as_of, RELEASING_EVENTS)
-                    .await?
-            }
-        })
     }
 
     /// `read` from the availability index, loading `lot` first when it is not loaded (or was

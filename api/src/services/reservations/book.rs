@@ -9,7 +9,7 @@ use crate::notifications::{NotificationKind, about_reservation};
 use crate::services::Reservations;
 use crate::store::group::Booking;
 use crate::store::reservations as rows;
-use crate::store::{Backend, Conn, LostRace, idempotency as keys, lost_race};
+use crate::store::{Backend, Conn, LostRace, Watched, idempotency as keys, lost_race};
 use chrono::{DateTime, Utc};
 use warehouse_schema::event::ReservationWindow;
 use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, UserId};
@@ -153,11 +153,9 @@ impl Reservations<'_> {
     /// offers nothing, the store is asked on a reader ([`Self::free_on_a_reader`]), so a stale
     /// index never turns a booking away and a full window is refused without the writer; when
     /// the reader's offer was stale too, the transaction asks again. The reader is not asked
-    /// when the index's "no spot" is the store's ([`Lots::no_spot_is_the_stores`]: on SQLite
-    /// the index held every commit of the store, on PostgreSQL no change that frees a spot of
-    /// the lot was recorded since the index read it).
-    ///
-    /// [`Lots::no_spot_is_the_stores`]: crate::services::Lots::no_spot_is_the_stores
+    /// when the index's "no spot" is the store's ([`Self::rules_if_no_spot`]: on SQLite the
+    /// index held every commit of the store, on PostgreSQL no change that frees a spot of the
+    /// lot was recorded since the index read it).
     pub(super) async fn try_reserve(
         &self,
         user: UserId,
@@ -193,14 +191,10 @@ impl Reservations<'_> {
                 Offer::None { .. } | Offer::AllClaimed => {}
             }
             if let Some(as_of) = none_free
-                && self
-                    .lots()
-                    .no_spot_is_the_stores(req.lot_id, as_of, watched)
-                    .await?
+                && let Some(rules) = self.rules_if_no_spot(req.lot_id, as_of, watched).await?
             {
                 // The index's "no spot" is the store's: refused without reading every spot,
                 // once the window is checked against the lot's rules as they are now.
-                let rules = self.booking_rules(req.lot_id).await?;
                 rules.check(window, now)?;
                 if self.availability().policy(req.lot_id) == Some(rules.policy) {
                     return Err(no_spot(req.vehicle_type));
@@ -259,6 +253,36 @@ impl Reservations<'_> {
                     }
                     Err(e) => Err(refused_under_key(&mut conn, e, user_key, keep).await?),
                 }
+            }
+        }
+    }
+
+    /// `lot`'s booking rules when the availability index's "no spot" for it ([`Offer::None`],
+    /// the lot read at outbox position `as_of`) is the store's now; `None` when it may not be.
+    /// On SQLite, when the index held every commit of the store when it was asked (`watched`,
+    /// see [`Services::index_held_every_commit`]). On PostgreSQL, when no change that frees a
+    /// spot of the lot ([`RELEASING_EVENTS`]) was recorded after `as_of`, read with the rules:
+    /// positions commit in order (`parkflow_outbox`), so a spot the index holds that the store
+    /// has let go was let go by a change recorded after it; a hold the index lacks can only
+    /// make the store fuller.
+    ///
+    /// [`Services::index_held_every_commit`]: crate::services::Services::index_held_every_commit
+    /// [`RELEASING_EVENTS`]: crate::services::lots::RELEASING_EVENTS
+    async fn rules_if_no_spot(
+        &self,
+        lot: LotId,
+        as_of: i64,
+        watched: Option<Watched>,
+    ) -> Result<Option<LotRules>> {
+        match self.store().backend() {
+            Backend::Sqlite if self.index_held_every_commit(watched) => {
+                Ok(Some(self.booking_rules(lot).await?))
+            }
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => {
+                let mut conn = self.store().pool().acquire().await?;
+                let (rules, freed) = LotRules::load_unless_freed(&mut conn, lot, as_of).await?;
+                Ok((!freed).then_some(rules))
             }
         }
     }

@@ -147,6 +147,20 @@ impl LotRules {
         Ok(Self::from_settings(row))
     }
 
+    /// [`load`](Self::load), and whether a change that frees a spot of `lot` was recorded after
+    /// outbox position `after` (`RELEASING_EVENTS`), from one read.
+    async fn load_unless_freed(conn: &mut Conn, lot: LotId, after: i64) -> Result<(Self, bool)> {
+        let (row, freed) = crate::store::lots::settings_unless_freed(
+            conn,
+            lot,
+            after,
+            crate::services::lots::RELEASING_EVENTS,
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("lot {lot}")))?;
+        Ok((Self::from_settings(row), freed))
+    }
+
     /// [`load`](Self::load) with the rates a booking of `vehicle` ending at `until` is priced
     /// by, from one read ([`priced`](Self::priced) prices it).
     async fn load_with_rates(

@@ -1,5 +1,5 @@
 //! A full window refused by the availability index on its own word (on SQLite the writer's,
-//! `store/watch.rs`; on PostgreSQL the outbox's, `Lots::no_spot_is_the_stores`): never when the
+//! `store/watch.rs`; on PostgreSQL the outbox's, `Reservations::rules_if_no_spot`): never when the
 //! index may have missed a commit that freed a spot.
 
 use super::super::TestApp;
