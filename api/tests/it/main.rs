@@ -139,6 +139,7 @@ use reasons::{
     arrival_chances_come_from_the_published_forecast,
 };
 use reservations::{
+    a_booking_changed_alike_in_a_world_alike_takes_the_same_spot,
     a_full_window_is_refused_without_the_writer,
     a_lot_full_in_the_index_books_the_spot_another_process_freed,
     a_process_with_a_stale_index_still_books_right, a_quote_prices_each_band_of_the_window,
@@ -175,6 +176,7 @@ on_both_stores!(
     a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy,
     a_full_window_is_refused_without_the_writer,
     a_lot_full_in_the_index_books_the_spot_another_process_freed,
+    a_booking_changed_alike_in_a_world_alike_takes_the_same_spot,
     a_pass_opens_the_gate_once_within_its_window,
     a_cancelled_or_late_reservation_opens_nothing,
     plates_and_drive_ups_at_the_gate,

@@ -89,7 +89,14 @@ impl Reservations<'_> {
                     Choice {
                         vehicle: vehicle_type,
                         near: change.near,
-                        spread: spread_of(&id.to_string()),
+                        // From what the reservation holds, not its (random) id: the same
+                        // change of the same booking picks the same spot, so a seeded
+                        // simulation replays alike.
+                        spread: spread_of(&format!(
+                            "{}/{}",
+                            old.spot_label,
+                            old.start_at.timestamp_millis()
+                        )),
                     },
                 )
                 .cloned()

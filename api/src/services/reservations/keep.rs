@@ -61,7 +61,9 @@ impl Reservations<'_> {
             let choice = Choice {
                 vehicle: k.vehicle_type,
                 near: None,
-                spread: k.pass.0.as_u128() as u64,
+                // The holder's plate, not the pass's (random) id: the same pass of the same
+                // car keeps the same spot, so a seeded simulation replays alike.
+                spread: spread_of(k.plate),
             };
             chosen = best_spot(&free, rules.policy, choice).cloned();
         }

@@ -11,11 +11,13 @@ use warehouse_schema::{LotId, ReservationId, SpotId, UserId, VehicleType};
 
 mod extend;
 mod oracle;
+mod replay;
 mod watched;
 pub use extend::{
     bookings_and_stays_extend_at_the_rates_in_force, extensions_never_overlap_under_a_race,
 };
 pub use oracle::store_agrees_with_a_brute_force_oracle;
+pub use replay::a_booking_changed_alike_in_a_world_alike_takes_the_same_spot;
 pub use watched::{
     a_lot_full_in_the_index_books_the_spot_another_process_freed,
     a_second_index_on_one_store_books_a_spot_the_first_freed,
