@@ -260,8 +260,9 @@ pub async fn schedule(
             }
         },
     );
-    // Other API processes on the same database change reservations too: drop the lots they
-    // touched from this process's availability index, so they load again.
+    // Other API processes on the same database change reservations too: their new bookings
+    // are held in this process's availability index, and a lot where a spot may have been freed
+    // is dropped from it, to load again.
     let service = state.services.clone();
     scheduler.add(
         "availability",

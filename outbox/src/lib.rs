@@ -235,6 +235,34 @@ impl Outbox {
             .collect())
     }
 
+    /// The rows of the events of `types` at positions in `after..=upto`, in order.
+    pub async fn read_of_types(
+        &self,
+        after: i64,
+        upto: i64,
+        types: &[&str],
+    ) -> Result<Vec<OutboxRow>> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (0..types.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id, payload FROM outbox WHERE id > $1 AND id <= $2 AND event_type IN ({placeholders}) ORDER BY id"
+        );
+        let mut query = sqlx::query_as(AssertSqlSafe(sql)).bind(after).bind(upto);
+        for t in types {
+            query = query.bind(*t);
+        }
+        let rows: Vec<(i64, String)> = query.fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, payload)| OutboxRow { position, payload })
+            .collect())
+    }
+
     /// The highest position written so far (0 when empty).
     pub async fn head(&self) -> Result<i64> {
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")

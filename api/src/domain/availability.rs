@@ -8,9 +8,9 @@
 //!
 //! Freshness: a lot is loaded from the store on its first query; every change this process
 //! commits is applied right after its commit (`hold`, `release`); changes made by other processes
-//! sharing the database are picked up by `Services::sync_availability`, which reads the
-//! outbox and drops the lots it touched so they load again. Applying is idempotent per
-//! reservation id, so a change seen twice does no harm.
+//! sharing the database are picked up by `Lots::sync_availability`, which reads the outbox:
+//! new bookings are held in place, and a lot where a spot may have been freed is dropped to
+//! load again. Applying is idempotent per reservation id, so a change seen twice does no harm.
 //!
 //! Claims: a spot offered to a booking in flight is claimed for its window
 //! ([`AvailabilityIndex::best_unreserved`] gives a [`Claim`]) until the booking commits (and
@@ -335,6 +335,22 @@ impl AvailabilityIndex {
     /// The spot policy `lot` was loaded with; `None`: not loaded.
     pub fn policy(&self, lot: LotId) -> Option<SpotPolicy> {
         Some(self.lot(lot)?.read().expect("index lock").policy)
+    }
+
+    /// The loaded lots, each with the outbox position it holds every change up to.
+    pub fn loaded(&self) -> Vec<(LotId, i64)> {
+        let lots = self.lots.read().expect("index lock");
+        lots.iter()
+            .map(|(lot, index)| (*lot, index.read().expect("index lock").as_of))
+            .collect()
+    }
+
+    /// `lot` holds every change recorded up to `position` (a sync applied those after it).
+    pub fn synced_to(&self, lot: LotId, position: i64) {
+        if let Some(index) = self.lot(lot) {
+            let mut index = index.write().expect("index lock");
+            index.as_of = index.as_of.max(position);
+        }
     }
 
     /// Forget `lot`; its next query loads it again.

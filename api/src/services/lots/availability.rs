@@ -7,10 +7,11 @@ use crate::domain::error::{Error, Result};
 use crate::domain::spot_choice::Choice;
 use crate::services::Lots;
 use crate::store::{lots, reservations};
-use warehouse_schema::{LotId, ReservationId, SpotId, VehicleType};
+use std::collections::HashSet;
+use warehouse_schema::{Event, EventPayload, LotId, ReservationId, SpotId, VehicleType};
 
-/// The event types that change which spots of a lot are free: what makes another process's
-/// change drop a lot from this process's index (and what the live streams watch, with rates).
+/// The event types that change which spots of a lot are free: what the live streams watch, with
+/// rates.
 pub(crate) const AVAILABILITY_EVENTS: &[&str] = &[
     "reservation_created",
     "reservation_modified",
@@ -141,26 +142,65 @@ impl Lots<'_> {
         Err(busy())
     }
 
-    /// Drop from the availability index every lot that another process changed: reads the
-    /// outbox after the last position seen. `parkflow serve` runs this every second so that
-    /// several API processes on one database agree.
+    /// Bring the availability index up to what every process recorded: reads the outbox after
+    /// the last position seen. A lot with a change that may free a spot since
+    /// ([`RELEASING_EVENTS`]) is dropped, to be read again; the other loaded lots take the new
+    /// reservations in place (this process's own are held already: holding is idempotent) and
+    /// hold every change up to the head read. `parkflow serve` runs this every second so that
+    /// several API processes on one database agree. Returns the lots dropped.
     pub async fn sync_availability(&self) -> Result<usize> {
-        let after = self.availability_position();
         // Read before the head: every commit counted is at or before it.
         let foreign = self.store().writer_watch().map(|w| w.foreign_commits());
+        let loaded = self.availability().loaded();
         let outbox = self.store().outbox();
         let head = outbox.head().await?;
+        let mut after = self.availability_position();
+        if after == 0 {
+            // Never synced: each loaded lot holds every change up to the position it was read at.
+            after = loaded.iter().map(|&(_, as_of)| as_of).min().unwrap_or(head);
+        }
         let mut dropped = 0;
         if head > after {
-            let lots = outbox
-                .lots_with_events(after, head, AVAILABILITY_EVENTS)
-                .await?;
-            for lot in &lots {
+            let freed: HashSet<i64> = outbox
+                .lots_with_events(after, head, RELEASING_EVENTS)
+                .await?
+                .into_iter()
+                .collect();
+            for lot in &freed {
                 self.availability().invalidate(LotId(*lot));
             }
-            self.set_availability_position(head);
-            dropped = lots.len();
+            dropped = freed.len();
+            let kept: HashSet<LotId> = loaded
+                .into_iter()
+                .map(|(lot, _)| lot)
+                .filter(|lot| !freed.contains(&lot.0))
+                .collect();
+            if !kept.is_empty() {
+                for row in outbox
+                    .read_of_types(after, head, &["reservation_created"])
+                    .await?
+                {
+                    let event: Event = serde_json::from_str(&row.payload).map_err(|e| {
+                        Error::Storage(format!("outbox row {}: {e}", row.position).into())
+                    })?;
+                    if let (true, EventPayload::ReservationCreated(w)) =
+                        (kept.contains(&event.lot_id), event.payload)
+                    {
+                        let hold = Hold {
+                            reservation: w.reservation_id,
+                            spot: w.spot_id,
+                            start_ms: w.start_at.timestamp_millis(),
+                            end_ms: w.end_at.timestamp_millis(),
+                        };
+                        self.availability().hold_new(event.lot_id, hold);
+                    }
+                }
+                for lot in kept {
+                    self.availability().synced_to(lot, head);
+                }
+            }
         }
+        self.set_availability_position(head);
         if let Some(f) = foreign {
             self.set_availability_synced(f);
         }

@@ -22,6 +22,7 @@ pub use watched::{
     a_lot_full_in_the_index_books_the_spot_another_process_freed,
     a_second_index_on_one_store_books_a_spot_the_first_freed,
     a_spot_freed_by_another_process_is_booked_while_the_writer_is_busy,
+    a_sync_takes_new_bookings_in_place_and_drops_a_lot_a_change_freed,
 };
 
 pub(super) fn request(

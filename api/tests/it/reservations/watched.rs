@@ -111,3 +111,50 @@ pub async fn a_lot_full_in_the_index_books_the_spot_another_process_freed(app: T
     let full = book("m4", UserId::new()).await;
     assert_eq!(code(&full.unwrap_err()), "no_spot_available");
 }
+
+/// A sync of the availability index (`parkflow serve`, every second) takes another process's
+/// new booking in place, keeping the lot loaded, and drops the lot once a change that frees a
+/// spot was recorded, so that it is read again.
+pub async fn a_sync_takes_new_bookings_in_place_and_drops_a_lot_a_change_freed(app: TestApp) {
+    use parkflow_api::services::reservations::TimeRange;
+    use warehouse_schema::{LotId, VehicleType};
+    let other = app.second_process().await;
+    let lot = app.with_lot(json!({"car": 3})).await;
+    let start = app.state.services.now() + Duration::hours(3);
+    let end = start + Duration::hours(2);
+    let window = TimeRange::new(start, end).unwrap();
+    let lots = app.state.services.lots();
+    let free = || async {
+        let spots = lots.free_spots(LotId(lot), window, VehicleType::Car, None);
+        spots.await.unwrap().len()
+    };
+    assert_eq!(free().await, 3);
+    lots.sync_availability().await.unwrap();
+
+    let user = UserId::new();
+    let theirs = other
+        .services
+        .reservations()
+        .reserve(user, request(lot, None, start, end), "o0")
+        .await
+        .unwrap();
+    assert_eq!(
+        lots.sync_availability().await.unwrap(),
+        0,
+        "the lot stays loaded"
+    );
+    assert_eq!(free().await, 2, "the other process's booking is held");
+
+    other
+        .services
+        .reservations()
+        .cancel_reservation(user, theirs.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        lots.sync_availability().await.unwrap(),
+        1,
+        "the lot dropped"
+    );
+    assert_eq!(free().await, 3, "read again, with the spot free");
+}
