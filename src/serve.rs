@@ -270,12 +270,14 @@ pub async fn schedule(
         move || {
             let service = service.clone();
             async move {
-                let lots = service
+                let synced = service
                     .lots()
                     .sync_availability()
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(JobOutcome { rows: lots as u64 })
+                Ok(JobOutcome {
+                    rows: (synced.dropped + synced.held) as u64,
+                })
             }
         },
     );

@@ -147,8 +147,8 @@ impl Lots<'_> {
     /// ([`RELEASING_EVENTS`]) is dropped, to be read again; the other loaded lots take the new
     /// reservations in place (this process's own are held already: holding is idempotent) and
     /// hold every change up to the head read. `parkflow serve` runs this every second so that
-    /// several API processes on one database agree. Returns the lots dropped.
-    pub async fn sync_availability(&self) -> Result<usize> {
+    /// several API processes on one database agree.
+    pub async fn sync_availability(&self) -> Result<Synced> {
         // Read before the head: every commit counted is at or before it.
         let foreign = self.store().writer_watch().map(|w| w.foreign_commits());
         let loaded = self.availability().loaded();
@@ -159,7 +159,7 @@ impl Lots<'_> {
             // Never synced: each loaded lot holds every change up to the position it was read at.
             after = loaded.iter().map(|&(_, as_of)| as_of).min().unwrap_or(head);
         }
-        let mut dropped = 0;
+        let mut synced = Synced::default();
         if head > after {
             let freed: HashSet<i64> = outbox
                 .lots_with_events(after, head, RELEASING_EVENTS)
@@ -169,7 +169,7 @@ impl Lots<'_> {
             for lot in &freed {
                 self.availability().invalidate(LotId(*lot));
             }
-            dropped = freed.len();
+            synced.dropped = freed.len();
             let kept: HashSet<LotId> = loaded
                 .into_iter()
                 .map(|(lot, _)| lot)
@@ -193,6 +193,7 @@ impl Lots<'_> {
                             end_ms: w.end_at.timestamp_millis(),
                         };
                         self.availability().hold_new(event.lot_id, hold);
+                        synced.held += 1;
                     }
                 }
                 for lot in kept {
@@ -204,8 +205,17 @@ impl Lots<'_> {
         if let Some(f) = foreign {
             self.set_availability_synced(f);
         }
-        Ok(dropped)
+        Ok(synced)
     }
+}
+
+/// What a sync of the availability index did ([`Lots::sync_availability`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Lots dropped, to be read again: a spot may have been freed.
+    pub dropped: usize,
+    /// New bookings (another process's, or this one's) held in place.
+    pub held: usize,
 }
 
 /// A lot whose availability changed under every attempt to read it.

@@ -5,7 +5,7 @@ mod arrival;
 mod availability;
 
 pub(crate) use availability::AVAILABILITY_EVENTS;
-pub use availability::RELEASING_EVENTS;
+pub use availability::{RELEASING_EVENTS, Synced};
 mod rates;
 
 pub use arrival::{ArrivalChance, ForecastHour};
