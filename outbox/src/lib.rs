@@ -245,13 +245,7 @@ impl Outbox {
         if types.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (0..types.len())
-            .map(|i| format!("${}", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT id, payload FROM outbox WHERE id > $1 AND id <= $2 AND event_type IN ({placeholders}) ORDER BY id"
-        );
+        let sql = between_of_types("SELECT id, payload", types, "ORDER BY id");
         let mut query = sqlx::query_as(AssertSqlSafe(sql)).bind(after).bind(upto);
         for t in types {
             query = query.bind(*t);
@@ -342,13 +336,7 @@ impl Outbox {
         if types.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (0..types.len())
-            .map(|i| format!("${}", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT DISTINCT lot_id FROM outbox WHERE id > $1 AND id <= $2 AND event_type IN ({placeholders}) ORDER BY lot_id"
-        );
+        let sql = between_of_types("SELECT DISTINCT lot_id", types, "ORDER BY lot_id");
         let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .bind(upto);
@@ -357,6 +345,18 @@ impl Outbox {
         }
         query.fetch_all(&self.pool).await
     }
+}
+
+/// `select` over the outbox rows at positions in `$1` exclusive to `$2` inclusive whose type
+/// is one of `types` (bound from `$3` on), then `order`.
+fn between_of_types(select: &str, types: &[&str], order: &str) -> String {
+    let placeholders = (0..types.len())
+        .map(|i| format!("${}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{select} FROM outbox WHERE id > $1 AND id <= $2 AND event_type IN ({placeholders}) {order}"
+    )
 }
 
 /// Ascending ids as runs of consecutive ids: `[1, 2, 3, 7, 8]` → `(1, 3), (7, 8)`.
