@@ -234,6 +234,14 @@ impl LotIndex {
     }
 }
 
+/// `window` in epoch ms, as the index keeps windows.
+fn span(window: TimeRange) -> (i64, i64) {
+    (
+        window.start().timestamp_millis(),
+        window.end().timestamp_millis(),
+    )
+}
+
 /// What the index offers a booking ([`AvailabilityIndex::best_unreserved`]).
 #[derive(Debug)]
 pub(crate) enum Offer<'a> {
@@ -393,11 +401,7 @@ impl AvailabilityIndex {
     ) -> Option<T> {
         let index = self.lot(lot)?;
         let index = index.read().expect("index lock");
-        let span = (
-            window.start().timestamp_millis(),
-            window.end().timestamp_millis(),
-        );
-        Some(read(&index, span))
+        Some(read(&index, span(window)))
     }
 
     /// The best open spot of a loaded `lot` for `choice.vehicle` (under the lot's spot policy;
@@ -413,10 +417,7 @@ impl AvailabilityIndex {
     ) -> Option<Offer<'_>> {
         let index = self.lot(lot)?;
         let mut index = index.write().expect("index lock");
-        let span = (
-            window.start().timestamp_millis(),
-            window.end().timestamp_millis(),
-        );
+        let span = span(window);
         Some(match index.pick(span, choice, skip, true) {
             Some(slot) => {
                 let id = self.claims.fetch_add(1, Ordering::Relaxed) + 1;

@@ -16,6 +16,15 @@ fn lot_with(spots: usize) -> AvailabilityIndex {
     index
 }
 
+/// A car's choice without a point, spread by `spread`.
+fn car(spread: u64) -> Choice {
+    Choice {
+        vehicle: VehicleType::Car,
+        near: None,
+        spread,
+    }
+}
+
 fn hold(index: &AvailabilityIndex, spot: i64, a: i64, b: i64) -> ReservationId {
     let r = ReservationId::new();
     index.hold(
@@ -86,11 +95,6 @@ fn the_index_offers_the_spot_the_same_choice_makes_from_the_stores_list() {
             }
         }
     }
-    let car = |spread| Choice {
-        vehicle: VehicleType::Car,
-        near: None,
-        spread,
-    };
     // Equally good car spots are spread over by the request's hash; an EV spot is never a
     // car's under the default policy, a motorcycle takes its own spot first.
     assert_eq!(
@@ -113,11 +117,6 @@ fn the_index_offers_the_spot_the_same_choice_makes_from_the_stores_list() {
 #[test]
 fn without_a_point_the_spread_picks_the_next_free_spot_of_the_best_fitting_type() {
     let index = lot_with(5);
-    let car = |spread| Choice {
-        vehicle: VehicleType::Car,
-        near: None,
-        spread,
-    };
     let offer = |choice: Choice, (a, b): (i64, i64), skip: &[SpotId]| {
         index
             .best_unreserved(LotId(1), window(a, b), choice, skip)
@@ -313,11 +312,6 @@ proptest! {
 #[test]
 fn a_spot_offered_to_a_booking_in_flight_is_not_offered_again_until_let_go() {
     let index = lot_with(3);
-    let car = |spread| Choice {
-        vehicle: VehicleType::Car,
-        near: None,
-        spread,
-    };
     let offer = |spread, (a, b)| {
         index
             .best_unreserved(LotId(1), window(a, b), car(spread), &[])

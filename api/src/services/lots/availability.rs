@@ -54,10 +54,24 @@ impl<'a> Lots<'a> {
         choice: Choice,
         skip: &[SpotId],
     ) -> Result<Offer<'a>> {
+        self.read_index(lot, |index| {
+            index.best_unreserved(lot, window, choice, skip)
+        })
+        .await
+    }
+
+    /// `read` from the availability index, loading `lot` first when it is not loaded (or was
+    /// dropped again by a concurrent change). What it reads may borrow the index (an offer's
+    /// claim does).
+    async fn read_index<T>(
+        self,
+        lot: LotId,
+        read: impl Fn(&'a AvailabilityIndex) -> Option<T>,
+    ) -> Result<T> {
         let index: &'a AvailabilityIndex = self.cx.availability();
         for _ in 0..3 {
-            if let Some(offer) = index.best_unreserved(lot, window, choice, skip) {
-                return Ok(offer);
+            if let Some(answer) = read(index) {
+                return Ok(answer);
             }
             self.load_availability(lot).await?;
         }
@@ -77,22 +91,6 @@ impl Lots<'_> {
     ) -> Result<Vec<FreeSpot>> {
         self.read_index(lot, |index| index.free_spots(lot, window, vehicle, near))
             .await
-    }
-
-    /// `read` from the availability index, loading `lot` first when it is not loaded (or was
-    /// dropped again by a concurrent change).
-    async fn read_index<T>(
-        &self,
-        lot: LotId,
-        read: impl Fn(&AvailabilityIndex) -> Option<T>,
-    ) -> Result<T> {
-        for _ in 0..3 {
-            if let Some(answer) = read(self.availability()) {
-                return Ok(answer);
-            }
-            self.load_availability(lot).await?;
-        }
-        Err(busy())
     }
 
     /// Read `lot` into the availability index (spots and every holding reservation).
